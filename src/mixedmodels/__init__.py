@@ -1,0 +1,36 @@
+"""mixedmodels: linear mixed-effects models with lme4 formulas, from Python.
+
+>>> import mixedmodels as mm
+>>> m = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+>>> print(m.summary())  # doctest: +SKIP
+"""
+
+from . import datasets
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    MixedModelsError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
+from .formula import parse_formula
+from .model import LinearMixedModel, lmer
+from .results import NotFittedError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "FormulaError",
+    "LinearMixedModel",
+    "MixedModelsError",
+    "NotFittedError",
+    "RankDeficiencyWarning",
+    "SingularFitWarning",
+    "__version__",
+    "datasets",
+    "lmer",
+    "parse_formula",
+]

@@ -1,0 +1,299 @@
+"""The linear mixed model: stages 1–4 tied together.
+
+``LinearMixedModel`` owns the design (stage 1), the cross-products (stage 2,
+computed once), the blocked factor (stage 3) and the optimisation of θ
+(stage 4).  Everything a user reads after the fit lives in
+:class:`~mixedmodels.results.FitResultsMixin`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .blocks import CrossProducts, cross_products
+from .design import Design, build_design
+from .errors import ConvergenceWarning, FormulaError, SingularFitWarning
+from .linalg import BlockedCholesky
+from .optimize import (
+    BOUNDARY_TOLERANCE,
+    OptimizationSummary,
+    check_convergence,
+    minimize_bobyqa,
+)
+from .results import FitResultsMixin
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class LinearMixedModel(FitResultsMixin):
+    """A linear mixed-effects model given by an lme4 formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 model formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame or dict of columns
+        The data; never modified.
+    reml : bool, default True
+        Fit by REML (True) or maximum likelihood (False).
+    weights : array-like or str, optional
+        Prior weights (or the name of their column).
+    missing : {"drop", "raise"}, default "drop"
+        Rows with missing values in a used column are dropped, as lme4's
+        ``na.omit`` does, or refused.
+
+    Examples
+    --------
+    >>> import mixedmodels as mm
+    >>> data = mm.datasets.load("sleepstudy")
+    >>> model = mm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", data).fit()
+    >>> round(model.objective, 2)
+    1743.63
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: Any,
+        *,
+        reml: bool = True,
+        weights: Any = None,
+        missing: str = "drop",
+    ) -> None:
+        design = build_design(formula, data, weights=weights, missing=missing)
+        if not design.terms:
+            raise FormulaError(
+                f"no random-effects terms in {formula!r}: add at least one term such as "
+                "(1 | group); for a model without random effects use ordinary least squares"
+            )
+        self._init_from(design, reml=reml)
+
+    def _init_from(self, design: Design, *, reml: bool, cp: CrossProducts | None = None) -> None:
+        self.design = design
+        self.reml = bool(reml)
+        self.data_name: str | None = None
+        self.cross_products = (
+            cp
+            if cp is not None
+            else cross_products(
+                [t.codes for t in design.terms],
+                [t.z for t in design.terms],
+                [t.n_levels for t in design.terms],
+                design.x,
+                design.y,
+                design.weights,
+            )
+        )
+        self.factor = BlockedCholesky(self.cross_products)
+        bounds = np.cumsum([0] + [t.n_theta for t in design.terms])
+        self._theta_slices = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+        self.lower_bounds = np.concatenate([t.theta_lower_bounds() for t in design.terms])
+        self.optsum: OptimizationSummary | None = None
+        self._theta: np.ndarray | None = None
+
+    # -- the objective --------------------------------------------------------------
+
+    def _lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [
+            t.lambda_matrix(theta[s])
+            for t, s in zip(self.design.terms, self._theta_slices, strict=True)
+        ]
+
+    def objective_at(self, theta: np.ndarray, reml: bool | None = None) -> float:
+        """The REML criterion or ML deviance at θ (lme4's scale); refreshes the factor."""
+        reml = self.reml if reml is None else reml
+        if not self.factor.update(self._lambdas(np.asarray(theta, dtype=np.float64))):
+            return math.inf
+        cp = self.cross_products
+        n, p = cp.n_obs, cp.n_fixed
+        r2 = self.factor.pwrss()
+        if r2 <= 0.0:
+            return math.inf
+        value = self.factor.logdet_theta() - cp.sum_log_weights
+        if reml:
+            dof = n - p
+            value += self.factor.logdet_x() + dof * (1.0 + _LOG_2PI + math.log(r2 / dof))
+        else:
+            value += n * (1.0 + _LOG_2PI + math.log(r2 / n))
+        return value
+
+    # -- fitting --------------------------------------------------------------------
+
+    def fit(
+        self,
+        *,
+        start: np.ndarray | None = None,
+        check_convergence: bool = True,
+        warn: bool = True,
+        max_restarts: int = 3,
+    ) -> LinearMixedModel:
+        """Estimate θ, then β, σ and the conditional modes.
+
+        Parameters
+        ----------
+        start : array, optional
+            Initial θ (default lme4's: identity relative covariance factors).
+        check_convergence : bool, default True
+            Estimate the gradient and Hessian at the optimum and report a doubtful
+            convergence in :attr:`converged` and :attr:`convergence_messages`.
+        warn : bool, default True
+            Issue warnings for singular fits and doubtful convergence.
+        max_restarts : int, default 3
+            Restarts of the optimizer from a boundary optimum, kept while they
+            lower the objective.
+        """
+        initial = (
+            np.concatenate([t.theta_start() for t in self.design.terms])
+            if start is None
+            else np.asarray(start, dtype=np.float64)
+        )
+        if initial.shape != self.lower_bounds.shape:
+            raise ValueError(
+                f"start must have {len(self.lower_bounds)} values (one per θ), got {initial.shape}"
+            )
+        theta, value, n_eval, status = minimize_bobyqa(
+            self.objective_at, initial, self.lower_bounds
+        )
+        # On the boundary BOBYQA's model of the objective degenerates and it can
+        # stop short of the optimum; a fresh start from there usually finishes.
+        for _ in range(max_restarts):
+            if not np.any(theta - self.lower_bounds < BOUNDARY_TOLERANCE):
+                break
+            again, again_value, n_more, again_status = minimize_bobyqa(
+                self.objective_at, theta, self.lower_bounds
+            )
+            n_eval += n_more
+            if again_value >= value:
+                break
+            improved = value - again_value
+            theta, value, status = again, again_value, again_status
+            if improved < 1e-6:
+                break
+        # Snap values within rounding of a bound onto it, as lme4 reports them.
+        at_bound = np.isfinite(self.lower_bounds) & (theta - self.lower_bounds < 1e-10)
+        theta = np.where(at_bound, self.lower_bounds, theta)
+        messages: list[str] = []
+        ok = status not in ("maximum number of evaluations reached", "maximum time reached")
+        if not ok:
+            messages.append(f"the optimizer stopped early: {status}")
+        gradient = None
+        if check_convergence:
+            passed, found, gradient = check_convergence_at(self, theta)
+            ok = ok and passed
+            messages.extend(found)
+        value = self.objective_at(theta)
+        self.optsum = OptimizationSummary(
+            initial=initial,
+            lower=self.lower_bounds.copy(),
+            final=theta,
+            objective=value,
+            n_evaluations=n_eval,
+            return_code=status,
+            converged=ok,
+            messages=messages,
+            gradient=gradient,
+        )
+        self._set_solution(theta)
+        if warn:
+            for message in messages:
+                warnings.warn(message, ConvergenceWarning, stacklevel=2)
+            if self.is_singular:
+                warnings.warn(
+                    "boundary (singular) fit: some variance component is estimated as zero "
+                    "or a correlation as ±1; see is_singular",
+                    SingularFitWarning,
+                    stacklevel=2,
+                )
+        return self
+
+    def _set_solution(self, theta: np.ndarray) -> None:
+        """Read β, u, b and σ off the factor at θ (which must be current)."""
+        self.objective_at(theta)
+        self._theta = np.asarray(theta, dtype=np.float64)
+        self._beta = self.factor.fixed_effects()
+        u = self.factor.spherical_modes(self._beta)
+        lambdas = self._lambdas(self._theta)
+        self._modes = [
+            (ui.reshape(t.n_levels, t.q) @ lam.T)
+            for ui, t, lam in zip(u, self.design.terms, lambdas, strict=True)
+        ]
+        cp = self.cross_products
+        dof = cp.n_obs - cp.n_fixed if self.reml else cp.n_obs
+        self._sigma = math.sqrt(self.factor.pwrss() / dof)
+        rinv = self.factor.inverse_rx()
+        self._unscaled_vcov = rinv.T @ rinv
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._theta is not None
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
+        self._require_fit()
+        finite = np.isfinite(self.lower_bounds)
+        return bool(np.any(self._theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
+
+    @property
+    def converged(self) -> bool:
+        self._require_fit()
+        return bool(self.optsum.converged)
+
+    @property
+    def convergence_messages(self) -> list[str]:
+        self._require_fit()
+        return list(self.optsum.messages)
+
+
+def check_convergence_at(model: LinearMixedModel, theta: np.ndarray):
+    return check_convergence(model.objective_at, theta, model.lower_bounds)
+
+
+def lmer(
+    formula: str,
+    data: Any,
+    reml: bool = True,
+    *,
+    weights: Any = None,
+    missing: str = "drop",
+    start: np.ndarray | None = None,
+    check_convergence: bool = True,
+) -> LinearMixedModel:
+    """Fit a linear mixed model, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 model formula with random-effects terms in parentheses.
+    data : pandas.DataFrame or dict of columns
+        The data; never modified.
+    reml : bool, default True
+        REML (True) or maximum likelihood (False).
+    weights, missing
+        See :class:`LinearMixedModel`.
+    start : array, optional
+        Initial θ.
+    check_convergence : bool, default True
+        Check the optimum by finite differences (see :meth:`LinearMixedModel.fit`).
+
+    Returns
+    -------
+    LinearMixedModel
+        The fitted model.
+
+    Examples
+    --------
+    >>> import mixedmodels as mm
+    >>> m = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+    >>> m.fixef.round(3).to_dict()
+    {'(Intercept)': 251.405, 'Days': 10.467}
+    """
+    model = LinearMixedModel(formula, data, reml=reml, weights=weights, missing=missing)
+    return model.fit(start=start, check_convergence=check_convergence)

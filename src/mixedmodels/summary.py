@@ -1,0 +1,136 @@
+"""lme4's ``summary(lmer(...))`` layout, as plain text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .model import LinearMixedModel
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if np.isfinite(value) else "NaN"
+
+
+def _table(header: list[str], rows: list[list[str]], align_left: int = 1) -> list[str]:
+    """Right-aligned columns except the first ``align_left`` ones."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        cells = [
+            r[i].ljust(widths[i]) if i < align_left else r[i].rjust(widths[i])
+            for i in range(len(header))
+        ]
+        lines.append(" " + " ".join(cells).rstrip())
+    return lines
+
+
+def _random_effects_lines(model: LinearMixedModel) -> list[str]:
+    rows: list[list[str]] = []
+    corr_cols = 0
+    blocks = []
+    for label, term, cov in zip(
+        model._term_labels(), model.design.terms, model.covariance_matrices(), strict=True
+    ):
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.outer(sd, sd)
+        blocks.append((label, term.column_names, np.diag(cov), sd, corr))
+        corr_cols = max(corr_cols, len(term.column_names) - 1)
+    for label, names, var, sd, corr in blocks:
+        for i, name in enumerate(names):
+            row = [label if i == 0 else "", name, f"{var[i]:.4g}", f"{sd[i]:.4g}"]
+            cells = [f"{corr[i, j]:.2f}" if np.isfinite(corr[i, j]) else "NaN" for j in range(i)]
+            row += cells + [""] * (corr_cols - len(cells))
+            rows.append(row)
+    sigma = model.sigma
+    rows.append(["Residual", "", f"{sigma**2:.4g}", f"{sigma:.4g}"] + [""] * corr_cols)
+    header = ["Groups", "Name", "Variance", "Std.Dev."] + (
+        ["Corr"] + [""] * (corr_cols - 1) if corr_cols else []
+    )
+    return _table(header, rows, align_left=2)
+
+
+def lme4_summary(model: LinearMixedModel) -> str:
+    """The text of lme4's ``summary()`` for a fitted model."""
+    method = "REML" if model.reml else "maximum likelihood"
+    lines = [f"Linear mixed model fit by {method}"]
+    lines.append(f"Formula: {model.design.formula.source}")
+    if model.data_name:
+        lines.append(f"   Data: {model.data_name}")
+    lines.append("")
+    if model.reml:
+        lines.append(f"REML criterion at convergence: {model.objective:.1f}")
+    else:
+        stats = [
+            ("AIC", model.aic),
+            ("BIC", model.bic),
+            ("logLik", model.loglik),
+            ("deviance", model.objective),
+            ("df.resid", float(model.nobs - model.n_params)),
+        ]
+        width = max(len(f"{v:.1f}") for _, v in stats)
+        lines.append("  ".join(name.rjust(width) for name, _ in stats))
+        lines.append("  ".join(f"{v:.1f}".rjust(width) for _, v in stats))
+    lines.append("")
+
+    resid = model.residuals.to_numpy() / model.sigma
+    if model.design.weights is not None:
+        resid = resid * np.sqrt(model.design.weights)
+    q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
+    lines.append("Scaled residuals:")
+    lines += _table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], align_left=0)
+    lines.append("")
+
+    lines.append("Random effects:")
+    lines += _random_effects_lines(model)
+    groups = ", ".join(f"{name}, {n}" for name, n in model.ngroups.items())
+    lines.append(f"Number of obs: {model.nobs}, groups:  {groups}")
+    if model.n_dropped_missing:
+        lines.append(f"({model.n_dropped_missing} observations deleted due to missingness)")
+    lines.append("")
+
+    coefs = model.coefs
+    lines.append("Fixed effects:")
+    rows = [
+        [name, f"{r.estimate:.4g}", f"{r.std_error:.4g}", f"{r.t_value:.3f}"]
+        for name, r in coefs.iterrows()
+    ]
+    lines += _table(["", "Estimate", "Std. Error", "t value"], rows)
+
+    p = len(coefs)
+    if 1 < p <= 12:
+        vc = model.vcov.to_numpy()
+        se = np.sqrt(np.diag(vc))
+        corr = vc / np.outer(se, se)
+        short = [_abbreviate(n) for n in coefs.index]
+        lines.append("")
+        lines.append("Correlation of Fixed Effects:")
+        rows = [
+            [short[i]] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i)
+            for i in range(1, p)
+        ]
+        lines += _table(["", *short[: p - 1]], rows)
+    if model.design.dropped_columns:
+        lines.append(
+            "fixed-effect model matrix is rank deficient so dropping "
+            f"{len(model.design.dropped_columns)} columns: "
+            + ", ".join(model.design.dropped_columns)
+        )
+    if model.is_singular:
+        lines.append("boundary (singular) fit: see is_singular")
+    for message in model.convergence_messages:
+        lines.append(f"convergence warning: {message}")
+    return "\n".join(lines)
+
+
+def _abbreviate(name: str, width: int = 6) -> str:
+    """Short column labels for the correlation table, as R's ``abbreviate``."""
+    if len(name) <= width:
+        return name
+    core = name.strip("()")
+    vowels_dropped = core[0] + "".join(c for c in core[1:] if c.lower() not in "aeiou")
+    short = vowels_dropped[:width]
+    return f"({short[: width - 2]})" if name.startswith("(") else short
