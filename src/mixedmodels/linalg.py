@@ -27,6 +27,17 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .blocks import CrossProducts, PairBlocks
+from .smallmatrix import (
+    batched_cholesky,
+    batched_lower_inverse,
+    batched_lower_solve_transposed,
+    batched_matmul,
+    congruence,
+)
+
+# Above this many (block, block) products, L[i,1]L[j,1]ᵀ is left to scipy's
+# sparse product instead of precomputed index lists (memory bound).
+_MAX_PRODUCT_TRIPLES = 30_000_000
 
 
 def _scatter_index(rows: np.ndarray, cols: np.ndarray, q_row: int, q_col: int, n_col: int):
@@ -61,6 +72,55 @@ class _SparseColumnBlock:
         return self.matrix
 
 
+class _SparseProduct:
+    """Index lists for L[i,1] L[j,1]ᵀ: every pair of blocks that share a column of L₁₁.
+
+    Computing the product as one gather, one batch of small products and one
+    ``bincount`` is several times faster than scipy's sparse product, whose
+    symbolic phase would be repeated at every θ.
+    """
+
+    def __init__(self, left: PairBlocks, right: PairBlocks, q_left: int, q_right: int, n_cols: int):
+        order_l = np.argsort(left.cols, kind="stable")
+        order_r = np.argsort(right.cols, kind="stable")
+        n0 = int(max(left.cols.max(initial=-1), right.cols.max(initial=-1))) + 1
+        count_l = np.bincount(left.cols, minlength=n0)
+        count_r = np.bincount(right.cols, minlength=n0)
+        start_l = np.concatenate([[0], np.cumsum(count_l)[:-1]])
+        start_r = np.concatenate([[0], np.cumsum(count_r)[:-1]])
+        per_col = count_l * count_r
+        total = int(per_col.sum())
+        self.n_triples = total
+        if total > _MAX_PRODUCT_TRIPLES:
+            self.left_index = self.right_index = self.flat = None
+            return
+        # For column c, all (a, b) with a < count_l[c], b < count_r[c].
+        col = np.repeat(np.arange(n0), per_col)
+        offset = np.arange(total) - np.repeat(np.cumsum(per_col) - per_col, per_col)
+        a = offset // np.maximum(count_r[col], 1)
+        b = offset % np.maximum(count_r[col], 1)
+        self.left_index = order_l[start_l[col] + a]
+        self.right_index = order_r[start_r[col] + b]
+        self.flat = _scatter_index(
+            left.rows[self.left_index], right.rows[self.right_index], q_left, q_right, n_cols
+        )
+        self.shape = (int(left.rows.max(initial=-1)) + 1, n_cols)
+
+    @property
+    def available(self) -> bool:
+        return self.flat is not None
+
+    def dense(self, left_values: np.ndarray, right_values: np.ndarray, shape) -> np.ndarray:
+        if left_values.shape[1] == left_values.shape[2] == right_values.shape[1] == 1:
+            products = left_values[self.left_index, 0, 0] * right_values[self.right_index, 0, 0]
+        else:
+            products = batched_matmul(
+                left_values[self.left_index], right_values[self.right_index].transpose(0, 2, 1)
+            )
+        size = shape[0] * shape[1]
+        return np.bincount(self.flat, weights=products.ravel(), minlength=size).reshape(shape)
+
+
 class BlockedCholesky:
     """The blocked factor L for a fixed block structure, updated in place for each θ.
 
@@ -92,6 +152,12 @@ class BlockedCholesky:
                 self._off_index[(i, j)] = _scatter_index(
                     pairs.rows, pairs.cols, cp.q[i], cp.q[j], self.sizes[j]
                 )
+        self._products = {
+            (i, j): _SparseProduct(cp.off[(i, 0)], cp.off[(j, 0)], cp.q[i], cp.q[j], self.sizes[j])
+            for i in range(1, k)
+            for j in range(1, i + 1)
+        }
+        self._col0_values: dict[int, np.ndarray] = {}
         # Factor storage (filled by update).
         self.L00: np.ndarray = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self.L_col0: dict[int, sp.csr_matrix] = {}
@@ -100,11 +166,15 @@ class BlockedCholesky:
         self.L_xx = np.empty((self.n_xy, self.n_xy))
         self.lambdas: list[np.ndarray] = []
 
+    @property
+    def largest_dense_block(self) -> int:
+        """Order of the largest dense diagonal block (0 when L₁₁ is the only one)."""
+        return max(self.sizes[1:], default=0)
+
     # -- the update -----------------------------------------------------------------
 
     def update(self, lambdas: list[np.ndarray]) -> bool:
         """Refactor for new relative covariance factors; False if not positive definite."""
-        cp = self.cp
         self.lambdas = lambdas
         k = self.k
         try:
@@ -115,47 +185,51 @@ class BlockedCholesky:
             self._update_xx()
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
             return False
-        return bool(np.all(np.isfinite(self.L_xx))) and cp is self.cp
+        return bool(np.all(np.isfinite(self.L_xx)))
 
     def _update_first_column(self, lambdas: list[np.ndarray]) -> None:
         cp = self.cp
         lam0 = lambdas[0]
-        q0 = cp.q[0]
-        scaled = lam0.T @ cp.diag[0] @ lam0
-        scaled += np.eye(q0)
-        if q0 == 1:
-            self.L00 = np.sqrt(scaled)
-            inv_l00 = 1.0 / self.L00
-        else:
-            self.L00 = np.linalg.cholesky(scaled)
-            inv_l00 = np.linalg.inv(self.L00)
+        m0, q0 = cp.n_levels[0], cp.q[0]
+        scaled = congruence(lam0, cp.diag[0])
+        for a in range(q0):
+            scaled[:, a, a] += 1.0
+        self.L00 = batched_cholesky(scaled)
+        inv_l00 = batched_lower_inverse(self.L00)
         # Right-multiplying by Λ₁ L₁₁⁻ᵀ acts level by level.
-        self._right0 = lam0 @ inv_l00.transpose(0, 2, 1)
+        self._right0 = batched_matmul(
+            np.broadcast_to(lam0, (m0, q0, q0)), inv_l00.transpose(0, 2, 1)
+        )
         for i, block in self._sparse.items():
             pairs = cp.off[(i, 0)]
-            values = lambdas[i].T @ pairs.data @ self._right0[pairs.cols]
+            left = congruence(lambdas[i], pairs.data, np.eye(q0))
+            values = batched_matmul(left, self._right0[pairs.cols])
+            self._col0_values[i] = values
             self.L_col0[i] = block.set_values(values)
-        xz = cp.xz[0]
-        self.L_x[0] = np.einsum("plq,lqr->plr", xz, self._right0).reshape(self.n_xy, -1)
+        xz = cp.xz[0].transpose(1, 0, 2)  # (levels, p + 1, q)
+        self.L_x[0] = batched_matmul(xz, self._right0).transpose(1, 0, 2).reshape(self.n_xy, -1)
 
     def _dense_scaled_off(self, i: int, j: int, lambdas: list[np.ndarray]) -> np.ndarray:
         """Dense Λᵢᵀ ZᵢᵀZⱼ Λⱼ for j ≥ 1."""
         pairs = self.cp.off[(i, j)]
         out = np.zeros((self.sizes[i], self.sizes[j]))
-        values = lambdas[i].T @ pairs.data @ lambdas[j]
+        values = congruence(lambdas[i], pairs.data, lambdas[j])
         out.ravel()[self._off_index[(i, j)]] = values.ravel()
         return out
 
     def _product_col(self, i: int, j: int, kk: int) -> np.ndarray:
-        """L[i, kk] L[j, kk]ᵀ as a dense array (i, j are term indices or 'x' = k)."""
+        """L[i, kk] L[j, kk]ᵀ as a dense array (i, j term indices, or k for the [X y] row)."""
+        if kk == 0 and i < self.k and j < self.k:
+            product = self._products[(i, j)]
+            if product.available:
+                shape = (self.sizes[i], self.sizes[j])
+                return product.dense(self._col0_values[i], self._col0_values[j], shape)
         left = self._block(i, kk)
         right = self._block(j, kk)
         if sp.issparse(left) and sp.issparse(right):
             return (left @ right.T).toarray()
         if sp.issparse(right):
             return (right @ left.T).T
-        if sp.issparse(left):
-            return left @ right.T
         return left @ right.T
 
     def _block(self, i: int, j: int):
@@ -170,7 +244,7 @@ class BlockedCholesky:
         lam = lambdas[j]
         size = self.sizes[j]
         diag = np.zeros((size, size))
-        diag.ravel()[self._diag_index[j]] = (lam.T @ cp.diag[j] @ lam).ravel()
+        diag.ravel()[self._diag_index[j]] = congruence(lam, cp.diag[j]).ravel()
         diag[np.diag_indices(size)] += 1.0
         for kk in range(j):
             diag -= self._product_col(j, j, kk)
@@ -183,7 +257,7 @@ class BlockedCholesky:
             self.L_dense[(i, j)] = scipy.linalg.solve_triangular(
                 ljj, block.T, lower=True, check_finite=False
             ).T
-        xz = (cp.xz[j] @ lam).reshape(self.n_xy, -1)
+        xz = (cp.xz[j].reshape(-1, lam.shape[0]) @ lam).reshape(self.n_xy, -1)
         for kk in range(j):
             xz = xz - self._product_col(self.k, j, kk)
         self.L_x[j] = scipy.linalg.solve_triangular(ljj, xz.T, lower=True, check_finite=False).T
@@ -231,9 +305,7 @@ class BlockedCholesky:
                 rhs = rhs - self._block(i, j).T @ u[i]
             if j == 0:
                 m, q = self.cp.n_levels[0], self.cp.q[0]
-                u[j] = np.linalg.solve(self.L00.transpose(0, 2, 1), rhs.reshape(m, q, 1)).reshape(
-                    -1
-                )
+                u[j] = batched_lower_solve_transposed(self.L00, rhs.reshape(m, q)).reshape(-1)
             else:
                 u[j] = scipy.linalg.solve_triangular(
                     self.L_dense[(j, j)].T, rhs, lower=False, check_finite=False

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .blocks import CrossProducts, cross_products
 from .design import Design, build_design
@@ -24,10 +25,22 @@ from .optimize import (
     OptimizationSummary,
     check_convergence,
     minimize_bobyqa,
+    restart_steps,
 )
 from .results import FitResultsMixin
 
 _LOG_2PI = math.log(2 * math.pi)
+# Dense blocks of at least this order make multi-threaded BLAS worth it.
+_THREADED_BLOCK_SIZE = 800
+# Inspecting the loaded BLAS libraries takes milliseconds: do it once.
+_BLAS_CONTROLLER: ThreadpoolController | None = None
+
+
+def _blas_limit(threads: int | None):
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
 
 
 class LinearMixedModel(FitResultsMixin):
@@ -156,24 +169,42 @@ class LinearMixedModel(FitResultsMixin):
             raise ValueError(
                 f"start must have {len(self.lower_bounds)} values (one per θ), got {initial.shape}"
             )
+        # The θ loop works on many small matrices: BLAS threads only pay for
+        # themselves on large dense blocks and thrash on small ones.
+        blas_threads = None if self.factor.largest_dense_block >= _THREADED_BLOCK_SIZE else 1
+        with _blas_limit(blas_threads):
+            return self._fit(initial, check_convergence, warn, max_restarts)
+
+    def _fit(
+        self, initial: np.ndarray, check_convergence: bool, warn: bool, max_restarts: int
+    ) -> LinearMixedModel:
         theta, value, n_eval, status = minimize_bobyqa(
             self.objective_at, initial, self.lower_bounds
         )
-        # On the boundary BOBYQA's model of the objective degenerates and it can
-        # stop short of the optimum; a fresh start from there usually finishes.
-        for _ in range(max_restarts):
-            if not np.any(theta - self.lower_bounds < BOUNDARY_TOLERANCE):
-                break
-            again, again_value, n_more, again_status = minimize_bobyqa(
-                self.objective_at, theta, self.lower_bounds
+        # On the boundary BOBYQA can stop at a point that is not the optimum.
+        # Restarting with full-size steps (which BOBYQA uses to move the start
+        # off or onto bounds) escapes such points; a last restart with steps
+        # that keep the start in place then polishes the best point found.
+        if np.any(theta - self.lower_bounds < BOUNDARY_TOLERANCE):
+            for _ in range(max_restarts):
+                again, again_value, n_more, again_status = minimize_bobyqa(
+                    self.objective_at, theta, self.lower_bounds
+                )
+                n_eval += n_more
+                if again_value >= value - 1e-6:
+                    if again_value < value:
+                        theta, value, status = again, again_value, again_status
+                    break
+                theta, value, status = again, again_value, again_status
+            polished, polished_value, n_more, polished_status = minimize_bobyqa(
+                self.objective_at,
+                theta,
+                self.lower_bounds,
+                initial_step=restart_steps(theta, self.lower_bounds),
             )
             n_eval += n_more
-            if again_value >= value:
-                break
-            improved = value - again_value
-            theta, value, status = again, again_value, again_status
-            if improved < 1e-6:
-                break
+            if polished_value < value:
+                theta, value, status = polished, polished_value, polished_status
         # Snap values within rounding of a bound onto it, as lme4 reports them.
         at_bound = np.isfinite(self.lower_bounds) & (theta - self.lower_bounds < 1e-10)
         theta = np.where(at_bound, self.lower_bounds, theta)

@@ -53,7 +53,7 @@ def minimize_bobyqa(
     ftol_rel: float = 1e-12,
     ftol_abs: float = 1e-8,
     xtol_abs: float = 1e-10,
-    initial_step: float = 0.75,
+    initial_step: float | np.ndarray = 0.75,
     max_evaluations: int = 100_000,
 ) -> tuple[np.ndarray, float, int, str]:
     """Run BOBYQA from ``start``; returns (θ, f(θ), evaluations, nlopt's status)."""
@@ -72,7 +72,7 @@ def minimize_bobyqa(
     opt.set_ftol_rel(ftol_rel)
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)
-    opt.set_initial_step(np.full(n, initial_step))
+    opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), (n,)).copy())
     opt.set_maxeval(max_evaluations)
     # BOBYQA needs at least two interpolation points per dimension.
     start = np.maximum(start, lower)
@@ -83,6 +83,20 @@ def minimize_bobyqa(
         theta = _best_seen(opt, start)
         status = "roundoff limited"
     return np.asarray(theta), float(objective(np.asarray(theta))), count, status
+
+
+def restart_steps(theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Initial steps for restarting BOBYQA at θ without moving θ.
+
+    Powell's BOBYQA moves a starting coordinate that lies within one initial
+    step of its bound onto the bound or one step away from it; steps no larger
+    than half the distance to the bound keep a restart where it starts.
+    """
+    distance = theta - lower
+    steps = np.clip(0.25 * np.abs(theta), 1e-3, 0.75)
+    interior = np.isfinite(distance) & (distance > 0)
+    steps[interior] = np.minimum(steps[interior], 0.5 * distance[interior])
+    return np.maximum(steps, 1e-8)
 
 
 def _best_seen(opt: nlopt.opt, start: np.ndarray) -> np.ndarray:
