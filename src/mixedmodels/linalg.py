@@ -206,8 +206,16 @@ class BlockedCholesky:
             values = batched_matmul(left, self._right0[pairs.cols])
             self._col0_values[i] = values
             self.L_col0[i] = block.set_values(values)
-        xz = cp.xz[0].transpose(1, 0, 2)  # (levels, p + 1, q)
-        self.L_x[0] = batched_matmul(xz, self._right0).transpose(1, 0, 2).reshape(self.n_xy, -1)
+        # L_x[0][:, l] = xzₗ · right0ₗ, summed over the q×q entries of right0 so
+        # that every operation runs over whole (p + 1, levels) arrays.
+        xz = cp.xz[0]  # (p + 1, levels, q)
+        out = np.empty_like(xz)
+        for b in range(q0):
+            acc = xz[:, :, 0] * self._right0[None, :, 0, b]
+            for a in range(1, q0):
+                acc += xz[:, :, a] * self._right0[None, :, a, b]
+            out[:, :, b] = acc
+        self.L_x[0] = out.reshape(self.n_xy, -1)
 
     def _dense_scaled_off(self, i: int, j: int, lambdas: list[np.ndarray]) -> np.ndarray:
         """Dense Λᵢᵀ ZᵢᵀZⱼ Λⱼ for j ≥ 1."""

@@ -1,0 +1,119 @@
+"""The results API contract of a fitted model, beyond the numbers compared with lme4."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+
+
+@pytest.fixture(scope="module")
+def sleepstudy() -> pd.DataFrame:
+    return mm.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def slope_fit(sleepstudy):
+    return mm.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+
+
+def test_dict_of_columns_gives_the_same_fit(sleepstudy, slope_fit):
+    columns = {name: sleepstudy[name].to_numpy() for name in sleepstudy.columns}
+    m = mm.lmer("Reaction ~ Days + (Days | Subject)", columns)
+    assert m.objective == pytest.approx(slope_fit.objective, abs=1e-8)
+    np.testing.assert_allclose(m.fixef, slope_fit.fixef, rtol=1e-8)
+
+
+def test_callers_data_are_not_modified(sleepstudy):
+    before = sleepstudy.copy(deep=True)
+    data = sleepstudy.copy()
+    data["Subject"] = data["Subject"].astype("category")
+    frozen = data.copy(deep=True)
+    mm.lmer("Reaction ~ Days + I(Days^2) + (Days || Subject)", data)
+    pd.testing.assert_frame_equal(data, frozen)
+    pd.testing.assert_frame_equal(sleepstudy, before)
+
+
+def test_results_types_and_shapes(slope_fit):
+    m = slope_fit
+    assert isinstance(m.fixef, pd.Series) and list(m.fixef.index) == ["(Intercept)", "Days"]
+    assert list(m.coefs.columns) == ["estimate", "std_error", "t_value"]
+    assert list(m.coefs.index) == list(m.fixef.index)
+    assert m.vcov.shape == (2, 2) and list(m.vcov.index) == list(m.fixef.index)
+    np.testing.assert_allclose(np.sqrt(np.diag(m.vcov)), m.coefs["std_error"])
+    assert m.theta.shape == (3,)
+    assert list(m.varcorr.columns) == ["group", "var1", "var2", "vcov", "sdcor"]
+    assert list(m.varcorr.var1[:3]) == ["(Intercept)", "Days", "(Intercept)"]
+    assert m.varcorr.var2[2] == "Days" and pd.isna(m.varcorr.var2[0])
+    assert m.varcorr.group.iloc[-1] == "Residual"
+    assert m.varcorr.sdcor.iloc[-1] == pytest.approx(m.sigma)
+    assert set(m.ranef) == {"Subject"}
+    assert m.ranef["Subject"].shape == (18, 2)
+    assert len(m.fitted) == len(m.residuals) == m.nobs == 180
+    np.testing.assert_allclose(m.fitted + m.residuals, mm.datasets.load("sleepstudy").Reaction)
+    assert m.converged and not m.is_singular
+    assert m.ngroups == {"Subject": 18}
+
+
+def test_model_object_fits_like_lmer(sleepstudy, slope_fit):
+    model = mm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    with pytest.raises(mm.NotFittedError):
+        _ = model.fixef
+    model.fit()
+    assert model.objective == pytest.approx(slope_fit.objective, abs=1e-8)
+
+
+def test_ml_summary_shows_information_criteria(sleepstudy):
+    m = mm.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, reml=False)
+    text = str(m.summary())
+    assert "fit by maximum likelihood" in text
+    for word in ("AIC", "BIC", "logLik", "deviance", "df.resid"):
+        assert word in text
+    assert f"{m.aic:.1f}" in text
+
+
+def test_uncorrelated_terms_share_one_ranef_table(sleepstudy):
+    m = mm.lmer("Reaction ~ Days + (Days || Subject)", sleepstudy)
+    assert list(m.ranef["Subject"].columns) == ["(Intercept)", "Days"]
+    assert list(m.varcorr.group[:2]) == ["Subject", "Subject.1"]
+
+
+def test_rank_deficient_x_warns_with_the_column_name(sleepstudy):
+    with pytest.warns(mm.RankDeficiencyWarning, match=r"I\(2 \* Days\)"):
+        m = mm.lmer("Reaction ~ Days + I(2 * Days) + (1 | Subject)", sleepstudy)
+    reference = mm.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    assert list(m.fixef.index) == ["(Intercept)", "Days"]
+    assert m.objective == pytest.approx(reference.objective, abs=1e-8)
+
+
+def test_singular_fit_is_reported():
+    data = mm.datasets.load("Dyestuff2")
+    with pytest.warns(mm.SingularFitWarning):
+        m = mm.lmer("Yield ~ 1 + (1 | Batch)", data)
+    assert m.is_singular
+    assert "singular" in str(m.summary())
+
+
+def test_weights_scale_the_residual_variance(sleepstudy):
+    """Weights w make Var(εᵢ) = σ²/wᵢ: doubling every weight doubles σ², nothing else moves."""
+    m1 = mm.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, weights=np.ones(180))
+    m2 = mm.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, weights=np.full(180, 2.0))
+    assert m2.sigma**2 == pytest.approx(2 * m1.sigma**2, rel=1e-5)
+    np.testing.assert_allclose(m1.fixef, m2.fixef, rtol=1e-6)
+    np.testing.assert_allclose(m1.varcorr.vcov[:1], m2.varcorr.vcov[:1], rtol=1e-4)
+    np.testing.assert_allclose(m1.coefs.std_error, m2.coefs.std_error, rtol=1e-4)
+
+
+def test_main_prints_the_example_summary():
+    with warnings.catch_warnings():
+        out = subprocess.run(
+            [sys.executable, "-m", "mixedmodels"], capture_output=True, text=True, check=True
+        ).stdout
+    assert "Linear mixed model fit by REML" in out
+    assert "Subject" in out and "Days" in out
