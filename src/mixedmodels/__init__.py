@@ -17,6 +17,8 @@ from .errors import (
 from .formula import parse_formula
 from .model import LinearMixedModel, lmer
 from .results import NotFittedError
+from .statsmodels_api import MixedLM, mixedlm
+from .statsmodels_summary import MixedLMResults
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,8 @@ __all__ = [
     "DataError",
     "FormulaError",
     "LinearMixedModel",
+    "MixedLM",
+    "MixedLMResults",
     "MixedModelsError",
     "NotFittedError",
     "RankDeficiencyWarning",
@@ -32,5 +36,6 @@ __all__ = [
     "__version__",
     "datasets",
     "lmer",
+    "mixedlm",
     "parse_formula",
 ]
