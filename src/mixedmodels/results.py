@@ -204,6 +204,16 @@ class FitResultsMixin:
 
         return Summary(lme4_summary(self))
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the summary as HTML tables."""
+        if getattr(self, "_theta", None) is None:
+            import html
+
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        from .html import summary_html
+
+        return summary_html(self)
+
     def __repr__(self) -> str:
         if getattr(self, "_theta", None) is None:
             return f"<LinearMixedModel {self.design.formula.source!r} (not fitted)>"

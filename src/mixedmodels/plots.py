@@ -1,0 +1,459 @@
+"""Diagnostic plots of a fitted model (matplotlib, the ``plot`` extra).
+
+Each function returns a :class:`matplotlib.figure.Figure`, which the caller
+shows, saves (``fig.savefig("modes.png")``) or closes.  Figures are made with
+:class:`matplotlib.figure.Figure` directly, not through ``pyplot``, so nothing
+is registered with a GUI backend and no global state changes; in a notebook
+the returned figure displays itself.
+
+- :func:`caterpillar` — conditional modes with prediction intervals, one panel
+  per grouping factor and random-effects column;
+- :func:`residuals` — residuals against fitted values;
+- :func:`qq` — normal quantile plots of the residuals and of the modes;
+- :func:`profile` — profile ζ plots from a table of parameter values and ζ.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from scipy import stats
+from scipy.linalg import lapack
+
+from .errors import MixedModelsError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .model import LinearMixedModel
+
+# Above this many random effects in all, the conditional covariances are found
+# by sparse solves in chunks instead of one dense inverse (6000² doubles are
+# 290 MB; the sparse solves are slower when crossed factors fill the factor in).
+_DENSE_LIMIT = 6000
+_CHUNK = 256
+# Level labels on the caterpillar's axis only while they stay legible.
+_MAX_LABELS = 60
+
+
+def _figure(n_panels: int, ncols: int, panel_size: tuple[float, float]) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError("plots need matplotlib: pip install 'mixedmodels[plot]'") from err
+    ncols = max(1, min(ncols, n_panels))
+    nrows = -(-n_panels // ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig
+
+
+def _require_fitted(model: Any) -> None:
+    if not hasattr(model, "_require_fit"):
+        raise MixedModelsError(f"expected a fitted LinearMixedModel, got {type(model).__name__}")
+    model._require_fit()
+
+
+# -- conditional variances of the modes ----------------------------------------------
+
+
+def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
+    """Covariance of each level's random effects given the data, as lme4's ``condVar``.
+
+    For the spherical effects u (b = Λu), Var(u | y) = σ² (ΛᵀZᵀWZΛ + I)⁻¹ with β
+    held at its estimate, which is what lme4's ``ranef(condVar = TRUE)``
+    reports; per level, the q×q block of that matrix is mapped back through λ.
+
+    Parameters
+    ----------
+    model : LinearMixedModel
+        A fitted model.
+
+    Returns
+    -------
+    dict
+        Grouping factor → array ``(n_levels, Q, Q)``, Q the number of columns
+        of ``model.ranef[group]`` (terms sharing a factor are combined; their
+        cross-covariances, which lme4 does not report either, are left zero).
+        A model that provides ``ranef_cov`` is asked for it instead.
+    """
+    _require_fitted(model)
+    provided = getattr(model, "ranef_cov", None)
+    if isinstance(provided, dict) and provided:
+        return {g: np.asarray(v, dtype=float) for g, v in provided.items()}
+    return _compute_conditional_covariances(model)
+
+
+def _compute_conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
+    """:func:`conditional_covariances` from the model's θ, σ and Z (no ``ranef_cov``)."""
+    terms = model.design.terms
+    lambdas = model._lambdas(model._theta)
+    offsets = np.cumsum([0] + [t.n_columns for t in terms])
+    n_total = int(offsets[-1])
+    weights = model.design.weights
+    root_w = np.sqrt(weights) if weights is not None else None
+    pieces = []
+    for term, lam, offset in zip(terms, lambdas, offsets, strict=False):
+        zl = term.z @ lam
+        if root_w is not None:
+            zl = zl * root_w[:, None]
+        rows = np.repeat(np.arange(len(term.codes)), term.q)
+        cols = (offset + term.codes[:, None] * term.q + np.arange(term.q)).ravel()
+        pieces.append(sp.csr_matrix((zl.ravel(), (rows, cols)), shape=(len(term.codes), n_total)))
+    # Each piece spans all columns with its own at its offset: the sum is ZΛ.
+    zlam = sum(pieces[1:], pieces[0])
+    precision = (zlam.T @ zlam + sp.identity(n_total)).tocsc()
+    layout = [(int(o), t.n_levels, t.q) for t, o in zip(terms, offsets, strict=False)]
+    blocks = _diagonal_blocks_of_inverse(precision, layout)
+    per_term = [
+        model.sigma**2 * np.einsum("ij,ljk,mk->lim", lam, s, lam)
+        for lam, s in zip(lambdas, blocks, strict=True)
+    ]
+    out: dict[str, np.ndarray] = {}
+    for term, cov in zip(terms, per_term, strict=True):
+        if term.group_name not in out:
+            out[term.group_name] = cov
+            continue
+        prior = out[term.group_name]
+        q0, q1 = prior.shape[1], cov.shape[1]
+        combined = np.zeros((prior.shape[0], q0 + q1, q0 + q1))
+        combined[:, :q0, :q0] = prior
+        combined[:, q0:, q0:] = cov
+        out[term.group_name] = combined
+    return out
+
+
+def _dense_spd_inverse(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix through its Cholesky factor."""
+    factor, info = lapack.dpotrf(matrix, lower=1)
+    if info != 0:  # pragma: no cover - ΛᵀZᵀZΛ + I is positive definite
+        return np.linalg.inv(matrix)
+    inverse, info = lapack.dpotri(factor, lower=1)
+    # dpotri fills the lower triangle only.
+    return np.tril(inverse) + np.tril(inverse, -1).T
+
+
+def _diagonal_blocks_of_inverse(
+    precision: sp.csc_matrix, layout: list[tuple[int, int, int]]
+) -> list[np.ndarray]:
+    """The q×q diagonal blocks of ``precision⁻¹`` for each (offset, n_levels, q)."""
+    n = precision.shape[0]
+    if n <= _DENSE_LIMIT:
+        inverse = _dense_spd_inverse(precision.toarray())
+
+        def columns(start: int, stop: int) -> np.ndarray:
+            return inverse[:, start:stop]
+
+    else:
+        lu = spla.splu(precision)
+
+        def columns(start: int, stop: int) -> np.ndarray:
+            rhs = np.zeros((n, stop - start))
+            rhs[np.arange(start, stop), np.arange(stop - start)] = 1.0
+            return lu.solve(rhs)
+
+    out = []
+    for offset, n_levels, q in layout:
+        blocks = np.empty((n_levels, q, q))
+        # Chunks of whole levels so that each level's block comes from one solve.
+        per_chunk = max(1, _CHUNK // q)
+        for first in range(0, n_levels, per_chunk):
+            last = min(n_levels, first + per_chunk)
+            start, stop = offset + first * q, offset + last * q
+            cols = columns(start, stop)[start:stop]
+            for level in range(first, last):
+                a = (level - first) * q
+                blocks[level] = cols[a : a + q, a : a + q]
+        out.append(blocks)
+    return out
+
+
+# -- caterpillar ----------------------------------------------------------------------
+
+
+def caterpillar(
+    model: LinearMixedModel,
+    *,
+    level: float | None = 0.95,
+    groups: list[str] | None = None,
+    ncols: int = 3,
+) -> Figure:
+    """Conditional modes of the random effects with prediction intervals.
+
+    One panel per grouping factor and random-effects column, levels sorted by
+    their mode, as lme4's ``dotplot(ranef(m, condVar = TRUE))``.
+
+    Parameters
+    ----------
+    model : LinearMixedModel
+        A fitted model.
+    level : float or None, default 0.95
+        Coverage of the intervals, mode ± z·sd with the conditional standard
+        deviations of :func:`conditional_covariances`; ``None`` for points only.
+    groups : list of str, optional
+        Grouping factors to show (default all).
+    ncols : int, default 3
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_fitted(model)
+    ranef = model.ranef
+    chosen = list(ranef) if groups is None else list(groups)
+    unknown = [g for g in chosen if g not in ranef]
+    if unknown:
+        raise MixedModelsError(
+            f"no grouping factor {unknown[0]!r} in the model (it has: {', '.join(ranef)})"
+        )
+    if level is not None and not 0 < level < 1:
+        raise MixedModelsError(f"level must be between 0 and 1, got {level}")
+    covs = conditional_covariances(model) if level is not None else {}
+    z = stats.norm.ppf(0.5 + level / 2) if level is not None else 0.0
+    panels = [(g, j, c) for g in chosen for j, c in enumerate(ranef[g].columns)]
+    n_levels = max(len(ranef[g]) for g in chosen)
+    height = min(12.0, max(2.5, 0.16 * min(n_levels, _MAX_LABELS) + 1.0))
+    fig = _figure(len(panels), ncols, (3.6, height))
+    for ax, (group, j, column) in zip(fig.axes, panels, strict=False):
+        modes = ranef[group][column].to_numpy()
+        order = np.argsort(modes, kind="stable")
+        position = np.arange(len(modes))
+        if level is not None:
+            sd = np.sqrt(np.maximum(covs[group][:, j, j], 0.0))
+            ax.errorbar(
+                modes[order],
+                position,
+                xerr=z * sd[order],
+                fmt="none",
+                ecolor="0.55",
+                elinewidth=0.9,
+            )
+        ax.plot(
+            modes[order], position, "o", color="C0", markersize=3.5 if len(modes) < 200 else 1.5
+        )
+        ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--")
+        labels = ranef[group].index.astype(str)
+        if len(modes) <= _MAX_LABELS:
+            ax.set_yticks(position, labels[order], fontsize=7)
+        else:
+            ax.set_yticks([])
+            ax.set_ylabel(f"{len(modes)} levels, sorted")
+        ax.set_ylim(-0.7, len(modes) - 0.3)
+        ax.set_title(f"{group}: {column}", fontsize=10)
+        ax.set_xlabel("conditional mode")
+    if level is not None:
+        fig.suptitle(f"Conditional modes with {level:.0%} prediction intervals", fontsize=11)
+    return fig
+
+
+# -- residuals and quantile plots -----------------------------------------------------
+
+
+def residuals(model: LinearMixedModel, *, scaled: bool = False) -> Figure:
+    """Residuals against fitted values, with a smooth of their mean.
+
+    Parameters
+    ----------
+    model : LinearMixedModel
+        A fitted model.
+    scaled : bool, default False
+        Divide the residuals by σ (lme4's scaled residuals).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_fitted(model)
+    fitted = model.fitted.to_numpy()
+    resid = model.residuals.to_numpy()
+    if scaled:
+        resid = resid / model.sigma
+    fig = _figure(1, 1, (5.5, 4.0))
+    ax = fig.axes[0]
+    ax.scatter(fitted, resid, s=10 if len(resid) < 2000 else 2, alpha=0.6, color="C0")
+    ax.axhline(0.0, color="0.3", linewidth=0.8, linestyle="--")
+    centers, means = _binned_means(fitted, resid)
+    ax.plot(centers, means, color="C3", linewidth=1.5, label="mean in bins of fitted")
+    ax.set_xlabel("fitted values")
+    ax.set_ylabel("scaled residuals" if scaled else "residuals")
+    ax.set_title(model.design.formula.source, fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _binned_means(x: np.ndarray, y: np.ndarray, n_bins: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Means of y in equal-count bins of x: a trend line without a smoother dependency."""
+    n_bins = max(1, min(n_bins, len(x) // 10))
+    order = np.argsort(x, kind="stable")
+    chunks = np.array_split(order, n_bins)
+    return (
+        np.array([x[c].mean() for c in chunks]),
+        np.array([y[c].mean() for c in chunks]),
+    )
+
+
+def _normal_quantiles(n: int) -> np.ndarray:
+    """Expected normal order statistics (Blom's plotting positions, as R's ``qqnorm``)."""
+    a = 3 / 8 if n <= 10 else 0.5
+    return stats.norm.ppf((np.arange(1, n + 1) - a) / (n + 1 - 2 * a))
+
+
+def _qq_panel(ax, values: np.ndarray, title: str) -> None:
+    sample = np.sort(values)
+    theory = _normal_quantiles(len(sample))
+    ax.plot(theory, sample, "o", markersize=3 if len(sample) < 2000 else 1, color="C0")
+    # Reference line through the quartiles, as R's qqline.
+    q_sample = np.quantile(sample, [0.25, 0.75])
+    q_theory = stats.norm.ppf([0.25, 0.75])
+    slope = (q_sample[1] - q_sample[0]) / (q_theory[1] - q_theory[0])
+    intercept = q_sample[0] - slope * q_theory[0]
+    ends = np.array([theory[0], theory[-1]])
+    ax.plot(ends, intercept + slope * ends, color="C3", linewidth=1)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("standard normal quantiles")
+    ax.set_ylabel("sample quantiles")
+
+
+def qq(model: LinearMixedModel, *, ncols: int = 3) -> Figure:
+    """Normal quantile plots of the residuals and of each column of conditional modes.
+
+    Parameters
+    ----------
+    model : LinearMixedModel
+        A fitted model.
+    ncols : int, default 3
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_fitted(model)
+    panels: list[tuple[np.ndarray, str]] = [(model.residuals.to_numpy(), "residuals")]
+    for group, frame in model.ranef.items():
+        for column in frame.columns:
+            panels.append((frame[column].to_numpy(), f"{group}: {column}"))
+    fig = _figure(len(panels), ncols, (3.4, 3.2))
+    for ax, (values, title) in zip(fig.axes, panels, strict=False):
+        _qq_panel(ax, values, title)
+    return fig
+
+
+# -- profile ζ ------------------------------------------------------------------------
+
+PROFILE_COLUMNS = ("parameter", "value", "zeta")
+
+
+def profile_intervals(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Interval limits where each parameter's ζ crosses ±z (linear interpolation).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Long format with columns ``parameter``, ``value``, ``zeta`` (see
+        :func:`profile`).
+    level : float, default 0.95
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index the parameters, columns ``lower`` and ``upper`` (NaN where the
+        profile does not reach the level).
+    """
+    _check_profile_table(table)
+    z = stats.norm.ppf(0.5 + level / 2)
+    rows = {}
+    for name, part in table.groupby("parameter", sort=False):
+        part = part.sort_values("zeta")
+        zeta = part["zeta"].to_numpy(dtype=float)
+        value = part["value"].to_numpy(dtype=float)
+        limits = []
+        for target in (-z, z):
+            inside = (zeta.min() <= target <= zeta.max()) and len(zeta) > 1
+            limits.append(float(np.interp(target, zeta, value)) if inside else np.nan)
+        rows[name] = limits
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
+
+
+def _check_profile_table(table: Any) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise MixedModelsError(
+            f"a profile must be a DataFrame with columns {', '.join(PROFILE_COLUMNS)}, "
+            f"not {type(table).__name__}"
+        )
+    absent = [c for c in PROFILE_COLUMNS if c not in table.columns]
+    if absent:
+        raise MixedModelsError(
+            f"the profile table has no column {absent[0]!r} "
+            f"(it needs {', '.join(PROFILE_COLUMNS)}; it has {', '.join(map(str, table.columns))})"
+        )
+
+
+def profile(
+    source: Any,
+    *,
+    levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99),
+    interval: float | None = 0.95,
+    ncols: int = 3,
+) -> Figure:
+    """Profile ζ plots: ζ against each parameter's value.
+
+    ζ(p) = sign(p − p̂) √(d(p) − d(p̂)), d the objective minimised over the
+    other parameters with p held fixed.  A straight line means a quadratic
+    log-likelihood, where Wald intervals are fine; bends show where they are
+    not.  Dashed lines mark ±z for ``levels``; dotted lines the profile
+    interval at ``interval``.
+
+    Parameters
+    ----------
+    source : pandas.DataFrame or model
+        The profile in long format: one row per evaluation, columns
+        ``parameter`` (name), ``value`` (the parameter's value) and ``zeta``.
+        A model with a ``profile()`` method returning such a table is
+        profiled first.
+    levels : tuple of float
+        Confidence levels whose ±z are marked.
+    interval : float or None, default 0.95
+        Confidence level of the interval marked on each panel (None: none).
+    ncols : int, default 3
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    table = source
+    if not isinstance(source, pd.DataFrame) and callable(getattr(source, "profile", None)):
+        table = source.profile()
+    _check_profile_table(table)
+    if table.empty:
+        raise MixedModelsError("the profile table is empty")
+    names = list(dict.fromkeys(table["parameter"]))
+    fig = _figure(len(names), ncols, (3.6, 3.0))
+    z_marks = stats.norm.ppf(0.5 + np.asarray(levels) / 2)
+    limits = profile_intervals(table, interval) if interval is not None else None
+    for ax, name in zip(fig.axes, names, strict=False):
+        part = table[table["parameter"] == name].sort_values("value")
+        ax.plot(part["value"], part["zeta"], "-", color="C0", linewidth=1.4)
+        for zm in z_marks:
+            ax.axhline(zm, color="0.75", linewidth=0.7, linestyle="--")
+            ax.axhline(-zm, color="0.75", linewidth=0.7, linestyle="--")
+        if limits is not None:
+            for edge in limits.loc[name]:
+                if np.isfinite(edge):
+                    ax.axvline(edge, color="C3", linewidth=0.9, linestyle=":")
+        ax.axhline(0.0, color="0.3", linewidth=0.6)
+        ax.set_title(str(name), fontsize=10)
+        ax.set_xlabel("value")
+        ax.set_ylabel("ζ")
+    if interval is not None:
+        fig.suptitle(f"Profile ζ, {interval:.0%} intervals dotted", fontsize=10)
+    return fig

@@ -1,0 +1,198 @@
+"""The ``mixedmodels`` command, run as a subprocess and compared with lme4's numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mixedmodels as mm
+from mixedmodels import cli
+
+DATA = Path(__file__).parent / "data"
+
+
+def _ref(name: str) -> dict:
+    return json.loads((DATA / "lmm" / f"{name}.json").read_text())
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The command as a user runs it (``python -m`` reaches the same ``main``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mixedmodels.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def sleepstudy_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "sleepstudy.csv"
+    mm.datasets.load("sleepstudy").to_csv(path, index=False)
+    return path
+
+
+def _check_fixed_and_components(doc: dict, ref: dict) -> None:
+    fixed = doc["fixed_effects"]
+    assert [f["term"] for f in fixed] == ref["fixef_names"]
+    se = np.array(ref["stderr"])
+    estimates = np.array([f["estimate"] for f in fixed])
+    want = np.array([ref["fixef"][n] for n in ref["fixef_names"]])
+    np.testing.assert_array_less(np.abs(estimates - want), 0.01 * se)
+    np.testing.assert_allclose([f["std_error"] for f in fixed], se, rtol=5e-3)
+    np.testing.assert_allclose([f["t_value"] for f in fixed], ref["tvalue"], rtol=5e-3)
+    assert doc["fit"]["sigma"] == pytest.approx(ref["sigma"], rel=5e-3)
+    assert doc["fit"]["objective"] <= ref["objective"] + 1e-4
+    assert doc["fit"]["objective"] == pytest.approx(ref["objective"], abs=1e-2)
+    assert doc["fit"]["aic"] == pytest.approx(ref["AIC"], abs=1e-2)
+    assert doc["fit"]["bic"] == pytest.approx(ref["BIC"], abs=1e-2)
+    assert doc["fit"]["n_params"] == ref["df_logLik"]
+    assert doc["nobs"] == ref["nobs"]
+    assert doc["ngroups"] == ref["ngroups"]
+    for block in ref["varcorr"]:
+        sds = [
+            c["sdcor"]
+            for c in doc["variance_components"]
+            if c["group"] == block["group"] and c["var2"] is None
+        ]
+        np.testing.assert_allclose(sds, block["sd"], rtol=1e-2)
+
+
+def test_fit_json_matches_lme4(sleepstudy_csv):
+    ref = _ref("sleepstudy_slope_reml")
+    done = run("fit", str(sleepstudy_csv), ref["formula"], "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["method"] == "REML"
+    assert doc["data"] == "sleepstudy.csv"
+    _check_fixed_and_components(doc, ref)
+    # No --ddf: no degrees of freedom, as in lme4's own summary.
+    assert all(f["df"] is None and f["p_value"] is None for f in doc["fixed_effects"])
+    assert doc["warnings"] == []
+
+
+def test_fit_ml_from_stdin(sleepstudy_csv):
+    ref = _ref("sleepstudy_slope_ml")
+    done = run("fit", "-", ref["formula"], "--ml", "--json", stdin=sleepstudy_csv.read_text())
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["method"] == "ML"
+    assert doc["data"] == "stdin"
+    _check_fixed_and_components(doc, ref)
+    assert doc["fit"]["deviance"] == pytest.approx(doc["fit"]["objective"])
+
+
+def test_fit_parquet_with_groups(tmp_path):
+    pytest.importorskip("pyarrow")
+    ref = _ref("dietox_intercept_reml")
+    path = tmp_path / "dietox.parquet"
+    mm.datasets.load("dietox").to_parquet(path)
+    # statsmodels' spelling: the random intercept comes from --groups.
+    done = run("fit", str(path), "Weight ~ Time", "--groups", "Pig", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["formula"] == "Weight ~ Time + (1 | Pig)"
+    _check_fixed_and_components(doc, ref)
+
+
+def test_fit_prints_lme4_summary(sleepstudy_csv):
+    ref = _ref("sleepstudy_slope_reml")
+    done = run("fit", str(sleepstudy_csv), ref["formula"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Linear mixed model fit by REML")
+    assert f"REML criterion at convergence: {ref['objective']:.1f}" in done.stdout
+    assert "Data: sleepstudy.csv" in done.stdout
+
+
+def test_ddf_satterthwaite(sleepstudy_csv):
+    ref = _ref("sleepstudy_slope_reml")
+    done = run("fit", str(sleepstudy_csv), ref["formula"], "--ddf", "satterthwaite", "--json")
+    if not hasattr(mm.LinearMixedModel, "coef_table"):
+        # Without the inference module: a clear one-line refusal.
+        assert done.returncode == 1
+        assert "coef_table" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        return
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    np.testing.assert_allclose(
+        [f["df"] for f in doc["fixed_effects"]], ref["satterthwaite"]["df"], rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        [f["p_value"] for f in doc["fixed_effects"]], ref["satterthwaite"]["p"], rtol=1e-2
+    )
+
+
+def test_datasets_command_lists_the_data_sets():
+    done = run("datasets")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == mm.datasets.names()
+
+
+def test_error_in_a_subprocess_is_one_line(sleepstudy_csv):
+    done = run("fit", str(sleepstudy_csv), "Reaction ~ Days + (1 | Nobody)")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("mixedmodels: error: ")
+    assert "'Nobody'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("fit", "{tmp}/absent.csv", "y ~ x + (1 | g)"), "no such file"),
+        (("fit", "{csv}", "Reaction ~ Days + (Days | Subject"), "never closed"),
+        (("fit", "{csv}", "Reaction ~ Days", "--groups", "Patient"), "'Patient'"),
+        (("fit", "{csv}", "Reaction ~ Days"), "no random-effects terms"),
+        (("fit", "{tmp}", "y ~ x + (1 | g)"), "directory"),
+        (("fit", "{binary}", "y ~ x + (1 | g)"), "cannot read"),
+    ],
+)
+def test_errors_are_one_line(args, fragment, sleepstudy_csv, tmp_path, capsys):
+    binary = tmp_path / "image.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    args = [a.format(csv=sleepstudy_csv, tmp=tmp_path, binary=binary) for a in args]
+    assert cli.main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("mixedmodels: error: ")
+    assert fragment in lines[0]
+
+
+def test_usage_error_exits_2():
+    done = run("fit", "only-one-argument")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+def test_warnings_go_to_stderr_and_json(capsys):
+    # Dyestuff2's batch variance is estimated as zero: a singular fit.
+    status = cli.main(["fit", "Dyestuff2", "Yield ~ 1 + (1 | Batch)", "--json"])
+    captured = capsys.readouterr()
+    assert status == 0
+    doc = json.loads(captured.out)
+    assert doc["fit"]["singular"] is _ref("dyestuff2_singular_reml")["is_singular"] is True
+    assert any("singular" in w for w in doc["warnings"])
+    assert "mixedmodels: warning: boundary (singular) fit" in captured.err
+
+
+def test_empty_stdin_is_an_error(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(""))
+    assert cli.main(["fit", "-", "y ~ x + (1 | g)"]) == 1
+    assert "no data on standard input" in capsys.readouterr().err
+
+
+def test_with_groups_keeps_an_existing_term():
+    assert cli.with_groups("y ~ x + (x | g)", "g") == "y ~ x + (x | g)"
+    assert cli.with_groups("y ~ x + (x | g)", "h") == "y ~ x + (x | g) + (1 | h)"
+    assert cli.with_groups("y ~ x", None) == "y ~ x"

@@ -1,0 +1,295 @@
+"""Plots, the notebook HTML summary and the progress helper.
+
+The plots are checked for what they draw (the numbers behind the marks, with
+lme4's conditional variances and profile intervals as references) and saved
+as PNGs that must not be blank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+
+import mixedmodels as mm
+from mixedmodels import plots
+from mixedmodels.html import summary_html
+from mixedmodels.progress import progress_bar
+
+matplotlib = pytest.importorskip("matplotlib")
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.image import imread  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+CONDVAR_REFS = sorted((DATA / "plots").glob("ci_*.json"))
+
+
+def _load(name: str) -> dict:
+    return json.loads((DATA / "plots" / f"{name}.json").read_text())
+
+
+def _fit(ref: dict) -> mm.LinearMixedModel:
+    reml = ref["REML"] in (True, "True", "TRUE")
+    return mm.lmer(ref["formula"], mm.datasets.load(ref["dataset"]), reml=reml)
+
+
+@pytest.fixture(scope="module")
+def sleep() -> mm.LinearMixedModel:
+    return _fit(_load("ci_sleepstudy_slope"))
+
+
+def _assert_png_drawn(fig, path: Path) -> None:
+    fig.savefig(path, dpi=60)
+    pixels = imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > 50 and pixels.shape[1] > 50
+    # Something besides the white background was drawn.
+    assert (pixels[..., :3] < 0.5).mean() > 0.002
+
+
+# -- conditional variances ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "sparse"])
+@pytest.mark.parametrize("path", CONDVAR_REFS, ids=[p.stem for p in CONDVAR_REFS])
+def test_conditional_covariances_match_lme4(path, dense, monkeypatch):
+    if not dense:
+        monkeypatch.setattr(plots, "_DENSE_LIMIT", 0)
+        monkeypatch.setattr(plots, "_CHUNK", 4)  # several chunks even for small models
+    ref = json.loads(path.read_text())
+    model = _fit(ref)
+    condvar = ref["condvar"]
+    # Our own computation, whether or not the model also offers ranef_cov.
+    ours = plots._compute_conditional_covariances(model)[condvar["group"]]
+    levels = list(model.ranef[condvar["group"]].index)
+    got = ours[[levels.index(level) for level in condvar["levels"]]]
+    want = np.array(condvar["postvar"], dtype=float)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6 * np.abs(want).max())
+
+
+# -- caterpillar ----------------------------------------------------------------------
+
+
+def test_caterpillar_draws_modes_and_lme4_intervals(sleep, tmp_path):
+    ref = _load("ci_sleepstudy_slope")["condvar"]
+    fig = plots.caterpillar(sleep, level=0.95)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["Subject: (Intercept)", "Subject: Days"]
+    modes = sleep.ranef["Subject"]
+    postvar = np.array(ref["postvar"], dtype=float)
+    labels = [str(level) for level in modes.index]
+    for j, ax in enumerate(axes):
+        points = ax.lines[0].get_xdata()
+        np.testing.assert_allclose(np.sort(points), np.sort(modes.iloc[:, j]))
+        tick_labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert sorted(tick_labels) == sorted(labels)
+        (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        half_widths = {
+            label: (seg[1, 0] - seg[0, 0]) / 2
+            for label, seg in zip(tick_labels, bars.get_segments(), strict=True)
+        }
+        for level, var in zip(ref["levels"], postvar, strict=True):
+            assert half_widths[level] == pytest.approx(1.959964 * math.sqrt(var[j, j]), rel=1e-3)
+    _assert_png_drawn(fig, tmp_path / "caterpillar.png")
+
+
+def test_caterpillar_without_intervals_and_bad_input(sleep):
+    fig = plots.caterpillar(sleep, level=None)
+    assert not any(isinstance(c, LineCollection) for ax in fig.axes for c in ax.collections)
+    with pytest.raises(mm.MixedModelsError, match="'Patient'"):
+        plots.caterpillar(sleep, groups=["Patient"])
+    with pytest.raises(mm.MixedModelsError, match="level"):
+        plots.caterpillar(sleep, level=95)
+    with pytest.raises(mm.MixedModelsError, match="fitted"):
+        plots.caterpillar("not a model")
+
+
+def test_caterpillar_crossed_factors(tmp_path):
+    model = _fit(_load("ci_penicillin"))
+    fig = plots.caterpillar(model)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["plate: (Intercept)", "sample: (Intercept)"]
+    _assert_png_drawn(fig, tmp_path / "caterpillar_crossed.png")
+
+
+# -- residuals and qq -----------------------------------------------------------------
+
+
+def test_residuals_plot_shows_residuals_against_fitted(sleep, tmp_path):
+    fig = plots.residuals(sleep)
+    offsets = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_allclose(offsets[:, 0], sleep.fitted)
+    np.testing.assert_allclose(offsets[:, 1], sleep.residuals)
+    scaled = plots.residuals(sleep, scaled=True).axes[0].collections[0].get_offsets()
+    np.testing.assert_allclose(scaled[:, 1], sleep.residuals / sleep.sigma)
+    _assert_png_drawn(fig, tmp_path / "residuals.png")
+
+
+def test_qq_has_residuals_and_every_mode_column(sleep, tmp_path):
+    fig = plots.qq(sleep)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == [
+        "residuals",
+        "Subject: (Intercept)",
+        "Subject: Days",
+    ]
+    x, y = axes[0].lines[0].get_xdata(), axes[0].lines[0].get_ydata()
+    np.testing.assert_allclose(y, np.sort(sleep.residuals))
+    assert np.all(np.diff(x) > 0)
+    assert x[0] == pytest.approx(-x[-1])  # symmetric plotting positions
+    np.testing.assert_allclose(
+        axes[2].lines[0].get_ydata(), np.sort(sleep.ranef["Subject"]["Days"])
+    )
+    _assert_png_drawn(fig, tmp_path / "qq.png")
+
+
+# -- profile ζ ------------------------------------------------------------------------
+
+
+def _profile_sd_and_sigma(model: mm.LinearMixedModel) -> pd.DataFrame:
+    """ζ for the batch standard deviation and σ of a one-term model fitted by ML.
+
+    The deviance with σ not profiled out is
+    d(θ, σ) = log|L|² + n log(2πσ²) + r²(θ)/σ²;
+    each parameter is fixed on a grid and d minimised over the other one,
+    which is what profiling means.
+    """
+    n = model.nobs
+
+    def deviance(theta: float, sigma: float) -> float:
+        model.objective_at(np.array([theta]))
+        factor = model.factor
+        return (
+            factor.logdet_theta() + n * math.log(2 * math.pi * sigma**2) + factor.pwrss() / sigma**2
+        )
+
+    best = model.objective
+    sd_hat = model.theta[0] * model.sigma
+    sigma_hat = model.sigma
+    rows = []
+    for sd in np.linspace(0.05 * sd_hat, 3.0 * sd_hat, 80):
+        found = optimize.minimize_scalar(
+            lambda log_s, sd=sd: deviance(sd / math.exp(log_s), math.exp(log_s)),
+            bounds=(math.log(sigma_hat / 4), math.log(sigma_hat * 4)),
+            method="bounded",
+            options={"xatol": 1e-9},
+        )
+        zeta = math.copysign(math.sqrt(max(found.fun - best, 0.0)), sd - sd_hat)
+        rows.append(("sd_(Intercept)|Batch", sd, zeta))
+    for sigma in np.linspace(0.6 * sigma_hat, 1.8 * sigma_hat, 60):
+        found = optimize.minimize_scalar(
+            lambda theta, sigma=sigma: deviance(theta, sigma),
+            bounds=(0.0, 20.0),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        zeta = math.copysign(math.sqrt(max(found.fun - best, 0.0)), sigma - sigma_hat)
+        rows.append(("sigma", sigma, zeta))
+    model.objective_at(model.theta)
+    return pd.DataFrame(rows, columns=["parameter", "value", "zeta"])
+
+
+def test_profile_plot_and_intervals_match_lme4(tmp_path):
+    ref = _load("ci_dyestuff")
+    # The reference is a REML fit, but lme4 profiles the likelihood (its
+    # limits are those of the ML fit), so the profile is of the ML deviance.
+    model = mm.lmer(ref["formula"], mm.datasets.load(ref["dataset"]), reml=False)
+    table = _profile_sd_and_sigma(model)
+    limits = plots.profile_intervals(table, 0.95)
+    for name in ("sd_(Intercept)|Batch", "sigma"):
+        k = ref["profile"]["names"].index(name)
+        assert limits.loc[name, "lower"] == pytest.approx(ref["profile"]["lower"][k], rel=1e-2)
+        assert limits.loc[name, "upper"] == pytest.approx(ref["profile"]["upper"][k], rel=1e-2)
+    fig = plots.profile(table)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["sd_(Intercept)|Batch", "sigma"]
+    # The dotted lines are the 95 % limits.
+    edges = [line.get_xdata()[0] for line in axes[1].lines if line.get_linestyle() == ":"]
+    np.testing.assert_allclose(edges, limits.loc["sigma"].to_numpy())
+    _assert_png_drawn(fig, tmp_path / "profile.png")
+
+
+def test_profile_rejects_a_table_without_zeta():
+    table = pd.DataFrame({"parameter": ["a"], "value": [1.0]})
+    with pytest.raises(mm.MixedModelsError, match="'zeta'"):
+        plots.profile(table)
+    with pytest.raises(mm.MixedModelsError, match="DataFrame"):
+        plots.profile([1, 2, 3])
+
+
+# -- notebook HTML --------------------------------------------------------------------
+
+
+def test_summary_html_holds_the_summary_tables(sleep):
+    text = summary_html(sleep)
+    assert text.startswith('<div class="mm-summary">') and text.endswith("</div>")
+    assert text.count("<table>") == 4
+    for caption in ("Fit", "Scaled residuals", "Random effects", "Fixed effects"):
+        assert f"<caption>{caption}</caption>" in text
+    assert f"{sleep.objective:.1f}" in text
+    for name, row in sleep.coefs.iterrows():
+        assert f"<td>{row.estimate:.4g}</td>" in text
+        assert f">{name}</td>" in text
+    assert f"<td>{sleep.sigma:.4g}</td>" in text
+    assert "Subject, 18" in text
+
+
+def test_summary_html_escapes_and_notes():
+    data = mm.datasets.load("Dyestuff2")
+    model = mm.LinearMixedModel("Yield ~ 1 + (1 | Batch)", data)
+    with pytest.warns(mm.SingularFitWarning):
+        model.fit()
+    model.data_name = "<script>"
+    text = summary_html(model)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "boundary (singular) fit" in text
+    ml = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"), reml=False)
+    assert "<th>AIC</th>" in summary_html(ml)
+    assert f"<td>{ml.aic:.1f}</td>" in summary_html(ml)
+
+
+def test_notebook_repr_is_the_html_summary(sleep):
+    if not hasattr(sleep, "_repr_html_"):
+        pytest.skip("_repr_html_ is not wired into the results mixin yet")
+    assert sleep._repr_html_() == summary_html(sleep)
+
+
+def test_summary_html_needs_a_fit():
+    model = mm.LinearMixedModel("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
+    with pytest.raises(mm.NotFittedError):
+        summary_html(model)
+
+
+# -- progress -------------------------------------------------------------------------
+
+
+def test_progress_bar_off_is_the_iterable_itself():
+    items = [1, 2, 3]
+    assert progress_bar(items) is items
+
+
+def test_progress_bar_writes_to_stderr(capsys):
+    pytest.importorskip("tqdm")
+    assert list(progress_bar(range(5), enabled=True, desc="bootstrap")) == list(range(5))
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "bootstrap" in captured.err
+
+
+def test_progress_bar_without_tqdm(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name == "tqdm" or name.startswith("tqdm."):
+            raise ImportError("no tqdm here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    items = range(3)
+    assert progress_bar(items, enabled=True) is items
