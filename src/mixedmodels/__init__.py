@@ -10,11 +10,14 @@ from .errors import (
     ConvergenceWarning,
     DataError,
     FormulaError,
+    MissingValuesWarning,
     MixedModelsError,
+    PredictorScaleWarning,
     RankDeficiencyWarning,
     SingularFitWarning,
 )
 from .formula import parse_formula
+from .inference import BootstrapResult, anova
 from .model import LinearMixedModel, lmer
 from .results import NotFittedError
 from .statsmodels_api import MixedLM, mixedlm
@@ -23,17 +26,21 @@ from .statsmodels_summary import MixedLMResults
 __version__ = "0.1.0"
 
 __all__ = [
+    "BootstrapResult",
     "ConvergenceWarning",
     "DataError",
     "FormulaError",
     "LinearMixedModel",
+    "MissingValuesWarning",
     "MixedLM",
     "MixedLMResults",
     "MixedModelsError",
     "NotFittedError",
+    "PredictorScaleWarning",
     "RankDeficiencyWarning",
     "SingularFitWarning",
     "__version__",
+    "anova",
     "datasets",
     "lmer",
     "mixedlm",

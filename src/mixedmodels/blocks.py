@@ -79,6 +79,10 @@ class CrossProducts:
     n_obs: int
     # Σ log wᵢ of the prior weights; enters the deviance as lme4 does.
     sum_log_weights: float = 0.0
+    # β₀ when the y blocks hold y − Xβ₀ rather than y: with β₀ the least-squares
+    # fit, y'y no longer cancels against the fitted part in the [X y] factor,
+    # which keeps r² accurate for responses far from zero (e.g. around 1e9).
+    beta_offset: np.ndarray | None = None
 
     @property
     def n_terms(self) -> int:
@@ -101,6 +105,7 @@ class CrossProducts:
             xx=self.xx + other.xx,
             n_obs=self.n_obs + other.n_obs,
             sum_log_weights=self.sum_log_weights + other.sum_log_weights,
+            beta_offset=self.beta_offset,
         )
 
 
@@ -152,6 +157,7 @@ def cross_products(
     x: np.ndarray,
     y: np.ndarray,
     weights: np.ndarray | None = None,
+    beta_offset: np.ndarray | None = None,
 ) -> CrossProducts:
     """Compute the blocks of AᵀA from (a chunk of) the rows.
 
@@ -170,7 +176,11 @@ def cross_products(
         Response.
     weights : ndarray, shape (n,), optional
         Prior weights; rows are scaled by their square roots.
+    beta_offset : ndarray, shape (p,), optional
+        Use y − Xβ₀ in place of y (see :attr:`CrossProducts.beta_offset`).
     """
+    if beta_offset is not None:
+        y = y - x @ beta_offset
     xy = np.column_stack([x, y]).astype(np.float64, copy=False)
     z = [np.asarray(zi, dtype=np.float64) for zi in z]
     sum_log_weights = 0.0
@@ -200,4 +210,5 @@ def cross_products(
         xx=xy.T @ xy,
         n_obs=len(y),
         sum_log_weights=sum_log_weights,
+        beta_offset=beta_offset,
     )

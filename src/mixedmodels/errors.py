@@ -30,3 +30,19 @@ class RankDeficiencyWarning(UserWarning):
 
 class SingularFitWarning(UserWarning):
     """Some variance component was estimated on the boundary (zero or ±1 correlation)."""
+
+
+class PredictorScaleWarning(UserWarning):
+    """Columns of the fixed-effects matrix differ in scale by more than a factor of 1000.
+
+    lme4 gives the same warning (``check.scaleX``); the optimizer can then stop
+    short, so rescaling the columns named in the message is the remedy.
+    """
+
+
+class MissingValuesWarning(UserWarning):
+    """Rows were dropped because a transform in the formula gave NaN (e.g. ``log(-1)``).
+
+    Rows with values missing in the data are dropped silently, as lme4 does, and
+    counted in the summary; this warns about the ones the formula made missing.
+    """

@@ -298,13 +298,18 @@ class BlockedCholesky:
         return float(self.L_xx[-1, -1] ** 2)
 
     def fixed_effects(self) -> np.ndarray:
+        """β̂ at the current θ (in the original coordinates of y)."""
         p = self.n_xy - 1
         rx = self.L_xx[:p, :p]
-        return scipy.linalg.solve_triangular(rx.T, self.L_xx[p, :p], lower=False)
+        beta = scipy.linalg.solve_triangular(rx.T, self.L_xx[p, :p], lower=False)
+        offset = self.cp.beta_offset
+        return beta if offset is None else beta + offset
 
     def spherical_modes(self, beta: np.ndarray) -> list[np.ndarray]:
         """u = L_ZZ⁻ᵀ (c − L_XZᵀ β): the spherical random effects, one array per term."""
         p = self.n_xy - 1
+        if self.cp.beta_offset is not None:
+            beta = beta - self.cp.beta_offset
         u: list[np.ndarray | None] = [None] * self.k
         for j in reversed(range(self.k)):
             lx = self.L_x[j]

@@ -19,6 +19,7 @@ from threadpoolctl import ThreadpoolController
 from .blocks import CrossProducts, cross_products
 from .design import Design, build_design
 from .errors import ConvergenceWarning, FormulaError, SingularFitWarning
+from .inference.mixin import InferenceMixin
 from .linalg import BlockedCholesky
 from .optimize import (
     BOUNDARY_TOLERANCE,
@@ -43,7 +44,7 @@ def _blas_limit(threads: int | None):
     return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
 
 
-class LinearMixedModel(FitResultsMixin):
+class LinearMixedModel(InferenceMixin, FitResultsMixin):
     """A linear mixed-effects model given by an lme4 formula.
 
     Parameters
@@ -90,18 +91,20 @@ class LinearMixedModel(FitResultsMixin):
         self.design = design
         self.reml = bool(reml)
         self.data_name: str | None = None
-        self.cross_products = (
-            cp
-            if cp is not None
-            else cross_products(
+        if cp is None:
+            offset = (
+                np.linalg.lstsq(design.x, design.y, rcond=None)[0] if design.x.shape[1] else None
+            )
+            cp = cross_products(
                 [t.codes for t in design.terms],
                 [t.z for t in design.terms],
                 [t.n_levels for t in design.terms],
                 design.x,
                 design.y,
                 design.weights,
+                beta_offset=offset,
             )
-        )
+        self.cross_products = cp
         self.factor = BlockedCholesky(self.cross_products)
         bounds = np.cumsum([0] + [t.n_theta for t in design.terms])
         self._theta_slices = [slice(a, b) for a, b in itertools.pairwise(bounds)]

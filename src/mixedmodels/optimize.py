@@ -8,6 +8,7 @@ report doubtful convergence instead of staying silent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,11 +60,14 @@ def minimize_bobyqa(
     """Run BOBYQA from ``start``; returns (θ, f(θ), evaluations, nlopt's status)."""
     n = len(start)
     count = 0
+    best = [math.inf, np.asarray(start, dtype=float).copy()]
 
     def f(x: np.ndarray, grad: np.ndarray) -> float:
         nonlocal count
         count += 1
         value = objective(x)
+        if value < best[0]:
+            best[0], best[1] = value, x.copy()
         return value if np.isfinite(value) else 1e300
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, n)
@@ -74,15 +78,19 @@ def minimize_bobyqa(
     opt.set_xtol_abs(xtol_abs)
     opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), (n,)).copy())
     opt.set_maxeval(max_evaluations)
-    # BOBYQA needs at least two interpolation points per dimension.
     start = np.maximum(start, lower)
     try:
-        theta = opt.optimize(start)
+        theta = np.asarray(opt.optimize(start))
         status = _NLOPT_MESSAGES.get(opt.last_optimize_result(), "stopped")
     except nlopt.RoundoffLimited:
-        theta = _best_seen(opt, start)
+        # Rounding stopped the trust region from shrinking further: the best
+        # point seen is as good an answer as BOBYQA has.
+        theta = best[1]
         status = "roundoff limited"
-    return np.asarray(theta), float(objective(np.asarray(theta))), count, status
+    value = float(objective(theta))
+    if best[0] < value:
+        theta, value = best[1], float(objective(best[1]))
+    return theta, value, count, status
 
 
 def restart_steps(theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -97,11 +105,6 @@ def restart_steps(theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
     interior = np.isfinite(distance) & (distance > 0)
     steps[interior] = np.minimum(steps[interior], 0.5 * distance[interior])
     return np.maximum(steps, 1e-8)
-
-
-def _best_seen(opt: nlopt.opt, start: np.ndarray) -> np.ndarray:
-    value = opt.last_optimum_value()
-    return start if not np.isfinite(value) else np.asarray(opt.last_optimum_x(), float)
 
 
 def finite_difference_derivatives(

@@ -1,7 +1,12 @@
-"""lme4's ``summary(lmer(...))`` layout, as plain text."""
+"""lme4's ``summary(lmer(...))`` layout, as plain text.
+
+REML fits of a model with the inference methods show lmerTest's t tests:
+Satterthwaite df and p values next to the estimates.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,7 +61,10 @@ def _random_effects_lines(model: LinearMixedModel) -> list[str]:
 def lme4_summary(model: LinearMixedModel) -> str:
     """The text of lme4's ``summary()`` for a fitted model."""
     method = "REML" if model.reml else "maximum likelihood"
-    lines = [f"Linear mixed model fit by {method}"]
+    header = f"Linear mixed model fit by {method}"
+    if model.reml and hasattr(model, "coef_table"):
+        header += ". t-tests use Satterthwaite's method"
+    lines = [header]
     lines.append(f"Formula: {model.design.formula.source}")
     if model.data_name:
         lines.append(f"   Data: {model.data_name}")
@@ -94,11 +102,31 @@ def lme4_summary(model: LinearMixedModel) -> str:
 
     coefs = model.coefs
     lines.append("Fixed effects:")
-    rows = [
-        [name, f"{r.estimate:.4g}", f"{r.std_error:.4g}", f"{r.t_value:.3f}"]
-        for name, r in coefs.iterrows()
-    ]
-    lines += _table(["", "Estimate", "Std. Error", "t value"], rows)
+    tests = _satterthwaite_tests(model)
+    if tests is None:
+        rows = [
+            [name, f"{r.estimate:.4g}", f"{r.std_error:.4g}", f"{r.t_value:.3f}"]
+            for name, r in coefs.iterrows()
+        ]
+        lines += _table(["", "Estimate", "Std. Error", "t value"], rows)
+        if model.reml and hasattr(model, "coef_table"):
+            lines.append("(Satterthwaite df skipped: costly for this model; see coef_table())")
+    else:
+        rows = [
+            [
+                name,
+                f"{r.estimate:.4g}",
+                f"{r.std_error:.4g}",
+                f"{r.df:.3f}",
+                f"{r.t_value:.3f}",
+                _format_p(r.p_value),
+                _stars(r.p_value),
+            ]
+            for name, r in tests.iterrows()
+        ]
+        lines += _table(["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""], rows)
+        lines.append("---")
+        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
 
     p = len(coefs)
     if 1 < p <= 12:
@@ -124,6 +152,48 @@ def lme4_summary(model: LinearMixedModel) -> str:
     for message in model.convergence_messages:
         lines.append(f"convergence warning: {message}")
     return "\n".join(lines)
+
+
+# Above this estimated cost (seconds) the summary leaves the df out rather than
+# make printing a large model slow; coef_table() computes them on request.
+_SATTERTHWAITE_BUDGET = 5.0
+
+
+def _satterthwaite_tests(model: LinearMixedModel):
+    """lmerTest's t tests for a REML fit (None for ML fits or when too costly)."""
+    if not model.reml or not hasattr(model, "coef_table"):
+        return None
+    if getattr(model, "_satterthwaite_cache", None) is None:
+        # The df need about 4k(k + 1) refreshes of the factor (k = len(θ)).
+        start = time.perf_counter()
+        model.objective_at(model._theta)
+        per_eval = time.perf_counter() - start
+        k = len(model._theta)
+        if 4 * k * (k + 1) * per_eval > _SATTERTHWAITE_BUDGET:
+            return None
+    try:
+        return model.coef_table(ddf="satterthwaite")
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        # A summary must print; the df are left out when they cannot be had.
+        return None
+
+
+def _format_p(p: float) -> str:
+    """R's ``format.pval`` with 3 significant digits and eps 2e-16."""
+    if not np.isfinite(p):
+        return "NaN"
+    if p < 2e-16:
+        return "< 2e-16"
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def _stars(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
+    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return mark
+    return ""
 
 
 def _abbreviate(name: str, width: int = 6) -> str:

@@ -1,0 +1,14 @@
+"""Inference for fitted linear mixed models.
+
+* :class:`InferenceMixin` — ``coef_table`` (Satterthwaite / Kenward–Roger df),
+  ``confint`` (profile, Wald, bootstrap), ``ranef_cov``, ``predict``,
+  ``simulate``, ``bootstrap``;
+* :func:`anova` — likelihood-ratio tests of nested models, or a model's
+  Satterthwaite F tests.
+"""
+
+from .bootstrap import BootstrapResult
+from .lrt import anova
+from .mixin import InferenceMixin
+
+__all__ = ["BootstrapResult", "InferenceMixin", "anova"]

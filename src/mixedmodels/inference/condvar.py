@@ -1,0 +1,76 @@
+"""Conditional covariances of the random effects (lme4's ``condVar``).
+
+Given θ and β, the spherical effects u have conditional covariance σ²M⁻¹ with
+M = ΛᵀZᵀZΛ + I = L Lᵀ, so b = Λu has σ² Λ M⁻¹ Λᵀ.  Only the q×q blocks of one
+level (all terms sharing a grouping factor together) are wanted: the columns
+of L⁻¹ for those effects are solved for a batch of levels at a time against
+the sparse blocked factor, and M⁻¹'s blocks are their inner products.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+if TYPE_CHECKING:
+    from ..model import LinearMixedModel
+
+# Columns of L⁻¹ solved for at once (bounds the memory: q_total × this).
+_BATCH_COLUMNS = 2048
+
+
+def sparse_factor(model: LinearMixedModel) -> sp.csc_matrix:
+    """The random-effects part of the blocked factor L, as one sparse lower-triangular matrix."""
+    factor = model.factor
+    k = factor.k
+    blocks: list[list] = [[None] * k for _ in range(k)]
+    blocks[0][0] = sp.block_diag(list(factor.L00), format="csr")
+    for i in range(1, k):
+        blocks[i][0] = factor.L_col0[i]
+        for j in range(1, i + 1):
+            blocks[i][j] = sp.csr_matrix(factor.L_dense[(i, j)])
+    return sp.bmat(blocks, format="csc")
+
+
+def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
+    """Grouping factor → array (levels, q, q) of the conditional covariance of its modes."""
+    model.objective_at(model._theta)  # the factor at the estimates
+    lower = sparse_factor(model)
+    lu = spla.splu(lower, permc_spec="NATURAL", diag_pivot_thresh=0.0)
+    terms = model.design.terms
+    lambdas = model._lambdas(model._theta)
+    offsets = np.cumsum([0] + [t.n_columns for t in terms])
+    sigma2 = model._sigma**2
+    out: dict[str, np.ndarray] = {}
+    for group in dict.fromkeys(t.group_name for t in terms):
+        members = [i for i, t in enumerate(terms) if t.group_name == group]
+        m = terms[members[0]].n_levels
+        # Column indices in Z of every effect of each level: (levels, Q).
+        cols = np.concatenate(
+            [
+                offsets[i] + np.arange(m)[:, None] * terms[i].q + np.arange(terms[i].q)[None, :]
+                for i in members
+            ],
+            axis=1,
+        )
+        big_q = cols.shape[1]
+        lam = np.zeros((big_q, big_q))
+        at = 0
+        for i in members:
+            q = terms[i].q
+            lam[at : at + q, at : at + q] = lambdas[i]
+            at += q
+        result = np.empty((m, big_q, big_q))
+        per_batch = max(1, _BATCH_COLUMNS // big_q)
+        for start in range(0, m, per_batch):
+            chunk = cols[start : start + per_batch]
+            rhs = np.zeros((lower.shape[0], chunk.size))
+            rhs[chunk.ravel(), np.arange(chunk.size)] = 1.0
+            x = lu.solve(rhs).reshape(lower.shape[0], len(chunk), big_q)
+            minv = np.einsum("nla,nlb->lab", x, x)
+            result[start : start + len(chunk)] = sigma2 * (lam @ minv @ lam.T)
+        out[group] = result
+    return out

@@ -1,0 +1,181 @@
+"""Inference methods of a fitted model: t tests with small-sample df, intervals,
+conditional variances, predictions, simulation and the parametric bootstrap.
+
+:class:`InferenceMixin` is one of :class:`~mixedmodels.model.LinearMixedModel`'s
+bases; it reads the state a fit leaves (θ, β, σ, the factor and the blocks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import MixedModelsError
+from .bootstrap import BootstrapResult, parametric_bootstrap, simulate_responses
+from .condvar import conditional_covariances
+from .kenward_roger import kenward_roger_table
+from .predict import predict as _predict
+from .profile import profile_confint, sdcor_names
+from .satterthwaite import satterthwaite_table
+
+_DDF = {
+    "satterthwaite": "satterthwaite",
+    "kenward-roger": "kenward-roger",
+    "kenward_roger": "kenward-roger",
+    "kr": "kenward-roger",
+    "asymptotic": "asymptotic",
+    "normal": "asymptotic",
+}
+
+
+class InferenceMixin:
+    """Inference API of a fitted linear mixed model."""
+
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects with standard errors, df, t values and two-sided p values.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "asymptotic"}
+            Denominator degrees of freedom: Satterthwaite's (lmerTest's default,
+            REML or ML fits), Kenward–Roger's (REML fits; the standard errors
+            are then the adjusted ones, as lmerTest and pbkrtest report them),
+            or none (``df`` infinite, p values from the normal distribution).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value`` per
+            fixed effect.
+        """
+        self._require_fit()
+        method = _DDF.get(str(ddf).lower())
+        if method is None:
+            raise MixedModelsError(
+                f"unknown ddf {ddf!r}: use 'satterthwaite', 'kenward-roger' or 'asymptotic'"
+            )
+        beta = self._beta
+        if method == "kenward-roger":
+            se, df, p = kenward_roger_table(self)
+        else:
+            se = self._sigma * np.sqrt(np.diag(self._unscaled_vcov))
+            if method == "satterthwaite":
+                df, p = satterthwaite_table(self)
+            else:
+                df = np.full(len(beta), np.inf)
+                p = 2 * stats.norm.sf(np.abs(beta / se))
+        return pd.DataFrame(
+            {"estimate": beta, "std_error": se, "df": df, "t_value": beta / se, "p_value": p},
+            index=self.design.fixed_names,
+        )
+
+    def _sdcor_names(self) -> list[str]:
+        return sdcor_names(self)
+
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        *,
+        n_boot: int = 500,
+        seed: Any = None,
+    ) -> pd.DataFrame:
+        """Confidence intervals, rows named as lme4's ``confint(oldNames=FALSE)``.
+
+        Parameters
+        ----------
+        method : {"profile", "wald", "bootstrap"}
+            Profile likelihood (lme4's ``profile``: the ML deviance profiled
+            along each parameter), Wald (fixed effects only; the variance
+            parameters get NaN, as lme4), or the percentiles of a parametric
+            bootstrap of ``n_boot`` replicates.
+        level : float, default 0.95
+        n_boot, seed
+            For ``method="bootstrap"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper``; rows ``sd_…|group``, ``cor_…|group``,
+            ``sigma``, then the fixed effects.
+        """
+        self._require_fit()
+        if not 0 < level < 1:
+            raise MixedModelsError(f"level must be between 0 and 1, got {level}")
+        method = str(method).lower()
+        if method == "profile":
+            return profile_confint(self, level)
+        if method == "wald":
+            z = stats.norm.ppf(0.5 + level / 2)
+            se = self._sigma * np.sqrt(np.diag(self._unscaled_vcov))
+            names = self._sdcor_names()
+            lower = np.concatenate([np.full(len(names), np.nan), self._beta - z * se])
+            upper = np.concatenate([np.full(len(names), np.nan), self._beta + z * se])
+            return pd.DataFrame(
+                {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
+            )
+        if method == "bootstrap":
+            return self.bootstrap(n_boot, seed=seed).confint(level)
+        raise MixedModelsError(f"unknown method {method!r}: use 'profile', 'wald' or 'bootstrap'")
+
+    @property
+    def ranef_cov(self) -> dict[str, np.ndarray]:
+        """Conditional covariances of the modes (lme4's ``condVar``).
+
+        Grouping factor → array (levels, q, q), levels in the order of
+        :attr:`ranef`; terms sharing a grouping factor are taken together.
+        """
+        self._require_fit()
+        return conditional_covariances(self)
+
+    def predict(
+        self, newdata: Any = None, *, random: bool = True, allow_new_levels: bool = False
+    ) -> pd.Series:
+        """Predictions, conditional on the random effects or marginal.
+
+        Parameters
+        ----------
+        newdata : DataFrame or dict of columns, optional
+            Rows to predict; default the rows of the fit (then the fitted values).
+        random : bool, default True
+            Add the conditional modes (``False``: the fixed part Xβ̂ only,
+            lme4's ``re.form=NA``).
+        allow_new_levels : bool, default False
+            Give levels not seen in the fit a zero random effect; otherwise
+            such a level raises :class:`~mixedmodels.errors.DataError`.
+        """
+        self._require_fit()
+        return _predict(self, newdata, random=random, allow_new_levels=allow_new_levels)
+
+    def simulate(self, n: int = 1, seed: Any = None) -> pd.DataFrame:
+        """Responses simulated from the fitted model: columns ``sim_1`` … ``sim_n``."""
+        self._require_fit()
+        n = _positive_count(n, "n")
+        values = simulate_responses(self, n, seed)
+        return pd.DataFrame(
+            values, index=self.design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
+        )
+
+    def bootstrap(self, n: int, seed: Any = None, progress: bool = False) -> BootstrapResult:
+        """Parametric bootstrap: refit θ to ``n`` responses simulated from the fit.
+
+        Each replicate changes only the y parts of the model's cross-products
+        and re-optimises θ from the estimate; ``seed`` makes it reproducible.
+
+        Returns
+        -------
+        BootstrapResult
+            ``.replicates`` (objective, σ, β, θ per replicate) and ``.confint()``.
+        """
+        self._require_fit()
+        n = _positive_count(n, "n")
+        return parametric_bootstrap(self, n, seed=seed, progress=progress)
+
+
+def _positive_count(n: Any, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise MixedModelsError(f"{what} must be a positive integer, got {n!r}")
+    return int(n)
