@@ -35,10 +35,6 @@ from .smallmatrix import (
     congruence,
 )
 
-# Above this many (block, block) products, L[i,1]L[j,1]ᵀ is left to scipy's
-# sparse product instead of precomputed index lists (memory bound).
-_MAX_PRODUCT_TRIPLES = 30_000_000
-
 
 def _scatter_index(rows: np.ndarray, cols: np.ndarray, q_row: int, q_col: int, n_col: int):
     """Flat indices, in a dense matrix of n_col columns, of blocks ``(nb, q_row, q_col)``."""
@@ -72,55 +68,6 @@ class _SparseColumnBlock:
         return self.matrix
 
 
-class _SparseProduct:
-    """Index lists for L[i,1] L[j,1]ᵀ: every pair of blocks that share a column of L₁₁.
-
-    Computing the product as one gather, one batch of small products and one
-    ``bincount`` is several times faster than scipy's sparse product, whose
-    symbolic phase would be repeated at every θ.
-    """
-
-    def __init__(self, left: PairBlocks, right: PairBlocks, q_left: int, q_right: int, n_cols: int):
-        order_l = np.argsort(left.cols, kind="stable")
-        order_r = np.argsort(right.cols, kind="stable")
-        n0 = int(max(left.cols.max(initial=-1), right.cols.max(initial=-1))) + 1
-        count_l = np.bincount(left.cols, minlength=n0)
-        count_r = np.bincount(right.cols, minlength=n0)
-        start_l = np.concatenate([[0], np.cumsum(count_l)[:-1]])
-        start_r = np.concatenate([[0], np.cumsum(count_r)[:-1]])
-        per_col = count_l * count_r
-        total = int(per_col.sum())
-        self.n_triples = total
-        if total > _MAX_PRODUCT_TRIPLES:
-            self.left_index = self.right_index = self.flat = None
-            return
-        # For column c, all (a, b) with a < count_l[c], b < count_r[c].
-        col = np.repeat(np.arange(n0), per_col)
-        offset = np.arange(total) - np.repeat(np.cumsum(per_col) - per_col, per_col)
-        a = offset // np.maximum(count_r[col], 1)
-        b = offset % np.maximum(count_r[col], 1)
-        self.left_index = order_l[start_l[col] + a]
-        self.right_index = order_r[start_r[col] + b]
-        self.flat = _scatter_index(
-            left.rows[self.left_index], right.rows[self.right_index], q_left, q_right, n_cols
-        )
-        self.shape = (int(left.rows.max(initial=-1)) + 1, n_cols)
-
-    @property
-    def available(self) -> bool:
-        return self.flat is not None
-
-    def dense(self, left_values: np.ndarray, right_values: np.ndarray, shape) -> np.ndarray:
-        if left_values.shape[1] == left_values.shape[2] == right_values.shape[1] == 1:
-            products = left_values[self.left_index, 0, 0] * right_values[self.right_index, 0, 0]
-        else:
-            products = batched_matmul(
-                left_values[self.left_index], right_values[self.right_index].transpose(0, 2, 1)
-            )
-        size = shape[0] * shape[1]
-        return np.bincount(self.flat, weights=products.ravel(), minlength=size).reshape(shape)
-
-
 class BlockedCholesky:
     """The blocked factor L for a fixed block structure, updated in place for each θ.
 
@@ -152,12 +99,6 @@ class BlockedCholesky:
                 self._off_index[(i, j)] = _scatter_index(
                     pairs.rows, pairs.cols, cp.q[i], cp.q[j], self.sizes[j]
                 )
-        self._products = {
-            (i, j): _SparseProduct(cp.off[(i, 0)], cp.off[(j, 0)], cp.q[i], cp.q[j], self.sizes[j])
-            for i in range(1, k)
-            for j in range(1, i + 1)
-        }
-        self._col0_values: dict[int, np.ndarray] = {}
         # Factor storage (filled by update).
         self.L00: np.ndarray = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self.L_col0: dict[int, sp.csr_matrix] = {}
@@ -165,11 +106,6 @@ class BlockedCholesky:
         self.L_x: list[np.ndarray] = [np.empty((self.n_xy, s)) for s in self.sizes]
         self.L_xx = np.empty((self.n_xy, self.n_xy))
         self.lambdas: list[np.ndarray] = []
-
-    @property
-    def largest_dense_block(self) -> int:
-        """Order of the largest dense diagonal block (0 when L₁₁ is the only one)."""
-        return max(self.sizes[1:], default=0)
 
     # -- the update -----------------------------------------------------------------
 
@@ -204,7 +140,6 @@ class BlockedCholesky:
             pairs = cp.off[(i, 0)]
             left = congruence(lambdas[i], pairs.data, np.eye(q0))
             values = batched_matmul(left, self._right0[pairs.cols])
-            self._col0_values[i] = values
             self.L_col0[i] = block.set_values(values)
         # L_x[0][:, l] = xzₗ · right0ₗ, summed over the q×q entries of right0 so
         # that every operation runs over whole (p + 1, levels) arrays.
@@ -227,11 +162,6 @@ class BlockedCholesky:
 
     def _product_col(self, i: int, j: int, kk: int) -> np.ndarray:
         """L[i, kk] L[j, kk]ᵀ as a dense array (i, j term indices, or k for the [X y] row)."""
-        if kk == 0 and i < self.k and j < self.k:
-            product = self._products[(i, j)]
-            if product.available:
-                shape = (self.sizes[i], self.sizes[j])
-                return product.dense(self._col0_values[i], self._col0_values[j], shape)
         left = self._block(i, kk)
         right = self._block(j, kk)
         if sp.issparse(left) and sp.issparse(right):

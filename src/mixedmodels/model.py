@@ -31,8 +31,6 @@ from .optimize import (
 from .results import FitResultsMixin
 
 _LOG_2PI = math.log(2 * math.pi)
-# Dense blocks of at least this order make multi-threaded BLAS worth it.
-_THREADED_BLOCK_SIZE = 800
 # Inspecting the loaded BLAS libraries takes milliseconds: do it once.
 _BLAS_CONTROLLER: ThreadpoolController | None = None
 
@@ -172,10 +170,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             raise ValueError(
                 f"start must have {len(self.lower_bounds)} values (one per θ), got {initial.shape}"
             )
-        # The θ loop works on many small matrices: BLAS threads only pay for
-        # themselves on large dense blocks and thrash on small ones.
-        blas_threads = None if self.factor.largest_dense_block >= _THREADED_BLOCK_SIZE else 1
-        with _blas_limit(blas_threads):
+        # The θ loop works on many small matrices, and even InstEval's 1128×1128
+        # Cholesky ran 15× slower with two OpenBLAS threads than with one
+        # (measured on this 2-core machine): BLAS stays single-threaded here.
+        with _blas_limit(1):
             return self._fit(initial, check_convergence, warn, max_restarts)
 
     def _fit(
