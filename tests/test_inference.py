@@ -413,3 +413,17 @@ def test_confint_errors(sleep):
         sleep.confint(method="boot-t")
     with pytest.raises(mm.MixedModelsError, match="level"):
         sleep.confint(method="wald", level=95)
+
+
+def test_progress_bars_go_to_stderr(capsys):
+    pytest.importorskip("tqdm")
+    m = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
+    m.confint(method="profile", progress=True)
+    profile_err = capsys.readouterr().err
+    assert "profile:" in profile_err and "/3 " in profile_err
+    m.bootstrap(20, seed=1, progress=True)
+    captured = capsys.readouterr()
+    assert "bootstrap:" in captured.err and "/20 " in captured.err
+    assert captured.out == ""
+    m.bootstrap(5, seed=1)
+    assert capsys.readouterr().err == ""

@@ -82,6 +82,7 @@ class InferenceMixin:
         *,
         n_boot: int = 500,
         seed: Any = None,
+        progress: bool = False,
     ) -> pd.DataFrame:
         """Confidence intervals, rows named as lme4's ``confint(oldNames=FALSE)``.
 
@@ -95,6 +96,9 @@ class InferenceMixin:
         level : float, default 0.95
         n_boot, seed
             For ``method="bootstrap"``.
+        progress : bool, default False
+            Show a progress bar on stderr (profile: one step per parameter;
+            bootstrap: one per replicate).
 
         Returns
         -------
@@ -107,7 +111,7 @@ class InferenceMixin:
             raise MixedModelsError(f"level must be between 0 and 1, got {level}")
         method = str(method).lower()
         if method == "profile":
-            return profile_confint(self, level)
+            return profile_confint(self, level, progress=progress)
         if method == "wald":
             z = stats.norm.ppf(0.5 + level / 2)
             se = self._sigma * np.sqrt(np.diag(self._unscaled_vcov))
@@ -118,7 +122,7 @@ class InferenceMixin:
                 {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
             )
         if method == "bootstrap":
-            return self.bootstrap(n_boot, seed=seed).confint(level)
+            return self.bootstrap(n_boot, seed=seed, progress=progress).confint(level)
         raise MixedModelsError(f"unknown method {method!r}: use 'profile', 'wald' or 'bootstrap'")
 
     @property

@@ -36,6 +36,7 @@ from scipy.interpolate import CubicSpline
 from ..blocks import CrossProducts
 from ..linalg import BlockedCholesky
 from ..optimize import minimize_bobyqa
+from ..progress import progress_bar
 
 if TYPE_CHECKING:
     from ..model import LinearMixedModel
@@ -360,7 +361,9 @@ def _interval(points: list[tuple[float, float]], z: float, lower: float, upper: 
     return lo, hi
 
 
-def profile_confint(model: LinearMixedModel, level: float = 0.95) -> pd.DataFrame:
+def profile_confint(
+    model: LinearMixedModel, level: float = 0.95, progress: bool = False
+) -> pd.DataFrame:
     """Profile intervals for every parameter (rows named as lme4's ``oldNames=FALSE``)."""
     ml = ml_model(model)
     theta_ml = ml._theta.copy()
@@ -381,8 +384,11 @@ def profile_confint(model: LinearMixedModel, level: float = 0.95) -> pd.DataFram
     last = [0.0]  # |ζ| at the previous point of the current walk
     is_cor = lower_b == -1.0
     rows = []
+    bar = progress_bar(range(nvp + p), total=nvp + p, enabled=progress, desc="profile")
+    steps = iter(bar)
     try:
         for w in range(nvp):
+            next(steps, None)
             others = np.array([i for i in range(nvp) if i != w])
 
             def zeta_at(value, start, w=w, others=others):
@@ -413,6 +419,7 @@ def profile_confint(model: LinearMixedModel, level: float = 0.95) -> pd.DataFram
             points = _walk(zeta_at, pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta)
             rows.append(_interval(points, z, lower_b[w], upper_b[w]))
         for j in range(p):
+            next(steps, None)
 
             def zeta_fixed(value, start, j=j):
                 cp = _offset_blocks(ml.cross_products, j, value)
@@ -430,6 +437,7 @@ def profile_confint(model: LinearMixedModel, level: float = 0.95) -> pd.DataFram
                 zeta_fixed, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta
             )
             rows.append(_interval(points, z, -math.inf, math.inf))
+        next(steps, None)  # exhausts the iterator, which closes the bar
     finally:
         ml.objective_at(theta_ml)
         model.objective_at(model._theta)
