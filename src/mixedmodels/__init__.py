@@ -6,6 +6,7 @@
 """
 
 from . import datasets
+from .distributed import DaskLinearMixedModel
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BootstrapResult",
     "ConvergenceWarning",
+    "DaskLinearMixedModel",
     "DataError",
     "FormulaError",
     "LinearMixedModel",

@@ -1,19 +1,21 @@
 """The same model on a Dask DataFrame: stage 2 (data → blocks) on the cluster.
 
 Every block of AᵀA is a sum over rows (see :mod:`mixedmodels.blocks`), so a
-Dask DataFrame is fitted in two passes over its partitions, wherever Dask runs
+Dask DataFrame is fitted in passes over its partitions, wherever Dask runs
 them (the current ``distributed.Client`` if there is one, otherwise Dask's
-default scheduler):
+default scheduler), each pass's partial results summed in a tree:
 
 1. **Scan.**  Each partition reports the values its factor columns take and
    the combinations its grouping factors take, its row and missing-value
-   counts and one complete row.  These merge in a tree into the global level
-   sets, which fix the contrasts of X and the codes of every term.
-2. **Blocks.**  Each partition builds its X, y and per-term Z with formulaic
-   specs made once on the driver from those level sets (so every partition
-   has the same columns and codes) and calls
-   :func:`~mixedmodels.blocks.cross_products` with the global numbers of
-   levels; the partial blocks are summed in a tree.
+   counts and one complete row.  Merged, these are the global level sets,
+   which fix the contrasts of X and the codes of every term.
+2. **XᵀX and Xᵀy.**  Each partition builds its X and y with formulaic specs
+   made once on the driver from those level sets (so every partition has the
+   same columns).  The sums give the rank check (which columns of X to drop)
+   and the least-squares β₀ whose residuals y − Xβ₀ the blocks hold, as the
+   in-memory engine does.
+3. **Blocks.**  Each partition calls :func:`~mixedmodels.blocks.cross_products`
+   on its rows with the global numbers of levels, the kept columns and β₀.
 
 The driver then holds only the summed blocks and the level labels: the θ loop
 and every result run unchanged, in memory that grows with the numbers of
@@ -39,7 +41,7 @@ import scipy.linalg
 from .blocks import CrossProducts
 from .blocks import cross_products as _cross_products
 from .design import RANK_TOLERANCE, Design, _required_columns, group_codes, lme4_column_name
-from .errors import DataError, FormulaError, RankDeficiencyWarning
+from .errors import DataError, FormulaError, MixedModelsError, RankDeficiencyWarning
 from .formula import TRANSFORMS, ParsedFormula, RandomTermSpec, parse_formula
 from .model import LinearMixedModel
 from .results import Summary
@@ -47,6 +49,11 @@ from .terms import RandomEffectsTerm
 from .validation import check_finite, check_grouping_factors, check_random_effects_size
 
 __all__ = ["DaskLinearMixedModel", "fit_dask", "is_dask_dataframe"]
+
+_ROWS_NEEDED = (
+    "{what} needs the model's rows in memory, which a fit to a Dask DataFrame does not "
+    "keep; fit the rows with pandas (mm.lmer(formula, ddf.compute())) if they fit in memory"
+)
 
 # Partial results merged per task of the tree reductions.
 SPLIT_EVERY = 8
@@ -227,8 +234,10 @@ class _Plan:
     predictors: list[str] = field(default_factory=list)
     # The random-effects terms in the engine's order (as ``groups``).
     random_specs: list[RandomTermSpec] = field(default_factory=list)
-    # Columns of X kept after the rank check.
+    # Columns of X kept after the rank check, and β₀ of the y − Xβ₀ the blocks
+    # hold (the least-squares fit, as in memory; see CrossProducts.beta_offset).
     keep: list[int] = field(default_factory=list)
+    beta_offset: np.ndarray | None = None
 
     @property
     def n_levels(self) -> list[int]:
@@ -270,22 +279,44 @@ class _Plan:
         return codes, z
 
 
-def _partition_blocks(frame: pd.DataFrame, plan: _Plan) -> CrossProducts | None:
+def _fixed_part(frame: pd.DataFrame, plan: _Plan) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The complete rows (factors coded), their X (all columns) and y."""
     frame, _ = _complete_rows(frame, plan.columns, plan.weights)
-    if frame.empty:
-        return None
     frame = plan.factorize(frame, strict=False)
     mats = plan.fixed_specs.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore")
     y = np.asarray(mats.lhs, dtype=np.float64).ravel()
     x = np.asarray(mats.rhs, dtype=np.float64)
-    codes, z = plan.random_parts(frame)
     # As in memory: an infinity in the data or log(0) is refused, naming the row.
     check_finite(y, [plan.parsed.response], "the response", frame.index)
     check_finite(x, list(mats.rhs.columns), "the fixed-effects column", frame.index)
+    return frame, x, y
+
+
+def _partition_gram(frame: pd.DataFrame, plan: _Plan) -> tuple[np.ndarray, np.ndarray] | None:
+    """XᵀX and Xᵀy of one partition (unweighted, as the in-memory rank check)."""
+    frame, x, y = _fixed_part(frame, plan)
+    if frame.empty:
+        return None
+    return x.T @ x, x.T @ y
+
+
+def _sum_grams(*parts: tuple[np.ndarray, np.ndarray] | None):
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    return sum(p[0] for p in present), sum(p[1] for p in present)
+
+
+def _partition_blocks(frame: pd.DataFrame, plan: _Plan) -> CrossProducts | None:
+    frame, x, y = _fixed_part(frame, plan)
+    if frame.empty:
+        return None
+    codes, z = plan.random_parts(frame)
     for spec, zi in zip(plan.term_specs, z, strict=True):
         check_finite(zi, list(spec.column_names), "the random-effects column", frame.index)
     w = None if plan.weights is None else frame[plan.weights].to_numpy(dtype=np.float64)
-    return _cross_products(codes, z, plan.n_levels, x, y, w)
+    x = x[:, plan.keep]
+    return _cross_products(codes, z, plan.n_levels, x, y, w, beta_offset=plan.beta_offset)
 
 
 def _sum_blocks(*parts: CrossProducts | None) -> CrossProducts | None:
@@ -409,20 +440,6 @@ def _aliased_from_gram(xtx: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int
         factor = grown
         kept.append(j)
     return aliased
-
-
-def _drop_fixed(cp: CrossProducts, aliased: list[int]) -> CrossProducts:
-    keep = [j for j in range(cp.xx.shape[0]) if j not in set(aliased)]
-    return CrossProducts(
-        n_levels=cp.n_levels,
-        q=cp.q,
-        diag=cp.diag,
-        off=cp.off,
-        xz=[block[keep] for block in cp.xz],
-        xx=cp.xx[np.ix_(keep, keep)],
-        n_obs=cp.n_obs,
-        sum_log_weights=cp.sum_log_weights,
-    )
 
 
 def _check_weights(weights: Any, columns: pd.Index) -> str | None:
@@ -616,17 +633,15 @@ class DaskLinearMixedModel(LinearMixedModel):
             raise DataError("weights must be non-negative")
         plan, labels = _make_plan(parsed, columns, wcol, scan, factor_columns, data.dtypes)
 
-        # Pass 2: the partial blocks, summed in a tree.
-        plan_ref = dask.delayed(plan, traverse=False)
-        block_task = dask.delayed(_partition_blocks, pure=True)
-        blocks = [block_task(p, plan_ref) for p in parts]
-        cp: CrossProducts = dask.compute(_tree_reduce(blocks, _sum_blocks, split_every))[0]
-
+        # Pass 2: XᵀX and Xᵀy, for the rank check and the least-squares β₀.
         names = [lme4_column_name(c, parsed.source) for c in plan.fixed_specs.rhs.column_names]
-        aliased = _aliased_from_gram(cp.xx[:-1, :-1]) if cp.n_fixed else []
+        plan_ref = dask.delayed(plan, traverse=False)
+        gram_task = dask.delayed(_partition_gram, pure=True)
+        grams = [gram_task(p, plan_ref) for p in parts]
+        xtx, xty = dask.compute(_tree_reduce(grams, _sum_grams, split_every))[0]
+        aliased = _aliased_from_gram(xtx) if len(names) else []
         dropped = [names[j] for j in aliased]
         if aliased:
-            cp = _drop_fixed(cp, aliased)
             warnings.warn(
                 "fixed-effect model matrix is rank deficient so dropping "
                 f"{len(dropped)} column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
@@ -634,6 +649,15 @@ class DaskLinearMixedModel(LinearMixedModel):
                 stacklevel=2,
             )
         plan.keep = [j for j in range(len(names)) if j not in set(aliased)]
+        if plan.keep:
+            kept = np.ix_(plan.keep, plan.keep)
+            plan.beta_offset = np.linalg.lstsq(xtx[kept], xty[plan.keep], rcond=None)[0]
+
+        # Pass 3: the partial blocks, summed in a tree.
+        plan_ref = dask.delayed(plan, traverse=False)
+        block_task = dask.delayed(_partition_blocks, pure=True)
+        blocks = [block_task(p, plan_ref) for p in parts]
+        cp: CrossProducts = dask.compute(_tree_reduce(blocks, _sum_blocks, split_every))[0]
         design = _driver_design(plan, labels, names, dropped, cp.n_obs, scan.n_bad)
         self._plan = plan
         self._data = data
@@ -713,6 +737,22 @@ class DaskLinearMixedModel(LinearMixedModel):
         if not exact:
             text = text.replace("Scaled residuals:", "Scaled residuals (quartiles approximate):", 1)
         return Summary(text)
+
+    # -- what needs the rows in memory: refused, not silently wrong ------------------
+
+    def simulate(self, n: int = 1, seed: Any = None):
+        """Not available for a Dask fit (simulated responses are per-row arrays)."""
+        raise MixedModelsError(_ROWS_NEEDED.format(what="simulate()"))
+
+    def bootstrap(self, n: int, seed: Any = None, progress: bool = False):
+        """Not available for a Dask fit (each replicate needs the rows)."""
+        raise MixedModelsError(_ROWS_NEEDED.format(what="bootstrap()"))
+
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """As :meth:`LinearMixedModel.coef_table`; Kenward–Roger needs the rows."""
+        if str(ddf).lower().replace("_", "-").startswith("kenward"):
+            raise MixedModelsError(_ROWS_NEEDED.format(what="Kenward–Roger df"))
+        return super().coef_table(ddf=ddf)
 
     def __repr__(self) -> str:
         state = "fitted" if self.is_fitted else "not fitted"

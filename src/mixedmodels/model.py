@@ -327,5 +327,18 @@ def lmer(
     >>> m.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
+    # distributed imports this module, so the import waits until a call.
+    from .distributed import fit_dask, is_dask_dataframe
+
+    if is_dask_dataframe(data):
+        return fit_dask(
+            formula,
+            data,
+            reml=reml,
+            weights=weights,
+            missing=missing,
+            start=start,
+            check_convergence=check_convergence,
+        )
     model = LinearMixedModel(formula, data, reml=reml, weights=weights, missing=missing)
     return model.fit(start=start, check_convergence=check_convergence)
