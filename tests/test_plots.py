@@ -54,17 +54,12 @@ def _assert_png_drawn(fig, path: Path) -> None:
 # -- conditional variances ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dense", [True, False], ids=["dense", "sparse"])
 @pytest.mark.parametrize("path", CONDVAR_REFS, ids=[p.stem for p in CONDVAR_REFS])
-def test_conditional_covariances_match_lme4(path, dense, monkeypatch):
-    if not dense:
-        monkeypatch.setattr(plots, "_DENSE_LIMIT", 0)
-        monkeypatch.setattr(plots, "_CHUNK", 4)  # several chunks even for small models
+def test_conditional_covariances_match_lme4(path):
     ref = json.loads(path.read_text())
     model = _fit(ref)
     condvar = ref["condvar"]
-    # Our own computation, whether or not the model also offers ranef_cov.
-    ours = plots._compute_conditional_covariances(model)[condvar["group"]]
+    ours = plots.conditional_covariances(model)[condvar["group"]]
     levels = list(model.ranef[condvar["group"]].index)
     got = ours[[levels.index(level) for level in condvar["levels"]]]
     want = np.array(condvar["postvar"], dtype=float)

@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from scipy import stats
-from scipy.linalg import lapack
 
 from .errors import MixedModelsError
 
@@ -31,11 +28,6 @@ if TYPE_CHECKING:
 
     from .model import LinearMixedModel
 
-# Above this many random effects in all, the conditional covariances are found
-# by sparse solves in chunks instead of one dense inverse (6000² doubles are
-# 290 MB; the sparse solves are slower when crossed factors fill the factor in).
-_DENSE_LIMIT = 6000
-_CHUNK = 256
 # Level labels on the caterpillar's axis only while they stay legible.
 _MAX_LABELS = 60
 
@@ -66,112 +58,11 @@ def _require_fitted(model: Any) -> None:
 def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
     """Covariance of each level's random effects given the data, as lme4's ``condVar``.
 
-    For the spherical effects u (b = Λu), Var(u | y) = σ² (ΛᵀZᵀWZΛ + I)⁻¹ with β
-    held at its estimate, which is what lme4's ``ranef(condVar = TRUE)``
-    reports; per level, the q×q block of that matrix is mapped back through λ.
-
-    Parameters
-    ----------
-    model : LinearMixedModel
-        A fitted model.
-
-    Returns
-    -------
-    dict
-        Grouping factor → array ``(n_levels, Q, Q)``, Q the number of columns
-        of ``model.ranef[group]`` (terms sharing a factor are combined; their
-        cross-covariances, which lme4 does not report either, are left zero).
-        A model that provides ``ranef_cov`` is asked for it instead.
+    The model's :attr:`~mixedmodels.LinearMixedModel.ranef_cov`: grouping
+    factor → array ``(n_levels, Q, Q)``.
     """
     _require_fitted(model)
-    provided = getattr(model, "ranef_cov", None)
-    if isinstance(provided, dict) and provided:
-        return {g: np.asarray(v, dtype=float) for g, v in provided.items()}
-    return _compute_conditional_covariances(model)
-
-
-def _compute_conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
-    """:func:`conditional_covariances` from the model's θ, σ and Z (no ``ranef_cov``)."""
-    terms = model.design.terms
-    lambdas = model._lambdas(model._theta)
-    offsets = np.cumsum([0] + [t.n_columns for t in terms])
-    n_total = int(offsets[-1])
-    weights = model.design.weights
-    root_w = np.sqrt(weights) if weights is not None else None
-    pieces = []
-    for term, lam, offset in zip(terms, lambdas, offsets, strict=False):
-        zl = term.z @ lam
-        if root_w is not None:
-            zl = zl * root_w[:, None]
-        rows = np.repeat(np.arange(len(term.codes)), term.q)
-        cols = (offset + term.codes[:, None] * term.q + np.arange(term.q)).ravel()
-        pieces.append(sp.csr_matrix((zl.ravel(), (rows, cols)), shape=(len(term.codes), n_total)))
-    # Each piece spans all columns with its own at its offset: the sum is ZΛ.
-    zlam = sum(pieces[1:], pieces[0])
-    precision = (zlam.T @ zlam + sp.identity(n_total)).tocsc()
-    layout = [(int(o), t.n_levels, t.q) for t, o in zip(terms, offsets, strict=False)]
-    blocks = _diagonal_blocks_of_inverse(precision, layout)
-    per_term = [
-        model.sigma**2 * np.einsum("ij,ljk,mk->lim", lam, s, lam)
-        for lam, s in zip(lambdas, blocks, strict=True)
-    ]
-    out: dict[str, np.ndarray] = {}
-    for term, cov in zip(terms, per_term, strict=True):
-        if term.group_name not in out:
-            out[term.group_name] = cov
-            continue
-        prior = out[term.group_name]
-        q0, q1 = prior.shape[1], cov.shape[1]
-        combined = np.zeros((prior.shape[0], q0 + q1, q0 + q1))
-        combined[:, :q0, :q0] = prior
-        combined[:, q0:, q0:] = cov
-        out[term.group_name] = combined
-    return out
-
-
-def _dense_spd_inverse(matrix: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive definite matrix through its Cholesky factor."""
-    factor, info = lapack.dpotrf(matrix, lower=1)
-    if info != 0:  # pragma: no cover - ΛᵀZᵀZΛ + I is positive definite
-        return np.linalg.inv(matrix)
-    inverse, info = lapack.dpotri(factor, lower=1)
-    # dpotri fills the lower triangle only.
-    return np.tril(inverse) + np.tril(inverse, -1).T
-
-
-def _diagonal_blocks_of_inverse(
-    precision: sp.csc_matrix, layout: list[tuple[int, int, int]]
-) -> list[np.ndarray]:
-    """The q×q diagonal blocks of ``precision⁻¹`` for each (offset, n_levels, q)."""
-    n = precision.shape[0]
-    if n <= _DENSE_LIMIT:
-        inverse = _dense_spd_inverse(precision.toarray())
-
-        def columns(start: int, stop: int) -> np.ndarray:
-            return inverse[:, start:stop]
-
-    else:
-        lu = spla.splu(precision)
-
-        def columns(start: int, stop: int) -> np.ndarray:
-            rhs = np.zeros((n, stop - start))
-            rhs[np.arange(start, stop), np.arange(stop - start)] = 1.0
-            return lu.solve(rhs)
-
-    out = []
-    for offset, n_levels, q in layout:
-        blocks = np.empty((n_levels, q, q))
-        # Chunks of whole levels so that each level's block comes from one solve.
-        per_chunk = max(1, _CHUNK // q)
-        for first in range(0, n_levels, per_chunk):
-            last = min(n_levels, first + per_chunk)
-            start, stop = offset + first * q, offset + last * q
-            cols = columns(start, stop)[start:stop]
-            for level in range(first, last):
-                a = (level - first) * q
-                blocks[level] = cols[a : a + q, a : a + q]
-        out.append(blocks)
-    return out
+    return {g: np.asarray(v, dtype=float) for g, v in model.ranef_cov.items()}
 
 
 # -- caterpillar ----------------------------------------------------------------------
