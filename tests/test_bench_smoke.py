@@ -76,6 +76,8 @@ def test_memory_guard_kills_the_process(tmp_path: Path, monkeypatch, with_psutil
 
 
 def test_crossed_model_is_not_sent_to_statsmodels(tmp_path: Path) -> None:
+    if importlib.util.find_spec("statsmodels") is None:
+        pytest.skip("statsmodels (the bench extra) is not installed")
     result = run_engine("statsmodels", get_model("penicillin_crossed"), Options(data_dir=tmp_path))
     assert result.status == UNSUPPORTED
     assert "crossed" in result.message

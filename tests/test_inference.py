@@ -427,3 +427,22 @@ def test_progress_bars_go_to_stderr(capsys):
     assert captured.out == ""
     m.bootstrap(5, seed=1)
     assert capsys.readouterr().err == ""
+
+
+def test_profile_table_is_the_walk_behind_the_intervals():
+    m = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
+    table = m.profile()
+    assert list(table.columns) == ["parameter", "value", "zeta"]
+    assert list(dict.fromkeys(table.parameter)) == ["sd_(Intercept)|Batch", "sigma", "(Intercept)"]
+    intervals = m.confint(method="profile")
+    z = 1.959963984540054
+    for name, part in table.groupby("parameter", sort=False):
+        part = part.sort_values("value")
+        # ζ rises through 0 at the estimate and past ±z at the interval's ends.
+        assert part.zeta.min() < -z and part.zeta.max() > z
+        assert np.all(np.diff(part.zeta.to_numpy()) > 0)
+        lower = np.interp(-z, part.zeta, part.value)
+        upper = np.interp(z, part.zeta, part.value)
+        width = intervals.loc[name, "upper"] - intervals.loc[name, "lower"]
+        assert abs(lower - intervals.loc[name, "lower"]) < 0.02 * width
+        assert abs(upper - intervals.loc[name, "upper"]) < 0.02 * width

@@ -288,3 +288,9 @@ def test_progress_bar_without_tqdm(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
     items = range(3)
     assert progress_bar(items, enabled=True) is items
+
+
+def test_profile_plot_of_a_model(tmp_path):
+    m = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
+    fig = plots.profile(m)
+    _assert_png_drawn(fig, tmp_path / "profile.png")

@@ -18,7 +18,7 @@ from .bootstrap import BootstrapResult, parametric_bootstrap, simulate_responses
 from .condvar import conditional_covariances
 from .kenward_roger import kenward_roger_table
 from .predict import predict as _predict
-from .profile import profile_confint, sdcor_names
+from .profile import profile_confint, profile_table, sdcor_names
 from .satterthwaite import satterthwaite_table
 
 _DDF = {
@@ -134,6 +134,16 @@ class InferenceMixin:
         """
         self._require_fit()
         return conditional_covariances(self)
+
+    def profile(self, level: float = 0.95, progress: bool = False) -> pd.DataFrame:
+        """The likelihood profile behind ``confint(method="profile")``.
+
+        Returns a long table with columns ``parameter`` (lme4's names),
+        ``value`` and ``zeta`` (the signed square root of the change in the
+        ML deviance), what :func:`mixedmodels.plots.profile` draws.
+        """
+        self._require_fit()
+        return profile_table(self, level, progress=progress)
 
     def predict(
         self, newdata: Any = None, *, random: bool = True, allow_new_levels: bool = False

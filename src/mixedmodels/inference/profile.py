@@ -365,6 +365,23 @@ def profile_confint(
     model: LinearMixedModel, level: float = 0.95, progress: bool = False
 ) -> pd.DataFrame:
     """Profile intervals for every parameter (rows named as lme4's ``oldNames=FALSE``)."""
+    return _profile(model, level, progress)[0]
+
+
+def profile_table(
+    model: LinearMixedModel, level: float = 0.95, progress: bool = False
+) -> pd.DataFrame:
+    """The profile walked for the intervals: long table ``parameter``, ``value``, ``zeta``.
+
+    Each parameter's points run from its estimate (ζ = 0) out to a little
+    beyond the ζ of the interval at ``level`` on both sides.
+    """
+    return _profile(model, level, progress)[1]
+
+
+def _profile(
+    model: LinearMixedModel, level: float, progress: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     ml = ml_model(model)
     theta_ml = ml._theta.copy()
     base = ml.objective_at(theta_ml, reml=False)
@@ -384,6 +401,7 @@ def profile_confint(
     last = [0.0]  # |ζ| at the previous point of the current walk
     is_cor = lower_b == -1.0
     rows = []
+    walked: list[list[tuple[float, float]]] = []
     bar = progress_bar(range(nvp + p), total=nvp + p, enabled=progress, desc="profile")
     steps = iter(bar)
     try:
@@ -417,6 +435,7 @@ def profile_confint(
             first = 0.001 if pw == 0 else pw * 1.01
             last[0] = 0.0
             points = _walk(zeta_at, pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta)
+            walked.append(points)
             rows.append(_interval(points, z, lower_b[w], upper_b[w]))
         for j in range(p):
             next(steps, None)
@@ -436,10 +455,19 @@ def profile_confint(
             points = _walk(
                 zeta_fixed, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta
             )
+            walked.append(points)
             rows.append(_interval(points, z, -math.inf, math.inf))
         next(steps, None)  # exhausts the iterator, which closes the bar
     finally:
         ml.objective_at(theta_ml)
         model.objective_at(model._theta)
     names = [*sdcor_names(model), *model.design.fixed_names]
-    return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
+    table = pd.DataFrame(
+        [
+            (name, value, zeta)
+            for name, points in zip(names, walked, strict=True)
+            for value, zeta in sorted(points)
+        ],
+        columns=["parameter", "value", "zeta"],
+    )
+    return pd.DataFrame(rows, index=names, columns=["lower", "upper"]), table
