@@ -3,7 +3,7 @@
 A term holds, for every row, the integer code of its grouping factor's level
 and the row of its own model matrix (the columns left of the bar).  Together
 with the template of the relative covariance factor λ (a q×q lower-triangular
-matrix, or a diagonal one for uncorrelated terms) that is all the engine needs:
+matrix; ``||`` terms are already split into separate terms) that is all the engine needs:
 the term's Z is never formed as a matrix.
 """
 
