@@ -24,10 +24,10 @@ from .linalg import BlockedCholesky
 from .optimize import (
     BOUNDARY_TOLERANCE,
     OptimizationSummary,
-    check_convergence,
     minimize_bobyqa,
     restart_steps,
 )
+from .optimize import check_convergence as check_optimum
 from .results import FitResultsMixin
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -161,6 +161,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             Restarts of the optimizer from a boundary optimum, kept while they
             lower the objective.
         """
+        self._start_given = start is not None
         initial = (
             np.concatenate([t.theta_start() for t in self.design.terms])
             if start is None
@@ -176,12 +177,38 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         with _blas_limit(1):
             return self._fit(initial, check_convergence, warn, max_restarts)
 
+    def _theta_scale(self) -> np.ndarray:
+        """θ = scale · φ, where φ is what the optimizer moves.
+
+        A random-effects column on an extreme scale (root mean square outside
+        [1e-3, 1e3]) needs θ near the inverse of that scale, far from lme4's
+        start of 1 and from BOBYQA's unit steps.  Writing Zλ = (Z S⁻¹)(Sλ) with
+        S the columns' scales, φ = Sλ is of order one.  Columns on ordinary
+        scales keep θ = φ, so the path is lme4's.
+        """
+        cp = self.cross_products
+        factors = []
+        for term, diag in zip(self.design.terms, cp.diag, strict=True):
+            rms = np.sqrt(np.einsum("lii->i", diag) / max(cp.n_obs, 1))
+            extreme = (rms > 0) & ((rms < 1e-3) | (rms > 1e3))
+            row_factor = np.where(extreme, 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
+            factors.append(row_factor[term.theta_rows])
+        return np.concatenate(factors)
+
     def _fit(
         self, initial: np.ndarray, check_convergence: bool, warn: bool, max_restarts: int
     ) -> LinearMixedModel:
-        theta, value, n_eval, status = minimize_bobyqa(
-            self.objective_at, initial, self.lower_bounds
-        )
+        scale = self._theta_scale()
+        if self._start_given:
+            start = initial / scale
+        else:
+            # lme4's start λ = I, taken for the rescaled columns.
+            start = initial
+
+        def objective(phi: np.ndarray) -> float:
+            return self.objective_at(phi * scale)
+
+        theta, value, n_eval, status = minimize_bobyqa(objective, start, self.lower_bounds)
         # On the boundary BOBYQA can stop at a point that is not the optimum.
         # Restarting with full-size steps (which BOBYQA uses to move the start
         # off or onto bounds) escapes such points; a last restart with steps
@@ -189,7 +216,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         if np.any(theta - self.lower_bounds < BOUNDARY_TOLERANCE):
             for _ in range(max_restarts):
                 again, again_value, n_more, again_status = minimize_bobyqa(
-                    self.objective_at, theta, self.lower_bounds
+                    objective, theta, self.lower_bounds
                 )
                 n_eval += n_more
                 if again_value >= value - 1e-6:
@@ -198,7 +225,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                     break
                 theta, value, status = again, again_value, again_status
             polished, polished_value, n_more, polished_status = minimize_bobyqa(
-                self.objective_at,
+                objective,
                 theta,
                 self.lower_bounds,
                 initial_step=restart_steps(theta, self.lower_bounds),
@@ -215,9 +242,12 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             messages.append(f"the optimizer stopped early: {status}")
         gradient = None
         if check_convergence:
-            passed, found, gradient = check_convergence_at(self, theta)
+            passed, found, gradient = check_optimum(objective, theta, self.lower_bounds)
             ok = ok and passed
             messages.extend(found)
+        theta = theta * scale
+        if not self._start_given:
+            initial = initial * scale
         value = self.objective_at(theta)
         self.optsum = OptimizationSummary(
             initial=initial,
@@ -282,10 +312,6 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
     def convergence_messages(self) -> list[str]:
         self._require_fit()
         return list(self.optsum.messages)
-
-
-def check_convergence_at(model: LinearMixedModel, theta: np.ndarray):
-    return check_convergence(model.objective_at, theta, model.lower_bounds)
 
 
 def lmer(
