@@ -105,13 +105,11 @@ class BlockedCholesky:
         self.L_dense: dict[tuple[int, int], np.ndarray] = {}
         self.L_x: list[np.ndarray] = [np.empty((self.n_xy, s)) for s in self.sizes]
         self.L_xx = np.empty((self.n_xy, self.n_xy))
-        self.lambdas: list[np.ndarray] = []
 
     # -- the update -----------------------------------------------------------------
 
     def update(self, lambdas: list[np.ndarray]) -> bool:
         """Refactor for new relative covariance factors; False if not positive definite."""
-        self.lambdas = lambdas
         k = self.k
         try:
             if k:

@@ -161,7 +161,6 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             Restarts of the optimizer from a boundary optimum, kept while they
             lower the objective.
         """
-        self._start_given = start is not None
         initial = (
             np.concatenate([t.theta_start() for t in self.design.terms])
             if start is None
@@ -174,8 +173,11 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         # The θ loop works on many small matrices, and even InstEval's 1128×1128
         # Cholesky ran 15× slower with two OpenBLAS threads than with one
         # (measured on this 2-core machine): BLAS stays single-threaded here.
+        scale = self._theta_scale()
+        # lme4's start λ = I applies to the rescaled columns; a given start is θ.
+        start_phi = initial if start is None else initial / scale
         with _blas_limit(1):
-            return self._fit(initial, check_convergence, warn, max_restarts)
+            return self._fit(start_phi, scale, check_convergence, warn, max_restarts)
 
     def _theta_scale(self) -> np.ndarray:
         """θ = scale · φ, where φ is what the optimizer moves.
@@ -196,14 +198,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         return np.concatenate(factors)
 
     def _fit(
-        self, initial: np.ndarray, check_convergence: bool, warn: bool, max_restarts: int
+        self,
+        start: np.ndarray,
+        scale: np.ndarray,
+        check_convergence: bool,
+        warn: bool,
+        max_restarts: int,
     ) -> LinearMixedModel:
-        scale = self._theta_scale()
-        if self._start_given:
-            start = initial / scale
-        else:
-            # lme4's start λ = I, taken for the rescaled columns.
-            start = initial
+        """Optimize φ (θ = scale·φ, see :meth:`_theta_scale`) from ``start``."""
 
         def objective(phi: np.ndarray) -> float:
             return self.objective_at(phi * scale)
@@ -246,11 +248,9 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             ok = ok and passed
             messages.extend(found)
         theta = theta * scale
-        if not self._start_given:
-            initial = initial * scale
         value = self.objective_at(theta)
         self.optsum = OptimizationSummary(
-            initial=initial,
+            initial=start * scale,
             lower=self.lower_bounds.copy(),
             final=theta,
             objective=value,
