@@ -68,12 +68,13 @@ CASES = [
     "case", CASES, ids=lambda c: f"{c['levels']}-{c['qs']}-nested{c['nested']}"
 )
 @pytest.mark.parametrize("weighted", [False, True])
-def test_blocked_factor_matches_dense(case, weighted):
+@pytest.mark.parametrize("use_numba", [False, True], ids=["numpy", "numba"])
+def test_blocked_factor_matches_dense(case, weighted, use_numba):
     rng = np.random.default_rng(sum(case["levels"]) + int(weighted))
     codes, levels, z, x, y, lambdas = _random_problem(rng, **case)
     w = rng.uniform(0.5, 2.0, len(y)) if weighted else None
     cp = cross_products(codes, z, levels, x, y, w)
-    factor = BlockedCholesky(cp)
+    factor = BlockedCholesky(cp, use_numba=use_numba)
     assert factor.update(lambdas)
 
     sw = np.ones(len(y)) if w is None else np.sqrt(w)
@@ -91,6 +92,9 @@ def test_blocked_factor_matches_dense(case, weighted):
     )
     assert factor.logdet_x() == pytest.approx(2 * np.sum(np.log(np.diag(dense)[nz:-1])), rel=1e-10)
     assert factor.pwrss() == pytest.approx(dense[-1, -1] ** 2, rel=1e-10)
+    np.testing.assert_allclose(
+        factor.random_effects_factor().toarray(), dense[:nz, :nz], rtol=1e-8, atol=1e-10
+    )
 
     # β and u solve the penalised least-squares problem.
     p = x.shape[1]
@@ -159,3 +163,25 @@ def test_objective_equals_dense_marginal_likelihood():
     _sign, logdet = np.linalg.slogdet(v)
     deviance = logdet + resid @ np.linalg.solve(v, resid) + n * math.log(2 * math.pi)
     assert value == pytest.approx(deviance, rel=1e-10)
+
+
+def test_two_threads_give_the_one_thread_factor(monkeypatch):
+    """The downdate split over two threads (large problems) gives the same factor."""
+    from mixedmodels import kernels
+
+    if kernels.compiled_kernel() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(11)
+    codes, levels, z, x, y, lambdas = _random_problem(rng, 600, [80, 15, 4], [2, 1, 2])
+    cp = cross_products(codes, z, levels, x, y)
+    one = BlockedCholesky(cp, use_numba=True)
+    assert one.col0._split is None
+    monkeypatch.setattr(kernels, "_THREAD_MIN_WORK", 0.0)
+    monkeypatch.setattr(kernels, "_THREAD_WORK_PER_ROW2", 0.0)
+    monkeypatch.setattr(kernels, "_available_cpus", lambda: 2)
+    two = BlockedCholesky(cp, use_numba=True)
+    assert 0 < two.col0._split < levels[0]
+    assert one.update(lambdas) and two.update(lambdas)
+    np.testing.assert_allclose(np.tril(two.T), np.tril(one.T), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(two.L00, one.L00, rtol=1e-12)
+    assert two.logdet_theta() == pytest.approx(one.logdet_theta(), rel=1e-13)

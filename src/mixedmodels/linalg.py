@@ -5,19 +5,25 @@ Writing Λ(θ) for the block-diagonal relative covariance factor (identity on th
 
     L Lᵀ = ΛᵀAᵀAΛ + diag(I, 0),
 
-computed block by block from :class:`~mixedmodels.blocks.CrossProducts`
-without touching the rows.  Storage follows the real fill-in:
+computed from :class:`~mixedmodels.blocks.CrossProducts` without touching the
+rows.  L has two parts, split where the fill-in starts:
 
-* the first term's diagonal block stays block-diagonal, ``(n_levels, q, q)``;
-* the blocks below it keep the sparsity of ZᵢᵀZ₁ (right-multiplying by a
-  block-diagonal matrix creates no fill), held as CSR matrices whose pattern
-  is fixed once so that an update only rewrites their values;
-* later blocks are dense: they are where the fill-in lands (their size is set
-  by the number of levels of the smaller terms).
+* the first term (the one with the most levels): its diagonal block stays
+  block-diagonal, ``(n_levels, q, q)``, and the column below it, L_T0, keeps
+  the sparsity of [Z₂ … Z_k X y]ᵀZ₁ (right-multiplying by a block-diagonal
+  matrix creates no fill).  It is held level by level: for each level, its
+  rows in the trailing block and q values per row
+  (:class:`~mixedmodels.kernels.LevelColumns`);
+* the trailing block T — the later terms and [X y] — is dense: the Schur
+  complement T − L_T0 L_T0ᵀ is where the fill-in lands, and one LAPACK
+  Cholesky of it is the fastest way through (its size is set by the levels
+  of the smaller terms).
 
-The last diagonal block, the factor of the [X y] Schur complement, carries the
-fixed-effects factor R_X and the penalised residual sum of squares r², from
-which the profiled objectives are read.
+The last rows of T's factor carry the fixed-effects factor R_X and the
+penalised residual sum of squares r², from which the profiled objectives are
+read.  The y parts of the cross-products are read at every update, so a
+caller may change them in place between updates (the parametric bootstrap
+does).
 """
 
 from __future__ import annotations
@@ -26,46 +32,23 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .blocks import CrossProducts, PairBlocks
-from .smallmatrix import (
-    batched_cholesky,
-    batched_lower_inverse,
-    batched_lower_solve_transposed,
-    batched_matmul,
-    congruence,
-)
+from .blocks import CrossProducts
+from .kernels import LevelColumns
+from .smallmatrix import batched_lower_solve_transposed, congruence
 
 
-def _scatter_index(rows: np.ndarray, cols: np.ndarray, q_row: int, q_col: int, n_col: int):
-    """Flat indices, in a dense matrix of n_col columns, of blocks ``(nb, q_row, q_col)``."""
+def _block_index(
+    rows: np.ndarray, cols: np.ndarray, q_row: int, q_col: int, row0: int, col0: int, n_col: int
+) -> np.ndarray:
+    """Flat indices, in a matrix of n_col columns, of blocks ``(nb, q_row, q_col)``.
+
+    Block b sits at rows ``row0 + rows[b]·q_row …`` and columns ``col0 + cols[b]·q_col …``.
+    """
     a = np.arange(q_row)[None, :, None]
     b = np.arange(q_col)[None, None, :]
-    r = rows[:, None, None].astype(np.int64) * q_row + a
-    c = cols[:, None, None].astype(np.int64) * q_col + b
+    r = row0 + rows[:, None, None].astype(np.int64) * q_row + a
+    c = col0 + cols[:, None, None].astype(np.int64) * q_col + b
     return (r * n_col + c).ravel()
-
-
-class _SparseColumnBlock:
-    """L[i, 0]: blocks of ZᵢᵀZ₁'s pattern, stored as CSR with a fixed structure."""
-
-    def __init__(self, pairs: PairBlocks, q_row: int, q_col: int, shape: tuple[int, int]):
-        nb = pairs.n_pairs
-        a = np.broadcast_to(np.arange(q_row)[None, :, None], (nb, q_row, q_col))
-        b = np.broadcast_to(np.arange(q_col)[None, None, :], (nb, q_row, q_col))
-        rows = (pairs.rows[:, None, None].astype(np.int64) * q_row + a).ravel()
-        cols = (pairs.cols[:, None, None].astype(np.int64) * q_col + b).ravel()
-        # Build the CSR once with the element positions as values to learn the
-        # permutation from our (pair, a, b) order to CSR order.
-        position = np.arange(1, len(rows) + 1, dtype=np.float64)
-        pattern = sp.csr_matrix((position, (rows, cols)), shape=shape)
-        pattern.sort_indices()
-        self.order = pattern.data.astype(np.int64) - 1
-        self.matrix = pattern
-        self.matrix.data = np.zeros_like(pattern.data)
-
-    def set_values(self, block_values: np.ndarray) -> sp.csr_matrix:
-        self.matrix.data = block_values.reshape(-1)[self.order]
-        return self.matrix
 
 
 class BlockedCholesky:
@@ -75,183 +58,159 @@ class BlockedCholesky:
     ----------
     cp : CrossProducts
         The blocks of AᵀA, terms in the engine's order (the largest first).
+    use_numba : bool, optional
+        Force or refuse the compiled downdate (default: use it when available).
     """
 
-    def __init__(self, cp: CrossProducts):
+    def __init__(self, cp: CrossProducts, use_numba: bool | None = None):
         self.cp = cp
-        k = cp.n_terms
-        self.k = k
+        self.k = k = cp.n_terms
         self.sizes = [m * q for m, q in zip(cp.n_levels, cp.q, strict=True)]
         self.n_xy = cp.xx.shape[0]
-        # Pre-computed scatter indices for dense copies of the A blocks.
-        self._diag_index = [
-            _scatter_index(np.arange(m), np.arange(m), q, q, m * q)
-            for m, q in zip(cp.n_levels, cp.q, strict=True)
+        # T holds terms 1 … k−1 then [X y].
+        self.offsets = np.cumsum([0, *self.sizes[1:]]).tolist()
+        self.n_re_trailing = self.offsets[-1]
+        n = self.n_t = self.n_re_trailing + self.n_xy
+        self.T = np.zeros((n, n))
+        self._diag_index = {
+            j: _block_index(
+                np.arange(cp.n_levels[j]),
+                np.arange(cp.n_levels[j]),
+                cp.q[j],
+                cp.q[j],
+                self.offsets[j - 1],
+                self.offsets[j - 1],
+                n,
+            )
+            for j in range(1, k)
+        }
+        self._off_index = {
+            (i, j): _block_index(
+                pairs.rows,
+                pairs.cols,
+                cp.q[i],
+                cp.q[j],
+                self.offsets[i - 1],
+                self.offsets[j - 1],
+                n,
+            )
+            for (i, j), pairs in cp.off.items()
+            if j > 0
+        }
+        if k:
+            self._init_first_column(use_numba)
+        self.L00 = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
+        self._half_logdet0 = 0.0
+
+    def _init_first_column(self, use_numba: bool | None) -> None:
+        cp = self.cp
+        blocks = [
+            (
+                cp.off[(i, 0)].rows,
+                cp.off[(i, 0)].cols,
+                cp.off[(i, 0)].data,
+                cp.q[i],
+                self.offsets[i - 1],
+            )
+            for i in range(1, self.k)
         ]
-        self._off_index: dict[tuple[int, int], np.ndarray] = {}
-        self._sparse: dict[int, _SparseColumnBlock] = {}
-        for (i, j), pairs in cp.off.items():
-            if j == 0:
-                self._sparse[i] = _SparseColumnBlock(
-                    pairs, cp.q[i], cp.q[0], (self.sizes[i], self.sizes[0])
-                )
-            else:
-                self._off_index[(i, j)] = _scatter_index(
-                    pairs.rows, pairs.cols, cp.q[i], cp.q[j], self.sizes[j]
-                )
-        # Factor storage (filled by update).
-        self.L00: np.ndarray = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
-        self.L_col0: dict[int, sp.csr_matrix] = {}
-        self.L_dense: dict[tuple[int, int], np.ndarray] = {}
-        self.L_x: list[np.ndarray] = [np.empty((self.n_xy, s)) for s in self.sizes]
-        self.L_xx = np.empty((self.n_xy, self.n_xy))
+        self.col0 = LevelColumns(
+            blocks, cp.n_levels[0], cp.q[0], self.n_re_trailing, self.n_xy, use_numba
+        )
 
     # -- the update -----------------------------------------------------------------
 
     def update(self, lambdas: list[np.ndarray]) -> bool:
         """Refactor for new relative covariance factors; False if not positive definite."""
-        k = self.k
-        try:
-            if k:
-                self._update_first_column(lambdas)
-            for j in range(1, k):
-                self._update_column(j, lambdas)
-            self._update_xx()
-        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-            return False
-        return bool(np.all(np.isfinite(self.L_xx)))
-
-    def _update_first_column(self, lambdas: list[np.ndarray]) -> None:
         cp = self.cp
-        lam0 = lambdas[0]
-        m0, q0 = cp.n_levels[0], cp.q[0]
-        scaled = congruence(lam0, cp.diag[0])
-        for a in range(q0):
-            scaled[:, a, a] += 1.0
-        self.L00 = batched_cholesky(scaled)
-        inv_l00 = batched_lower_inverse(self.L00)
-        # Right-multiplying by Λ₁ L₁₁⁻ᵀ acts level by level.
-        self._right0 = batched_matmul(
-            np.broadcast_to(lam0, (m0, q0, q0)), inv_l00.transpose(0, 2, 1)
-        )
-        for i, block in self._sparse.items():
-            pairs = cp.off[(i, 0)]
-            left = congruence(lambdas[i], pairs.data, np.eye(q0))
-            values = batched_matmul(left, self._right0[pairs.cols])
-            self.L_col0[i] = block.set_values(values)
-        # L_x[0][:, l] = xzₗ · right0ₗ, summed over the q×q entries of right0 so
-        # that every operation runs over whole (p + 1, levels) arrays.
-        xz = cp.xz[0]  # (p + 1, levels, q)
-        out = np.empty_like(xz)
-        for b in range(q0):
-            acc = xz[:, :, 0] * self._right0[None, :, 0, b]
-            for a in range(1, q0):
-                acc += xz[:, :, a] * self._right0[None, :, a, b]
-            out[:, :, b] = acc
-        self.L_x[0] = out.reshape(self.n_xy, -1)
+        self._fill_trailing(lambdas)
+        if self.k:
+            try:
+                self.L00, self._half_logdet0 = self.col0.update(
+                    lambdas[0], cp.diag[0], lambdas[1:], cp.xz[0], self.T
+                )
+            except np.linalg.LinAlgError:
+                return False
+        # T is C-ordered with its lower triangle filled: as a Fortran array its
+        # transpose holds the same numbers in the upper triangle, which LAPACK
+        # factors in place (an upper factor of Tᵀ is the lower factor of T).
+        _, info = scipy.linalg.lapack.dpotrf(self.T.T, lower=0, clean=0, overwrite_a=1)
+        return info == 0 and bool(np.isfinite(self.T[-1, -1]))
 
-    def _dense_scaled_off(self, i: int, j: int, lambdas: list[np.ndarray]) -> np.ndarray:
-        """Dense Λᵢᵀ ZᵢᵀZⱼ Λⱼ for j ≥ 1."""
-        pairs = self.cp.off[(i, j)]
-        out = np.zeros((self.sizes[i], self.sizes[j]))
-        values = congruence(lambdas[i], pairs.data, lambdas[j])
-        out.ravel()[self._off_index[(i, j)]] = values.ravel()
-        return out
-
-    def _product_col(self, i: int, j: int, kk: int) -> np.ndarray:
-        """L[i, kk] L[j, kk]ᵀ as a dense array (i, j term indices, or k for the [X y] row)."""
-        left = self._block(i, kk)
-        right = self._block(j, kk)
-        if sp.issparse(left) and sp.issparse(right):
-            return (left @ right.T).toarray()
-        if sp.issparse(right):
-            return (right @ left.T).T
-        return left @ right.T
-
-    def _block(self, i: int, j: int):
-        if i == self.k:
-            return self.L_x[j]
-        if j == 0:
-            return self.L_col0[i]
-        return self.L_dense[(i, j)]
-
-    def _update_column(self, j: int, lambdas: list[np.ndarray]) -> None:
+    def _fill_trailing(self, lambdas: list[np.ndarray]) -> None:
+        """T ← Λᵀ A Λ + diag(I, 0) on its lower triangle (terms 1 … k−1 and [X y])."""
         cp = self.cp
-        lam = lambdas[j]
-        size = self.sizes[j]
-        diag = np.zeros((size, size))
-        diag.ravel()[self._diag_index[j]] = congruence(lam, cp.diag[j]).ravel()
-        diag[np.diag_indices(size)] += 1.0
-        for kk in range(j):
-            diag -= self._product_col(j, j, kk)
-        ljj = scipy.linalg.cholesky(diag, lower=True, overwrite_a=True, check_finite=False)
-        self.L_dense[(j, j)] = ljj
-        for i in range(j + 1, self.k):
-            block = self._dense_scaled_off(i, j, lambdas)
-            for kk in range(j):
-                block -= self._product_col(i, j, kk)
-            self.L_dense[(i, j)] = scipy.linalg.solve_triangular(
-                ljj, block.T, lower=True, check_finite=False
-            ).T
-        xz = (cp.xz[j].reshape(-1, lam.shape[0]) @ lam).reshape(self.n_xy, -1)
-        for kk in range(j):
-            xz = xz - self._product_col(self.k, j, kk)
-        self.L_x[j] = scipy.linalg.solve_triangular(ljj, xz.T, lower=True, check_finite=False).T
-
-    def _update_xx(self) -> None:
-        s = self.cp.xx.copy()
-        for kk in range(self.k):
-            lx = self.L_x[kk]
-            s -= lx @ lx.T
-        self.L_xx = scipy.linalg.cholesky(s, lower=True, check_finite=False)
+        t = self.T
+        t.fill(0.0)
+        flat = t.reshape(-1)
+        r = self.n_re_trailing
+        for j in range(1, self.k):
+            lam = lambdas[j]
+            flat[self._diag_index[j]] = congruence(lam, cp.diag[j]).reshape(-1)
+            lo, hi = self.offsets[j - 1], self.offsets[j]
+            t[r:, lo:hi] = (cp.xz[j] @ lam).reshape(self.n_xy, -1)
+        for (i, j), index in self._off_index.items():
+            flat[index] = congruence(lambdas[i], cp.off[(i, j)].data, lambdas[j]).reshape(-1)
+        diag = np.arange(r)
+        t[diag, diag] += 1.0
+        t[r:, r:] = cp.xx
 
     # -- what is read off the factor ------------------------------------------------
+
+    @property
+    def L_xx(self) -> np.ndarray:
+        """The factor of the [X y] Schur complement: R_X and, last, r."""
+        r = self.n_re_trailing
+        return np.tril(self.T[r:, r:])
 
     def logdet_theta(self) -> float:
         """log |Λᵀ ZᵀZ Λ + I| = 2 Σ log diag of the random-effects part of L."""
         if not self.k:
             return 0.0
-        total = np.sum(np.log(np.diagonal(self.L00, axis1=1, axis2=2)))
-        for j in range(1, self.k):
-            total += np.sum(np.log(np.diag(self.L_dense[(j, j)])))
+        total = self._half_logdet0
+        r = self.n_re_trailing
+        if r:
+            total += np.sum(np.log(np.diagonal(self.T)[:r]))
         return 2.0 * float(total)
 
     def logdet_x(self) -> float:
         """log |R_Xᵀ R_X|, the REML correction."""
+        r = self.n_re_trailing
         p = self.n_xy - 1
-        return 2.0 * float(np.sum(np.log(np.diag(self.L_xx)[:p])))
+        return 2.0 * float(np.sum(np.log(np.diagonal(self.T)[r : r + p])))
 
     def pwrss(self) -> float:
         """Penalised weighted residual sum of squares r²."""
-        return float(self.L_xx[-1, -1] ** 2)
+        return float(self.T[-1, -1] ** 2)
 
     def fixed_effects(self) -> np.ndarray:
         """β̂ at the current θ (in the original coordinates of y)."""
+        lxx = self.L_xx
         p = self.n_xy - 1
-        rx = self.L_xx[:p, :p]
-        beta = scipy.linalg.solve_triangular(rx.T, self.L_xx[p, :p], lower=False)
+        beta = scipy.linalg.solve_triangular(lxx[:p, :p].T, lxx[p, :p], lower=False)
         offset = self.cp.beta_offset
         return beta if offset is None else beta + offset
 
     def spherical_modes(self, beta: np.ndarray) -> list[np.ndarray]:
         """u = L_ZZ⁻ᵀ (c − L_XZᵀ β): the spherical random effects, one array per term."""
-        p = self.n_xy - 1
         if self.cp.beta_offset is not None:
             beta = beta - self.cp.beta_offset
-        u: list[np.ndarray | None] = [None] * self.k
-        for j in reversed(range(self.k)):
-            lx = self.L_x[j]
-            rhs = lx[p] - lx[:p].T @ beta
-            for i in range(j + 1, self.k):
-                rhs = rhs - self._block(i, j).T @ u[i]
-            if j == 0:
-                m, q = self.cp.n_levels[0], self.cp.q[0]
-                u[j] = batched_lower_solve_transposed(self.L00, rhs.reshape(m, q)).reshape(-1)
-            else:
-                u[j] = scipy.linalg.solve_triangular(
-                    self.L_dense[(j, j)].T, rhs, lower=False, check_finite=False
-                )
-        return u  # type: ignore[return-value]
+        r = self.n_re_trailing
+        p = self.n_xy - 1
+        lower = np.tril(self.T)
+        # w = (−u_T, −β, 1) over the rows of T gives the right-hand sides as Lᵀw.
+        w = np.empty(self.n_t)
+        w[r : r + p] = -beta
+        w[-1] = 1.0
+        if r:
+            rhs = lower[r:, :r].T @ w[r:]
+            w[:r] = -scipy.linalg.solve_triangular(
+                lower[:r, :r].T, rhs, lower=False, check_finite=False
+            )
+        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
+        rhs0 = self.col0.transpose_times(w)
+        u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
+        return [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
 
     def inverse_rx(self) -> np.ndarray:
         """R_X⁻¹ where R_X R_Xᵀ = the fixed-effects block of the Schur complement."""
@@ -259,3 +218,13 @@ class BlockedCholesky:
         return scipy.linalg.solve_triangular(
             self.L_xx[:p, :p], np.eye(p), lower=True, check_finite=False
         )
+
+    def random_effects_factor(self) -> sp.csc_matrix:
+        """The random-effects part of L (all terms) as one sparse lower-triangular matrix."""
+        l00 = sp.block_diag(list(self.L00), format="csr")
+        r = self.n_re_trailing
+        if not r:
+            return l00.tocsc()
+        below = self.col0.to_sparse(r)
+        trailing = sp.csr_matrix(np.tril(self.T[:r, :r]))
+        return sp.bmat([[l00, None], [below, trailing]], format="csc")

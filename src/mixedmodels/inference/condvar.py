@@ -24,15 +24,7 @@ _BATCH_COLUMNS = 2048
 
 def sparse_factor(model: LinearMixedModel) -> sp.csc_matrix:
     """The random-effects part of the blocked factor L, as one sparse lower-triangular matrix."""
-    factor = model.factor
-    k = factor.k
-    blocks: list[list] = [[None] * k for _ in range(k)]
-    blocks[0][0] = sp.block_diag(list(factor.L00), format="csr")
-    for i in range(1, k):
-        blocks[i][0] = factor.L_col0[i]
-        for j in range(1, i + 1):
-            blocks[i][j] = sp.csr_matrix(factor.L_dense[(i, j)])
-    return sp.bmat(blocks, format="csc")
+    return model.factor.random_effects_factor()
 
 
 def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:

@@ -1,0 +1,362 @@
+"""The first term's part of the factor, level by level: compiled with numba, or numpy.
+
+The first random-effects term (the one with the most levels) contributes, for
+each of its levels ℓ,
+
+* a q×q diagonal block of L: Lₗ = chol(λᵀDₗλ + I), Dₗ = ZₗᵀZₗ;
+* a short column of L below it, L_Tℓ = Λ_Tᵀ A_Tℓ λ Lₗ⁻ᵀ, whose rows are the
+  levels of the later terms that share a row of the data with ℓ, plus the
+  [X y] rows (:class:`LevelColumns` lays these entries out);
+* the downdate T ← T − L_Tℓ L_Tℓᵀ of the dense trailing block.
+
+Done level by level in one compiled loop, all of this costs what its
+arithmetic costs: Σ over levels of (rows of the level)² for the downdate.
+Written with numpy the same work needs a sparse matrix product that builds a
+new sparse result on every call and a dozen whole-array passes, several
+times slower; that version remains the fallback where numba is missing.
+numba is imported on first use (its compiled code is cached on disk).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.sparse as sp
+
+from .smallmatrix import (
+    batched_cholesky,
+    batched_lower_inverse,
+    batched_matmul,
+    congruence,
+)
+
+_COMPILED = None
+_TRIED = False
+# Two threads split the downdate when it has at least this many products
+# (about a millisecond) and this many per element of T they must add up.
+_THREAD_MIN_WORK = 1e6
+_THREAD_WORK_PER_ROW2 = 4.0
+_WORKER: ThreadPoolExecutor | None = None
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixedmodels")
+    return _WORKER
+
+
+def compiled_kernel():
+    """The compiled level loop, or None when numba is not installed."""
+    global _COMPILED, _TRIED
+    if not _TRIED:
+        _TRIED = True
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - exercised where numba is absent
+            return None
+        _COMPILED = numba.njit(cache=True, nogil=True)(_first_term_levels)
+    return _COMPILED
+
+
+def _first_term_levels(
+    lo,
+    hi,
+    lam0,
+    diag0,
+    level_ptr,
+    rows,
+    raw,
+    entry_term,
+    entry_comp,
+    term_q,
+    lams,
+    xz0,
+    l00,
+    values,
+    out,
+):  # pragma: no cover - compiled by numba (run as Python only in a debugger)
+    """For levels ``lo:hi``: fill ``l00`` and ``values``, downdate ``out``.
+
+    Returns their Σ log diag L₀₀, or nan if some λᵀDₗλ + I is not positive definite.
+
+    Entries of a level are ``level_ptr[ℓ]:level_ptr[ℓ + 1]``, rows ascending.
+    An entry of a later term t (``entry_term`` ≥ 1) is row ``entry_comp`` = a
+    of its q_t×q₀ block of A, the block's rows being consecutive entries; an
+    [X y] entry (``entry_term`` = −1) is row ``entry_comp`` of ``xz0[:, ℓ]``.
+    """
+    q0 = diag0.shape[1]
+    s_mat = np.empty((q0, q0))
+    chol = np.zeros((q0, q0))
+    right = np.empty((q0, q0))
+    logdet = 0.0
+    for level in range(lo, hi):
+        # λᵀDₗλ + I, lower triangle.
+        for i in range(q0):
+            for j in range(i + 1):
+                s = 1.0 if i == j else 0.0
+                for a in range(q0):
+                    la = lam0[a, i]
+                    if la != 0.0:
+                        for b in range(q0):
+                            s += la * diag0[level, a, b] * lam0[b, j]
+                s_mat[i, j] = s
+        for j in range(q0):
+            s = s_mat[j, j]
+            for kk in range(j):
+                s -= chol[j, kk] * chol[j, kk]
+            if not s > 0.0:
+                return math.nan
+            d = math.sqrt(s)
+            chol[j, j] = d
+            logdet += math.log(d)
+            for i in range(j + 1, q0):
+                s = s_mat[i, j]
+                for kk in range(j):
+                    s -= chol[i, kk] * chol[j, kk]
+                chol[i, j] = s / d
+        for i in range(q0):
+            for j in range(q0):
+                l00[level, i, j] = chol[i, j]
+        # right = λ Lₗ⁻ᵀ, row by row by forward substitution.
+        for r in range(q0):
+            for j in range(q0):
+                s = lam0[r, j]
+                for kk in range(j):
+                    s -= right[r, kk] * chol[j, kk]
+                right[r, j] = s / chol[j, j]
+        start = level_ptr[level]
+        stop = level_ptr[level + 1]
+        for e in range(start, stop):
+            t = entry_term[e]
+            a = entry_comp[e]
+            for c in range(q0):
+                s = 0.0
+                if t < 0:
+                    for c2 in range(q0):
+                        s += xz0[a, level, c2] * right[c2, c]
+                else:
+                    base = e - a
+                    for a2 in range(a, term_q[t]):  # λₜ is lower triangular
+                        la = lams[t, a2, a]
+                        if la != 0.0:
+                            for c2 in range(q0):
+                                s += la * raw[base + a2, c2] * right[c2, c]
+                values[e, c] = s
+        # The downdate, on and below the diagonal (rows ascend within a level).
+        for e1 in range(start, stop):
+            out_row = out[rows[e1]]
+            if q0 == 1:
+                v0 = values[e1, 0]
+                for e2 in range(start, e1 + 1):
+                    out_row[rows[e2]] -= v0 * values[e2, 0]
+            elif q0 == 2:
+                v0 = values[e1, 0]
+                v1 = values[e1, 1]
+                for e2 in range(start, e1 + 1):
+                    out_row[rows[e2]] -= v0 * values[e2, 0] + v1 * values[e2, 1]
+            else:
+                for e2 in range(start, e1 + 1):
+                    s = 0.0
+                    for c in range(q0):
+                        s += values[e1, c] * values[e2, c]
+                    out_row[rows[e2]] -= s
+    return logdet
+
+
+class LevelColumns:
+    """L_T0, the first term's column of L below its diagonal, held level by level.
+
+    Parameters
+    ----------
+    blocks : list of (rows, levels, data, q, offset)
+        One per later term: the pairs (``rows`` level of the term, ``levels``
+        level of the first term) that share a row of the data, their blocks
+        ``data`` (pairs, q, q₀) of A, the term's q and its first row in T.
+    n_levels, q0 : int
+        Levels and q of the first term.
+    xy_offset, n_xy : int
+        First row of [X y] in T and its number of rows.
+    use_numba : bool, optional
+        Force (True) or refuse (False) the compiled loop; default: use it when
+        numba imports.
+    """
+
+    def __init__(
+        self,
+        blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]],
+        n_levels: int,
+        q0: int,
+        xy_offset: int,
+        n_xy: int,
+        use_numba: bool | None = None,
+    ):
+        self.n_levels, self.q0, self.n_xy = n_levels, q0, n_xy
+        levels, rows, terms, comps = [], [], [], []
+        for t, (term_rows, term_levels, _, q, offset) in enumerate(blocks, start=1):
+            levels.append(np.repeat(term_levels.astype(np.int64), q))
+            rows.append(
+                offset + (term_rows.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
+            )
+            terms.append(np.full(len(term_rows) * q, t, dtype=np.int32))
+            comps.append(np.tile(np.arange(q, dtype=np.int32), len(term_rows)))
+        levels.append(np.repeat(np.arange(n_levels, dtype=np.int64), n_xy))
+        rows.append(np.tile(xy_offset + np.arange(n_xy, dtype=np.int64), n_levels))
+        terms.append(np.full(n_levels * n_xy, -1, dtype=np.int32))
+        comps.append(np.tile(np.arange(n_xy, dtype=np.int32), n_levels))
+        level = np.concatenate(levels)
+        row = np.concatenate(rows)
+        order = np.lexsort((row, level))
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        bounds = np.cumsum([0, *(len(r) for r in rows)])
+        # Where each source's entries land in the level-major layout.
+        self.dest = [position[a:b] for a, b in itertools.pairwise(bounds)]
+        self.level_ptr = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=n_levels))])
+        self.rows = row[order]
+        self.entry_term = np.concatenate(terms)[order]
+        self.entry_comp = np.concatenate(comps)[order]
+        self.term_q = np.array([0, *(b[3] for b in blocks)], dtype=np.int64)
+        q_max = max(1, *(b[3] for b in blocks)) if blocks else 1
+        self._lams = np.zeros((len(blocks) + 1, q_max, q_max))
+        self.raw = np.zeros((len(order), q0))
+        for dest, (_, _, data, _, _) in zip(self.dest, blocks, strict=False):
+            self.raw[dest] = data.reshape(-1, q0)
+        self.values = np.zeros((len(order), q0))
+        self.blocks = blocks
+        self._kernel = compiled_kernel() if use_numba is not False else None
+        if use_numba and self._kernel is None:
+            raise ImportError("numba is not installed")
+        self._pattern: sp.csr_matrix | None = None
+        self._split = self._two_way_split(xy_offset + n_xy) if self._kernel is not None else None
+        self._buffer: np.ndarray | None = None
+
+    def _two_way_split(self, n_rows: int) -> int | None:
+        """A level splitting the downdate's work in halves, when two threads pay off.
+
+        They do when the work is large (milliseconds) against the extra pass
+        that adds the second thread's n_rows² buffer into T.
+        """
+        if _available_cpus() < 2:
+            return None
+        work = np.cumsum(np.diff(self.level_ptr).astype(np.float64) ** 2)
+        if work[-1] < _THREAD_MIN_WORK or work[-1] < _THREAD_WORK_PER_ROW2 * n_rows**2:
+            return None
+        return int(np.searchsorted(work, work[-1] / 2)) + 1
+
+    def update(
+        self,
+        lam0: np.ndarray,
+        diag0: np.ndarray,
+        lambdas: list[np.ndarray],
+        xz0: np.ndarray,
+        out: np.ndarray,
+    ) -> tuple[np.ndarray, float]:
+        """Refresh the values and downdate ``out`` (T's lower triangle) by L_T0 L_T0ᵀ.
+
+        ``lambdas`` are the later terms' λ; ``xz0`` is [X y]ᵀZ₀ (n_xy, levels, q₀).
+        Returns (L₀₀ (levels, q₀, q₀), Σ log diag L₀₀); raises
+        ``numpy.linalg.LinAlgError`` when λᵀDₗλ + I is not positive definite.
+        """
+        if self._kernel is not None:
+            for t, lam in enumerate(lambdas, start=1):
+                self._lams[t, : lam.shape[0], : lam.shape[1]] = lam
+            l00 = np.empty_like(diag0)
+            arrays = (
+                np.ascontiguousarray(lam0),
+                diag0,
+                self.level_ptr,
+                self.rows,
+                self.raw,
+                self.entry_term,
+                self.entry_comp,
+                self.term_q,
+                self._lams,
+                np.ascontiguousarray(xz0),
+                l00,
+                self.values,
+            )
+            if self._split is None:
+                logdet = self._kernel(0, self.n_levels, *arrays, out)
+            else:
+                # Two halves of the levels (by work) at once, the second into
+                # its own buffer: the kernel releases the GIL.
+                if self._buffer is None:
+                    self._buffer = np.empty_like(out)
+                self._buffer.fill(0.0)
+                other = _worker().submit(
+                    self._kernel, self._split, self.n_levels, *arrays, self._buffer
+                )
+                logdet = self._kernel(0, self._split, *arrays, out)
+                logdet += other.result()
+                out += self._buffer
+            if math.isnan(logdet):
+                raise np.linalg.LinAlgError("λᵀDλ + I is not positive definite")
+            return l00, logdet
+        return self._update_numpy(lam0, diag0, lambdas, xz0, out)
+
+    def _update_numpy(self, lam0, diag0, lambdas, xz0, out):
+        m0, q0 = self.n_levels, self.q0
+        scaled = congruence(lam0, diag0)
+        for a in range(q0):
+            scaled[:, a, a] += 1.0
+        l00 = batched_cholesky(scaled)
+        inv_l00 = batched_lower_inverse(l00)
+        right = batched_matmul(np.broadcast_to(lam0, (m0, q0, q0)), inv_l00.transpose(0, 2, 1))
+        values = self.values
+        for dest, lam, (_, term_levels, data, _, _) in zip(
+            self.dest[:-1], lambdas, self.blocks, strict=True
+        ):
+            left = congruence(lam, data, np.eye(q0))
+            values[dest] = batched_matmul(left, right[term_levels]).reshape(-1, q0)
+        xy = xz0.transpose(1, 0, 2)[:, :, None, :]  # (levels, n_xy, 1, q0)
+        values[self.dest[-1]] = (xy @ right[:, None]).reshape(-1, q0)
+        matrix = self._csr(values)
+        out -= np.tril((matrix @ matrix.T).toarray())
+        return l00, float(np.sum(np.log(np.diagonal(l00, axis1=1, axis2=2))))
+
+    def _csr(self, values: np.ndarray) -> sp.csr_matrix:
+        """L_T0 as a CSR matrix (rows of T × levels·q₀) with a pattern built once."""
+        if self._pattern is None:
+            counts = np.diff(self.level_ptr)
+            level = np.repeat(np.arange(self.n_levels), counts)
+            cols = (level[:, None] * self.q0 + np.arange(self.q0)[None, :]).ravel()
+            rows = np.repeat(self.rows, self.q0)
+            position = np.arange(1, len(rows) + 1, dtype=np.float64)
+            n_rows = int(self.rows.max()) + 1
+            pattern = sp.csr_matrix(
+                (position, (rows, cols)), shape=(n_rows, self.n_levels * self.q0)
+            )
+            pattern.sort_indices()
+            self._order = pattern.data.astype(np.int64) - 1
+            self._pattern = pattern
+        self._pattern.data = values.reshape(-1)[self._order]
+        return self._pattern
+
+    def transpose_times(self, w: np.ndarray) -> np.ndarray:
+        """L_T0ᵀ w as an array (levels, q₀), for w over the rows of T."""
+        weighted = self.values * w[self.rows][:, None]
+        # Every level has entries (at least the [X y] rows), so reduceat's
+        # segments are never empty.
+        return np.add.reduceat(weighted, self.level_ptr[:-1], axis=0)
+
+    def to_sparse(self, n_rows: int) -> sp.csr_matrix:
+        """The first ``n_rows`` rows of L_T0 as a CSR matrix."""
+        keep = self.rows < n_rows
+        level = np.repeat(np.arange(self.n_levels), np.diff(self.level_ptr))[keep]
+        cols = (level[:, None] * self.q0 + np.arange(self.q0)[None, :]).ravel()
+        rows = np.repeat(self.rows[keep], self.q0)
+        return sp.csr_matrix(
+            (self.values[keep].ravel(), (rows, cols)), shape=(n_rows, self.n_levels * self.q0)
+        )
