@@ -26,7 +26,6 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.inference import InferenceMixin, anova
-from mixedmodels.inference.bootstrap import _SingleTermObjective
 
 DATA = Path(__file__).parent / "data"
 INFERENCE_DIRS = [DATA / "inference", DATA / "inference_extra"]
@@ -343,13 +342,6 @@ def test_simulate_is_reproducible_and_has_the_fitted_moments(sleep):
     expected = cov[0, 0] + sleep.sigma**2
     observed = a.to_numpy()[day0].var(axis=1, ddof=1).mean()
     assert observed == pytest.approx(expected, rel=0.1)
-
-
-def test_single_term_objective_equals_the_engine(sleep):
-    f = _SingleTermObjective(sleep, sleep.cross_products)
-    for theta in [sleep.theta, np.array([1.0, 0.0, 1.0]), np.array([0.4, -0.3, 0.05])]:
-        assert f(theta) == pytest.approx(sleep.objective_at(theta), abs=1e-8)
-    sleep.objective_at(sleep.theta)
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.sparse as sp
 from scipy import stats
 
-from ..blocks import CrossProducts
 from ..linalg import BlockedCholesky
 from ..optimize import minimize_bobyqa
 from ..progress import progress_bar
@@ -112,86 +110,6 @@ class BootstrapResult:
         return pd.DataFrame({"lower": lower, "upper": upper})
 
 
-class _SingleTermObjective:
-    """The profiled objective of a one-term model, straight from the blocks.
-
-    With one term the factor is block-diagonal by level, so for each θ
-
-        S = [X y]ᵀ[X y] − Σₗ (Zₗᵀ[X y])ᵀ λ (λᵀDₗλ + I)⁻¹ λᵀ (Zₗᵀ[X y]),
-
-    with Dₗ = ZₗᵀZₗ, is the Schur complement whose Cholesky factor gives
-    log|R_X|² and r², and log|L|² = Σₗ log|λᵀDₗλ + I|.  A handful of batched
-    array operations per evaluation: what makes a thousand refits cheap.
-    """
-
-    def __init__(self, model: LinearMixedModel, work: CrossProducts):
-        term = model.design.terms[0]
-        self.rows, self.cols = term.theta_rows, term.theta_cols
-        self.q = term.q
-        self.diag = work.diag[0]
-        self.work = work
-        self.eye = np.eye(term.q)
-        self.reml = model.reml
-        self.n = work.n_obs
-        self.p = work.n_fixed
-        self.const = work.sum_log_weights
-
-    def parts(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """(log|L|², lower Cholesky factor of S) at θ."""
-        lam = np.zeros((self.q, self.q))
-        lam[self.rows, self.cols] = theta
-        m = lam.T @ self.diag @ lam + self.eye
-        # q ≤ 2 in closed form: numpy's batched linalg costs more in call
-        # overhead than the arithmetic of a few hundred 2×2 blocks.
-        if self.q == 1:
-            det = m[:, 0, 0]
-            inv = 1.0 / m
-        elif self.q == 2:
-            a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
-            det = a * d - b * c
-            inv = np.stack([d, -b, -c, a], axis=1).reshape(-1, 2, 2) / det[:, None, None]
-        else:
-            det = np.linalg.det(m)
-            inv = np.linalg.inv(m)
-        k = lam @ inv @ lam.T
-        xz = self.work.xz[0]  # (p + 1, levels, q)
-        flat = xz.reshape(self.p + 1, -1)
-        xzk = (xz[:, :, None, :] @ k).reshape(self.p + 1, -1)  # row l of xz times k_l
-        s = self.work.xx - xzk @ flat.T
-        chol, info = scipy.linalg.lapack.dpotrf(s, lower=1, clean=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("the Schur complement is not positive definite")
-        return float(np.sum(np.log(det))), chol
-
-    def __call__(self, theta: np.ndarray) -> float:
-        try:
-            logdet, chol = self.parts(theta)
-        except np.linalg.LinAlgError:
-            return math.inf
-        r2 = chol[-1, -1] ** 2
-        if not r2 > 0:
-            return math.inf
-        value = logdet - self.const
-        if self.reml:
-            dof = self.n - self.p
-            value += 2 * float(np.sum(np.log(np.diag(chol)[: self.p])))
-            value += dof * (1.0 + _LOG_2PI + math.log(r2 / dof))
-        else:
-            value += self.n * (1.0 + _LOG_2PI + math.log(r2 / self.n))
-        return value
-
-    def solution(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
-        """(β, r²) at θ."""
-        _, chol = self.parts(theta)
-        p = self.p
-        if p == 0:
-            return np.empty(0), float(chol[-1, -1] ** 2)
-        beta = scipy.linalg.solve_triangular(chol[:p, :p].T, chol[p, :p], lower=False)
-        if self.work.beta_offset is not None:
-            beta = beta + self.work.beta_offset
-        return beta, float(chol[-1, -1] ** 2)
-
-
 def _y_operators(model: LinearMixedModel) -> list[sp.csr_matrix]:
     """Per term, the sparse map y ↦ flattened per-level sums of w·y·z (what enters ZᵀWy)."""
     design = model.design
@@ -218,14 +136,12 @@ def parametric_bootstrap(
     xw = design.x * w[:, None]
     # A private copy of the y parts only; the Z and X blocks stay shared.
     work = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())
-    single = _SingleTermObjective(model, work) if len(design.terms) == 1 else None
-    if single is None:
-        clone = copy.copy(model)
-        clone.cross_products = work
-        clone.factor = BlockedCholesky(work)
-        objective = clone.objective_at
-    else:
-        objective = single
+    # The factor reads the y blocks at every update: the clone refits each
+    # replicate by changing them in place.
+    clone = copy.copy(model)
+    clone.cross_products = work
+    clone.factor = BlockedCholesky(work)
+    objective = clone.objective_at
     ops = _y_operators(model)
     theta_hat = model._theta.copy()
     dof = cp.n_obs - p if model.reml else cp.n_obs
@@ -249,11 +165,8 @@ def parametric_bootstrap(
         theta, value, _, _ = minimize_bobyqa(
             objective, theta_hat, model.lower_bounds, **_TOLERANCES
         )
-        if single is not None:
-            beta, r2 = single.solution(theta)
-        else:
-            value = clone.objective_at(theta)
-            beta, r2 = clone.factor.fixed_effects(), clone.factor.pwrss()
+        value = clone.objective_at(theta)
+        beta, r2 = clone.factor.fixed_effects(), clone.factor.pwrss()
         out[r] = np.concatenate([[value, math.sqrt(r2 / dof)], beta, theta])
     columns = ["objective", "sigma", *design.fixed_names, *model.theta_names]
     estimates = pd.Series(
