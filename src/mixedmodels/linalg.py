@@ -141,9 +141,10 @@ class BlockedCholesky:
         """T ← Λᵀ A Λ + diag(I, 0) on its lower triangle (terms 1 … k−1 and [X y])."""
         cp = self.cp
         t = self.T
-        t.fill(0.0)
-        flat = t.reshape(-1)
         r = self.n_re_trailing
+        # The [X y] rows are overwritten whole below; the terms' rows are sparse.
+        t[:r].fill(0.0)
+        flat = t.reshape(-1)
         for j in range(1, self.k):
             lam = lambdas[j]
             flat[self._diag_index[j]] = congruence(lam, cp.diag[j]).reshape(-1)
@@ -151,8 +152,9 @@ class BlockedCholesky:
             t[r:, lo:hi] = (cp.xz[j] @ lam).reshape(self.n_xy, -1)
         for (i, j), index in self._off_index.items():
             flat[index] = congruence(lambdas[i], cp.off[(i, j)].data, lambdas[j]).reshape(-1)
-        diag = np.arange(r)
-        t[diag, diag] += 1.0
+        if r:
+            diag = np.arange(r)
+            t[diag, diag] += 1.0
         t[r:, r:] = cp.xx
 
     # -- what is read off the factor ------------------------------------------------
