@@ -7,8 +7,7 @@ the article's code with only the import and the data changed (the synthetic
 lme4's fit of the lme4 formula the code means (``students_*`` references).
 ``docs/statsmodels.md`` explains each meaning.
 
-Fits with random slopes on these 13 341 rows take the engine tens of seconds, so they
-are marked slow; the translation of every block is checked in the default run.
+Every block is fitted in the default run (about four seconds in all).
 """
 
 from __future__ import annotations
@@ -103,7 +102,6 @@ def test_adding_random_slopes_translation(data):
     assert same_formula(md.lme4_formula, reference("students_article_slope_groups_reml")["formula"])
 
 
-@pytest.mark.slow
 def test_adding_random_slopes_fit(data):
     formula = "test_score ~ age + sex + (age|classroom) + (1|school) + (1|province)"
 
@@ -122,7 +120,6 @@ def test_vc_formula_translation(data):
     assert same_formula(md.lme4_formula, reference("students_article_diag_groups_reml")["formula"])
 
 
-@pytest.mark.slow
 def test_vc_formula_fit(data):
     formula = SLOPE
     vc_formula = {"classroom": "diag", "school": "diag", "province": "diag"}
@@ -186,12 +183,7 @@ def test_formula_syntax_placeholder_is_refused(data):
         # "3) Crossed random effects".
         pytest.param(CROSSED, "students_seed_crossed_reml", id="crossed"),
         # Formula Syntax (slopes), Example 2 and "2) Random intercepts and slopes".
-        pytest.param(
-            ALL_SLOPES,
-            "students_seed_all_slopes_reml",
-            id="all_slopes",
-            marks=pytest.mark.slow,
-        ),
+        pytest.param(ALL_SLOPES, "students_seed_all_slopes_reml", id="all_slopes"),
     ],
 )
 def test_example_formulas(data, formula, name):
