@@ -10,10 +10,11 @@ with lme4's output.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import formulaic
@@ -24,6 +25,7 @@ from formulaic.parser.types import Token as _Token
 from formulaic.transforms import stateful_transform
 
 from .errors import DataError, FormulaError, MissingValuesWarning, RankDeficiencyWarning
+from .fastdesign import PlainPart, PlainPlan, column_missing, is_plain_numeric, plain_plan
 from .formula import (
     TRANSFORMS,
     ParsedFormula,
@@ -48,9 +50,46 @@ from .validation import (
 RANK_TOLERANCE = 1e-7
 
 
+class _LazySpec:
+    """A :class:`Design` field holding formulaic model specs, some built on first use.
+
+    Parts of a formula built without formulaic (see :mod:`mixedmodels.fastdesign`)
+    have no model spec until something asks for one (prediction on new data,
+    anova, the statsmodels-style summary); the design's ``spec_builder`` then
+    fills in every missing spec at once.  Used as a dataclass field default, it
+    keeps ``Design(fixed_spec=..., term_specs=...)`` working as a plain field.
+    """
+
+    def __init__(self, default_factory: Callable[[], Any] | None = None) -> None:
+        self._default_factory = default_factory
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr = f"_{name}"
+
+    def __get__(self, design: Design | None, owner: type | None = None) -> Any:
+        if design is None:
+            return None  # the dataclass field's default
+        builder = design.__dict__.get("spec_builder")
+        if builder is not None:
+            builder.fill(design)
+        value = design.__dict__.get(self._attr)
+        if value is None and self._default_factory is not None:
+            value = design.__dict__[self._attr] = self._default_factory()
+        return value
+
+    def __set__(self, design: Design, value: Any) -> None:
+        design.__dict__[self._attr] = value
+
+
 @dataclass
 class Design:
-    """Everything stage 2 needs, plus what results need to name things."""
+    """Everything stage 2 needs, plus what results need to name things.
+
+    ``fixed_spec`` and ``term_specs`` (in the order of ``terms``) are formulaic's
+    ``ModelSpec`` objects of X and of each term's Z, for evaluating the same
+    model matrices on new data; those of parts built without formulaic are
+    built from a few of the rows used when first accessed.
+    """
 
     formula: ParsedFormula
     y: np.ndarray
@@ -62,8 +101,58 @@ class Design:
     dropped_columns: list[str] = field(default_factory=list)
     n_dropped_missing: int = 0
     row_index: pd.Index | None = None
-    fixed_spec: Any = None
-    term_specs: list[Any] = field(default_factory=list)
+    # Descriptors as defaults: dataclasses treat them as fields with default None.
+    fixed_spec: Any = _LazySpec()
+    term_specs: list[Any] = _LazySpec(list)
+    spec_builder: _SpecBuilder | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        # Without the specs, so that showing a design does not build them.
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("fixed_spec", "term_specs", "spec_builder")
+        )
+        return f"Design({shown})"
+
+
+@dataclass
+class _SpecBuilder:
+    """The model specs a design lacks, and the few data rows to build them from.
+
+    Attributes
+    ----------
+    parsed : ParsedFormula
+        The model's formula.
+    sample : dict of str to ndarray
+        The first rows used of every column of the parts to build (all numeric,
+        so the specs do not depend on the values).
+    n_rows : int
+        The number of rows in ``sample`` (it may have no columns).
+    terms : list of (RandomTermSpec or None)
+        In the order of the design's terms, the formula term whose spec is
+        missing, or None where the spec is there.
+    """
+
+    parsed: ParsedFormula
+    sample: dict[str, np.ndarray]
+    n_rows: int
+    terms: list[RandomTermSpec | None]
+
+    def fill(self, design: Design) -> None:
+        """Set every missing spec of ``design`` (once: the builder then detaches)."""
+        design.spec_builder = None
+        frame = pd.DataFrame(self.sample, index=pd.RangeIndex(self.n_rows))
+        values = design.__dict__
+        if values.get("_fixed_spec") is None:
+            formula = f"{self.parsed.response} ~ {self.parsed.fixed}"
+            values["_fixed_spec"] = _evaluate(formula, frame, "formula").rhs.model_spec
+        specs = list(values.get("_term_specs") or [None] * len(self.terms))
+        for k, spec in enumerate(self.terms):
+            if spec is not None:
+                what = f"random-effects term {random_term_to_lme4(spec)}"
+                specs[k] = _evaluate(spec.lhs, frame, what).model_spec
+        values["_term_specs"] = specs
 
 
 def lme4_column_name(name: str, source: str = "") -> str:
@@ -166,8 +255,24 @@ def _required_columns(parsed: ParsedFormula) -> list[str]:
     transforms (``scale(x)``, ``poly(x, 2)``) and splits dotted names, so the
     names are collected here from formulaic's tokens (which only split text).
     """
+    return list(_columns_of(parsed))
+
+
+@functools.lru_cache(maxsize=256)
+def _columns_of(parsed: ParsedFormula) -> tuple[str, ...]:
+    # Cached: tokenizing is a sizeable share of building a small design.
+    texts = (parsed.response, parsed.fixed, *(term.lhs for term in parsed.random))
+    needed = dict.fromkeys(_columns_in(texts, parsed.source))
+    for term in parsed.random:
+        for name in term.group:
+            needed.setdefault(name, None)
+    return tuple(needed)
+
+
+@functools.lru_cache(maxsize=256)
+def _columns_in(texts: tuple[str, ...], source: str) -> tuple[str, ...]:
+    """The data columns that translated expressions use, in order of first appearance."""
     needed: dict[str, None] = {}
-    texts = [parsed.response, parsed.fixed, *(term.lhs for term in parsed.random)]
     try:
         for text in texts:
             for tok in _formulaic_tokenize(text):
@@ -177,11 +282,8 @@ def _required_columns(parsed: ParsedFormula) -> list[str]:
                     for name in _names_in_python(tok.token):
                         needed.setdefault(name, None)
     except (SyntaxError, ValueError) as err:  # cannot happen for a parsed formula
-        raise FormulaError(f"cannot read formula {parsed.source!r}: {err}") from err
-    for term in parsed.random:
-        for name in term.group:
-            needed.setdefault(name, None)
-    return list(needed)
+        raise FormulaError(f"cannot read formula {source!r}: {err}") from err
+    return tuple(needed)
 
 
 def _names_in_python(code: str) -> list[str]:
@@ -207,19 +309,31 @@ def _names_in_python(code: str) -> list[str]:
     return names
 
 
-def _missing_rows(frame: pd.DataFrame, weights: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
-    """Rows with a missing value in a used column or the weights, and those columns."""
-    bad = np.array(frame.isna().any(axis=1), dtype=bool)
-    culprits = [str(c) for c in frame.columns if frame[c].isna().any()]
+def _missing_rows(
+    series: Mapping[str, pd.Series], arrays: Mapping[str, np.ndarray], weights: np.ndarray | None
+) -> tuple[np.ndarray, list[str]]:
+    """Rows with a missing value in a used column or the weights, and those columns.
+
+    ``arrays`` holds the numpy values of some of the columns, to save converting
+    them again.
+    """
+    n = len(next(iter(series.values())))
+    bad = np.zeros(n, dtype=bool)
+    culprits = []
+    for name, column in series.items():
+        missing = column_missing(column, arrays.get(name))
+        if missing is not None and missing.any():
+            bad |= missing
+            culprits.append(name)
     if weights is not None and np.isnan(weights).any():
         bad |= np.isnan(weights)
         culprits.append("weights")
     return bad, culprits
 
 
-def _refuse_missing(frame: pd.DataFrame, bad: np.ndarray, culprits: list[str]) -> None:
+def _refuse_missing(index: pd.Index, bad: np.ndarray, culprits: list[str]) -> None:
     n_bad = int(bad.sum())
-    first = frame.index[np.flatnonzero(bad)[0]]
+    first = index[np.flatnonzero(bad)[0]]
     raise DataError(
         f"{n_bad} row{'s have' if n_bad > 1 else ' has'} missing values "
         f"(in {', '.join(map(repr, culprits))}; first at row {first!r}); "
@@ -227,10 +341,8 @@ def _refuse_missing(frame: pd.DataFrame, bad: np.ndarray, culprits: list[str]) -
     )
 
 
-def _refuse_empty(frame: pd.DataFrame, culprits: list[str]) -> None:
-    empty = [
-        c for c in culprits if c == "weights" or (c in frame.columns and frame[c].isna().all())
-    ]
+def _refuse_empty(series: Mapping[str, pd.Series], culprits: list[str]) -> None:
+    empty = [c for c in culprits if c == "weights" or (c in series and series[c].isna().all())]
     if empty:
         verb = "is" if len(empty) == 1 else "are"
         detail = f"{', '.join(map(repr, empty))} {verb} entirely missing"
@@ -326,6 +438,26 @@ def _evaluate(spec: str, frame: pd.DataFrame, what: str):
         raise FormulaError(f"cannot evaluate {what} {spec!r}: {err}") from err
 
 
+def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes (−1 for missing) and text labels of one factor, levels sorted as R sorts them.
+
+    A categorical column keeps its category order and only the categories that
+    occur (R's ``drop.unused.levels``); its codes are renumbered directly,
+    which is what ``pd.factorize(..., sort=True)`` gives, without its cost.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.array.codes
+        categories = values.cat.categories
+        valid = codes >= 0
+        all_valid = bool(valid.all())
+        present = np.bincount(codes if all_valid else codes[valid], minlength=len(categories)) > 0
+        renumber = np.cumsum(present, dtype=np.int64) - 1
+        new_codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
+        return new_codes, categories[present].astype(str)
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), pd.Index(uniques).astype(str)
+
+
 def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
     """Integer codes and labels of a (possibly interacted) grouping factor.
 
@@ -333,16 +465,18 @@ def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray
     the first factor varies fastest, as in R's ``interaction()``, and only the
     combinations that occur are kept.
     """
-    per_factor = []
-    for name in group:
-        codes, uniques = pd.factorize(frame[name], sort=True)
-        per_factor.append((codes.astype(np.int64), pd.Index(uniques).astype(str)))
+    return _combine_factors([frame[name] for name in group], len(frame))
+
+
+def _combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.Index]:
+    """:func:`group_codes` of the grouping factor made of ``columns`` (``n`` rows each)."""
+    per_factor = [_factor_codes(column) for column in columns]
     if len(per_factor) == 1:
         codes, labels = per_factor[0]
         return codes.astype(np.int32), labels
     # The last factor is the most significant digit, so sorted keys put the
     # first factor fastest-varying, as R's interaction() orders its levels.
-    key = np.zeros(len(frame), dtype=np.int64)
+    key = np.zeros(n, dtype=np.int64)
     for codes, labels in reversed(per_factor):
         key = key * len(labels) + codes
     unique_keys, combined = np.unique(key, return_inverse=True)
@@ -356,20 +490,6 @@ def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray
         for combo in zip(*digits, strict=True)
     ]
     return combined.astype(np.int32), pd.Index(names, dtype=object)
-
-
-def _random_term(
-    spec: RandomTermSpec, lhs: Any, keep: np.ndarray, frame: pd.DataFrame, source: str
-) -> RandomEffectsTerm:
-    """A term from its model matrix (evaluated on every row) and the rows kept."""
-    codes, levels = group_codes(frame, spec.group)
-    return RandomEffectsTerm(
-        group_name=spec.name,
-        codes=codes,
-        levels=levels,
-        z=np.asarray(lhs, dtype=np.float64)[keep],
-        column_names=[lme4_column_name(c, source) for c in lhs.columns],
-    )
 
 
 def aliased_columns(x: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
@@ -399,8 +519,15 @@ def build_design(
     data: Any,
     weights: Any = None,
     missing: str = "drop",
+    *,
+    _formulaic_only: bool = False,
 ) -> Design:
     """Evaluate a parsed lme4 formula on data, checking the data on the way.
+
+    Parts of the formula that are only an intercept and numeric columns joined
+    by ``+`` are built straight from the columns (:mod:`mixedmodels.fastdesign`);
+    the rest goes through formulaic.  ``_formulaic_only`` (for tests) sends
+    every part through formulaic.
 
     Parameters
     ----------
@@ -436,66 +563,61 @@ def build_design(
     check_missing_option(missing)
     data = as_data_frame(data)
     columns = _required_columns(parsed)
-    check_columns(data, columns)
+    series = check_columns(data, columns)
     w = None if weights is None else weights_array(weights, data)
     if len(data) == 0:
         raise DataError("the data have no rows")
-    full = data.loc[:, columns].copy()
-    bad, culprits = _missing_rows(full, w)
+    plan = _usable_plan(parsed, series, _formulaic_only)
+    arrays = {name: series[name].to_numpy() for name in plan.columns}
+    bad, culprits = _missing_rows(series, arrays, w)
     if bad.any() and missing == "raise":
-        _refuse_missing(full, bad, culprits)
+        _refuse_missing(data.index, bad, culprits)
     if bad.all():
-        _refuse_empty(full, culprits)
+        _refuse_empty(series, culprits)
     response_name = _r_text(parsed.response)
 
-    # Evaluate on every row, then drop the missing ones, as R's model.frame
-    # does; a transform that yields NaN (log of a negative number) makes its
-    # row missing too, which can remove a level, hence the second round.
     keep = ~bad
-    for _ in range(2):
-        evaluation = _evaluation_frame(full, keep)
-        mm = _evaluate(f"{parsed.response} ~ {parsed.fixed}", evaluation, "formula")
-        lhs_matrices = [
-            _evaluate(spec.lhs, evaluation, f"random-effects term {random_term_to_lme4(spec)}")
-            for spec in parsed.random
-        ]
-        y_all = _response(mm.lhs, response_name, evaluation)
-        blocks = [(y_all, [response_name]), (mm.rhs, mm.rhs.columns)]
-        blocks += [(z, z.columns) for z in lhs_matrices]
-        produced = np.zeros(len(full), dtype=bool)
-        nan_columns: list[str] = []
-        for values, names in blocks:
-            nan = (
-                np.isnan(np.asarray(values, dtype=np.float64).reshape(len(full), -1))
-                & keep[:, None]
-            )
-            produced |= nan.any(axis=1)
-            nan_columns += [
-                lme4_column_name(str(c), parsed.source)
-                for c, hit in zip(names, nan.any(axis=0), strict=True)
-                if hit
-            ]
-        if not produced.any():
-            break
-        _nan_from_transforms(full, produced, nan_columns, missing)
-        keep &= ~produced
-        if not keep.any():
-            _refuse_empty(full, [*culprits, *nan_columns])
-    n_dropped = int((~keep).sum())
-    frame = full.loc[keep].copy()
-    for name in frame.columns:
-        if isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].cat.remove_unused_categories()
+    fixed_matrix, lhs_matrices = None, [None] * len(parsed.random)
+    if plan.fixed is None or None in plan.terms:
+        # formulaic sees only the columns its parts use (pandas' cost grows with
+        # the columns, and grouping factors need no evaluation).
+        texts = [parsed.response, parsed.fixed] if plan.fixed is None else []
+        texts += [spec.lhs for k, spec in enumerate(parsed.random) if plan.terms[k] is None]
+        used = set(_columns_in(tuple(texts), parsed.source))
+        keep, fixed_matrix, lhs_matrices = _evaluate_with_formulaic(
+            parsed,
+            plan,
+            data[[name for name in columns if name in used]],
+            keep,
+            culprits,
+            missing,
+            response_name,
+            series,
+        )
+    n_dropped = int(np.count_nonzero(~keep))
+    # Plain parts and indexing skip the row selection when every row is used.
+    rows = keep if n_dropped else None
+    index = data.index[keep] if n_dropped else data.index
     if w is not None:
         w = w[keep]
-        check_weights(w, frame.index)
+        check_weights(w, index)
 
-    y = y_all[keep]
-    check_finite(y, [response_name], "the response", frame.index)
+    if fixed_matrix is None:
+        response = arrays[plan.response]
+        y = np.array(response if rows is None else response[rows], dtype=np.float64)
+        x = plan.fixed.matrix(arrays, rows, len(y))
+        raw_names = plan.fixed.names
+        fixed_spec = None
+    else:
+        y_all, rhs = fixed_matrix
+        y = y_all[keep]
+        x = np.asarray(rhs, dtype=np.float64)[keep]
+        raw_names = list(rhs.columns)
+        fixed_spec = rhs.model_spec
+    check_finite(y, [response_name], "the response", index)
     check_response(y, response_name)
-    x = np.asarray(mm.rhs, dtype=np.float64)[keep]
-    names = [lme4_column_name(c, parsed.source) for c in mm.rhs.columns]
-    check_finite(x, names, "the fixed-effects column", frame.index)
+    names = [lme4_column_name(c, parsed.source) for c in raw_names]
+    check_finite(x, names, "the fixed-effects column", index)
 
     dropped: list[str] = []
     aliased = aliased_columns(x) if x.shape[1] else []
@@ -513,14 +635,26 @@ def build_design(
     check_predictor_scales(x, names)
 
     terms, specs, labels = [], [], []
-    for spec, lhs_matrix in zip(parsed.random, lhs_matrices, strict=True):
-        term = _random_term(spec, lhs_matrix, keep, frame, parsed.source)
-        check_finite(
-            term.z, term.column_names, f"in {random_term_to_lme4(spec)}, the column", frame.index
+    for spec, part, lhs in zip(parsed.random, plan.terms, lhs_matrices, strict=True):
+        if lhs is None:
+            z, raw_names, z_spec = part.matrix(arrays, rows, len(y)), part.names, None
+        else:
+            z = np.asarray(lhs, dtype=np.float64)[keep]
+            raw_names, z_spec = lhs.columns, lhs.model_spec
+        group = [series[name] if rows is None else series[name][rows] for name in spec.group]
+        codes, levels = _combine_factors(group, len(y))
+        term = RandomEffectsTerm(
+            group_name=spec.name,
+            codes=codes,
+            levels=levels,
+            z=z,
+            column_names=[lme4_column_name(c, parsed.source) for c in raw_names],
         )
+        label = random_term_to_lme4(spec)
+        check_finite(term.z, term.column_names, f"in {label}, the column", index)
         terms.append(term)
-        specs.append(lhs_matrix.model_spec)
-        labels.append(random_term_to_lme4(spec))
+        specs.append(z_spec)
+        labels.append(label)
     # lme4's order: grouping factors with more levels first (stable).
     order = sorted(range(len(terms)), key=lambda i: -terms[i].n_levels)
     terms = [terms[i] for i in order]
@@ -528,6 +662,16 @@ def build_design(
     check_grouping_factors(terms, len(y))
     check_random_effects_size(terms, len(y), [labels[i] for i in order])
 
+    builder = None
+    if fixed_spec is None or None in specs:
+        # A few rows used are enough: the parts to build are numeric columns.
+        first = np.flatnonzero(keep)[:3] if n_dropped else np.arange(min(3, len(keep)))
+        builder = _SpecBuilder(
+            parsed=parsed,
+            sample={name: arrays[name][first] for name in plan.columns},
+            n_rows=len(first),
+            terms=[parsed.random[i] if specs[k] is None else None for k, i in enumerate(order)],
+        )
     return Design(
         formula=parsed,
         y=y,
@@ -538,10 +682,100 @@ def build_design(
         response_name=parsed.response,
         dropped_columns=dropped,
         n_dropped_missing=n_dropped,
-        row_index=frame.index,
-        fixed_spec=mm.rhs.model_spec,
+        row_index=index,
+        fixed_spec=fixed_spec,
         term_specs=specs,
+        spec_builder=builder,
     )
+
+
+def _usable_plan(
+    parsed: ParsedFormula, series: Mapping[str, pd.Series], formulaic_only: bool
+) -> PlainPlan:
+    """The formula's plain parts (see :mod:`mixedmodels.fastdesign`) whose columns are numeric."""
+    if formulaic_only:
+        return PlainPlan(response=None, fixed=None, terms=(None,) * len(parsed.random))
+    plan = plain_plan(parsed)
+
+    def numeric(part: PlainPart | None, *extra: str) -> PlainPart | None:
+        if part is None:
+            return None
+        names = (*extra, *part.columns)
+        return part if all(is_plain_numeric(series[name].dtype) for name in names) else None
+
+    response = plan.response
+    fixed = numeric(plan.fixed, response) if response is not None else None
+    terms = tuple(numeric(part) for part in plan.terms)
+    if fixed is plan.fixed and terms == plan.terms:
+        return plan
+    return PlainPlan(response=response, fixed=fixed, terms=terms)
+
+
+def _evaluate_with_formulaic(
+    parsed: ParsedFormula,
+    plan: PlainPlan,
+    full: pd.DataFrame,
+    keep: np.ndarray,
+    culprits: list[str],
+    missing: str,
+    response_name: str,
+    series: Mapping[str, pd.Series],
+) -> tuple[np.ndarray, tuple[np.ndarray, Any] | None, list[Any]]:
+    """Evaluate the parts that are not plain with formulaic, on every row.
+
+    ``full`` holds the columns those parts use, ``series`` every column used.
+
+    As R's model.frame does, model matrices are evaluated on every row and the
+    missing rows dropped afterwards; a transform that yields NaN (log of a
+    negative number) makes its row missing too, which can remove a level, hence
+    the second round.
+
+    Returns
+    -------
+    keep : ndarray of bool
+        The rows used.
+    fixed : (ndarray, ModelMatrix) or None
+        The response and X on every row, unless the fixed part is plain.
+    lhs : list of (ModelMatrix or None)
+        Each random term's model matrix on every row, None for plain terms.
+    """
+    for _ in range(2):
+        evaluation = _evaluation_frame(full, keep)
+        fixed = None
+        blocks: list[tuple[Any, Any]] = []
+        if plan.fixed is None:
+            mm = _evaluate(f"{parsed.response} ~ {parsed.fixed}", evaluation, "formula")
+            y_all = _response(mm.lhs, response_name, evaluation)
+            fixed = (y_all, mm.rhs)
+            blocks += [(y_all, [response_name]), (mm.rhs, mm.rhs.columns)]
+        lhs_matrices = [
+            None
+            if part is not None
+            else _evaluate(spec.lhs, evaluation, f"random-effects term {random_term_to_lme4(spec)}")
+            for spec, part in zip(parsed.random, plan.terms, strict=True)
+        ]
+        # Plain parts cannot make NaN: their missing values are dropped already.
+        blocks += [(z, z.columns) for z in lhs_matrices if z is not None]
+        produced = np.zeros(len(full), dtype=bool)
+        nan_columns: list[str] = []
+        for values, names in blocks:
+            nan = (
+                np.isnan(np.asarray(values, dtype=np.float64).reshape(len(full), -1))
+                & keep[:, None]
+            )
+            produced |= nan.any(axis=1)
+            nan_columns += [
+                lme4_column_name(str(c), parsed.source)
+                for c, hit in zip(names, nan.any(axis=0), strict=True)
+                if hit
+            ]
+        if not produced.any():
+            break
+        _nan_from_transforms(full, produced, nan_columns, missing)
+        keep = keep & ~produced
+        if not keep.any():
+            _refuse_empty(series, [*culprits, *nan_columns])
+    return keep, fixed, lhs_matrices
 
 
 def _r_text(expr: str) -> str:
@@ -578,8 +812,9 @@ def _nan_from_transforms(
     )
     if missing == "raise":
         raise DataError(f"{message}; fix the data or use missing='drop' to drop those rows")
+    # Warned from build_design's helper: point at the caller of LinearMixedModel.
     warnings.warn(
-        f"{message}; those rows are dropped as missing", MissingValuesWarning, stacklevel=4
+        f"{message}; those rows are dropped as missing", MissingValuesWarning, stacklevel=5
     )
 
 

@@ -16,6 +16,7 @@ evaluated while parsing.
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import re
 from collections.abc import Callable, Iterable
@@ -1223,6 +1224,10 @@ def parse_formula(formula: str) -> ParsedFormula:
         raise FormulaError("formula is too long or too deeply nested") from None
 
 
+# Parsing is pure and its result immutable, and a model is often refitted with
+# the same formula (bootstraps, the CLI, benchmarks): parsing costs more than
+# building a small design.  Errors are not cached, so they are raised each time.
+@functools.lru_cache(maxsize=256)
 def _parse_formula(source: str) -> ParsedFormula:
     tokens = _tokenize(source)
     if not tokens:

@@ -69,7 +69,7 @@ def check_missing_option(missing: object) -> None:
         )
 
 
-def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
+def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, pd.Series]:
     """Every column the formula uses must be present once and hold usable values.
 
     Parameters
@@ -79,15 +79,22 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
     columns : sequence of str
         Columns named by the formula (response, fixed part, random terms, groups).
 
+    Returns
+    -------
+    dict of str to Series
+        The columns, by name (fetched once here, as pandas' column access is
+        slow enough to matter for small models).
+
     Raises
     ------
     DataError
         For a column that is absent (with close matches as suggestions), present
         more than once, or of a type a model cannot use (dates, complex numbers).
     """
-    available = [str(c) for c in data.columns]
+    present = data.columns
     for name in columns:
-        if name not in data.columns:
+        if name not in present:
+            available = [str(c) for c in present]
             close = difflib.get_close_matches(name, available, n=3)
             hint = f"; did you mean {_show(close)}?" if close else ""
             listing = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")
@@ -95,14 +102,16 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
                 f"column {name!r} used in the formula is not in the data{hint} "
                 f"(columns: {listing or 'none'})"
             )
-    duplicated = data.columns[data.columns.duplicated()]
-    for name in columns:
-        if name in duplicated:
-            raise DataError(
-                f"column {name!r} appears more than once in the data; rename or drop the copies"
-            )
-    for name in columns:
-        dtype = data[name].dtype
+    if not present.is_unique:
+        duplicated = present[present.duplicated()]
+        for name in columns:
+            if name in duplicated:
+                raise DataError(
+                    f"column {name!r} appears more than once in the data; rename or drop the copies"
+                )
+    series = {name: data[name] for name in columns}
+    for name, column in series.items():
+        dtype = column.dtype
         kind = getattr(dtype, "kind", "O")
         if kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype | pd.PeriodDtype):
             raise DataError(
@@ -113,6 +122,7 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
             raise DataError(
                 f"column {name!r} holds complex numbers; a model needs real numbers or categories"
             )
+    return series
 
 
 def weights_array(weights: object, data: pd.DataFrame) -> np.ndarray:
@@ -275,7 +285,8 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
     """
     if x.shape[0] < 2:
         return
-    continuous = [j for j in range(x.shape[1]) if not np.all(np.isin(x[:, j], (0.0, 1.0)))]
+    indicator = ((x == 0.0) | (x == 1.0)).all(axis=0)
+    continuous = [j for j in range(x.shape[1]) if not indicator[j]]
     if not continuous:
         return
     sd = x[:, continuous].std(axis=0, ddof=1)
