@@ -4,7 +4,7 @@
   ``confint`` (profile, Wald, bootstrap), ``ranef_cov``, ``predict``,
   ``simulate``, ``bootstrap``;
 * :func:`anova` — likelihood-ratio tests of nested models, or a model's
-  Satterthwaite F tests.
+  type III F tests (Satterthwaite df, as lmerTest).
 """
 
 from .bootstrap import BootstrapResult

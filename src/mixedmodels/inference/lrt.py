@@ -5,20 +5,19 @@ maximum likelihood first (unless ``refit=False``), models are ordered by their
 number of parameters, and each is tested against the one before it by
 χ² = difference of deviances on the difference of parameter counts.
 
-One model: lmerTest's ``anova(m)`` F tests of each fixed-effect term with
-Satterthwaite denominator df.  The hypothesis of a term is that all its
-coefficients are zero.  That is lmerTest's type III test except for a term
-contained in an interaction with a factor (``x`` in ``x * group``): type III
-averages over the factor's levels, the coefficients are the effect at its
-first level.  The table says which hypothesis each row tests.
+One model: lmerTest's ``anova(m)`` (type III, the default): an F test of
+each fixed-effect term's type III hypothesis with Satterthwaite denominator
+df.  For a term contained in an interaction with a factor (``x`` in
+``x * group``) that is the effect averaged over the factor's levels, not the
+coefficient at its reference level; :mod:`.type3` builds the hypotheses.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -26,6 +25,7 @@ from ..design import lme4_column_name
 from ..errors import MixedModelsError
 from .profile import ml_model
 from .satterthwaite import f_test
+from .type3 import type3_contrasts
 
 if TYPE_CHECKING:
     from ..model import LinearMixedModel
@@ -77,68 +77,62 @@ def likelihood_ratio_table(
     return pd.DataFrame(rows, index=index)
 
 
-def _fixed_terms(model: LinearMixedModel) -> dict[str, tuple[list[int], set[str]]]:
-    """Fixed-effect term → (its columns among the kept columns of X, its variables).
+def _r_spelling(expr: str, source: str) -> str:
+    return lme4_column_name(expr, source).replace(" ** ", "^").replace("**", "^")
 
-    The intercept is left out.
+
+def _r_term_labels(model: LinearMixedModel) -> dict[str, str]:
+    """formulaic's term label → R's, as lmerTest's table prints it.
+
+    R names an interaction by its variables in the order they first appear in
+    the formula (``grp + Days + I(Days^2):grp`` has ``grp:I(Days^2)``);
+    formulaic keeps the order written.  A variable not found in the formula
+    text keeps formulaic's place.
     """
-    spec = model.design.fixed_spec
-    kept = {name: i for i, name in enumerate(model.design.fixed_names)}
     source = model.design.formula.source
-    out: dict[str, tuple[list[int], set[str]]] = {}
-    for structure in spec.structure:
-        label = str(structure.term)
-        if label == "1":
-            continue
-        cols = [kept[n] for c in structure.columns if (n := lme4_column_name(c, source)) in kept]
-        if cols:
-            variables = {str(f) for f in structure.term.factors}
-            out[_r_term_label(lme4_column_name(label, source))] = (cols, variables)
+    rhs = source.split("~", 1)[-1]
+    out = {}
+    for structure in model.design.fixed_spec.structure:
+        pieces = [_r_spelling(str(f), source) for f in structure.term.factors]
+        where = []
+        for k, piece in enumerate(pieces):
+            found = re.search(rf"(?<![\w.]){re.escape(piece)}(?![\w.(])", rhs)
+            where.append((found.start() if found else math.inf, k))
+        order = [k for _, k in sorted(where)] if all(w < math.inf for w, _ in where) else None
+        label = ":".join(pieces[k] for k in order) if order else ":".join(pieces)
+        out[str(structure.term)] = label
     return out
 
 
-def _r_term_label(label: str) -> str:
-    return label.replace(" ** ", "^").replace("**", "^")
-
-
-def _is_type3(variables: set[str], terms: dict, categorical: set[str]) -> bool:
-    """Whether testing a term's coded coefficients is lmerTest's type III test.
-
-    With treatment contrasts it is, unless the term is contained in a term
-    that adds a categorical variable: type III then averages over that
-    factor's levels where the coefficients are effects at its first level.
-    """
-    for _, other in terms.values():
-        if variables < other and (other - variables) & categorical:
-            return False
-    return True
-
-
 def f_test_table(model: LinearMixedModel) -> pd.DataFrame:
-    """Per fixed-effect term: Satterthwaite F test that its coefficients are zero."""
-    terms = _fixed_terms(model)
-    encoders = model.design.fixed_spec.encoder_state
-    categorical = {
-        name for name, (kind, _) in encoders.items() if str(kind).endswith("CATEGORICAL")
-    }
-    p = len(model._beta)
-    rows = []
-    for cols, variables in terms.values():
-        ell = np.zeros((len(cols), p))
-        ell[np.arange(len(cols)), cols] = 1.0
-        num_df, den_df, f_value, p_value = f_test(model, ell)
+    """lmerTest's ``anova(m)``: per term, the Satterthwaite F test of its type III hypothesis.
+
+    The hypotheses come from :func:`mixedmodels.inference.type3.type3_contrasts`.
+    """
+    labels = _r_term_labels(model)
+    sigma2 = model.sigma**2
+    rows, index = [], []
+    for label, ell in type3_contrasts(model).items():
+        if ell.shape[0]:
+            num_df, den_df, f_value, p_value = f_test(model, ell)
+        else:  # every column of the term was aliased: nothing to test (NA in lmerTest)
+            num_df, den_df, f_value, p_value = 0, math.nan, math.nan, math.nan
+        # As lmerTest: the mean square is F on σ²'s scale.
+        mean_sq = f_value * sigma2
         rows.append(
             {
+                "sum_sq": mean_sq * num_df,
+                "mean_sq": mean_sq,
                 "num_df": num_df,
                 "den_df": den_df,
                 "f_value": f_value,
                 "p_value": p_value,
-                "hypothesis": "type III"
-                if _is_type3(variables, terms, categorical)
-                else "coefficients as coded",
+                "hypothesis": "type III",
             }
         )
-    return pd.DataFrame(rows, index=list(terms))
+        index.append(labels[label])
+    columns = ["sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value", "hypothesis"]
+    return pd.DataFrame(rows, index=index, columns=columns)
 
 
 def anova(
@@ -163,12 +157,24 @@ def anova(
     pandas.DataFrame
         For several models: ``npar``, ``aic``, ``bic``, ``loglik``,
         ``deviance``, ``chisq``, ``df``, ``p_value`` (one row per model, by
-        increasing ``npar``).  For one model: ``num_df``, ``den_df``,
-        ``f_value``, ``p_value`` per fixed-effect term (Satterthwaite), and
-        ``hypothesis``: ``"type III"`` (lmerTest's test), or ``"coefficients
-        as coded"`` for a term contained in an interaction with a factor,
-        where type III would average over that factor's levels and this
-        tests the effect at its first level.
+        increasing ``npar``).  For one model, one row per fixed-effect term
+        as lmerTest's ``anova(m)``: ``sum_sq``, ``mean_sq``, ``num_df``,
+        ``den_df`` (Satterthwaite), ``f_value``, ``p_value``, and
+        ``hypothesis`` (always ``"type III"``).
+
+    Raises
+    ------
+    MixedModelsError
+        For one model whose type III hypotheses cannot be built: aliased
+        columns that empty cells do not explain (collinear covariates), or a
+        factor made by a transform that cannot be re-evaluated.
+
+    Warns
+    -----
+    RankDeficiencyWarning
+        For one model with empty cells in an interaction: the hypotheses are
+        then lmerTest's "type III-like" ones (a term whose columns are all
+        aliased gets ``num_df`` 0 and NaN, as lmerTest's NA).
 
     Examples
     --------
@@ -178,6 +184,18 @@ def anova(
     >>> m1 = mm.lmer("Reaction ~ Days + (Days | Subject)", d)
     >>> round(float(mm.anova(m0, m1).chisq.iloc[1]), 2)
     42.14
+
+    One model: ``recipe`` is tested at ``temp`` = 0 (it is not contained in
+    ``recipe:temp``, whose numeric variable it lacks), ``temp`` averaged over
+    the recipes.
+
+    >>> cake = mm.datasets.load("cake")
+    >>> m = mm.lmer("angle ~ recipe * temp + (1 | recipe:replicate)", cake)
+    >>> mm.anova(m)[["num_df", "den_df", "f_value"]].round(3)
+                 num_df   den_df  f_value
+    recipe            2  254.016    0.096
+    temp              1  222.000   94.163
+    recipe:temp       2  222.000    0.042
     """
     if not models:
         raise MixedModelsError("anova needs at least one fitted model")
