@@ -1,0 +1,85 @@
+"""Starting values for θ read off the cross-products (stage 4's first step).
+
+lme4 starts every fit at λ = I, far from most optima, and BOBYQA spends most
+of its evaluations getting near.  A moment estimate from the blocks that
+stage 2 computed anyway costs no pass over the rows and, over the 49
+reference models, roughly halves the evaluations (InstEval: 109 → 30),
+reaching the same optimum.
+
+For each term, the per-level least-squares fit of the residuals of the
+ordinary least-squares fit on the term's columns gives b̂ₗ = Dₗ⁻¹sₗ
+(Dₗ = ZₗᵀZₗ, sₗ = Zₗᵀr), whose spread is Σ_b + σ²Dₗ⁻¹ on average: hence
+
+    Σ_b ≈ mean(b̂ₗb̂ₗᵀ) − σ² mean(Dₗ⁻¹),
+
+with σ² the smallest of the terms' pooled within-level residual variances.
+Λ is the Cholesky factor of Σ_b/σ² after its eigenvalues are floored.  The
+estimate ignores the other terms, which is why it is only a start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .blocks import CrossProducts
+from .terms import RandomEffectsTerm
+
+# Eigenvalues of Σ_b/σ² are floored at this fraction of the largest (or of 1):
+# a start on the boundary would stall BOBYQA's first steps.
+_EIGEN_FLOOR = 1e-4
+
+
+def moment_start(cp: CrossProducts, terms: list[RandomEffectsTerm]) -> np.ndarray | None:
+    """θ from moment estimates of the variance components, or None if they fail.
+
+    The y blocks of ``cp`` must hold the residuals of the least-squares fit
+    (``cp.beta_offset`` set), or the response itself when X has no columns.
+    """
+    if cp.n_fixed and cp.beta_offset is None:
+        return None
+    rss = float(cp.xx[-1, -1])
+    n = cp.n_obs
+    within, spread = [], []
+    for j, term in enumerate(terms):
+        d = cp.diag[j]
+        s = cp.xz[j][-1]  # (levels, q): Σ z·r per level
+        q = term.q
+        scale = np.abs(d).max(axis=(1, 2))
+        det = d[:, 0, 0] if q == 1 else np.linalg.det(d)
+        full_rank = det > 1e-10 * np.maximum(scale, 1.0) ** q
+        m = int(full_rank.sum())
+        if m == 0:
+            return None
+        d_inv = np.linalg.inv(d[full_rank])
+        b = np.einsum("lab,lb->la", d_inv, s[full_rank])
+        explained = float(np.einsum("la,la->", b, s[full_rank]))
+        dof = max(n - m * q, 1)
+        within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
+        spread.append((b.T @ b / m, d_inv.mean(axis=0)))
+    sigma2 = min(within)
+    if not (np.isfinite(sigma2) and sigma2 > 0):
+        return None
+    thetas = []
+    for term, (bb, d_inv_mean) in zip(terms, spread, strict=True):
+        relative = (bb - sigma2 * d_inv_mean) / sigma2
+        w, v = np.linalg.eigh((relative + relative.T) / 2)
+        w = np.maximum(w, _EIGEN_FLOOR * max(w.max(), 1.0))
+        lam = np.linalg.cholesky((v * w) @ v.T)
+        thetas.append(lam[term.theta_rows, term.theta_cols])
+    theta = np.concatenate(thetas)
+    return theta if np.all(np.isfinite(theta)) else None
+
+
+def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, BOBYQA's initial steps) for a start near the optimum.
+
+    Steps of 30 % of each value (between 0.05 and 0.5) search near the start
+    without ruling out moves of its own size; a value closer to its bound
+    than its step is lifted to one step away, where BOBYQA would otherwise
+    move it.
+    """
+    steps = np.clip(0.3 * np.abs(start), 0.05, 0.5)
+    bounded = np.isfinite(lower)
+    start = start.copy()
+    start[bounded] = np.maximum(start[bounded], lower[bounded] + steps[bounded])
+    return start, steps
