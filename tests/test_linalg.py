@@ -178,7 +178,7 @@ def test_two_threads_give_the_one_thread_factor(monkeypatch):
     assert one.col0._split is None
     monkeypatch.setattr(kernels, "_THREAD_MIN_WORK", 0.0)
     monkeypatch.setattr(kernels, "_THREAD_WORK_PER_ROW2", 0.0)
-    monkeypatch.setattr(kernels, "_available_cpus", lambda: 2)
+    monkeypatch.setattr(kernels, "available_cpus", lambda: 2)
     two = BlockedCholesky(cp, use_numba=True)
     assert 0 < two.col0._split < levels[0]
     assert one.update(lambdas) and two.update(lambdas)

@@ -117,3 +117,19 @@ def test_main_prints_the_example_summary():
         ).stdout
     assert "Linear mixed model fit by REML" in out
     assert "Subject" in out and "Days" in out
+
+
+def test_convergence_check_on_two_threads_matches_one(monkeypatch):
+    """The check's points evaluated on two threads give the same derivatives."""
+    from mixedmodels import model as model_module
+
+    data = mm.datasets.load("Penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    serial = mm.lmer(formula, data)
+    assert serial._parallel_evaluator(np.ones(2), 0.0) is None
+    monkeypatch.setattr(model_module, "_PARALLEL_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(model_module, "available_cpus", lambda: 2)
+    parallel = mm.lmer(formula, data)
+    assert parallel._parallel_evaluator(np.ones(2), 0.0) is not None
+    np.testing.assert_allclose(parallel.optsum.gradient, serial.optsum.gradient, rtol=1e-10)
+    assert parallel.objective == serial.objective

@@ -43,7 +43,7 @@ _THREAD_WORK_PER_ROW2 = 4.0
 _WORKER: ThreadPoolExecutor | None = None
 
 
-def _available_cpus() -> int:
+def available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
@@ -248,7 +248,7 @@ class LevelColumns:
         They do when the work is large (milliseconds) against the extra pass
         that adds the second thread's n_rows² buffer into T.
         """
-        if _available_cpus() < 2:
+        if available_cpus() < 2:
             return None
         work = np.cumsum(np.diff(self.level_ptr).astype(np.float64) ** 2)
         if work[-1] < _THREAD_MIN_WORK or work[-1] < _THREAD_WORK_PER_ROW2 * n_rows**2:

@@ -8,9 +8,12 @@ computed once), the blocked factor (stage 3) and the optimisation of θ
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from .blocks import CrossProducts, cross_products
 from .design import Design, build_design
 from .errors import ConvergenceWarning, FormulaError, SingularFitWarning
 from .inference.mixin import InferenceMixin
+from .kernels import available_cpus
 from .linalg import BlockedCholesky
 from .optimize import (
     BOUNDARY_TOLERANCE,
@@ -32,6 +36,8 @@ from .results import FitResultsMixin
 from .start import moment_start, start_steps
 
 _LOG_2PI = math.log(2 * math.pi)
+# The convergence check evaluates on two threads above this time per evaluation.
+_PARALLEL_MIN_SECONDS = 2e-3
 # Inspecting the loaded BLAS libraries takes milliseconds: do it once.
 _BLAS_CONTROLLER: ThreadpoolController | None = None
 
@@ -225,9 +231,11 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         def objective(phi: np.ndarray) -> float:
             return self.objective_at(phi * scale)
 
+        clock = time.perf_counter()
         theta, value, n_eval, status = minimize_bobyqa(
             objective, start, self.lower_bounds, initial_step=steps
         )
+        seconds = time.perf_counter() - clock
         # On the boundary BOBYQA can stop at a point that is not the optimum.
         # Restarting with full-size steps (which BOBYQA uses to move the start
         # off or onto bounds) escapes such points; a last restart with steps
@@ -261,11 +269,16 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             messages.append(f"the optimizer stopped early: {status}")
         gradient = None
         if check_convergence:
-            passed, found, gradient = check_optimum(objective, theta, self.lower_bounds)
+            passed, found, gradient = check_optimum(
+                objective,
+                theta,
+                self.lower_bounds,
+                evaluate_many=self._parallel_evaluator(scale, seconds / max(n_eval, 1)),
+            )
             ok = ok and passed
             messages.extend(found)
         theta = theta * scale
-        value = self.objective_at(theta)
+        value = self._set_solution(theta)
         self.optsum = OptimizationSummary(
             initial=start * scale,
             lower=self.lower_bounds.copy(),
@@ -277,7 +290,6 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             messages=messages,
             gradient=gradient,
         )
-        self._set_solution(theta)
         if warn:
             for message in messages:
                 warnings.warn(message, ConvergenceWarning, stacklevel=2)
@@ -290,9 +302,33 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 )
         return self
 
-    def _set_solution(self, theta: np.ndarray) -> None:
-        """Read β, u, b and σ off the factor at θ (which must be current)."""
-        self.objective_at(theta)
+    def _parallel_evaluator(self, scale: np.ndarray, seconds_per_evaluation: float):
+        """Evaluate a batch of points (in φ) on two threads when evaluations are slow.
+
+        The convergence check's points are independent; a second factor on the
+        same cross-products lets a worker thread evaluate half of them while
+        the compiled loop and LAPACK release the GIL.  Below a few milliseconds
+        per evaluation the threads' overhead would eat the gain: None.
+        """
+        if seconds_per_evaluation < _PARALLEL_MIN_SECONDS or available_cpus() < 2:
+            return None
+
+        def evaluate_many(points: list[np.ndarray]) -> list[float]:
+            twin = copy.copy(self)
+            twin.factor = BlockedCholesky(self.cross_products)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                second = pool.submit(lambda: [twin.objective_at(p * scale) for p in points[1::2]])
+                first = [self.objective_at(p * scale) for p in points[::2]]
+                values = [0.0] * len(points)
+                values[::2] = first
+                values[1::2] = second.result()
+            return values
+
+        return evaluate_many
+
+    def _set_solution(self, theta: np.ndarray) -> float:
+        """Refresh the factor at θ, read β, u, b and σ off it; returns the objective."""
+        value = self.objective_at(theta)
         self._theta = np.asarray(theta, dtype=np.float64)
         self._beta = self.factor.fixed_effects()
         u = self.factor.spherical_modes(self._beta)
@@ -306,6 +342,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         self._sigma = math.sqrt(self.factor.pwrss() / dof)
         rinv = self.factor.inverse_rx()
         self._unscaled_vcov = rinv.T @ rinv
+        return value
 
     # -- state ----------------------------------------------------------------------
 

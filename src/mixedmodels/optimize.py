@@ -60,6 +60,7 @@ def minimize_bobyqa(
     """Run BOBYQA from ``start``; returns (θ, f(θ), evaluations, nlopt's status)."""
     n = len(start)
     count = 0
+    start = np.maximum(start, lower)
     best = [math.inf, np.asarray(start, dtype=float).copy()]
 
     def f(x: np.ndarray, grad: np.ndarray) -> float:
@@ -78,19 +79,15 @@ def minimize_bobyqa(
     opt.set_xtol_abs(xtol_abs)
     opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), (n,)).copy())
     opt.set_maxeval(max_evaluations)
-    start = np.maximum(start, lower)
     try:
-        theta = np.asarray(opt.optimize(start))
+        opt.optimize(start)
         status = _NLOPT_MESSAGES.get(opt.last_optimize_result(), "stopped")
     except nlopt.RoundoffLimited:
         # Rounding stopped the trust region from shrinking further: the best
         # point seen is as good an answer as BOBYQA has.
-        theta = best[1]
         status = "roundoff limited"
-    value = float(objective(theta))
-    if best[0] < value:
-        theta, value = best[1], float(objective(best[1]))
-    return theta, value, count, status
+    # The best point evaluated (what BOBYQA returns, without evaluating it again).
+    return best[1], float(best[0]), count, status
 
 
 def restart_steps(theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -108,34 +105,33 @@ def restart_steps(theta: np.ndarray, lower: np.ndarray) -> np.ndarray:
 
 
 def finite_difference_derivatives(
-    objective: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray
+    objective: Callable[[np.ndarray], float],
+    x: np.ndarray,
+    lower: np.ndarray,
+    evaluate_many: Callable[[list[np.ndarray]], list[float]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Central-difference gradient and Hessian, one-sided at a bound."""
+    """Central-difference gradient and Hessian, one-sided at a bound.
+
+    The points are independent: ``evaluate_many`` (default: ``objective`` on
+    each in turn) may evaluate them in parallel.
+    """
     n = len(x)
     h = 1e-4 * np.maximum(np.abs(x), 1e-2)
-    f0 = objective(x)
-    grad = np.zeros(n)
-    hess = np.zeros((n, n))
-    fp, fm = np.zeros(n), np.zeros(n)
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = h[i]
-        fp[i] = objective(x + e)
-        if x[i] - h[i] >= lower[i]:
-            fm[i] = objective(x - e)
-            grad[i] = (fp[i] - fm[i]) / (2 * h[i])
-            hess[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
-        else:
-            f2 = objective(x + 2 * e)
-            grad[i] = (-3 * f0 + 4 * fp[i] - f2) / (2 * h[i])
-            hess[i, i] = (f2 - 2 * fp[i] + f0) / h[i] ** 2
-    for i in range(n):
-        for j in range(i):
-            ei = np.zeros(n)
-            ej = np.zeros(n)
-            ei[i], ej[j] = h[i], h[j]
-            fpp = objective(x + ei + ej)
-            hess[i, j] = hess[j, i] = (fpp - fp[i] - fp[j] + f0) / (h[i] * h[j])
+    step = np.diag(h)
+    central = x - h >= lower
+    points = [x]
+    points += [x + step[i] for i in range(n)]
+    points += [x - step[i] if central[i] else x + 2 * step[i] for i in range(n)]
+    pairs = [(i, j) for i in range(n) for j in range(i)]
+    points += [x + step[i] + step[j] for i, j in pairs]
+    values = np.asarray(
+        [objective(p) for p in points] if evaluate_many is None else evaluate_many(points)
+    )
+    f0, fp, fo = values[0], values[1 : n + 1], values[n + 1 : 2 * n + 1]
+    grad = np.where(central, (fp - fo) / (2 * h), (-3 * f0 + 4 * fp - fo) / (2 * h))
+    hess = np.diag(np.where(central, fp - 2 * f0 + fo, fo - 2 * fp + f0) / h**2)
+    for (i, j), fpp in zip(pairs, values[2 * n + 1 :], strict=True):
+        hess[i, j] = hess[j, i] = (fpp - fp[i] - fp[j] + f0) / (h[i] * h[j])
     return grad, hess
 
 
@@ -144,6 +140,7 @@ def check_convergence(
     theta: np.ndarray,
     lower: np.ndarray,
     max_hessian_dimension: int = 12,
+    evaluate_many: Callable[[list[np.ndarray]], list[float]] | None = None,
 ) -> tuple[bool, list[str], np.ndarray | None]:
     """lme4-style checks of the optimum: small Newton step, positive-definite Hessian.
 
@@ -153,7 +150,7 @@ def check_convergence(
     interior = theta - lower > BOUNDARY_TOLERANCE
     if not np.any(interior) or len(theta) > max_hessian_dimension:
         return True, [], None
-    grad, hess = finite_difference_derivatives(objective, theta, lower)
+    grad, hess = finite_difference_derivatives(objective, theta, lower, evaluate_many)
     g = grad[interior]
     h = hess[np.ix_(interior, interior)]
     messages = []
