@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 # Above this many possible level pairs, find the pairs that occur by sorting
 # rather than by counting into a dense table.
@@ -135,7 +136,8 @@ def _pair_blocks(
         slot[present] = np.arange(len(present))
         pair_of_row = slot[key]
     else:
-        present, pair_of_row = np.unique(key, return_inverse=True)
+        # Hashing, then sorting only the distinct pairs (np.unique sorts all rows).
+        pair_of_row, present = pd.factorize(key, sort=True)
     n_pairs = len(present)
     data = np.empty((n_pairs, z_i.shape[1], z_j.shape[1]))
     for a in range(z_i.shape[1]):

@@ -479,17 +479,15 @@ def _combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.I
     key = np.zeros(n, dtype=np.int64)
     for codes, labels in reversed(per_factor):
         key = key * len(labels) + codes
-    unique_keys, combined = np.unique(key, return_inverse=True)
-    digits = []
+    # Hashing then sorting only the distinct keys: np.unique would sort all n.
+    combined, unique_keys = pd.factorize(key, sort=True)
+    parts = []
     rest = unique_keys
     for _codes, labels in per_factor:
-        digits.append(rest % len(labels))
+        parts.append(pd.Series(np.asarray(labels, dtype=object)[rest % len(labels)]))
         rest = rest // len(labels)
-    names = [
-        ":".join(labels[c] for (_, labels), c in zip(per_factor, combo, strict=True))
-        for combo in zip(*digits, strict=True)
-    ]
-    return combined.astype(np.int32), pd.Index(names, dtype=object)
+    names = parts[0].str.cat(parts[1:], sep=":")
+    return combined.astype(np.int32), pd.Index(names.to_numpy(dtype=object), dtype=object)
 
 
 def aliased_columns(x: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
