@@ -497,19 +497,16 @@ def aliased_columns(x: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
     component orthogonal to the kept columns is larger than ``tol`` times its
     norm.
     """
-    kept = np.empty((x.shape[0], 0))
-    aliased = []
-    for j in range(x.shape[1]):
-        col = x[:, j]
-        norm = np.linalg.norm(col)
-        resid = col - kept @ (kept.T @ col)
-        resid = resid - kept @ (kept.T @ resid)
-        rnorm = np.linalg.norm(resid)
-        if norm == 0.0 or rnorm <= tol * norm:
-            aliased.append(j)
-        else:
-            kept = np.column_stack([kept, resid / rnorm])
-    return aliased
+    if x.shape[1] == 0:
+        return []
+    # Householder QR without pivoting: |R_jj| is the norm of column j's
+    # component orthogonal to the columns before it (aliased ones add nothing
+    # to their span), in one LAPACK pass over X.
+    r = np.linalg.qr(x, mode="r")
+    norms = np.linalg.norm(x, axis=0)
+    diag = np.zeros(x.shape[1])  # columns beyond the n-th are aliased
+    diag[: min(r.shape)] = np.abs(np.diagonal(r))
+    return [j for j in range(x.shape[1]) if norms[j] == 0.0 or diag[j] <= tol * norms[j]]
 
 
 def build_design(
