@@ -4,7 +4,7 @@ Run from anywhere (the repository root shown):
 
     python bench/run.py             # the issue's models, the extras, the sweep 10^3 … 10^7
     python bench/run.py --quick     # small models and a sweep to 10^5: a few minutes
-    python bench/run.py --publish   # also write bench/RESULTS.md and docs/images/scaling.png
+    python bench/run.py --publish   # also write RESULTS.md, the plot and the README's table
     python bench/run.py --render bench/results/results.json   # tables again, no fits
 
 Every engine fits every model in its own subprocess: a warm-up fit, then the
@@ -52,6 +52,10 @@ from bench.peers import ENGINE_NAMES, engine
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_TABLE = ROOT / "bench" / "RESULTS.md"
 PUBLISHED_PLOT = ROOT / "docs" / "images" / "scaling.png"
+README = ROOT / "README.md"
+# The README shows the fit-time table between these lines (rewritten by --publish).
+README_TABLE_START = "<!-- bench: fit-time table, written by bench/run.py --publish -->"
+README_TABLE_END = "<!-- bench: end of table -->"
 RATIO_TEXT = "in brackets: the engine's time over mixedmodels'; above 1, mixedmodels is faster"
 SWEEP_TITLE = "y ~ x + (x | g), 20 rows per level of g"
 
@@ -95,8 +99,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--publish",
         action="store_true",
-        help=f"also write {PUBLISHED_TABLE.relative_to(ROOT)} and "
-        f"{PUBLISHED_PLOT.relative_to(ROOT)}",
+        help=f"also write {PUBLISHED_TABLE.relative_to(ROOT)}, "
+        f"{PUBLISHED_PLOT.relative_to(ROOT)} and the README's fit-time table",
     )
     parser.add_argument("--list", action="store_true", help="list the models and exit")
     parser.add_argument(
@@ -369,6 +373,8 @@ def render(payload: dict, out: Path, publish: bool) -> None:
     if publish:
         PUBLISHED_TABLE.write_text(table_text)
         written.append(PUBLISHED_TABLE)
+        if models and _update_readme(payload, report.markdown(time_rows)):
+            written.append(README)
         if plot_path is not None:
             PUBLISHED_PLOT.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot_path, PUBLISHED_PLOT)
@@ -376,6 +382,25 @@ def render(payload: dict, out: Path, publish: bool) -> None:
     elif plot_path is not None:
         written.append(plot_path)
     print("\nwrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+
+
+def _update_readme(payload: dict, table: str) -> bool:
+    """Put the fit-time table between the README's markers; False if they are missing."""
+    text = README.read_text()
+    start, end = text.find(README_TABLE_START), text.find(README_TABLE_END)
+    if start < 0 or end < start:
+        return False
+    when = payload["started"][:16].replace("T", " ")
+    block = (
+        f"{README_TABLE_START}\n"
+        f"Median fit time, formula and data frame to fitted model, `{payload['command']}` "
+        f"on {when} UTC ({payload['machine']}); in brackets each engine's time over "
+        "mixedmodels' (above 1, mixedmodels is faster). Memory, the scaling sweep and "
+        "notes: [bench/RESULTS.md](bench/RESULTS.md).\n\n"
+        f"{table}\n"
+    )
+    README.write_text(text[:start] + block + text[end:])
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ _WORKER: ThreadPoolExecutor | None = None
 
 
 def available_cpus() -> int:
+    """CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
