@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
-    from mixedmodels.distributed import DaskLinearMixedModel
+    from mixedmodels.frontends.dask import DaskLinearMixedModel
 
     rows, users, items = int(args.rows), int(args.users), int(args.items)
     data_dir = args.dir / f"rows{rows}-users{users}-items{items}"

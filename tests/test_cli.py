@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mixedmodels as mm
-from mixedmodels import cli
+from mixedmodels.frontends import cli
 
 DATA = Path(__file__).parent / "data"
 
@@ -23,7 +23,7 @@ def _ref(name: str) -> dict:
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """The command as a user runs it (``python -m`` reaches the same ``main``)."""
     return subprocess.run(
-        [sys.executable, "-m", "mixedmodels.cli", *args],
+        [sys.executable, "-m", "mixedmodels.frontends.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -24,7 +24,7 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 pytest.importorskip("pyarrow")
 
-from mixedmodels.distributed import DaskLinearMixedModel, fit_dask  # noqa: E402
+from mixedmodels.frontends.dask import DaskLinearMixedModel, fit_dask  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 FORMULA = "y ~ x + grp + (x | user) + (1 | item)"

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-import mixedmodels.model
+import mixedmodels.models.lmm
 from mixedmodels.design import Design, build_design, group_codes
 from mixedmodels.errors import MixedModelsError, PredictorScaleWarning
 
@@ -390,12 +390,12 @@ def test_group_codes_of_categoricals_match_factorize(categories):
 
 def _fit_both(monkeypatch, formula, data, **kwargs):
     fast = mm.lmer(formula, data, **kwargs)
-    forced = mixedmodels.model.build_design
+    forced = mixedmodels.models.lmm.build_design
 
     def formulaic_only(*args, **kw):
         return forced(*args, _formulaic_only=True, **kw)
 
-    monkeypatch.setattr(mixedmodels.model, "build_design", formulaic_only)
+    monkeypatch.setattr(mixedmodels.models.lmm, "build_design", formulaic_only)
     slow = mm.lmer(formula, data, **kwargs)
     monkeypatch.undo()
     assert fast.design.__dict__["_fixed_spec"] is None  # really the fast path

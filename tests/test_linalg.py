@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from mixedmodels.blocks import cross_products
-from mixedmodels.linalg import BlockedCholesky
+from mixedmodels.engine.blocks import cross_products
+from mixedmodels.engine.factor import BlockedCholesky
 
 
 def _random_problem(rng, n, levels, qs, nested=False, p=3):
@@ -167,7 +167,7 @@ def test_objective_equals_dense_marginal_likelihood():
 
 def test_two_threads_give_the_one_thread_factor(monkeypatch):
     """The downdate split over two threads (large problems) gives the same factor."""
-    from mixedmodels import kernels
+    from mixedmodels.engine import kernels
 
     if kernels.compiled_kernel() is None:
         pytest.skip("numba is not installed")

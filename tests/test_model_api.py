@@ -121,7 +121,7 @@ def test_main_prints_the_example_summary():
 
 def test_convergence_check_on_two_threads_matches_one(monkeypatch):
     """The check's points evaluated on two threads give the same derivatives."""
-    from mixedmodels import model as model_module
+    from mixedmodels.models import lmm as model_module
 
     data = mm.datasets.load("Penicillin")
     formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"

@@ -18,8 +18,8 @@ from scipy import optimize
 
 import mixedmodels as mm
 from mixedmodels import plots
-from mixedmodels.html import summary_html
 from mixedmodels.progress import progress_bar
+from mixedmodels.results.notebook import summary_html
 
 matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection  # noqa: E402

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-from mixedmodels.model import LinearMixedModel
-from mixedmodels.start import moment_start, start_steps
+from mixedmodels.engine.start import moment_start, start_steps
+from mixedmodels.models.lmm import LinearMixedModel
 
 
 def _simulated(rng, n_groups=400, per_group=25):

@@ -6,7 +6,6 @@
 """
 
 from . import datasets
-from .distributed import DaskLinearMixedModel
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -18,11 +17,12 @@ from .errors import (
     SingularFitWarning,
 )
 from .formula import parse_formula
+from .frontends.dask import DaskLinearMixedModel
+from .frontends.statsmodels.model import MixedLM, mixedlm
+from .frontends.statsmodels.results import MixedLMResults
 from .inference import BootstrapResult, anova
-from .model import LinearMixedModel, lmer
-from .results import NotFittedError
-from .statsmodels_api import MixedLM, mixedlm
-from .statsmodels_summary import MixedLMResults
+from .models.lmm import LinearMixedModel, lmer
+from .results.accessors import NotFittedError
 
 __version__ = "0.1.0"
 

@@ -26,7 +26,7 @@ from .errors import MixedModelsError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .model import LinearMixedModel
+    from .models.lmm import LinearMixedModel
 
 # Level labels on the caterpillar's axis only while they stay legible.
 _MAX_LABELS = 60

@@ -21,12 +21,12 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from ..linalg import BlockedCholesky
-from ..optimize import minimize_bobyqa
+from ..engine.factor import BlockedCholesky
+from ..engine.optimize import minimize_bobyqa
 from ..progress import progress_bar
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 _LOG_2PI = math.log(2 * math.pi)
 # BOBYQA for the refits: the fit's tolerances, but a first step of 0.1 rather

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 # Columns of L⁻¹ solved for at once (bounds the memory: q_total × this).
 _BATCH_COLUMNS = 2048

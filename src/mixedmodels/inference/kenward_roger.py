@@ -29,7 +29,7 @@ from scipy import stats
 from ..errors import MixedModelsError
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 
 @dataclass

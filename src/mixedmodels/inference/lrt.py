@@ -28,7 +28,7 @@ from .satterthwaite import f_test
 from .type3 import type3_contrasts
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 
 def likelihood_ratio_table(

@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..formula import TRANSFORMS, RandomTermSpec
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 
 def _model_matrix(spec: Any, frame: pd.DataFrame, what: str) -> pd.DataFrame:

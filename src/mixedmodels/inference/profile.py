@@ -33,13 +33,13 @@ import pandas as pd
 from scipy import stats
 from scipy.interpolate import CubicSpline
 
-from ..blocks import CrossProducts
-from ..linalg import BlockedCholesky
-from ..optimize import minimize_bobyqa
+from ..engine.blocks import CrossProducts
+from ..engine.factor import BlockedCholesky
+from ..engine.optimize import minimize_bobyqa
 from ..progress import progress_bar
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 _LOG_2PI = math.log(2 * math.pi)
 _MAX_POINTS = 100

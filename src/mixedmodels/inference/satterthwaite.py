@@ -28,7 +28,7 @@ from scipy import stats
 from .derivatives import gradient_and_hessian
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 # lmerTest drops eigenvalues of H below this when inverting it.
 _EIGEN_TOLERANCE = 1e-8

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .. import design as _design
+from .. import design as _design  # noqa: TODO
 from ..design import lme4_column_name
 from ..errors import MixedModelsError, RankDeficiencyWarning
 
 if TYPE_CHECKING:
-    from ..model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 # Entries below this (relative to the largest) are rounding noise of the
 # least-squares steps; lmerTest applies zapsmall at the same places.

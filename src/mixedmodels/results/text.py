@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 
 def _fmt(value: float, digits: int = 4) -> str:

@@ -19,21 +19,21 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from .blocks import CrossProducts, cross_products
-from .design import Design, build_design
-from .errors import ConvergenceWarning, FormulaError, SingularFitWarning
-from .inference.mixin import InferenceMixin
-from .kernels import available_cpus
-from .linalg import BlockedCholesky
-from .optimize import (
+from ..design import Design, build_design
+from ..engine.blocks import CrossProducts, cross_products
+from ..engine.factor import BlockedCholesky
+from ..engine.kernels import available_cpus
+from ..engine.optimize import (
     BOUNDARY_TOLERANCE,
     OptimizationSummary,
     minimize_bobyqa,
     restart_steps,
 )
-from .optimize import check_convergence as check_optimum
-from .results import FitResultsMixin
-from .start import moment_start, start_steps
+from ..engine.optimize import check_convergence as check_optimum
+from ..engine.start import moment_start, start_steps
+from ..errors import ConvergenceWarning, FormulaError, SingularFitWarning
+from ..inference.mixin import InferenceMixin
+from ..results.accessors import FitResultsMixin
 
 _LOG_2PI = math.log(2 * math.pi)
 # The convergence check evaluates on two threads above this time per evaluation.
@@ -408,7 +408,7 @@ def lmer(
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
     # distributed imports this module, so the import waits until a call.
-    from .distributed import fit_dask, is_dask_dataframe
+    from ..frontends.dask import fit_dask, is_dask_dataframe
 
     if is_dask_dataframe(data):
         return fit_dask(

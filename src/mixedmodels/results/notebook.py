@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .model import LinearMixedModel
+    from ..models.lmm import LinearMixedModel
 
 # Scoped to the summary's own element so a notebook's other tables keep their look.
 _STYLE = (

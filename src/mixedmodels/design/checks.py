@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, MixedModelsError, PredictorScaleWarning
-from .terms import RandomEffectsTerm
+from ..engine.terms import RandomEffectsTerm
+from ..errors import DataError, MixedModelsError, PredictorScaleWarning
 
 __all__ = [
     "MISSING_OPTIONS",

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, datasets
-from .errors import MixedModelsError
-from .formula import parse_formula
-from .model import LinearMixedModel
+from .. import __version__, datasets
+from ..errors import MixedModelsError
+from ..formula import parse_formula
+from ..models.lmm import LinearMixedModel
 
 PROG = "mixedmodels"
 DDF_METHODS = ("satterthwaite", "kenward-roger")

@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from .errors import DataError
-from .formula import TRANSFORMS, parse_formula
+from ...errors import DataError
+from ...formula import TRANSFORMS, parse_formula
 
 if TYPE_CHECKING:
-    from .model import LinearMixedModel
-    from .statsmodels_api import MixedLM
+    from ...models.lmm import LinearMixedModel
+    from .model import MixedLM
 
 __all__ = ["MixedLMResults", "MixedLMSummary"]
 
@@ -169,7 +169,7 @@ class MixedLMResults:
     @cached_property
     def _fe_kept(self) -> list[int]:
         """Columns of formulaic's fixed-effects matrix that survived the rank check."""
-        from .design import lme4_column_name
+        from ...design import lme4_column_name
 
         design = self.lmm.design
         names = list(design.fixed_spec.column_names)
@@ -412,7 +412,7 @@ class MixedLMResults:
         design = self.lmm.design
         if exog is None:
             return pd.Series(design.x @ self.lmm._beta, index=design.row_index)
-        from .design import as_data_frame
+        from ...design import as_data_frame
 
         frame = as_data_frame(exog)
         try:

@@ -38,15 +38,15 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from .blocks import CrossProducts
-from .blocks import cross_products as _cross_products
-from .design import RANK_TOLERANCE, Design, _required_columns, group_codes, lme4_column_name
-from .errors import DataError, FormulaError, MixedModelsError, RankDeficiencyWarning
-from .formula import TRANSFORMS, ParsedFormula, RandomTermSpec, parse_formula
-from .model import LinearMixedModel
-from .results import Summary
-from .terms import RandomEffectsTerm
-from .validation import check_finite, check_grouping_factors, check_random_effects_size
+from ..design import RANK_TOLERANCE, Design, _required_columns, group_codes, lme4_column_name
+from ..design.checks import check_finite, check_grouping_factors, check_random_effects_size
+from ..engine.blocks import CrossProducts
+from ..engine.blocks import cross_products as _cross_products
+from ..engine.terms import RandomEffectsTerm
+from ..errors import DataError, FormulaError, MixedModelsError, RankDeficiencyWarning
+from ..formula import TRANSFORMS, ParsedFormula, RandomTermSpec, parse_formula
+from ..models.lmm import LinearMixedModel
+from ..results.accessors import Summary
 
 __all__ = ["DaskLinearMixedModel", "fit_dask", "is_dask_dataframe"]
 
@@ -730,7 +730,7 @@ class DaskLinearMixedModel(LinearMixedModel):
         """lme4-style summary (residual quartiles approximate beyond
         :data:`EXACT_QUANTILE_ROWS` rows, and then marked so)."""
         self._require_fit()
-        from .summary import lme4_summary
+        from ..results.text import lme4_summary
 
         quantiles, exact = self._scaled_residual_quantiles()
         text = lme4_summary(_SummaryView(self, quantiles))

@@ -39,9 +39,9 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from .design import as_data_frame
-from .errors import DataError, FormulaError, MixedModelsError
-from .formula import (
+from ...design import as_data_frame
+from ...errors import DataError, FormulaError, MixedModelsError
+from ...formula import (
     RandomTermSpec,
     _find_tilde,
     _is_bar,
@@ -51,7 +51,7 @@ from .formula import (
     _unwrap,
     parse_formula,
 )
-from .model import LinearMixedModel
+from ...models.lmm import LinearMixedModel
 
 __all__ = ["MixedLM", "Translation", "mixedlm", "translate"]
 
@@ -512,7 +512,7 @@ class MixedLM:
         -------
         MixedLMResults
         """
-        from .statsmodels_summary import MixedLMResults
+        from .results import MixedLMResults
 
         model = self._unfitted
         if model is None or model.reml != bool(reml):

@@ -24,17 +24,16 @@ from formulaic.parser.algos.tokenize import tokenize as _formulaic_tokenize
 from formulaic.parser.types import Token as _Token
 from formulaic.transforms import stateful_transform
 
-from .errors import DataError, FormulaError, MissingValuesWarning, RankDeficiencyWarning
-from .fastdesign import PlainPart, PlainPlan, column_missing, is_plain_numeric, plain_plan
-from .formula import (
+from ..engine.terms import RandomEffectsTerm
+from ..errors import DataError, FormulaError, MissingValuesWarning, RankDeficiencyWarning
+from ..formula import (
     TRANSFORMS,
     ParsedFormula,
     RandomTermSpec,
     parse_formula,
     random_term_to_lme4,
 )
-from .terms import RandomEffectsTerm
-from .validation import (
+from .checks import (
     check_columns,
     check_finite,
     check_grouping_factors,
@@ -45,6 +44,7 @@ from .validation import (
     check_weights,
     weights_array,
 )
+from .plain import PlainPart, PlainPlan, column_missing, is_plain_numeric, plain_plan
 
 # lme4 drops a column of X when its pivot is this small relative to its norm.
 RANK_TOLERANCE = 1e-7

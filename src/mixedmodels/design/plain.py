@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .formula import ParsedFormula
+from ..formula import ParsedFormula
 
 __all__ = ["PlainPart", "PlainPlan", "is_plain_numeric", "plain_plan"]
 

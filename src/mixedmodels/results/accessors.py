@@ -200,7 +200,7 @@ class FitResultsMixin:
     def summary(self) -> Summary:
         """lme4-style summary; ``print(model.summary())`` shows it."""
         self._require_fit()
-        from .summary import lme4_summary
+        from .text import lme4_summary
 
         return Summary(lme4_summary(self))
 
@@ -210,7 +210,7 @@ class FitResultsMixin:
             import html
 
             return f"<pre>{html.escape(repr(self))}</pre>"
-        from .html import summary_html
+        from .notebook import summary_html
 
         return summary_html(self)
 

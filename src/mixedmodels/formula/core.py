@@ -28,7 +28,7 @@ import pandas as pd
 from formulaic.parser.algos.tokenize import tokenize as _formulaic_tokenize
 from formulaic.parser.types import Token as _FormulaicToken
 
-from .errors import FormulaError
+from ..errors import FormulaError
 
 __all__ = [
     "ALLOWED_FUNCTIONS",

@@ -1,0 +1,1 @@
+"""statsmodels front end"""
