@@ -80,7 +80,7 @@ def model_for(path: Path) -> tuple[dict, Model]:
     if path not in _CACHE:
         ref = json.loads(path.read_text())
         m = fit(ref.get("formula_python", ref["formula"]), load(ref), reml=ref["REML"])
-        m._set_solution(np.array(ref["theta"], dtype=float))
+        m = m.at_theta(np.array(ref["theta"], dtype=float))
         _CACHE[path] = (ref, m)
     return _CACHE[path]
 

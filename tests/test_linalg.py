@@ -149,14 +149,14 @@ def test_objective_equals_dense_marginal_likelihood():
     model = mm.LinearMixedModel("y ~ x + (x | g) + (1 | h)", data, reml=False)
     theta = np.array([0.8, 0.2, 0.5, 0.3])
     value = model.objective_at(theta)
-    model._set_solution(theta)
+    model = model.at_theta(theta)
     design = model.design
     zd = _dense_z(
         [t.codes for t in design.terms],
         [t.n_levels for t in design.terms],
         [t.z for t in design.terms],
     )
-    lam = _dense_lambda([t.n_levels for t in design.terms], model._lambdas(theta))
+    lam = _dense_lambda([t.n_levels for t in design.terms], model.problem.lambdas(theta))
     sigma2 = model.sigma**2
     v = sigma2 * (zd @ lam @ lam.T @ zd.T + np.eye(n))
     resid = design.y - design.x @ model.fixef.to_numpy()
@@ -175,12 +175,12 @@ def test_two_threads_give_the_one_thread_factor(monkeypatch):
     codes, levels, z, x, y, lambdas = _random_problem(rng, 600, [80, 15, 4], [2, 1, 2])
     cp = cross_products(codes, z, levels, x, y)
     one = BlockedCholesky(cp, use_numba=True)
-    assert one.col0._split is None
+    assert one.col0.thread_split is None
     monkeypatch.setattr(kernels, "_THREAD_MIN_WORK", 0.0)
     monkeypatch.setattr(kernels, "_THREAD_WORK_PER_ROW2", 0.0)
     monkeypatch.setattr(kernels, "available_cpus", lambda: 2)
     two = BlockedCholesky(cp, use_numba=True)
-    assert 0 < two.col0._split < levels[0]
+    assert 0 < two.col0.thread_split < levels[0]
     assert one.update(lambdas) and two.update(lambdas)
     np.testing.assert_allclose(np.tril(two.T), np.tril(one.T), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(two.L00, one.L00, rtol=1e-12)

@@ -156,8 +156,7 @@ def _profile_sd_and_sigma(model: mm.LinearMixedModel) -> pd.DataFrame:
     n = model.nobs
 
     def deviance(theta: float, sigma: float) -> float:
-        model.objective_at(np.array([theta]))
-        factor = model.factor
+        factor = model.problem.factor_at(np.array([theta]))
         return (
             factor.logdet_theta() + n * math.log(2 * math.pi * sigma**2) + factor.pwrss() / sigma**2
         )

@@ -19,7 +19,7 @@ def unavailable() -> str | None:
     return python_package_missing("glmm", 'pip install glmm, or pip install -e ".[bench]"')
 
 
-def unsupported(model: BenchModel) -> str | None:
+def unsupported(_model: BenchModel) -> str | None:
     """None: glmm reads lme4 formulas."""
     return None
 

@@ -18,7 +18,7 @@ def unavailable() -> str | None:
     return None
 
 
-def unsupported(model: BenchModel) -> str | None:
+def unsupported(_model: BenchModel) -> str | None:
     """None: every benchmark model is an lme4 formula."""
     return None
 

@@ -6,12 +6,14 @@
 """
 
 from . import datasets
+from .api import lmer
 from .errors import (
     ConvergenceWarning,
     DataError,
     FormulaError,
     MissingValuesWarning,
     MixedModelsError,
+    NotFittedError,
     PredictorScaleWarning,
     RankDeficiencyWarning,
     SingularFitWarning,
@@ -21,8 +23,7 @@ from .frontends.dask import DaskLinearMixedModel
 from .frontends.statsmodels.model import MixedLM, mixedlm
 from .frontends.statsmodels.results import MixedLMResults
 from .inference import BootstrapResult, anova
-from .models.lmm import LinearMixedModel, lmer
-from .results.accessors import NotFittedError
+from .models.lmm import LinearMixedModel
 
 __version__ = "0.1.0"
 

@@ -46,3 +46,15 @@ class MissingValuesWarning(UserWarning):
     Rows with values missing in the data are dropped silently, as lme4 does, and
     counted in the summary; this warns about the ones the formula made missing.
     """
+
+
+class NotFittedError(RuntimeError):
+    """A result was asked of a model that has not been fitted."""
+
+
+class Type3Error(MixedModelsError):
+    """The type III hypotheses of a model's terms cannot be built (the message says why)."""
+
+
+class RowsNeededError(MixedModelsError):
+    """A result needs the model's rows, which this fit does not hold (a Dask fit)."""

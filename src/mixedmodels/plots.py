@@ -47,9 +47,9 @@ def _figure(n_panels: int, ncols: int, panel_size: tuple[float, float]) -> Figur
 
 
 def _require_fitted(model: Any) -> None:
-    if not hasattr(model, "_require_fit"):
+    if not hasattr(model, "state"):
         raise MixedModelsError(f"expected a fitted LinearMixedModel, got {type(model).__name__}")
-    model._require_fit()
+    model.state  # noqa: B018 - raises NotFittedError before a fit
 
 
 # -- conditional variances of the modes ----------------------------------------------

@@ -243,6 +243,11 @@ class LevelColumns:
         self._split = self._two_way_split(xy_offset + n_xy) if self._kernel is not None else None
         self._buffer: np.ndarray | None = None
 
+    @property
+    def thread_split(self) -> int | None:
+        """The level at which the downdate is split over two threads (None: one thread)."""
+        return self._split
+
     def _two_way_split(self, n_rows: int) -> int | None:
         """A level splitting the downdate's work in halves, when two threads pay off.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import nlopt
 import numpy as np
@@ -31,9 +31,9 @@ _NLOPT_MESSAGES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class OptimizationSummary:
-    """What the optimizer did, kept on the fitted model (like MixedModels.jl's OptSummary)."""
+    """What the optimizer did, kept in the fitted state (like MixedModels.jl's OptSummary)."""
 
     initial: np.ndarray
     lower: np.ndarray
@@ -42,8 +42,10 @@ class OptimizationSummary:
     n_evaluations: int
     return_code: str
     converged: bool
-    messages: list[str] = field(default_factory=list)
+    messages: tuple[str, ...] = ()
     gradient: np.ndarray | None = None
+    # Wall time of the optimization (evaluations included, the check excluded).
+    seconds: float = 0.0
 
 
 def minimize_bobyqa(
@@ -63,7 +65,7 @@ def minimize_bobyqa(
     start = np.maximum(start, lower)
     best = [math.inf, np.asarray(start, dtype=float).copy()]
 
-    def f(x: np.ndarray, grad: np.ndarray) -> float:
+    def f(x: np.ndarray, _grad: np.ndarray) -> float:
         nonlocal count
         count += 1
         value = objective(x)

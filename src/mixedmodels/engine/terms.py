@@ -1,10 +1,14 @@
 """Random-effects terms: one per bar in the formula.
 
-A term holds, for every row, the integer code of its grouping factor's level
-and the row of its own model matrix (the columns left of the bar).  Together
-with the template of the relative covariance factor λ (a q×q lower-triangular
-matrix; ``||`` terms are already split into separate terms) that is all the engine needs:
-the term's Z is never formed as a matrix.
+A term is described by its grouping factor's levels, the names of its columns
+(left of the bar) and the template of its relative covariance factor λ (a q×q
+lower-triangular matrix; ``||`` terms are already split into separate terms):
+:class:`TermStructure`, all that the θ loop and the results need.  A term
+built from rows in memory (:class:`RandomEffectsTerm`) also holds, for every
+row, the integer code of its level and the row of its model matrix, from which
+the cross-products are computed: the term's Z is never formed as a matrix.
+A front end that computes the cross-products elsewhere (Dask) keeps only the
+structure.
 """
 
 from __future__ import annotations
@@ -15,48 +19,39 @@ import numpy as np
 import pandas as pd
 
 
-@dataclass
-class RandomEffectsTerm:
-    """A random-effects term ``(lhs | group)``.
+@dataclass(eq=False)
+class TermStructure:
+    """What a random-effects term ``(lhs | group)`` is, without its rows.
 
     Parameters
     ----------
     group_name : str
         lme4's name of the grouping factor, e.g. ``"Subject"`` or ``"cask:batch"``.
-    codes : ndarray of int32, shape (n,)
-        Level index of each row, in ``0 .. n_levels - 1``.
     levels : pandas.Index
-        Level labels, in the order of the codes.
-    z : ndarray of float64, shape (n, q)
-        The term's per-row model matrix.
+        Level labels, in the order of the level codes.
     column_names : list of str
-        lme4-style names of the columns of ``z`` (``"(Intercept)"``, ``"Days"``).
+        lme4-style names of the term's columns (``"(Intercept)"``, ``"Days"``).
     """
 
     group_name: str
-    codes: np.ndarray
     levels: pd.Index
-    z: np.ndarray
     column_names: list[str]
     # Indices (row, col) of the free elements of λ, column-major over the lower
     # triangle as lme4 orders θ.
-    theta_rows: np.ndarray = field(init=False)
-    theta_cols: np.ndarray = field(init=False)
+    theta_rows: np.ndarray = field(init=False, repr=False)
+    theta_cols: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        q = self.q
-        rows, cols = [], []
-        for j in range(q):
-            for i in range(j, q):
-                rows.append(i)
-                cols.append(j)
-        self.theta_rows = np.array(rows, dtype=np.intp)
-        self.theta_cols = np.array(cols, dtype=np.intp)
+        rows, cols = np.tril_indices(self.q)
+        # np.tril_indices runs row-major; lme4 orders θ column-major.
+        order = np.lexsort((rows, cols))
+        self.theta_rows = rows[order].astype(np.intp)
+        self.theta_cols = cols[order].astype(np.intp)
 
     @property
     def q(self) -> int:
         """Number of random effects per level."""
-        return self.z.shape[1]
+        return len(self.column_names)
 
     @property
     def n_levels(self) -> int:
@@ -94,3 +89,25 @@ class RandomEffectsTerm:
             else:
                 names.append(f"{self.group_name}.{self.column_names[i]}.{self.column_names[j]}")
         return names
+
+    def structure(self) -> TermStructure:
+        """The term without its rows."""
+        return TermStructure(self.group_name, self.levels, list(self.column_names))
+
+
+@dataclass(eq=False)
+class RandomEffectsTerm(TermStructure):
+    """A random-effects term with its rows in memory.
+
+    Parameters
+    ----------
+    group_name, levels, column_names
+        See :class:`TermStructure`.
+    codes : ndarray of int32, shape (n,)
+        Level index of each row, in ``0 .. n_levels - 1``.
+    z : ndarray of float64, shape (n, q)
+        The term's per-row model matrix.
+    """
+
+    codes: np.ndarray = field(repr=False)
+    z: np.ndarray = field(repr=False)

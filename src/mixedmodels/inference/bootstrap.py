@@ -11,9 +11,8 @@ revisited inside the θ loop.
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,11 +20,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from ..engine.factor import BlockedCholesky
 from ..engine.optimize import minimize_bobyqa
 from ..progress import progress_bar
 
 if TYPE_CHECKING:
+    from ..design import Design
     from ..models.lmm import LinearMixedModel
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -48,11 +47,12 @@ def simulate_responses(model: LinearMixedModel, n: int, seed=None) -> np.ndarray
     y* = Xβ̂ + Σⱼ Zⱼbⱼ + ε with bⱼ ~ N(0, σ̂²λⱼλⱼᵀ) per level and ε ~ N(0, σ̂²/w).
     """
     rng = _rng(seed)
-    design = model.design
-    sigma = model._sigma
-    mean = design.x @ model._beta
+    design = model.rows.in_memory("simulate()")
+    state = model.state
+    sigma = state.sigma
+    mean = design.x @ state.beta
     out = np.empty((len(mean), n))
-    lambdas = model._lambdas(model._theta)
+    lambdas = model.problem.lambdas(state.theta)
     noise_scale = sigma if design.weights is None else sigma / np.sqrt(design.weights)
     for r in range(n):
         y = mean + rng.standard_normal(len(mean)) * noise_scale
@@ -98,7 +98,7 @@ class BootstrapResult:
             strict=True,
         ):
             rows.append(sdcor_from_theta(self.model, theta, sigma))
-        names = self.model._sdcor_names()
+        names = self.model.sdcor_names
         return pd.DataFrame(rows, columns=names)
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
@@ -110,9 +110,8 @@ class BootstrapResult:
         return pd.DataFrame({"lower": lower, "upper": upper})
 
 
-def _y_operators(model: LinearMixedModel) -> list[sp.csr_matrix]:
+def _y_operators(design: Design) -> list[sp.csr_matrix]:
     """Per term, the sparse map y ↦ flattened per-level sums of w·y·z (what enters ZᵀWy)."""
-    design = model.design
     w = np.ones(len(design.y)) if design.weights is None else design.weights
     ops = []
     for term in design.terms:
@@ -129,21 +128,24 @@ def parametric_bootstrap(
 ) -> BootstrapResult:
     """Refit θ to n simulated responses; see :meth:`InferenceMixin.bootstrap`."""
     rng = _rng(seed)
-    design = model.design
+    design = model.rows.in_memory("bootstrap()")
     cp = model.cross_products
     p = cp.n_fixed
     w = np.ones(len(design.y)) if design.weights is None else design.weights
     xw = design.x * w[:, None]
-    # A private copy of the y parts only; the Z and X blocks stay shared.
-    work = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())
-    # The factor reads the y blocks at every update: the clone refits each
-    # replicate by changing them in place.
-    clone = copy.copy(model)
-    clone.cross_products = work
-    clone.factor = BlockedCholesky(work)
-    objective = clone.objective_at
-    ops = _y_operators(model)
-    theta_hat = model._theta.copy()
+    # A private copy of the y parts only (the Z and X blocks stay shared): the
+    # factor reads the y blocks at every update, so each replicate is refitted
+    # by changing them in place.
+    problem = model.problem.with_private_response()
+    work = problem.cross_products
+    workspace = problem.workspace()
+
+    def objective(theta: np.ndarray) -> float:
+        return problem.objective(theta, workspace=workspace)
+
+    ops = _y_operators(design)
+    state = model.state
+    theta_hat = state.theta.copy()
     dof = cp.n_obs - p if model.reml else cp.n_obs
     k = len(theta_hat)
     out = np.empty((n, 2 + p + k))
@@ -165,12 +167,12 @@ def parametric_bootstrap(
         theta, value, _, _ = minimize_bobyqa(
             objective, theta_hat, model.lower_bounds, **_TOLERANCES
         )
-        value = clone.objective_at(theta)
-        beta, r2 = clone.factor.fixed_effects(), clone.factor.pwrss()
+        value = objective(theta)
+        beta, r2 = workspace.fixed_effects(), workspace.pwrss()
         out[r] = np.concatenate([[value, math.sqrt(r2 / dof)], beta, theta])
     columns = ["objective", "sigma", *design.fixed_names, *model.theta_names]
     estimates = pd.Series(
-        np.concatenate([[model.objective, model._sigma], model._beta, theta_hat]),
+        np.concatenate([[model.objective, state.sigma], state.beta, theta_hat]),
         index=columns,
     )
     return BootstrapResult(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 if TYPE_CHECKING:
@@ -22,20 +21,16 @@ if TYPE_CHECKING:
 _BATCH_COLUMNS = 2048
 
 
-def sparse_factor(model: LinearMixedModel) -> sp.csc_matrix:
-    """The random-effects part of the blocked factor L, as one sparse lower-triangular matrix."""
-    return model.factor.random_effects_factor()
-
-
 def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
     """Grouping factor → array (levels, q, q) of the conditional covariance of its modes."""
-    model.objective_at(model._theta)  # the factor at the estimates
-    lower = sparse_factor(model)
+    state = model.state
+    factor = model.problem.factor_at(state.theta)  # a workspace of its own, at the estimates
+    lower = factor.random_effects_factor()
     lu = spla.splu(lower, permc_spec="NATURAL", diag_pivot_thresh=0.0)
     terms = model.design.terms
-    lambdas = model._lambdas(model._theta)
+    lambdas = model.problem.lambdas(state.theta)
     offsets = np.cumsum([0] + [t.n_columns for t in terms])
-    sigma2 = model._sigma**2
+    sigma2 = state.sigma**2
     out: dict[str, np.ndarray] = {}
     for group in dict.fromkeys(t.group_name for t in terms):
         members = [i for i, t in enumerate(terms) if t.group_name == group]

@@ -18,6 +18,7 @@ the Woodbury identity Σ⁻¹ = σ⁻²(I − U M⁻¹ Uᵀ), U = ZΛ, M = UᵀU
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,9 @@ from scipy import stats
 from ..errors import MixedModelsError
 
 if TYPE_CHECKING:
+    from ..design import Design
     from ..models.lmm import LinearMixedModel
+    from ..results.state import FittedState
 
 
 @dataclass
@@ -42,10 +45,14 @@ class KenwardRogerInfo:
     w: np.ndarray  # 2 × inverse expected information of γ
 
 
-def random_effects_matrix(model: LinearMixedModel) -> sp.csr_matrix:
+# Per fitted state (immutable), the adjustment computed at it.
+_CACHE: weakref.WeakKeyDictionary[FittedState, KenwardRogerInfo] = weakref.WeakKeyDictionary()
+
+
+def random_effects_matrix(design: Design) -> sp.csr_matrix:
     """Z as a sparse matrix: terms in engine order, columns level-major within a term."""
     blocks = []
-    for term in model.design.terms:
+    for term in design.terms:
         n, q = term.z.shape
         rows = np.repeat(np.arange(n), q)
         cols = (term.codes.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
@@ -57,7 +64,9 @@ def _relative_factor(model: LinearMixedModel) -> sp.csr_matrix:
     """Block-diagonal Λ(θ) in Z's column order."""
     blocks = [
         sp.kron(sp.identity(term.n_levels), lam)
-        for term, lam in zip(model.design.terms, model._lambdas(model._theta), strict=True)
+        for term, lam in zip(
+            model.design.terms, model.problem.lambdas(model.state.theta), strict=True
+        )
     ]
     return sp.block_diag(blocks, format="csr")
 
@@ -84,24 +93,25 @@ def _sandwich(left: np.ndarray, sel: tuple[np.ndarray, np.ndarray], right: np.nd
 
 def kenward_roger_info(model: LinearMixedModel) -> KenwardRogerInfo:
     """Φ, Φ_A, the Pᵣ and W at the fit (cached on the model)."""
-    cache = getattr(model, "_kenward_roger_cache", None)
-    key = model._theta.tobytes()
-    if cache is not None and cache[0] == key:
-        return cache[1]
+    state = model.state
+    cached = _CACHE.get(state)
+    if cached is not None:
+        return cached
     if not model.reml:
         raise MixedModelsError(
             "Kenward-Roger's method needs a REML fit (as in lmerTest and pbkrtest): "
             "refit with reml=True or use ddf='satterthwaite'"
         )
-    if model.design.weights is not None:
+    design = model.rows.in_memory("Kenward–Roger df")
+    if design.weights is not None:
         raise MixedModelsError(
             "Kenward-Roger's method is not implemented for models with prior weights; "
             "use ddf='satterthwaite'"
         )
-    x = model.design.x
+    x = design.x
     n = x.shape[0]
-    sigma2 = model._sigma**2
-    z = random_effects_matrix(model)
+    sigma2 = state.sigma**2
+    z = random_effects_matrix(design)
     u = (z @ _relative_factor(model)).tocsc()
     utu = (u.T @ u).toarray()
     m_chol = scipy.linalg.cho_factor(utu + np.eye(utu.shape[0]), lower=True)
@@ -122,7 +132,7 @@ def kenward_roger_info(model: LinearMixedModel) -> KenwardRogerInfo:
 
     sels = _selectors(model)
     g = len(sels) + 1  # the residual variance last
-    phi = sigma2 * model._unscaled_vcov
+    phi = state.vcov
     p_mats = [-_sandwich(b, sel, b) for sel in sels] + [-(w_x.T @ w_x)]
     # E_r S, for the traces tr(G_r Σ⁻¹ G_s Σ⁻¹) = tr(E_r S E_s S).
     es = []
@@ -184,7 +194,7 @@ def kenward_roger_info(model: LinearMixedModel) -> KenwardRogerInfo:
         p_matrices=p_mats,
         w=w,
     )
-    model._kenward_roger_cache = (key, result)
+    _CACHE[state] = result
     return result
 
 
@@ -220,8 +230,9 @@ def contrast_ddf(info: KenwardRogerInfo, contrasts: np.ndarray) -> float:
 def kenward_roger_table(model: LinearMixedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per fixed effect: (adjusted standard error, df, p value)."""
     info = kenward_roger_info(model)
-    p = len(model._beta)
+    beta = model.state.beta
+    p = len(beta)
     se = np.sqrt(np.diag(info.vcov_adjusted))
     dfs = np.array([contrast_ddf(info, np.eye(p)[j]) for j in range(p)])
-    t = model._beta / se
+    t = beta / se
     return se, dfs, 2 * stats.t.sf(np.abs(t), dfs)

@@ -23,7 +23,6 @@ from scipy import stats
 
 from ..design import lme4_column_name
 from ..errors import MixedModelsError
-from .profile import ml_model
 from .satterthwaite import f_test
 from .type3 import type3_contrasts
 
@@ -48,13 +47,13 @@ def likelihood_ratio_table(
     responses = {m.design.response_name for m in models}
     if len(responses) > 1:
         raise MixedModelsError(f"models have different responses: {sorted(responses)}")
-    fits = [ml_model(m) if (refit and m.reml) else m for m in models]
+    fits = [m.refit_ml() if refit else m for m in models]
     order = sorted(range(len(fits)), key=lambda i: fits[i].n_params)
     rows = []
     prev = None
     for i in order:
         m = fits[i]
-        dev = m.objective_at(m._theta) if not m.reml else m.objective
+        dev = m.objective
         row = {
             "npar": m.n_params,
             "aic": m.aic,
@@ -200,7 +199,9 @@ def anova(
     if not models:
         raise MixedModelsError("anova needs at least one fitted model")
     for m in models:
-        m._require_fit()
+        if not hasattr(m, "state"):
+            raise MixedModelsError(f"anova compares fitted models, not {type(m).__name__}")
+        m.state  # noqa: B018 - raises NotFittedError before a fit
     if len(models) == 1:
         return f_test_table(models[0])
     return likelihood_ratio_table(list(models), refit=refit, names=names)

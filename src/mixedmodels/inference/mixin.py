@@ -17,7 +17,6 @@ from ..errors import MixedModelsError
 from .bootstrap import BootstrapResult, parametric_bootstrap, simulate_responses
 from .condvar import conditional_covariances
 from .kenward_roger import kenward_roger_table
-from .predict import predict as _predict
 from .profile import profile_confint, profile_table, sdcor_names
 from .satterthwaite import satterthwaite_table
 
@@ -51,17 +50,16 @@ class InferenceMixin:
             ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value`` per
             fixed effect.
         """
-        self._require_fit()
         method = _DDF.get(str(ddf).lower())
         if method is None:
             raise MixedModelsError(
                 f"unknown ddf {ddf!r}: use 'satterthwaite', 'kenward-roger' or 'asymptotic'"
             )
-        beta = self._beta
+        beta = self.state.beta
         if method == "kenward-roger":
             se, df, p = kenward_roger_table(self)
         else:
-            se = self._sigma * np.sqrt(np.diag(self._unscaled_vcov))
+            se = self.state.std_errors
             if method == "satterthwaite":
                 df, p = satterthwaite_table(self)
             else:
@@ -72,7 +70,9 @@ class InferenceMixin:
             index=self.design.fixed_names,
         )
 
-    def _sdcor_names(self) -> list[str]:
+    @property
+    def sdcor_names(self) -> list[str]:
+        """lme4's names of the variance parameters (``sd_(Intercept)|Subject``, ``sigma``)."""
         return sdcor_names(self)
 
     def confint(
@@ -106,7 +106,6 @@ class InferenceMixin:
             ``lower`` and ``upper``; rows ``sd_…|group``, ``cor_…|group``,
             ``sigma``, then the fixed effects.
         """
-        self._require_fit()
         if not 0 < level < 1:
             raise MixedModelsError(f"level must be between 0 and 1, got {level}")
         method = str(method).lower()
@@ -114,10 +113,11 @@ class InferenceMixin:
             return profile_confint(self, level, progress=progress)
         if method == "wald":
             z = stats.norm.ppf(0.5 + level / 2)
-            se = self._sigma * np.sqrt(np.diag(self._unscaled_vcov))
-            names = self._sdcor_names()
-            lower = np.concatenate([np.full(len(names), np.nan), self._beta - z * se])
-            upper = np.concatenate([np.full(len(names), np.nan), self._beta + z * se])
+            state = self.state
+            se = state.std_errors
+            names = self.sdcor_names
+            lower = np.concatenate([np.full(len(names), np.nan), state.beta - z * se])
+            upper = np.concatenate([np.full(len(names), np.nan), state.beta + z * se])
             return pd.DataFrame(
                 {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
             )
@@ -132,7 +132,6 @@ class InferenceMixin:
         Grouping factor → array (levels, q, q), levels in the order of
         :attr:`ranef`; terms sharing a grouping factor are taken together.
         """
-        self._require_fit()
         return conditional_covariances(self)
 
     def profile(self, level: float = 0.95, progress: bool = False) -> pd.DataFrame:
@@ -142,7 +141,6 @@ class InferenceMixin:
         ``value`` and ``zeta`` (the signed square root of the change in the
         ML deviance), what :func:`mixedmodels.plots.profile` draws.
         """
-        self._require_fit()
         return profile_table(self, level, progress=progress)
 
     def predict(
@@ -161,16 +159,16 @@ class InferenceMixin:
             Give levels not seen in the fit a zero random effect; otherwise
             such a level raises :class:`~mixedmodels.errors.DataError`.
         """
-        self._require_fit()
-        return _predict(self, newdata, random=random, allow_new_levels=allow_new_levels)
+        self.state  # noqa: B018 - raises NotFittedError before a fit
+        return self.rows.predict(self, newdata, random=random, allow_new_levels=allow_new_levels)
 
     def simulate(self, n: int = 1, seed: Any = None) -> pd.DataFrame:
         """Responses simulated from the fitted model: columns ``sim_1`` … ``sim_n``."""
-        self._require_fit()
         n = _positive_count(n, "n")
+        design = self.rows.in_memory("simulate()")
         values = simulate_responses(self, n, seed)
         return pd.DataFrame(
-            values, index=self.design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
+            values, index=design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
         )
 
     def bootstrap(self, n: int, seed: Any = None, progress: bool = False) -> BootstrapResult:
@@ -184,7 +182,6 @@ class InferenceMixin:
         BootstrapResult
             ``.replicates`` (objective, σ, β, θ per replicate) and ``.confint()``.
         """
-        self._require_fit()
         n = _positive_count(n, "n")
         return parametric_bootstrap(self, n, seed=seed, progress=progress)
 

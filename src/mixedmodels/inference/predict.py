@@ -67,7 +67,7 @@ def random_part(model: LinearMixedModel, frame: pd.DataFrame, allow_new_levels: 
     total = np.zeros(len(frame))
     specs = term_specs_in_engine_order(model)
     for term, spec, modes, zspec in zip(
-        model.design.terms, specs, model._modes, model.design.term_specs, strict=True
+        model.design.terms, specs, model.state.modes, model.design.term_specs, strict=True
     ):
         labels = group_labels(frame, spec.group)
         codes = term.levels.get_indexer(labels)
@@ -88,21 +88,16 @@ def random_part(model: LinearMixedModel, frame: pd.DataFrame, allow_new_levels: 
     return total
 
 
-def predict(
+def predict_new_rows(
     model: LinearMixedModel,
-    newdata: Any = None,
+    newdata: Any,
     *,
     random: bool = True,
     allow_new_levels: bool = False,
 ) -> pd.Series:
-    """Conditional (``random=True``) or marginal predictions; see the mixin's docstring."""
-    if newdata is None:
-        values = model.design.x @ model._beta
-        if random:
-            values = model._fitted_array()
-        return pd.Series(values, index=model.design.row_index, name="prediction")
+    """Conditional (``random=True``) or marginal predictions for new rows."""
     frame = as_data_frame(newdata)
-    values = fixed_matrix(model, frame) @ model._beta
+    values = fixed_matrix(model, frame) @ model.state.beta
     if random:
         values = values + random_part(model, frame, allow_new_levels)
     return pd.Series(values, index=frame.index, name="prediction")

@@ -21,10 +21,8 @@ as a Hermite cubic (the construction of R's ``backSpline``).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import nlopt
@@ -34,7 +32,6 @@ from scipy import stats
 from scipy.interpolate import CubicSpline
 
 from ..engine.blocks import CrossProducts
-from ..engine.factor import BlockedCholesky
 from ..engine.optimize import minimize_bobyqa
 from ..progress import progress_bar
 
@@ -71,7 +68,7 @@ def sdcor_names(model: LinearMixedModel) -> list[str]:
 def sdcor_from_theta(model: LinearMixedModel, theta: np.ndarray, sigma: float) -> np.ndarray:
     """(sds and correlations per term in θ's positions, σ) from θ and σ."""
     out = []
-    for term, s in zip(model.design.terms, model._theta_slices, strict=True):
+    for term, s in zip(model.design.terms, model.problem.theta_slices, strict=True):
         lam = term.lambda_matrix(theta[s])
         cov = sigma**2 * lam @ lam.T
         sd = np.sqrt(np.diag(cov))
@@ -103,7 +100,7 @@ def theta_from_sdcor(model: LinearMixedModel, values: np.ndarray) -> np.ndarray:
     """θ from (sds and correlations, σ): λ = chol(Σ)/σ term by term."""
     sigma = values[-1]
     theta = np.empty(len(model.lower_bounds))
-    for term, s in zip(model.design.terms, model._theta_slices, strict=True):
+    for term, s in zip(model.design.terms, model.problem.theta_slices, strict=True):
         v = values[s]
         q = term.q
         sd = np.zeros(q)
@@ -140,7 +137,7 @@ def _minimize(
 
     best = [math.inf, start]
 
-    def f(x, grad):
+    def f(x, _grad):
         value = func(x)
         if value < best[0]:
             best[0], best[1] = value, x.copy()
@@ -183,38 +180,11 @@ def _feasible_start(
     return x
 
 
-def ml_model(model: LinearMixedModel) -> LinearMixedModel:
-    """The model refitted by maximum likelihood (sharing its blocks), from the REML θ."""
-    if not model.reml:
-        return model
-    ml = copy.copy(model)
-    ml.reml = False
-    ml.factor = BlockedCholesky(model.cross_products)
-    for attr in ("_satterthwaite_cache", "_kenward_roger_cache"):
-        ml.__dict__.pop(attr, None)
-    lower = model.lower_bounds
-    upper = np.full(len(lower), np.inf)
-    # Zero variances are moved off the bound first: BOBYQA started exactly
-    # on a bound can stop at once.
-    theta = model._theta.copy()
-    on_bound = np.isfinite(lower) & (theta - lower < 1e-4)
-    theta[on_bound] = 0.1
-    value = math.inf
-    for _ in range(3):  # restart from the optimum until it stops improving
-        theta, again = _minimize(lambda t: ml.objective_at(t, reml=False), theta, lower, upper)
-        if value - again < 1e-10:
-            value = min(value, again)
-            break
-        value = again
-    theta = np.where(np.isfinite(lower) & (theta - lower < 1e-10), lower, theta)
-    ml._set_solution(theta)
-    ml.optsum = replace(model.optsum, final=theta, objective=ml.objective_at(theta))
-    return ml
-
-
 def _variance_deviance(ml: LinearMixedModel) -> Callable[[np.ndarray], float]:
-    n = ml.cross_products.n_obs
-    const = ml.cross_products.sum_log_weights
+    problem = ml.problem
+    n = problem.cross_products.n_obs
+    const = problem.cross_products.sum_log_weights
+    workspace = problem.workspace()
 
     def deviance(values: np.ndarray) -> float:
         sigma = values[-1]
@@ -224,9 +194,9 @@ def _variance_deviance(ml: LinearMixedModel) -> Callable[[np.ndarray], float]:
             theta = theta_from_sdcor(ml, values)
         except np.linalg.LinAlgError:
             return math.inf
-        if not math.isfinite(ml.objective_at(theta, reml=False)):
+        factor = problem.factor_at(theta, workspace)
+        if factor is None:
             return math.inf
-        factor = ml.factor
         return (
             factor.logdet_theta()
             - const
@@ -382,12 +352,12 @@ def profile_table(
 def _profile(
     model: LinearMixedModel, level: float, progress: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ml = ml_model(model)
-    theta_ml = ml._theta.copy()
-    base = ml.objective_at(theta_ml, reml=False)
-    opt = sdcor_from_theta(ml, theta_ml, ml._sigma)
-    beta = ml._beta.copy()
-    stderr = ml._sigma * np.sqrt(np.diag(ml._unscaled_vcov))
+    ml = model.refit_ml()
+    theta_ml = ml.state.theta
+    base = ml.objective
+    opt = sdcor_from_theta(ml, theta_ml, ml.sigma)
+    beta = ml.state.beta
+    stderr = ml.state.std_errors
     nvp = len(opt)
     p = len(beta)
     cutoff = math.sqrt(stats.chi2.ppf(1 - _ALPHA_MAX, nvp + p))
@@ -404,63 +374,57 @@ def _profile(
     walked: list[list[tuple[float, float]]] = []
     bar = progress_bar(range(nvp + p), total=nvp + p, enabled=progress, desc="profile")
     steps = iter(bar)
-    try:
-        for w in range(nvp):
-            next(steps, None)
-            others = np.array([i for i in range(nvp) if i != w])
+    for w in range(nvp):
+        next(steps, None)
+        others = np.array([i for i in range(nvp) if i != w])
 
-            def zeta_at(value, start, w=w, others=others):
-                def inner(x):
-                    full = np.empty(nvp)
-                    full[w] = value
-                    full[others] = x
-                    return deviance(full)
+        def zeta_at(value, start, w=w, others=others):
+            def inner(x):
+                full = np.empty(nvp)
+                full[w] = value
+                full[others] = x
+                return deviance(full)
 
-                start = _feasible_start(inner, start, is_cor[others])
-                x, fval = _minimize(inner, start, lower_b[others], upper_b[others])
-                diff = max(fval - base, 0.0)
-                # Starting from the previous point can leave the inner optimum
-                # in a worse local minimum (near ±1 correlations, a zero sd):
-                # when ζ jumps by more than two steps, start again from the
-                # estimates and keep the better optimum.
-                if math.sqrt(diff) > last[0] + 2 * delta and len(others):
-                    x2, fval2 = _minimize(inner, opt[others], lower_b[others], upper_b[others])
-                    if fval2 < fval:
-                        x, fval = x2, fval2
-                        diff = max(fval - base, 0.0)
-                last[0] = math.sqrt(diff)
-                return math.copysign(math.sqrt(diff), value - opt[w]), x
+            start = _feasible_start(inner, start, is_cor[others])
+            x, fval = _minimize(inner, start, lower_b[others], upper_b[others])
+            diff = max(fval - base, 0.0)
+            # Starting from the previous point can leave the inner optimum
+            # in a worse local minimum (near ±1 correlations, a zero sd):
+            # when ζ jumps by more than two steps, start again from the
+            # estimates and keep the better optimum.
+            if math.sqrt(diff) > last[0] + 2 * delta and len(others):
+                x2, fval2 = _minimize(inner, opt[others], lower_b[others], upper_b[others])
+                if fval2 < fval:
+                    x, fval = x2, fval2
+                    diff = max(fval - base, 0.0)
+            last[0] = math.sqrt(diff)
+            return math.copysign(math.sqrt(diff), value - opt[w]), x
 
-            pw = opt[w]
-            first = 0.001 if pw == 0 else pw * 1.01
-            last[0] = 0.0
-            points = _walk(zeta_at, pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta)
-            walked.append(points)
-            rows.append(_interval(points, z, lower_b[w], upper_b[w]))
-        for j in range(p):
-            next(steps, None)
+        pw = opt[w]
+        first = 0.001 if pw == 0 else pw * 1.01
+        last[0] = 0.0
+        points = _walk(zeta_at, pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta)
+        walked.append(points)
+        rows.append(_interval(points, z, lower_b[w], upper_b[w]))
+    for j in range(p):
+        next(steps, None)
 
-            def zeta_fixed(value, start, j=j):
-                cp = _offset_blocks(ml.cross_products, j, value)
-                clone = copy.copy(ml)
-                clone.cross_products = cp
-                clone.factor = BlockedCholesky(cp)
-                _, fval, _, _ = minimize_bobyqa(
-                    lambda t: clone.objective_at(t, reml=False), theta_ml, ml.lower_bounds
-                )
-                diff = max(fval - base, 0.0)
-                return math.copysign(math.sqrt(diff), value - beta[j]), start
-
-            first = beta[j] + delta * stderr[j]
-            points = _walk(
-                zeta_fixed, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta
+        def zeta_fixed(value, start, j=j):
+            fixed = ml.problem.with_cross_products(_offset_blocks(ml.cross_products, j, value))
+            workspace = fixed.workspace()
+            _, fval, _, _ = minimize_bobyqa(
+                lambda t: fixed.objective(t, reml=False, workspace=workspace),
+                theta_ml,
+                ml.lower_bounds,
             )
-            walked.append(points)
-            rows.append(_interval(points, z, -math.inf, math.inf))
-        next(steps, None)  # exhausts the iterator, which closes the bar
-    finally:
-        ml.objective_at(theta_ml)
-        model.objective_at(model._theta)
+            diff = max(fval - base, 0.0)
+            return math.copysign(math.sqrt(diff), value - beta[j]), start
+
+        first = beta[j] + delta * stderr[j]
+        points = _walk(zeta_fixed, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta)
+        walked.append(points)
+        rows.append(_interval(points, z, -math.inf, math.inf))
+    next(steps, None)  # exhausts the iterator, which closes the bar
     names = [*sdcor_names(model), *model.design.fixed_names]
     table = pd.DataFrame(
         [

@@ -18,6 +18,7 @@ refreshed at perturbed θ.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,12 @@ from scipy import stats
 from .derivatives import gradient_and_hessian
 
 if TYPE_CHECKING:
+    from ..engine.problem import LinearProblem
     from ..models.lmm import LinearMixedModel
+    from ..results.state import FittedState
 
+# Per fitted state (immutable), what Satterthwaite's method computed at it.
+_CACHE: weakref.WeakKeyDictionary[FittedState, VarianceParameterInfo] = weakref.WeakKeyDictionary()
 # lmerTest drops eigenvalues of H below this when inverting it.
 _EIGEN_TOLERANCE = 1e-8
 
@@ -56,12 +61,13 @@ class VarianceParameterInfo:
     hessian: np.ndarray
 
 
-def _theta_components(model: LinearMixedModel, theta: np.ndarray) -> np.ndarray:
+def _theta_components(problem: LinearProblem, theta: np.ndarray, workspace) -> np.ndarray:
     """(log|L|² [+ log|R_X|²], r², (R_XᵀR_X)⁻¹ flattened) at θ."""
-    model.objective_at(theta)
-    factor = model.factor
+    factor = problem.factor_at(theta, workspace)
+    if factor is None:
+        return np.full(2 + problem.cross_products.n_fixed**2, np.nan)
     a = factor.logdet_theta()
-    if model.reml:
+    if problem.reml:
         a += factor.logdet_x()
     rinv = inverse_lower(factor.L_xx[:-1, :-1])
     return np.concatenate([[a, factor.pwrss()], (rinv.T @ rinv).ravel()])
@@ -79,20 +85,21 @@ def inverse_lower(lower: np.ndarray) -> np.ndarray:
 
 def variance_parameter_info(model: LinearMixedModel) -> VarianceParameterInfo:
     """Hessian of the deviance in (θ, σ) and Jacobian of vcov(β̂), at the fit."""
-    cache = getattr(model, "_satterthwaite_cache", None)
-    key = model._theta.tobytes()
-    if cache is not None and cache[0] == key:
-        return cache[1]
-    theta = model._theta
+    state = model.state
+    cached = _CACHE.get(state)
+    if cached is not None:
+        return cached
+    problem = model.problem
+    theta = state.theta
     k = len(theta)
-    p = model.cross_products.n_fixed
-    n = model.cross_products.n_obs
-    c = n - p if model.reml else n
-    try:
-        value, grad, hess = gradient_and_hessian(lambda t: _theta_components(model, t), theta)
-    finally:
-        model.objective_at(theta)  # leave the factor at the estimates
-    sigma = model._sigma
+    p = problem.cross_products.n_fixed
+    n = problem.cross_products.n_obs
+    c = n - p if problem.reml else n
+    workspace = problem.workspace()
+    value, grad, hess = gradient_and_hessian(
+        lambda t: _theta_components(problem, t, workspace), theta
+    )
+    sigma = state.sigma
     r2 = value[1]
     h = np.empty((k + 1, k + 1))
     h[:k, :k] = hess[0] + hess[1] / sigma**2
@@ -106,12 +113,12 @@ def variance_parameter_info(model: LinearMixedModel) -> VarianceParameterInfo:
     jac[:, :, :k] = sigma**2 * grad[2:].reshape(p, p, k)
     jac[:, :, k] = 2.0 * sigma * unscaled
     info = VarianceParameterInfo(
-        vcov_beta=sigma**2 * model._unscaled_vcov,
+        vcov_beta=state.vcov,
         vcov_varpar=2.0 * h_inv,
         jacobian=jac,
         hessian=h,
     )
-    model._satterthwaite_cache = (key, info)
+    _CACHE[state] = info
     return info
 
 
@@ -128,14 +135,15 @@ def contrast_df(info: VarianceParameterInfo, contrast: np.ndarray) -> tuple[floa
 def satterthwaite_table(model: LinearMixedModel) -> tuple[np.ndarray, np.ndarray]:
     """Per fixed effect: (df, p value) of the t test of βⱼ = 0."""
     info = variance_parameter_info(model)
-    p = len(model._beta)
+    beta = model.state.beta
+    p = len(beta)
     dfs = np.empty(p)
     pvals = np.empty(p)
     for j in range(p):
         ell = np.zeros(p)
         ell[j] = 1.0
         df, var = contrast_df(info, ell)
-        t = model._beta[j] / np.sqrt(var)
+        t = beta[j] / np.sqrt(var)
         dfs[j] = df
         pvals[j] = 2.0 * stats.t.sf(abs(t), df)
     return dfs, pvals
@@ -172,7 +180,7 @@ def f_test(
     if q == 0:
         return 0, np.nan, np.nan, np.nan
     rotated = evecs[:, :q].T @ ell
-    t2 = (rotated @ model._beta) ** 2 / evals[:q]
+    t2 = (rotated @ model.state.beta) ** 2 / evals[:q]
     f_value = float(np.sum(t2) / q)
     nu = np.empty(q)
     for m in range(q):

@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .. import design as _design  # noqa: TODO
+from .. import design as _design
 from ..design import lme4_column_name
-from ..errors import MixedModelsError, RankDeficiencyWarning
+from ..errors import RankDeficiencyWarning, Type3Error
 
 if TYPE_CHECKING:
     from ..models.lmm import LinearMixedModel
@@ -56,10 +56,6 @@ _ZAP = 1e-10
 # levels next to an unrelated interaction multiplies its size; beyond this
 # many entries of X̃ (about 400 MB) the construction is refused.
 _MAX_GRID_ENTRIES = 50_000_000
-
-
-class Type3Error(MixedModelsError):
-    """The type III hypotheses of a model's terms cannot be built."""
 
 
 def _zap(a: np.ndarray) -> np.ndarray:
@@ -312,7 +308,8 @@ def type3_contrasts(model: LinearMixedModel, seed: int = 20_231_121) -> dict[str
     x_all = np.asarray(_evaluate(terms.spec, grid, "the fixed effects"), dtype=np.float64)
     complete = _complete_design(terms, grid)
     if design.dropped_columns:
-        rows = _observed_cells(terms, grid, x_all, design.x, kept)
+        x = model.rows.in_memory("type III tests of a model with aliased columns").x
+        rows = _observed_cells(terms, grid, x_all, x, kept)
         grid, x_all, complete = grid[rows], x_all[rows], complete[rows]
         if np.linalg.matrix_rank(x_all) > len(kept):
             raise Type3Error(

@@ -1,54 +1,44 @@
-"""What a fitted linear mixed model reports: estimates, variance components, modes, summary.
+"""What a fitted linear mixed model reports: estimates, variance components, modes.
 
-The mixin reads the state :class:`~mixedmodels.model.LinearMixedModel` leaves
-after a fit (θ, β, σ, the unscaled covariance of β and the conditional modes)
-and presents it with lme4's names and layout.
+The mixin reads the model's public parts — ``state`` (the immutable
+:class:`~mixedmodels.results.state.FittedState`), ``design`` (names, terms),
+``problem`` (θ → λ) and ``rows`` (fitted values, residuals) — and presents
+them with lme4's names and layout.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 
-class NotFittedError(RuntimeError):
-    """A result was asked of a model that has not been fitted."""
-
-
 class FitResultsMixin:
     """Results API of a fitted model (lme4's accessors, Pythonic names)."""
-
-    # -- helpers ----------------------------------------------------------------------
-
-    def _require_fit(self) -> None:
-        if getattr(self, "_theta", None) is None:
-            raise NotFittedError("the model has not been fitted yet: call .fit() first")
 
     # -- fixed effects --------------------------------------------------------------
 
     @property
     def fixef(self) -> pd.Series:
         """Fixed-effects estimates β, in model-matrix column order."""
-        self._require_fit()
-        return pd.Series(self._beta, index=self.design.fixed_names, name="estimate")
+        return pd.Series(self.state.beta, index=self.design.fixed_names, name="estimate")
 
     @property
     def vcov(self) -> pd.DataFrame:
         """Covariance matrix of the fixed-effects estimates, σ² (R_X R_Xᵀ)⁻¹."""
-        self._require_fit()
         names = self.design.fixed_names
-        return pd.DataFrame(self._sigma**2 * self._unscaled_vcov, index=names, columns=names)
+        return pd.DataFrame(self.state.vcov, index=names, columns=names)
 
     @property
     def coefs(self) -> pd.DataFrame:
         """Estimates, standard errors and t values of the fixed effects."""
-        self._require_fit()
-        se = self._sigma * np.sqrt(np.diag(self._unscaled_vcov))
+        state = self.state
+        se = state.std_errors
         return pd.DataFrame(
-            {"estimate": self._beta, "std_error": se, "t_value": self._beta / se},
+            {"estimate": state.beta, "std_error": se, "t_value": state.beta / se},
             index=self.design.fixed_names,
         )
 
@@ -57,24 +47,21 @@ class FitResultsMixin:
     @property
     def sigma(self) -> float:
         """Residual standard deviation."""
-        self._require_fit()
-        return self._sigma
+        return self.state.sigma
 
     @property
     def theta(self) -> np.ndarray:
         """Relative covariance parameters, per term the lower triangle of λ column-major."""
-        self._require_fit()
-        return self._theta.copy()
+        return self.state.theta.copy()
 
     @property
     def theta_names(self) -> list[str]:
-        return [name for t in self.design.terms for name in t.theta_names()]
+        return self.problem.theta_names()
 
     @property
     def objective(self) -> float:
         """REML criterion (REML fits) or deviance −2 log L (ML fits), lme4's scale."""
-        self._require_fit()
-        return self.optsum.objective
+        return self.state.objective
 
     @property
     def nobs(self) -> int:
@@ -106,12 +93,9 @@ class FitResultsMixin:
     @property
     def deviance(self) -> float:
         """−2 log L at the estimates (for REML fits, the ML deviance at the REML θ)."""
-        self._require_fit()
         if not self.reml:
             return self.objective
-        value = self.objective_at(self._theta, reml=False)
-        self.objective_at(self._theta)
-        return value
+        return self.problem.objective(self.state.theta, reml=False)
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -120,7 +104,8 @@ class FitResultsMixin:
 
     # -- variance components --------------------------------------------------------
 
-    def _term_labels(self) -> list[str]:
+    @property
+    def term_labels(self) -> list[str]:
         """Grouping labels per term, made unique as R does (``Subject``, ``Subject.1``)."""
         seen: Counter[str] = Counter()
         labels = []
@@ -132,8 +117,8 @@ class FitResultsMixin:
 
     def covariance_matrices(self) -> list[np.ndarray]:
         """Per term, the covariance matrix σ² λλᵀ of its random effects."""
-        self._require_fit()
-        return [self._sigma**2 * lam @ lam.T for lam in self._lambdas(self._theta)]
+        state = self.state
+        return [state.sigma**2 * lam @ lam.T for lam in self.problem.lambdas(state.theta)]
 
     @property
     def varcorr(self) -> pd.DataFrame:
@@ -145,7 +130,7 @@ class FitResultsMixin:
         """
         rows = []
         for label, term, cov in zip(
-            self._term_labels(), self.design.terms, self.covariance_matrices(), strict=True
+            self.term_labels, self.design.terms, self.covariance_matrices(), strict=True
         ):
             names = term.column_names
             sd = np.sqrt(np.diag(cov))
@@ -156,7 +141,8 @@ class FitResultsMixin:
                     denom = sd[i] * sd[j]
                     corr = cov[i, j] / denom if denom > 0 else math.nan
                     rows.append((label, names[j], names[i], cov[i, j], corr))
-        rows.append(("Residual", None, None, self._sigma**2, self._sigma))
+        sigma = self.sigma
+        rows.append(("Residual", None, None, sigma**2, sigma))
         return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
 
     # -- conditional modes and fitted values ----------------------------------------
@@ -164,9 +150,8 @@ class FitResultsMixin:
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of the random effects: grouping factor → levels × terms."""
-        self._require_fit()
         out: dict[str, pd.DataFrame] = {}
-        for term, modes in zip(self.design.terms, self._modes, strict=True):
+        for term, modes in zip(self.design.terms, self.state.modes, strict=True):
             frame = pd.DataFrame(modes, index=term.levels, columns=term.column_names)
             frame.index.name = term.group_name
             if term.group_name in out:
@@ -175,38 +160,39 @@ class FitResultsMixin:
                 out[term.group_name] = frame
         return out
 
-    def _fitted_array(self) -> np.ndarray:
-        fitted = self.design.x @ self._beta
-        for term, modes in zip(self.design.terms, self._modes, strict=True):
-            fitted += np.einsum("nq,nq->n", term.z, modes[term.codes])
-        return fitted
-
     @property
-    def fitted(self) -> pd.Series:
+    def fitted(self) -> Any:
         """Conditional fitted values Xβ + Zb, indexed like the rows used."""
-        self._require_fit()
-        return pd.Series(self._fitted_array(), index=self.design.row_index, name="fitted")
+        return self.rows.fitted(self.state)
 
     @property
-    def residuals(self) -> pd.Series:
+    def residuals(self) -> Any:
         """Response minus conditional fitted values."""
-        self._require_fit()
-        return pd.Series(
-            self.design.y - self._fitted_array(), index=self.design.row_index, name="residuals"
-        )
+        return self.rows.residuals(self.state)
 
-    # -- summary --------------------------------------------------------------------
+    def scaled_residual_quantiles(self) -> pd.Series:
+        """Min, quartiles and max of the scaled residuals (as lme4's summary prints them).
+
+        The residuals are weighted by the square roots of the prior weights and
+        divided by σ̂.  ``.attrs["exact"]`` is False when they were
+        approximated without bringing every row together (a Dask fit).
+        """
+        values, exact = self.rows.scaled_residual_quantiles(self.state)
+        quantiles = pd.Series(values, index=["Min", "1Q", "Median", "3Q", "Max"])
+        quantiles.attrs["exact"] = bool(exact)
+        return quantiles
+
+    # -- display --------------------------------------------------------------------
 
     def summary(self) -> Summary:
         """lme4-style summary; ``print(model.summary())`` shows it."""
-        self._require_fit()
         from .text import lme4_summary
 
         return Summary(lme4_summary(self))
 
     def _repr_html_(self) -> str:
         """Notebook display: the summary as HTML tables."""
-        if getattr(self, "_theta", None) is None:
+        if not self.is_fitted:
             import html
 
             return f"<pre>{html.escape(repr(self))}</pre>"
@@ -215,8 +201,8 @@ class FitResultsMixin:
         return summary_html(self)
 
     def __repr__(self) -> str:
-        if getattr(self, "_theta", None) is None:
-            return f"<LinearMixedModel {self.design.formula.source!r} (not fitted)>"
+        if not self.is_fitted:
+            return f"<{type(self).__name__} {self.design.formula.source!r} (not fitted)>"
         return str(self.summary())
 
 

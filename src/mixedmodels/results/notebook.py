@@ -87,7 +87,7 @@ def _residuals_table(model: LinearMixedModel) -> str:
 
 def _random_table(model: LinearMixedModel) -> str:
     blocks = list(
-        zip(model._term_labels(), model.design.terms, model.covariance_matrices(), strict=True)
+        zip(model.term_labels, model.design.terms, model.covariance_matrices(), strict=True)
     )
     n_corr = max((len(term.column_names) - 1 for _, term, _ in blocks), default=0)
     rows = []
@@ -155,12 +155,12 @@ def summary_html(model: LinearMixedModel) -> str:
     Examples
     --------
     >>> import mixedmodels as mm
-    >>> from mixedmodels.html import summary_html
+    >>> from mixedmodels.results.notebook import summary_html
     >>> m = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
     >>> summary_html(m).startswith('<div class="mm-summary">')
     True
     """
-    model._require_fit()
+    model.state  # noqa: B018 - raises NotFittedError before a fit
     method = "REML" if model.reml else "maximum likelihood"
     title = [f"<p><b>Linear mixed model fit by {method}</b><br>"]
     title.append(f"Formula: <code>{html.escape(model.design.formula.source)}</code>")

@@ -6,7 +6,6 @@ Satterthwaite df and p values next to the estimates.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,7 +36,7 @@ def _random_effects_lines(model: LinearMixedModel) -> list[str]:
     corr_cols = 0
     blocks = []
     for label, term, cov in zip(
-        model._term_labels(), model.design.terms, model.covariance_matrices(), strict=True
+        model.term_labels, model.design.terms, model.covariance_matrices(), strict=True
     ):
         sd = np.sqrt(np.diag(cov))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -84,11 +83,9 @@ def lme4_summary(model: LinearMixedModel) -> str:
         lines.append("  ".join(f"{v:.1f}".rjust(width) for _, v in stats))
     lines.append("")
 
-    resid = model.residuals.to_numpy() / model.sigma
-    if model.design.weights is not None:
-        resid = resid * np.sqrt(model.design.weights)
-    q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
-    lines.append("Scaled residuals:")
+    q = model.scaled_residual_quantiles()
+    exact = q.attrs.get("exact", True)
+    lines.append("Scaled residuals:" if exact else "Scaled residuals (quartiles approximate):")
     lines += _table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], align_left=0)
     lines.append("")
 
@@ -163,14 +160,12 @@ def _satterthwaite_tests(model: LinearMixedModel):
     """lmerTest's t tests for a REML fit (None for ML fits or when too costly)."""
     if not model.reml or not hasattr(model, "coef_table"):
         return None
-    if getattr(model, "_satterthwaite_cache", None) is None:
-        # The df need about 4k(k + 1) refreshes of the factor (k = len(θ)).
-        start = time.perf_counter()
-        model.objective_at(model._theta)
-        per_eval = time.perf_counter() - start
-        k = len(model._theta)
-        if 4 * k * (k + 1) * per_eval > _SATTERTHWAITE_BUDGET:
-            return None
+    # The df need about 4k(k + 1) refreshes of the factor (k = len(θ)).
+    optimizer = model.optsum
+    per_eval = optimizer.seconds / max(optimizer.n_evaluations, 1)
+    k = len(model.theta)
+    if 4 * k * (k + 1) * per_eval > _SATTERTHWAITE_BUDGET:
+        return None
     try:
         return model.coef_table(ddf="satterthwaite")
     except (np.linalg.LinAlgError, ValueError, FloatingPointError):

@@ -492,7 +492,7 @@ class MixedLM:
         self,
         reml: bool = True,
         *,
-        method: Any = None,
+        method: Any = None,  # noqa: ARG002 (statsmodels' signature; issue 17)
         check_convergence: bool = True,
         warn: bool = True,
     ):

@@ -154,7 +154,7 @@ class MixedLMResults:
         return params
 
     def _relative_covariances(self) -> list[np.ndarray]:
-        return [lam @ lam.T for lam in self.lmm._lambdas(self.lmm._theta)]
+        return [lam @ lam.T for lam in self.lmm.problem.lambdas(self.lmm.state.theta)]
 
     # -- fixed effects ------------------------------------------------------------------
 
@@ -186,12 +186,12 @@ class MixedLMResults:
     @property
     def fe_params(self) -> pd.Series:
         """Fixed-effects estimates."""
-        return pd.Series(self.lmm._beta, index=self._fe_names)
+        return pd.Series(self.lmm.state.beta, index=self._fe_names)
 
     @property
     def bse_fe(self) -> pd.Series:
         """Standard errors of the fixed effects (lme4's ``vcov``)."""
-        vcov = self.lmm._sigma**2 * self.lmm._unscaled_vcov
+        vcov = self.lmm.state.sigma**2 * self.lmm.state.unscaled_vcov
         return pd.Series(np.sqrt(np.diag(vcov)), index=self._fe_names)
 
     @property
@@ -203,7 +203,7 @@ class MixedLMResults:
     @property
     def scale(self) -> float:
         """Residual variance σ²."""
-        return self.lmm._sigma**2
+        return self.lmm.state.sigma**2
 
     def _psi_values(self) -> np.ndarray:
         psis = self._relative_covariances()
@@ -255,7 +255,7 @@ class MixedLMResults:
     @property
     def params(self) -> pd.Series:
         """Fixed effects, then variances and covariances relative to the scale."""
-        values = np.concatenate([self.lmm._beta, self._psi_values()])
+        values = np.concatenate([self.lmm.state.beta, self._psi_values()])
         return pd.Series(values, index=self._fe_names + [p.name for p in self._params])
 
     @cached_property
@@ -269,7 +269,7 @@ class MixedLMResults:
         psi_cov, cross = self._psi_covariance
         m = p + len(self._params)
         out = np.full((m, m), np.nan)
-        out[:p, :p] = self.lmm._sigma**2 * self.lmm._unscaled_vcov
+        out[:p, :p] = self.lmm.state.sigma**2 * self.lmm.state.unscaled_vcov
         out[p:, p:] = psi_cov
         out[p:, :p] = cross
         out[:p, p:] = cross.T
@@ -366,7 +366,7 @@ class MixedLMResults:
         if not main:  # groups with re_formula="0": only variance components
             return {}
         labels = [name for k in main for name in self._column_labels(k)]
-        modes = np.hstack([self.lmm._modes[k] for k in main])
+        modes = np.hstack([self.lmm.state.modes[k] for k in main])
         levels = self._level_keys(main[0])
         return {level: pd.Series(modes[i], index=labels) for i, level in enumerate(levels)}
 
@@ -411,7 +411,7 @@ class MixedLMResults:
         """
         design = self.lmm.design
         if exog is None:
-            return pd.Series(design.x @ self.lmm._beta, index=design.row_index)
+            return pd.Series(design.x @ self.lmm.state.beta, index=design.row_index)
         from ...design import as_data_frame
 
         frame = as_data_frame(exog)
@@ -422,7 +422,7 @@ class MixedLMResults:
         except Exception as err:
             raise DataError(f"cannot build the fixed effects for the new data: {err}") from err
         x = np.asarray(matrix, dtype=np.float64)[:, self._fe_kept]
-        return pd.Series(x @ self.lmm._beta, index=frame.index)
+        return pd.Series(x @ self.lmm.state.beta, index=frame.index)
 
     # -- summary ------------------------------------------------------------------------
 
@@ -443,7 +443,7 @@ def _free(lmm: LinearMixedModel, params: list[_Param]) -> np.ndarray:
     """Parameters whose term is away from the boundary (positive definite Ψ)."""
     out = np.zeros(len(params), dtype=bool)
     for n, p in enumerate(params):
-        lam = lmm._lambdas(lmm._theta)[p.term]
+        lam = lmm.problem.lambdas(lmm.state.theta)[p.term]
         out[n] = bool(np.all(np.abs(np.diag(lam)) > math.sqrt(_BOUNDARY)))
     return out
 
@@ -469,11 +469,11 @@ def psi_covariance(lmm: LinearMixedModel, params: list[_Param]) -> tuple[np.ndar
         The ψ × ψ block and the ψ × β block of the inverse; rows of parameters
         on the boundary are NaN.
     """
-    theta0 = lmm._theta.copy()
-    beta0 = lmm._beta.copy()
+    theta0 = lmm.state.theta.copy()
+    beta0 = lmm.state.beta.copy()
     n, p = lmm.cross_products.n_obs, lmm.cross_products.n_fixed
     fac = n - p if lmm.reml else n
-    lambdas0 = lmm._lambdas(theta0)
+    lambdas0 = lmm.problem.lambdas(theta0)
     psis0 = [lam @ lam.T for lam in lambdas0]
     psi0 = np.array([psis0[q.term][q.i, q.j] for q in params])
     free = _free(lmm, params)
@@ -485,6 +485,7 @@ def psi_covariance(lmm: LinearMixedModel, params: list[_Param]) -> tuple[np.ndar
         return psi_cov, cross
 
     cache: dict[tuple[float, ...], tuple | None] = {}
+    workspace = lmm.problem.workspace()
 
     def state(psi: np.ndarray):
         key = tuple(psi)
@@ -493,15 +494,17 @@ def psi_covariance(lmm: LinearMixedModel, params: list[_Param]) -> tuple[np.ndar
         theta = theta0.copy()
         result = None
         try:
-            for t, (term, sl) in enumerate(zip(lmm.design.terms, lmm._theta_slices, strict=True)):
+            for t, (term, sl) in enumerate(
+                zip(lmm.design.terms, lmm.problem.theta_slices, strict=True)
+            ):
                 mat = psis0[t].copy()
                 for q, value in zip(params, psi, strict=True):
                     if q.term == t:
                         mat[q.i, q.j] = mat[q.j, q.i] = value
                 lam = np.linalg.cholesky(mat) if np.any(mat) else np.zeros_like(mat)
                 theta[sl] = lam[term.theta_rows, term.theta_cols]
-            if math.isfinite(lmm.objective_at(theta)):
-                f = lmm.factor
+            f = lmm.problem.factor_at(theta, workspace)
+            if f is not None:
                 rinv = f.inverse_rx()
                 a = np.linalg.inv(rinv.T @ rinv)
                 result = (f.logdet_theta(), f.logdet_x(), f.pwrss(), f.fixed_effects(), a)
@@ -524,7 +527,7 @@ def psi_covariance(lmm: LinearMixedModel, params: list[_Param]) -> tuple[np.ndar
             value -= 0.5 * logdet_x
         return value
 
-    se_beta = lmm._sigma * np.sqrt(np.diag(lmm._unscaled_vcov))
+    se_beta = lmm.state.sigma * np.sqrt(np.diag(lmm.state.unscaled_vcov))
     scale_psi = []
     for q in (params[i] for i in index):
         if q.i == q.j:
@@ -535,8 +538,6 @@ def psi_covariance(lmm: LinearMixedModel, params: list[_Param]) -> tuple[np.ndar
     z0 = np.concatenate([beta0, psi0[index]])
     hessian = _central_hessian(loglik, z0, steps)
     try:
-        # Leave the factor at the estimates for everything read afterwards.
-        lmm.objective_at(theta0)
         inverse = np.linalg.inv(-hessian)
     except np.linalg.LinAlgError:
         return psi_cov, cross
@@ -613,9 +614,10 @@ class MixedLMSummary:
             p = 2 * scipy.stats.norm.sf(abs(stat))
             cells = [fe[name], se[name], stat, p, fe[name] - z * se[name], fe[name] + z * se[name]]
             rows.append([name, *(_cell(c) for c in cells)])
-        scaled = results._psi_values() * results.scale
+        scaled = results._psi_values() * results.scale  # noqa: SLF001 (issue 17 reworks)
         bse_re = results.bse_re.to_numpy() * math.sqrt(results.scale)
-        for param, value, err in zip(results._params, scaled, bse_re, strict=True):
+        params = results._params  # noqa: SLF001 (issue 17 reworks)
+        for param, value, err in zip(params, scaled, bse_re, strict=True):
             rows.append([param.name, _cell(value), _cell(err), "", "", "", ""])
         header = ["", "Coef.", "Std.Err.", "z", "P>|z|", f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"]
         self.params = pd.DataFrame([r[1:] for r in rows], index=[r[0] for r in rows])

@@ -1,0 +1,194 @@
+"""Stage 3 as a function: θ → the profiled criterion of a linear mixed model.
+
+:class:`LinearProblem` holds what does not change while θ does — the
+cross-products of stage 2, the terms' λ templates, REML or ML — and evaluates
+the criterion on a *workspace*: a blocked factor of its own, refreshed at θ.
+A fitted model keeps its estimates in an immutable state, not in a factor, so
+nothing that evaluates the criterion (the optimizer, profiles, Satterthwaite's
+derivatives, the bootstrap) can leave the model changed: each caller evaluates
+on a workspace it owns, or on the problem's per-thread default one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .blocks import CrossProducts
+from .factor import BlockedCholesky
+from .terms import TermStructure
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """β, the modes and σ read off the factor at θ (what a fit reports)."""
+
+    theta: np.ndarray
+    objective: float
+    beta: np.ndarray
+    # Per term, the conditional modes b = λu as an array (levels, q).
+    modes: tuple[np.ndarray, ...]
+    sigma: float
+    # (R_X R_Xᵀ)⁻¹: the covariance of β̂ is σ² times this.
+    unscaled_vcov: np.ndarray
+    # r²: the penalised residual sum of squares.
+    pwrss: float
+
+
+class LinearProblem:
+    """The profiled REML criterion or ML deviance as a function of θ.
+
+    Parameters
+    ----------
+    cross_products : CrossProducts
+        The blocks of AᵀA (stage 2), terms in the engine's order.
+    terms : sequence of TermStructure
+        The terms, in the same order (their λ templates).
+    reml : bool
+        REML criterion (True) or ML deviance (False).
+    """
+
+    def __init__(
+        self, cross_products: CrossProducts, terms: Sequence[TermStructure], reml: bool
+    ) -> None:
+        self.cross_products = cross_products
+        self.terms = [t.structure() if type(t) is not TermStructure else t for t in terms]
+        self.reml = bool(reml)
+        bounds = np.cumsum([0] + [t.n_theta for t in self.terms])
+        self.theta_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        self.lower_bounds = np.concatenate(
+            [t.theta_lower_bounds() for t in self.terms] or [np.empty(0)]
+        )
+        self._local = threading.local()
+
+    # -- variants sharing the blocks ------------------------------------------------------
+
+    def with_reml(self, reml: bool) -> LinearProblem:
+        """The same problem with the other criterion (shares the cross-products)."""
+        return LinearProblem(self.cross_products, self.terms, reml)
+
+    def with_cross_products(self, cross_products: CrossProducts) -> LinearProblem:
+        """The same terms and criterion on other cross-products of the same structure."""
+        return LinearProblem(cross_products, self.terms, self.reml)
+
+    def with_private_response(self) -> LinearProblem:
+        """A problem whose y blocks are its own copy (the rest shared), to be changed in place.
+
+        The factor reads the y parts of the cross-products at every update, so
+        a caller that refits to new responses (the bootstrap, ``refit``) writes
+        them into this copy between evaluations.
+        """
+        cp = self.cross_products
+        private = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())
+        return self.with_cross_products(private)
+
+    # -- θ ---------------------------------------------------------------------------------
+
+    @property
+    def n_theta(self) -> int:
+        return len(self.lower_bounds)
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term, the relative covariance factor λ at θ."""
+        theta = np.asarray(theta, dtype=np.float64)
+        return [
+            t.lambda_matrix(theta[s]) for t, s in zip(self.terms, self.theta_slices, strict=True)
+        ]
+
+    def theta_names(self) -> list[str]:
+        return [name for t in self.terms for name in t.theta_names()]
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def workspace(self) -> BlockedCholesky:
+        """A fresh factor of this problem's structure, owned by the caller."""
+        return BlockedCholesky(self.cross_products)
+
+    def _default_workspace(self) -> BlockedCholesky:
+        """A workspace per thread, reused across calls that pass none."""
+        factor = getattr(self._local, "factor", None)
+        if factor is None:
+            factor = self._local.factor = self.workspace()
+        return factor
+
+    def factor_at(
+        self, theta: np.ndarray, workspace: BlockedCholesky | None = None
+    ) -> BlockedCholesky | None:
+        """The factor refreshed at θ (a new workspace unless one is given); None if not
+        positive definite."""
+        factor = self.workspace() if workspace is None else workspace
+        ok = factor.update(self.lambdas(theta))
+        return factor if ok and factor.pwrss() > 0.0 else None
+
+    def objective(
+        self,
+        theta: np.ndarray,
+        *,
+        reml: bool | None = None,
+        workspace: BlockedCholesky | None = None,
+    ) -> float:
+        """The REML criterion or ML deviance at θ, on lme4's scale (inf where undefined)."""
+        factor = self._default_workspace() if workspace is None else workspace
+        if not factor.update(self.lambdas(theta)):
+            return math.inf
+        return self.criterion(factor, self.reml if reml is None else reml)
+
+    def criterion(self, factor: BlockedCholesky, reml: bool) -> float:
+        """The profiled criterion read off a factor already refreshed at θ."""
+        cp = self.cross_products
+        n, p = cp.n_obs, cp.n_fixed
+        r2 = factor.pwrss()
+        if not r2 > 0.0:
+            return math.inf
+        value = factor.logdet_theta() - cp.sum_log_weights
+        if reml:
+            dof = n - p
+            value += factor.logdet_x() + dof * (1.0 + _LOG_2PI + math.log(r2 / dof))
+        else:
+            value += n * (1.0 + _LOG_2PI + math.log(r2 / n))
+        return value
+
+    def solve(self, theta: np.ndarray, workspace: BlockedCholesky | None = None) -> Solution:
+        """β, the conditional modes, σ and (R_XᵀR_X)⁻¹ at θ."""
+        theta = np.array(theta, dtype=np.float64)
+        factor = self.workspace() if workspace is None else workspace
+        if not factor.update(self.lambdas(theta)):
+            raise np.linalg.LinAlgError("the factor is not positive definite at this θ")
+        value = self.criterion(factor, self.reml)
+        beta = factor.fixed_effects()
+        u = factor.spherical_modes(beta)
+        modes = tuple(
+            ui.reshape(t.n_levels, t.q) @ lam.T
+            for ui, t, lam in zip(u, self.terms, self.lambdas(theta), strict=True)
+        )
+        cp = self.cross_products
+        dof = cp.n_obs - cp.n_fixed if self.reml else cp.n_obs
+        r2 = factor.pwrss()
+        rinv = factor.inverse_rx()
+        return Solution(
+            theta=theta,
+            objective=value,
+            beta=beta,
+            modes=modes,
+            sigma=math.sqrt(r2 / dof),
+            unscaled_vcov=rinv.T @ rinv,
+            pwrss=r2,
+        )
+
+    # -- pickling: workspaces are rebuilt where they are needed ------------------------
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()

@@ -1,0 +1,231 @@
+"""The same linear mixed model on a Dask DataFrame: stage 2 on the cluster.
+
+Every block of AᵀA is a sum over rows (see :mod:`mixedmodels.engine.blocks`),
+so a Dask DataFrame is fitted in passes over its partitions
+(:mod:`.passes`), wherever Dask runs them (the current
+``distributed.Client`` if there is one, otherwise Dask's default scheduler),
+each pass's partial results summed in a tree.  The driver then holds only the
+summed blocks and the level labels, and builds the model from them with
+:meth:`LinearMixedModel.from_cross_products`: the θ loop and every result run
+unchanged, in memory that grows with the numbers of levels, level pairs and
+columns, not rows.  Whatever needs rows again goes through :class:`.DaskRows`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...design import _required_columns, lme4_column_name
+from ...design.checks import check_grouping_factors, check_random_effects_size
+from ...engine.blocks import CrossProducts
+from ...engine.terms import TermStructure
+from ...errors import DataError, FormulaError, RankDeficiencyWarning
+from ...formula import ParsedFormula, parse_formula
+from ...models.lmm import LinearMixedModel
+from .passes import (
+    SPLIT_EVERY,
+    Plan,
+    partition_blocks,
+    partition_gram,
+    sum_blocks,
+    sum_grams,
+    tree_reduce,
+)
+from .planning import aliased_from_gram, check_weights_column, learn_levels, make_plan
+from .rows import DaskRows
+
+
+def is_dask_dataframe(data: Any) -> bool:
+    """True for a Dask DataFrame, without importing Dask for anything else."""
+    if not type(data).__module__.startswith("dask"):
+        return False
+    import dask.dataframe as dd
+
+    return isinstance(data, dd.DataFrame)
+
+
+@dataclass(frozen=True, eq=False)
+class DaskDesign:
+    """What a model fitted to a Dask DataFrame is: names, terms and the specs for new
+    rows (the rows themselves stay in the Dask DataFrame)."""
+
+    formula: ParsedFormula
+    fixed_names: list[str]
+    terms: list[TermStructure]
+    response_name: str
+    dropped_columns: list[str] = field(default_factory=list)
+    n_dropped_missing: int = 0
+    fixed_spec: Any = None
+    term_specs: list[Any] = field(default_factory=list)
+
+
+def dask_model(
+    formula: str,
+    data: Any,
+    *,
+    reml: bool = True,
+    weights: str | None = None,
+    missing: str = "drop",
+    split_every: int = SPLIT_EVERY,
+) -> LinearMixedModel:
+    """A linear mixed model whose rows stay in a Dask DataFrame (not yet fitted).
+
+    The blocks of AᵀA are computed on the cluster; the fit and every result
+    that does not need rows are those of :class:`LinearMixedModel`.
+    ``fitted``, ``residuals`` and ``predict`` return lazy Dask series.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 model formula.
+    data : dask.dataframe.DataFrame
+        The data; never modified (every pass reads it lazily).
+    reml : bool, default True
+        REML (True) or maximum likelihood (False).
+    weights : str, optional
+        Name of the column of prior weights.
+    missing : {"drop", "raise"}, default "drop"
+        Rows with a missing value in a used column are dropped or refused.
+    split_every : int, default 8
+        Partial results merged per task of the tree reductions.
+    """
+    import dask
+
+    if not is_dask_dataframe(data):
+        raise DataError(f"data must be a Dask DataFrame, not {type(data).__name__}")
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
+    parsed = parse_formula(formula)
+    if not parsed.random:
+        raise FormulaError(
+            f"no random-effects terms in {formula!r}: add at least one term such as "
+            "(1 | group); for a model without random effects use ordinary least squares"
+        )
+    columns = _required_columns(parsed)
+    absent = [c for c in columns if c not in data.columns]
+    if absent:
+        raise DataError(
+            f"column {absent[0]!r} used in the formula is not in the data "
+            f"(columns: {', '.join(map(str, data.columns[:20]))})"
+        )
+    wcol = check_weights_column(weights, data.columns)
+    read = columns + ([wcol] if wcol is not None and wcol not in columns else [])
+    parts = data[read].to_delayed()
+
+    scan, factor_columns = learn_levels(parts, parsed, columns, data.dtypes, wcol, split_every)
+    if scan.n_bad and missing == "raise":
+        culprits = [c for c in columns if scan.na_counts[c]]
+        raise DataError(
+            f"{scan.n_bad} rows have missing values (in {', '.join(map(repr, culprits))}); "
+            "drop them or use missing='drop'"
+        )
+    if scan.n_rows - scan.n_bad == 0:
+        raise DataError("no rows left to fit (the data are empty or every row has a missing value)")
+    if scan.min_weight < 0:
+        raise DataError("weights must be non-negative")
+    plan, labels = make_plan(parsed, columns, wcol, scan, factor_columns, data.dtypes)
+
+    # Pass 2: XᵀX and Xᵀy, for the rank check and the least-squares β₀.
+    names = [lme4_column_name(c, parsed.source) for c in plan.fixed_specs.rhs.column_names]
+    plan_ref = dask.delayed(plan, traverse=False)
+    gram_task = dask.delayed(partition_gram, pure=True)
+    grams = [gram_task(p, plan_ref) for p in parts]
+    xtx, xty = dask.compute(tree_reduce(grams, sum_grams, split_every))[0]
+    aliased = aliased_from_gram(xtx) if len(names) else []
+    dropped = [names[j] for j in aliased]
+    if aliased:
+        warnings.warn(
+            "fixed-effect model matrix is rank deficient so dropping "
+            f"{len(dropped)} column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
+            RankDeficiencyWarning,
+            stacklevel=2,
+        )
+    plan.keep = [j for j in range(len(names)) if j not in set(aliased)]
+    if plan.keep:
+        kept = np.ix_(plan.keep, plan.keep)
+        plan.beta_offset = np.linalg.lstsq(xtx[kept], xty[plan.keep], rcond=None)[0]
+
+    # Pass 3: the partial blocks, summed in a tree.
+    plan_ref = dask.delayed(plan, traverse=False)
+    block_task = dask.delayed(partition_blocks, pure=True)
+    blocks = [block_task(p, plan_ref) for p in parts]
+    cp: CrossProducts = dask.compute(tree_reduce(blocks, sum_blocks, split_every))[0]
+    design = _describe(plan, labels, names, dropped, cp.n_obs, scan.n_bad)
+    rows = DaskRows(plan, data, cp.n_obs)
+    return LinearMixedModel.from_cross_products(cp, design, reml=reml, rows=rows)
+
+
+def _describe(
+    plan: Plan,
+    labels: list[pd.Index],
+    names: list[str],
+    dropped: list[str],
+    n_obs: int,
+    n_dropped: int,
+) -> DaskDesign:
+    """The model's names, levels and specs, as results need them."""
+    source = plan.parsed.source
+    terms = [
+        TermStructure(
+            group_name=spec.name,
+            levels=levels,
+            column_names=[lme4_column_name(c, source) for c in term_spec.column_names],
+        )
+        for spec, term_spec, levels in zip(plan.random_specs, plan.term_specs, labels, strict=True)
+    ]
+    check_grouping_factors(terms, n_obs)
+    check_random_effects_size(terms, n_obs)
+    return DaskDesign(
+        formula=plan.parsed,
+        fixed_names=[names[j] for j in plan.keep],
+        terms=terms,
+        response_name=plan.parsed.response,
+        dropped_columns=dropped,
+        n_dropped_missing=n_dropped,
+        fixed_spec=plan.fixed_specs.rhs,
+        term_specs=plan.term_specs,
+    )
+
+
+def fit_dask(
+    formula: str,
+    data: Any,
+    reml: bool = True,
+    *,
+    weights: str | None = None,
+    missing: str = "drop",
+    start: np.ndarray | None = None,
+    check_convergence: bool = True,
+) -> LinearMixedModel:
+    """Fit a linear mixed model to a Dask DataFrame (what :func:`mixedmodels.lmer`
+    does when given one).
+
+    Parameters
+    ----------
+    formula : str
+        lme4 model formula.
+    data : dask.dataframe.DataFrame
+        The data, read three times (level sets, XᵀX, blocks); never modified.
+    reml : bool, default True
+        REML (True) or maximum likelihood (False).
+    weights : str, optional
+        Name of the column of prior weights.
+    missing : {"drop", "raise"}, default "drop"
+        Rows with missing values in a used column are dropped or refused.
+    start : array, optional
+        Initial θ.
+    check_convergence : bool, default True
+        Check the optimum by finite differences.
+
+    Returns
+    -------
+    LinearMixedModel
+        The fitted model; its ``rows`` are a :class:`.DaskRows`.
+    """
+    model = dask_model(formula, data, reml=reml, weights=weights, missing=missing)
+    return model.fit(start=start, check_convergence=check_convergence)

@@ -1,0 +1,308 @@
+"""What each partition of a Dask fit computes, and how partial results are summed.
+
+Three passes over the partitions, each a map and a tree reduction:
+
+1. **Scan** (:func:`scan_partition`): the values the factor columns take,
+   the combinations the grouping factors take, row and missing-value counts
+   and one complete row; merged, the global level sets, which fix the
+   contrasts of X and the codes of every term.
+2. **XᵀX and Xᵀy** (:func:`partition_gram`), for the rank check and the
+   least-squares β₀ whose residuals y − Xβ₀ the blocks hold.
+3. **Blocks** (:func:`partition_blocks`): the cross-products of stage 2 on
+   the partition's rows, with the global numbers of levels.
+
+A :class:`Plan`, made once on the driver, tells every partition how to build
+its rows' share of the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...design import group_codes
+from ...design.checks import check_finite
+from ...engine.blocks import CrossProducts
+from ...engine.blocks import cross_products as _cross_products
+from ...errors import DataError
+from ...formula import TRANSFORMS, ParsedFormula, RandomTermSpec
+
+# Partial results merged per task of the tree reductions.
+SPLIT_EVERY = 8
+
+
+# -- level sets -----------------------------------------------------------------------
+
+
+def lookup(levels: pd.Index, values: pd.Series) -> np.ndarray:
+    """Position of each value in ``levels`` (−1 where absent or missing)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Look the few categories up once instead of every row.
+        per_category = levels.get_indexer(values.cat.categories)
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, per_category[codes], -1)
+    return levels.get_indexer(values)
+
+
+def ordered_levels(values: pd.Series) -> pd.Index:
+    """The distinct values of a column in the order the in-memory path gives them.
+
+    A categorical column keeps its categories' order (those that occur), any
+    other column is sorted, as ``pd.factorize(sort=True)`` and formulaic do.
+    """
+    _, uniques = pd.factorize(values, sort=True)
+    if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
+        # The values that occur, in category order; unused categories go.
+        uniques = np.asarray(uniques)
+    return pd.Index(uniques)
+
+
+@dataclass
+class GroupLevels:
+    """The levels of one grouping factor (one column, or an interaction ``a:b``)."""
+
+    columns: tuple[str, ...]
+    factor_levels: list[pd.Index]
+    labels: pd.Index
+    # Sorted combined keys of the combinations that occur (interactions only).
+    keys: np.ndarray | None = None
+
+    @classmethod
+    def from_combinations(cls, columns: tuple[str, ...], combos: pd.DataFrame) -> GroupLevels:
+        # The in-memory coder, run on the distinct combinations, names the
+        # levels exactly as it would on all rows.
+        _, labels = group_codes(combos, columns)
+        factor_levels = [ordered_levels(combos[c]) for c in columns]
+        keys = None
+        if len(columns) > 1:
+            keys = np.unique(combined_key(factor_levels, combos, columns))
+            if len(keys) != len(labels):
+                raise DataError(f"could not code the grouping factor {':'.join(columns)!r}")
+        return cls(columns, factor_levels, labels, keys)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.factor_levels[0]) if self.keys is None else len(self.keys)
+
+    def for_workers(self) -> GroupLevels:
+        """A copy without the labels, which only the driver reads."""
+        return dataclasses.replace(self, labels=pd.Index([]))
+
+    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Level code of each row (−1 for a level not among these)."""
+        if self.keys is None:
+            return lookup(self.factor_levels[0], frame[self.columns[0]]).astype(np.int32)
+        key = combined_key(self.factor_levels, frame, self.columns)
+        pos = np.searchsorted(self.keys, key)
+        pos = np.minimum(pos, len(self.keys) - 1)
+        found = (self.keys[pos] == key) & (key >= 0)
+        return np.where(found, pos, -1).astype(np.int32)
+
+
+def combined_key(levels: list[pd.Index], frame: pd.DataFrame, columns: Sequence[str]):
+    """One int64 per row for a combination; the last factor is the most significant
+    digit, as :func:`~mixedmodels.design.group_codes` orders interactions. −1 if any
+    factor's value is unknown."""
+    key = np.zeros(len(frame), dtype=np.int64)
+    unknown = np.zeros(len(frame), dtype=bool)
+    for name, lev in reversed(list(zip(columns, levels, strict=True))):
+        codes = lookup(lev, frame[name])
+        unknown |= codes < 0
+        key = key * len(lev) + codes
+    return np.where(unknown, -1, key)
+
+
+# -- pass 1: the scan -----------------------------------------------------------------
+
+
+@dataclass
+class Scan:
+    """What one pass over (some of) the partitions learned."""
+
+    n_rows: int
+    n_bad: int
+    na_counts: dict[str, int]
+    combos: dict[tuple[str, ...], pd.DataFrame]
+    sample: pd.DataFrame
+    min_weight: float = np.inf
+
+
+def complete_rows(
+    frame: pd.DataFrame, columns: list[str], weights: str | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows with every used column present (and a finite weight), as the in-memory path."""
+    bad = frame[columns].isna().any(axis=1).to_numpy().copy()
+    if weights is not None:
+        bad |= ~np.isfinite(frame[weights].to_numpy(dtype=np.float64, na_value=np.nan))
+    return frame.loc[~bad], bad
+
+
+def scan_partition(
+    frame: pd.DataFrame,
+    columns: list[str],
+    level_sets: list[tuple[str, ...]],
+    weights: str | None,
+) -> Scan:
+    complete, bad = complete_rows(frame, columns, weights)
+    combos = {cols: complete[list(cols)].drop_duplicates() for cols in level_sets}
+    min_weight = np.inf
+    if weights is not None and len(complete):
+        min_weight = float(complete[weights].min())
+    return Scan(
+        n_rows=len(frame),
+        n_bad=int(bad.sum()),
+        na_counts={c: int(n) for c, n in frame[columns].isna().sum().items()},
+        combos=combos,
+        sample=complete.iloc[:1],
+        min_weight=min_weight,
+    )
+
+
+def merge_scans(*scans: Scan) -> Scan:
+    first = scans[0]
+    return Scan(
+        n_rows=sum(s.n_rows for s in scans),
+        n_bad=sum(s.n_bad for s in scans),
+        na_counts={c: sum(s.na_counts[c] for s in scans) for c in first.na_counts},
+        combos={
+            key: pd.concat([s.combos[key] for s in scans], ignore_index=True).drop_duplicates()
+            for key in first.combos
+        },
+        sample=next((s.sample for s in scans if len(s.sample)), first.sample),
+        min_weight=min(s.min_weight for s in scans),
+    )
+
+
+# -- the plan every partition follows -----------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What a partition needs to build its rows' share of the model (shipped to workers)."""
+
+    parsed: ParsedFormula
+    columns: list[str]
+    weights: str | None
+    # Factor columns of X and Z → their global levels; ``convert`` lists the
+    # ones made pandas Categoricals (the others are numbers inside C()).
+    factor_levels: dict[str, pd.Index]
+    convert: list[str]
+    fixed_specs: Any
+    term_specs: list[Any]
+    groups: list[GroupLevels]
+    # Columns a prediction reads (no response, no weights).
+    predictors: list[str] = field(default_factory=list)
+    # The random-effects terms in the engine's order (as ``groups``).
+    random_specs: list[RandomTermSpec] = field(default_factory=list)
+    # Columns of X kept after the rank check, and β₀ of the y − Xβ₀ the blocks
+    # hold (the least-squares fit, as in memory; see CrossProducts.beta_offset).
+    keep: list[int] = field(default_factory=list)
+    beta_offset: np.ndarray | None = None
+
+    @property
+    def n_levels(self) -> list[int]:
+        return [g.n_levels for g in self.groups]
+
+    def factorize(self, frame: pd.DataFrame, *, strict: bool) -> pd.DataFrame:
+        """Give the factor columns their global categories.
+
+        With ``strict``, a value that is not a known level is an error (new data
+        in ``predict``); the model's own rows always pass.
+        """
+        frame = frame.copy()
+        for name, levels in self.factor_levels.items():
+            if name not in frame.columns:
+                continue
+            codes = lookup(levels, frame[name])
+            if strict:
+                unseen = (codes < 0) & frame[name].notna().to_numpy()
+                if unseen.any():
+                    value = frame[name].to_numpy()[np.flatnonzero(unseen)[0]]
+                    raise DataError(
+                        f"column {name!r} has level {value!r}, which the model was not "
+                        f"fitted with (its levels: {', '.join(map(str, levels[:10]))}"
+                        f"{', ...' if len(levels) > 10 else ''})"
+                    )
+            if name in self.convert:
+                frame[name] = pd.Categorical.from_codes(codes, categories=levels)
+        return frame
+
+    def random_parts(self, frame: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        codes = [g.codes(frame) for g in self.groups]
+        z = [
+            np.asarray(
+                spec.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore"),
+                dtype=np.float64,
+            )
+            for spec in self.term_specs
+        ]
+        return codes, z
+
+
+def fixed_part(frame: pd.DataFrame, plan: Plan) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The complete rows (factors coded), their X (all columns) and y."""
+    frame, _ = complete_rows(frame, plan.columns, plan.weights)
+    frame = plan.factorize(frame, strict=False)
+    mats = plan.fixed_specs.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore")
+    y = np.asarray(mats.lhs, dtype=np.float64).ravel()
+    x = np.asarray(mats.rhs, dtype=np.float64)
+    # As in memory: an infinity in the data or log(0) is refused, naming the row.
+    check_finite(y, [plan.parsed.response], "the response", frame.index)
+    check_finite(x, list(mats.rhs.columns), "the fixed-effects column", frame.index)
+    return frame, x, y
+
+
+def partition_gram(frame: pd.DataFrame, plan: Plan) -> tuple[np.ndarray, np.ndarray] | None:
+    """XᵀX and Xᵀy of one partition (unweighted, as the in-memory rank check)."""
+    frame, x, y = fixed_part(frame, plan)
+    if frame.empty:
+        return None
+    return x.T @ x, x.T @ y
+
+
+def sum_grams(*parts: tuple[np.ndarray, np.ndarray] | None):
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    return sum(p[0] for p in present), sum(p[1] for p in present)
+
+
+def partition_blocks(frame: pd.DataFrame, plan: Plan) -> CrossProducts | None:
+    frame, x, y = fixed_part(frame, plan)
+    if frame.empty:
+        return None
+    codes, z = plan.random_parts(frame)
+    for spec, zi in zip(plan.term_specs, z, strict=True):
+        check_finite(zi, list(spec.column_names), "the random-effects column", frame.index)
+    w = None if plan.weights is None else frame[plan.weights].to_numpy(dtype=np.float64)
+    x = x[:, plan.keep]
+    return _cross_products(codes, z, plan.n_levels, x, y, w, beta_offset=plan.beta_offset)
+
+
+def sum_blocks(*parts: CrossProducts | None) -> CrossProducts | None:
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    total = present[0]
+    for part in present[1:]:
+        total = total + part
+    return total
+
+
+def tree_reduce(items: list, combine: Callable, split_every: int = SPLIT_EVERY):
+    """Combine delayed partial results ``split_every`` at a time until one is left."""
+    import dask
+
+    if not items:
+        raise DataError("the Dask DataFrame has no partitions")
+    combine_task = dask.delayed(combine, pure=True)
+    while len(items) > 1:
+        items = [
+            combine_task(*items[i : i + split_every]) for i in range(0, len(items), split_every)
+        ]
+    return items[0]
