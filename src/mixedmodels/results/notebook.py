@@ -73,10 +73,7 @@ def _fit_table(model: LinearMixedModel) -> str:
 
 
 def _residuals_table(model: LinearMixedModel) -> str:
-    resid = model.residuals.to_numpy() / model.sigma
-    if model.design.weights is not None:
-        resid = resid * np.sqrt(model.design.weights)
-    quartiles = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
+    quartiles = model.scaled_residual_quantiles()
     return _table(
         "Scaled residuals",
         ["Min", "1Q", "Median", "3Q", "Max"],
