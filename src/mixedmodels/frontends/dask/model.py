@@ -27,6 +27,7 @@ from ...engine.terms import TermStructure
 from ...errors import DataError, FormulaError, RankDeficiencyWarning
 from ...formula import ParsedFormula, parse_formula
 from ...models.lmm import LinearMixedModel
+from .detect import is_dask_dataframe
 from .passes import (
     SPLIT_EVERY,
     Plan,
@@ -38,15 +39,6 @@ from .passes import (
 )
 from .planning import aliased_from_gram, check_weights_column, learn_levels, make_plan
 from .rows import DaskRows
-
-
-def is_dask_dataframe(data: Any) -> bool:
-    """True for a Dask DataFrame, without importing Dask for anything else."""
-    if not type(data).__module__.startswith("dask"):
-        return False
-    import dask.dataframe as dd
-
-    return isinstance(data, dd.DataFrame)
 
 
 @dataclass(frozen=True, eq=False)

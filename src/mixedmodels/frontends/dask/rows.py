@@ -17,6 +17,7 @@ import pandas as pd
 from ...errors import DataError, RowsNeededError
 from ...formula import TRANSFORMS
 from ...results.state import FittedState
+from .detect import is_dask_dataframe
 from .passes import Plan, complete_rows
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ class DaskRows:
         Lazy; a row with a missing predictor gets NaN.  Unknown levels are
         reported when the series is computed.
         """
-        from .model import is_dask_dataframe
-
         data = self.data if newdata is None else newdata
         if not is_dask_dataframe(data):
             raise DataError(f"newdata must be a Dask DataFrame, not {type(data).__name__}")
