@@ -70,10 +70,6 @@ class LinearProblem:
 
     # -- variants sharing the blocks ------------------------------------------------------
 
-    def with_reml(self, reml: bool) -> LinearProblem:
-        """The same problem with the other criterion (shares the cross-products)."""
-        return LinearProblem(self.cross_products, self.terms, reml)
-
     def with_cross_products(self, cross_products: CrossProducts) -> LinearProblem:
         """The same terms and criterion on other cross-products of the same structure."""
         return LinearProblem(cross_products, self.terms, self.reml)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import stats
 
 from ..engine.optimize import minimize_bobyqa
 from ..progress import progress_bar
@@ -182,7 +181,3 @@ def parametric_bootstrap(
         estimates=estimates,
         model=model,
     )
-
-
-def normal_quantile(level: float) -> float:
-    return float(stats.norm.ppf(0.5 + level / 2))
