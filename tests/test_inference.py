@@ -25,7 +25,8 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-from mixedmodels.inference import InferenceMixin, anova
+from mixedmodels import anova
+from mixedmodels.inference import InferenceMixin
 
 DATA = Path(__file__).parent / "data"
 INFERENCE_DIRS = [DATA / "inference", DATA / "inference_extra"]

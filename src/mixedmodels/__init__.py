@@ -6,8 +6,9 @@
 """
 
 from . import datasets
-from .api import lmer
+from .api import anova, lmer
 from .errors import (
+    ArgumentError,
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -22,12 +23,13 @@ from .formula import parse_formula
 from .frontends.dask import DaskLinearMixedModel
 from .frontends.statsmodels.model import MixedLM, mixedlm
 from .frontends.statsmodels.results import MixedLMResults
-from .inference import BootstrapResult, anova
+from .inference import BootstrapResult
 from .models.lmm import LinearMixedModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "BootstrapResult",
     "ConvergenceWarning",
     "DaskLinearMixedModel",

@@ -9,8 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from . import arguments
+from .errors import ArgumentError, MixedModelsError
 from .frontends.dask import fit_dask, is_dask_dataframe
+from .inference.lrt import f_test_table, likelihood_ratio_table
 from .models.lmm import LinearMixedModel
 
 
@@ -23,6 +27,7 @@ def lmer(
     missing: str = "drop",
     start: np.ndarray | str | None = None,
     check_convergence: bool = True,
+    REML: bool | None = None,
 ) -> LinearMixedModel:
     """Fit a linear mixed model, as lme4's ``lmer``.
 
@@ -41,6 +46,8 @@ def lmer(
         Initial θ (default: moment estimates; see :meth:`LinearMixedModel.fit`).
     check_convergence : bool, default True
         Check the optimum by finite differences (see :meth:`LinearMixedModel.fit`).
+    REML : bool, optional
+        lme4's spelling of ``reml``.
 
     Returns
     -------
@@ -54,6 +61,7 @@ def lmer(
     >>> m.fixef.round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
+    reml = _reml_argument(reml, REML)
     if is_dask_dataframe(data):
         return fit_dask(
             formula,
@@ -66,3 +74,91 @@ def lmer(
         )
     model = LinearMixedModel(formula, data, reml=reml, weights=weights, missing=missing)
     return model.fit(start=start, check_convergence=check_convergence)
+
+
+def _reml_argument(reml: Any, lme4_spelling: Any) -> bool:
+    """``reml``, or lme4's ``REML`` when that is given instead."""
+    if lme4_spelling is None:
+        return arguments.boolean(reml, "reml")
+    lme4_spelling = arguments.boolean(lme4_spelling, "REML")
+    if arguments.boolean(reml, "reml") != lme4_spelling and reml is not True:
+        raise ArgumentError("give reml or its lme4 spelling REML, not both")
+    return lme4_spelling
+
+
+def anova(
+    *models: LinearMixedModel, refit: bool = True, names: list[str] | None = None
+) -> pd.DataFrame:
+    """Compare nested fitted models by likelihood-ratio tests, or test one model's terms.
+
+    Parameters
+    ----------
+    *models : LinearMixedModel
+        Two or more fitted models of the same response on the same rows, or a
+        single model.
+    refit : bool, default True
+        Refit REML fits by maximum likelihood before comparing them, as lme4
+        does (REML criteria of models with different fixed effects are not
+        comparable).
+    names : list of str, optional
+        Row labels for the models, in the order given (default ``m0``, ``m1``, …).
+
+    Returns
+    -------
+    pandas.DataFrame
+        For several models: ``npar``, ``aic``, ``bic``, ``loglik``,
+        ``deviance``, ``chisq``, ``df``, ``p_value`` (one row per model, by
+        increasing ``npar``).  For one model, one row per fixed-effect term
+        as lmerTest's ``anova(m)``: ``sum_sq``, ``mean_sq``, ``num_df``,
+        ``den_df`` (Satterthwaite), ``f_value``, ``p_value``, and
+        ``hypothesis`` (always ``"type III"``).
+
+    Raises
+    ------
+    MixedModelsError
+        For one model whose type III hypotheses cannot be built: aliased
+        columns that empty cells do not explain (collinear covariates), or a
+        factor made by a transform that cannot be re-evaluated.
+
+    Warns
+    -----
+    RankDeficiencyWarning
+        For one model with empty cells in an interaction: the hypotheses are
+        then lmerTest's "type III-like" ones (a term whose columns are all
+        aliased gets ``num_df`` 0 and NaN, as lmerTest's NA).
+
+    Examples
+    --------
+    >>> import mixedmodels as mm
+    >>> d = mm.datasets.load("sleepstudy")
+    >>> m0 = mm.lmer("Reaction ~ Days + (1 | Subject)", d)
+    >>> m1 = mm.lmer("Reaction ~ Days + (Days | Subject)", d)
+    >>> round(float(mm.anova(m0, m1).chisq.iloc[1]), 2)
+    42.14
+
+    One model: ``recipe`` is tested at ``temp`` = 0 (it is not contained in
+    ``recipe:temp``, whose numeric variable it lacks), ``temp`` averaged over
+    the recipes.
+
+    >>> cake = mm.datasets.load("cake")
+    >>> m = mm.lmer("angle ~ recipe * temp + (1 | recipe:replicate)", cake)
+    >>> mm.anova(m)[["num_df", "den_df", "f_value"]].round(3)
+                 num_df   den_df  f_value
+    recipe            2  254.016    0.096
+    temp              1  222.000   94.163
+    recipe:temp       2  222.000    0.042
+    """
+    if not models:
+        raise MixedModelsError("anova needs at least one fitted model")
+    for i, m in enumerate(models):
+        if not isinstance(m, LinearMixedModel):
+            raise ArgumentError(
+                f"anova compares fitted models: argument {i + 1} is a {type(m).__name__}"
+            )
+        m.state  # noqa: B018 - raises NotFittedError before a fit
+    refit = arguments.boolean(refit, "refit")
+    if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
+        raise ArgumentError(f"names must be a list of strings, one per model, not {names!r}")
+    if len(models) == 1:
+        return f_test_table(models[0])
+    return likelihood_ratio_table(list(models), refit=refit, names=names)

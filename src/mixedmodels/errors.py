@@ -58,3 +58,10 @@ class Type3Error(MixedModelsError):
 
 class RowsNeededError(MixedModelsError):
     """A result needs the model's rows, which this fit does not hold (a Dask fit)."""
+
+
+class ArgumentError(MixedModelsError, TypeError):
+    """An argument of the wrong kind (a string where a boolean or a number is meant).
+
+    Both a :class:`MixedModelsError` and a :class:`TypeError`, so either catch works.
+    """

@@ -47,6 +47,13 @@ def likelihood_ratio_table(
     responses = {m.design.response_name for m in models}
     if len(responses) > 1:
         raise MixedModelsError(f"models have different responses: {sorted(responses)}")
+    for i, m in enumerate(models[1:], start=1):
+        if not models[0].rows.same_response(m.rows):
+            raise MixedModelsError(
+                f"models {names[0]!r} and {names[i]!r} were not fitted to the same data "
+                "(their responses or prior weights differ): a likelihood-ratio test "
+                "compares fits to the same rows"
+            )
     fits = [m.refit_ml() if refit else m for m in models]
     order = sorted(range(len(fits)), key=lambda i: fits[i].n_params)
     rows = []
@@ -132,76 +139,3 @@ def f_test_table(model: LinearMixedModel) -> pd.DataFrame:
         index.append(labels[label])
     columns = ["sum_sq", "mean_sq", "num_df", "den_df", "f_value", "p_value", "hypothesis"]
     return pd.DataFrame(rows, index=index, columns=columns)
-
-
-def anova(
-    *models: LinearMixedModel, refit: bool = True, names: list[str] | None = None
-) -> pd.DataFrame:
-    """Compare nested fitted models by likelihood-ratio tests, or test one model's terms.
-
-    Parameters
-    ----------
-    *models : LinearMixedModel
-        Two or more fitted models of the same response on the same rows, or a
-        single model.
-    refit : bool, default True
-        Refit REML fits by maximum likelihood before comparing them, as lme4
-        does (REML criteria of models with different fixed effects are not
-        comparable).
-    names : list of str, optional
-        Row labels for the models, in the order given (default ``m0``, ``m1``, …).
-
-    Returns
-    -------
-    pandas.DataFrame
-        For several models: ``npar``, ``aic``, ``bic``, ``loglik``,
-        ``deviance``, ``chisq``, ``df``, ``p_value`` (one row per model, by
-        increasing ``npar``).  For one model, one row per fixed-effect term
-        as lmerTest's ``anova(m)``: ``sum_sq``, ``mean_sq``, ``num_df``,
-        ``den_df`` (Satterthwaite), ``f_value``, ``p_value``, and
-        ``hypothesis`` (always ``"type III"``).
-
-    Raises
-    ------
-    MixedModelsError
-        For one model whose type III hypotheses cannot be built: aliased
-        columns that empty cells do not explain (collinear covariates), or a
-        factor made by a transform that cannot be re-evaluated.
-
-    Warns
-    -----
-    RankDeficiencyWarning
-        For one model with empty cells in an interaction: the hypotheses are
-        then lmerTest's "type III-like" ones (a term whose columns are all
-        aliased gets ``num_df`` 0 and NaN, as lmerTest's NA).
-
-    Examples
-    --------
-    >>> import mixedmodels as mm
-    >>> d = mm.datasets.load("sleepstudy")
-    >>> m0 = mm.lmer("Reaction ~ Days + (1 | Subject)", d)
-    >>> m1 = mm.lmer("Reaction ~ Days + (Days | Subject)", d)
-    >>> round(float(mm.anova(m0, m1).chisq.iloc[1]), 2)
-    42.14
-
-    One model: ``recipe`` is tested at ``temp`` = 0 (it is not contained in
-    ``recipe:temp``, whose numeric variable it lacks), ``temp`` averaged over
-    the recipes.
-
-    >>> cake = mm.datasets.load("cake")
-    >>> m = mm.lmer("angle ~ recipe * temp + (1 | recipe:replicate)", cake)
-    >>> mm.anova(m)[["num_df", "den_df", "f_value"]].round(3)
-                 num_df   den_df  f_value
-    recipe            2  254.016    0.096
-    temp              1  222.000   94.163
-    recipe:temp       2  222.000    0.042
-    """
-    if not models:
-        raise MixedModelsError("anova needs at least one fitted model")
-    for m in models:
-        if not hasattr(m, "state"):
-            raise MixedModelsError(f"anova compares fitted models, not {type(m).__name__}")
-        m.state  # noqa: B018 - raises NotFittedError before a fit
-    if len(models) == 1:
-        return f_test_table(models[0])
-    return likelihood_ratio_table(list(models), refit=refit, names=names)

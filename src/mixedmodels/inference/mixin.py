@@ -7,12 +7,14 @@ bases; it reads the state a fit leaves (θ, β, σ, the factor and the blocks).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .. import arguments
 from ..errors import MixedModelsError
 from .bootstrap import BootstrapResult, parametric_bootstrap, simulate_responses
 from .condvar import conditional_covariances
@@ -20,14 +22,16 @@ from .kenward_roger import kenward_roger_table
 from .profile import profile_confint, profile_table, sdcor_names
 from .satterthwaite import satterthwaite_table
 
-_DDF = {
-    "satterthwaite": "satterthwaite",
-    "kenward-roger": "kenward-roger",
+_DDF_ALIASES = {
     "kenward_roger": "kenward-roger",
     "kr": "kenward-roger",
-    "asymptotic": "asymptotic",
+    "lme4": "asymptotic",
     "normal": "asymptotic",
 }
+
+
+# Tells "re_form not given" from re_form=None (which lme4 spells re.form=NULL).
+_UNSET: Any = object()
 
 
 class InferenceMixin:
@@ -50,11 +54,9 @@ class InferenceMixin:
             ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value`` per
             fixed effect.
         """
-        method = _DDF.get(str(ddf).lower())
-        if method is None:
-            raise MixedModelsError(
-                f"unknown ddf {ddf!r}: use 'satterthwaite', 'kenward-roger' or 'asymptotic'"
-            )
+        method = arguments.choice(
+            ddf, "ddf", ["satterthwaite", "kenward-roger", "asymptotic"], _DDF_ALIASES
+        )
         beta = self.state.beta
         if method == "kenward-roger":
             se, df, p = kenward_roger_table(self)
@@ -106,9 +108,8 @@ class InferenceMixin:
             ``lower`` and ``upper``; rows ``sd_…|group``, ``cor_…|group``,
             ``sigma``, then the fixed effects.
         """
-        if not 0 < level < 1:
-            raise MixedModelsError(f"level must be between 0 and 1, got {level}")
-        method = str(method).lower()
+        level = arguments.level(level)
+        method = arguments.choice(method, "method", ["profile", "wald", "bootstrap"])
         if method == "profile":
             return profile_confint(self, level, progress=progress)
         if method == "wald":
@@ -121,9 +122,7 @@ class InferenceMixin:
             return pd.DataFrame(
                 {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
             )
-        if method == "bootstrap":
-            return self.bootstrap(n_boot, seed=seed, progress=progress).confint(level)
-        raise MixedModelsError(f"unknown method {method!r}: use 'profile', 'wald' or 'bootstrap'")
+        return self.bootstrap(n_boot, seed=seed, progress=progress).confint(level)
 
     @property
     def ranef_cov(self) -> dict[str, np.ndarray]:
@@ -141,10 +140,15 @@ class InferenceMixin:
         ``value`` and ``zeta`` (the signed square root of the change in the
         ML deviance), what :func:`mixedmodels.plots.profile` draws.
         """
-        return profile_table(self, level, progress=progress)
+        return profile_table(self, arguments.level(level), progress=progress)
 
     def predict(
-        self, newdata: Any = None, *, random: bool = True, allow_new_levels: bool = False
+        self,
+        newdata: Any = None,
+        *,
+        random: bool = True,
+        allow_new_levels: bool = False,
+        re_form: Any = _UNSET,
     ) -> pd.Series:
         """Predictions, conditional on the random effects or marginal.
 
@@ -158,15 +162,24 @@ class InferenceMixin:
         allow_new_levels : bool, default False
             Give levels not seen in the fit a zero random effect; otherwise
             such a level raises :class:`~mixedmodels.errors.DataError`.
+        re_form : None or "NA", optional
+            lme4's spelling: ``re_form=None`` (R's ``re.form=NULL``, all random
+            effects) is ``random=True``; ``"NA"`` (R's ``re.form=NA``, none) is
+            ``random=False``.
         """
         self.state  # noqa: B018 - raises NotFittedError before a fit
+        random = arguments.boolean(random, "random")
+        allow_new_levels = arguments.boolean(allow_new_levels, "allow_new_levels")
+        if re_form is not _UNSET:
+            random = _re_form_to_random(re_form)
         return self.rows.predict(self, newdata, random=random, allow_new_levels=allow_new_levels)
 
     def simulate(self, n: int = 1, seed: Any = None) -> pd.DataFrame:
         """Responses simulated from the fitted model: columns ``sim_1`` … ``sim_n``."""
-        n = _positive_count(n, "n")
+        n = arguments.positive_int(n, "n")
+        rng = arguments.seed(seed)
         design = self.rows.in_memory("simulate()")
-        values = simulate_responses(self, n, seed)
+        values = simulate_responses(self, n, rng)
         return pd.DataFrame(
             values, index=design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
         )
@@ -182,11 +195,20 @@ class InferenceMixin:
         BootstrapResult
             ``.replicates`` (objective, σ, β, θ per replicate) and ``.confint()``.
         """
-        n = _positive_count(n, "n")
-        return parametric_bootstrap(self, n, seed=seed, progress=progress)
+        n = arguments.positive_int(n, "n")
+        rng = arguments.seed(seed)
+        return parametric_bootstrap(self, n, seed=rng, progress=progress)
 
 
-def _positive_count(n: Any, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise MixedModelsError(f"{what} must be a positive integer, got {n!r}")
-    return int(n)
+def _re_form_to_random(re_form: Any) -> bool:
+    """lme4's ``re.form``: NULL (None) keeps every random effect, NA drops them."""
+    if re_form is None:
+        return True
+    if (isinstance(re_form, str) and re_form.upper() == "NA") or (
+        isinstance(re_form, float) and math.isnan(re_form)
+    ):
+        return False
+    raise MixedModelsError(
+        f"re_form must be None (all random effects) or 'NA' (none), got {re_form!r}; "
+        "formulas selecting some random-effects terms are not supported"
+    )

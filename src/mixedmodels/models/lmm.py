@@ -25,12 +25,20 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from ..design import Design, build_design
 from ..engine.blocks import CrossProducts, cross_products
 from ..engine.fit import optimize_theta
 from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
 from ..engine.problem import LinearProblem
-from ..errors import ConvergenceWarning, DataError, FormulaError, NotFittedError, SingularFitWarning
+from ..errors import (
+    ArgumentError,
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    NotFittedError,
+    SingularFitWarning,
+)
 from ..inference.mixin import InferenceMixin
 from ..results.accessors import FitResultsMixin
 from ..results.state import FittedState
@@ -83,6 +91,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         weights: Any = None,
         missing: str = "drop",
     ) -> None:
+        reml = arguments.boolean(reml, "reml")
         design = build_design(formula, data, weights=weights, missing=missing)
         if not design.terms:
             raise FormulaError(
@@ -125,10 +134,8 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         return model
 
     def _compose(self, design: Any, cp: CrossProducts, reml: Any, rows: RowSource) -> None:
-        if not isinstance(reml, (bool, np.bool_)):
-            raise TypeError(f"reml must be True or False, not {reml!r}")
         self.design = design
-        self.problem = LinearProblem(cp, design.terms, bool(reml))
+        self.problem = LinearProblem(cp, design.terms, arguments.boolean(reml, "reml"))
         self.rows = rows
         self.data_name: str | None = None
         self._state: FittedState | None = None
@@ -182,6 +189,12 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             Restarts of the optimizer from a boundary optimum, kept while they
             lower the objective.
         """
+        check_convergence = arguments.boolean(check_convergence, "check_convergence")
+        warn = arguments.boolean(warn, "warn")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ArgumentError(
+                f"max_restarts must be a non-negative integer, not {max_restarts!r}"
+            )
         summary = optimize_theta(
             self.problem, start, check=check_convergence, max_restarts=max_restarts
         )

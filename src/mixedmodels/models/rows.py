@@ -43,6 +43,9 @@ class RowSource(Protocol):
     ) -> Any:
         """Predictions for ``newdata`` (the rows used when None)."""
 
+    def same_response(self, other: RowSource) -> bool:
+        """Whether two models were fitted to the same responses (and prior weights)."""
+
 
 class InMemoryRows:
     """The rows of a design held in memory.
@@ -76,6 +79,17 @@ class InMemoryRows:
         if self.design.weights is not None:
             resid = resid * np.sqrt(self.design.weights)
         return np.quantile(resid / state.sigma, [0, 0.25, 0.5, 0.75, 1]), True
+
+    def same_response(self, other: RowSource) -> bool:
+        if not isinstance(other, InMemoryRows):
+            return False
+        mine, theirs = self.design, other.design
+        same_weights = (mine.weights is None and theirs.weights is None) or (
+            mine.weights is not None
+            and theirs.weights is not None
+            and np.array_equal(mine.weights, theirs.weights)
+        )
+        return bool(np.array_equal(mine.y, theirs.y) and same_weights)
 
     def in_memory(self, _what: str) -> Design:
         """The design: its rows are here, whatever needs them."""

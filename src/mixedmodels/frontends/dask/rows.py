@@ -93,6 +93,18 @@ class DaskRows:
         low, high, mid = dask.compute(resid.min(), resid.max(), resid.quantile([0.25, 0.5, 0.75]))
         return np.array([low, *np.asarray(mid), high], dtype=np.float64), False
 
+    def same_response(self, other: Any) -> bool:
+        """Same Dask collection (by Dask's token), same response and weights columns."""
+        from dask.base import tokenize
+
+        return (
+            isinstance(other, DaskRows)
+            and tokenize(self.data) == tokenize(other.data)
+            and self.plan.parsed.response == other.plan.parsed.response
+            and self.plan.weights == other.plan.weights
+            and self.n_obs == other.n_obs
+        )
+
     def in_memory(self, what: str):
         raise RowsNeededError(_ROWS_NEEDED.format(what=what))
 
