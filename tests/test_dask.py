@@ -388,3 +388,28 @@ def test_wald_profile_satterthwaite_work_and_row_methods_refuse(client):
     ):
         with pytest.raises(mm.MixedModelsError, match="rows in memory"):
             call()
+
+
+def test_every_display_and_result_works_or_says_why(client):
+    """A Dask fit is a LinearMixedModel built from the summed blocks (issue 12)."""
+    data = mm.datasets.load("sleepstudy")
+    fit = mm.lmer("Reaction ~ Days + (Days | Subject)", dd.from_pandas(data, npartitions=3))
+    memory = mm.lmer("Reaction ~ Days + (Days | Subject)", data)
+    html = fit._repr_html_()
+    assert "Subject" in html and "Days" in html
+    assert "Scaled residuals" in str(fit.summary())
+    np.testing.assert_allclose(
+        fit.scaled_residual_quantiles(), memory.scaled_residual_quantiles(), rtol=1e-8
+    )
+    pd.testing.assert_frame_equal(fit.coef_table(), memory.coef_table(), rtol=1e-6)
+    pd.testing.assert_frame_equal(fit.varcorr, memory.varcorr, rtol=1e-6)
+    np.testing.assert_allclose(fit.ranef_cov["Subject"], memory.ranef_cov["Subject"], rtol=1e-6)
+    pd.testing.assert_frame_equal(mm.anova(fit), mm.anova(memory), rtol=1e-6)
+    assert fit.deviance == pytest.approx(memory.deviance, rel=1e-10)
+    for needs_rows in (
+        lambda: fit.simulate(1),
+        lambda: fit.bootstrap(2),
+        lambda: fit.coef_table(ddf="kenward-roger"),
+    ):
+        with pytest.raises(mm.MixedModelsError, match="needs the model's rows"):
+            needs_rows()
