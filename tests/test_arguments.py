@@ -17,8 +17,8 @@ def sleep_data() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def sleep(sleep_data) -> mm.LinearMixedModel:
-    return mm.lmer(FORMULA, sleep_data)
+def sleep(sleepstudy_slope_fit) -> mm.LinearMixedModel:
+    return sleepstudy_slope_fit
 
 
 @pytest.mark.parametrize("bad", ["False", "True", 0, 1, None, "REML"])

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import mixedmodels as mm
 from mixedmodels import datasets
-
-DATA = Path(__file__).parent / "data"
+from tests.conftest import read_reference, reference_paths
 
 # What issue 8 promises to ship.
 PROMISED = {
@@ -34,11 +32,10 @@ PROMISED = {
 
 def _references() -> list[dict]:
     refs = []
-    for folder in ("lmm", "extra"):
-        for path in sorted((DATA / folder).glob("*.json")):
-            ref = json.loads(path.read_text())
-            if "dataset_path" not in ref and ref.get("dataset") in PROMISED:
-                refs.append(ref)
+    for path in reference_paths("lmm", "extra"):
+        ref = json.loads(path.read_text())
+        if "dataset_path" not in ref and ref.get("dataset") in PROMISED:
+            refs.append(ref)
     return refs
 
 
@@ -87,7 +84,7 @@ def test_levels_and_sizes_match_lme4(ref):
 def test_treatment_contrasts_use_lme4s_reference_level():
     frame = datasets.load("Orthodont")
     model = mm.LinearMixedModel("distance ~ age * Sex + (age | Subject)", frame)
-    ref = json.loads((DATA / "lmm" / "orthodont_slope_reml.json").read_text())
+    ref = read_reference("lmm/orthodont_slope_reml")
     assert model.design.fixed_names == ref["fixef_names"]
 
 

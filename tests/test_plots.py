@@ -25,22 +25,24 @@ matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
-DATA = Path(__file__).parent / "data"
-CONDVAR_REFS = sorted((DATA / "plots").glob("ci_*.json"))
+from tests.conftest import read_reference, reference_data, reference_paths  # noqa: E402
+
+CONDVAR_REFS = reference_paths("plots", pattern="ci_*.json")
 
 
 def _load(name: str) -> dict:
-    return json.loads((DATA / "plots" / f"{name}.json").read_text())
+    return read_reference(f"plots/{name}")
 
 
 def _fit(ref: dict) -> mm.LinearMixedModel:
     reml = ref["REML"] in (True, "True", "TRUE")
-    return mm.lmer(ref["formula"], mm.datasets.load(ref["dataset"]), reml=reml)
+    return mm.lmer(ref["formula"], reference_data(ref), reml=reml)
 
 
 @pytest.fixture(scope="module")
-def sleep() -> mm.LinearMixedModel:
-    return _fit(_load("ci_sleepstudy_slope"))
+def sleep(sleepstudy_slope_fit) -> mm.LinearMixedModel:
+    # The model of plots/ci_sleepstudy_slope.json, fitted once for the session.
+    return sleepstudy_slope_fit
 
 
 def _assert_png_drawn(fig, path: Path) -> None:

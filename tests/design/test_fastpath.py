@@ -12,7 +12,6 @@ import copy
 import json
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,24 +21,17 @@ import mixedmodels as mm
 import mixedmodels.models.lmm
 from mixedmodels.design import Design, build_design, group_codes
 from mixedmodels.errors import MixedModelsError, PredictorScaleWarning
-
-DATA = Path(__file__).parent / "data"
+from tests.conftest import load_dataset as _load
+from tests.conftest import reference_paths
 
 
 def _reference_cases() -> list[tuple[str, str]]:
     cases = []
-    for folder in ("lmm", "extra"):
-        for path in sorted((DATA / folder).glob("*.json")):
-            ref = json.loads(path.read_text())
-            source = ref.get("dataset_path", ref["dataset"])
-            cases.append((source, ref["formula"]))
+    for path in reference_paths("lmm", "extra"):
+        ref = json.loads(path.read_text())
+        source = ref.get("dataset_path", ref["dataset"])
+        cases.append((source, ref["formula"]))
     return sorted(set(cases))
-
-
-def _load(source: str) -> pd.DataFrame:
-    if source.endswith(".csv"):
-        return pd.read_csv(DATA / source)
-    return mm.datasets.load(source)
 
 
 # Simple formulas on the bundled data sets: every part plain, so the fast path

@@ -12,12 +12,11 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.frontends import cli
-
-DATA = Path(__file__).parent / "data"
+from tests.conftest import read_reference
 
 
 def _ref(name: str) -> dict:
-    return json.loads((DATA / "lmm" / f"{name}.json").read_text())
+    return read_reference(f"lmm/{name}")
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -27,10 +27,9 @@ import pytest
 import mixedmodels as mm
 from mixedmodels import anova
 from mixedmodels.inference import InferenceMixin
+from tests.conftest import DATA, NUMERIC_IN_CSV, fitted_reference, reference_paths
+from tests.conftest import reference_data as load
 
-DATA = Path(__file__).parent / "data"
-INFERENCE_DIRS = [DATA / "inference", DATA / "inference_extra"]
-NUMERIC_IN_CSV = {"service1": "service"}
 # Models whose df take more than a few seconds (InstEval's 73 421 rows).
 SLOW_ROWS = 50_000
 
@@ -49,28 +48,20 @@ def fit(formula: str, data, reml: bool = True, **kwargs) -> Model:
         return Model(formula, data, reml=reml, **kwargs).fit(check_convergence=False, warn=False)
 
 
-def load(ref: dict) -> pd.DataFrame:
-    if "dataset_path" in ref:
-        return pd.read_csv(DATA / ref["dataset_path"])
-    return mm.datasets.load(ref["dataset"])
-
-
 def num(values) -> np.ndarray:
     return np.array([math.nan if v in ("NA", None) else float(v) for v in values])
 
 
 def _model_files():
-    files = sorted((DATA / "lmm").glob("*.json")) + sorted((DATA / "extra").glob("*.json"))
-    for path in files:
+    for path in reference_paths("lmm", "extra"):
         ref = json.loads(path.read_text())
         marks = [pytest.mark.slow] if ref["nobs"] > SLOW_ROWS else []
         yield pytest.param(path, id=ref["id"], marks=marks)
 
 
 def _inference_files(prefix: str):
-    for folder in INFERENCE_DIRS:
-        for path in sorted(folder.glob(f"{prefix}_*.json")):
-            yield pytest.param(path, id=path.stem)
+    for path in reference_paths("inference", "inference_extra", pattern=f"{prefix}_*.json"):
+        yield pytest.param(path, id=path.stem)
 
 
 _CACHE: dict[Path, tuple[dict, Model]] = {}
@@ -79,10 +70,8 @@ _CACHE: dict[Path, tuple[dict, Model]] = {}
 def model_for(path: Path) -> tuple[dict, Model]:
     """The reference's model, fitted once per test session and set to lme4's θ."""
     if path not in _CACHE:
-        ref = json.loads(path.read_text())
-        m = fit(ref.get("formula_python", ref["formula"]), load(ref), reml=ref["REML"])
-        m = m.at_theta(np.array(ref["theta"], dtype=float))
-        _CACHE[path] = (ref, m)
+        ref, m = fitted_reference(path)
+        _CACHE[path] = (ref, m.at_theta(np.array(ref["theta"], dtype=float)))
     return _CACHE[path]
 
 
@@ -221,16 +210,8 @@ def test_f_tests_match_lmertest(path):
 
 
 @pytest.fixture(scope="module")
-def ci_models():
-    cache = {}
-
-    def get(path):
-        if path not in cache:
-            ref = json.loads(path.read_text())
-            cache[path] = (ref, fit(ref["formula"], load(ref), reml=ref["REML"]))
-        return cache[path]
-
-    return get
+def ci_models(reference_fit):
+    return reference_fit
 
 
 @pytest.mark.parametrize("path", list(_inference_files("ci")))
@@ -323,8 +304,8 @@ def test_predict_nested_grouping_factor():
 
 
 @pytest.fixture(scope="module")
-def sleep():
-    return fit("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+def sleep(sleepstudy_slope_fit):
+    return sleepstudy_slope_fit
 
 
 def test_simulate_is_reproducible_and_has_the_fitted_moments(sleep):

@@ -20,9 +20,12 @@ import pytest
 import mixedmodels as mm
 from mixedmodels.inference.satterthwaite import f_test
 from mixedmodels.inference.type3 import Type3Error, type3_contrasts
+from tests.conftest import DATA as TEST_DATA
+from tests.conftest import fitted_reference, reference_paths
+from tests.conftest import reference_data as load
 
-DATA = Path(__file__).parent / "data" / "anova"
-FILES = sorted(DATA.glob("*.json"))
+DATA = TEST_DATA / "anova"
+FILES = reference_paths("anova")
 
 
 def _params() -> list:
@@ -32,24 +35,6 @@ def _params() -> list:
         slow = json.loads(path.read_text()).get("slow", False)
         out.append(pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if slow else []))
     return out
-
-
-def load(ref: dict) -> pd.DataFrame:
-    """The reference's data set, with its made-up factor and its empty cells if any."""
-    data = mm.datasets.load(ref["dataset"])
-    derived = ref.get("derived")
-    if derived:
-        # As derive() in make_anova_reference.R: letters[value %% k + 1].
-        codes = data[derived["from"]].astype(str).astype(int) % derived["modulo"]
-        data = data.assign(**{derived["name"]: [chr(ord("a") + c) for c in codes]})
-    exclude = ref.get("exclude")
-    if exclude:
-        # As exclude() there: leave out the rows where every listed column has its value.
-        drop = np.ones(len(data), dtype=bool)
-        for column, value in exclude.items():
-            drop &= data[column].astype(str).to_numpy() == str(value)
-        data = data.loc[~drop].reset_index(drop=True)
-    return data
 
 
 def fit(formula: str, data: pd.DataFrame, reml: bool = True) -> mm.LinearMixedModel:
@@ -64,10 +49,8 @@ _MODELS: dict[Path, tuple[dict, mm.LinearMixedModel]] = {}
 def reference_model(path: Path) -> tuple[dict, mm.LinearMixedModel]:
     """The reference's model, fitted once and set to lme4's θ."""
     if path not in _MODELS:
-        ref = json.loads(path.read_text())
-        m = fit(ref["formula"], load(ref), reml=ref["REML"])
-        m = m.at_theta(np.array(ref["theta"], dtype=float))
-        _MODELS[path] = (ref, m)
+        ref, m = fitted_reference(path)
+        _MODELS[path] = (ref, m.at_theta(np.array(ref["theta"], dtype=float)))
     return _MODELS[path]
 
 

@@ -11,38 +11,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-import mixedmodels as mm
-
-DATA = Path(__file__).parent / "data"
-# InstEval's `service` is a 0/1 factor in R but reads as an integer column from
-# the CSV: the same fixed effect, under the column's own name.
-NUMERIC_IN_CSV = {"service1": "service"}
-
-
-def _reference_files() -> list[Path]:
-    files = sorted((DATA / "lmm").glob("*.json"))
-    extra = DATA / "extra"
-    if extra.is_dir():
-        files += sorted(extra.glob("*.json"))
-    return files
+from tests.conftest import DATA, NUMERIC_IN_CSV, reference_paths
 
 
 def _params():
-    for path in _reference_files():
+    for path in reference_paths("lmm", "extra"):
         ref = json.loads(path.read_text())
         yield pytest.param(path, id=ref["id"])
-
-
-def _load_data(ref: dict) -> pd.DataFrame:
-    if "dataset_path" in ref:
-        return pd.read_csv(DATA / ref["dataset_path"])
-    return mm.datasets.load(ref["dataset"])
 
 
 def _num(value) -> float:
@@ -50,20 +29,8 @@ def _num(value) -> float:
 
 
 @pytest.fixture(scope="module")
-def fits():
-    cache: dict[str, tuple[dict, mm.LinearMixedModel]] = {}
-
-    def get(path: Path):
-        if path not in cache:
-            ref = json.loads(path.read_text())
-            data = _load_data(ref)
-            formula = ref.get("formula_python", ref["formula"])
-            with np.errstate(all="ignore"):
-                model = mm.lmer(formula, data, reml=ref["REML"], check_convergence=False)
-            cache[path] = (ref, model)
-        return cache[path]
-
-    return get
+def fits(reference_fit):
+    return reference_fit
 
 
 @pytest.mark.parametrize("path", list(_params()))

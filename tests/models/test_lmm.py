@@ -19,8 +19,8 @@ def sleepstudy() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def slope_fit(sleepstudy):
-    return mm.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+def slope_fit(sleepstudy_slope_fit):
+    return sleepstudy_slope_fit
 
 
 def test_dict_of_columns_gives_the_same_fit(sleepstudy, slope_fit):

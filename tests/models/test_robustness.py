@@ -9,9 +9,7 @@ fit.
 from __future__ import annotations
 
 import copy
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,8 +22,8 @@ from mixedmodels.errors import (
     PredictorScaleWarning,
     RankDeficiencyWarning,
 )
+from tests.conftest import read_reference
 
-REFERENCE = Path(__file__).parent / "data" / "validation"
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
@@ -35,8 +33,8 @@ def sleep() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def sleep_fit(sleep: pd.DataFrame) -> mm.LinearMixedModel:
-    return mm.lmer(FORMULA, sleep)
+def sleep_fit(sleepstudy_slope_fit) -> mm.LinearMixedModel:
+    return sleepstudy_slope_fit
 
 
 def fit_quietly(formula: str, data, **kwargs) -> mm.LinearMixedModel:
@@ -57,7 +55,7 @@ def assert_same_fit(a: mm.LinearMixedModel, b: mm.LinearMixedModel, rtol: float 
 
 
 def assert_matches_lme4(model: mm.LinearMixedModel, case: str) -> None:
-    ref = json.loads((REFERENCE / f"{case}.json").read_text())
+    ref = read_reference(f"validation/{case}")
     assert model.nobs == ref["nobs"]
     assert list(model.fixef.index) == ref["fixef_names"]
     # lme4 stops at a tolerance: our criterion may be lower, never higher.

@@ -21,8 +21,8 @@ def sleep_data() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def sleep(sleep_data) -> mm.LinearMixedModel:
-    return mm.lmer(FORMULA, sleep_data)
+def sleep(sleepstudy_slope_fit) -> mm.LinearMixedModel:
+    return sleepstudy_slope_fit
 
 
 def _snapshot(model: mm.LinearMixedModel) -> dict:

@@ -10,9 +10,7 @@ tolerance on a flat optimum) can follow such differences.
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +23,8 @@ distributed = pytest.importorskip("distributed")
 pytest.importorskip("pyarrow")
 
 from mixedmodels.frontends.dask import DaskLinearMixedModel, DaskRows, fit_dask  # noqa: E402
+from tests.conftest import read_reference, reference_data  # noqa: E402
 
-DATA = Path(__file__).parent / "data"
 FORMULA = "y ~ x + grp + (x | user) + (1 | item)"
 
 
@@ -231,7 +229,7 @@ def test_predict_unknown_factor_level_is_an_error(big_fits):
 
 
 def _reference(name: str) -> dict:
-    return json.loads((DATA / f"{name}.json").read_text())
+    return read_reference(name)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +245,7 @@ def _reference(name: str) -> dict:
 )
 def test_matches_lme4_and_in_memory(client, name):
     ref = _reference(name)
-    data = mm.datasets.load(ref["dataset"])
+    data = reference_data(ref)
     formula = ref.get("formula_python", ref["formula"])
     ddf = dd.from_pandas(data, npartitions=3)
     with warnings.catch_warnings():

@@ -12,31 +12,20 @@ Every block is fitted in the default run (about four seconds in all).
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mixedmodels as smf  # the article: import statsmodels.formula.api as smf
 from mixedmodels.errors import MixedModelsError
-
-DATA = Path(__file__).parent / "data"
+from tests.conftest import read_reference as reference
 
 INTERCEPTS = "test_score ~ age + sex + (1|classroom) + (1|school) + (1|province)"
 SLOPE = "test_score ~ age + sex + (age|classroom) + (1|school) + (1|province)"
 ALL_SLOPES = "test_score ~ age + sex + (age|classroom) + (age|school) + (age|province)"
 EXAMPLE_3 = "test_score ~ age + sex + (1|classroom) + (1|school:classroom)"
 CROSSED = "test_score ~ age + sex + (1|classroom) + (1|school) + (1|province) + (1|student_id)"
-
-
-def reference(name: str) -> dict:
-    for folder in ("lmm", "mixedlm"):
-        path = DATA / folder / f"{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(name)
 
 
 def same_formula(ours: str, theirs: str) -> bool:

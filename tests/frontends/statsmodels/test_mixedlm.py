@@ -13,7 +13,6 @@ import json
 import math
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,17 +21,10 @@ import scipy.stats
 
 import mixedmodels as smf
 from mixedmodels.errors import DataError, FormulaError, MixedModelsError
+from tests.conftest import DATA, ROOT
+from tests.conftest import read_reference as reference
 
-DATA = Path(__file__).parent / "data"
-DOCS = Path(__file__).parent.parent / "docs" / "statsmodels.md"
-
-
-def reference(name: str) -> dict:
-    for folder in ("lmm", "extra", "mixedlm"):
-        path = DATA / folder / f"{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(name)
+DOCS = ROOT / "docs" / "statsmodels.md"
 
 
 def statsmodels_reference(case_id: str) -> dict:
