@@ -1,4 +1,8 @@
-"""The results API contract of a fitted model, beyond the numbers compared with lme4."""
+"""The model object: its forms of input, its warnings, weights, `python -m mixedmodels`.
+
+The names, types and shapes of the results are in tests/results/test_accessors.py,
+the numbers against lme4 in test_lme4_reference.py.
+"""
 
 from __future__ import annotations
 
@@ -40,48 +44,12 @@ def test_callers_data_are_not_modified(sleepstudy):
     pd.testing.assert_frame_equal(sleepstudy, before)
 
 
-def test_results_types_and_shapes(slope_fit):
-    m = slope_fit
-    assert isinstance(m.fixef, pd.Series) and list(m.fixef.index) == ["(Intercept)", "Days"]
-    assert list(m.coefs.columns) == ["estimate", "std_error", "t_value"]
-    assert list(m.coefs.index) == list(m.fixef.index)
-    assert m.vcov.shape == (2, 2) and list(m.vcov.index) == list(m.fixef.index)
-    np.testing.assert_allclose(np.sqrt(np.diag(m.vcov)), m.coefs["std_error"])
-    assert m.theta.shape == (3,)
-    assert list(m.varcorr.columns) == ["group", "var1", "var2", "vcov", "sdcor"]
-    assert list(m.varcorr.var1[:3]) == ["(Intercept)", "Days", "(Intercept)"]
-    assert m.varcorr.var2[2] == "Days" and pd.isna(m.varcorr.var2[0])
-    assert m.varcorr.group.iloc[-1] == "Residual"
-    assert m.varcorr.sdcor.iloc[-1] == pytest.approx(m.sigma)
-    assert set(m.ranef) == {"Subject"}
-    assert m.ranef["Subject"].shape == (18, 2)
-    assert len(m.fitted) == len(m.residuals) == m.nobs == 180
-    np.testing.assert_allclose(m.fitted + m.residuals, mm.datasets.load("sleepstudy").Reaction)
-    assert m.converged and not m.is_singular
-    assert m.ngroups == {"Subject": 18}
-
-
 def test_model_object_fits_like_lmer(sleepstudy, slope_fit):
     model = mm.LinearMixedModel("Reaction ~ Days + (Days | Subject)", sleepstudy)
     with pytest.raises(mm.NotFittedError):
         _ = model.fixef
     model.fit()
     assert model.objective == pytest.approx(slope_fit.objective, abs=1e-8)
-
-
-def test_ml_summary_shows_information_criteria(sleepstudy):
-    m = mm.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, reml=False)
-    text = str(m.summary())
-    assert "fit by maximum likelihood" in text
-    for word in ("AIC", "BIC", "logLik", "deviance", "df.resid"):
-        assert word in text
-    assert f"{m.aic:.1f}" in text
-
-
-def test_uncorrelated_terms_share_one_ranef_table(sleepstudy):
-    m = mm.lmer("Reaction ~ Days + (Days || Subject)", sleepstudy)
-    assert list(m.ranef["Subject"].columns) == ["(Intercept)", "Days"]
-    assert list(m.varcorr.group[:2]) == ["Subject", "Subject.1"]
 
 
 def test_rank_deficient_x_warns_with_the_column_name(sleepstudy):
@@ -117,29 +85,3 @@ def test_main_prints_the_example_summary():
         ).stdout
     assert "Linear mixed model fit by REML" in out
     assert "Subject" in out and "Days" in out
-
-
-def test_convergence_check_on_two_threads_matches_one(monkeypatch):
-    """The check's points evaluated on two threads give the same derivatives."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mixedmodels.engine import fit as fit_module
-
-    data = mm.datasets.load("Penicillin")
-    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
-    pools = []
-
-    class CountingPool(ThreadPoolExecutor):
-        def __init__(self, *args, **kwargs):
-            pools.append(self)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(fit_module, "ThreadPoolExecutor", CountingPool)
-    serial = mm.lmer(formula, data)
-    assert not pools  # fast evaluations: one thread
-    monkeypatch.setattr(fit_module, "_PARALLEL_MIN_SECONDS", 0.0)
-    monkeypatch.setattr(fit_module, "available_cpus", lambda: 2)
-    parallel = mm.lmer(formula, data)
-    assert pools
-    np.testing.assert_allclose(parallel.optsum.gradient, serial.optsum.gradient, rtol=1e-10)
-    assert parallel.objective == serial.objective
