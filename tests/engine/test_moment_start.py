@@ -1,0 +1,127 @@
+"""Moment starting values for θ (engine.start.moment_start) read off the cross-products.
+
+test_start.py checks a random-slope model against its truth and the fits
+reached from the start; here the other cases: a scalar term, no fixed
+effects, a response on another scale, a term with no variance, several terms,
+and the terms the estimate cannot use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mixedmodels.engine.blocks import cross_products
+from mixedmodels.engine.problem import LinearProblem
+from mixedmodels.engine.start import moment_start
+from mixedmodels.engine.terms import TermStructure
+
+
+def _term(name: str, n_levels: int, q: int) -> TermStructure:
+    return TermStructure(name, pd.Index(range(n_levels)), [f"c{a}" for a in range(q)])
+
+
+def _start(codes, z, n_levels, x, y) -> np.ndarray | None:
+    """moment_start on blocks whose y parts hold the least-squares residuals, as a fit's do."""
+    offset = np.linalg.lstsq(x, y, rcond=None)[0] if x.shape[1] else None
+    cp = cross_products(codes, z, n_levels, x, y, beta_offset=offset)
+    terms = [
+        _term(f"g{i}", m, zi.shape[1]) for i, (m, zi) in enumerate(zip(n_levels, z, strict=True))
+    ]
+    return moment_start(cp, terms)
+
+
+def _intercepts(rng, n_levels: int, per_level: int, sd_group: float, sigma: float = 1.0):
+    g = np.repeat(np.arange(n_levels), per_level).astype(np.int32)
+    y = 3.0 + rng.normal(scale=sd_group, size=n_levels)[g] + rng.normal(scale=sigma, size=g.size)
+    return g, y
+
+
+def test_scalar_term_is_near_the_truth():
+    g, y = _intercepts(np.random.default_rng(1), 300, 10, sd_group=2.0)
+    ones = np.ones((len(y), 1))
+    theta = _start([g], [ones], [300], ones, y)
+    # θ = sd(group) / σ = 2.
+    assert theta.shape == (1,)
+    assert theta[0] == pytest.approx(2.0, rel=0.1)
+
+
+def test_without_fixed_effects_the_response_itself_is_used():
+    g, y = _intercepts(np.random.default_rng(2), 300, 10, sd_group=2.0)
+    y = y - 3.0  # mean zero: no intercept to fit
+    theta = _start([g], [np.ones((len(y), 1))], [300], np.empty((len(y), 0)), y)
+    assert theta[0] == pytest.approx(2.0, rel=0.1)
+
+
+def test_start_does_not_depend_on_the_scale_of_the_response():
+    g, y = _intercepts(np.random.default_rng(3), 80, 6, sd_group=1.0)
+    ones = np.ones((len(y), 1))
+    theta = _start([g], [ones], [80], ones, y)
+    np.testing.assert_allclose(_start([g], [ones], [80], ones, 1e4 * y), theta, rtol=1e-8)
+    np.testing.assert_allclose(_start([g], [ones], [80], ones, y + 1e6), theta, rtol=1e-6)
+
+
+def test_a_term_without_variance_starts_off_its_bound():
+    g, y = _intercepts(np.random.default_rng(4), 100, 8, sd_group=0.0)
+    ones = np.ones((len(y), 1))
+    theta = _start([g], [ones], [100], ones, y)
+    # The estimate is near zero or negative; its floor keeps BOBYQA off the bound.
+    assert 0.0 < theta[0] < 0.2
+
+
+def test_crossed_terms_each_get_their_own_estimate():
+    rng = np.random.default_rng(5)
+    n = 6000
+    a = rng.integers(0, 200, n).astype(np.int32)
+    b = rng.integers(0, 30, n).astype(np.int32)
+    y = rng.normal(scale=3.0, size=200)[a] + rng.normal(scale=0.5, size=30)[b] + rng.normal(size=n)
+    ones = np.ones((n, 1))
+    theta = _start([a, b], [ones, ones], [200, 30], ones, y)
+    # Each term's estimate ignores the other, so only roughly: 3 and 0.5.
+    assert theta[0] == pytest.approx(3.0, rel=0.2)
+    assert theta[1] == pytest.approx(0.5, rel=0.5)
+
+
+def test_a_vector_term_gives_a_lower_triangular_factor_of_positive_diagonal():
+    rng = np.random.default_rng(6)
+    g = np.repeat(np.arange(150), 12).astype(np.int32)
+    x = rng.normal(size=g.size)
+    b = rng.multivariate_normal([0, 0], [[4.0, -1.0], [-1.0, 1.0]], size=150)
+    y = 1 + 2 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=g.size)
+    z = np.column_stack([np.ones_like(x), x])
+    theta = _start([g], [z], [150], z, y)
+    term = _term("g0", 150, 2)
+    lam = term.lambda_matrix(theta)
+    assert lam[0, 0] > 0 and lam[1, 1] > 0
+    np.testing.assert_allclose(lam @ lam.T, [[4.0, -1.0], [-1.0, 1.0]], rtol=0.3, atol=0.3)
+
+
+def test_no_usable_level_gives_none():
+    """A slope term whose every level has one row: no level's ZᵀZ can be inverted."""
+    rng = np.random.default_rng(7)
+    n = 40
+    g = np.arange(n, dtype=np.int32)
+    z = np.column_stack([np.ones(n), rng.normal(size=n)])
+    assert _start([g], [z], [n], np.ones((n, 1)), rng.normal(size=n)) is None
+
+
+def test_blocks_of_the_raw_response_give_none():
+    """With X's columns but y not replaced by its residuals, the moments would be wrong."""
+    g, y = _intercepts(np.random.default_rng(8), 30, 5, sd_group=1.0)
+    ones = np.ones((len(y), 1))
+    cp = cross_products([g], [ones], [30], ones, y)
+    assert moment_start(cp, [_term("g", 30, 1)]) is None
+
+
+def test_the_start_is_a_point_where_the_criterion_is_defined():
+    g, y = _intercepts(np.random.default_rng(9), 60, 5, sd_group=1.5)
+    ones = np.ones((len(y), 1))
+    offset = np.linalg.lstsq(ones, y, rcond=None)[0]
+    cp = cross_products([g], [ones], [60], ones, y, beta_offset=offset)
+    terms = [_term("g", 60, 1)]
+    theta = moment_start(cp, terms)
+    problem = LinearProblem(cp, terms, reml=True)
+    assert np.isfinite(problem.objective(theta))
+    # Closer to the optimum than lme4's start of θ = 1 on this problem (θ near 1.5).
+    assert problem.objective(theta) < problem.objective(np.ones(1))
