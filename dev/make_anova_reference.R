@@ -1,4 +1,4 @@
-## Reference results for tests/test_anova_type3.py: lmerTest's type III F tests
+## Reference results for tests/inference/test_type3.py: lmerTest's type III F tests
 ## (anova(m, type = 3), Satterthwaite denominator df) for models whose terms
 ## are contained in interactions, where type III differs from testing the
 ## coefficients as coded.
@@ -24,7 +24,7 @@ read_data <- function(name, gvars) {
 }
 
 ## A made-up factor: level letters[(integer value of `from`) %% k + 1].
-## tests/test_anova_type3.py derives the same column from the "derived" entry.
+## tests/conftest.py (reference_data) derives the same column from the "derived" entry.
 derive <- function(d, spec) {
   if (is.null(spec)) return(d)
   codes <- as.integer(as.character(d[[spec$from]])) %% spec$modulo

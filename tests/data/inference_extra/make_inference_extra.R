@@ -1,4 +1,4 @@
-## Reference results for tests/test_inference*.py beyond tests/data/inference:
+## Reference results for tests/inference/test_inference.py beyond tests/data/inference:
 ## lmerTest's anova(m) (Satterthwaite F tests, type III) and lme4's profile
 ## and Wald intervals and conditional variances for more models.
 ## Run from the repository root:  Rscript tests/data/inference_extra/make_inference_extra.R

@@ -1,5 +1,5 @@
 #!/usr/bin/env Rscript
-## lme4's answers for the input-handling tests in tests/test_robustness.py.
+## lme4's answers for the input-handling tests in tests/models/test_robustness.py.
 ##
 ## Each case modifies sleepstudy in a way the Python test repeats exactly
 ## (row numbers here are 1-based; the test subtracts 1).
