@@ -1,4 +1,4 @@
-"""Plots, the notebook HTML summary and the progress helper.
+"""Plots and the progress helper.
 
 The plots are checked for what they draw (the numbers behind the marks, with
 lme4's conditional variances and profile intervals as references) and saved
@@ -19,7 +19,6 @@ from scipy import optimize
 import mixedmodels as mm
 from mixedmodels import plots
 from mixedmodels.progress import progress_bar
-from mixedmodels.results.notebook import summary_html
 
 matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection  # noqa: E402
@@ -215,49 +214,6 @@ def test_profile_rejects_a_table_without_zeta():
         plots.profile(table)
     with pytest.raises(mm.MixedModelsError, match="DataFrame"):
         plots.profile([1, 2, 3])
-
-
-# -- notebook HTML --------------------------------------------------------------------
-
-
-def test_summary_html_holds_the_summary_tables(sleep):
-    text = summary_html(sleep)
-    assert text.startswith('<div class="mm-summary">') and text.endswith("</div>")
-    assert text.count("<table>") == 4
-    for caption in ("Fit", "Scaled residuals", "Random effects", "Fixed effects"):
-        assert f"<caption>{caption}</caption>" in text
-    assert f"{sleep.objective:.1f}" in text
-    for name, row in sleep.coefs.iterrows():
-        assert f"<td>{row.estimate:.4g}</td>" in text
-        assert f">{name}</td>" in text
-    assert f"<td>{sleep.sigma:.4g}</td>" in text
-    assert "Subject, 18" in text
-
-
-def test_summary_html_escapes_and_notes():
-    data = mm.datasets.load("Dyestuff2")
-    model = mm.LinearMixedModel("Yield ~ 1 + (1 | Batch)", data)
-    with pytest.warns(mm.SingularFitWarning):
-        model.fit()
-    model.data_name = "<script>"
-    text = summary_html(model)
-    assert "<script>" not in text and "&lt;script&gt;" in text
-    assert "boundary (singular) fit" in text
-    ml = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"), reml=False)
-    assert "<th>AIC</th>" in summary_html(ml)
-    assert f"<td>{ml.aic:.1f}</td>" in summary_html(ml)
-
-
-def test_notebook_repr_is_the_html_summary(sleep):
-    if not hasattr(sleep, "_repr_html_"):
-        pytest.skip("_repr_html_ is not wired into the results mixin yet")
-    assert sleep._repr_html_() == summary_html(sleep)
-
-
-def test_summary_html_needs_a_fit():
-    model = mm.LinearMixedModel("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
-    with pytest.raises(mm.NotFittedError):
-        summary_html(model)
 
 
 # -- progress -------------------------------------------------------------------------

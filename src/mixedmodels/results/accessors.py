@@ -184,11 +184,15 @@ class FitResultsMixin:
 
     # -- display --------------------------------------------------------------------
 
-    def summary(self) -> Summary:
-        """lme4-style summary; ``print(model.summary())`` shows it."""
-        from .text import lme4_summary
+    def summary(self, ddf: str | None = "satterthwaite", correlation: bool | None = None):
+        """lme4's (lmerTest's) summary: ``print(m.summary())``; HTML in a notebook.
 
-        return Summary(lme4_summary(self))
+        Parameters are those of :func:`mixedmodels.results.summary.summarize`
+        (``ddf="kenward-roger"``, ``ddf=None`` for no df; ``correlation``).
+        """
+        from .summary import summarize
+
+        return summarize(self, ddf=ddf, correlation=correlation)
 
     def _repr_html_(self) -> str:
         """Notebook display: the summary as HTML tables."""
@@ -196,9 +200,7 @@ class FitResultsMixin:
             import html
 
             return f"<pre>{html.escape(repr(self))}</pre>"
-        from .notebook import summary_html
-
-        return summary_html(self)
+        return self.summary().as_html()
 
     def __repr__(self) -> str:
         if not self.is_fitted:

@@ -1,49 +1,48 @@
-"""A fitted model's summary as HTML tables, for notebooks (``_repr_html_``).
+"""A :class:`~mixedmodels.results.summary.ModelSummary` as HTML (notebooks) and LaTeX.
 
-The content is that of :meth:`~mixedmodels.results.FitResultsMixin.summary`
-(lme4's summary): the fit criterion, scaled residuals, variance components and
-fixed effects, each as a table, followed by the notes lme4 prints (rank
-deficiency, singular fit, convergence).  Numbers are rounded as in the text
-summary; the full-precision values are the model's attributes.
+The cells are the text summary's (:mod:`.text`): the same numbers, formatted
+the same way, in the same order — fit criteria, scaled residuals, variance
+components, the fixed-effects table with df, p values and significance
+codes, the correlations of the fixed effects and the notes.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
-    from ..models.lmm import LinearMixedModel
+from . import text
+from .rformat import SIGNIF_LEGEND
+from .summary import ModelSummary
 
 # Scoped to the summary's own element so a notebook's other tables keep their look.
 _STYLE = (
     "<style>"
     ".mm-summary table{border-collapse:collapse;margin:0 0 0.8em 0;}"
-    ".mm-summary th,.mm-summary td{padding:0.15em 0.6em;text-align:right;}"
+    ".mm-summary th,.mm-summary td{padding:0.15em 0.6em;text-align:right;"
+    "font-variant-numeric:tabular-nums;white-space:pre;}"
     ".mm-summary th{border-bottom:1px solid currentColor;}"
     ".mm-summary td.mm-label{text-align:left;}"
     ".mm-summary caption{text-align:left;font-weight:bold;padding-bottom:0.2em;}"
+    ".mm-summary p{margin:0.2em 0;}"
     "</style>"
 )
 
 
-def _number(value: float, digits: int = 4) -> str:
-    """Significant digits as lme4 prints them; ``NaN`` for what is not finite."""
-    return f"{value:.{digits}g}" if np.isfinite(value) else "NaN"
-
-
 def _table(
-    caption: str, header: Sequence[str], rows: Sequence[Sequence[str]], n_labels: int = 1
+    caption: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    n_labels: int = 1,
 ) -> str:
     """An HTML table whose first ``n_labels`` columns are left-aligned labels."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="mm-label">{html.escape(c)}</td>' if i < n_labels else f"<td>{c}</td>"
+            f'<td class="mm-label">{html.escape(c.strip())}</td>'
+            if i < n_labels
+            else f"<td>{html.escape(c.strip())}</td>"
             for i, c in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
@@ -53,129 +52,126 @@ def _table(
     )
 
 
-def _fit_table(model: LinearMixedModel) -> str:
-    if model.reml:
-        header = ["REML criterion", "nobs"]
-        row = [f"{model.objective:.1f}", str(model.nobs)]
-    else:
-        header = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        row = [
-            f"{v:.1f}"
-            for v in (
-                model.aic,
-                model.bic,
-                model.loglik,
-                model.objective,
-                model.nobs - model.n_params,
-            )
-        ]
-    return _table("Fit", header, [row], n_labels=0)
-
-
-def _residuals_table(model: LinearMixedModel) -> str:
-    quartiles = model.scaled_residual_quantiles()
-    return _table(
-        "Scaled residuals",
-        ["Min", "1Q", "Median", "3Q", "Max"],
-        [[f"{v:.4f}" for v in quartiles]],
-        n_labels=0,
-    )
-
-
-def _random_table(model: LinearMixedModel) -> str:
-    blocks = list(
-        zip(model.term_labels, model.design.terms, model.covariance_matrices(), strict=True)
-    )
-    n_corr = max((len(term.column_names) - 1 for _, term, _ in blocks), default=0)
-    rows = []
-    for label, term, cov in blocks:
-        sd = np.sqrt(np.diag(cov))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = cov / np.outer(sd, sd)
-        for i, name in enumerate(term.column_names):
-            cells = [f"{corr[i, j]:.2f}" if np.isfinite(corr[i, j]) else "NaN" for j in range(i)]
-            rows.append(
-                [label if i == 0 else "", name, _number(cov[i, i]), _number(sd[i])]
-                + cells
-                + [""] * (n_corr - len(cells))
-            )
-    sigma = model.sigma
-    rows.append(["Residual", "", _number(sigma**2), _number(sigma)] + [""] * n_corr)
-    header = ["Groups", "Name", "Variance", "Std.Dev."] + (
-        ["Corr"] + [""] * (n_corr - 1) if n_corr else []
-    )
-    groups = ", ".join(f"{html.escape(str(g))}, {n}" for g, n in model.ngroups.items())
-    caption = "Random effects"
-    return _table(caption, header, rows, n_labels=2) + (
-        f"<p>Number of obs: {model.nobs}, groups: {groups}</p>"
-    )
-
-
-def _fixed_table(model: LinearMixedModel) -> str:
-    coefs = model.coefs
-    rows = [
-        [str(name), _number(r.estimate), _number(r.std_error), f"{r.t_value:.3f}"]
-        for name, r in coefs.iterrows()
-    ]
-    return _table("Fixed effects", ["", "Estimate", "Std. Error", "t value"], rows)
-
-
-def _notes(model: LinearMixedModel) -> list[str]:
-    notes = []
-    if model.n_dropped_missing:
-        notes.append(f"{model.n_dropped_missing} observations deleted due to missingness")
-    dropped = model.design.dropped_columns
-    if dropped:
-        notes.append(
-            "fixed-effect model matrix is rank deficient so dropping "
-            f"{len(dropped)} columns: {', '.join(dropped)}"
-        )
-    if model.is_singular:
-        notes.append("boundary (singular) fit: see is_singular")
-    notes.extend(f"convergence warning: {m}" for m in model.convergence_messages)
-    return notes
-
-
-def summary_html(model: LinearMixedModel) -> str:
-    """The summary of a fitted model as HTML, the way a notebook shows it.
-
-    Parameters
-    ----------
-    model : LinearMixedModel
-        A fitted model.
-
-    Returns
-    -------
-    str
-        A self-contained HTML fragment (a ``<div>`` with its own scoped style).
+def render_html(s: ModelSummary) -> str:
+    """The summary as a self-contained HTML fragment (a ``<div>`` with scoped style).
 
     Examples
     --------
     >>> import mixedmodels as mm
-    >>> from mixedmodels.results.notebook import summary_html
     >>> m = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
-    >>> summary_html(m).startswith('<div class="mm-summary">')
+    >>> m.summary().as_html().startswith('<div class="mm-summary">')
     True
     """
-    model.state  # noqa: B018 - raises NotFittedError before a fit
-    method = "REML" if model.reml else "maximum likelihood"
-    title = [f"<p><b>Linear mixed model fit by {method}</b><br>"]
-    title.append(f"Formula: <code>{html.escape(model.design.formula.source)}</code>")
-    if getattr(model, "data_name", None):
-        title.append(f"<br>Data: {html.escape(str(model.data_name))}")
-    title.append("</p>")
-    parts = [
-        '<div class="mm-summary">',
-        _STYLE,
-        "".join(title),
-        _fit_table(model),
-        _residuals_table(model),
-        _random_table(model),
-        _fixed_table(model),
-    ]
-    notes = _notes(model)
-    if notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    title = [f"<p><b>{html.escape(s.title)}</b></p>"]
+    if s.family is not None:
+        link = f" ({html.escape(s.link)})" if s.link else ""
+        title.append(f"<p>Family: {html.escape(s.family)}{link}</p>")
+    title.append(f"<p>Formula: <code>{html.escape(s.formula)}</code></p>")
+    if s.data:
+        title.append(f"<p>Data: {html.escape(str(s.data))}</p>")
+    names, cells = text.criteria_cells(s)
+    parts = ['<div class="mm-summary">', _STYLE, *title]
+    parts.append(_table("Fit", names, [cells], n_labels=0))
+    if s.scaled_residuals is not None:
+        names, cells = text.residual_cells(s)
+        parts.append(_table(text.residual_title(s).rstrip(":"), names, [cells], n_labels=0))
+    header, rows = text.random_effects_cells(s)
+    parts.append(_table("Random effects", header, rows, n_labels=2))
+    groups = f"Number of obs: {s.nobs}, groups: {text.groups_text(s)}"
+    if s.n_dropped:
+        groups += f" ({s.n_dropped} observations deleted due to missingness)"
+    parts.append(f"<p>{html.escape(groups)}</p>")
+    if len(s.fixed_effects):
+        header, names, rows, stars = text.fixed_effects_cells(s)
+        parts.append(
+            _table(
+                "Fixed effects", ["", *header], [[n, *r] for n, r in zip(names, rows, strict=True)]
+            )
+        )
+        if stars:
+            parts.append(f"<p><small>{html.escape(SIGNIF_LEGEND)}</small></p>")
+        if s.correlation_omitted is not None:
+            note = " ".join(text.correlation_omitted_lines(s.correlation_omitted))
+            parts.append(f"<p>{html.escape(note)}</p>")
+        elif s.correlation is not None and len(s.correlation) > 1:
+            header, names, rows = text.correlation_cells(s)
+            parts.append(
+                _table(
+                    "Correlation of fixed effects",
+                    ["", *header],
+                    [[n, *r] for n, r in zip(names, rows, strict=True)],
+                )
+            )
+    if s.notes:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in s.notes)
         parts.append(f"<ul>{items}</ul>")
     parts.append("</div>")
     return "".join(parts)
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
+
+
+def _latex(value: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in value.strip())
+
+
+def _latex_table(
+    caption: str, header: Sequence[str], rows: Sequence[Sequence[str]], n_labels: int
+) -> str:
+    align = "l" * n_labels + "r" * (len(header) - n_labels)
+    lines = [
+        "\\begin{table}[ht]",
+        "\\centering",
+        f"\\caption{{{_latex(caption)}}}",
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\hline",
+        " & ".join(_latex(h) for h in header) + " \\\\",
+        "\\hline",
+        *(" & ".join(_latex(c) for c in row) + " \\\\" for row in rows),
+        "\\hline",
+        "\\end{tabular}",
+        "\\end{table}",
+    ]
+    return "\n".join(lines)
+
+
+def render_latex(s: ModelSummary) -> str:
+    """The fixed-effects and variance-component tables as LaTeX ``table`` floats.
+
+    Plain ``tabular`` (no package needed); the numbers as the text summary
+    rounds them.
+    """
+    header, names, rows, _ = text.fixed_effects_cells(s)
+    fixed = _latex_table(
+        f"Fixed effects: {s.formula}",
+        ["", *header],
+        [[n, *r] for n, r in zip(names, rows, strict=True)],
+        n_labels=1,
+    )
+    header, rows = text.random_effects_cells(s)
+    random = _latex_table("Random effects", header, rows, n_labels=2)
+    names, cells = text.criteria_cells(s)
+    fit = _latex_table(
+        f"Number of obs: {s.nobs}, groups: {text.groups_text(s)}", names, [cells], n_labels=0
+    )
+    return "\n\n".join([fixed, random, fit]) + "\n"
+
+
+def summary_html(model) -> str:
+    """The summary of a fitted model as HTML, the way a notebook shows it."""
+    return model.summary().as_html()

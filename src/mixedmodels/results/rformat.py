@@ -132,8 +132,9 @@ def zapsmall(values: np.ndarray, digits: int) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     finite = arr[np.isfinite(arr)]
     mx = float(np.max(np.abs(finite))) if finite.size else 0.0
-    decimals = max(0, digits - math.ceil(math.log10(mx))) if mx > 0 else digits
-    return round_r(arr, decimals)
+    # R rounds to ``digits - log10(mx)`` decimals, itself rounded half up.
+    decimals = max(0.0, digits - math.log10(mx)) if mx > 0 else digits
+    return round_r(arr, math.floor(decimals + 0.5))
 
 
 def format_pvalues(p: Sequence[float], digits: int = 3, eps: float = DOUBLE_EPS) -> list[str]:

@@ -1,201 +1,204 @@
-"""lme4's ``summary(lmer(...))`` layout, as plain text.
+"""A :class:`~mixedmodels.results.summary.ModelSummary` as lme4 prints it.
 
-REML fits of a model with the inference methods show lmerTest's t tests:
-Satterthwaite df and p values next to the estimates.
+The layout and the number formatting are lme4's ``print(summary(fit))``
+(with lmerTest's df and p values): columns formatted together as R's
+``format`` and ``printCoefmat`` do (:mod:`.rformat`).  lme4's R-only lines
+(the object class, ``optimizer (nloptwrap) convergence code``) are left out.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import rformat
+from .summary import CORRELATION_MAX, ModelSummary
+
 if TYPE_CHECKING:
     from ..models.lmm import LinearMixedModel
 
+# lme4's print.summary.merMod: digits = max(3, getOption("digits") - 3).
+DIGITS = 4
+WIDTH = 80
 
-def _fmt(value: float, digits: int = 4) -> str:
-    return f"{value:.{digits}g}" if np.isfinite(value) else "NaN"
+
+def criteria_cells(s: ModelSummary) -> tuple[list[str], list[str]]:
+    """Names and formatted values of the fit criteria (rounded to 0.1, as lme4)."""
+    names = list(s.criteria)
+    values = [rformat.round_r(s.criteria[n], 1)[0] for n in names]
+    # lme4 formats the criteria together, df.resid on its own (an integer).
+    cells = rformat.format_numbers(values)
+    if "df.resid" in names:
+        i = names.index("df.resid")
+        cells[i] = rformat.format_number(values[i])
+    return names, [c.strip() for c in cells] if len(names) == 1 else cells
 
 
-def _table(header: list[str], rows: list[list[str]], align_left: int = 1) -> list[str]:
-    """Right-aligned columns except the first ``align_left`` ones."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for r in [header, *rows]:
-        cells = [
-            r[i].ljust(widths[i]) if i < align_left else r[i].rjust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append(" " + " ".join(cells).rstrip())
+def _criteria_lines(s: ModelSummary) -> list[str]:
+    names, cells = criteria_cells(s)
+    if names == ["REML criterion at convergence"]:
+        return [f"REML criterion at convergence: {cells[0]}"]
+    return [line.rstrip() for line in rformat.named_vector_lines(names, cells)]
+
+
+def residual_cells(s: ModelSummary) -> tuple[list[str], list[str]]:
+    """Min, 1Q, Median, 3Q, Max of the scaled residuals, as lme4 rounds them."""
+    assert s.scaled_residuals is not None
+    q = rformat.zapsmall(s.scaled_residuals.to_numpy(), DIGITS + 1)
+    return [str(k) for k in s.scaled_residuals.index], rformat.format_numbers(q, DIGITS)
+
+
+def residual_title(s: ModelSummary) -> str:
+    return "Scaled residuals:" if s.residuals_exact else "Scaled residuals (quartiles approximate):"
+
+
+def _residual_lines(s: ModelSummary) -> list[str]:
+    lines = rformat.named_vector_lines(*residual_cells(s))
+    return [residual_title(s), *(line.rstrip() for line in lines)]
+
+
+def _correlation_cells(values: tuple[float, ...]) -> list[str]:
+    """One term's correlations: ``format(round(x, 2), nsmall = 2)`` over its matrix."""
+    return rformat.format_numbers(rformat.round_r(np.array([1.0, *values]), 2), nsmall=2)[1:]
+
+
+def random_effects_cells(s: ModelSummary) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of lme4's ``Random effects:`` table (Groups, Name, Variance,
+    Std.Dev., Corr); the group label only on a term's first row."""
+    rows = list(s.random_effects) + ([s.residual] if s.residual is not None else [])
+    variances = rformat.format_numbers([r.variance for r in rows], DIGITS)
+    sds = rformat.format_numbers([r.std_dev for r in rows], DIGITS)
+    n_corr = max((len(r.correlations) for r in rows), default=0)
+    cells = []
+    previous_group = None
+    for r, var, sd in zip(rows, variances, sds, strict=True):
+        corr = _correlation_cells(r.correlations) if r.correlations else []
+        group = "" if r.group == previous_group else r.group
+        previous_group = r.group
+        cells.append([group, r.name, var, sd, *corr, *[""] * (n_corr - len(corr))])
+    header = ["Groups", "Name", "Variance", "Std.Dev."]
+    if n_corr:
+        header += ["Corr", *[""] * (n_corr - 1)]
+    return header, cells
+
+
+def random_effects_lines(s: ModelSummary) -> list[str]:
+    """lme4's ``Random effects:`` table."""
+    header, cells = random_effects_cells(s)
+    lines = rformat.matrix_lines(cells, header, [""] * len(cells), right=False)
+    return [line.rstrip() for line in lines]
+
+
+def groups_text(s: ModelSummary) -> str:
+    """``Subject, 18; Batch, 6``: grouping factors and their levels."""
+    return "; ".join(f"{name}, {n}" for name, n in s.ngroups.items())
+
+
+def groups_lines(s: ModelSummary) -> list[str]:
+    """``Number of obs: 180, groups:  Subject, 18`` (factors separated by ``;``)."""
+    lines = rformat.filled_line([f"Number of obs: {s.nobs}, groups: ", groups_text(s)], WIDTH)
+    if s.n_dropped:
+        lines.append(f"  ({s.n_dropped} observations deleted due to missingness)")
     return lines
 
 
-def _random_effects_lines(model: LinearMixedModel) -> list[str]:
-    rows: list[list[str]] = []
-    corr_cols = 0
-    blocks = []
-    for label, term, cov in zip(
-        model.term_labels, model.design.terms, model.covariance_matrices(), strict=True
-    ):
-        sd = np.sqrt(np.diag(cov))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = cov / np.outer(sd, sd)
-        blocks.append((label, term.column_names, np.diag(cov), sd, corr))
-        corr_cols = max(corr_cols, len(term.column_names) - 1)
-    for label, names, var, sd, corr in blocks:
-        for i, name in enumerate(names):
-            row = [label if i == 0 else "", name, f"{var[i]:.4g}", f"{sd[i]:.4g}"]
-            cells = [f"{corr[i, j]:.2f}" if np.isfinite(corr[i, j]) else "NaN" for j in range(i)]
-            row += cells + [""] * (corr_cols - len(cells))
-            rows.append(row)
-    sigma = model.sigma
-    rows.append(["Residual", "", f"{sigma**2:.4g}", f"{sigma:.4g}"] + [""] * corr_cols)
-    header = ["Groups", "Name", "Variance", "Std.Dev."] + (
-        ["Corr"] + [""] * (corr_cols - 1) if corr_cols else []
-    )
-    return _table(header, rows, align_left=2)
+def fixed_effects_cells(
+    s: ModelSummary,
+) -> tuple[list[str], list[str], list[list[str]], bool]:
+    """Header, row names, rows of the coefficient table, and whether stars show."""
+    table = s.fixed_effects
+    columns = ["estimate", "std_error"]
+    header = ["Estimate", "Std. Error"]
+    if "df" in table.columns:
+        columns.append("df")
+        header.append("df")
+    columns.append("statistic")
+    header.append(s.statistic_label)
+    if s.has_p_values:
+        columns.append("p_value")
+        header.append(s.p_label)
+    values = table[columns].to_numpy(dtype=float)
+    n_coef = len(columns) - 1 - int(s.has_p_values)
+    cells = rformat.coefficient_cells(values, n_coef, s.has_p_values, DIGITS)
+    stars = bool(cells) and len(cells[0]) > len(columns)
+    if stars:
+        header.append("")
+    return header, [str(n) for n in table.index], cells, stars
+
+
+def fixed_effects_lines(s: ModelSummary) -> list[str]:
+    """lme4's (lmerTest's) coefficient table, with significance codes when p values show."""
+    header, names, cells, stars = fixed_effects_cells(s)
+    lines = [line.rstrip() for line in rformat.matrix_lines(cells, header, names)]
+    if stars:
+        lines += ["---", rformat.SIGNIF_LEGEND]
+    return lines
+
+
+def correlation_cells(s: ModelSummary) -> tuple[list[str], list[str], list[list[str]]]:
+    """The lower triangle of the fixed effects' correlations, R's abbreviated labels."""
+    corr = s.correlation
+    assert corr is not None
+    names = [str(n) for n in corr.index]
+    p = len(names)
+    flat = rformat.format_numbers(rformat.round_r(corr.to_numpy().ravel(), 3), nsmall=3)
+    grid = np.array(flat, dtype=object).reshape(p, p)
+    rows = rformat.abbreviate(names, 11)
+    cols = rformat.abbreviate(names, 6)
+    cells = [[grid[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+    return cols[: p - 1], rows[1:], cells
+
+
+def correlation_lines(s: ModelSummary) -> list[str]:
+    """``Correlation of Fixed Effects:``."""
+    if s.correlation is None or s.correlation.shape[0] < 2:
+        return []
+    header, names, cells = correlation_cells(s)
+    lines = rformat.matrix_lines(cells, header, names, right=False)
+    return ["Correlation of Fixed Effects:", *(line.rstrip() for line in lines)]
+
+
+def correlation_omitted_lines(p: int) -> list[str]:
+    return [
+        f"Correlation matrix not shown by default, as p = {p} > {CORRELATION_MAX}.",
+        "Use m.summary(correlation=True) or m.vcov if you need it",
+    ]
+
+
+def render_text(s: ModelSummary) -> str:
+    """The text of lme4's ``summary()`` from the summary content."""
+    lines = [s.title]
+    if s.family is not None:
+        link = f"  ( {s.link} )" if s.link else ""
+        lines.append(f" Family: {s.family}{link}")
+    lines.append(f"Formula: {s.formula}")
+    if s.data:
+        lines.append(f"   Data: {s.data}")
+    lines += ["", *_criteria_lines(s), ""]
+    if s.scaled_residuals is not None:
+        lines += [*_residual_lines(s), ""]
+    lines += ["Random effects:", *random_effects_lines(s), *groups_lines(s)]
+    if len(s.fixed_effects):
+        lines += ["", "Fixed effects:", *fixed_effects_lines(s)]
+        if s.correlation_omitted is not None:
+            lines += ["", *correlation_omitted_lines(s.correlation_omitted)]
+        elif s.correlation is not None and len(s.correlation) > 1:
+            lines += ["", *correlation_lines(s)]
+    lines += s.notes
+    return "\n".join(lines)
 
 
 def lme4_summary(model: LinearMixedModel) -> str:
     """The text of lme4's ``summary()`` for a fitted model."""
-    method = "REML" if model.reml else "maximum likelihood"
-    header = f"Linear mixed model fit by {method}"
-    if model.reml and hasattr(model, "coef_table"):
-        header += ". t-tests use Satterthwaite's method"
-    lines = [header]
-    lines.append(f"Formula: {model.design.formula.source}")
-    if model.data_name:
-        lines.append(f"   Data: {model.data_name}")
-    lines.append("")
-    if model.reml:
-        lines.append(f"REML criterion at convergence: {model.objective:.1f}")
-    else:
-        stats = [
-            ("AIC", model.aic),
-            ("BIC", model.bic),
-            ("logLik", model.loglik),
-            ("deviance", model.objective),
-            ("df.resid", float(model.nobs - model.n_params)),
-        ]
-        width = max(len(f"{v:.1f}") for _, v in stats)
-        lines.append("  ".join(name.rjust(width) for name, _ in stats))
-        lines.append("  ".join(f"{v:.1f}".rjust(width) for _, v in stats))
-    lines.append("")
+    from .summary import summarize
 
-    q = model.scaled_residual_quantiles()
-    exact = q.attrs.get("exact", True)
-    lines.append("Scaled residuals:" if exact else "Scaled residuals (quartiles approximate):")
-    lines += _table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], align_left=0)
-    lines.append("")
-
-    lines.append("Random effects:")
-    lines += _random_effects_lines(model)
-    groups = ", ".join(f"{name}, {n}" for name, n in model.ngroups.items())
-    lines.append(f"Number of obs: {model.nobs}, groups:  {groups}")
-    if model.n_dropped_missing:
-        lines.append(f"({model.n_dropped_missing} observations deleted due to missingness)")
-    lines.append("")
-
-    coefs = model.coefs
-    lines.append("Fixed effects:")
-    tests = _satterthwaite_tests(model)
-    if tests is None:
-        rows = [
-            [name, f"{r.estimate:.4g}", f"{r.std_error:.4g}", f"{r.t_value:.3f}"]
-            for name, r in coefs.iterrows()
-        ]
-        lines += _table(["", "Estimate", "Std. Error", "t value"], rows)
-        if model.reml and hasattr(model, "coef_table"):
-            lines.append("(Satterthwaite df skipped: costly for this model; see coef_table())")
-    else:
-        rows = [
-            [
-                name,
-                f"{r.estimate:.4g}",
-                f"{r.std_error:.4g}",
-                f"{r.df:.3f}",
-                f"{r.t_value:.3f}",
-                _format_p(r.p_value),
-                _stars(r.p_value),
-            ]
-            for name, r in tests.iterrows()
-        ]
-        lines += _table(["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""], rows)
-        lines.append("---")
-        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
-
-    p = len(coefs)
-    if 1 < p <= 12:
-        vc = model.vcov.to_numpy()
-        se = np.sqrt(np.diag(vc))
-        corr = vc / np.outer(se, se)
-        short = [_abbreviate(n) for n in coefs.index]
-        lines.append("")
-        lines.append("Correlation of Fixed Effects:")
-        rows = [
-            [short[i]] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i)
-            for i in range(1, p)
-        ]
-        lines += _table(["", *short[: p - 1]], rows)
-    if model.design.dropped_columns:
-        lines.append(
-            "fixed-effect model matrix is rank deficient so dropping "
-            f"{len(model.design.dropped_columns)} columns: "
-            + ", ".join(model.design.dropped_columns)
-        )
-    if model.is_singular:
-        lines.append("boundary (singular) fit: see is_singular")
-    for message in model.convergence_messages:
-        lines.append(f"convergence warning: {message}")
-    return "\n".join(lines)
+    return render_text(summarize(model))
 
 
-# Above this estimated cost (seconds) the summary leaves the df out rather than
-# make printing a large model slow; coef_table() computes them on request.
-_SATTERTHWAITE_BUDGET = 5.0
-
-
-def _satterthwaite_tests(model: LinearMixedModel):
-    """lmerTest's t tests for a REML fit (None for ML fits or when too costly)."""
-    if not model.reml or not hasattr(model, "coef_table"):
-        return None
-    # The df need about 4k(k + 1) refreshes of the factor (k = len(θ)).
-    optimizer = model.optsum
-    per_eval = optimizer.seconds / max(optimizer.n_evaluations, 1)
-    k = len(model.theta)
-    if 4 * k * (k + 1) * per_eval > _SATTERTHWAITE_BUDGET:
-        return None
-    try:
-        return model.coef_table(ddf="satterthwaite")
-    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-        # A summary must print; the df are left out when they cannot be had.
-        return None
-
-
-def _format_p(p: float) -> str:
-    """R's ``format.pval`` with 3 significant digits and eps 2e-16."""
-    if not np.isfinite(p):
+def format_p_value(p: float) -> str:
+    """One p value as R's ``format.pval(p, digits = 3)`` writes it (``NaN`` stays)."""
+    if isinstance(p, float) and math.isnan(p):
         return "NaN"
-    if p < 2e-16:
-        return "< 2e-16"
-    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
-
-
-def _stars(p: float) -> str:
-    if not np.isfinite(p):
-        return ""
-    for cut, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p < cut:
-            return mark
-    return ""
-
-
-def _abbreviate(name: str, width: int = 6) -> str:
-    """Short column labels for the correlation table, as R's ``abbreviate``."""
-    if len(name) <= width:
-        return name
-    core = name.strip("()")
-    vowels_dropped = core[0] + "".join(c for c in core[1:] if c.lower() not in "aeiou")
-    short = vowels_dropped[:width]
-    return f"({short[: width - 2]})" if name.startswith("(") else short
+    return rformat.format_pvalues([p], 3)[0]
