@@ -86,6 +86,9 @@ for (m in MODELS) {
   e$f <- f; e$d <- d; e$REML <- m$REML
   fit <- suppressMessages(suppressWarnings(
     eval(quote(lmerTest::lmer(f, data = d, REML = REML)), e)))
+  ## The printed call names the formula and the data set, not the local names.
+  fit@call$formula <- as.formula(m$formula)
+  fit@call$data <- as.name(m$dataset)
   rec <- list(id = m$id, dataset = m$dataset, formula = m$formula, REML = m$REML,
               r_version = R.version.string,
               lme4 = as.character(packageVersion("lme4")),
