@@ -1,16 +1,15 @@
-"""``python -m mixedmodels``: fit the sleepstudy example and print its summary."""
+"""``python -m mixedmodels``: the ``mixedmodels`` command line.
+
+``python -m mixedmodels fit data.csv "y ~ x + (1 | g)"`` is ``mixedmodels fit
+...``; without arguments it fits the sleepstudy example and prints its summary
+(saying so on stderr).
+"""
 
 from __future__ import annotations
 
-import mixedmodels as mm
+import sys
 
-
-def main() -> None:
-    data = mm.datasets.load("sleepstudy")
-    model = mm.lmer("Reaction ~ Days + (Days | Subject)", data)
-    model.data_name = "sleepstudy"
-    print(model.summary())
-
+from .frontends.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,7 +20,7 @@ def _ref(name: str) -> dict:
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """The command as a user runs it (``python -m`` reaches the same ``main``)."""
+    """The command as a user runs it (``python -m mixedmodels`` reaches the same ``main``)."""
     return subprocess.run(
         [sys.executable, "-m", "mixedmodels.frontends.cli", *args],
         input=stdin,
@@ -71,9 +71,17 @@ def test_fit_json_matches_lme4(sleepstudy_csv):
     assert doc["method"] == "REML"
     assert doc["data"] == "sleepstudy.csv"
     _check_fixed_and_components(doc, ref)
-    # No --ddf: no degrees of freedom, as in lme4's own summary.
-    assert all(f["df"] is None and f["p_value"] is None for f in doc["fixed_effects"])
+    # Satterthwaite's df and p values by default, as lmerTest's summary.
+    assert doc["ddf"] == "Satterthwaite"
+    fixed = doc["fixed_effects"]
+    np.testing.assert_allclose([f["df"] for f in fixed], ref["satterthwaite"]["df"], rtol=1e-3)
+    np.testing.assert_allclose([f["p_value"] for f in fixed], ref["satterthwaite"]["p"], rtol=1e-2)
     assert doc["warnings"] == []
+    # The document holds what the printed summary shows.
+    assert doc["summary"]["fixed_effects"][0]["p_value"] == fixed[0]["p_value"]
+    assert doc["summary"]["criteria"]["REML criterion at convergence"] == pytest.approx(
+        ref["objective"], abs=1e-2
+    )
 
 
 def test_fit_ml_from_stdin(sleepstudy_csv):
@@ -109,23 +117,70 @@ def test_fit_prints_lme4_summary(sleepstudy_csv):
     assert "Data: sleepstudy.csv" in done.stdout
 
 
-def test_ddf_satterthwaite(sleepstudy_csv):
+def test_ddf_kenward_roger_replaces_satterthwaite(sleepstudy_csv):
     ref = _ref("sleepstudy_slope_reml")
-    done = run("fit", str(sleepstudy_csv), ref["formula"], "--ddf", "satterthwaite", "--json")
-    if not hasattr(mm.LinearMixedModel, "coef_table"):
-        # Without the inference module: a clear one-line refusal.
-        assert done.returncode == 1
-        assert "coef_table" in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
-        return
+    done = run("fit", str(sleepstudy_csv), ref["formula"], "--ddf", "kenward-roger", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
+    assert doc["ddf"] == "Kenward-Roger"
     np.testing.assert_allclose(
-        [f["df"] for f in doc["fixed_effects"]], ref["satterthwaite"]["df"], rtol=1e-3
+        [f["df"] for f in doc["fixed_effects"]], ref["kenward_roger"]["df"], rtol=1e-3
     )
-    np.testing.assert_allclose(
-        [f["p_value"] for f in doc["fixed_effects"]], ref["satterthwaite"]["p"], rtol=1e-2
+    text = run("fit", str(sleepstudy_csv), ref["formula"], "--ddf", "kenward-roger").stdout
+    assert text.startswith("Linear mixed model fit by REML. t-tests use Kenward-Roger's method")
+    assert text.count("Fixed effects") == 1 and "Satterthwaite" not in text
+
+
+def test_ddf_none_is_lme4s_table(sleepstudy_csv):
+    done = run(
+        "fit", str(sleepstudy_csv), "Reaction ~ Days + (Days | Subject)", "--ddf", "none", "--json"
     )
+    doc = json.loads(done.stdout)
+    assert doc["ddf"] is None
+    assert all(f["df"] is None and f["p_value"] is None for f in doc["fixed_effects"])
+
+
+def test_kenward_roger_of_an_ml_fit_is_refused(capsys):
+    status = cli.main(
+        ["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)", "--ml", "--ddf", "kenward-roger"]
+    )
+    assert status == 1
+    assert "kenward-roger" in capsys.readouterr().err
+
+
+def test_python_m_mixedmodels_is_the_command(sleepstudy_csv):
+    command = [sys.executable, "-m", "mixedmodels"]
+    done = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "fit" in done.stdout and "datasets" in done.stdout
+    done = subprocess.run(
+        [*command, "fit", str(sleepstudy_csv), "Reaction ~ Days + (1 | Subject)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Formula: Reaction ~ Days + (1 | Subject)" in done.stdout
+    assert "Data: sleepstudy.csv" in done.stdout
+
+
+def test_python_m_mixedmodels_alone_runs_the_example_and_says_so():
+    done = subprocess.run(
+        [sys.executable, "-m", "mixedmodels"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no command given: fitting the sleepstudy example" in done.stderr
+    assert "Formula: Reaction ~ Days + (Days | Subject)" in done.stdout
+
+
+def test_formula_error_puts_the_caret_under_the_fault(sleepstudy_csv, capsys):
+    formula = "Reaction ~ Days + (Days | Subject"
+    assert cli.main(["fit", str(sleepstudy_csv), formula]) == 1
+    lines = capsys.readouterr().err.rstrip("\n").splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("mixedmodels: error: ") and "never closed" in lines[0]
+    assert lines[1].strip() == formula
+    column = lines[2].index("^")
+    assert lines[1][column] == "(" and lines[1][column:].startswith("(Days | Subject")
 
 
 def test_datasets_command_lists_the_data_sets():
@@ -148,7 +203,6 @@ def test_error_in_a_subprocess_is_one_line(sleepstudy_csv):
     ("args", "fragment"),
     [
         (("fit", "{tmp}/absent.csv", "y ~ x + (1 | g)"), "no such file"),
-        (("fit", "{csv}", "Reaction ~ Days + (Days | Subject"), "never closed"),
         (("fit", "{csv}", "Reaction ~ Days", "--groups", "Patient"), "'Patient'"),
         (("fit", "{csv}", "Reaction ~ Days"), "no random-effects terms"),
         (("fit", "{tmp}", "y ~ x + (1 | g)"), "directory"),

@@ -4,13 +4,18 @@
 
     mixedmodels fit data.csv "Reaction ~ Days + (Days | Subject)"
     mixedmodels fit data.parquet "y ~ x" --groups g --ml --json
-    cat data.csv | mixedmodels fit - "y ~ x + (1 | g)" --ddf satterthwaite
+    cat data.csv | mixedmodels fit - "y ~ x + (1 | g)" --ddf kenward-roger
     mixedmodels datasets
 
-Errors are reported as one line on stderr with exit status 1 (2 for a bad
-command line, as argparse does); warnings from the fit (singular fit,
-convergence) are one line each on stderr and, with ``--json``, listed in the
-document.
+``python -m mixedmodels`` is the same command (without arguments it fits the
+sleepstudy example and says so).  The printed summary and the ``--json``
+document are two renderings of one summary content
+(:class:`~mixedmodels.results.summary.ModelSummary`).
+
+Errors are reported on stderr with exit status 1 (2 for a bad command line,
+as argparse does): one line, followed for a formula error by the formula and
+a caret under the fault.  Warnings from the fit (singular fit, convergence)
+are one line each on stderr and, with ``--json``, listed in the document.
 """
 
 from __future__ import annotations
@@ -25,21 +30,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__, datasets
 from ..errors import MixedModelsError
 from ..formula import parse_formula
 from ..models.lmm import LinearMixedModel
+from ..results.summary import ModelSummary, summarize
 
 PROG = "mixedmodels"
-DDF_METHODS = ("satterthwaite", "kenward-roger")
+DDF_METHODS = ("satterthwaite", "kenward-roger", "none")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-_NO_DDF = (
-    "--ddf {ddf} needs the inference module (LinearMixedModel.coef_table), "
-    "which this installation of mixedmodels does not have"
-)
 
 
 class CommandError(Exception):
@@ -144,57 +145,6 @@ def fit_model(
     return model, messages
 
 
-def fixed_effects_table(model: LinearMixedModel, ddf: str | None) -> pd.DataFrame:
-    """Estimate, SE, df, t and p per fixed effect; df and p need ``ddf``.
-
-    The degrees of freedom come from the model's ``coef_table(ddf=...)``
-    (Satterthwaite or Kenward–Roger, from the inference module); without
-    ``ddf`` they are left empty, as lme4's summary leaves them.
-    """
-    coefs = model.coefs
-    table = pd.DataFrame(
-        {
-            "estimate": coefs["estimate"],
-            "std_error": coefs["std_error"],
-            "df": np.nan,
-            "t_value": coefs["t_value"],
-            "p_value": np.nan,
-        }
-    )
-    if ddf is None:
-        return table
-    if not hasattr(model, "coef_table"):
-        raise CommandError(_NO_DDF.format(ddf=ddf))
-    try:
-        inferred = model.coef_table(ddf=ddf)
-    except MixedModelsError as err:
-        raise CommandError(f"--ddf {ddf}: {err}") from err
-    return _normalise_coef_table(inferred, table)
-
-
-# Spellings of the columns a coefficient table may use, mapped to ours.
-_COLUMN_ALIASES = {
-    "estimate": ("estimate", "Estimate", "coef", "Coef."),
-    "std_error": ("std_error", "Std. Error", "se", "std_err", "SE"),
-    "df": ("df", "ddf"),
-    "t_value": ("t_value", "t value", "t", "statistic"),
-    "p_value": ("p_value", "Pr(>|t|)", "p", "pvalue", "p-value"),
-}
-
-
-def _normalise_coef_table(inferred: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
-    out = base.copy()
-    for ours, spellings in _COLUMN_ALIASES.items():
-        for name in spellings:
-            if name in inferred.columns:
-                out[ours] = inferred[name].reindex(out.index).to_numpy(dtype=float)
-                break
-        else:
-            if ours in ("df", "p_value"):
-                raise CommandError(f"the model's coef_table has no {ours!r} column")
-    return out
-
-
 # -- output ---------------------------------------------------------------------------
 
 
@@ -208,23 +158,29 @@ def _json_number(value: Any) -> float | int | None:
 
 def result_document(
     model: LinearMixedModel,
-    table: pd.DataFrame,
+    summary: ModelSummary,
     *,
     data_name: str,
-    ddf: str | None,
     messages: list[str],
 ) -> dict[str, Any]:
-    """The ``--json`` document: fixed effects, variance components, fit statistics."""
+    """The ``--json`` document: the printed summary's content, and the fit's details.
+
+    ``fixed_effects`` is the summary's table (``df`` and ``p_value`` from the
+    ``--ddf`` method, null with ``--ddf none``); ``variance_components`` are
+    R's ``as.data.frame(VarCorr(m))`` rows; ``summary`` is the whole content
+    the text shows (:meth:`ModelSummary.as_dict`).
+    """
+    content = summary.as_dict()
     fixed = [
         {
-            "term": str(name),
-            "estimate": _json_number(row.estimate),
-            "std_error": _json_number(row.std_error),
-            "df": _json_number(row.df),
-            "t_value": _json_number(row.t_value),
-            "p_value": _json_number(row.p_value),
+            "term": f["term"],
+            "estimate": f["estimate"],
+            "std_error": f["std_error"],
+            "df": f["df"],
+            "t_value": f["statistic"],
+            "p_value": f["p_value"],
         }
-        for name, row in table.iterrows()
+        for f in content["fixed_effects"]
     ]
     components = [
         {
@@ -237,12 +193,12 @@ def result_document(
         for row in model.varcorr.itertuples(index=False)
     ]
     return {
-        "formula": model.design.formula.source,
+        "formula": summary.formula,
         "data": data_name,
         "method": "REML" if model.reml else "ML",
-        "ddf": ddf,
-        "nobs": model.nobs,
-        "ngroups": {str(k): int(v) for k, v in model.ngroups.items()},
+        "ddf": summary.ddf,
+        "nobs": summary.nobs,
+        "ngroups": content["ngroups"],
         "fixed_effects": fixed,
         "variance_components": components,
         "fit": {
@@ -258,64 +214,48 @@ def result_document(
             "singular": model.is_singular,
         },
         "theta": dict(zip(model.theta_names, map(_json_number, model.theta), strict=True)),
+        "summary": content,
         "warnings": messages,
     }
-
-
-def _ddf_text(table: pd.DataFrame, ddf: str) -> str:
-    """The fixed-effects table with df and p, as lmerTest prints it under the summary."""
-    label = {"satterthwaite": "Satterthwaite's", "kenward-roger": "Kenward-Roger's"}[ddf]
-    rows = [
-        [
-            str(name),
-            f"{r.estimate:.4g}",
-            f"{r.std_error:.4g}",
-            f"{r.df:.2f}",
-            f"{r.t_value:.3f}",
-            _p_text(r.p_value),
-        ]
-        for name, r in table.iterrows()
-    ]
-    header = ["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"Fixed effects, t-tests using {label} method:"]
-    for r in [header, *rows]:
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append(" " + " ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def _p_text(p: float) -> str:
-    if not np.isfinite(p):
-        return "NA"
-    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
 
 
 # -- commands -------------------------------------------------------------------------
 
 
 def _cmd_fit(args: argparse.Namespace, out: io.TextIOBase) -> int:
-    if args.ddf is not None and not hasattr(LinearMixedModel, "coef_table"):
-        # Say so before a possibly long fit rather than after it.
-        raise CommandError(_NO_DDF.format(ddf=args.ddf))
     data, data_name = read_data(args.data)
     model, messages = fit_model(data, args.formula, ml=args.ml, groups=args.groups)
     model.data_name = data_name
-    table = fixed_effects_table(model, args.ddf)
+    ddf = None if args.ddf == "none" else args.ddf
+    try:
+        summary = summarize(model, ddf=ddf)
+    except MixedModelsError as err:
+        raise CommandError(f"--ddf {args.ddf}: {err}") from None
     for message in messages:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     if args.json:
-        document = result_document(
-            model, table, data_name=data_name, ddf=args.ddf, messages=messages
-        )
+        document = result_document(model, summary, data_name=data_name, messages=messages)
         out.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
         return 0
-    out.write(str(model.summary()) + "\n")
-    if args.ddf is not None:
-        out.write("\n" + _ddf_text(table, args.ddf) + "\n")
+    out.write(summary.as_text() + "\n")
     return 0
+
+
+def _cmd_example(out: io.TextIOBase) -> int:
+    print(
+        f"{PROG}: no command given: fitting the sleepstudy example "
+        f"(`{PROG} --help` lists the commands)",
+        file=sys.stderr,
+    )
+    args = argparse.Namespace(
+        data="sleepstudy",
+        formula="Reaction ~ Days + (Days | Subject)",
+        ml=False,
+        ddf="satterthwaite",
+        groups=None,
+        json=False,
+    )
+    return _cmd_fit(args, out)
 
 
 def _cmd_datasets(args: argparse.Namespace, out: io.TextIOBase) -> int:
@@ -334,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
 
     fit = commands.add_parser(
         "fit",
@@ -354,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--ddf",
         choices=DDF_METHODS,
-        help="denominator degrees of freedom for t tests on the fixed effects",
+        default="satterthwaite",
+        help="denominator degrees of freedom of the t tests on the fixed effects "
+        "(default satterthwaite, as lmerTest; none: lme4's table without df and p values)",
     )
     fit.add_argument(
         "--groups",
@@ -380,10 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Parameters
     ----------
     argv : sequence of str, optional
-        The arguments (default ``sys.argv[1:]``).
+        The arguments (default ``sys.argv[1:]``).  No command at all fits the
+        sleepstudy example (what ``python -m mixedmodels`` shows a newcomer).
     """
     args = build_parser().parse_args(argv)
     try:
+        if args.command is None:
+            return _cmd_example(sys.stdout)
         return args.handler(args, sys.stdout)
     except (CommandError, MixedModelsError) as err:
         message = str(err)
@@ -394,8 +338,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"{type(err).__name__}: {err}"
     except KeyboardInterrupt:
         message = "interrupted"
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(error_text(message), file=sys.stderr)
     return 1
+
+
+def error_text(message: str) -> str:
+    """``mixedmodels: error: ...`` on one line; a formula and its caret keep their lines.
+
+    A :class:`~mixedmodels.errors.FormulaError` shows the formula on an
+    indented line and a caret under the fault on the next: those two lines
+    are kept as they are (joined, the caret would point nowhere).
+    """
+    lines = message.splitlines()
+    caret = next((i for i, line in enumerate(lines) if i > 0 and line.strip() == "^"), None)
+    if caret is None:
+        return f"{PROG}: error: {' '.join(message.split())}"
+    head = " ".join(" ".join(lines[: caret - 1]).split())
+    return "\n".join([f"{PROG}: error: {head}", lines[caret - 1], lines[caret]])
 
 
 if __name__ == "__main__":
