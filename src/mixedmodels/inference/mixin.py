@@ -37,7 +37,9 @@ _UNSET: Any = object()
 class InferenceMixin:
     """Inference API of a fitted linear mixed model."""
 
-    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+    def coef_table(
+        self, ddf: str = "satterthwaite", *, conf_int: bool = False, level: float = 0.95
+    ) -> pd.DataFrame:
         """Fixed effects with standard errors, df, t values and two-sided p values.
 
         Parameters
@@ -47,12 +49,17 @@ class InferenceMixin:
             REML or ML fits), Kenward–Roger's (REML fits; the standard errors
             are then the adjusted ones, as lmerTest and pbkrtest report them),
             or none (``df`` infinite, p values from the normal distribution).
+        conf_int : bool, default False
+            Add ``conf_low`` and ``conf_high``: estimate ± the t quantile with
+            these df (normal for ``"asymptotic"``) × standard error.
+        level : float, default 0.95
+            Confidence level of those intervals.
 
         Returns
         -------
         pandas.DataFrame
             ``estimate``, ``std_error``, ``df``, ``t_value``, ``p_value`` per
-            fixed effect.
+            fixed effect (and ``conf_low``, ``conf_high``).
         """
         method = arguments.choice(
             ddf, "ddf", ["satterthwaite", "kenward-roger", "asymptotic"], _DDF_ALIASES
@@ -67,10 +74,15 @@ class InferenceMixin:
             else:
                 df = np.full(len(beta), np.inf)
                 p = 2 * stats.norm.sf(np.abs(beta / se))
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {"estimate": beta, "std_error": se, "df": df, "t_value": beta / se, "p_value": p},
             index=self.design.fixed_names,
         )
+        if conf_int:
+            from ..results.tidy import with_conf_int
+
+            table = with_conf_int(table, level)
+        return table
 
     @property
     def sdcor_names(self) -> list[str]:

@@ -194,6 +194,22 @@ class FitResultsMixin:
 
         return summarize(self, ddf=ddf, correlation=correlation)
 
+    def glance(self) -> pd.DataFrame:
+        """One row of fit statistics, as broom.mixed's ``glance``
+        (:func:`mixedmodels.results.tidy.glance`)."""
+        self._require_fit()
+        from .tidy import glance
+
+        return glance(self)
+
+    def tidy(self, **options) -> pd.DataFrame:
+        """Fixed effects and variance parameters in one long table, as broom.mixed's
+        ``tidy`` (options: :func:`mixedmodels.results.tidy.tidy`)."""
+        self._require_fit()
+        from .tidy import tidy
+
+        return tidy(self, **options)
+
     def _repr_html_(self) -> str:
         """Notebook display: the summary as HTML tables."""
         if not self.is_fitted:
