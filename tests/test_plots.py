@@ -93,6 +93,46 @@ def test_caterpillar_draws_modes_and_lme4_intervals(sleep, tmp_path):
     _assert_png_drawn(fig, tmp_path / "caterpillar.png")
 
 
+def test_caterpillar_keeps_one_level_order_across_panels(sleep):
+    fig = plots.caterpillar(sleep)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    orders = [[t.get_text() for t in ax.get_yticklabels()] for ax in axes]
+    assert orders[0] == orders[1]
+    intercepts = sleep.ranef["Subject"]["(Intercept)"]
+    assert orders[0] == [str(level) for level in intercepts.sort_values(kind="stable").index]
+    # Each panel's points follow that order: row k is the same level in both.
+    days = sleep.ranef["Subject"]["Days"]
+    np.testing.assert_allclose(
+        axes[1].lines[0].get_xdata(), [days[days.index.astype(str) == k].iloc[0] for k in orders[0]]
+    )
+
+
+def test_figures_display_themselves_in_jupyter(sleep):
+    fig = plots.caterpillar(sleep)
+    from matplotlib.figure import Figure
+
+    assert isinstance(fig, Figure)
+    png = fig._repr_png_()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_forest_plot_draws_estimates_and_intervals(sleep, tmp_path):
+    fig = plots.forest(sleep, level=0.9)
+    ax = fig.axes[0]
+    table = sleep.coef_table(conf_int=True, level=0.9)
+    points = np.asarray(ax.lines[0].get_xdata(), dtype=float)
+    np.testing.assert_allclose(np.sort(points), np.sort(table["estimate"]))
+    (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    ends = np.sort(np.array([seg[:, 0] for seg in bars.get_segments()]), axis=0)
+    np.testing.assert_allclose(ends, np.sort(table[["conf_low", "conf_high"]].to_numpy(), axis=0))
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["(Intercept)", "Days"]
+    assert [
+        t.get_text() for t in plots.forest(sleep, intercept=False).axes[0].get_yticklabels()
+    ] == ["Days"]
+    _assert_png_drawn(fig, tmp_path / "forest.png")
+
+
 def test_caterpillar_without_intervals_and_bad_input(sleep):
     fig = plots.caterpillar(sleep, level=None)
     assert not any(isinstance(c, LineCollection) for ax in fig.axes for c in ax.collections)
@@ -202,6 +242,8 @@ def test_profile_plot_and_intervals_match_lme4(tmp_path):
     fig = plots.profile(table)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["sd_(Intercept)|Batch", "sigma"]
+    # No dashed ζ levels: the ±z lines of the interval and its dotted limits only.
+    assert not [line for ax in axes for line in ax.lines if line.get_linestyle() == "--"]
     # The dotted lines are the 95 % limits.
     edges = [line.get_xdata()[0] for line in axes[1].lines if line.get_linestyle() == ":"]
     np.testing.assert_allclose(edges, limits.loc["sigma"].to_numpy())
@@ -249,5 +291,8 @@ def test_progress_bar_without_tqdm(monkeypatch):
 
 def test_profile_plot_of_a_model(tmp_path):
     m = mm.lmer("Yield ~ 1 + (1 | Batch)", mm.datasets.load("Dyestuff"))
-    fig = plots.profile(m)
+    fig = plots.profile(m, progress=False)
     _assert_png_drawn(fig, tmp_path / "profile.png")
+    sleep = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
+    titles = [ax.get_title() for ax in plots.profile(sleep, progress=False).axes]
+    assert "cor_Days.(Intercept)\n| Subject" in titles

@@ -1,16 +1,18 @@
 """Diagnostic plots of a fitted model (matplotlib, the ``plot`` extra).
 
 Each function returns a :class:`matplotlib.figure.Figure`, which the caller
-shows, saves (``fig.savefig("modes.png")``) or closes.  Figures are made with
-:class:`matplotlib.figure.Figure` directly, not through ``pyplot``, so nothing
-is registered with a GUI backend and no global state changes; in a notebook
-the returned figure displays itself.
+shows, saves (``fig.savefig("modes.png")``) or closes.  Figures are made
+without ``pyplot``, so nothing is registered with a GUI backend and no global
+state changes.  They display themselves in Jupyter as a cell's last value —
+in a fresh kernel too, without ``%matplotlib inline`` — because they carry
+their own PNG rendering (``_repr_png_``).
 
 - :func:`caterpillar` — conditional modes with prediction intervals, one panel
-  per grouping factor and random-effects column;
+  per grouping factor and random-effects column, one level order per factor;
+- :func:`forest` — the fixed effects with confidence intervals;
 - :func:`residuals` — residuals against fitted values;
 - :func:`qq` — normal quantile plots of the residuals and of the modes;
-- :func:`profile` — profile ζ plots from a table of parameter values and ζ.
+- :func:`profile` — profile ζ plots of a model (or of a table of ζ values).
 """
 
 from __future__ import annotations
@@ -32,14 +34,36 @@ if TYPE_CHECKING:
 _MAX_LABELS = 60
 
 
-def _figure(n_panels: int, ncols: int, panel_size: tuple[float, float]) -> Figure:
+def _figure_class() -> type:
+    """A :class:`~matplotlib.figure.Figure` that Jupyter shows as a PNG by itself."""
     try:
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ImportError("plots need matplotlib: pip install 'mixedmodels[plot]'") from err
+
+    class DisplayFigure(Figure):
+        """A figure that renders itself for IPython's display (``_repr_png_``).
+
+        pyplot's figures are shown by the inline backend's hooks; a figure
+        made outside pyplot has none, and Jupyter would print its repr.
+        """
+
+        def _repr_png_(self) -> bytes:
+            import io
+
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+            return buffer.getvalue()
+
+    return DisplayFigure
+
+
+def _figure(n_panels: int, ncols: int, panel_size: tuple[float, float]) -> Figure:
     ncols = max(1, min(ncols, n_panels))
     nrows = -(-n_panels // ncols)
-    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    fig = _figure_class()(
+        figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained"
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -77,8 +101,10 @@ def caterpillar(
 ) -> Figure:
     """Conditional modes of the random effects with prediction intervals.
 
-    One panel per grouping factor and random-effects column, levels sorted by
-    their mode, as lme4's ``dotplot(ranef(m, condVar = TRUE))``.
+    One panel per grouping factor and random-effects column, as lme4's
+    ``dotplot(ranef(m, condVar = TRUE))``: the levels of a grouping factor are
+    sorted by their mode in the factor's first column (the intercept) and
+    keep that order in every panel of the factor, so a row is one level.
 
     Parameters
     ----------
@@ -112,9 +138,10 @@ def caterpillar(
     n_levels = max(len(ranef[g]) for g in chosen)
     height = min(12.0, max(2.5, 0.16 * min(n_levels, _MAX_LABELS) + 1.0))
     fig = _figure(len(panels), ncols, (3.6, height))
+    orders = {g: np.argsort(ranef[g].iloc[:, 0].to_numpy(), kind="stable") for g in chosen}
     for ax, (group, j, column) in zip(fig.axes, panels, strict=False):
         modes = ranef[group][column].to_numpy()
-        order = np.argsort(modes, kind="stable")
+        order = orders[group]
         position = np.arange(len(modes))
         if level is not None:
             sd = np.sqrt(np.maximum(covs[group][:, j, j], 0.0))
@@ -135,7 +162,7 @@ def caterpillar(
             ax.set_yticks(position, labels[order], fontsize=7)
         else:
             ax.set_yticks([])
-            ax.set_ylabel(f"{len(modes)} levels, sorted")
+            ax.set_ylabel(f"{len(modes)} levels, sorted by {ranef[group].columns[0]}")
         ax.set_ylim(-0.7, len(modes) - 0.3)
         ax.set_title(f"{group}: {column}", fontsize=10)
         ax.set_xlabel("conditional mode")
@@ -288,34 +315,41 @@ def _check_profile_table(table: Any) -> None:
         )
 
 
+def _wrap_title(name: str, width: int = 24) -> str:
+    """Long parameter names (``cor_Days.(Intercept)|Subject``) broken at ``|``."""
+    if len(name) <= width or "|" not in name:
+        return name
+    head, group = name.rsplit("|", 1)
+    return f"{head}\n| {group}"
+
+
 def profile(
     source: Any,
     *,
-    levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99),
     interval: float | None = 0.95,
     ncols: int = 3,
+    progress: bool | None = None,
 ) -> Figure:
     """Profile ζ plots: ζ against each parameter's value.
 
     ζ(p) = sign(p − p̂) √(d(p) − d(p̂)), d the objective minimised over the
     other parameters with p held fixed.  A straight line means a quadratic
     log-likelihood, where Wald intervals are fine; bends show where they are
-    not.  Dashed lines mark ±z for ``levels``; dotted lines the profile
-    interval at ``interval``.
+    not.  The profile interval at ``interval`` is marked where ζ crosses ±z
+    (dotted, with the ±z levels as light lines).
 
     Parameters
     ----------
-    source : pandas.DataFrame or model
-        The profile in long format: one row per evaluation, columns
-        ``parameter`` (name), ``value`` (the parameter's value) and ``zeta``.
-        A model with a ``profile()`` method returning such a table is
-        profiled first.
-    levels : tuple of float
-        Confidence levels whose ±z are marked.
+    source : model or pandas.DataFrame
+        A fitted model (profiled first, with ``source.profile()``), or a
+        profile in long format: one row per evaluation, columns ``parameter``
+        (name), ``value`` (the parameter's value) and ``zeta``.
     interval : float or None, default 0.95
         Confidence level of the interval marked on each panel (None: none).
     ncols : int, default 3
         Panels per row.
+    progress : bool, optional
+        Passed to the model's ``profile()`` (None: its default).
 
     Returns
     -------
@@ -323,28 +357,88 @@ def profile(
     """
     table = source
     if not isinstance(source, pd.DataFrame) and callable(getattr(source, "profile", None)):
-        table = source.profile()
+        table = source.profile() if progress is None else source.profile(progress=progress)
     _check_profile_table(table)
     if table.empty:
         raise MixedModelsError("the profile table is empty")
+    if interval is not None and not 0 < interval < 1:
+        raise MixedModelsError(f"interval must be between 0 and 1, got {interval}")
     names = list(dict.fromkeys(table["parameter"]))
-    fig = _figure(len(names), ncols, (3.6, 3.0))
-    z_marks = stats.norm.ppf(0.5 + np.asarray(levels) / 2)
+    fig = _figure(len(names), ncols, (3.2, 2.8))
     limits = profile_intervals(table, interval) if interval is not None else None
+    z = stats.norm.ppf(0.5 + interval / 2) if interval is not None else None
     for ax, name in zip(fig.axes, names, strict=False):
         part = table[table["parameter"] == name].sort_values("value")
         ax.plot(part["value"], part["zeta"], "-", color="C0", linewidth=1.4)
-        for zm in z_marks:
-            ax.axhline(zm, color="0.75", linewidth=0.7, linestyle="--")
-            ax.axhline(-zm, color="0.75", linewidth=0.7, linestyle="--")
+        ax.axhline(0.0, color="0.3", linewidth=0.6)
         if limits is not None:
+            for sign in (-1, 1):
+                ax.axhline(sign * z, color="0.85", linewidth=0.7)
             for edge in limits.loc[name]:
                 if np.isfinite(edge):
                     ax.axvline(edge, color="C3", linewidth=0.9, linestyle=":")
-        ax.axhline(0.0, color="0.3", linewidth=0.6)
-        ax.set_title(str(name), fontsize=10)
-        ax.set_xlabel("value")
+        ax.set_title(_wrap_title(str(name)), fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.set_ylabel("ζ")
     if interval is not None:
-        fig.suptitle(f"Profile ζ, {interval:.0%} intervals dotted", fontsize=10)
+        fig.suptitle(f"Profile ζ; {interval:.0%} profile intervals dotted", fontsize=10)
+    return fig
+
+
+# -- fixed effects ----------------------------------------------------------------------
+
+
+def forest(
+    model: LinearMixedModel,
+    *,
+    level: float = 0.95,
+    ddf: str = "satterthwaite",
+    intercept: bool = True,
+) -> Figure:
+    """The fixed effects with their confidence intervals (a forest plot).
+
+    Parameters
+    ----------
+    model : LinearMixedModel
+        A fitted model.
+    level : float, default 0.95
+        Coverage of the intervals: estimate ± t quantile × standard error with
+        the ``ddf`` degrees of freedom (``coef_table(conf_int=True)``).
+    ddf : str, default "satterthwaite"
+        ``"satterthwaite"``, ``"kenward-roger"`` or ``"asymptotic"`` (Wald).
+    intercept : bool, default True
+        Include ``(Intercept)`` (often on another scale than the slopes).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_fitted(model)
+    if not 0 < level < 1:
+        raise MixedModelsError(f"level must be between 0 and 1, got {level}")
+    table = model.coef_table(ddf=ddf, conf_int=True, level=level)
+    if not intercept:
+        table = table.drop(index="(Intercept)", errors="ignore")
+    if table.empty:
+        raise MixedModelsError("no fixed effects to draw")
+    n = len(table)
+    fig = _figure(1, 1, (5.5, min(10.0, 0.35 * n + 1.4)))
+    ax = fig.axes[0]
+    position = np.arange(n)[::-1]
+    ax.errorbar(
+        table["estimate"],
+        position,
+        xerr=[table["estimate"] - table["conf_low"], table["conf_high"] - table["estimate"]],
+        fmt="o",
+        color="C0",
+        ecolor="0.4",
+        elinewidth=1.2,
+        capsize=2.5,
+        markersize=4,
+    )
+    ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--")
+    ax.set_yticks(position, [str(name) for name in table.index], fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel(f"estimate with {level:.0%} confidence interval")
+    ax.set_title(model.design.formula.source, fontsize=9)
     return fig
