@@ -197,7 +197,6 @@ class FitResultsMixin:
     def glance(self) -> pd.DataFrame:
         """One row of fit statistics, as broom.mixed's ``glance``
         (:func:`mixedmodels.results.tidy.glance`)."""
-        self._require_fit()
         from .tidy import glance
 
         return glance(self)
@@ -205,7 +204,6 @@ class FitResultsMixin:
     def tidy(self, **options) -> pd.DataFrame:
         """Fixed effects and variance parameters in one long table, as broom.mixed's
         ``tidy`` (options: :func:`mixedmodels.results.tidy.tidy`)."""
-        self._require_fit()
         from .tidy import tidy
 
         return tidy(self, **options)

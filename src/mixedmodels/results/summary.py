@@ -17,6 +17,7 @@ deviance and df.resid as criteria.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -298,33 +299,21 @@ def _variance_components(varcorr: pd.DataFrame) -> tuple[list[VarianceComponent]
 
 
 def _scaled_residuals(model: LinearMixedModel) -> tuple[pd.Series, bool]:
-    labels = ["Min", "1Q", "Median", "3Q", "Max"]
-    quantiles = getattr(model, "scaled_residual_quantiles", None)
-    if callable(quantiles):
-        q = quantiles()
-        return pd.Series(np.asarray(q, dtype=float), index=labels), bool(
-            getattr(q, "attrs", {}).get("exact", True)
-        )
-    # Until the model offers scaled_residual_quantiles(): weighted residuals / σ.
-    resid = np.asarray(model.residuals, dtype=float) / model.sigma
-    weights = model.design.weights
-    if weights is not None:
-        resid = resid * np.sqrt(weights)
-    return pd.Series(np.quantile(resid, [0, 0.25, 0.5, 0.75, 1]), index=labels), True
+    q = model.scaled_residual_quantiles()
+    return q, bool(q.attrs.get("exact", True))
 
 
 def _satterthwaite_affordable(model: LinearMixedModel) -> bool:
     """Whether the df take under :data:`SATTERTHWAITE_BUDGET` seconds.
 
-    They need about 4k(k + 1) evaluations of the objective (k = len(θ)),
-    each costing what one did during the fit.
+    They need about 4k(k + 1) evaluations of the objective (k = len(θ));
+    one is timed (the fit's own time per evaluation would count a first
+    call's compilation).
     """
-    optimizer = getattr(model, "optsum", None)
-    seconds = getattr(optimizer, "seconds", None)
-    if seconds is None or not getattr(optimizer, "n_evaluations", 0):
-        return True
     k = len(model.theta)
-    return 4 * k * (k + 1) * seconds / optimizer.n_evaluations <= SATTERTHWAITE_BUDGET
+    start = time.perf_counter()
+    model.problem.objective(model.theta)
+    return 4 * k * (k + 1) * (time.perf_counter() - start) <= SATTERTHWAITE_BUDGET
 
 
 def _fixed_effects(
