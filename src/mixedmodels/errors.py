@@ -7,6 +7,27 @@ catch the standard exception keep working.
 
 from __future__ import annotations
 
+import inspect
+import os
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` at which a warning points at the user's line.
+
+    Call it in the function that calls :func:`warnings.warn`: it counts the
+    frames up to the first one outside this package, so the warning names
+    the user's call (``mm.lmer(...)``) whatever path led into the library.
+    """
+    here = inspect.currentframe()
+    frame = here.f_back if here is not None else None
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
 
 class MixedModelsError(ValueError):
     """Base class for errors about a model's specification or data."""

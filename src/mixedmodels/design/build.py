@@ -25,7 +25,13 @@ from formulaic.parser.types import Token as _Token
 from formulaic.transforms import stateful_transform
 
 from ..engine.terms import RandomEffectsTerm
-from ..errors import DataError, FormulaError, MissingValuesWarning, RankDeficiencyWarning
+from ..errors import (
+    DataError,
+    FormulaError,
+    MissingValuesWarning,
+    RankDeficiencyWarning,
+    user_stacklevel,
+)
 from ..formula import (
     TRANSFORMS,
     ParsedFormula,
@@ -625,7 +631,7 @@ def build_design(
             "fixed-effect model matrix is rank deficient so dropping "
             f"{len(dropped)} column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
             RankDeficiencyWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     check_predictor_scales(x, names)
 
@@ -809,7 +815,9 @@ def _nan_from_transforms(
         raise DataError(f"{message}; fix the data or use missing='drop' to drop those rows")
     # Warned from build_design's helper: point at the caller of LinearMixedModel.
     warnings.warn(
-        f"{message}; those rows are dropped as missing", MissingValuesWarning, stacklevel=5
+        f"{message}; those rows are dropped as missing",
+        MissingValuesWarning,
+        stacklevel=user_stacklevel(),
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.terms import RandomEffectsTerm
-from ..errors import DataError, MixedModelsError, PredictorScaleWarning
+from ..errors import DataError, MixedModelsError, PredictorScaleWarning, user_stacklevel
 
 __all__ = [
     "MISSING_OPTIONS",
@@ -302,5 +302,5 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
     warnings.warn(
         f"some predictor variables are on very different scales: consider rescaling them: {detail}",
         PredictorScaleWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )

@@ -43,7 +43,7 @@ import pandas as pd
 
 from .. import design as _design
 from ..design import lme4_column_name
-from ..errors import RankDeficiencyWarning, Type3Error
+from ..errors import RankDeficiencyWarning, Type3Error, user_stacklevel
 
 if TYPE_CHECKING:
     from ..models.lmm import LinearMixedModel
@@ -329,7 +329,7 @@ def type3_contrasts(model: LinearMixedModel, seed: int = 20_231_121) -> dict[str
                 f"no data in the cells {', '.join(cells)}: interpret the type III "
                 "hypotheses with care (lmerTest's construction for empty cells)",
                 RankDeficiencyWarning,
-                stacklevel=4,  # the caller of mm.anova
+                stacklevel=user_stacklevel(),
             )
     x = x_all[:, kept]
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(complete))):

@@ -36,8 +36,10 @@ from ..errors import (
     ConvergenceWarning,
     DataError,
     FormulaError,
+    MixedModelsError,
     NotFittedError,
     SingularFitWarning,
+    user_stacklevel,
 )
 from ..inference.mixin import InferenceMixin
 from ..results.accessors import FitResultsMixin
@@ -92,7 +94,11 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         missing: str = "drop",
     ) -> None:
         reml = arguments.boolean(reml, "reml")
-        design = build_design(formula, data, weights=weights, missing=missing)
+        try:
+            design = build_design(formula, data, weights=weights, missing=missing)
+        except MixedModelsError as err:
+            # The message names the fault; the parser's frames would only bury it.
+            raise err.with_traceback(None) from None
         if not design.terms:
             raise FormulaError(
                 f"no random-effects terms in {formula!r}: add at least one term such as "
@@ -208,13 +214,13 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         self._set_state(summary)
         if warn:
             for message in summary.messages:
-                warnings.warn(message, ConvergenceWarning, stacklevel=2)
+                warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())
             if self.is_singular:
                 warnings.warn(
                     "boundary (singular) fit: some variance component is estimated as zero "
                     "or a correlation as ±1; see is_singular",
                     SingularFitWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
         return self
 

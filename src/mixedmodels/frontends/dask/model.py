@@ -24,7 +24,7 @@ from ...design import _required_columns, lme4_column_name
 from ...design.checks import check_grouping_factors, check_random_effects_size
 from ...engine.blocks import CrossProducts
 from ...engine.terms import TermStructure
-from ...errors import DataError, FormulaError, RankDeficiencyWarning
+from ...errors import DataError, FormulaError, RankDeficiencyWarning, user_stacklevel
 from ...formula import ParsedFormula, parse_formula
 from ...models.lmm import LinearMixedModel
 from .detect import is_dask_dataframe
@@ -135,7 +135,7 @@ def dask_model(
             "fixed-effect model matrix is rank deficient so dropping "
             f"{len(dropped)} column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
             RankDeficiencyWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     plan.keep = [j for j in range(len(names)) if j not in set(aliased)]
     if plan.keep:
