@@ -18,7 +18,6 @@ from scipy import optimize
 
 import mixedmodels as mm
 from mixedmodels import plots
-from mixedmodels.progress import progress_bar
 
 matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection  # noqa: E402
@@ -256,37 +255,6 @@ def test_profile_rejects_a_table_without_zeta():
         plots.profile(table)
     with pytest.raises(mm.MixedModelsError, match="DataFrame"):
         plots.profile([1, 2, 3])
-
-
-# -- progress -------------------------------------------------------------------------
-
-
-def test_progress_bar_off_is_the_iterable_itself():
-    items = [1, 2, 3]
-    assert progress_bar(items) is items
-
-
-def test_progress_bar_writes_to_stderr(capsys):
-    pytest.importorskip("tqdm")
-    assert list(progress_bar(range(5), enabled=True, desc="bootstrap")) == list(range(5))
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "bootstrap" in captured.err
-
-
-def test_progress_bar_without_tqdm(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_tqdm(name, *args, **kwargs):
-        if name == "tqdm" or name.startswith("tqdm."):
-            raise ImportError("no tqdm here")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tqdm)
-    items = range(3)
-    assert progress_bar(items, enabled=True) is items
 
 
 def test_profile_plot_of_a_model(tmp_path):

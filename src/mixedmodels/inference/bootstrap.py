@@ -123,7 +123,7 @@ def _y_operators(design: Design) -> list[sp.csr_matrix]:
 
 
 def parametric_bootstrap(
-    model: LinearMixedModel, n: int, seed=None, progress: bool = False
+    model: LinearMixedModel, n: int, seed=None, progress: bool | None = None
 ) -> BootstrapResult:
     """Refit θ to n simulated responses; see :meth:`InferenceMixin.bootstrap`."""
     rng = _rng(seed)
@@ -148,7 +148,7 @@ def parametric_bootstrap(
     dof = cp.n_obs - p if model.reml else cp.n_obs
     k = len(theta_hat)
     out = np.empty((n, 2 + p + k))
-    for r in progress_bar(range(n), total=n, enabled=progress, desc="bootstrap"):
+    for r in progress_bar(range(n), total=n, enabled=progress, desc="bootstrap", unit="replicate"):
         at = r % _BATCH
         if at == 0:
             # The y-dependent blocks of a batch of replicates at once.

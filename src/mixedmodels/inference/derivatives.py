@@ -37,6 +37,11 @@ def steps(x: np.ndarray) -> np.ndarray:
     return np.maximum(_RELATIVE_STEP * np.abs(x), _MIN_STEP)
 
 
+def evaluation_count(k: int) -> int:
+    """How many times :func:`gradient_and_hessian` calls its function in k dimensions."""
+    return 1 + _RICHARDSON_STEPS * (2 * k + k * (k - 1))
+
+
 def gradient_and_hessian(
     func: Callable[[np.ndarray], np.ndarray], x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

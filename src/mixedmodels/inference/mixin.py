@@ -38,7 +38,12 @@ class InferenceMixin:
     """Inference API of a fitted linear mixed model."""
 
     def coef_table(
-        self, ddf: str = "satterthwaite", *, conf_int: bool = False, level: float = 0.95
+        self,
+        ddf: str = "satterthwaite",
+        *,
+        conf_int: bool = False,
+        level: float = 0.95,
+        progress: bool | None = None,
     ) -> pd.DataFrame:
         """Fixed effects with standard errors, df, t values and two-sided p values.
 
@@ -54,6 +59,9 @@ class InferenceMixin:
             these df (normal for ``"asymptotic"``) × standard error.
         level : float, default 0.95
             Confidence level of those intervals.
+        progress : bool, optional
+            Satterthwaite's progress bar: by default shown when the df take
+            more than a few seconds; True always, False never.
 
         Returns
         -------
@@ -70,7 +78,7 @@ class InferenceMixin:
         else:
             se = self.state.std_errors
             if method == "satterthwaite":
-                df, p = satterthwaite_table(self)
+                df, p = satterthwaite_table(self, progress)
             else:
                 df = np.full(len(beta), np.inf)
                 p = 2 * stats.norm.sf(np.abs(beta / se))
@@ -96,7 +104,7 @@ class InferenceMixin:
         *,
         n_boot: int = 500,
         seed: Any = None,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> pd.DataFrame:
         """Confidence intervals, rows named as lme4's ``confint(oldNames=FALSE)``.
 
@@ -110,9 +118,10 @@ class InferenceMixin:
         level : float, default 0.95
         n_boot, seed
             For ``method="bootstrap"``.
-        progress : bool, default False
-            Show a progress bar on stderr (profile: one step per parameter;
-            bootstrap: one per replicate).
+        progress : bool, optional
+            A progress bar (profile: a tick per point walked; bootstrap: per
+            replicate): by default shown once the work has run for a few
+            seconds; True always, False never.
 
         Returns
         -------
@@ -145,7 +154,7 @@ class InferenceMixin:
         """
         return conditional_covariances(self)
 
-    def profile(self, level: float = 0.95, progress: bool = False) -> pd.DataFrame:
+    def profile(self, level: float = 0.95, progress: bool | None = None) -> pd.DataFrame:
         """The likelihood profile behind ``confint(method="profile")``.
 
         Returns a long table with columns ``parameter`` (lme4's names),
@@ -196,7 +205,7 @@ class InferenceMixin:
             values, index=design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
         )
 
-    def bootstrap(self, n: int, seed: Any = None, progress: bool = False) -> BootstrapResult:
+    def bootstrap(self, n: int, seed: Any = None, progress: bool | None = None) -> BootstrapResult:
         """Parametric bootstrap: refit θ to ``n`` responses simulated from the fit.
 
         Each replicate changes only the y parts of the model's cross-products

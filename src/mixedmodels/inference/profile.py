@@ -33,7 +33,7 @@ from scipy.interpolate import CubicSpline
 
 from ..engine.blocks import CrossProducts
 from ..engine.optimize import minimize_bobyqa
-from ..progress import progress_bar
+from ..progress import counting, step_bar
 
 if TYPE_CHECKING:
     from ..models.lmm import LinearMixedModel
@@ -332,14 +332,14 @@ def _interval(points: list[tuple[float, float]], z: float, lower: float, upper: 
 
 
 def profile_confint(
-    model: LinearMixedModel, level: float = 0.95, progress: bool = False
+    model: LinearMixedModel, level: float = 0.95, progress: bool | None = None
 ) -> pd.DataFrame:
     """Profile intervals for every parameter (rows named as lme4's ``oldNames=FALSE``)."""
     return _profile(model, level, progress)[0]
 
 
 def profile_table(
-    model: LinearMixedModel, level: float = 0.95, progress: bool = False
+    model: LinearMixedModel, level: float = 0.95, progress: bool | None = None
 ) -> pd.DataFrame:
     """The profile walked for the intervals: long table ``parameter``, ``value``, ``zeta``.
 
@@ -350,7 +350,7 @@ def profile_table(
 
 
 def _profile(
-    model: LinearMixedModel, level: float, progress: bool
+    model: LinearMixedModel, level: float, progress: bool | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     ml = model.refit_ml()
     theta_ml = ml.state.theta
@@ -372,10 +372,18 @@ def _profile(
     is_cor = lower_b == -1.0
     rows = []
     walked: list[list[tuple[float, float]]] = []
-    bar = progress_bar(range(nvp + p), total=nvp + p, enabled=progress, desc="profile")
-    steps = iter(bar)
+    # The bar ticks per point walked; a parameter takes about 2·cutoff/δ + 1.
+    per_parameter = 2 * math.ceil(cutoff / delta) + 1
+    bar = step_bar((nvp + p) * per_parameter, "profile", progress, unit="point")
+    done = [0]
+
+    def finished_parameter() -> None:
+        # What is left is re-estimated from the parameters still to walk.
+        done[0] += 1
+        bar.total = bar.n + (nvp + p - done[0]) * per_parameter
+        bar.refresh()
+
     for w in range(nvp):
-        next(steps, None)
         others = np.array([i for i in range(nvp) if i != w])
 
         def zeta_at(value, start, w=w, others=others):
@@ -403,11 +411,13 @@ def _profile(
         pw = opt[w]
         first = 0.001 if pw == 0 else pw * 1.01
         last[0] = 0.0
-        points = _walk(zeta_at, pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta)
+        points = _walk(
+            counting(zeta_at, bar), pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta
+        )
+        finished_parameter()
         walked.append(points)
         rows.append(_interval(points, z, lower_b[w], upper_b[w]))
     for j in range(p):
-        next(steps, None)
 
         def zeta_fixed(value, start, j=j):
             fixed = ml.problem.with_cross_products(_offset_blocks(ml.cross_products, j, value))
@@ -421,10 +431,12 @@ def _profile(
             return math.copysign(math.sqrt(diff), value - beta[j]), start
 
         first = beta[j] + delta * stderr[j]
-        points = _walk(zeta_fixed, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta)
+        zeta = counting(zeta_fixed, bar)
+        points = _walk(zeta, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta)
+        finished_parameter()
         walked.append(points)
         rows.append(_interval(points, z, -math.inf, math.inf))
-    next(steps, None)  # exhausts the iterator, which closes the bar
+    bar.close()
     names = [*sdcor_names(model), *model.design.fixed_names]
     table = pd.DataFrame(
         [

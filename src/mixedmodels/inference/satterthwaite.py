@@ -26,7 +26,8 @@ import numpy as np
 import scipy.linalg
 from scipy import stats
 
-from .derivatives import gradient_and_hessian
+from ..progress import counting, step_bar
+from .derivatives import evaluation_count, gradient_and_hessian
 
 if TYPE_CHECKING:
     from ..engine.problem import LinearProblem
@@ -83,8 +84,14 @@ def inverse_lower(lower: np.ndarray) -> np.ndarray:
     return inv
 
 
-def variance_parameter_info(model: LinearMixedModel) -> VarianceParameterInfo:
-    """Hessian of the deviance in (θ, σ) and Jacobian of vcov(β̂), at the fit."""
+def variance_parameter_info(
+    model: LinearMixedModel, progress: bool | None = None
+) -> VarianceParameterInfo:
+    """Hessian of the deviance in (θ, σ) and Jacobian of vcov(β̂), at the fit.
+
+    ``progress`` (see :mod:`mixedmodels.progress`): a bar ticking per
+    evaluation of the factor, shown by default when they take seconds.
+    """
     state = model.state
     cached = _CACHE.get(state)
     if cached is not None:
@@ -96,9 +103,10 @@ def variance_parameter_info(model: LinearMixedModel) -> VarianceParameterInfo:
     n = problem.cross_products.n_obs
     c = n - p if problem.reml else n
     workspace = problem.workspace()
-    value, grad, hess = gradient_and_hessian(
-        lambda t: _theta_components(problem, t, workspace), theta
-    )
+    with step_bar(evaluation_count(k), "Satterthwaite df", progress, unit="evaluation") as bar:
+        value, grad, hess = gradient_and_hessian(
+            counting(lambda t: _theta_components(problem, t, workspace), bar), theta
+        )
     sigma = state.sigma
     r2 = value[1]
     h = np.empty((k + 1, k + 1))
@@ -132,9 +140,11 @@ def contrast_df(info: VarianceParameterInfo, contrast: np.ndarray) -> tuple[floa
     return df, var
 
 
-def satterthwaite_table(model: LinearMixedModel) -> tuple[np.ndarray, np.ndarray]:
+def satterthwaite_table(
+    model: LinearMixedModel, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per fixed effect: (df, p value) of the t test of βⱼ = 0."""
-    info = variance_parameter_info(model)
+    info = variance_parameter_info(model, progress)
     beta = model.state.beta
     p = len(beta)
     dfs = np.empty(p)
