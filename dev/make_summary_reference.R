@@ -99,3 +99,16 @@ for (m in MODELS) {
              file.path(out, paste0(m$id, ".json")))
   cat(m$id, "\n")
 }
+
+## anova tables: lme4's likelihood-ratio test of two sleepstudy models (named
+## m0, m1 as the package's keywords would) and lmerTest's type III table.
+d <- read_data("sleepstudy", "Subject")
+sleepstudy <- d
+m0 <- lme4::lmer(Reaction ~ Days + (1 | Subject), sleepstudy)
+m1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), sleepstudy)
+lrt <- list(id = "anova_lrt_sleepstudy", text = printed(anova(m0, m1)))
+writeLines(toJSON(lrt, auto_unbox = TRUE, pretty = TRUE), file.path(out, "anova_lrt_sleepstudy.json"))
+cake <- read_data("cake", c("recipe", "replicate"))
+fit <- lmerTest::lmer(angle ~ recipe * temp + (1 | recipe:replicate), cake)
+f3 <- list(id = "anova_type3_cake", text = printed(anova(fit)))
+writeLines(toJSON(f3, auto_unbox = TRUE, pretty = TRUE), file.path(out, "anova_type3_cake.json"))

@@ -16,6 +16,7 @@ from .errors import ArgumentError, MixedModelsError
 from .frontends.dask import fit_dask, is_dask_dataframe
 from .inference.lrt import f_test_table, likelihood_ratio_table
 from .models.lmm import LinearMixedModel
+from .results.anova_table import REFIT_NOTE, as_anova_table, lrt_heading, model_labels
 
 
 def lmer(
@@ -87,7 +88,10 @@ def _reml_argument(reml: Any, lme4_spelling: Any) -> bool:
 
 
 def anova(
-    *models: LinearMixedModel, refit: bool = True, names: list[str] | None = None
+    *models: LinearMixedModel,
+    refit: bool = True,
+    names: list[str] | None = None,
+    **named_models: LinearMixedModel,
 ) -> pd.DataFrame:
     """Compare nested fitted models by likelihood-ratio tests, or test one model's terms.
 
@@ -101,12 +105,18 @@ def anova(
         does (REML criteria of models with different fixed effects are not
         comparable).
     names : list of str, optional
-        Row labels for the models, in the order given (default ``m0``, ``m1``, …).
+        Row labels for the models, in the order given (default: their
+        formulas).
+    **named_models : LinearMixedModel
+        Models given by keyword (``mm.anova(small=m0, large=m1)``), labelled
+        by the keyword; they follow the positional ones.
 
     Returns
     -------
     pandas.DataFrame
-        For several models: ``npar``, ``aic``, ``bic``, ``loglik``,
+        An :class:`~mixedmodels.results.anova_table.AnovaTable`, which prints
+        in full as R does (heading, significance stars, the notice that REML
+        fits were refitted by ML).  For several models: ``npar``, ``aic``, ``bic``, ``loglik``,
         ``deviance``, ``chisq``, ``df``, ``p_value`` (one row per model, by
         increasing ``npar``).  For one model, one row per fixed-effect term
         as lmerTest's ``anova(m)``: ``sum_sq``, ``mean_sq``, ``num_df``,
@@ -148,6 +158,12 @@ def anova(
     temp              1  222.000   94.163
     recipe:temp       2  222.000    0.042
     """
+    if named_models:
+        if names is not None:
+            raise ArgumentError("give the models' names either by keyword or as names=, not both")
+        names = [m.design.formula.source for m in models if isinstance(m, LinearMixedModel)]
+        names += list(named_models)
+        models = (*models, *named_models.values())
     if not models:
         raise MixedModelsError("anova needs at least one fitted model")
     for i, m in enumerate(models):
@@ -160,5 +176,14 @@ def anova(
     if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
         raise ArgumentError(f"names must be a list of strings, one per model, not {names!r}")
     if len(models) == 1:
-        return f_test_table(models[0])
-    return likelihood_ratio_table(list(models), refit=refit, names=names)
+        return as_anova_table(
+            f_test_table(models[0]),
+            heading=["Type III Analysis of Variance Table with Satterthwaite's method"],
+        )
+    formulas = [m.design.formula.source for m in models]
+    labels = model_labels(formulas, names)
+    table = likelihood_ratio_table(list(models), refit=refit, names=labels)
+    heading = lrt_heading(labels, formulas, [m.data_name for m in models])
+    if refit and any(m.reml for m in models):
+        heading.insert(0, REFIT_NOTE)
+    return as_anova_table(table, heading=heading)

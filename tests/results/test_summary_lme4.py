@@ -20,7 +20,9 @@ import pytest
 import mixedmodels as mm
 
 DATA = Path(__file__).parent.parent / "data" / "summaries"
-CASES = sorted(p for p in DATA.glob("*.json") if p.name != "rformat.json")
+CASES = sorted(
+    p for p in DATA.glob("*.json") if p.name != "rformat.json" and not p.name.startswith("anova")
+)
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]\d+)?$")
 
 
