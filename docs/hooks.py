@@ -19,5 +19,5 @@ def _code(match: re.Match) -> str:
     return f"<code>{target.rsplit('.', 1)[-1] if short else target}</code>"
 
 
-def on_page_content(html: str, **kwargs) -> str:
+def on_page_content(html: str, **_kwargs: object) -> str:
     return _ROLE.sub(_code, html)
