@@ -65,14 +65,16 @@ def test_tidy_is_one_long_table(sleep):
         "(Intercept)",
         "Days",
         "sd__(Intercept)",
-        "sd__Days",
         "cor__(Intercept).Days",
+        "sd__Days",
         "sd__Observation",
     ]
     assert list(table.group[2:]) == ["Subject"] * 3 + ["Residual"]
     block = ref["varcorr"][0]
     np.testing.assert_allclose(
-        table.estimate[2:], [*block["sd"], block["corr"][0][1], ref["sigma"]], rtol=2e-3
+        table.estimate[2:],
+        [block["sd"][0], block["corr"][0][1], block["sd"][1], ref["sigma"]],
+        rtol=2e-3,
     )
     np.testing.assert_allclose(table.p_value[:2], ref["satterthwaite"]["p"], rtol=1e-2)
     assert table.p_value[2:].isna().all()
@@ -91,8 +93,8 @@ def test_tidy_profile_intervals_are_lme4s(sleep):
         "(Intercept)",
         "Days",
         "sd_(Intercept)|Subject",
-        "sd_Days|Subject",
         "cor_Days.(Intercept)|Subject",
+        "sd_Days|Subject",
         "sigma",
     ]
     want = np.array([limits[n] for n in names])

@@ -220,16 +220,3 @@ class FitResultsMixin:
         if not self.is_fitted:
             return f"<{type(self).__name__} {self.design.formula.source!r} (not fitted)>"
         return str(self.summary())
-
-
-class Summary:
-    """Printable summary text (``str()`` gives the text)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return self.text

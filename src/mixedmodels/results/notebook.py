@@ -170,8 +170,3 @@ def render_latex(s: ModelSummary) -> str:
         f"Number of obs: {s.nobs}, groups: {text.groups_text(s)}", names, [cells], n_labels=0
     )
     return "\n\n".join([fixed, random, fit]) + "\n"
-
-
-def summary_html(model) -> str:
-    """The summary of a fitted model as HTML, the way a notebook shows it."""
-    return model.summary().as_html()

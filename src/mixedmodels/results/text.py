@@ -8,7 +8,6 @@ The layout and the number formatting are lme4's ``print(summary(fit))``
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +16,7 @@ from . import rformat
 from .summary import CORRELATION_MAX, ModelSummary
 
 if TYPE_CHECKING:
-    from ..models.lmm import LinearMixedModel
+    pass
 
 # lme4's print.summary.merMod: digits = max(3, getOption("digits") - 3).
 DIGITS = 4
@@ -188,17 +187,3 @@ def render_text(s: ModelSummary) -> str:
             lines += ["", *correlation_lines(s)]
     lines += s.notes
     return "\n".join(lines)
-
-
-def lme4_summary(model: LinearMixedModel) -> str:
-    """The text of lme4's ``summary()`` for a fitted model."""
-    from .summary import summarize
-
-    return render_text(summarize(model))
-
-
-def format_p_value(p: float) -> str:
-    """One p value as R's ``format.pval(p, digits = 3)`` writes it (``NaN`` stays)."""
-    if isinstance(p, float) and math.isnan(p):
-        return "NaN"
-    return rformat.format_pvalues([p], 3)[0]

@@ -104,6 +104,19 @@ def _profile_name(group: str, var1: str | None, var2: str | None, ngroups) -> st
     return f"cor_{var2}.{var1}|{factor}"
 
 
+def _lme4_order(varcorr: pd.DataFrame) -> list:
+    """``as.data.frame(VarCorr)`` rows in lme4's parameter order: per term, each
+    column's sd followed by its correlations with the later columns."""
+    out = []
+    for _, rows in varcorr.groupby("group", sort=False):
+        variances = [r for r in rows.itertuples(index=False) if not isinstance(r.var2, str)]
+        covariances = [r for r in rows.itertuples(index=False) if isinstance(r.var2, str)]
+        for v in variances:
+            out.append(v)
+            out += [c for c in covariances if c.var1 == v.var1]
+    return out
+
+
 def tidy(
     model: LinearMixedModel,
     *,
@@ -173,7 +186,7 @@ def tidy(
             rows.append(row)
     if effects in ("all", "ran_pars"):
         ngroups = model.ngroups
-        for r in model.varcorr.itertuples(index=False):
+        for r in _lme4_order(model.varcorr):
             var1 = r.var1 if isinstance(r.var1, str) else None
             var2 = r.var2 if isinstance(r.var2, str) else None
             if r.group == "Residual":
