@@ -27,6 +27,7 @@ from ...engine.terms import TermStructure
 from ...errors import DataError, FormulaError, RankDeficiencyWarning, user_stacklevel
 from ...formula import ParsedFormula, parse_formula
 from ...models.lmm import LinearMixedModel
+from ...progress import step_bar
 from .detect import is_dask_dataframe
 from .passes import (
     SPLIT_EVERY,
@@ -64,6 +65,7 @@ def dask_model(
     weights: str | None = None,
     missing: str = "drop",
     split_every: int = SPLIT_EVERY,
+    progress: bool | None = None,
 ) -> LinearMixedModel:
     """A linear mixed model whose rows stay in a Dask DataFrame (not yet fitted).
 
@@ -85,9 +87,10 @@ def dask_model(
         Rows with a missing value in a used column are dropped or refused.
     split_every : int, default 8
         Partial results merged per task of the tree reductions.
+    progress : bool or None, default None
+        A bar ticking once per pass over the data (three passes): None shows
+        it once the passes have taken a few seconds, True at once, False never.
     """
-    import dask
-
     if not is_dask_dataframe(data):
         raise DataError(f"data must be a Dask DataFrame, not {type(data).__name__}")
     if missing not in ("drop", "raise"):
@@ -106,10 +109,27 @@ def dask_model(
             f"(columns: {', '.join(map(str, data.columns[:20]))})"
         )
     wcol = check_weights_column(weights, data.columns)
+    with step_bar(3, "Dask passes", enabled=progress, unit="pass") as bar:
+        return _build(parsed, data, columns, wcol, reml, missing, split_every, bar)
+
+
+def _build(
+    parsed: ParsedFormula,
+    data: Any,
+    columns: list[str],
+    wcol: str | None,
+    reml: bool,
+    missing: str,
+    split_every: int,
+    bar: Any,
+) -> LinearMixedModel:
+    """The three passes over the partitions, then the model from the summed blocks."""
+    import dask
+
     read = columns + ([wcol] if wcol is not None and wcol not in columns else [])
     parts = data[read].to_delayed()
-
     scan, factor_columns = learn_levels(parts, parsed, columns, data.dtypes, wcol, split_every)
+    bar.update()
     if scan.n_bad and missing == "raise":
         culprits = [c for c in columns if scan.na_counts[c]]
         raise DataError(
@@ -128,6 +148,7 @@ def dask_model(
     gram_task = dask.delayed(partition_gram, pure=True)
     grams = [gram_task(p, plan_ref) for p in parts]
     xtx, xty = dask.compute(tree_reduce(grams, sum_grams, split_every))[0]
+    bar.update()
     aliased = aliased_from_gram(xtx) if len(names) else []
     dropped = [names[j] for j in aliased]
     if aliased:
@@ -147,6 +168,7 @@ def dask_model(
     block_task = dask.delayed(partition_blocks, pure=True)
     blocks = [block_task(p, plan_ref) for p in parts]
     cp: CrossProducts = dask.compute(tree_reduce(blocks, sum_blocks, split_every))[0]
+    bar.update()
     design = _describe(plan, labels, names, dropped, cp.n_obs, scan.n_bad)
     rows = DaskRows(plan, data, cp.n_obs)
     return LinearMixedModel.from_cross_products(cp, design, reml=reml, rows=rows)
@@ -193,6 +215,7 @@ def fit_dask(
     missing: str = "drop",
     start: np.ndarray | None = None,
     check_convergence: bool = True,
+    progress: bool | None = None,
 ) -> LinearMixedModel:
     """Fit a linear mixed model to a Dask DataFrame (what :func:`mixedmodels.lmer`
     does when given one).
@@ -213,11 +236,15 @@ def fit_dask(
         Initial θ.
     check_convergence : bool, default True
         Check the optimum by finite differences.
+    progress : bool or None, default None
+        A bar over the passes on the data (see :func:`dask_model`).
 
     Returns
     -------
     LinearMixedModel
         The fitted model; its ``rows`` are a :class:`.DaskRows`.
     """
-    model = dask_model(formula, data, reml=reml, weights=weights, missing=missing)
+    model = dask_model(
+        formula, data, reml=reml, weights=weights, missing=missing, progress=progress
+    )
     return model.fit(start=start, check_convergence=check_convergence)
