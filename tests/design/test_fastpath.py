@@ -242,6 +242,9 @@ FRAME_CASES = [
     ("text-predictor", "y ~ g + (1 | h)", BASE, {}),
     ("dotted-name", "y ~ a.b + (a.b | g)", _with(BASE, **{"a.b": BASE["x"]}), {}),
     ("spaced-name", "y ~ `a b` + (`a b` | g)", _with(BASE, **{"a b": BASE["x"]}), {}),
+    ("non-ascii-name", "y ~ dosé + (dosé | g)", _with(BASE, **{"dosé": BASE["x"]}), {}),
+    ("keyword-name", "y ~ `if` + (1 | g)", _with(BASE, **{"if": BASE["x"]}), {}),
+    ("Q-names", "Q('y') ~ Q('x') + (Q('k') | g)", BASE, {}),
     (
         "function-named-columns",
         "y ~ log + C + I + (1 | g)",
