@@ -114,37 +114,33 @@ class PlainPlan:
         return self.fixed is not None and None not in self.terms
 
 
-def _is_plain_numeric(column: pd.Series) -> bool:
-    """A numpy integer or float column (not bool, not a pandas extension type)."""
-    return isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf"
-
-
-def _plain_column(name: str | None, columns: Mapping[str, pd.Series]) -> bool:
-    # Names formulaic treats specially (its intercept, Python keywords) are left to it.
-    return (
-        name is not None
-        and name != _INTERCEPT
-        and not keyword.iskeyword(name)
-        and _is_plain_numeric(columns[name])
-    )
-
-
-def _plain_part(
-    part: ModelPart, columns: Mapping[str, pd.Series], response: str | None = None
-) -> PlainPart | None:
-    names = part.plain_columns
-    if names is None or response in names:
-        return None
-    if not all(_plain_column(name, columns) for name in names):
-        return None
-    return PlainPart(intercept=part.intercept, columns=names)
-
-
 def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> PlainPlan:
     """The parts of ``parsed`` that are plain, given the columns the formula uses."""
+    numeric: dict[str, bool] = {}
+
+    def plain_column(name: str) -> bool:
+        # Names formulaic treats specially (its intercept, Python keywords) are
+        # left to it; only numpy integer and float columns (not bool, not a
+        # pandas extension type) are plain.
+        if name not in numeric:
+            dtype = columns[name].dtype
+            numeric[name] = (
+                name != _INTERCEPT
+                and not keyword.iskeyword(name)
+                and isinstance(dtype, np.dtype)
+                and dtype.kind in "iuf"
+            )
+        return numeric[name]
+
+    def plain_part(part: ModelPart, response: str | None = None) -> PlainPart | None:
+        names = part.plain_columns
+        if names is None or response in names or not all(map(plain_column, names)):
+            return None
+        return PlainPart(intercept=part.intercept, columns=names)
+
     response = parsed.response_column
     fixed = None
-    if _plain_column(response, columns):
-        fixed = _plain_part(parsed.fixed_part, columns, response)
-    terms = tuple(_plain_part(spec.part, columns) for spec in parsed.random)
+    if response is not None and plain_column(response):
+        fixed = plain_part(parsed.fixed_part, response)
+    terms = tuple(plain_part(spec.part) for spec in parsed.random)
     return PlainPlan(response=response if fixed is not None else None, fixed=fixed, terms=terms)

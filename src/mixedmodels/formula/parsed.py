@@ -69,7 +69,7 @@ class ModelPart:
     terms: tuple[Term, ...]
     columns: tuple[str, ...]
 
-    @property
+    @cached_property
     def plain_columns(self) -> tuple[str, ...] | None:
         """The columns, when the part is only an intercept and columns joined by ``+``.
 

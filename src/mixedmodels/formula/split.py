@@ -205,9 +205,9 @@ class _Part:
 
     def __init__(self, source: str, intercept: bool, terms: list[tuple[int, Node]]) -> None:
         translator = Translator(source)
-        r_text = Translator(source, r_spelling=True)
+        in_r = Translator(source, r_spelling=True)
         rendered = [
-            Term(sign, translator.formula(node), r_text.formula(node), _column(translator, node))
+            Term(sign, translator.formula(node), in_r.formula(node), _column(translator, node))
             for sign, node in terms
         ]
         #: The part itself.
@@ -222,7 +222,7 @@ class _Part:
         self.factor_columns = translator.factor_columns
         #: formulaic's name of each factor of the terms → its R label.
         self.factor_labels = {
-            name: _factor_label(r_text, node) for name, node in translator.factors.items()
+            name: _factor_label(in_r, node) for name, node in translator.factors.items()
         }
 
     @classmethod
@@ -247,10 +247,10 @@ def _column(translator: Translator, node: Node) -> str | None:
     return None
 
 
-def _factor_label(r_text: Translator, node: Node) -> str:
+def _factor_label(in_r: Translator, node: Node) -> str:
     """R's label of a model-term factor: a column's name, a call in R's spelling."""
-    column = _column(r_text, node)
-    return column if column is not None else r_text.formula(node)
+    column = _column(in_r, node)
+    return column if column is not None else in_r.formula(node)
 
 
 # ---------------------------------------------------------------------------
