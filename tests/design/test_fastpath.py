@@ -1,25 +1,30 @@
 """The fast design path (plain numeric parts built without formulaic) against formulaic.
 
-``build_design(..., _formulaic_only=True)`` sends every part of a formula
-through formulaic, as before the fast path existed; every design built here
-both ways must be identical: X, y, names, terms, weights, dropped rows, the
-formulaic model specs, the warnings and the errors.
+With :func:`mixedmodels.design.plain.plain_plan` replaced by a plan that finds
+no plain part, ``build_design`` sends every part of a formula through
+formulaic, as before the fast path existed; every design built here both ways
+must be identical: X, y, names, terms, weights, dropped rows, the formulaic
+model specs, the warnings and the errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import pickle
 import warnings
+from collections.abc import Iterator
 
+import formulaic
 import numpy as np
 import pandas as pd
 import pytest
 
 import mixedmodels as mm
-import mixedmodels.models.lmm
+import mixedmodels.design.plain
 from mixedmodels.design import Design, build_design, group_codes
+from mixedmodels.design.plain import PlainPlan
 from mixedmodels.errors import MixedModelsError, PredictorScaleWarning
 from tests.conftest import load_dataset as _load
 from tests.conftest import reference_paths
@@ -59,12 +64,37 @@ SIMPLE = [
 ]
 
 
-def _outcome(formula, data, formulaic_only: bool, **kwargs):
+@contextlib.contextmanager
+def formulaic_only() -> Iterator[None]:
+    """Inside: no part of a formula is plain, every part goes through formulaic."""
+
+    def no_plain_part(parsed, columns):
+        return PlainPlan(response=None, fixed=None, terms=(None,) * len(parsed.random))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mixedmodels.design.plain, "plain_plan", no_plain_part)
+        yield
+
+
+@contextlib.contextmanager
+def without_formulaic() -> Iterator[None]:
+    """Inside: formulaic's model_matrix fails, so a design built comes from the fast path."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("formulaic was called")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(formulaic, "model_matrix", refuse)
+        yield
+
+
+def _outcome(formula, data, formulaic_only_: bool, **kwargs):
     """``("ok", design, warnings)`` or ``("error", type, message, warnings)``."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            design = build_design(formula, data, _formulaic_only=formulaic_only, **kwargs)
+            with formulaic_only() if formulaic_only_ else contextlib.nullcontext():
+                design = build_design(formula, data, **kwargs)
         except MixedModelsError as err:
             result = ("error", type(err), str(err))
         else:
@@ -123,11 +153,11 @@ def test_reference_formulas(source, formula):
 @pytest.mark.parametrize(("source", "formula"), SIMPLE)
 def test_simple_formulas_take_the_fast_path(source, formula):
     data = _load(source)
-    fast = build_design(formula, data)
-    # Nothing came from formulaic: every spec waits to be built.
-    assert fast.spec_builder is not None
-    assert fast.__dict__["_fixed_spec"] is None
-    assert all(spec is None for spec in fast.__dict__["_term_specs"])
+    with without_formulaic():
+        fast = build_design(formula, data)
+    # Every spec waits to be built.
+    assert fast.spec_builder is not None and fast.spec_builder.fixed
+    assert all(spec is not None for spec in fast.spec_builder.terms)
     _assert_same_outcome(formula, data)
 
 
@@ -138,8 +168,8 @@ def test_mixed_formula_builds_plain_terms_only():
     data = mm.datasets.load("egsingle")
     with pytest.warns(PredictorScaleWarning):
         design = build_design(formula, data)
-    assert design.__dict__["_fixed_spec"] is not None
-    assert all(spec is None for spec in design.__dict__["_term_specs"])
+    assert design.spec_builder is not None and not design.spec_builder.fixed
+    assert all(spec is not None for spec in design.spec_builder.terms)
     _assert_same_outcome(formula, data)
 
 
@@ -212,6 +242,9 @@ FRAME_CASES = [
     ("text-predictor", "y ~ g + (1 | h)", BASE, {}),
     ("dotted-name", "y ~ a.b + (a.b | g)", _with(BASE, **{"a.b": BASE["x"]}), {}),
     ("spaced-name", "y ~ `a b` + (`a b` | g)", _with(BASE, **{"a b": BASE["x"]}), {}),
+    ("non-ascii-name", "y ~ dosé + (dosé | g)", _with(BASE, **{"dosé": BASE["x"]}), {}),
+    ("keyword-name", "y ~ `if` + (1 | g)", _with(BASE, **{"if": BASE["x"]}), {}),
+    ("Q-names", "Q('y') ~ Q('x') + (Q('k') | g)", BASE, {}),
     (
         "function-named-columns",
         "y ~ log + C + I + (1 | g)",
@@ -380,24 +413,18 @@ def test_group_codes_of_categoricals_match_factorize(categories):
     assert list(labels) == [str(c) for c in categories[:3]]  # category order, unused dropped
 
 
-def _fit_both(monkeypatch, formula, data, **kwargs):
+def _fit_both(formula, data, **kwargs):
     fast = mm.lmer(formula, data, **kwargs)
-    forced = mixedmodels.models.lmm.build_design
-
-    def formulaic_only(*args, **kw):
-        return forced(*args, _formulaic_only=True, **kw)
-
-    monkeypatch.setattr(mixedmodels.models.lmm, "build_design", formulaic_only)
-    slow = mm.lmer(formula, data, **kwargs)
-    monkeypatch.undo()
-    assert fast.design.__dict__["_fixed_spec"] is None  # really the fast path
+    with formulaic_only():
+        slow = mm.lmer(formula, data, **kwargs)
+    assert fast.design.spec_builder is not None and fast.design.spec_builder.fixed
     assert slow.design.spec_builder is None
     return fast, slow
 
 
-def test_predict_on_new_data_with_fast_path_model(monkeypatch):
+def test_predict_on_new_data_with_fast_path_model():
     data = mm.datasets.load("sleepstudy")
-    fast, slow = _fit_both(monkeypatch, "Reaction ~ Days + (Days | Subject)", data)
+    fast, slow = _fit_both("Reaction ~ Days + (Days | Subject)", data)
     np.testing.assert_array_equal(fast.fixef, slow.fixef)
     subjects = data["Subject"].iloc[[0, 100, 10]].reset_index(drop=True)
     new = pd.DataFrame({"Days": [0.5, 3.0, 12.0], "Subject": subjects})
@@ -411,9 +438,9 @@ def test_predict_on_new_data_with_fast_path_model(monkeypatch):
     )
 
 
-def test_anova_and_statsmodels_summary_with_fast_path_model(monkeypatch):
+def test_anova_and_statsmodels_summary_with_fast_path_model():
     data = mm.datasets.load("dietox")
-    fast, slow = _fit_both(monkeypatch, "Weight ~ Time + Start + (Time | Pig)", data)
+    fast, slow = _fit_both("Weight ~ Time + Start + (Time | Pig)", data)
     pd.testing.assert_frame_equal(mm.anova(fast), mm.anova(slow))
     fast_sm = mm.mixedlm("Weight ~ Time + Start", data, groups="Pig", re_formula="~Time").fit()
     assert "Time" in str(fast_sm.summary())

@@ -16,8 +16,7 @@ from mixedmodels.formula import (
     ALLOWED_FUNCTIONS,
     TRANSFORMS,
     ParsedFormula,
-    RandomTermSpec,
-    _check_python,
+    check_python,
     parse_formula,
     random_term_to_lme4,
     translate_expression,
@@ -55,12 +54,14 @@ def data() -> pd.DataFrame:
 
 def test_sleepstudy() -> None:
     parsed = parse_formula("Reaction ~ Days + (Days | Subject)")
-    assert parsed == ParsedFormula(
-        source="Reaction ~ Days + (Days | Subject)",
-        response="Reaction",
-        fixed="1 + Days",
-        random=(RandomTermSpec("1 + Days", ("Subject",)),),
-    )
+    assert isinstance(parsed, ParsedFormula)
+    assert parsed.source == "Reaction ~ Days + (Days | Subject)"
+    assert (parsed.response, parsed.response_label, parsed.response_column) == ("Reaction",) * 3
+    assert parsed.fixed == "1 + Days"
+    assert [(spec.lhs, spec.group, spec.name) for spec in parsed.random] == [
+        ("1 + Days", ("Subject",), "Subject")
+    ]
+    assert parsed.columns == ("Reaction", "Days", "Subject")
 
 
 @pytest.mark.parametrize(
@@ -432,7 +433,7 @@ def test_refused_function_lists_allowed_ones() -> None:
 def test_python_check_refuses(code: str, culprit: str) -> None:
     # Defense in depth: the final check on everything formulaic will evaluate.
     with pytest.raises(FormulaError) as info:
-        _check_python(code)
+        check_python(code)
     assert culprit in str(info.value)
 
 
@@ -440,7 +441,7 @@ def test_python_check_refuses(code: str, culprit: str) -> None:
     "code", ["log(x) + 1", "I(x ** 2 > -1)", "C(g, levels=['a', 'b'])", "`a.b` * 2"]
 )
 def test_python_check_accepts(code: str) -> None:
-    _check_python(code)
+    check_python(code)
 
 
 @pytest.mark.parametrize(
@@ -561,15 +562,20 @@ def test_long_formula_parses() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "text"),
+    ("term", "text"),
     [
-        (RandomTermSpec("1 + Days", ("Subject",)), "(1 + Days | Subject)"),
-        (RandomTermSpec("1", ("cask", "batch")), "(1 | cask:batch)"),
-        (RandomTermSpec("0 + C(f)", ("g",)), "(0 + factor(f) | g)"),
-        (RandomTermSpec("1 + I(x ** 2)", ("my group",)), "(1 + I(x^2) | `my group`)"),
+        ("(Days | Subject)", "(1 + Days | Subject)"),
+        ("(1 | cask:batch)", "(1 | cask:batch)"),
+        ("(0 + factor(f) | g)", "(0 + factor(f) | g)"),
+        ("(0 + C(f) | g)", "(0 + C(f) | g)"),
+        ("(1 + as.numeric(h) | g)", "(1 + as.numeric(h) | g)"),
+        ("(I(x**2) | `my group`)", "(1 + I(x^2) | `my group`)"),
+        ("(x - z | Q('plot.id'))", "(1 + x - z | plot.id)"),
+        ("(x * z || g)", "(0 + x:z | g)"),
     ],
 )
-def test_random_term_to_lme4(spec: RandomTermSpec, text: str) -> None:
+def test_random_term_to_lme4(term: str, text: str) -> None:
+    spec = parse_formula(f"y ~ {term}").random[-1]
     assert random_term_to_lme4(spec) == text
 
 
@@ -580,9 +586,11 @@ def test_round_trip_through_lme4_text() -> None:
 
 
 def test_results_are_frozen() -> None:
-    spec = RandomTermSpec("1", ("g",))
+    parsed = parse_formula("y ~ x + (1 | g)")
     with pytest.raises(AttributeError):
-        spec.lhs = "0"  # type: ignore[misc]
+        parsed.random[0].group = ("h",)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        parsed.fixed_part.terms[0].text = "z"  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------

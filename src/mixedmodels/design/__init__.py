@@ -1,21 +1,23 @@
-"""Stage 1b: data frame → design (fixed-effects matrix, response, random-effects terms)."""
+"""Stage 1b: formula and data → design (response, fixed-effects matrix, random-effects terms).
 
-from .build import (  # noqa: F401  (private names: transitional, until the stage is split)
-    _CONTEXT,
-    RANK_TOLERANCE,
-    Design,
-    _required_columns,
-    as_data_frame,
-    build_design,
-    group_codes,
-    lme4_column_name,
-)
+The stage passes once through its modules: :mod:`.frame` (the data as the
+model reads them), :mod:`.plain` (parts built without formulaic),
+:mod:`.matrices` (y, X and each term's Z), :mod:`.grouping` (grouping factors
+and the terms), with the checks of :mod:`.checks` on the way; :mod:`.build`
+strings them together in :func:`build_design`.
+"""
+
+from .build import Design, SpecBuilder, build_design
+from .frame import as_data_frame
+from .grouping import group_codes
+from .matrices import RANK_TOLERANCE, aliased_columns
 
 __all__ = [
     "RANK_TOLERANCE",
     "Design",
+    "SpecBuilder",
+    "aliased_columns",
     "as_data_frame",
     "build_design",
     "group_codes",
-    "lme4_column_name",
 ]

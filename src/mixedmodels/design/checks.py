@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,9 @@ __all__ = [
     "check_predictor_scales",
     "check_random_effects_size",
     "check_response",
+    "check_rows_left",
     "check_weights",
+    "no_rows_left",
     "weights_array",
 ]
 
@@ -123,6 +125,51 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, pd.Se
                 f"column {name!r} holds complex numbers; a model needs real numbers or categories"
             )
     return series
+
+
+def check_rows_left(
+    index: pd.Index,
+    columns: Mapping[str, pd.Series],
+    missing: np.ndarray,
+    culprits: Sequence[str],
+    option: str,
+) -> None:
+    """Rows with missing values are refused with ``missing="raise"``, and cannot be all rows.
+
+    Parameters
+    ----------
+    index : Index
+        Row labels of the caller's data.
+    columns : mapping of str to Series
+        The columns used.
+    missing : ndarray of bool
+        Rows with a missing value.
+    culprits : sequence of str
+        The columns (or ``"weights"``) holding missing values.
+    option : {"drop", "raise"}
+        The caller's ``missing``.
+    """
+    if option == "raise" and missing.any():
+        n_bad = int(missing.sum())
+        first = index[np.flatnonzero(missing)[0]]
+        raise DataError(
+            f"{n_bad} row{'s have' if n_bad > 1 else ' has'} missing values "
+            f"(in {', '.join(map(repr, culprits))}; first at row {first!r}); "
+            "drop them first or use missing='drop'"
+        )
+    if missing.all():
+        raise no_rows_left(columns, culprits)
+
+
+def no_rows_left(columns: Mapping[str, pd.Series], culprits: Sequence[str]) -> DataError:
+    """The error for missing values (or NaN from transforms) in every row."""
+    empty = [c for c in culprits if c == "weights" or (c in columns and columns[c].isna().all())]
+    if empty:
+        verb = "is" if len(empty) == 1 else "are"
+        detail = f"{', '.join(map(repr, empty))} {verb} entirely missing"
+    else:
+        detail = f"the missing values in {', '.join(map(repr, culprits))} cover every row"
+    return DataError(f"no rows left to fit: {detail}")
 
 
 def weights_array(weights: object, data: pd.DataFrame) -> np.ndarray:

@@ -4,35 +4,29 @@ Most models use only an intercept and numeric columns joined by ``+``, as in
 ``Reaction ~ Days + (Days | Subject)``.  For such a part formulaic's model
 matrix is just the columns side by side, yet building it through formulaic
 costs about a millisecond per part, more than the rest of a small fit.  This
-module recognises those parts and builds their matrices directly; everything
-else (factors, interactions, transforms, ``I()``, ``C()``, ``poly()``...) is left
-to formulaic.
+module recognises those parts (from the parsed formula's terms) and builds
+their matrices directly; everything else (factors, interactions, transforms,
+``I()``, ``C()``, ``poly()``...) is left to formulaic.
 
 The rules are deliberately narrow, so that a plain part gives exactly what
-formulaic would: the translated text must be an explicit ``1`` or ``0`` followed
-by column names joined by ``+``, and every column must be a numpy integer or
-float column.  Booleans, pandas' nullable types, categories and text go through
-formulaic, which decides how to code them.
+formulaic would: the part must be an intercept (or none) and columns by name
+joined by ``+``, and every column must be a numpy integer or float column.
+Booleans, pandas' nullable types, categories and text go through formulaic,
+which decides how to code them.
 """
 
 from __future__ import annotations
 
-import functools
 import keyword
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..formula import ParsedFormula
+from ..formula import ModelPart, ParsedFormula
 
-__all__ = ["PlainPart", "PlainPlan", "is_plain_numeric", "plain_plan"]
-
-# One item of a sum in translated text: a backticked name (formulaic strips the
-# backticks), a bare identifier, or the intercept markers 1 and 0.
-_ITEM = re.compile(r"\s*(`[^`\\]*`|[A-Za-z_]\w*|[01])\s*", re.ASCII)
+__all__ = ["PlainPart", "PlainPlan", "plain_plan"]
 
 # formulaic's name for the intercept column; a data column of that name would
 # collide with it, so it is left to formulaic.
@@ -60,14 +54,14 @@ class PlainPart:
         return [_INTERCEPT, *self.columns] if self.intercept else list(self.columns)
 
     def matrix(
-        self, arrays: Mapping[str, np.ndarray], rows: np.ndarray | None, n: int
+        self, values: Callable[[str], np.ndarray], rows: np.ndarray | None, n: int
     ) -> np.ndarray:
         """The part's model matrix (C order, float64) on the rows selected by ``rows``.
 
         Parameters
         ----------
-        arrays : mapping of str to ndarray
-            Every column of the part, on all rows of the data.
+        values : callable
+            Column name → the column's values on all rows of the data.
         rows : ndarray of bool, optional
             Rows to keep; all when None.
         n : int
@@ -79,21 +73,21 @@ class PlainPart:
             out[:, 0] = 1.0
             start = 1
         for j, name in enumerate(self.columns, start=start):
-            values = arrays[name]
-            out[:, j] = values if rows is None else values[rows]
+            column = values(name)
+            out[:, j] = column if rows is None else column[rows]
         return out
 
 
 @dataclass(frozen=True)
 class PlainPlan:
-    """Which parts of a formula can skip formulaic, if their columns are numeric.
+    """Which parts of a formula skip formulaic.
 
     Attributes
     ----------
     response : str or None
-        The response's data column when the response is a bare column name.
+        The response's data column, when the fixed part is plain.
     fixed : PlainPart or None
-        The fixed part, when plain (and the response is a bare column name).
+        The fixed part, when plain (the response then is a numeric column too).
     terms : tuple of (PlainPart or None)
         Each random term's left-hand side, in formula order, when plain.
     """
@@ -114,74 +108,39 @@ class PlainPlan:
                 names.update(dict.fromkeys(part.columns))
         return tuple(names)
 
+    @property
+    def everything(self) -> bool:
+        """Whether every part is plain (formulaic is not needed at all)."""
+        return self.fixed is not None and None not in self.terms
 
-def _split_sum(text: str) -> list[str] | None:
-    """The items of ``a + `b c` + 1`` (backticks kept), or None for anything else."""
-    items: list[str] = []
-    pos = 0
-    while True:
-        match = _ITEM.match(text, pos)
-        if match is None:
+
+def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> PlainPlan:
+    """The parts of ``parsed`` that are plain, given the columns the formula uses."""
+    numeric: dict[str, bool] = {}
+
+    def plain_column(name: str) -> bool:
+        # Names formulaic treats specially (its intercept, Python keywords) are
+        # left to it; only numpy integer and float columns (not bool, not a
+        # pandas extension type) are plain.
+        if name not in numeric:
+            dtype = columns[name].dtype
+            numeric[name] = (
+                name != _INTERCEPT
+                and not keyword.iskeyword(name)
+                and isinstance(dtype, np.dtype)
+                and dtype.kind in "iuf"
+            )
+        return numeric[name]
+
+    def plain_part(part: ModelPart, response: str | None = None) -> PlainPart | None:
+        names = part.plain_columns
+        if names is None or response in names or not all(map(plain_column, names)):
             return None
-        items.append(match.group(1))
-        pos = match.end()
-        if pos == len(text):
-            return items
-        if text[pos] != "+":
-            return None
-        pos += 1
+        return PlainPart(intercept=part.intercept, columns=names)
 
-
-def _column(item: str) -> str | None:
-    """The data column an item names, or None for 0, 1 and names formulaic treats specially."""
-    if item in ("0", "1"):
-        return None
-    name = item[1:-1] if item.startswith("`") else item
-    if not name or name == _INTERCEPT or keyword.iskeyword(name):
-        return None
-    return name
-
-
-def _plain_part(text: str, response: str | None) -> PlainPart | None:
-    items = _split_sum(text)
-    # The translator always writes the intercept explicitly, first; anything
-    # else is unusual enough to leave to formulaic.
-    if not items or items[0] not in ("0", "1"):
-        return None
-    columns: dict[str, None] = {}
-    for item in items[1:]:
-        name = _column(item)
-        if name is None or name == response:
-            return None
-        columns[name] = None
-    return PlainPart(intercept=items[0] == "1", columns=tuple(columns))
-
-
-@functools.lru_cache(maxsize=256)
-def plain_plan(parsed: ParsedFormula) -> PlainPlan:
-    """The parts of ``parsed`` that are plain sums of columns (cached per formula)."""
-    items = _split_sum(parsed.response)
-    response = _column(items[0]) if items is not None and len(items) == 1 else None
-    fixed = _plain_part(parsed.fixed, response) if response is not None else None
-    terms = tuple(_plain_part(spec.lhs, None) for spec in parsed.random)
-    return PlainPlan(response=response, fixed=fixed, terms=terms)
-
-
-def is_plain_numeric(dtype: object) -> bool:
-    """A numpy integer or float dtype (not bool, not a pandas extension type)."""
-    return isinstance(dtype, np.dtype) and dtype.kind in "iuf"
-
-
-def column_missing(series: pd.Series, values: np.ndarray | None = None) -> np.ndarray | None:
-    """Where a column is missing, or None when it cannot be (integer columns).
-
-    ``values`` is the column as a numpy array when it is already at hand.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
-        return None
-    if isinstance(dtype, np.dtype) and dtype.kind == "f":
-        return np.isnan(series.to_numpy() if values is None else values)
-    if isinstance(dtype, pd.CategoricalDtype):
-        return series.array.codes < 0  # what isna() tests, without its overhead
-    return np.asarray(series.isna(), dtype=bool)
+    response = parsed.response_column
+    fixed = None
+    if response is not None and plain_column(response):
+        fixed = plain_part(parsed.fixed_part, response)
+    terms = tuple(plain_part(spec.part) for spec in parsed.random)
+    return PlainPlan(response=response if fixed is not None else None, fixed=fixed, terms=terms)

@@ -1,28 +1,37 @@
-"""Stage 1a: lme4 formula text → parsed formula (fixed part, random-effects terms)."""
+"""Stage 1a: lme4 formula text → parsed formula (response, fixed part, random-effects terms).
 
-from .core import (  # noqa: F401  (private names: transitional, until the parser is split)
-    ALLOWED_FUNCTIONS,
-    TRANSFORMS,
-    ParsedFormula,
-    RandomTermSpec,
-    _check_python,
-    _find_tilde,
-    _is_bar,
-    _parse_side,
-    _tokenize,
-    _Translator,
-    _unwrap,
-    parse_formula,
-    random_term_to_lme4,
-    translate_expression,
-)
+The stage, module by module: :mod:`.tokens` (R formula text → tokens),
+:mod:`.parser` (tokens → expression tree), :mod:`.translate` (tree →
+formulaic text, Python code inside calls, or R text), :mod:`.functions` (the
+functions a formula may call), :mod:`.safety` (the allow-list check on what
+formulaic will evaluate), :mod:`.split` (a formula → its parts, ``||`` and
+``/`` expanded) and :mod:`.parsed` (what parsing gives, with lme4's names).
+"""
+
+from .functions import ALLOWED_FUNCTIONS, FUNCTIONS, TRANSFORMS, FormulaFunction
+from .parsed import ModelPart, ParsedFormula, RandomTermSpec, Term, random_term_to_lme4
+from .safety import check_python, check_translated
+from .split import WrittenBar, WrittenFormula, parse_formula, split_terms, translate_expression
+from .tokens import is_bare_name, r_name, rename_calls
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
+    "FUNCTIONS",
     "TRANSFORMS",
+    "FormulaFunction",
+    "ModelPart",
     "ParsedFormula",
     "RandomTermSpec",
+    "Term",
+    "WrittenBar",
+    "WrittenFormula",
+    "check_python",
+    "check_translated",
+    "is_bare_name",
     "parse_formula",
+    "r_name",
     "random_term_to_lme4",
+    "rename_calls",
+    "split_terms",
     "translate_expression",
 ]

@@ -15,13 +15,11 @@ coefficient at its reference level; :mod:`.type3` builds the hypotheses.
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from scipy import stats
 
-from ..design import lme4_column_name
 from ..errors import MixedModelsError
 from .satterthwaite import f_test
 from .type3 import type3_contrasts
@@ -83,31 +81,18 @@ def likelihood_ratio_table(
     return pd.DataFrame(rows, index=index)
 
 
-def _r_spelling(expr: str, source: str) -> str:
-    return lme4_column_name(expr, source).replace(" ** ", "^").replace("**", "^")
-
-
 def _r_term_labels(model: LinearMixedModel) -> dict[str, str]:
     """formulaic's term label → R's, as lmerTest's table prints it.
 
     R names an interaction by its variables in the order they first appear in
     the formula (``grp + Days + I(Days^2):grp`` has ``grp:I(Days^2)``);
-    formulaic keeps the order written.  A variable not found in the formula
-    text keeps formulaic's place.
+    formulaic keeps the order written.
     """
-    source = model.design.formula.source
-    rhs = source.split("~", 1)[-1]
-    out = {}
-    for structure in model.design.fixed_spec.structure:
-        pieces = [_r_spelling(str(f), source) for f in structure.term.factors]
-        where = []
-        for k, piece in enumerate(pieces):
-            found = re.search(rf"(?<![\w.]){re.escape(piece)}(?![\w.(])", rhs)
-            where.append((found.start() if found else math.inf, k))
-        order = [k for _, k in sorted(where)] if all(w < math.inf for w, _ in where) else None
-        label = ":".join(pieces[k] for k in order) if order else ":".join(pieces)
-        out[str(structure.term)] = label
-    return out
+    parsed = model.design.formula
+    return {
+        str(structure.term): parsed.term_label(str(f) for f in structure.term.factors)
+        for structure in model.design.fixed_spec.structure
+    }
 
 
 def f_test_table(model: LinearMixedModel) -> pd.DataFrame:

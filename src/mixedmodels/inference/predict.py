@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..design import as_data_frame, lme4_column_name
+from ..design import as_data_frame
 from ..errors import DataError
 from ..formula import TRANSFORMS, RandomTermSpec
 
@@ -33,8 +33,7 @@ def _model_matrix(spec: Any, frame: pd.DataFrame, what: str) -> pd.DataFrame:
 def fixed_matrix(model: LinearMixedModel, frame: pd.DataFrame) -> np.ndarray:
     """X for new rows, with the columns the fit kept (aliased ones dropped)."""
     mm = _model_matrix(model.design.fixed_spec, frame, "fixed-effects matrix")
-    source = model.design.formula.source
-    names = [lme4_column_name(c, source) for c in mm.columns]
+    names = model.design.formula.column_names(mm.columns)
     position = {name: i for i, name in enumerate(names)}
     keep = [position[name] for name in model.design.fixed_names]
     return np.asarray(mm, dtype=np.float64)[:, keep]

@@ -41,9 +41,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .. import design as _design
-from ..design import lme4_column_name
 from ..errors import RankDeficiencyWarning, Type3Error, user_stacklevel
+from ..formula import TRANSFORMS, ParsedFormula
 
 if TYPE_CHECKING:
     from ..models.lmm import LinearMixedModel
@@ -71,17 +70,6 @@ def _residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return y
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     return y - x @ coef
-
-
-def _context() -> dict[str, Any]:
-    # The spec's stateful transforms (scale, center) must be the functions
-    # that saved the state; design.py keeps them in its evaluation context.
-    context = getattr(_design, "_CONTEXT", None)
-    if context is None:
-        from ..formula import TRANSFORMS
-
-        context = dict(TRANSFORMS)
-    return context
 
 
 class _Terms:
@@ -177,7 +165,7 @@ def _grid(terms: _Terms, rng: np.random.Generator) -> pd.DataFrame:
 def _evaluate(spec: Any, frame: pd.DataFrame, what: str) -> pd.DataFrame:
     try:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return spec.get_model_matrix(frame, context=_context())
+            return spec.get_model_matrix(frame, context=TRANSFORMS)
     except Exception as err:
         raise Type3Error(f"type III hypotheses: cannot evaluate {what}: {err}") from err
 
@@ -210,7 +198,7 @@ def _containment(terms: _Terms) -> list[list[int]]:
 
 def _kept_positions(terms: _Terms, design: Any) -> dict[int, int]:
     """Column of the spec → column of X, for the columns not dropped as aliased."""
-    names = [lme4_column_name(str(c), design.formula.source) for c in terms.spec.column_names]
+    names = design.formula.column_names(terms.spec.column_names)
     dropped = set(design.dropped_columns)
     kept = [j for j, name in enumerate(names) if name not in dropped]
     if [names[j] for j in kept] != list(design.fixed_names):
@@ -255,13 +243,13 @@ def _observed_cells(
     return np.array([k in seen for k in grid_keys])
 
 
-def _cell_names(terms: _Terms, grid: pd.DataFrame, source: str) -> list[str]:
+def _cell_names(terms: _Terms, grid: pd.DataFrame, parsed: ParsedFormula) -> list[str]:
     """Column names of X̃, in lme4's spelling (for the message about empty cells)."""
     names = ["(Intercept)"] if terms.intercept else []
     for label in terms.labels:
         spec = terms.spec.update(formula=f"0 + {label}", structure=None)
         columns = _evaluate(spec, grid.iloc[:1], label).columns
-        names += [lme4_column_name(str(c), source) for c in columns]
+        names += parsed.column_names(columns)
     return names
 
 
@@ -321,9 +309,7 @@ def type3_contrasts(model: LinearMixedModel, seed: int = 20_231_121) -> dict[str
         empty = np.all(complete == 0, axis=0)
         if empty.any():
             cells = [
-                n
-                for n, e in zip(_cell_names(terms, grid, design.formula.source), empty, strict=True)
-                if e
+                n for n, e in zip(_cell_names(terms, grid, design.formula), empty, strict=True) if e
             ]
             warnings.warn(
                 f"no data in the cells {', '.join(cells)}: interpret the type III "

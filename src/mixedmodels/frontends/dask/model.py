@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...design import _required_columns, lme4_column_name
 from ...design.checks import check_grouping_factors, check_random_effects_size
 from ...engine.blocks import CrossProducts
 from ...engine.terms import TermStructure
@@ -101,7 +100,7 @@ def dask_model(
             f"no random-effects terms in {formula!r}: add at least one term such as "
             "(1 | group); for a model without random effects use ordinary least squares"
         )
-    columns = _required_columns(parsed)
+    columns = list(parsed.columns)
     absent = [c for c in columns if c not in data.columns]
     if absent:
         raise DataError(
@@ -143,7 +142,7 @@ def _build(
     plan, labels = make_plan(parsed, columns, wcol, scan, factor_columns, data.dtypes)
 
     # Pass 2: XᵀX and Xᵀy, for the rank check and the least-squares β₀.
-    names = [lme4_column_name(c, parsed.source) for c in plan.fixed_specs.rhs.column_names]
+    names = parsed.column_names(plan.fixed_specs.rhs.column_names)
     plan_ref = dask.delayed(plan, traverse=False)
     gram_task = dask.delayed(partition_gram, pure=True)
     grams = [gram_task(p, plan_ref) for p in parts]
@@ -183,12 +182,11 @@ def _describe(
     n_dropped: int,
 ) -> DaskDesign:
     """The model's names, levels and specs, as results need them."""
-    source = plan.parsed.source
     terms = [
         TermStructure(
             group_name=spec.name,
             levels=levels,
-            column_names=[lme4_column_name(c, source) for c in term_spec.column_names],
+            column_names=plan.parsed.column_names(term_spec.column_names),
         )
         for spec, term_spec, levels in zip(plan.random_specs, plan.term_specs, labels, strict=True)
     ]

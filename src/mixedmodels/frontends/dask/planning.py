@@ -7,7 +7,6 @@ same columns), and the level codes of the grouping factors.
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
@@ -50,8 +49,7 @@ def _predictor_columns(parsed: ParsedFormula, columns: list[str]) -> list[str]:
 
 def _inside_c(name: str, parsed: ParsedFormula) -> bool:
     """Whether a column is used as a factor through C() (R's factor())."""
-    pattern = re.compile(rf"\bC\(\s*{re.escape(name)}\s*[,)]")
-    return any(pattern.search(s) for s in (parsed.fixed, *(t.lhs for t in parsed.random)))
+    return name in parsed.factor_columns
 
 
 def _prototype(scan: Scan, factor_levels: dict[str, pd.Index], columns: list[str]):

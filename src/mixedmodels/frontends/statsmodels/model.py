@@ -41,16 +41,7 @@ import pandas as pd
 
 from ...design import as_data_frame
 from ...errors import DataError, FormulaError, MixedModelsError
-from ...formula import (
-    RandomTermSpec,
-    _find_tilde,
-    _is_bar,
-    _parse_side,
-    _tokenize,
-    _Translator,
-    _unwrap,
-    parse_formula,
-)
+from ...formula import RandomTermSpec, parse_formula, r_name, rename_calls, split_terms
 from ...models.lmm import LinearMixedModel
 
 __all__ = ["MixedLM", "Translation", "mixedlm", "translate"]
@@ -62,8 +53,7 @@ UNSTRUCTURED = frozenset({"unstructured", "full"})
 # Functions statsmodels users call through numpy in patsy formulas; the
 # formula language here has them under their bare names.
 _NUMPY_FUNCTIONS = ("log", "log1p", "log2", "log10", "exp", "expm1", "sqrt", "abs")
-_NUMPY_CALL = re.compile(r"\b(?:np|numpy)\.(" + "|".join(_NUMPY_FUNCTIONS) + r")\s*\(")
-_R_NAME = re.compile(r"(?:[^\W\d_]|\.(?!\d))[\w.]*")
+_NUMPY_CALLS = {f"{module}.{name}": name for module in ("np", "numpy") for name in _NUMPY_FUNCTIONS}
 
 
 # ---------------------------------------------------------------------------
@@ -107,14 +97,14 @@ def _quote(name: str) -> str:
     """A column name as R formula text: bare if R reads it bare, else backticked."""
     if "`" in name:
         raise DataError(f"column name {name!r} contains a backtick and cannot be used")
-    return name if _R_NAME.fullmatch(name) else f"`{name}`"
+    return r_name(name)
 
 
 def _rhs_text(text: str, what: str) -> str:
     """A one-sided statsmodels formula (``"~Time"``, ``"1 + x"``) as R right-hand side."""
     if not isinstance(text, str):
         raise MixedModelsError(f"{what} must be a string such as '~1' or '~x', got {text!r}")
-    body = _NUMPY_CALL.sub(r"\1(", text.strip())
+    body = rename_calls(text.strip(), _NUMPY_CALLS)
     body = body[1:].strip() if body.startswith("~") else body
     if not body:
         raise FormulaError(f"{what} {text!r} is empty; use '~1' for an intercept")
@@ -130,24 +120,9 @@ def _split_formula(formula: str) -> tuple[str, list[str], list[_Bar]]:
     theirs); the formula is parsed in full first so that errors are reported
     against what the user wrote.
     """
-    parse_formula(formula)
-    tokens = _tokenize(formula)
-    tilde = _find_tilde(formula, tokens)
-    split = tokens.index(tilde)
-    rhs = _parse_side(formula, tokens[split + 1 :], len(formula))
-    fixed: list[str] = []
-    bars: list[_Bar] = []
-    for sign, node in _Translator(formula).spine(rhs):
-        core = _unwrap(node)
-        if _is_bar(core):
-            lhs = " ".join(formula[core.left.start : core.left.end].split())
-            group = " ".join(formula[core.right.start : core.right.end].split())
-            bars.append(_Bar(lhs, core.op, group, "the formula"))
-        else:
-            text = " ".join(formula[node.start : node.end].split())
-            fixed.append(text if sign > 0 else f"-{text}")
-    response = " ".join(formula[: tilde.start].split())
-    return response, fixed, bars
+    written = split_terms(formula)
+    bars = [_Bar(bar.lhs, bar.op, bar.group, "the formula") for bar in written.bars]
+    return written.response, list(written.fixed), bars
 
 
 def _join_fixed(terms: list[str]) -> str:
@@ -372,7 +347,7 @@ def translate(
     """
     if not isinstance(formula, str):
         raise FormulaError(f"a formula must be a string, got {type(formula).__name__}")
-    formula = _NUMPY_CALL.sub(r"\1(", formula)
+    formula = rename_calls(formula, _NUMPY_CALLS)
     frame = as_data_frame(data)
     frame, group_column, group_label = _resolve_groups(groups, frame)
     response, fixed, bars = _split_formula(formula)

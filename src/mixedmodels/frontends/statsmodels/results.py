@@ -169,16 +169,10 @@ class MixedLMResults:
     @cached_property
     def _fe_kept(self) -> list[int]:
         """Columns of formulaic's fixed-effects matrix that survived the rank check."""
-        from ...design import lme4_column_name
-
         design = self.lmm.design
-        names = list(design.fixed_spec.column_names)
+        names = design.formula.column_names(design.fixed_spec.column_names)
         dropped = set(design.dropped_columns)
-        keep = [
-            j
-            for j, name in enumerate(names)
-            if lme4_column_name(name, design.formula.source) not in dropped
-        ]
+        keep = [j for j, name in enumerate(names) if name not in dropped]
         if len(keep) != len(design.fixed_names):  # names did not line up: keep all
             keep = list(range(len(design.fixed_names)))
         return keep

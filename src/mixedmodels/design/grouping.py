@@ -1,0 +1,127 @@
+"""Grouping factors and the random-effects terms built on them.
+
+A grouping factor is coded as integer level codes with level labels sorted as
+R sorts a factor's levels (a categorical column keeps its category order); an
+interaction ``a:b`` has the combinations that occur as levels, the first
+factor varying fastest, as R's ``interaction()``.  The terms are put in lme4's
+order and checked as lme4 checks them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..engine.terms import RandomEffectsTerm
+from ..formula import ParsedFormula, random_term_to_lme4
+from .checks import check_grouping_factors, check_random_effects_size
+from .frame import ModelFrame, UsedRows
+from .matrices import TermMatrix
+
+__all__ = ["combine_factors", "group_codes", "random_effects_terms"]
+
+
+def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes (−1 for missing) and text labels of one factor, levels sorted as R sorts them.
+
+    A categorical column keeps its category order and only the categories that
+    occur (R's ``drop.unused.levels``); its codes are renumbered directly,
+    which is what ``pd.factorize(..., sort=True)`` gives, without its cost.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.array.codes
+        categories = values.cat.categories
+        valid = codes >= 0
+        all_valid = bool(valid.all())
+        present = np.bincount(codes if all_valid else codes[valid], minlength=len(categories)) > 0
+        renumber = np.cumsum(present, dtype=np.int64) - 1
+        new_codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
+        return new_codes, categories[present].astype(str)
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), pd.Index(uniques).astype(str)
+
+
+def combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.Index]:
+    """Codes and labels of the grouping factor made of ``columns`` (``n`` rows each).
+
+    Levels are sorted as R sorts a factor's levels; for an interaction the
+    first factor varies fastest, as in R's ``interaction()``, and only the
+    combinations that occur are kept.
+    """
+    per_factor = [_factor_codes(column) for column in columns]
+    if len(per_factor) == 1:
+        codes, labels = per_factor[0]
+        return codes.astype(np.int32), labels
+    # The last factor is the most significant digit, so sorted keys put the
+    # first factor fastest-varying, as R's interaction() orders its levels.
+    key = np.zeros(n, dtype=np.int64)
+    for codes, labels in reversed(per_factor):
+        key = key * len(labels) + codes
+    # Hashing then sorting only the distinct keys: np.unique would sort all n.
+    combined, unique_keys = pd.factorize(key, sort=True)
+    parts = []
+    rest = unique_keys
+    for _codes, labels in per_factor:
+        parts.append(pd.Series(np.asarray(labels, dtype=object)[rest % len(labels)]))
+        rest = rest // len(labels)
+    names = parts[0].str.cat(parts[1:], sep=":")
+    return combined.astype(np.int32), pd.Index(names.to_numpy(dtype=object), dtype=object)
+
+
+def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and labels of a (possibly interacted) grouping factor of ``frame``.
+
+    See :func:`combine_factors`.
+    """
+    return combine_factors([frame[name] for name in group], len(frame))
+
+
+def random_effects_terms(
+    parsed: ParsedFormula, frame: ModelFrame, rows: UsedRows, matrices: list[TermMatrix]
+) -> tuple[list[RandomEffectsTerm], list[int]]:
+    """The random-effects terms on the rows used, in lme4's order, checked.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        The formula.
+    frame : ModelFrame
+        The data.
+    rows : UsedRows
+        The rows used.
+    matrices : list of TermMatrix
+        Each term's Z, in formula order.
+
+    Returns
+    -------
+    terms : list of RandomEffectsTerm
+        lme4's order: grouping factors with more levels first (stable).
+    order : list of int
+        For each term, its position in the formula.
+
+    Raises
+    ------
+    DataError
+        lme4's checks: a grouping factor with one level or with as many levels
+        as observations, more random effects than observations.
+    """
+    terms = []
+    for spec, matrix in zip(parsed.random, matrices, strict=True):
+        group = [frame.columns[name] for name in spec.group]
+        if rows.selection is not None:
+            group = [column[rows.selection] for column in group]
+        codes, levels = combine_factors(group, rows.n)
+        terms.append(
+            RandomEffectsTerm(
+                group_name=spec.name,
+                codes=codes,
+                levels=levels,
+                z=matrix.z,
+                column_names=matrix.names,
+            )
+        )
+    order = sorted(range(len(terms)), key=lambda i: -terms[i].n_levels)
+    terms = [terms[i] for i in order]
+    check_grouping_factors(terms, rows.n)
+    check_random_effects_size(terms, rows.n, [random_term_to_lme4(parsed.random[i]) for i in order])
+    return terms, order

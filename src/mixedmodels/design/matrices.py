@@ -1,0 +1,355 @@
+"""The model matrices: y and X of the fixed effects, Z of each random-effects term.
+
+Parts of the formula that are not plain (:mod:`.plain`) are evaluated by
+formulaic, on every row of the data as R's ``model.frame`` does, and the rows
+used are selected afterwards.  Columns of X aliased with earlier ones are
+dropped as lme4 drops them, with a warning.  Every column gets lme4's name,
+from the parsed formula's table of factor labels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from ..errors import (
+    DataError,
+    FormulaError,
+    MissingValuesWarning,
+    RankDeficiencyWarning,
+    user_stacklevel,
+)
+from ..formula import TRANSFORMS, ParsedFormula, random_term_to_lme4
+from .checks import check_finite, check_predictor_scales, check_response, no_rows_left
+from .frame import ModelFrame, UsedRows
+from .plain import PlainPlan
+
+__all__ = [
+    "RANK_TOLERANCE",
+    "FixedEffects",
+    "FormulaicParts",
+    "TermMatrix",
+    "aliased_columns",
+    "evaluate",
+    "fixed_effects",
+    "formulaic_parts",
+    "term_matrices",
+]
+
+#: lme4 drops a column of X when its pivot is this small relative to its norm.
+RANK_TOLERANCE = 1e-7
+
+
+def evaluate(formula: str, frame: pd.DataFrame, what: str) -> Any:
+    """formulaic's model matrix (or matrices, for ``y ~ x``) of translated ``formula``.
+
+    ``what`` names the part for the error message.  Missing values are left in
+    place (``na_action="ignore"``): the rows to use are decided afterwards.
+    """
+    try:
+        # Infinite and NaN results of transforms (log(0)) are reported by
+        # check_finite with the column named; numpy's own warning adds nothing.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return formulaic.model_matrix(formula, frame, context=TRANSFORMS, na_action="ignore")
+    except FormulaError:
+        raise
+    except Exception as err:
+        raise FormulaError(f"cannot evaluate {what} {formula!r}: {err}") from err
+
+
+@dataclass(frozen=True)
+class FormulaicParts:
+    """The parts of a formula that formulaic evaluated, on every row of the data.
+
+    Attributes
+    ----------
+    keep : ndarray of bool
+        The rows to use: those without missing values, less those where a
+        transform gave NaN.
+    fixed : (ndarray, ModelMatrix) or None
+        The response and X, unless the fixed part is plain.
+    terms : list of (ModelMatrix or None)
+        Each random term's Z, None for plain terms.
+    """
+
+    keep: np.ndarray
+    fixed: tuple[np.ndarray, Any] | None
+    terms: list[Any]
+
+
+def formulaic_parts(
+    parsed: ParsedFormula, plan: PlainPlan, frame: ModelFrame, missing: str
+) -> FormulaicParts:
+    """Evaluate the parts that are not plain with formulaic, on every row.
+
+    As R's model.frame does, model matrices are evaluated on every row and the
+    missing rows dropped afterwards; a transform that yields NaN (log of a
+    negative number) makes its row missing too, which can remove a level, hence
+    the second round.
+    """
+    keep = ~frame.missing
+    if plan.everything:
+        return FormulaicParts(keep, None, [None] * len(parsed.random))
+    # formulaic sees only the columns its parts use (pandas' cost grows with
+    # the columns, and grouping factors need no evaluation).
+    used: set[str] = set()
+    if plan.fixed is None:
+        used |= {*parsed.response_columns, *parsed.fixed_part.columns}
+    for spec, part in zip(parsed.random, plan.terms, strict=True):
+        if part is None:
+            used |= set(spec.part.columns)
+    data = frame.data[[name for name in frame.columns if name in used]]
+    for _ in range(2):
+        evaluation = _evaluation_frame(data, keep)
+        fixed = None
+        blocks: list[tuple[Any, Any]] = []
+        if plan.fixed is None:
+            mm = evaluate(f"{parsed.response} ~ {parsed.fixed}", evaluation, "formula")
+            y_all = _response(mm.lhs, parsed.response_label, evaluation)
+            fixed = (y_all, mm.rhs)
+            blocks += [(y_all, [parsed.response_label]), (mm.rhs, mm.rhs.columns)]
+        terms = [
+            None
+            if part is not None
+            else evaluate(spec.lhs, evaluation, f"random-effects term {random_term_to_lme4(spec)}")
+            for spec, part in zip(parsed.random, plan.terms, strict=True)
+        ]
+        # Plain parts cannot make NaN: their missing values are dropped already.
+        blocks += [(z, z.columns) for z in terms if z is not None]
+        produced = np.zeros(len(data), dtype=bool)
+        nan_columns: list[str] = []
+        for values, names in blocks:
+            nan = (
+                np.isnan(np.asarray(values, dtype=np.float64).reshape(len(data), -1))
+                & keep[:, None]
+            )
+            produced |= nan.any(axis=1)
+            nan_columns += [
+                parsed.column_name(str(c))
+                for c, hit in zip(names, nan.any(axis=0), strict=True)
+                if hit
+            ]
+        if not produced.any():
+            break
+        _nan_from_transforms(data, produced, nan_columns, missing)
+        keep = keep & ~produced
+        if not keep.any():
+            raise no_rows_left(frame.columns, [*frame.culprits, *nan_columns])
+    return FormulaicParts(keep, fixed, terms)
+
+
+def _evaluation_frame(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """``frame`` with the categories of dropped rows blanked out.
+
+    As in R's ``model.frame``, numeric transforms (``scale(x)``) see every row
+    and missing rows are dropped afterwards, but a factor keeps only the levels
+    of the rows used (``drop.unused.levels``).  Blanking the dropped rows of
+    non-numeric columns gives formulaic exactly those levels.
+    """
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) and not isinstance(
+            column.dtype, pd.CategoricalDtype
+        ):
+            continue
+        if pd.api.types.is_bool_dtype(column.dtype):
+            continue
+        if not keep.all():
+            column = column.where(keep)
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.cat.remove_unused_categories()
+        out[name] = column
+    return out
+
+
+def _response(lhs: Any, name: str, frame: pd.DataFrame) -> np.ndarray:
+    """The response as one float column, or a DataError saying why it is not numeric."""
+    if lhs.shape[1] != 1:
+        what = "text or categories"
+        if name in frame.columns:
+            raw = frame[name]
+            values = ", ".join(repr(v) for v in pd.unique(raw.dropna())[:3])
+            what = f"{raw.dtype} values such as {values}"
+        raise DataError(
+            f"the response {name!r} must be numeric, but it holds {what}; convert it "
+            "to numbers (e.g. with pandas.to_numeric) or code the outcome as 0/1"
+        )
+    return np.asarray(lhs, dtype=np.float64).ravel()
+
+
+def _nan_from_transforms(
+    frame: pd.DataFrame, rows: np.ndarray, columns: list[str], missing: str
+) -> None:
+    """Rows where a transform gave NaN are missing, as in R; say so (or refuse)."""
+    n_rows = int(rows.sum())
+    first = frame.index[np.flatnonzero(rows)[0]]
+    where = ", ".join(map(repr, dict.fromkeys(columns)))
+    message = (
+        f"{where} is NaN in {n_rows} row{'s' if n_rows > 1 else ''} (first at row {first!r}): "
+        "a transform was applied outside its domain"
+    )
+    if missing == "raise":
+        raise DataError(f"{message}; fix the data or use missing='drop' to drop those rows")
+    warnings.warn(
+        f"{message}; those rows are dropped as missing",
+        MissingValuesWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+@dataclass(frozen=True)
+class FixedEffects:
+    """The response and the fixed-effects matrix on the rows used.
+
+    Attributes
+    ----------
+    y : ndarray
+        The response.
+    x : ndarray
+        X without its aliased columns.
+    names : list of str
+        lme4's names of the columns of ``x``.
+    dropped : list of str
+        lme4's names of the aliased columns dropped.
+    spec : ModelSpec or None
+        formulaic's spec of X (with the aliased columns), None for a plain part.
+    """
+
+    y: np.ndarray
+    x: np.ndarray
+    names: list[str]
+    dropped: list[str]
+    spec: Any
+
+
+def fixed_effects(
+    parsed: ParsedFormula,
+    plan: PlainPlan,
+    frame: ModelFrame,
+    parts: FormulaicParts,
+    rows: UsedRows,
+) -> FixedEffects:
+    """y and X on the rows used, checked, with aliased columns dropped (and warned about).
+
+    Raises
+    ------
+    DataError
+        For a response or a column of X that is infinite (or NaN), or a constant
+        response.
+
+    Warns
+    -----
+    RankDeficiencyWarning
+        When aliased columns of X are dropped.
+    PredictorScaleWarning
+        When predictors differ in scale by more than a factor of 1000.
+    """
+    if parts.fixed is None:
+        assert plan.fixed is not None and plan.response is not None
+        response = frame.values(plan.response)
+        y = np.array(response if rows.selection is None else response[rows.selection], dtype=float)
+        x = plan.fixed.matrix(frame.values, rows.selection, rows.n)
+        raw_names = plan.fixed.names
+        spec = None
+    else:
+        y_all, rhs = parts.fixed
+        y = y_all[rows.keep]
+        x = np.asarray(rhs, dtype=np.float64)[rows.keep]
+        raw_names = list(rhs.columns)
+        spec = rhs.model_spec
+    check_finite(y, [parsed.response_label], "the response", rows.index)
+    check_response(y, parsed.response_label)
+    names = parsed.column_names(raw_names)
+    check_finite(x, names, "the fixed-effects column", rows.index)
+
+    dropped: list[str] = []
+    aliased = aliased_columns(x)
+    if aliased:
+        dropped = [names[j] for j in aliased]
+        kept = [j for j in range(x.shape[1]) if j not in set(aliased)]
+        x = x[:, kept]
+        names = [names[j] for j in kept]
+        warnings.warn(
+            "fixed-effect model matrix is rank deficient so dropping "
+            f"{len(dropped)} column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
+            RankDeficiencyWarning,
+            stacklevel=user_stacklevel(),
+        )
+    check_predictor_scales(x, names)
+    return FixedEffects(y=y, x=x, names=names, dropped=dropped, spec=spec)
+
+
+def aliased_columns(x: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
+    """Columns of X that are (numerically) linear combinations of earlier ones.
+
+    Like R's ``qr()``, columns are taken in order and one is kept when its
+    component orthogonal to the kept columns is larger than ``tol`` times its
+    norm.
+    """
+    if x.shape[1] == 0:
+        return []
+    # Householder QR without pivoting: |R_jj| is the norm of column j's
+    # component orthogonal to the columns before it (aliased ones add nothing
+    # to their span), in one LAPACK pass over X.
+    r = np.linalg.qr(x, mode="r")
+    norms = np.linalg.norm(x, axis=0)
+    diag = np.zeros(x.shape[1])  # columns beyond the n-th are aliased
+    diag[: min(r.shape)] = np.abs(np.diagonal(r))
+    return [j for j in range(x.shape[1]) if norms[j] == 0.0 or diag[j] <= tol * norms[j]]
+
+
+@dataclass(frozen=True)
+class TermMatrix:
+    """The model matrix Z of one random-effects term on the rows used.
+
+    Attributes
+    ----------
+    z : ndarray
+        One row per row used, one column per random effect of a level.
+    names : list of str
+        lme4's names of the columns.
+    spec : ModelSpec or None
+        formulaic's spec of Z, None for a plain part.
+    """
+
+    z: np.ndarray
+    names: list[str]
+    spec: Any
+
+
+def term_matrices(
+    parsed: ParsedFormula,
+    plan: PlainPlan,
+    frame: ModelFrame,
+    parts: FormulaicParts,
+    rows: UsedRows,
+) -> list[TermMatrix]:
+    """Z of each random-effects term of ``parsed``, in formula order, checked to be finite.
+
+    Raises
+    ------
+    DataError
+        For a column of Z that is infinite (or NaN).
+    """
+    out = []
+    for spec, part, lhs in zip(parsed.random, plan.terms, parts.terms, strict=True):
+        if lhs is None:
+            assert part is not None
+            z, raw_names, z_spec = (
+                part.matrix(frame.values, rows.selection, rows.n),
+                part.names,
+                None,
+            )
+        else:
+            z = np.asarray(lhs, dtype=np.float64)[rows.keep]
+            raw_names, z_spec = lhs.columns, lhs.model_spec
+        names = parsed.column_names(raw_names)
+        check_finite(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
+        out.append(TermMatrix(z, names, z_spec))
+    return out
