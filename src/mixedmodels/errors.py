@@ -86,3 +86,7 @@ class ArgumentError(MixedModelsError, TypeError):
 
     Both a :class:`MixedModelsError` and a :class:`TypeError`, so either catch works.
     """
+
+
+class CommandError(Exception):
+    """A problem to report on one line of stderr, without a traceback."""

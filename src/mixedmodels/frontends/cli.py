@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__, datasets
-from ..errors import MixedModelsError
+from ..errors import CommandError, MixedModelsError
 from ..formula import parse_formula
 from ..models.lmm import LinearMixedModel
 from ..results.summary import ModelSummary, summarize
@@ -41,10 +41,6 @@ from ..results.summary import ModelSummary, summarize
 PROG = "mixedmodels"
 DDF_METHODS = ("satterthwaite", "kenward-roger", "none")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-class CommandError(Exception):
-    """A problem to report on one line of stderr, without a traceback."""
 
 
 # -- reading the data ---------------------------------------------------------------

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import text
 from .rformat import SIGNIF_LEGEND
-from .summary import ModelSummary
+
+if TYPE_CHECKING:
+    from .summary import ModelSummary
 
 # Scoped to the summary's own element so a notebook's other tables keep their look.
 _STYLE = (

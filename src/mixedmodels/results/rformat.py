@@ -386,3 +386,7 @@ def abbreviate(names: Sequence[str], minlength: int = 4) -> list[str]:
         length += 1
         pending = [n for group in clashes for n in group]
     return [short[n] for n in names]
+
+
+# lme4 prints the correlation of the fixed effects up to this many of them.
+CORRELATION_MAX = 12

@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MixedModelsError
+from .rformat import CORRELATION_MAX
 
 if TYPE_CHECKING:
     from ..models.lmm import LinearMixedModel
 
-# lme4 prints the correlation of the fixed effects up to this many of them.
-CORRELATION_MAX = 12
 # Above this estimated cost (seconds) the summary leaves the Satterthwaite df
 # out rather than make printing a large model slow; coef_table() computes them.
 SATTERTHWAITE_BUDGET = 5.0

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import rformat
-from .summary import CORRELATION_MAX, ModelSummary
+from .rformat import CORRELATION_MAX
 
 if TYPE_CHECKING:
-    pass
+    from .summary import ModelSummary
 
 # lme4's print.summary.merMod: digits = max(3, getOption("digits") - 3).
 DIGITS = 4
