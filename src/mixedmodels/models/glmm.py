@@ -34,7 +34,7 @@ from ..engine.optimize import BOUNDARY_TOLERANCE, GRADIENT_TOLERANCE, minimize_b
 from ..engine.pirls import Pirls, PirlsError, PirlsSolution
 from ..engine.quadrature import agq_deviance
 from ..errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
-from ..families import Family, get_family
+from ..families import Family, NegativeBinomial, get_family
 from .glm_response import evaluate_expression, prepare_response
 
 # Inspecting the loaded BLAS libraries takes milliseconds: done once.
@@ -153,6 +153,15 @@ class GeneralizedLinearMixedModel:
             )
         return used
 
+    def set_family(self, family: str | Family) -> None:
+        """Use another family for the same data (e.g. a new negative binomial θ); refit after."""
+        family = get_family(family)
+        family.check_response(self.design.y, self.design.weights, self.response_name)
+        self.family = family
+        for solver in (self._pirls_joint, self._pirls_modes):
+            if solver is not None:
+                solver.family = family
+
     # -- the pieces --------------------------------------------------------------------
 
     def _lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -180,6 +189,19 @@ class GeneralizedLinearMixedModel:
     def _laplace(self, solution: PirlsSolution) -> float:
         return solution.laplace(self.family, self.design.y, self.prior_weights)
 
+    def objective_at(self, theta: Any, beta: Any, nagq: int = 1) -> float:
+        """lme4's objective at (θ, β): Laplace (``nagq=1``) or adaptive quadrature (> 1).
+
+        PIRLS starts from the fitted modes when the model has been fitted.
+        """
+        nagq = self._check_nagq(nagq)
+        if nagq == 0:
+            raise ValueError("objective_at evaluates nagq ≥ 1 (β is given, not estimated)")
+        theta = np.asarray(theta, dtype=np.float64)
+        beta = np.asarray(beta, dtype=np.float64)
+        start = self._solution.u if self._solution is not None else None
+        return self._objective(theta, beta, nagq, start)[0]
+
     def _objective(
         self, theta: np.ndarray, beta: np.ndarray, nagq: int, u: np.ndarray | None
     ) -> tuple[float, PirlsSolution]:
@@ -196,7 +218,13 @@ class GeneralizedLinearMixedModel:
     # -- fitting -----------------------------------------------------------------------
 
     def fit(
-        self, *, nagq: int = 1, check_convergence: bool = True, warn: bool = True
+        self,
+        *,
+        nagq: int = 1,
+        start: dict[str, Any] | None = None,
+        hessian: bool = True,
+        check_convergence: bool = True,
+        warn: bool = True,
     ) -> GeneralizedLinearMixedModel:
         """Estimate θ and β as lme4's ``glmer`` does (two stages; see the module docstring).
 
@@ -206,14 +234,23 @@ class GeneralizedLinearMixedModel:
             1 for the Laplace approximation, > 1 for adaptive Gauss–Hermite
             quadrature with that many points (one scalar random-effects term
             only), 0 for θ alone with β estimated inside PIRLS.
+        start : dict, optional
+            ``{"theta": ..., "beta": ...}`` to start the second stage from
+            (lme4's ``start = list(theta =, fixef =)``); the first stage is
+            then skipped.  A refit also starts PIRLS from the last modes.
+        hessian : bool, default True
+            Estimate the Hessian of the objective in (θ, β) by finite
+            differences, for lme4's standard errors and convergence check
+            (lme4's ``calc.derivs``); False gives R_X-based standard errors.
         check_convergence : bool, default True
-            Check the gradient and Hessian at the optimum (nAGQ > 0).
+            Report a doubtful optimum found by the gradient and Hessian.
         warn : bool, default True
             Warn about doubtful convergence and singular fits.
         """
         nagq = self._check_nagq(nagq)
+        given = self._check_start(start) if start is not None else None
         with _single_threaded_blas():
-            self._fit(nagq, check_convergence)
+            self._fit(nagq, given, hessian, check_convergence)
         if warn:
             for message in self.fit_summary.messages:
                 warnings.warn(message, ConvergenceWarning, stacklevel=2)
@@ -226,8 +263,29 @@ class GeneralizedLinearMixedModel:
                 )
         return self
 
-    def _fit(self, nagq: int, check_convergence: bool) -> None:
-        theta, beta, u, n_eval0, status0 = self._fit_joint_pirls()
+    def _check_start(self, start: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(start, dict) or not {"theta", "beta"} <= set(start):
+            raise ValueError("start must be a dict with 'theta' and 'beta'")
+        theta = np.asarray(start["theta"], dtype=np.float64).reshape(-1)
+        beta = np.asarray(start["beta"], dtype=np.float64).reshape(-1)
+        if theta.shape != self.lower_bounds.shape:
+            raise ValueError(f"start['theta'] must have {len(self.lower_bounds)} values")
+        if beta.shape != (self.design.x.shape[1],):
+            raise ValueError(f"start['beta'] must have {self.design.x.shape[1]} values")
+        return np.maximum(theta, self.lower_bounds), beta
+
+    def _fit(
+        self,
+        nagq: int,
+        start: tuple[np.ndarray, np.ndarray] | None,
+        hessian: bool,
+        check_convergence: bool,
+    ) -> None:
+        previous_u = self._solution.u if self._solution is not None else None
+        if start is None or nagq == 0:
+            theta, beta, u, n_eval0, status0 = self._fit_joint_pirls()
+        else:
+            (theta, beta), u, n_eval0, status0 = start, previous_u, 0, "start given"
         if nagq == 0:
             pirls = self._pirls(fixed_inside=True)
             solution = pirls.solve(self._lambdas(theta), beta, u)
@@ -241,7 +299,7 @@ class GeneralizedLinearMixedModel:
                 converged=True,
             )
         else:
-            self._fit_modes(theta, beta, u, nagq, n_eval0, status0, check_convergence)
+            self._fit_modes(theta, beta, u, nagq, n_eval0, status0, hessian, check_convergence)
 
     def _check_nagq(self, nagq: int) -> int:
         if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 0:
@@ -296,6 +354,7 @@ class GeneralizedLinearMixedModel:
         nagq: int,
         n_eval0: int,
         status0: str,
+        hessian: bool,
         check_convergence: bool,
     ) -> None:
         """Stage 2: (θ, β) on the Laplace or quadrature objective."""
@@ -327,20 +386,13 @@ class GeneralizedLinearMixedModel:
         value, solution = self._objective(theta, beta, nagq, last["u"])
         self._set_solution(theta, solution, nagq, value)
         messages: list[str] = []
-        # lme4's calc.derivs: the Hessian in (θ, β) gives the standard errors.
-        center_u = solution.u
-
-        def in_original_units(y: np.ndarray) -> float:
-            try:
-                return self._objective(y[:n_theta], y[n_theta:], nagq, center_u)[0]
-            except PirlsError:
-                return math.inf
-
-        point = np.concatenate([theta, beta])
-        gradient, hessian = central_derivatives(in_original_units, point, value)
-        self._set_hessian_vcov(hessian, n_theta, messages)
-        if check_convergence:
-            messages.extend(self._convergence_messages(point, lower, gradient, hessian))
+        gradient = curvature = None
+        if hessian:
+            gradient, curvature = self._derivatives(theta, beta, value, solution.u, nagq)
+            self._set_hessian_vcov(curvature, n_theta, messages)
+            if check_convergence:
+                point = np.concatenate([theta, beta])
+                messages.extend(self._convergence_messages(point, lower, gradient, curvature))
         self.fit_summary = GlmmFitSummary(
             nagq=nagq,
             objective=value,
@@ -349,20 +401,35 @@ class GeneralizedLinearMixedModel:
             converged=not messages,
             messages=messages,
             gradient=gradient,
-            hessian=hessian,
+            hessian=curvature,
         )
+
+    def _derivatives(
+        self, theta: np.ndarray, beta: np.ndarray, value: float, u: np.ndarray, nagq: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """lme4's calc.derivs: gradient and Hessian of the objective in (θ, β)."""
+        n_theta = len(theta)
+        center_u = u
+
+        def in_original_units(y: np.ndarray) -> float:
+            try:
+                return self._objective(y[:n_theta], y[n_theta:], nagq, center_u)[0]
+            except PirlsError:
+                return math.inf
+
+        point = np.concatenate([theta, beta])
+        return central_derivatives(in_original_units, point, value)
 
     def _stage1_standard_errors(
         self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray
     ) -> np.ndarray:
         """R_X-based standard errors at stage 1's optimum: stage 2's unit for β."""
-        pirls = self._pirls(fixed_inside=True)
-        solution = pirls.solve(self._lambdas(theta), beta, u)
         if not len(beta):
             return np.ones(0)
+        pirls = self._pirls(fixed_inside=True)
+        pirls.solve(self._lambdas(theta), beta, u)  # leaves the factor at the joint optimum
         rinv = pirls.factor.inverse_rx()
         se = np.sqrt(np.einsum("ij,ij->j", rinv, rinv))
-        _ = solution
         return np.where(np.isfinite(se) & (se > 0), se, 1.0)
 
     def _set_solution(self, theta: np.ndarray, solution: PirlsSolution, nagq: int, value: float):
@@ -489,8 +556,9 @@ class GeneralizedLinearMixedModel:
 
     @property
     def n_params(self) -> int:
-        """Parameters counted in logLik's df: θ, β and the dispersion of Gamma-like families."""
-        extra = 1 if self.family.has_dispersion else 0
+        """Parameters counted in logLik's df: θ, β, and the dispersion (Gamma, inverse
+        Gaussian) or the negative binomial θ, as lme4 counts them."""
+        extra = 1 if self.family.has_dispersion or isinstance(self.family, NegativeBinomial) else 0
         return len(self.lower_bounds) + self.design.x.shape[1] + extra
 
     @property
