@@ -103,32 +103,61 @@ def test_deviance_and_aic_are_the_distributions(family):
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES, ids=repr)
-def test_compiled_row_passes_match_the_family(family):
-    passes = compiled()
-    if passes is None:
+def test_compiled_row_pass_matches_the_family(family):
+    row_pass = compiled()[0] if compiled() is not None else None
+    if row_pass is None:
         pytest.skip("numba is not installed")
-    update_mean, working = passes
     y, eta = _data(family)
-    w = RNG.uniform(0.5, 2.0, len(y))
-    base = RNG.normal(size=len(y))
-    mu = np.empty_like(eta)
-    deviance = update_mean(*family_codes(family), y, w, eta, mu)
-    np.testing.assert_allclose(mu, family.link.inverse(eta), rtol=1e-13)
+    n = len(y)
+    w = RNG.uniform(0.5, 2.0, n)
+    # η = base + z·b[level] for one term with two columns.
+    codes = RNG.integers(0, 3, n)
+    z = np.column_stack([np.ones(n), RNG.normal(0, 0.05, n)])
+    b = RNG.normal(0, 0.05, (3, 2))
+    base = eta - np.einsum("nq,nq->n", z, b[codes])
+    working_base = RNG.normal(size=n)
+    out = [np.empty(n) for _ in range(4)]
+    deviance = row_pass(
+        *family_codes(family),
+        y,
+        w,
+        base,
+        working_base,
+        codes[None, :].astype(np.int64),
+        z,
+        np.array([0, 2]),
+        b.ravel(),
+        np.array([0, 6]),
+        *out,
+    )
+    eta_out, mu, weights, response = out
+    np.testing.assert_allclose(eta_out, eta, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(mu, family.link.inverse(eta), rtol=1e-12)
     assert deviance == pytest.approx(family.deviance(y, mu, w), rel=1e-12)
-    weights, response = np.empty_like(y), np.empty_like(y)
-    assert working(*family_codes(family), y, w, eta, mu, base, weights, response)
     d = family.link.mu_eta(eta)
     np.testing.assert_allclose(weights, w * d * d / family.variance(mu), rtol=1e-12)
-    np.testing.assert_allclose(response, eta - base + (y - mu) / d, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(response, eta - working_base + (y - mu) / d, rtol=1e-10, atol=1e-10)
 
 
-def test_compiled_mean_reports_an_invalid_mean():
-    passes = compiled()
-    if passes is None:
+def test_compiled_row_pass_reports_an_invalid_mean():
+    row_pass = compiled()[0] if compiled() is not None else None
+    if row_pass is None:
         pytest.skip("numba is not installed")
     family = Poisson("identity")
-    mu = np.empty(2)
-    value = passes[0](*family_codes(family), np.ones(2), np.ones(2), np.array([1.0, -1.0]), mu)
+    out = [np.empty(2) for _ in range(4)]
+    value = row_pass(
+        *family_codes(family),
+        np.ones(2),
+        np.ones(2),
+        np.array([1.0, -1.0]),
+        np.zeros(2),
+        np.zeros((1, 2), dtype=np.int64),
+        np.zeros((2, 1)),
+        np.array([0, 1]),
+        np.zeros(1),
+        np.array([0, 1]),
+        *out,
+    )
     assert value == math.inf
 
 
@@ -190,3 +219,20 @@ def test_non_integer_counts_warn_as_r_does():
         Poisson().check_response(np.array([1.0, 2.5]), None, "n")
     with pytest.warns(NonIntegerResponseWarning, match="numbers of successes"):
         Binomial().check_response(np.array([0.3, 0.5]), None, "p")
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES, ids=repr)
+def test_saturated_constant_turns_the_deviance_into_aic(family):
+    y, eta = _data(family)
+    mu = family.link.inverse(eta)
+    w = RNG.integers(1, 4, len(y)).astype(float)
+    constant = family.saturated_aic(y, w)
+    if family.has_dispersion:
+        assert constant is None
+        return
+    deviance = family.deviance(y, mu, w)
+    assert family.aic(y, mu, w, deviance) == pytest.approx(deviance + constant, rel=1e-12)
+
+
+def test_no_saturated_constant_for_rounded_binomial_successes():
+    assert Binomial().saturated_aic(np.array([0.3, 0.5]), np.ones(2)) is None

@@ -64,3 +64,21 @@ def central_derivatives(
         ) / (2.0 * h[i] * h[j])
         hessian[i, j] = hessian[j, i] = second
     return gradient, hessian
+
+
+def hessian_from_gradient(
+    gradient: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    step: float | np.ndarray = STEP,
+) -> np.ndarray:
+    """Hessian by central differences of an exact gradient (2n gradients), symmetrized."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    h = np.broadcast_to(np.asarray(step, dtype=np.float64), (n,))
+    columns = []
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h[i]
+        columns.append((gradient(x + e) - gradient(x - e)) / (2.0 * h[i]))
+    hessian = np.column_stack(columns)
+    return 0.5 * (hessian + hessian.T)

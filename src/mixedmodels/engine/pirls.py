@@ -37,43 +37,17 @@ import numpy as np
 
 from ..families import Family
 from .factor import BlockedCholesky
-from .glm_kernels import compiled as compiled_row_passes
-from .glm_kernels import family_codes
+from .glm_kernels import compiled as compiled_row_pass
+from .glm_kernels import family_codes, row_pass_numpy
 from .terms import RandomEffectsTerm
 from .weighted import WeightedCrossProducts
 
 # lme4's limit on step halvings per iteration (pwrssUpdate's maxstephalfit).
 MAX_STEP_HALVINGS = 20
 
-_ADD_MODES = None
-_TRIED = False
-
 
 class PirlsError(RuntimeError):
     """PIRLS did not converge, or step halving could not reduce the penalized deviance."""
-
-
-def _add_modes_kernel():
-    global _ADD_MODES, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a dependency
-            return None
-        _ADD_MODES = numba.njit(cache=True, nogil=True)(_add_modes)
-    return _ADD_MODES
-
-
-def _add_modes(eta, codes, z, b):  # pragma: no cover - compiled by numba
-    """eta[r] += z[r] · b[codes[r]] for every row."""
-    q = z.shape[1]
-    for r in range(codes.shape[0]):
-        level = codes[r]
-        s = 0.0
-        for a in range(q):
-            s += z[r, a] * b[level, a]
-        eta[r] += s
 
 
 @dataclass
@@ -110,9 +84,34 @@ class PirlsSolution:
         """‖u‖² (lme4's ``ussq``)."""
         return float(self.u @ self.u)
 
-    def laplace(self, family: Family, y: np.ndarray, prior_weights: np.ndarray) -> float:
-        """lme4's Laplace objective ``ldL2 + ussq + aic`` (−2 log L, constants included)."""
-        return self.logdet + self.sum_u2 + family.aic(y, self.mu, prior_weights, self.deviance)
+    def laplace(
+        self,
+        family: Family,
+        y: np.ndarray,
+        prior_weights: np.ndarray,
+        saturated: float | None = None,
+    ) -> float:
+        """lme4's Laplace objective ``ldL2 + ussq + aic`` (−2 log L, constants included).
+
+        ``saturated`` is ``family.saturated_aic(y, prior_weights)`` when known
+        (then aic = deviance + saturated, without evaluating log-gammas).
+        """
+        if saturated is not None:
+            aic = self.deviance + saturated
+        else:
+            aic = family.aic(y, self.mu, prior_weights, self.deviance)
+        return self.logdet + self.sum_u2 + aic
+
+
+class _RowState:
+    """η, μ, working weights and response at one iterate (buffers reused between iterates)."""
+
+    def __init__(self, n: int) -> None:
+        self.eta = np.empty(n)
+        self.mu = np.empty(n)
+        self.weights = np.empty(n)
+        self.response = np.empty(n)
+        self.deviance = math.inf
 
 
 class Pirls:
@@ -135,8 +134,12 @@ class Pirls:
     fixed_inside : bool
         Estimate β with u in each least-squares step (lme4's nAGQ = 0) rather
         than holding it at the value given to :meth:`solve`.
-    tolerance : float
-        Convergence tolerance on the largest change of u and η in an iteration.
+    tolerance : float, optional
+        Convergence tolerance on the largest change of u and η in an
+        iteration.  By default 1e-6 when the iterations are Newton's (canonical
+        links, and with numba any link, whose observed information then replaces
+        Fisher's): the modes are then exact to about the square of the last
+        change.  Otherwise (Fisher scoring, which converges linearly) 1e-10.
     max_iterations : int
         lme4's ``maxit``.
     """
@@ -151,17 +154,17 @@ class Pirls:
         family: Family,
         *,
         fixed_inside: bool,
-        tolerance: float = 1e-9,
+        tolerance: float | None = None,
         max_iterations: int = 100,
     ) -> None:
-        self.y = y
-        self.prior_weights = prior_weights
-        self.offset = offset
+        self.y = np.ascontiguousarray(y, dtype=np.float64)
+        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float64)
+        self.offset = np.ascontiguousarray(offset, dtype=np.float64)
         self.x = x
         self.terms = list(terms)
-        self.family = family
+        self._family = family
         self.fixed_inside = fixed_inside
-        self.tolerance = tolerance
+        self._tolerance = tolerance
         self.max_iterations = max_iterations
         carried = x if fixed_inside else np.empty((len(y), 0))
         self.blocks = WeightedCrossProducts(
@@ -171,15 +174,32 @@ class Pirls:
             carried,
         )
         self.factor: BlockedCholesky = self.blocks.new_factor()
-        self.u_sizes = [t.n_columns for t in self.terms]
-        self.u_offsets = np.cumsum([0, *self.u_sizes])
-        self._codes = [np.ascontiguousarray(t.codes, dtype=np.int64) for t in self.terms]
-        self._z = [np.ascontiguousarray(t.z, dtype=np.float64) for t in self.terms]
-        self._kernel = _add_modes_kernel()
-        self._row_passes = compiled_row_passes()
+        self.u_offsets = np.cumsum([0, *(t.n_columns for t in self.terms)]).astype(np.int64)
+        passes = compiled_row_pass()
+        self._row_pass = passes[0] if passes is not None else None
+        self._derivative_pass = passes[1] if passes is not None else None
+        # Newton steps on the observed information for non-canonical links (whose
+        # working weights, Fisher scoring, converge only linearly).
+        self._newton = self._derivative_pass is not None and not family.is_canonical
         n = len(y)
-        self._weights = np.empty(n)
-        self._response = np.empty(n)
+        self._current, self._candidate = _RowState(n), _RowState(n)
+
+    @property
+    def family(self) -> Family:
+        """The response distribution and link."""
+        return self._family
+
+    @family.setter
+    def family(self, family: Family) -> None:
+        self._family = family
+        self._newton = self._derivative_pass is not None and not family.is_canonical
+
+    @property
+    def tolerance(self) -> float:
+        """The convergence tolerance (see the class docstring)."""
+        if self._tolerance is not None:
+            return self._tolerance
+        return 1e-6 if self.family.is_canonical or self._newton else 1e-10
 
     @property
     def n_u(self) -> int:
@@ -187,69 +207,116 @@ class Pirls:
 
     # -- the linear predictor ----------------------------------------------------------
 
+    def modes(self, lambdas: Sequence[np.ndarray], u: np.ndarray) -> list[np.ndarray]:
+        """b = Λu per term, as (levels, q) arrays."""
+        return [
+            u[self.u_offsets[k] : self.u_offsets[k + 1]].reshape(term.n_levels, term.q) @ lam.T
+            for k, (term, lam) in enumerate(zip(self.terms, lambdas, strict=True))
+        ]
+
     def random_part(self, lambdas: Sequence[np.ndarray], u: np.ndarray) -> np.ndarray:
         """ZΛu for spherical modes ``u`` (all terms concatenated)."""
         out = np.zeros(len(self.y))
-        for k, (term, lam) in enumerate(zip(self.terms, lambdas, strict=True)):
-            b = u[self.u_offsets[k] : self.u_offsets[k + 1]].reshape(term.n_levels, term.q) @ lam.T
-            if self._kernel is not None:
-                self._kernel(out, self._codes[k], self._z[k], np.ascontiguousarray(b))
-            else:
-                out += np.einsum("nq,nq->n", term.z, b[term.codes])
+        for term, b in zip(self.terms, self.modes(lambdas, u), strict=True):
+            out += np.einsum("nq,nq->n", term.z, b[term.codes])
         return out
 
     def fixed_part(self, beta: np.ndarray) -> np.ndarray:
         """o + Xβ."""
         return self.offset + self.x @ beta if self.x.shape[1] else self.offset.copy()
 
-    # -- one solve ---------------------------------------------------------------------
-
-    def _refactor(self, lambdas, eta, mu, base) -> bool:
-        """Working weights and response at η, refilled blocks, new factor."""
-        family = self.family
-        if self._row_passes is not None:
-            codes = family_codes(family)
-            ok = self._row_passes[1](
-                *codes, self.y, self.prior_weights, eta, mu, base, self._weights, self._response
-            )
-            if not ok:
-                return False
-            weights, working = self._weights, self._response
-        else:
-            mu_eta = family.link.mu_eta(eta)
-            weights = self.prior_weights * mu_eta * mu_eta / family.variance(mu)
-            working = (eta - base) + (self.y - mu) / mu_eta
-            if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(working))):
-                return False
-        self.blocks.fill(weights, working)
-        self.blocks.reload_factor(self.factor)
-        return self.factor.update(list(lambdas))
-
     def _working_base(self, base: np.ndarray) -> np.ndarray:
         """What the working response is measured from: o + Xβ, or o when β is estimated."""
         return self.offset if self.fixed_inside else base
 
-    def refactor_at(self, lambdas: Sequence[np.ndarray], solution: PirlsSolution) -> bool:
-        """Refill and refactor at the weights of ``solution`` (e.g. to read R_X off the factor)."""
-        base = self._working_base(self.fixed_part(solution.beta))
-        return self._refactor(list(lambdas), solution.eta, solution.mu, base)
-
-    def _penalized_deviance(
-        self, eta: np.ndarray, u: np.ndarray
-    ) -> tuple[float, np.ndarray, float]:
-        """(deviance + ‖u‖², μ, deviance) at η; inf when some μ is outside the family's range."""
-        if self._row_passes is not None:
-            mu = np.empty_like(eta)
-            deviance = self._row_passes[0](
-                *family_codes(self.family), self.y, self.prior_weights, eta, mu
+    def _evaluate(self, state: _RowState, base: np.ndarray, modes: list[np.ndarray]) -> float:
+        """Fill ``state`` at η = base + Σ Zb; returns the deviance (inf/nan: invalid)."""
+        working_base = self._working_base(base)
+        if self._row_pass is None:
+            deviance, eta, mu, weights, response = row_pass_numpy(
+                self.family, self.y, self.prior_weights, base, working_base, self.terms, modes
             )
+            state.eta[:], state.mu[:] = eta, mu
+            state.weights[:], state.response[:] = weights, response
         else:
-            mu = self.family.link.inverse(eta)
-            with np.errstate(all="ignore"):
-                deviance = self.family.deviance(self.y, mu, self.prior_weights)
-        if not math.isfinite(deviance):
-            return math.inf, mu, deviance
-        return deviance + float(u @ u), mu, deviance
+            blocks = self.blocks
+            b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
+            deviance = self._row_pass(
+                *family_codes(self.family),
+                self.y,
+                self.prior_weights,
+                base,
+                working_base,
+                blocks.codes,
+                blocks.z,
+                blocks.zcol,
+                b,
+                self.u_offsets,
+                state.eta,
+                state.mu,
+                state.weights,
+                state.response,
+            )
+        state.deviance = deviance
+        return deviance
+
+    def _factor(self, lambdas: list[np.ndarray], state: _RowState) -> None:
+        """Refill the blocks with the working weights and response of ``state``; refactor."""
+        self.blocks.fill(state.weights, state.response)
+        self.blocks.reload_factor(self.factor)
+        if not self.factor.update(lambdas):
+            raise PirlsError("the penalized least-squares factor is not positive definite")
+
+    def _factor_newton(self, lambdas: list[np.ndarray], state: _RowState, base: np.ndarray) -> bool:
+        """Factor H = ΛᵀZᵀDZΛ + I (D the observed information) with the Newton right-hand
+        side ΛᵀZᵀ(D·ZΛu − s); False when H is not positive definite."""
+        n = len(self.y)
+        score, observed, slope = np.empty(n), np.empty(n), np.empty(n)
+        self._derivative_pass(
+            *family_codes(self.family),
+            self.y,
+            self.prior_weights,
+            state.eta,
+            score,
+            observed,
+            slope,
+        )
+        right = observed * (state.eta - self._working_base(base)) - score
+        self.blocks.fill(observed, right, response_weights=np.ones(n))
+        # The response's own pivot is not used by the modes: keep it positive.
+        self.blocks.cp.xx[-1, -1] = 1e30
+        self.blocks.reload_factor(self.factor)
+        return self.factor.update(lambdas)
+
+    def refactor_at(self, lambdas: Sequence[np.ndarray], solution: PirlsSolution) -> None:
+        """Refill and refactor at the working weights of ``solution``'s modes.
+
+        L and R_X are then the factor's at the solution (what the standard
+        errors read); its response column is not the PIRLS one.
+        """
+        lambdas = list(lambdas)
+        state = self._candidate
+        self._evaluate(state, solution.eta, [np.zeros((t.n_levels, t.q)) for t in self.terms])
+        self._factor(lambdas, state)
+
+    def working_weights(self) -> np.ndarray:
+        """The working weights of the last iterate of :meth:`solve` (those of the factor)."""
+        return self._current.weights
+
+    def refactor_with_weights(self, lambdas: Sequence[np.ndarray], weights: np.ndarray) -> None:
+        """Refactor ΛᵀZᵀ diag(weights) ZΛ + I (weights may be any, e.g. observed information).
+
+        Raises PirlsError when that matrix is not positive definite.
+        """
+        self.blocks.fill(np.ascontiguousarray(weights, dtype=np.float64), np.zeros(len(weights)))
+        # A zero response leaves [X y]'s last pivot zero: make it 1 (it only
+        # closes the factor; L's random-effects part does not depend on it).
+        self.blocks.cp.xx[-1, -1] = 1.0
+        self.blocks.reload_factor(self.factor)
+        if not self.factor.update(list(lambdas)):
+            raise PirlsError("ΛᵀZᵀWZΛ + I with these weights is not positive definite")
+
+    # -- one solve ---------------------------------------------------------------------
 
     def solve(
         self,
@@ -274,30 +341,31 @@ class Pirls:
         lambdas = list(lambdas)
         beta = np.asarray(beta, dtype=np.float64).copy()
         u = np.zeros(self.n_u) if u is None else np.asarray(u, dtype=np.float64).copy()
+        current, candidate = self._current, self._candidate
         base = self.fixed_part(beta)
         if eta is None:
-            eta = base + self.random_part(lambdas, u)
-            pdev, mu, deviance = self._penalized_deviance(eta, u)
-            if not math.isfinite(pdev):
+            deviance = self._evaluate(current, base, self.modes(lambdas, u))
+            if not math.isfinite(deviance):
                 raise PirlsError("the starting linear predictor gives an invalid mean")
+            pdev = deviance + float(u @ u)
         else:
-            eta = np.asarray(eta, dtype=np.float64).copy()
-            _, mu, deviance = self._penalized_deviance(eta, u)
+            zero = [np.zeros((t.n_levels, t.q)) for t in self.terms]
+            if not math.isfinite(self._evaluate(current, np.asarray(eta, dtype=np.float64), zero)):
+                raise PirlsError("the starting means are outside the family's range")
             pdev = math.inf
         p = self.x.shape[1]
         for iteration in range(1, self.max_iterations + 1):
-            if not self._refactor(lambdas, eta, mu, self._working_base(base)):
-                raise PirlsError("the penalized least-squares factor is not positive definite")
+            if not (self._newton and self._factor_newton(lambdas, current, base)):
+                self._factor(lambdas, current)
             if self.fixed_inside:
                 new_beta = self.factor.fixed_effects()
                 new_u = np.concatenate(self.factor.spherical_modes(new_beta))
                 new_base = self.fixed_part(new_beta)
             else:
-                new_beta = beta
+                new_beta, new_base = beta, base
                 new_u = np.concatenate(self.factor.spherical_modes(np.empty(0)))
-                new_base = base
-            new_eta = new_base + self.random_part(lambdas, new_u)
-            new_pdev, new_mu, new_deviance = self._penalized_deviance(new_eta, new_u)
+            new_pdev = self._evaluate(candidate, new_base, self.modes(lambdas, new_u))
+            new_pdev += float(new_u @ new_u)
             # Halve steps that increase pdev beyond rounding (near the optimum its
             # changes are of the order of the rounding of its terms).
             slack = 1e-12 * abs(pdev) if math.isfinite(pdev) else 0.0
@@ -308,36 +376,29 @@ class Pirls:
                 if self.fixed_inside and p:
                     new_beta = 0.5 * (beta + new_beta)
                     new_base = self.fixed_part(new_beta)
-                new_eta = new_base + self.random_part(lambdas, new_u)
-                new_pdev, new_mu, new_deviance = self._penalized_deviance(new_eta, new_u)
-            if not math.isfinite(new_pdev):
-                raise PirlsError("PIRLS step halving ended at an invalid mean (NaN deviance)")
+                new_pdev = self._evaluate(candidate, new_base, self.modes(lambdas, new_u))
+                new_pdev += float(new_u @ new_u)
+            if math.isnan(new_pdev) or new_pdev == math.inf:
+                raise PirlsError("PIRLS step halving ended at an invalid mean or weight")
             if new_pdev > pdev + slack:
                 raise PirlsError(
                     f"PIRLS step halvings ({MAX_STEP_HALVINGS}) failed to reduce the penalized "
                     "deviance"
                 )
             step_u = float(np.max(np.abs(new_u - u))) if len(u) else 0.0
-            step_eta = float(np.max(np.abs(new_eta - eta)))
-            u, beta, base, eta, mu, pdev, deviance = (
-                new_u,
-                new_beta,
-                new_base,
-                new_eta,
-                new_mu,
-                new_pdev,
-                new_deviance,
-            )
+            step_eta = float(np.max(np.abs(candidate.eta - current.eta)))
+            current, candidate = candidate, current
+            self._current, self._candidate = current, candidate
+            u, beta, base, pdev = new_u, new_beta, new_base, new_pdev
             if max(step_u, step_eta) < self.tolerance:
                 # The factor at the final modes, for the Laplace log-determinant.
-                if not self._refactor(lambdas, eta, mu, self._working_base(base)):
-                    raise PirlsError("the penalized least-squares factor is not positive definite")
+                self._factor(lambdas, current)
                 return PirlsSolution(
                     u=u,
                     beta=beta,
-                    eta=eta,
-                    mu=mu,
-                    deviance=deviance,
+                    eta=current.eta.copy(),
+                    mu=current.mu.copy(),
+                    deviance=current.deviance,
                     logdet=self.factor.logdet_theta(),
                     iterations=iteration,
                 )
