@@ -338,9 +338,7 @@ class LaplaceGradient:
         )
         return x
 
-    def __call__(
-        self, lambdas: list[np.ndarray], beta: np.ndarray, solution: PirlsSolution
-    ) -> np.ndarray:
+    def __call__(self, lambdas: list[np.ndarray], solution: PirlsSolution) -> np.ndarray:
         """∂f/∂(θ, β), or ∂f/∂θ with β inside PIRLS, at ``solution`` (the factor's).
 
         Leaves the factor at the observed weights when the link is not canonical.

@@ -175,6 +175,8 @@ class Pirls:
         )
         self.factor: BlockedCholesky = self.blocks.new_factor()
         self.u_offsets = np.cumsum([0, *(t.n_columns for t in self.terms)]).astype(np.int64)
+        # (levels, q) per term, read at every iteration.
+        self._shapes = [(t.n_levels, t.q) for t in self.terms]
         passes = compiled_row_pass()
         self._row_pass = passes[0] if passes is not None else None
         self._derivative_pass = passes[1] if passes is not None else None
@@ -210,8 +212,8 @@ class Pirls:
     def modes(self, lambdas: Sequence[np.ndarray], u: np.ndarray) -> list[np.ndarray]:
         """b = Λu per term, as (levels, q) arrays."""
         return [
-            u[self.u_offsets[k] : self.u_offsets[k + 1]].reshape(term.n_levels, term.q) @ lam.T
-            for k, (term, lam) in enumerate(zip(self.terms, lambdas, strict=True))
+            u[self.u_offsets[k] : self.u_offsets[k + 1]].reshape(shape) @ lam.T
+            for k, (shape, lam) in enumerate(zip(self._shapes, lambdas, strict=True))
         ]
 
     def random_part(self, lambdas: Sequence[np.ndarray], u: np.ndarray) -> np.ndarray:
@@ -296,7 +298,7 @@ class Pirls:
         """
         lambdas = list(lambdas)
         state = self._candidate
-        self._evaluate(state, solution.eta, [np.zeros((t.n_levels, t.q)) for t in self.terms])
+        self._evaluate(state, solution.eta, [np.zeros(shape) for shape in self._shapes])
         self._factor(lambdas, state)
 
     def working_weights(self) -> np.ndarray:
@@ -349,7 +351,7 @@ class Pirls:
                 raise PirlsError("the starting linear predictor gives an invalid mean")
             pdev = deviance + float(u @ u)
         else:
-            zero = [np.zeros((t.n_levels, t.q)) for t in self.terms]
+            zero = [np.zeros(shape) for shape in self._shapes]
             if not math.isfinite(self._evaluate(current, np.asarray(eta, dtype=np.float64), zero)):
                 raise PirlsError("the starting means are outside the family's range")
             pdev = math.inf

@@ -48,13 +48,6 @@ def gauss_hermite_rule(n_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return nodes, weights, log_phi
 
 
-def _level_deviance(pirls: Pirls, mu: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Per level: Σ deviance residuals of its rows + u²."""
-    term = pirls.terms[0]
-    residuals = pirls.family.deviance_residuals(pirls.y, mu, pirls.prior_weights)
-    return np.bincount(term.codes, weights=residuals, minlength=term.n_levels) + u * u
-
-
 def agq_deviance(
     pirls: Pirls,
     lam: np.ndarray,
@@ -64,6 +57,8 @@ def agq_deviance(
     n_points: int,
 ) -> float:
     """lme4's adaptive quadrature objective at the modes of ``solution``.
+
+    All nodes are evaluated at once, as (nodes × rows) arrays.
 
     Parameters
     ----------
@@ -81,22 +76,38 @@ def agq_deviance(
         Quadrature points.
     """
     nodes, weights, log_phi = gauss_hermite_rule(n_points)
+    term = pirls.terms[0]
+    family = pirls.family
+    m = term.n_levels
+    codes = term.codes
     u0 = solution.u
-    devc0 = _level_deviance(pirls, solution.mu, u0)
-    base = pirls.fixed_part(beta)
-    # log Σₖ, accumulated with a running maximum so large deviations cannot overflow.
-    terms = []
-    for z, w, lp in zip(nodes, weights, log_phi, strict=True):
-        if z == 0.0:
-            terms.append(np.full_like(u0, math.log(w)))
-            continue
-        u = u0 + z * level_sd
-        eta = base + pirls.random_part([lam], u)
-        with np.errstate(all="ignore"):
-            mu = pirls.family.link.inverse(eta)
-            devc = _level_deviance(pirls, mu, u)
-        terms.append(-0.5 * (devc - devc0) - lp + math.log(w) - 0.5 * math.log(2 * math.pi))
-    stacked = np.vstack(terms)
-    top = np.max(stacked, axis=0)
-    log_mult = top + np.log(np.sum(np.exp(stacked - top), axis=0))
+    # Each node shifts every level's mode by z·σₗ: u = û + z σ, per (node, level).
+    shifted = u0[None, :] + nodes[:, None] * level_sd[None, :]
+    slope = lam[0, 0] * term.z[:, 0]
+    eta = pirls.fixed_part(beta)[None, :] + slope[None, :] * shifted[:, codes]
+    with np.errstate(all="ignore"):
+        mu = family.link.inverse(eta)
+        residuals = family.deviance_residuals(pirls.y[None, :], mu, pirls.prior_weights[None, :])
+    k = len(nodes)
+    keys = (np.arange(k)[:, None] * m + codes[None, :]).ravel()
+    devc = np.bincount(keys, weights=residuals.ravel(), minlength=k * m).reshape(k, m)
+    devc += shifted * shifted
+    centre = int(np.argmin(np.abs(nodes)))
+    devc0 = devc[centre] if nodes[centre] == 0.0 else _level_deviance(pirls, solution.mu, u0)
+    # log Σₖ wₖ exp(−½Δₖ + zₖ²/2), with the largest term factored out.
+    log_terms = (
+        -0.5 * (devc - devc0[None, :])
+        - log_phi[:, None]
+        + np.log(weights)[:, None]
+        - 0.5 * math.log(2.0 * math.pi)
+    )
+    top = np.max(log_terms, axis=0)
+    log_mult = top + np.log(np.sum(np.exp(log_terms - top[None, :]), axis=0))
     return float(np.sum(devc0) + solution.logdet - 2.0 * np.sum(log_mult))
+
+
+def _level_deviance(pirls: Pirls, mu: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Per level: Σ deviance residuals of its rows + u²."""
+    term = pirls.terms[0]
+    residuals = pirls.family.deviance_residuals(pirls.y, mu, pirls.prior_weights)
+    return np.bincount(term.codes, weights=residuals, minlength=term.n_levels) + u * u

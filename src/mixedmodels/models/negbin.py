@@ -110,11 +110,14 @@ def glmer_nb(
     start = math.log(theta_ml(y, mu, model.prior_weights))
     fits: dict[float, tuple[float, np.ndarray, np.ndarray]] = {}
 
+    last = {"theta": model.theta, "beta": model.fixef.to_numpy()}
+
     def deviance(log_theta: float) -> float:
         model.set_family(NegativeBinomial(math.exp(log_theta), link))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(start={"theta": model.theta, "beta": model.fixef.to_numpy()}, hessian=False)
+            model.fit(start=last, hessian=False)
+        last["theta"], last["beta"] = model.theta, model.fixef.to_numpy()
         fits[log_theta] = (model.objective, model.theta, model.fixef.to_numpy())
         return model.objective
 
