@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..design import Design, build_design
+from ..design import Design, as_data_frame, build_design
 from ..engine.fit import blas_threads
 from ..engine.glmm_fit import fit_glmm
 from ..engine.glmm_problem import GeneralizedProblem
@@ -114,6 +114,9 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
             design.y, prior_weights, offset_rows, design.x, design.terms, family
         )
         self.rows = GlmmRows(design, prior_weights, offset_rows)
+        # How to evaluate the offset on new rows: its column or expression (None:
+        # no offset; an array given at fit time must be given again to predict).
+        self._offset_source = offset if (offset is None or isinstance(offset, str)) else ...
         self.data_name: str | None = None
         self._workspace = self.problem.workspace()
         self._state: GeneralizedFittedState | None = None
@@ -291,6 +294,11 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
     def nobs(self) -> int:
         return self.problem.n_obs
 
+    def refit_ml(self) -> GeneralizedLinearMixedModel:
+        """The model itself: GLMMs are fitted by maximum likelihood (lme4 does not refit
+        them in ``anova``)."""
+        return self
+
     @property
     def stderr_source(self) -> str:
         """``"Hessian"`` or ``"RX"``: what the standard errors come from (as lme4)."""
@@ -351,6 +359,105 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
         """Residuals of type ``"deviance"``, ``"pearson"``, ``"response"`` or ``"working"``."""
         return self.rows.residuals(self.state, type)
 
+    def predict(
+        self,
+        newdata: Any = None,
+        *,
+        type: str = "link",
+        random: bool = True,
+        allow_new_levels: bool = False,
+        offset: Any = None,
+    ) -> pd.Series:
+        """Predictions on the link (``type="link"``) or response scale (``"response"``).
+
+        Parameters
+        ----------
+        newdata : DataFrame or dict of columns, optional
+            Rows to predict; default the rows of the fit.
+        type : {"link", "response"}
+            η = o + Xβ̂ (+ Zb̂), or the mean g⁻¹(η) (lme4's ``type``).
+        random : bool, default True
+            Add the conditional modes (``False``: lme4's ``re.form = NA``).
+        allow_new_levels : bool, default False
+            Give levels not seen in the fit a zero random effect.
+        offset : array-like or str, optional
+            The new rows' offset.  By default the fit's offset column or
+            expression is evaluated on ``newdata``; an offset given as an
+            array to the fit must be given here again.
+        """
+        from ..inference.predict import predict_new_rows
+
+        if type not in ("link", "response"):
+            raise ArgumentError(f"type must be 'link' or 'response', not {type!r}")
+        state = self.state
+        if newdata is None:
+            if random and offset is None:
+                eta = np.asarray(state.eta)
+            else:
+                given = self.offset if offset is None else _offset_values(offset, self.design)
+                eta = given + self.design.x @ state.beta
+                if random:
+                    eta = eta + (np.asarray(state.eta) - self.offset - self.design.x @ state.beta)
+            index = self.design.row_index
+        else:
+            frame = as_data_frame(newdata)
+            eta = predict_new_rows(
+                self, frame, random=random, allow_new_levels=allow_new_levels
+            ).to_numpy()
+            eta = eta + self._new_offset(offset, frame)
+            index = frame.index
+        values = self.family.link.inverse(eta) if type == "response" else eta
+        return pd.Series(values, index=index, name="prediction")
+
+    def _new_offset(self, offset: Any, frame: pd.DataFrame) -> np.ndarray:
+        source = self._offset_source if offset is None else offset
+        if source is None:
+            return np.zeros(len(frame))
+        if source is ...:
+            raise ArgumentError(
+                "the model was fitted with an offset given as an array: pass offset= for the "
+                "new rows"
+            )
+        if isinstance(source, str):
+            if source in frame.columns:
+                return pd.to_numeric(frame[source], errors="coerce").to_numpy(dtype=np.float64)
+            return evaluate_expression(source, frame, "the offset")
+        values = np.asarray(source, dtype=np.float64).reshape(-1)
+        if len(values) != len(frame):
+            raise DataError(f"offset must have one value per new row ({len(frame)})")
+        return values
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Wald confidence intervals of the fixed effects (lme4's ``confint(method="Wald")``).
+
+        Rows are named as lme4's ``oldNames = FALSE``; the variance parameters
+        get NaN, as lme4 gives them for Wald intervals.  Profile and bootstrap
+        intervals for GLMMs are not available yet.
+        """
+        if str(method).lower() != "wald":
+            raise ArgumentError(
+                f"confint(method={method!r}) is not available for GLMMs yet; use 'wald'"
+            )
+        if not 0 < level < 1:
+            raise ArgumentError(f"level must be between 0 and 1, not {level!r}")
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        coefs = self.coefs
+        names = [
+            f"sd_{t.column_names[i]}|{t.group_name}"
+            if i == j
+            else f"cor_{t.column_names[i]}.{t.column_names[j]}|{t.group_name}"
+            for t in self.design.terms
+            for i, j in zip(t.theta_rows, t.theta_cols, strict=True)
+        ]
+        if self.family.has_dispersion:
+            names.append("sigma")
+        nan = np.full(len(names), np.nan)
+        lower = np.concatenate([nan, coefs["estimate"] - z * coefs["std_error"]])
+        upper = np.concatenate([nan, coefs["estimate"] + z * coefs["std_error"]])
+        return pd.DataFrame(
+            {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
+        )
+
     def summary(self) -> Summary:
         """lme4's glmer summary; ``print(model.summary())`` shows it."""
         from ..results.glmm_text import glmer_summary
@@ -362,6 +469,13 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
 
         text = str(self.summary()) if self.is_fitted else repr(self)
         return f"<pre>{html.escape(text)}</pre>"
+
+
+def _offset_values(offset: Any, design: Design) -> np.ndarray:
+    values = np.asarray(offset, dtype=np.float64).reshape(-1)
+    if len(values) != len(design.y):
+        raise DataError(f"offset must have one value per row used ({len(design.y)})")
+    return values
 
 
 def _offset_rows(offset: Any, frame: pd.DataFrame, design: Design) -> np.ndarray:
