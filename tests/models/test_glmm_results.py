@@ -31,16 +31,23 @@ def cbpp():
 
 
 def test_summary_is_glmer_s(cbpp):
-    _, _, m = cbpp
-    text = str(m.summary())
+    ref, _, m = cbpp
+    summary = m.summary()
+    text = str(summary)
     assert text.startswith(
         "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
     )
     assert " Family: binomial  ( logit )" in text
+    assert f"Formula: {ref['formula']}" in text
     assert "z value" in text and "Pr(>|z|)" in text
     assert "Residual" not in text  # no residual variance for the binomial
     assert "Number of obs: 56, groups:  herd, 15" in text
     assert repr(m) == text
+    assert summary.criteria["deviance"] == pytest.approx(m.objective)  # −2 log L, as lme4
+    assert "<table" in m._repr_html_()
+    tidy = m.tidy()
+    assert list(tidy["term"]) == [*ref["fixef_names"], "sd__(Intercept)"]
+    np.testing.assert_allclose(tidy["statistic"].iloc[:4], m.coefs["z_value"])
 
 
 def test_variance_components(cbpp):

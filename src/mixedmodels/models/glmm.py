@@ -42,7 +42,7 @@ from ..errors import (
     SingularFitWarning,
 )
 from ..families import Family, NegativeBinomial, get_family
-from ..results.accessors import FitResultsMixin, Summary
+from ..results.accessors import FitResultsMixin
 from ..results.glmm_state import GeneralizedFittedState
 from .glm_response import evaluate_expression, prepare_response
 from .glmm_rows import GlmmRows
@@ -104,6 +104,8 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
                 f"no random-effects terms in {formula!r}: add at least one term such as (1 | group)"
             )
         self.design = design
+        #: The formula as given (the design's holds the prepared response column).
+        self.formula = formula
         self.response_name = prepared.response_name
         self.response_levels = prepared.response_levels
         n = len(design.y)
@@ -326,6 +328,23 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
             index=self.design.fixed_names,
         )
 
+    def coef_table(self, ddf: str | None = None) -> pd.DataFrame:  # noqa: ARG002 (the linear signature)
+        """The z tests as a coefficient table (``df`` = ∞: z is t with infinite df).
+
+        ``ddf`` is accepted for the linear model's signature and ignored: a
+        GLMM's Wald tests are asymptotic, as lme4's.
+        """
+        coefs = self.coefs
+        return pd.DataFrame(
+            {
+                "estimate": coefs["estimate"],
+                "std_error": coefs["std_error"],
+                "df": np.inf,
+                "t_value": coefs["z_value"],
+                "p_value": coefs["p_value"],
+            }
+        )
+
     @property
     def n_params(self) -> int:
         """Parameters in logLik's df: θ, β, and the dispersion (Gamma, inverse Gaussian)
@@ -458,17 +477,12 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
             {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
         )
 
-    def summary(self) -> Summary:
-        """lme4's glmer summary; ``print(model.summary())`` shows it."""
-        from ..results.glmm_text import glmer_summary
+    def summary(self, correlation: bool | None = None):  # type: ignore[override]
+        """lme4's glmer summary (:class:`~mixedmodels.results.summary.ModelSummary`):
+        ``print(m.summary())``; HTML in a notebook."""
+        from ..results.glmm_summary import summarize_glmm
 
-        return Summary(glmer_summary(self))
-
-    def _repr_html_(self) -> str:
-        import html
-
-        text = str(self.summary()) if self.is_fitted else repr(self)
-        return f"<pre>{html.escape(text)}</pre>"
+        return summarize_glmm(self, correlation=correlation)
 
 
 def _offset_values(offset: Any, design: Design) -> np.ndarray:
