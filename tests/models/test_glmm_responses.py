@@ -207,3 +207,13 @@ def test_nagq0_and_laplace_reach_close_optima(binary_fit):
     np.testing.assert_allclose(fast.fixef, laplace.fixef, atol=0.05)
     # At its own θ, β, the Laplace objective is no higher than at nAGQ = 0's.
     assert laplace.objective <= laplace.objective_at(fast.theta, fast.fixef) + 1e-8
+
+
+def test_complete_separation_is_a_clear_error():
+    n = 200
+    x = RNG.normal(size=n)
+    data = pd.DataFrame(
+        {"y": (x > 0).astype(float), "x": x, "g": RNG.integers(0, 10, n).astype(str)}
+    )
+    with pytest.raises(mm.MixedModelsError, match="separates the outcomes"):
+        mm.glmer("y ~ x + (1 | g)", data, family="binomial")

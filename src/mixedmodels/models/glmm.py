@@ -33,11 +33,13 @@ from ..engine.fit import blas_threads
 from ..engine.glmm_fit import fit_glmm
 from ..engine.glmm_problem import GeneralizedProblem
 from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
+from ..engine.pirls import PirlsError
 from ..errors import (
     ArgumentError,
     ConvergenceWarning,
     DataError,
     FormulaError,
+    MixedModelsError,
     NotFittedError,
     SingularFitWarning,
 )
@@ -199,17 +201,26 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
         """
         nagq = self._check_nagq(nagq)
         given = self._check_start(start) if start is not None else None
-        with blas_threads(1):
-            optimum = fit_glmm(
-                self.problem,
-                nagq,
-                given,
-                hessian=bool(hessian),
-                check=bool(check_convergence),
-                workspace=self._workspace,
-            )
-            beta = None if nagq == 0 else optimum.beta
-            solution = self.problem.solve(optimum.theta, beta, nagq, self._workspace)
+        try:
+            with blas_threads(1):
+                optimum = fit_glmm(
+                    self.problem,
+                    nagq,
+                    given,
+                    hessian=bool(hessian),
+                    check=bool(check_convergence),
+                    workspace=self._workspace,
+                )
+                beta = None if nagq == 0 else optimum.beta
+                solution = self.problem.solve(optimum.theta, beta, nagq, self._workspace)
+        except PirlsError as err:
+            raise MixedModelsError(
+                f"the conditional modes of {self.formula!r} ({self.family.name}, "
+                f"{self.family.link.name} link) could not be found: {err}.  Often a predictor "
+                "separates the outcomes completely (estimates heading to ±∞), or the link "
+                "cannot reach the responses (an identity or log link giving means outside "
+                "the family's range); check the data or change the link"
+            ) from None
         if not math.isfinite(solution.objective):
             raise DataError("the objective is not finite at the estimates")
         self._state = GeneralizedFittedState.from_fit(solution, optimum, nagq, self.family)
