@@ -30,8 +30,6 @@ from mixedmodels.models.glmm import GeneralizedLinearMixedModel
 from mixedmodels.models.negbin import glmer_nb
 
 DATA = Path(__file__).parent.parent / "data" / "glmm"
-# Fits taking seconds on a 2-core machine run with -m slow.
-SLOW = {"verbagg_situ_slope_logit", "verbagg_crossed_logit"}
 # lme4 takes its Hessian of an objective whose log-determinant uses the working
 # weights of the PIRLS iterate before the last (started from stage 1's linear
 # predictor), not those at the modes.  On these two 56-row fits that makes its
@@ -51,8 +49,7 @@ def _references() -> list[Path]:
 def _params():
     for path in _references():
         ref = json.loads(path.read_text())
-        marks = [pytest.mark.slow] if ref["id"] in SLOW else []
-        yield pytest.param(path, id=ref["id"], marks=marks)
+        yield pytest.param(path, id=ref["id"])
 
 
 def load_dataset(ref: dict) -> pd.DataFrame:
