@@ -5,7 +5,7 @@
 >>> print(m.summary())  # doctest: +SKIP
 """
 
-from . import datasets
+from . import datasets, families
 from .api import anova, lmer
 from .errors import (
     ArgumentError,
@@ -24,7 +24,9 @@ from .frontends.dask import DaskLinearMixedModel
 from .frontends.statsmodels.model import MixedLM, mixedlm
 from .frontends.statsmodels.results import MixedLMResults
 from .inference import BootstrapResult
+from .models.glmm import GeneralizedLinearMixedModel, glmer
 from .models.lmm import LinearMixedModel
+from .models.negbin import glmer_nb
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,7 @@ __all__ = [
     "DaskLinearMixedModel",
     "DataError",
     "FormulaError",
+    "GeneralizedLinearMixedModel",
     "LinearMixedModel",
     "MissingValuesWarning",
     "MixedLM",
@@ -47,6 +50,9 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "families",
+    "glmer",
+    "glmer_nb",
     "lmer",
     "mixedlm",
     "parse_formula",

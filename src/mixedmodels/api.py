@@ -15,6 +15,7 @@ from . import arguments
 from .errors import ArgumentError, MixedModelsError
 from .frontends.dask import fit_dask, is_dask_dataframe
 from .inference.lrt import f_test_table, likelihood_ratio_table
+from .models.glmm import GeneralizedLinearMixedModel
 from .models.lmm import LinearMixedModel
 from .results.anova_table import REFIT_NOTE, as_anova_table, lrt_heading, model_labels
 
@@ -161,13 +162,17 @@ def anova(
     if named_models:
         if names is not None:
             raise ArgumentError("give the models' names either by keyword or as names=, not both")
-        names = [m.design.formula.source for m in models if isinstance(m, LinearMixedModel)]
+        names = [
+            m.design.formula.source
+            for m in models
+            if isinstance(m, (LinearMixedModel, GeneralizedLinearMixedModel))
+        ]
         names += list(named_models)
         models = (*models, *named_models.values())
     if not models:
         raise MixedModelsError("anova needs at least one fitted model")
     for i, m in enumerate(models):
-        if not isinstance(m, LinearMixedModel):
+        if not isinstance(m, (LinearMixedModel, GeneralizedLinearMixedModel)):
             raise ArgumentError(
                 f"anova compares fitted models: argument {i + 1} is a {type(m).__name__}"
             )
@@ -176,6 +181,11 @@ def anova(
     if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
         raise ArgumentError(f"names must be a list of strings, one per model, not {names!r}")
     if len(models) == 1:
+        if isinstance(models[0], GeneralizedLinearMixedModel):
+            raise ArgumentError(
+                "anova of a single GLMM (F tests of its terms) is for linear models; compare "
+                "nested GLMMs by likelihood ratio: anova(m0, m1)"
+            )
         return as_anova_table(
             f_test_table(models[0]),
             heading=["Type III Analysis of Variance Table with Satterthwaite's method"],

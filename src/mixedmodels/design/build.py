@@ -138,7 +138,12 @@ class SpecBuilder:
 
 
 def build_design(
-    formula: str | ParsedFormula, data: Any, weights: Any = None, missing: str = "drop"
+    formula: str | ParsedFormula,
+    data: Any,
+    weights: Any = None,
+    missing: str = "drop",
+    *,
+    allow_n: bool = False,
 ) -> Design:
     """Evaluate a parsed lme4 formula on data, checking the data on the way.
 
@@ -157,6 +162,10 @@ def build_design(
     missing : {"drop", "raise"}
         Rows with a missing value in any column the model uses (or in the
         weights) are dropped, as lme4's ``na.omit`` does, or refused.
+    allow_n : bool, default False
+        Allow a grouping factor with as many levels (and a term with as many
+        random effects) as observations, as ``glmer`` does (lme4's ``allow.n``):
+        without a residual variance, observation-level effects are identified.
 
     Raises
     ------
@@ -189,7 +198,7 @@ def build_design(
         check_weights(w, rows.index)
     fixed = fixed_effects(parsed, plan, frame, evaluated, rows)
     matrices = term_matrices(parsed, plan, frame, evaluated, rows)
-    terms, order = random_effects_terms(parsed, frame, rows, matrices)
+    terms, order = random_effects_terms(parsed, frame, rows, matrices, allow_n=allow_n)
     term_specs = [matrices[i].spec for i in order]
 
     builder = None

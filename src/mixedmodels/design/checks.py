@@ -270,12 +270,15 @@ def check_response(y: np.ndarray, name: str) -> None:
         )
 
 
-def check_grouping_factors(terms: Sequence[RandomEffectsTerm], n_obs: int) -> None:
+def check_grouping_factors(
+    terms: Sequence[RandomEffectsTerm], n_obs: int, allow_n: bool = False
+) -> None:
     """lme4's ``check.nlev.gtr.1`` and ``check.nobs.vs.nlev`` (both stop by default).
 
     Each grouping factor needs at least two levels among the rows used, and
     fewer levels than observations, for its variance to be told apart from the
-    residual variance.
+    residual variance.  ``allow_n`` (lme4's ``allow.n``, set by ``glmer``, which
+    has no residual variance) allows as many levels as observations.
     """
     seen: set[str] = set()
     for term in terms:
@@ -289,7 +292,7 @@ def check_grouping_factors(terms: Sequence[RandomEffectsTerm], n_obs: int) -> No
                 "among the rows used; a grouping factor needs at least 2 levels "
                 "(remove the term or check the missing values dropped)"
             )
-    too_many = [t.group_name for t in terms if t.n_levels >= n_obs]
+    too_many = [t.group_name for t in terms if t.n_levels > n_obs - (0 if allow_n else 1)]
     if too_many:
         names = _show(list(dict.fromkeys(too_many)))
         raise DataError(
@@ -300,7 +303,10 @@ def check_grouping_factors(terms: Sequence[RandomEffectsTerm], n_obs: int) -> No
 
 
 def check_random_effects_size(
-    terms: Sequence[RandomEffectsTerm], n_obs: int, labels: Sequence[str] | None = None
+    terms: Sequence[RandomEffectsTerm],
+    n_obs: int,
+    labels: Sequence[str] | None = None,
+    allow_n: bool = False,
 ) -> None:
     """lme4's ``check.nobs.vs.nRE`` (stops by default): more observations than effects.
 
@@ -311,10 +317,12 @@ def check_random_effects_size(
         Rows used.
     labels : sequence of str, optional
         Each term as the user would write it, e.g. ``"(Days | Subject)"``.
+    allow_n : bool, default False
+        Allow as many effects as observations (lme4's ``allow.n``, for ``glmer``).
     """
     for i, term in enumerate(terms):
         n_effects = term.q * term.n_levels
-        if n_obs <= n_effects:
+        if n_obs < n_effects + (0 if allow_n else 1):
             label = labels[i] if labels is not None else f"(... | {term.group_name})"
             raise DataError(
                 f"the random-effects term {label} has {n_effects} random effects "

@@ -77,7 +77,12 @@ def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray
 
 
 def random_effects_terms(
-    parsed: ParsedFormula, frame: ModelFrame, rows: UsedRows, matrices: list[TermMatrix]
+    parsed: ParsedFormula,
+    frame: ModelFrame,
+    rows: UsedRows,
+    matrices: list[TermMatrix],
+    *,
+    allow_n: bool = False,
 ) -> tuple[list[RandomEffectsTerm], list[int]]:
     """The random-effects terms on the rows used, in lme4's order, checked.
 
@@ -91,6 +96,8 @@ def random_effects_terms(
         The rows used.
     matrices : list of TermMatrix
         Each term's Z, in formula order.
+    allow_n : bool, default False
+        Allow as many levels (and effects) as observations (lme4's ``allow.n``).
 
     Returns
     -------
@@ -122,6 +129,7 @@ def random_effects_terms(
         )
     order = sorted(range(len(terms)), key=lambda i: -terms[i].n_levels)
     terms = [terms[i] for i in order]
-    check_grouping_factors(terms, rows.n)
-    check_random_effects_size(terms, rows.n, [random_term_to_lme4(parsed.random[i]) for i in order])
+    check_grouping_factors(terms, rows.n, allow_n=allow_n)
+    labels = [random_term_to_lme4(parsed.random[i]) for i in order]
+    check_random_effects_size(terms, rows.n, labels, allow_n=allow_n)
     return terms, order

@@ -1,0 +1,357 @@
+"""Stage 4 for a GLMM: θ and β optimised on a :class:`GeneralizedProblem`'s workspace.
+
+lme4's ``glmer`` optimizes in two stages: θ alone with β estimated inside
+PIRLS (nAGQ = 0) by BOBYQA, then (θ, β) together on the Laplace or
+quadrature objective by Nelder–Mead.  Here:
+
+* the Laplace objective has an analytic gradient
+  (:mod:`~mixedmodels.engine.laplace_gradient`), so (θ, β) are optimised by
+  L-BFGS-B from lme4's initial PIRLS solution, with β measured in units of
+  its R_X standard errors; the first stage, whose purpose is a start for β,
+  is not needed (on the reference models it reaches the same optima in no
+  more evaluations);
+* nAGQ = 0 is the first stage alone, by L-BFGS-B on its own gradient in θ;
+* adaptive quadrature (nAGQ > 1) starts from the Laplace optimum and is
+  polished by BOBYQA (its objective has no analytic gradient here);
+* without numba (no gradient) the stages are lme4's, both by BOBYQA.
+
+Standard errors are lme4's: from the Hessian of the objective in (θ, β)
+(``vcov`` = 2 H⁻¹ restricted to β), by central differences of the analytic
+gradient, or of the objective itself for quadrature; R_X's for nAGQ = 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+
+from .curvature import central_derivatives, hessian_from_gradient
+from .glmm_problem import GeneralizedProblem, PirlsWorkspace
+from .optimize import (
+    BOUNDARY_TOLERANCE,
+    GRADIENT_TOLERANCE,
+    OptimizationSummary,
+    minimize_bobyqa,
+)
+from .pirls import PirlsError
+
+# L-BFGS-B's stopping rules: relative change of the objective, projected gradient
+# (in θ and in units of β's standard errors).
+_FTOL = 1e-15
+_GTOL = 1e-7
+
+
+@dataclass(frozen=True, eq=False)
+class GlmmOptimum:
+    """Where the optimization ended and the curvature there.
+
+    Attributes
+    ----------
+    theta, beta : ndarray
+        The estimates.
+    summary : OptimizationSummary
+        Start, bounds, final θ, objective, evaluations, messages.
+    hessian : ndarray or None
+        Hessian of the objective in (θ, β) (None for nAGQ = 0 or when not asked).
+    vcov : ndarray or None
+        2 H⁻¹ restricted to β, when H is positive definite.
+    stage_evaluations : tuple of int
+        Objective evaluations of the stages (first stage, main, quadrature polish).
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    summary: OptimizationSummary
+    hessian: np.ndarray | None = None
+    vcov: np.ndarray | None = None
+    stage_evaluations: tuple[int, ...] = field(default_factory=tuple)
+
+
+def _bounds(lower: np.ndarray) -> list[tuple[float | None, None]]:
+    return [(float(lo) if np.isfinite(lo) else None, None) for lo in lower]
+
+
+def _first_stage(
+    problem: GeneralizedProblem, ws: PirlsWorkspace
+) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """θ with β inside PIRLS (lme4's nAGQ = 0); returns (θ, β, evaluations, status)."""
+    theta0, _ = problem.initial(ws)
+    count = [0]
+    if problem.has_gradient:
+
+        def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            count[0] += 1
+            try:
+                return problem.joint_value_and_gradient(theta, ws)
+            except PirlsError:
+                return math.inf, np.zeros_like(theta)
+
+        result = scipy.optimize.minimize(
+            value_and_gradient,
+            theta0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=_bounds(problem.lower_bounds),
+            options={"ftol": _FTOL, "gtol": _GTOL, "maxiter": 1000},
+        )
+        theta, status = result.x, str(result.message)
+    else:
+
+        def objective(theta: np.ndarray) -> float:
+            count[0] += 1
+            try:
+                return problem.joint(theta, ws)[0]
+            except PirlsError:
+                return math.inf
+
+        theta, _, _, status = minimize_bobyqa(
+            objective, theta0, problem.lower_bounds, initial_step=0.2, ftol_rel=1e-10
+        )
+    _, solution = problem.joint(theta, ws)
+    return theta, solution.beta.copy(), count[0], status
+
+
+def _snap(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Values within rounding of a bound onto it, as lme4 reports them."""
+    return np.where(np.isfinite(lower) & (x - lower < 1e-10), lower, x)
+
+
+def fit_glmm(
+    problem: GeneralizedProblem,
+    nagq: int,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    hessian: bool = True,
+    check: bool = True,
+    workspace: PirlsWorkspace | None = None,
+) -> GlmmOptimum:
+    """Optimise the problem's objective (see the module docstring).
+
+    Parameters
+    ----------
+    problem : GeneralizedProblem
+        The objective.
+    nagq : int
+        0, 1 (Laplace) or the number of quadrature points.
+    start : (θ, β), optional
+        Where to start the main stage (no first stage then).
+    hessian : bool
+        Compute the Hessian in (θ, β) (standard errors, convergence check).
+    check : bool
+        Report a doubtful optimum (lme4's scaled-gradient check).
+    workspace : PirlsWorkspace, optional
+        Solvers to evaluate on (their last modes start PIRLS); a new one by default.
+    """
+    ws = problem.workspace() if workspace is None else workspace
+    clock = time.perf_counter()
+    lower_theta = problem.lower_bounds
+    if nagq == 0:
+        theta, beta, n_first, status = _first_stage(problem, ws)
+        theta = _snap(theta, lower_theta)
+        summary = OptimizationSummary(
+            initial=np.concatenate([t.theta_start() for t in problem.terms]),
+            lower=lower_theta.copy(),
+            final=theta,
+            objective=problem.joint(theta, ws)[0],
+            n_evaluations=n_first,
+            return_code=status,
+            converged=True,
+            seconds=time.perf_counter() - clock,
+        )
+        return GlmmOptimum(theta, beta, summary, stage_evaluations=(n_first,))
+
+    n_first = 0
+    if start is not None:
+        theta0, beta0 = start
+        _, joint_solution = problem.joint(theta0, ws)
+    elif problem.has_gradient:
+        theta0, joint_solution = problem.initial(ws)
+        beta0 = joint_solution.beta.copy()
+        ws.last_u = joint_solution.u
+    else:
+        theta0, beta0, n_first, _ = _first_stage(problem, ws)
+        _, joint_solution = problem.joint(theta0, ws)
+        ws.last_u = joint_solution.u
+    scale = problem.fixed_effect_scale(theta0, joint_solution, ws)
+    n_theta = problem.n_theta
+    lower = np.concatenate([lower_theta, np.full(problem.n_fixed, -np.inf)])
+
+    def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return x[:n_theta], beta0 + scale * x[n_theta:]
+
+    x0 = np.concatenate([theta0, np.zeros(problem.n_fixed)])
+    x, n_main, status = _main_stage(problem, ws, x0, lower, split, scale, nagq)
+    n_polish = 0
+    if nagq > 1 and problem.has_gradient:
+        x, n_polish, status = _quadrature_polish(problem, ws, x, lower, split, nagq)
+    x = _snap(x, lower)
+    theta, beta = split(x)
+    value = problem.objective(theta, beta, nagq, ws)
+    seconds = time.perf_counter() - clock
+    messages: list[str] = []
+    curvature = vcov = gradient = None
+    if hessian:
+        gradient, curvature = derivatives(problem, theta, beta, nagq, value, ws)
+        vcov = _vcov_from_hessian(curvature, n_theta)
+        if vcov is None:
+            messages.append(
+                "the Hessian of the objective is not positive definite: standard errors "
+                "from R_X instead"
+            )
+        if check:
+            point = np.concatenate([theta, beta])
+            messages.extend(convergence_messages(point, lower, gradient, curvature))
+    summary = OptimizationSummary(
+        initial=theta0.copy(),
+        lower=lower_theta.copy(),
+        final=theta,
+        objective=value,
+        n_evaluations=n_first + n_main + n_polish,
+        return_code=status,
+        converged=not messages,
+        messages=tuple(messages),
+        gradient=gradient,
+        seconds=seconds,
+    )
+    return GlmmOptimum(theta, beta, summary, curvature, vcov, (n_first, n_main, n_polish))
+
+
+def _main_stage(problem, ws, x0, lower, split, scale, nagq):
+    """(θ, β/scale) from x0: L-BFGS-B on the Laplace gradient, or BOBYQA."""
+    n_theta = problem.n_theta
+    count = [0]
+    if problem.has_gradient:
+
+        def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+            count[0] += 1
+            theta, beta = split(x)
+            try:
+                value, gradient = problem.value_and_gradient(theta, beta, ws)
+            except PirlsError:
+                return math.inf, np.zeros_like(x)
+            gradient[n_theta:] *= scale
+            return value, gradient
+
+        result = scipy.optimize.minimize(
+            value_and_gradient,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=_bounds(lower),
+            options={"ftol": _FTOL, "gtol": _GTOL, "maxiter": 1000, "maxcor": 20},
+        )
+        return result.x, count[0], str(result.message)
+
+    def objective(x: np.ndarray) -> float:
+        count[0] += 1
+        theta, beta = split(x)
+        try:
+            return problem.objective(theta, beta, nagq, ws)
+        except PirlsError:
+            return math.inf
+
+    steps = np.concatenate(
+        [np.maximum(0.1 * np.abs(x0[:n_theta]), 0.02), np.full(len(x0) - n_theta, 0.2)]
+    )
+    x, _, _, status = minimize_bobyqa(
+        objective, x0, lower, initial_step=steps, ftol_rel=1e-12, ftol_abs=1e-9
+    )
+    return x, count[0], status
+
+
+def _quadrature_polish(problem, ws, x, lower, split, nagq):
+    """BOBYQA on the quadrature objective from the Laplace optimum (small first steps)."""
+    count = [0]
+
+    def objective(z: np.ndarray) -> float:
+        count[0] += 1
+        theta, beta = split(z)
+        try:
+            return problem.objective(theta, beta, nagq, ws)
+        except PirlsError:
+            return math.inf
+
+    n_theta = problem.n_theta
+    steps = np.concatenate(
+        [np.maximum(0.05 * np.abs(x[:n_theta]), 0.01), np.full(len(x) - n_theta, 0.05)]
+    )
+    start = x.copy()
+    finite = np.isfinite(lower)
+    # BOBYQA moves a start within a step of its bound onto the bound: keep it off.
+    start[finite] = np.maximum(start[finite], lower[finite] + steps[finite])
+    polished, _, _, status = minimize_bobyqa(
+        objective, start, lower, initial_step=steps, ftol_rel=1e-13, ftol_abs=1e-10
+    )
+    return polished, count[0], status
+
+
+def derivatives(
+    problem: GeneralizedProblem,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    nagq: int,
+    value: float,
+    workspace: PirlsWorkspace,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian of the objective in (θ, β) (lme4's calc.derivs)."""
+    n_theta = len(theta)
+    point = np.concatenate([theta, beta])
+    start_u = workspace.last_u
+    if nagq == 1 and problem.has_gradient:
+
+        def gradient(x: np.ndarray) -> np.ndarray:
+            workspace.last_u = start_u
+            return problem.value_and_gradient(x[:n_theta], x[n_theta:], workspace)[1]
+
+        curvature = hessian_from_gradient(gradient, point)
+        return gradient(point), curvature
+
+    def objective(x: np.ndarray) -> float:
+        workspace.last_u = start_u
+        try:
+            return problem.objective(x[:n_theta], x[n_theta:], nagq, workspace)
+        except PirlsError:
+            return math.inf
+
+    found = central_derivatives(objective, point, value)
+    objective(point)  # the workspace back at the estimates
+    return found
+
+
+def _vcov_from_hessian(hessian: np.ndarray, n_theta: int) -> np.ndarray | None:
+    """2 H⁻¹ restricted to β (lme4's calc.vcov.hess), or None if H is not usable."""
+    try:
+        inverse = np.linalg.inv(hessian)
+    except np.linalg.LinAlgError:
+        return None
+    block = inverse[n_theta:, n_theta:]
+    vcov = block + block.T
+    if not np.all(np.isfinite(vcov)) or (len(vcov) and np.min(np.linalg.eigvalsh(vcov)) <= 0):
+        return None
+    return vcov
+
+
+def convergence_messages(
+    point: np.ndarray, lower: np.ndarray, gradient: np.ndarray, hessian: np.ndarray
+) -> list[str]:
+    """lme4's checkConv: the scaled gradient R⁻ᵀg (H = RᵀR) at coordinates off their bound."""
+    interior = ~(np.isfinite(lower) & (point - lower < BOUNDARY_TOLERANCE))
+    g = gradient[interior]
+    h = hessian[np.ix_(interior, interior)]
+    if not len(g):
+        return []
+    try:
+        chol = np.linalg.cholesky(h)
+    except np.linalg.LinAlgError:
+        return ["the Hessian at the optimum is not positive definite"]
+    scaled = float(np.max(np.abs(np.linalg.solve(chol.T, g))))
+    if scaled > GRADIENT_TOLERANCE:
+        return [
+            f"the optimizer may not have converged: max |scaled gradient| = {scaled:.3g} "
+            f"(tolerance {GRADIENT_TOLERANCE})"
+        ]
+    return []

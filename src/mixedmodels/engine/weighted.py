@@ -1,0 +1,287 @@
+"""Cross-products of a fixed block structure, refilled in place for new row weights.
+
+Penalized iteratively reweighted least squares (PIRLS) solves one weighted
+least-squares problem per iteration: the rows, their level codes and the
+pairs of levels that share a row never change, only the working weights and
+the working response do.  :class:`WeightedCrossProducts` finds the structure
+once (from :func:`~mixedmodels.engine.blocks.cross_products`, so the blocks
+are laid out exactly as the blocked factor expects), puts every block's
+values in one flat buffer, and records where each row lands in it;
+:meth:`WeightedCrossProducts.fill` then recomputes all blocks in one compiled
+pass over the rows, writing into the same arrays.  A
+:class:`~mixedmodels.engine.factor.BlockedCholesky` built on
+:attr:`WeightedCrossProducts.cp` reads the new values at its next update
+(after :meth:`WeightedCrossProducts.reload_factor`).
+
+Without numba the blocks are recomputed by ``cross_products`` and copied in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .blocks import CrossProducts, cross_products
+from .factor import BlockedCholesky
+
+_KERNEL = None
+_TRIED = False
+
+
+def _kernel():
+    """The compiled fill, or None when numba is missing."""
+    global _KERNEL, _TRIED
+    if not _TRIED:
+        _TRIED = True
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency
+            return None
+        _KERNEL = numba.njit(cache=True, nogil=True)(_fill)
+    return _KERNEL
+
+
+def _fill(
+    codes,
+    z,
+    zcol,
+    xy,
+    w,
+    w_last,
+    out,
+    diag_at,
+    xz_at,
+    xz_stride,
+    pair_of_row,
+    pair_terms,
+    pair_at,
+    xx_at,
+):  # pragma: no cover - compiled by numba
+    """Every block of AᵀWA, summed row by row into the flat buffer ``out``.
+
+    Term t's diagonal block of level ℓ starts at ``diag_at[t] + ℓq²``; its
+    [X y]ᵀZ block, (columns of xy, levels, q), at ``xz_at[t]`` with
+    ``xz_stride[t]`` = levels·q between columns of xy; pair block p (terms
+    ``pair_terms[p]``) of the row's level pair ``pair_of_row[p, r]`` at
+    ``pair_at[p] + index·qᵢqⱼ``; [X y]ᵀ[X y] at ``xx_at`` (skipped when
+    ``xx_at`` < 0: with many columns a BLAS product is faster).  The last
+    column of xy (the response) is weighted by ``w_last`` instead of ``w``.
+    Block by block, so that each loop's offsets stay in registers.
+    """
+    out[:] = 0.0
+    n = xy.shape[0]
+    c = xy.shape[1]
+    last = c - 1
+    for t in range(codes.shape[0]):
+        c0 = zcol[t]
+        q = zcol[t + 1] - c0
+        d0 = diag_at[t]
+        x0 = xz_at[t]
+        stride = xz_stride[t]
+        level_codes = codes[t]
+        if q == 1:
+            for r in range(n):
+                level = level_codes[r]
+                zw = w[r] * z[r, c0]
+                out[d0 + level] += zw * z[r, c0]
+                for k in range(last):
+                    out[x0 + level + k * stride] += zw * xy[r, k]
+                out[x0 + level + last * stride] += w_last[r] * z[r, c0] * xy[r, last]
+        else:
+            for r in range(n):
+                level = level_codes[r]
+                at = d0 + level * q * q
+                at_xz = x0 + level * q
+                wr = w[r]
+                for a in range(q):
+                    za = wr * z[r, c0 + a]
+                    for bb in range(q):
+                        out[at + a * q + bb] += za * z[r, c0 + bb]
+                    for k in range(last):
+                        out[at_xz + a + k * stride] += za * xy[r, k]
+                    out[at_xz + a + last * stride] += w_last[r] * z[r, c0 + a] * xy[r, last]
+    for p in range(pair_terms.shape[0]):
+        i = pair_terms[p, 0]
+        j = pair_terms[p, 1]
+        ci = zcol[i]
+        cj = zcol[j]
+        qi = zcol[i + 1] - ci
+        qj = zcol[j + 1] - cj
+        p0 = pair_at[p]
+        index = pair_of_row[p]
+        if qi == 1 and qj == 1:
+            for r in range(n):
+                out[p0 + index[r]] += w[r] * z[r, ci] * z[r, cj]
+        else:
+            for r in range(n):
+                at = p0 + index[r] * qi * qj
+                for a in range(qi):
+                    za = w[r] * z[r, ci + a]
+                    for bb in range(qj):
+                        out[at + a * qj + bb] += za * z[r, cj + bb]
+    if xx_at >= 0:
+        for r in range(n):
+            for k1 in range(c):
+                v = (w_last[r] if k1 == last else w[r]) * xy[r, k1]
+                for k2 in range(c):
+                    out[xx_at + k1 * c + k2] += v * xy[r, k2]
+
+
+class WeightedCrossProducts:
+    """The blocks of AᵀWA for A = [Z₁ … Z_k X y], W diagonal, for changing W and y.
+
+    Parameters
+    ----------
+    codes, z, n_levels
+        Each term's level codes, per-row model matrix and number of levels,
+        in the engine's term order (as for :func:`cross_products`).
+    x : ndarray, shape (n, p)
+        The fixed-effects columns to carry (``p`` may be 0).
+    use_numba : bool, optional
+        Force or refuse the compiled pass (default: use it when available).
+
+    Attributes
+    ----------
+    cp : CrossProducts
+        The blocks; their arrays are views into one buffer that :meth:`fill`
+        rewrites.
+    codes : ndarray, shape (k, n)
+        Level codes of the terms, one row per term.
+    z : ndarray, shape (n, Σq)
+        The terms' model matrices side by side; term t's columns are
+        ``zcol[t]:zcol[t + 1]``.
+    """
+
+    def __init__(
+        self,
+        codes: Sequence[np.ndarray],
+        z: Sequence[np.ndarray],
+        n_levels: Sequence[int],
+        x: np.ndarray,
+        use_numba: bool | None = None,
+    ) -> None:
+        n = x.shape[0]
+        self.n_levels = [int(m) for m in n_levels]
+        self.codes = np.ascontiguousarray(np.vstack([np.asarray(c) for c in codes])).astype(
+            np.int64
+        )
+        self.z = np.ascontiguousarray(np.column_stack(list(z)), dtype=np.float64)
+        self.zcol = np.cumsum([0, *(zi.shape[1] for zi in z)]).astype(np.int64)
+        self.n_fixed = x.shape[1]
+        # [X y] with y refilled by each fill(): X's columns are written once.
+        self.xy = np.zeros((n, self.n_fixed + 1))
+        self.xy[:, : self.n_fixed] = x
+        structure = cross_products(list(self.codes), list(z), self.n_levels, x, self.xy[:, -1])
+        self.cp: CrossProducts = structure
+        self._layout(structure)
+        self._kernel = _kernel() if use_numba is not False else None
+        if use_numba and self._kernel is None:
+            raise ImportError("numba is not installed")
+
+    def _layout(self, cp: CrossProducts) -> None:
+        """Move every block into one flat buffer (the blocks become views) and index it."""
+        blocks = [*cp.diag, *(pairs.data for pairs in cp.off.values()), *cp.xz, cp.xx]
+        sizes = [b.size for b in blocks]
+        starts = np.cumsum([0, *sizes])
+        self.buffer = np.zeros(int(starts[-1]))
+        views = [
+            self.buffer[a:b].reshape(block.shape)
+            for a, b, block in zip(starts[:-1], starts[1:], blocks, strict=True)
+        ]
+        k = len(cp.diag)
+        keys = list(cp.off)
+        cp.diag = views[:k]
+        for key, view in zip(keys, views[k : k + len(keys)], strict=True):
+            cp.off[key].data = view
+        cp.xz = views[k + len(keys) : 2 * k + len(keys)]
+        cp.xx = views[-1]
+        self._diag_at = starts[:k].astype(np.int64)
+        self._pair_at = starts[k : k + len(keys)].astype(np.int64)
+        self._xz_at = starts[k + len(keys) : 2 * k + len(keys)].astype(np.int64)
+        self._xz_stride = np.array(
+            [m * q for m, q in zip(cp.n_levels, cp.q, strict=True)], np.int64
+        )
+        self._xx_at = int(starts[-2])
+        self._pair_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
+        self._pair_of_row = np.zeros((len(keys), self.xy.shape[0]), dtype=np.int64)
+        for p, (i, j) in enumerate(keys):
+            pairs = cp.off[(i, j)]
+            m_j = self.n_levels[j]
+            sorted_keys = pairs.rows.astype(np.int64) * m_j + pairs.cols
+            self._pair_of_row[p] = np.searchsorted(sorted_keys, self.codes[i] * m_j + self.codes[j])
+
+    def pair_index(self, i: int, j: int) -> np.ndarray:
+        """For each row, the index of its level pair in ``cp.off[(i, j)]``."""
+        return self._pair_of_row[list(self.cp.off).index((i, j))]
+
+    def fill(
+        self,
+        weights: np.ndarray,
+        response: np.ndarray,
+        response_weights: np.ndarray | None = None,
+    ) -> None:
+        """Recompute every block for row weights ``weights`` and last column ``response``.
+
+        ``response_weights``, if given, weight the response's products instead
+        of ``weights`` (a Newton step's right-hand side is not a weighted
+        response; its [X y]ᵀ[X y] is then left for the caller to set).
+        """
+        self.xy[:, -1] = response
+        if self._kernel is None:
+            if response_weights is not None:
+                raise NotImplementedError("separate response weights need numba")
+            self._fill_numpy(weights)
+            return
+        self._kernel(
+            self.codes,
+            self.z,
+            self.zcol,
+            self.xy,
+            weights,
+            weights if response_weights is None else response_weights,
+            self.buffer,
+            self._diag_at,
+            self._xz_at,
+            self._xz_stride,
+            self._pair_of_row,
+            self._pair_terms,
+            self._pair_at,
+            self._xx_at if self.xy.shape[1] <= 2 else -1,
+        )
+        if self.xy.shape[1] > 2:
+            weighted = self.xy * weights[:, None]
+            if response_weights is not None:
+                weighted[:, -1] = self.xy[:, -1] * response_weights
+            np.matmul(weighted.T, self.xy, out=self.cp.xx)
+
+    def _fill_numpy(self, weights: np.ndarray) -> None:
+        z = [self.z[:, a:b] for a, b in zip(self.zcol[:-1], self.zcol[1:], strict=True)]
+        fresh = cross_products(
+            list(self.codes), z, self.n_levels, self.xy[:, :-1], self.xy[:, -1], weights
+        )
+        cp = self.cp
+        for target, source in zip(cp.diag, fresh.diag, strict=True):
+            target[...] = source
+        for key, pairs in cp.off.items():
+            pairs.data[...] = fresh.off[key].data
+        for target, source in zip(cp.xz, fresh.xz, strict=True):
+            target[...] = source
+        cp.xx[...] = fresh.xx
+
+    def new_factor(self) -> BlockedCholesky:
+        """A blocked factor reading these blocks (call :meth:`reload_factor` after a fill)."""
+        return BlockedCholesky(self.cp)
+
+    def reload_factor(self, factor: BlockedCholesky) -> None:
+        """Copy the refilled Zᵢᵀ W Z₀ blocks into the factor's first-term column.
+
+        The factor copies those blocks when it is built and reads every other
+        block at each update; this puts the new values where it reads them.
+        """
+        if factor.k < 2:
+            return
+        column = factor.col0
+        q0 = self.cp.q[0]
+        for i in range(1, factor.k):
+            column.raw[column.dest[i - 1]] = self.cp.off[(i, 0)].data.reshape(-1, q0)

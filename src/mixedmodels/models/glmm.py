@@ -1,0 +1,571 @@
+"""The generalized linear mixed model: a design, a problem in (θ, β) and, once fitted, a state.
+
+``GeneralizedLinearMixedModel`` is composed as the linear model is:
+
+* ``design`` — formula, names, random-effects terms (stage 1, shared with
+  the linear model; the response is prepared by
+  :mod:`~mixedmodels.models.glm_response`);
+* ``problem`` — lme4's objectives as functions of (θ, β)
+  (:class:`~mixedmodels.engine.glmm_problem.GeneralizedProblem`: PIRLS on
+  the blocked factor of the linear model, a family);
+* ``rows`` — the rows, for fitted values and residuals
+  (:class:`~mixedmodels.models.glmm_rows.GlmmRows`);
+
+and ``fit`` (:func:`~mixedmodels.engine.glmm_fit.fit_glmm`) adds ``state``,
+the immutable :class:`~mixedmodels.results.glmm_state.GeneralizedFittedState`.
+The results are the linear model's (:class:`~mixedmodels.results.accessors.FitResultsMixin`)
+where they mean the same thing, and the GLMM's own where they do not (z
+tests, residual types, the deviance, lme4's glmer summary).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from ..design import Design, as_data_frame, build_design
+from ..engine.fit import blas_threads
+from ..engine.glmm_fit import fit_glmm
+from ..engine.glmm_problem import GeneralizedProblem
+from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
+from ..engine.pirls import PirlsError
+from ..errors import (
+    ArgumentError,
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    MixedModelsError,
+    NotFittedError,
+    SingularFitWarning,
+)
+from ..families import Family, NegativeBinomial, get_family
+from ..results.accessors import FitResultsMixin
+from ..results.glmm_state import GeneralizedFittedState
+from .glm_response import evaluate_expression, prepare_response
+from .glmm_rows import GlmmRows
+
+
+class GeneralizedLinearMixedModel(FitResultsMixin):
+    """A generalized linear mixed model given by an lme4 formula and a family.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 model formula; the response may be ``cbind(successes, failures)``.
+    data : pandas.DataFrame or dict of columns
+        The data; never modified.
+    family : str or Family, default "binomial"
+        ``"binomial"``, ``"poisson"``, ``"Gamma"``, ``"inverse.gaussian"`` or a
+        :mod:`mixedmodels.families` object (``Binomial(link="probit")``).
+    weights : array-like or str, optional
+        Prior weights (or their column): numbers of trials for binomial proportions.
+    offset : array-like or str, optional
+        A known term of the linear predictor: an array, a column name or an
+        R expression of columns (``"log(expected)"``).
+    missing : {"drop", "raise"}, default "drop"
+        Rows with missing values in a used column are dropped (lme4's
+        ``na.omit``) or refused.
+
+    Attributes
+    ----------
+    design : Design
+        The model's formula, names, terms and rows.
+    problem : GeneralizedProblem
+        lme4's objectives as functions of (θ, β).
+    rows : GlmmRows
+        The rows, for fitted values and residuals.
+    state : GeneralizedFittedState
+        The estimates (after :meth:`fit`).
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: Any,
+        family: str | Family = "binomial",
+        *,
+        weights: Any = None,
+        offset: Any = None,
+        missing: str = "drop",
+    ) -> None:
+        family = get_family(family)
+        prepared = prepare_response(formula, data, family, weights)
+        frame = prepared.frame
+        if not frame.index.is_unique:
+            frame = frame.reset_index(drop=True)
+        design = build_design(
+            prepared.formula, frame, weights=prepared.weights, missing=missing, allow_n=True
+        )
+        if not design.terms:
+            raise FormulaError(
+                f"no random-effects terms in {formula!r}: add at least one term such as (1 | group)"
+            )
+        self.design = design
+        #: The formula as given (the design's holds the prepared response column).
+        self.formula = formula
+        self.response_name = prepared.response_name
+        self.response_levels = prepared.response_levels
+        n = len(design.y)
+        prior_weights = np.ones(n) if design.weights is None else design.weights
+        offset_rows = _offset_rows(offset, frame, design)
+        family.check_response(design.y, design.weights, prepared.response_name)
+        self.problem = GeneralizedProblem(
+            design.y, prior_weights, offset_rows, design.x, design.terms, family
+        )
+        self.rows = GlmmRows(design, prior_weights, offset_rows)
+        # How to evaluate the offset on new rows: its column or expression (None:
+        # no offset; an array given at fit time must be given again to predict).
+        self._offset_source = offset if (offset is None or isinstance(offset, str)) else ...
+        self.data_name: str | None = None
+        self._workspace = self.problem.workspace()
+        self._state: GeneralizedFittedState | None = None
+
+    # -- what the model is --------------------------------------------------------------
+
+    @property
+    def family(self) -> Family:
+        """The response distribution and link."""
+        return self.problem.family
+
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        """Lower bounds of θ (0 for the diagonal of each λ, −∞ below it)."""
+        return self.problem.lower_bounds
+
+    @property
+    def prior_weights(self) -> np.ndarray:
+        return self.problem.prior_weights
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self.problem.offset
+
+    def set_family(self, family: str | Family) -> None:
+        """Use another family for the same rows (e.g. another negative binomial θ).
+
+        The model is then unfitted; PIRLS starts from the last modes at the next fit.
+        """
+        family = get_family(family)
+        family.check_response(self.design.y, self.design.weights, self.response_name)
+        last_u = self._workspace.last_u
+        self.problem = self.problem.with_family(family)
+        self._workspace = self.problem.workspace()
+        self._workspace.last_u = last_u
+        self._state = None
+
+    def objective_at(self, theta: Any, beta: Any, nagq: int = 1) -> float:
+        """lme4's objective at (θ, β): Laplace (``nagq=1``) or adaptive quadrature (> 1).
+
+        Evaluated on the problem's own workspace: the fit is not changed.
+        """
+        nagq = self._check_nagq(nagq, allow_zero=False)
+        return self.problem.objective(
+            np.asarray(theta, dtype=np.float64), np.asarray(beta, dtype=np.float64), nagq
+        )
+
+    # -- fitting -----------------------------------------------------------------------
+
+    def fit(
+        self,
+        *,
+        nagq: int = 1,
+        start: dict[str, Any] | None = None,
+        hessian: bool = True,
+        check_convergence: bool = True,
+        warn: bool = True,
+    ) -> GeneralizedLinearMixedModel:
+        """Estimate θ and β (see :mod:`mixedmodels.engine.glmm_fit`).
+
+        Parameters
+        ----------
+        nagq : int, default 1
+            1 for the Laplace approximation, > 1 for adaptive Gauss–Hermite
+            quadrature with that many points (one scalar random-effects term
+            only), 0 for θ alone with β estimated inside PIRLS.
+        start : dict, optional
+            ``{"theta": ..., "beta": ...}`` to start from (lme4's
+            ``start = list(theta =, fixef =)``).
+        hessian : bool, default True
+            Estimate the Hessian of the objective in (θ, β), for lme4's
+            standard errors and convergence check (lme4's ``calc.derivs``);
+            False gives R_X-based standard errors.
+        check_convergence : bool, default True
+            Report a doubtful optimum found by the gradient and Hessian.
+        warn : bool, default True
+            Warn about doubtful convergence and singular fits.
+        """
+        nagq = self._check_nagq(nagq)
+        given = self._check_start(start) if start is not None else None
+        try:
+            with blas_threads(1):
+                optimum = fit_glmm(
+                    self.problem,
+                    nagq,
+                    given,
+                    hessian=bool(hessian),
+                    check=bool(check_convergence),
+                    workspace=self._workspace,
+                )
+                beta = None if nagq == 0 else optimum.beta
+                solution = self.problem.solve(optimum.theta, beta, nagq, self._workspace)
+        except PirlsError as err:
+            raise MixedModelsError(
+                f"the conditional modes of {self.formula!r} ({self.family.name}, "
+                f"{self.family.link.name} link) could not be found: {err}.  Often a predictor "
+                "separates the outcomes completely (estimates heading to ±∞), or the link "
+                "cannot reach the responses (an identity or log link giving means outside "
+                "the family's range); check the data or change the link"
+            ) from None
+        if not math.isfinite(solution.objective):
+            raise DataError("the objective is not finite at the estimates")
+        self._state = GeneralizedFittedState.from_fit(solution, optimum, nagq, self.family)
+        if warn:
+            for message in self.state.optimizer.messages:
+                warnings.warn(message, ConvergenceWarning, stacklevel=2)
+            if self.is_singular:
+                warnings.warn(
+                    "boundary (singular) fit: some variance component is estimated as zero "
+                    "or a correlation as ±1; see is_singular",
+                    SingularFitWarning,
+                    stacklevel=2,
+                )
+        return self
+
+    def _check_start(self, start: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(start, dict) or not {"theta", "beta"} <= set(start):
+            raise ArgumentError("start must be a dict with 'theta' and 'beta'")
+        theta = np.asarray(start["theta"], dtype=np.float64).reshape(-1)
+        beta = np.asarray(start["beta"], dtype=np.float64).reshape(-1)
+        if theta.shape != self.lower_bounds.shape:
+            raise ArgumentError(f"start['theta'] must have {len(self.lower_bounds)} values")
+        if beta.shape != (self.problem.n_fixed,):
+            raise ArgumentError(f"start['beta'] must have {self.problem.n_fixed} values")
+        return np.maximum(theta, self.lower_bounds), beta
+
+    def _check_nagq(self, nagq: Any, allow_zero: bool = True) -> int:
+        if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 0:
+            raise ArgumentError(f"nagq must be a non-negative integer, got {nagq!r}")
+        if nagq > 100:
+            raise ArgumentError(f"nagq must be at most 100, got {nagq}")
+        if nagq == 0 and not allow_zero:
+            raise ArgumentError("nagq = 0 estimates β inside PIRLS: give nagq ≥ 1 here")
+        terms = self.design.terms
+        if nagq > 1 and (len(terms) != 1 or terms[0].q != 1):
+            raise ArgumentError(
+                "nAGQ > 1 is only available for models with a single, scalar random-effects "
+                f"term; {self.design.formula.source!r} has {len(terms)} term(s) with "
+                f"{', '.join(str(t.q) for t in terms)} random effect(s) per level"
+            )
+        return int(nagq)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> GeneralizedFittedState:
+        """The fitted state (:class:`NotFittedError` before :meth:`fit`)."""
+        if self._state is None:
+            raise NotFittedError("the model has not been fitted yet: call .fit() first")
+        return self._state
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._state is not None
+
+    @property
+    def optsum(self) -> OptimizationSummary:
+        """What the optimizer did."""
+        return self.state.optimizer
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
+        theta = self.state.theta
+        finite = np.isfinite(self.lower_bounds)
+        return bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.state.optimizer.converged)
+
+    @property
+    def convergence_messages(self) -> list[str]:
+        return list(self.state.optimizer.messages)
+
+    # -- results that differ from the linear model's ------------------------------------
+
+    @property
+    def reml(self) -> bool:
+        """GLMMs are fitted by maximum likelihood (an approximation of it)."""
+        return False
+
+    @property
+    def nobs(self) -> int:
+        return self.problem.n_obs
+
+    def refit_ml(self) -> GeneralizedLinearMixedModel:
+        """The model itself: GLMMs are fitted by maximum likelihood (lme4 does not refit
+        them in ``anova``)."""
+        return self
+
+    @property
+    def stderr_source(self) -> str:
+        """``"Hessian"`` or ``"RX"``: what the standard errors come from (as lme4)."""
+        return self.state.stderr_source
+
+    @property
+    def vcov_rx(self) -> pd.DataFrame:
+        """σ²(R_XᵀR_X)⁻¹ at the final weights (lme4's ``vcov(use.hessian = FALSE)``)."""
+        names = self.design.fixed_names
+        return pd.DataFrame(self.state.vcov_rx, index=names, columns=names)
+
+    @property
+    def coefs(self) -> pd.DataFrame:
+        """Estimates, standard errors, z values and two-sided normal p values (lme4's)."""
+        state = self.state
+        se = state.std_errors
+        z = state.beta / se
+        return pd.DataFrame(
+            {
+                "estimate": state.beta,
+                "std_error": se,
+                "z_value": z,
+                "p_value": 2.0 * scipy.stats.norm.sf(np.abs(z)),
+            },
+            index=self.design.fixed_names,
+        )
+
+    def coef_table(self, ddf: str | None = None) -> pd.DataFrame:  # noqa: ARG002 (the linear signature)
+        """The z tests as a coefficient table (``df`` = ∞: z is t with infinite df).
+
+        ``ddf`` is accepted for the linear model's signature and ignored: a
+        GLMM's Wald tests are asymptotic, as lme4's.
+        """
+        coefs = self.coefs
+        return pd.DataFrame(
+            {
+                "estimate": coefs["estimate"],
+                "std_error": coefs["std_error"],
+                "df": np.inf,
+                "t_value": coefs["z_value"],
+                "p_value": coefs["p_value"],
+            }
+        )
+
+    @property
+    def n_params(self) -> int:
+        """Parameters in logLik's df: θ, β, and the dispersion (Gamma, inverse Gaussian)
+        or the negative binomial θ, as lme4 counts them."""
+        family = self.family
+        extra = 1 if family.has_dispersion or isinstance(family, NegativeBinomial) else 0
+        return self.problem.n_theta + self.problem.n_fixed + extra
+
+    @property
+    def deviance(self) -> float:
+        """Σ of squared deviance residuals at the conditional modes (lme4's ``deviance``)."""
+        return self.state.deviance
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as ``as.data.frame(VarCorr(fit))``; a residual row only
+        for families with a dispersion."""
+        table = super().varcorr
+        return table if self.family.has_dispersion else table.iloc[:-1].reset_index(drop=True)
+
+    def random_effect_sds(self) -> list[np.ndarray]:
+        """Per term, the standard deviations of its random effects."""
+        return [np.sqrt(np.diag(cov)) for cov in self.covariance_matrices()]
+
+    @property
+    def linear_predictor(self) -> pd.Series:
+        """η̂ = o + Xβ̂ + Zb̂ (link scale, offset included)."""
+        return self.rows.linear_predictor(self.state)
+
+    def residuals(self, type: str = "deviance") -> pd.Series:
+        """Residuals of type ``"deviance"``, ``"pearson"``, ``"response"`` or ``"working"``."""
+        return self.rows.residuals(self.state, type)
+
+    def predict(
+        self,
+        newdata: Any = None,
+        *,
+        type: str = "link",
+        random: bool = True,
+        allow_new_levels: bool = False,
+        offset: Any = None,
+    ) -> pd.Series:
+        """Predictions on the link (``type="link"``) or response scale (``"response"``).
+
+        Parameters
+        ----------
+        newdata : DataFrame or dict of columns, optional
+            Rows to predict; default the rows of the fit.
+        type : {"link", "response"}
+            η = o + Xβ̂ (+ Zb̂), or the mean g⁻¹(η) (lme4's ``type``).
+        random : bool, default True
+            Add the conditional modes (``False``: lme4's ``re.form = NA``).
+        allow_new_levels : bool, default False
+            Give levels not seen in the fit a zero random effect.
+        offset : array-like or str, optional
+            The new rows' offset.  By default the fit's offset column or
+            expression is evaluated on ``newdata``; an offset given as an
+            array to the fit must be given here again.
+        """
+        from ..inference.predict import predict_new_rows
+
+        if type not in ("link", "response"):
+            raise ArgumentError(f"type must be 'link' or 'response', not {type!r}")
+        state = self.state
+        if newdata is None:
+            if random and offset is None:
+                eta = np.asarray(state.eta)
+            else:
+                given = self.offset if offset is None else _offset_values(offset, self.design)
+                eta = given + self.design.x @ state.beta
+                if random:
+                    eta = eta + (np.asarray(state.eta) - self.offset - self.design.x @ state.beta)
+            index = self.design.row_index
+        else:
+            frame = as_data_frame(newdata)
+            eta = predict_new_rows(
+                self, frame, random=random, allow_new_levels=allow_new_levels
+            ).to_numpy()
+            eta = eta + self._new_offset(offset, frame)
+            index = frame.index
+        values = self.family.link.inverse(eta) if type == "response" else eta
+        return pd.Series(values, index=index, name="prediction")
+
+    def _new_offset(self, offset: Any, frame: pd.DataFrame) -> np.ndarray:
+        source = self._offset_source if offset is None else offset
+        if source is None:
+            return np.zeros(len(frame))
+        if source is ...:
+            raise ArgumentError(
+                "the model was fitted with an offset given as an array: pass offset= for the "
+                "new rows"
+            )
+        if isinstance(source, str):
+            if source in frame.columns:
+                return pd.to_numeric(frame[source], errors="coerce").to_numpy(dtype=np.float64)
+            return evaluate_expression(source, frame, "the offset")
+        values = np.asarray(source, dtype=np.float64).reshape(-1)
+        if len(values) != len(frame):
+            raise DataError(f"offset must have one value per new row ({len(frame)})")
+        return values
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Wald confidence intervals of the fixed effects (lme4's ``confint(method="Wald")``).
+
+        Rows are named as lme4's ``oldNames = FALSE``; the variance parameters
+        get NaN, as lme4 gives them for Wald intervals.  Profile and bootstrap
+        intervals for GLMMs are not available yet.
+        """
+        if str(method).lower() != "wald":
+            raise ArgumentError(
+                f"confint(method={method!r}) is not available for GLMMs yet; use 'wald'"
+            )
+        if not 0 < level < 1:
+            raise ArgumentError(f"level must be between 0 and 1, not {level!r}")
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        coefs = self.coefs
+        names = [
+            f"sd_{t.column_names[i]}|{t.group_name}"
+            if i == j
+            else f"cor_{t.column_names[i]}.{t.column_names[j]}|{t.group_name}"
+            for t in self.design.terms
+            for i, j in zip(t.theta_rows, t.theta_cols, strict=True)
+        ]
+        if self.family.has_dispersion:
+            names.append("sigma")
+        nan = np.full(len(names), np.nan)
+        lower = np.concatenate([nan, coefs["estimate"] - z * coefs["std_error"]])
+        upper = np.concatenate([nan, coefs["estimate"] + z * coefs["std_error"]])
+        return pd.DataFrame(
+            {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
+        )
+
+    def summary(self, correlation: bool | None = None):  # type: ignore[override]
+        """lme4's glmer summary (:class:`~mixedmodels.results.summary.ModelSummary`):
+        ``print(m.summary())``; HTML in a notebook."""
+        from ..results.glmm_summary import summarize_glmm
+
+        return summarize_glmm(self, correlation=correlation)
+
+
+def _offset_values(offset: Any, design: Design) -> np.ndarray:
+    values = np.asarray(offset, dtype=np.float64).reshape(-1)
+    if len(values) != len(design.y):
+        raise DataError(f"offset must have one value per row used ({len(design.y)})")
+    return values
+
+
+def _offset_rows(offset: Any, frame: pd.DataFrame, design: Design) -> np.ndarray:
+    """The offset on the rows used (zeros if none)."""
+    n = len(design.y)
+    if offset is None:
+        return np.zeros(n)
+    if isinstance(offset, str):
+        if offset in frame.columns:
+            values = pd.to_numeric(frame[offset], errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            values = evaluate_expression(offset, frame, "the offset")
+    else:
+        values = np.asarray(offset, dtype=np.float64).reshape(-1)
+        if values.shape[0] != len(frame):
+            raise DataError(
+                f"offset must have one value per row of the data ({len(frame)}), "
+                f"got {values.shape[0]}"
+            )
+    used = values[frame.index.get_indexer(design.row_index)]
+    bad = np.flatnonzero(~np.isfinite(used))
+    if bad.size:
+        raise DataError(
+            f"the offset is missing or infinite in {bad.size} row"
+            f"{'s' if bad.size > 1 else ''} used (first at row {design.row_index[bad[0]]!r})"
+        )
+    return used
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    family: str | Family = "binomial",
+    *,
+    weights: Any = None,
+    offset: Any = None,
+    nagq: int = 1,
+    missing: str = "drop",
+    check_convergence: bool = True,
+) -> GeneralizedLinearMixedModel:
+    """Fit a generalized linear mixed model, as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula; ``cbind(successes, failures) ~ ...`` for binomial counts.
+    data : pandas.DataFrame or dict of columns
+        The data; never modified.
+    family : str or Family, default "binomial"
+        See :class:`GeneralizedLinearMixedModel`.
+    weights, offset, missing
+        See :class:`GeneralizedLinearMixedModel`.
+    nagq : int, default 1
+        Laplace (1), adaptive quadrature points (> 1) or 0; see
+        :meth:`GeneralizedLinearMixedModel.fit`.
+    check_convergence : bool, default True
+        Check the optimum by its gradient and Hessian.
+
+    Examples
+    --------
+    >>> import mixedmodels as mm  # doctest: +SKIP
+    >>> m = mm.glmer("r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)",
+    ...              verbagg, family="binomial")  # doctest: +SKIP
+    """
+    model = GeneralizedLinearMixedModel(
+        formula, data, family, weights=weights, offset=offset, missing=missing
+    )
+    return model.fit(nagq=nagq, check_convergence=check_convergence)

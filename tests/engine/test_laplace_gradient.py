@@ -1,0 +1,95 @@
+"""The analytic gradient of the Laplace objective against central differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mixedmodels.design import build_design
+from mixedmodels.engine.curvature import central_derivatives, hessian_from_gradient
+from mixedmodels.engine.glm_kernels import compiled
+from mixedmodels.engine.laplace_gradient import LaplaceGradient
+from mixedmodels.engine.pirls import Pirls
+from mixedmodels.families import Binomial, Gamma, InverseGaussian, NegativeBinomial, Poisson
+
+pytestmark = pytest.mark.skipif(compiled() is None, reason="the gradient needs numba")
+RNG = np.random.default_rng(3)
+
+
+def _design(family, n=400):
+    """Crossed g × h, a correlated random slope on g and a third, nested-in-g term."""
+    g = RNG.integers(0, 25, n)
+    h = RNG.integers(0, 6, n)
+    k = g * 2 + RNG.integers(0, 2, n)
+    x = RNG.normal(size=n)
+    eta = 0.2 + 0.4 * x + RNG.normal(0, 0.4, 25)[g] + RNG.normal(0, 0.2, 25)[g] * x
+    eta += RNG.normal(0, 0.3, 6)[h] + RNG.normal(0, 0.2, 50)[k]
+    if isinstance(family, Binomial):
+        y = RNG.binomial(1, 1 / (1 + np.exp(-eta)))
+    elif isinstance(family, (Poisson, NegativeBinomial)):
+        y = RNG.poisson(np.exp(eta))
+    else:
+        y = RNG.gamma(4.0, np.exp(eta) / 4.0)
+    data = pd.DataFrame(
+        {"y": y.astype(float), "x": x, "g": g.astype(str), "h": h.astype(str), "k": k.astype(str)}
+    )
+    return build_design("y ~ x + (x | g) + (1 | h) + (1 | k)", data)
+
+
+FAMILIES = [
+    Poisson(),
+    Binomial(),
+    Binomial("probit"),
+    Gamma("log"),
+    InverseGaussian("log"),
+    NegativeBinomial(3.0),
+]
+
+
+def _lambdas(design, theta):
+    out, at = [], 0
+    for term in design.terms:
+        out.append(term.lambda_matrix(theta[at : at + term.n_theta]))
+        at += term.n_theta
+    return out
+
+
+@pytest.mark.parametrize("fixed_inside", [False, True], ids=["theta_beta", "theta_only"])
+@pytest.mark.parametrize("family", FAMILIES, ids=repr)
+def test_gradient_matches_central_differences(family, fixed_inside):
+    design = _design(family)
+    n = len(design.y)
+    pirls = Pirls(
+        design.y,
+        np.ones(n),
+        np.zeros(n),
+        design.x,
+        design.terms,
+        family,
+        fixed_inside=fixed_inside,
+    )
+    gradient = LaplaceGradient(pirls)
+    theta = np.array([0.5, 0.1, 0.3, 0.4, 0.3])[: sum(t.n_theta for t in design.terms)]
+    beta = np.array([0.25, 0.35])
+    if isinstance(family, InverseGaussian):
+        beta = np.array([0.3, 0.1])
+    saturated = family.saturated_aic(design.y, np.ones(n))
+    first = pirls.solve(_lambdas(design, theta), beta)
+
+    def objective(x):
+        th, b = (x, first.beta) if fixed_inside else (x[: len(theta)], x[len(theta) :])
+        solution = pirls.solve(_lambdas(design, th), b, first.u)
+        return solution.laplace(family, design.y, np.ones(n), saturated)
+
+    point = theta if fixed_inside else np.concatenate([theta, beta])
+    numeric, _ = central_derivatives(objective, point, step=1e-5)
+    solution = pirls.solve(_lambdas(design, theta), beta, first.u)
+    analytic = gradient(_lambdas(design, theta), solution)
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-5, atol=2e-5 * np.abs(numeric).max())
+
+
+def test_hessian_from_an_exact_gradient():
+    a = np.array([[2.0, 0.3], [0.3, 1.0]])
+    hessian = hessian_from_gradient(lambda x: a @ x + np.array([x[0] ** 3, 0.0]), np.zeros(2))
+    np.testing.assert_allclose(hessian, a, atol=1e-7)

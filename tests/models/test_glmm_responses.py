@@ -1,0 +1,219 @@
+"""Responses, weights and offsets as R accepts them, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.errors import DataError, FormulaError
+from mixedmodels.families import NonIntegerResponseWarning
+
+RNG = np.random.default_rng(11)
+
+
+def _binary(n=240, groups=12):
+    g = RNG.integers(0, groups, n)
+    x = RNG.normal(size=n)
+    eta = -0.3 + 0.8 * x + RNG.normal(0, 0.7, groups)[g]
+    y = RNG.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "g": [f"g{k:02d}" for k in g]})
+
+
+def _counts(n=200, groups=10):
+    g = RNG.integers(0, groups, n)
+    x = RNG.normal(size=n)
+    exposure = RNG.uniform(0.5, 3.0, n)
+    eta = np.log(exposure) + 0.2 + 0.5 * x + RNG.normal(0, 0.5, groups)[g]
+    return pd.DataFrame(
+        {"n": RNG.poisson(np.exp(eta)).astype(float), "x": x, "g": g.astype(str), "e": exposure}
+    )
+
+
+def _fit(formula, data, family="binomial", **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mm.ConvergenceWarning)
+        return mm.glmer(formula, data, family=family, **kwargs)
+
+
+def _same_fit(a, b):
+    assert a.objective == pytest.approx(b.objective, abs=1e-7)
+    np.testing.assert_allclose(a.fixef.to_numpy(), b.fixef.to_numpy(), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def binary_fit():
+    data = _binary()
+    return data, _fit("y ~ x + (1 | g)", data)
+
+
+def test_text_factor_and_boolean_responses_are_coded_as_glm(binary_fit):
+    data, numeric = binary_fit
+    text = data.assign(y=np.where(data["y"] == 1, "yes", "no"))
+    before = text.copy()
+    by_text = _fit("y ~ x + (1 | g)", text)
+    pd.testing.assert_frame_equal(text, before)  # the caller's data are untouched
+    _same_fit(by_text, numeric)
+    assert by_text.response_levels == ["no", "yes"]
+    _same_fit(_fit("y ~ x + (1 | g)", data.assign(y=data["y"] == 1)), numeric)
+    # A factor's own level order decides which level is failure.
+    reversed_levels = data.assign(
+        y=pd.Categorical(np.where(data["y"] == 1, "a", "b"), categories=["b", "a"])
+    )
+    _same_fit(_fit("y ~ x + (1 | g)", reversed_levels), numeric)
+
+
+def test_three_levels_are_refused(binary_fit):
+    data, _ = binary_fit
+    three = data.assign(y=np.resize(["a", "b", "c"], len(data)))
+    with pytest.raises(DataError, match="has 3 levels"):
+        mm.glmer("y ~ x + (1 | g)", three, family="binomial")
+
+
+def test_cbind_proportions_and_weights_agree():
+    data = _binary(n=60, groups=6)
+    data["trials"] = RNG.integers(1, 9, len(data)).astype(float)
+    p = 1 / (1 + np.exp(-(0.2 + 0.5 * data["x"])))
+    data["s"] = RNG.binomial(data["trials"].astype(int), p).astype(float)
+    by_counts = _fit("cbind(s, trials - s) ~ x + (1 | g)", data)
+    by_weights = _fit("I(s / trials) ~ x + (1 | g)", data, weights="trials")
+    _same_fit(by_counts, by_weights)
+    assert by_counts.response_name == "cbind(s, trials - s)"
+    # Prior weights multiply the trials: doubling every row is the data counted twice.
+    doubled = _fit("cbind(s, trials - s) ~ x + (1 | g)", data, weights=np.full(len(data), 2.0))
+    assert doubled.fixef.to_numpy() == pytest.approx(by_counts.fixef.to_numpy(), rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("formula", "family", "error", "message"),
+    [
+        ("cbind(s, f) ~ x + (1 | g)", "poisson", FormulaError, "binomial family"),
+        ("cbind(s) ~ x + (1 | g)", "binomial", FormulaError, "two columns"),
+        ("cbind(s, f, s) ~ x + (1 | g)", "binomial", FormulaError, "two columns"),
+        ("cbind(s, zero) ~ x + (1 | g)", "binomial", DataError, "no trials"),
+        ("cbind(s, negative) ~ x + (1 | g)", "binomial", DataError, "must be counts"),
+        ("cbind(s, system(f)) ~ x + (1 | g)", "binomial", FormulaError, "not allowed"),
+    ],
+)
+def test_bad_cbind_responses(formula, family, error, message):
+    data = pd.DataFrame(
+        {
+            "s": [1.0, 2.0, 0.0, 3.0] * 5,
+            "f": [2.0, 1.0, 3.0, 0.0] * 5,
+            "zero": [1.0] * 20,
+            "negative": [-1.0, 2.0, 1.0, 1.0] * 5,
+            "x": np.arange(20.0),
+            "g": list("abcde") * 4,
+        }
+    )
+    data.loc[2, "zero"] = 0.0  # row 2 has s = 0 too: no trials
+    with pytest.raises(error, match=message):
+        mm.glmer(formula, data, family=family)
+
+
+def test_bad_binomial_responses():
+    data = _binary(n=40, groups=4)
+    with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
+        mm.glmer("y ~ x + (1 | g)", data.assign(y=data["y"] * 3), family="binomial")
+    proportions = data.assign(y=np.where(data["y"] > 0, 0.5, 0.25))
+    with pytest.raises(DataError, match="whole numbers"):
+        mm.glmer("y ~ x + (1 | g)", proportions, family="binomial", weights=np.full(40, 2.5))
+    with pytest.warns(NonIntegerResponseWarning):
+        _fit("y ~ x + (1 | g)", proportions)
+
+
+def test_offset_as_array_column_or_expression_is_one_model():
+    data = _counts()
+    by_array = _fit("n ~ x + (1 | g)", data, "poisson", offset=np.log(data["e"].to_numpy()))
+    data["log_e"] = np.log(data["e"])
+    _same_fit(_fit("n ~ x + (1 | g)", data, "poisson", offset="log_e"), by_array)
+    _same_fit(_fit("n ~ x + (1 | g)", data, "poisson", offset="log(e)"), by_array)
+    without = _fit("n ~ x + (1 | g)", data, "poisson")
+    assert without.objective != pytest.approx(by_array.objective)
+    # The offset enters the linear predictor.
+    assert by_array.linear_predictor.iloc[0] == pytest.approx(
+        np.log(by_array.fitted.iloc[0]), rel=1e-12
+    )
+
+
+def test_offset_follows_the_rows_dropped_for_missing_values():
+    data = _counts()
+    offset = np.log(data["e"].to_numpy())
+    holes = data.copy()
+    holes.loc[[3, 50, 120], "x"] = np.nan
+    with_holes = _fit("n ~ x + (1 | g)", holes, "poisson", offset=offset)
+    keep = holes["x"].notna().to_numpy()
+    dropped = _fit("n ~ x + (1 | g)", data[keep], "poisson", offset=offset[keep])
+    _same_fit(with_holes, dropped)
+    assert with_holes.nobs == len(data) - 3
+
+
+@pytest.mark.parametrize(
+    ("offset", "message"),
+    [
+        (np.zeros(5), "one value per row"),
+        (np.r_[np.nan, np.zeros(199)], "missing or infinite"),
+        ("nonexistent_column + 1", "cannot evaluate|not"),
+    ],
+)
+def test_bad_offsets(offset, message):
+    with pytest.raises((DataError, FormulaError), match=message):
+        mm.glmer("n ~ x + (1 | g)", _counts(), family="poisson", offset=offset)
+
+
+def test_count_responses():
+    data = _counts()
+    with pytest.raises(DataError, match="must be counts"):
+        mm.glmer("n ~ x + (1 | g)", data.assign(n=-data["n"] - 1), family="poisson")
+    with pytest.warns(NonIntegerResponseWarning):
+        _fit("n ~ x + (1 | g)", data.assign(n=data["n"] + 0.5), "poisson")
+
+
+def test_quadrature_needs_one_scalar_term():
+    data = _binary()
+    data["h"] = RNG.integers(0, 5, len(data)).astype(str)
+    with pytest.raises(ValueError, match="single, scalar random-effects term"):
+        mm.glmer("y ~ x + (1 | g) + (1 | h)", data, family="binomial", nagq=5)
+    with pytest.raises(ValueError, match="single, scalar random-effects term"):
+        mm.glmer("y ~ x + (x | g)", data, family="binomial", nagq=5)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        mm.glmer("y ~ x + (1 | g)", data, family="binomial", nagq=-1)
+
+
+def test_no_random_effects_and_gaussian_are_refused():
+    data = _binary()
+    with pytest.raises(FormulaError, match="no random-effects terms"):
+        mm.glmer("y ~ x", data, family="binomial")
+    with pytest.raises(ValueError, match="lmer"):
+        mm.glmer("y ~ x + (1 | g)", data, family="gaussian")
+
+
+def test_observation_level_effects_are_allowed():
+    data = _counts(n=80, groups=8)
+    data["obs"] = np.arange(len(data)).astype(str)
+    model = _fit("n ~ x + (1 | g) + (1 | obs)", data, "poisson")
+    assert model.design.terms[0].n_levels == len(data)
+
+
+def test_nagq0_and_laplace_reach_close_optima(binary_fit):
+    data, laplace = binary_fit
+    fast = _fit("y ~ x + (1 | g)", data, nagq=0)
+    assert fast.stderr_source == "RX"
+    assert laplace.stderr_source == "Hessian"
+    np.testing.assert_allclose(fast.fixef, laplace.fixef, atol=0.05)
+    # At its own θ, β, the Laplace objective is no higher than at nAGQ = 0's.
+    assert laplace.objective <= laplace.objective_at(fast.theta, fast.fixef) + 1e-8
+
+
+def test_complete_separation_is_a_clear_error():
+    n = 200
+    x = RNG.normal(size=n)
+    data = pd.DataFrame(
+        {"y": (x > 0).astype(float), "x": x, "g": RNG.integers(0, 10, n).astype(str)}
+    )
+    with pytest.raises(mm.MixedModelsError, match="separates the outcomes"):
+        mm.glmer("y ~ x + (1 | g)", data, family="binomial")
