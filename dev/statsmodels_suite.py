@@ -94,8 +94,10 @@ def pytest_runtest_makereport(item, call):
             },
             "outcome": "passed",
             "reason": "",
+            "seconds": 0.0,
         },
     )
+    entry["seconds"] += report.duration
     if report.failed or (report.skipped and entry["outcome"] == "passed"):
         entry["outcome"] = "failed" if report.failed else "skipped"
         crash = getattr(report.longrepr, "reprcrash", None)
@@ -207,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-k", dest="select", help="pytest -k expression: run a subset")
     parser.add_argument("--json", type=Path, help="also write the outcomes to this file")
+    parser.add_argument(
+        "--durations", type=int, default=0, metavar="N", help="show the N slowest tests"
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
 
@@ -223,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
             reason = textwrap.shorten(entry["reason"] or entry["outcome"], 160)
             name = f"{entry['cls']}::{entry['name']}" if entry["cls"] else entry["name"]
             print(f"  {name}: {reason}")
+    if args.durations:
+        print(f"Slowest {args.durations}:")
+        for entry in sorted(entries, key=lambda e: -e["seconds"])[: args.durations]:
+            name = f"{entry['cls']}::{entry['name']}" if entry["cls"] else entry["name"]
+            print(f"  {entry['seconds']:7.2f} s  {name}")
     print(f"(statsmodels {version}'s {TEST_FILE} against {target}; {len(entries)} collected)")
     if not args.select and len(counted) != EXPECTED_COUNT:
         print(f"note: {len(counted)} tests counted, not {EXPECTED_COUNT}: the file has changed")

@@ -21,8 +21,7 @@ from .errors import (
 )
 from .formula import parse_formula
 from .frontends.dask import DaskLinearMixedModel
-from .frontends.statsmodels.model import MixedLM, mixedlm
-from .frontends.statsmodels.results import MixedLMResults
+from .frontends.statsmodels import MixedLM, MixedLMParams, MixedLMResults, VCSpec, mixedlm
 from .inference import BootstrapResult
 from .models.glmm import GeneralizedLinearMixedModel, glmer
 from .models.lmm import LinearMixedModel
@@ -41,12 +40,14 @@ __all__ = [
     "LinearMixedModel",
     "MissingValuesWarning",
     "MixedLM",
+    "MixedLMParams",
     "MixedLMResults",
     "MixedModelsError",
     "NotFittedError",
     "PredictorScaleWarning",
     "RankDeficiencyWarning",
     "SingularFitWarning",
+    "VCSpec",
     "__version__",
     "anova",
     "datasets",

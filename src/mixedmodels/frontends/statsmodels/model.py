@@ -1,487 +1,678 @@
-"""statsmodels' front door: ``mixedlm(formula, data, groups=...)`` on the lme4 engine.
+"""statsmodels' ``MixedLM`` on this package's engine: the array interface and ``from_formula``.
 
-Many Python users, and the two documents this project grew from, write
-``smf.mixedlm(formula, data, groups=..., re_formula=..., vc_formula=...)``.
-This module translates such a call into one lme4 formula (a string, kept as
-:attr:`MixedLM.lme4_formula`), fits it with
-:class:`~mixedmodels.model.LinearMixedModel` and presents the result with
-statsmodels' names (``fe_params``, ``bse``, ``cov_re``, ``summary()`` ...).
-
-The translation, each rule next to its lme4 meaning (``docs/statsmodels.md``
-shows them all with examples):
-
-* ``groups="g"`` (or an array) adds ``(re | g)`` where ``re`` is ``re_formula``
-  (default the intercept, unless the formula already has terms grouped by
-  ``g``): ``groups="Pig", re_formula="~Time"`` is ``(Time | Pig)``.  An
-  array is added to a copy of the data under a fresh column name, unless it
-  is a column of the data already.
-* bar terms written in ``formula`` are kept as they are and combine with
-  everything else: ``"y ~ x + (1|a)", groups=s`` is ``y ~ x + (1|a) + (1|s)``.
-* ``re_formula`` may be a dict keyed by grouping variable, as in the article:
-  ``{"classroom": "~1"}`` is ``(1 | classroom)``.
-* ``vc_formula`` entries are either statsmodels' variance components, nested
-  in ``groups`` (``{"cask": "0 + C(cask)"}`` with ``groups="batch"`` is
-  ``(1 | batch:cask)``, one variance per name) or, as in the article, the
-  covariance structure of a grouping variable's random effects: ``"diag"`` is
-  lme4's ``||`` and ``"unstructured"`` its ``|``.
-* a term that two of these give identically is used once; two different
-  specifications for one grouping variable are an error that names both.
+``MixedLM(endog, exog, groups, exog_re=None, exog_vc=None, use_sqrt=True,
+missing="none")`` takes statsmodels' arrays; ``MixedLM.from_formula`` (also
+:func:`mixedlm`) takes a formula and data, statsmodels' ``re_formula`` and
+``vc_formula``, and, beyond statsmodels, lme4 bar terms in the formula and the
+article's dictionary forms (``docs/statsmodels.md``).  Either way the model is
+fitted by this package's engine — the blocked Cholesky factor of lme4's
+penalised least squares and BOBYQA — never by statsmodels, and reported with
+statsmodels' names and parameterization (:class:`.results.MixedLMResults`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+import math
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-import formulaic
 import numpy as np
 import pandas as pd
 
-from ...design import as_data_frame
-from ...errors import DataError, FormulaError, MixedModelsError
-from ...formula import RandomTermSpec, parse_formula, r_name, rename_calls, split_terms
-from ...models.lmm import LinearMixedModel
+from ...design import aliased_columns
+from ...errors import MixedModelsError, RankDeficiencyWarning
+from . import derivatives
+from .fitting import FitOutcome, fitted_state, optimize, start_phi
+from .formula_model import FormulaModel, build_from_formula
+from .grouped import GroupedData, VCSpec, from_arrays
+from .layout import Layout
+from .likelihood import Likelihood
+from .params import MixedLMParams
+from .warning_classes import BoundaryWarning, MixedLMConvergenceWarning, SingularMatrixWarning
+from .warning_classes import warn as _warn
 
-__all__ = ["MixedLM", "Translation", "mixedlm", "translate"]
+__all__ = ["MixedLM", "ModelData", "mixedlm"]
 
-#: ``vc_formula`` values that set a covariance structure (the article's usage).
-DIAGONAL = frozenset({"diag", "diagonal", "independent"})
-UNSTRUCTURED = frozenset({"unstructured", "full"})
-
-# Functions statsmodels users call through numpy in patsy formulas; the
-# formula language here has them under their bare names.
-_NUMPY_FUNCTIONS = ("log", "log1p", "log2", "log10", "exp", "expm1", "sqrt", "abs")
-_NUMPY_CALLS = {f"{module}.{name}": name for module in ("np", "numpy") for name in _NUMPY_FUNCTIONS}
-
-
-# ---------------------------------------------------------------------------
-# Terms as text
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Bar:
-    """One random-effects term of the lme4 formula being assembled.
-
-    ``lhs`` and ``group`` are R formula text, ``op`` is ``"|"`` or ``"||"``;
-    ``source`` says where the term came from (for messages) and ``label`` is a
-    statsmodels variance-component name when it came from ``vc_formula``.
-    """
-
-    lhs: str
-    op: str
-    group: str
-    source: str
-    label: str | None = None
-
-    @property
-    def text(self) -> str:
-        return f"({self.lhs} {self.op} {self.group})"
-
-    def specs(self) -> tuple[RandomTermSpec, ...]:
-        """The term as the engine's parser expands it (``||`` split, ``/`` nested)."""
-        try:
-            return parse_formula(f"y ~ 0 + {self.text}").random
-        except FormulaError as err:
-            raise FormulaError(f"{self.source} gives the term {self.text}: {err}") from None
-
-    def grouping(self) -> frozenset[str] | None:
-        """The grouping factor's columns if the term has one grouping factor (no ``/``)."""
-        groups = {frozenset(spec.group) for spec in self.specs()}
-        return next(iter(groups)) if len(groups) == 1 else None
+# Keyword arguments statsmodels' fit passes to scipy's optimizers; accepted (the
+# engine's BOBYQA has its own settings), anything else is warned about.
+_OPTIMIZER_KWARGS = ("gtol", "maxiter", "eps", "maxcor", "ftol", "tol", "disp", "maxls")
+# A relative variance this small counts as zero (a singular covariance matrix).
+_SINGULAR = 1e-10
 
 
-def _quote(name: str) -> str:
-    """A column name as R formula text: bare if R reads it bare, else backticked."""
-    if "`" in name:
-        raise DataError(f"column name {name!r} contains a backtick and cannot be used")
-    return r_name(name)
-
-
-def _rhs_text(text: str, what: str) -> str:
-    """A one-sided statsmodels formula (``"~Time"``, ``"1 + x"``) as R right-hand side."""
-    if not isinstance(text, str):
-        raise MixedModelsError(f"{what} must be a string such as '~1' or '~x', got {text!r}")
-    body = rename_calls(text.strip(), _NUMPY_CALLS)
-    body = body[1:].strip() if body.startswith("~") else body
-    if not body:
-        raise FormulaError(f"{what} {text!r} is empty; use '~1' for an intercept")
-    if "~" in body or "|" in body:
-        raise FormulaError(f"{what} {text!r} must be one-sided, without `~` or bars")
-    return body
-
-
-def _split_formula(formula: str) -> tuple[str, list[str], list[_Bar]]:
-    """Split an lme4 formula into response text, fixed-term texts and its bar terms.
-
-    The texts are the user's own (so the lme4 formula we hand on reads like
-    theirs); the formula is parsed in full first so that errors are reported
-    against what the user wrote.
-    """
-    written = split_terms(formula)
-    bars = [_Bar(bar.lhs, bar.op, bar.group, "the formula") for bar in written.bars]
-    return written.response, list(written.fixed), bars
-
-
-def _join_fixed(terms: list[str]) -> str:
-    if not terms:
-        return "1"
-    out = terms[0] if not terms[0].startswith("-") else f"1 - {terms[0][1:]}"
-    for term in terms[1:]:
-        out += f" - {term[1:]}" if term.startswith("-") else f" + {term}"
-    return out
-
-
-# ---------------------------------------------------------------------------
-# The translation
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The outcome of translating a ``mixedlm`` call.
+@dataclass
+class ModelData:
+    """statsmodels' ``model.data``: the names of everything.
 
     Attributes
     ----------
-    formula : str
-        The lme4 formula that is fitted.
-    data : pandas.DataFrame
-        The data it is fitted to (the caller's frame, or a shallow copy with the
-        ``groups`` array added as a column).
-    group_column : str or None
-        Column of the ``groups`` argument (None without ``groups``).
-    group_label : str
-        statsmodels' name for the groups' random intercept: the column name
-        when ``groups`` was given as one, else ``"Group"``.
-    vc_labels : dict
-        lme4 term text → statsmodels variance-component name.
+    xnames : list of str
+        The fixed effects (``exog_names``).
+    ynames : str
+        The response (``endog_names``).
+    exog_re_names : list of str
+        The groups' random effects (the rows and columns of ``cov_re``).
+    exog_re_names_full : list of str
+        Names of ``cov_re``'s parameters (``"a Var"``, ``"a x b Cov"``).
+    vcomp_names : list of str
+        Names of the variance components (and of other terms' parameters).
+    param_names : list of str
+        Everything in ``params``.
+    row_labels : pandas.Index or None
+        Labels of the rows used (pandas input).
+    frame : pandas.DataFrame or None
+        The data rows used (formula models).
     """
 
-    formula: str
-    data: pd.DataFrame
-    group_column: str | None
-    group_label: str
-    vc_labels: dict[str, str]
-
-
-def _resolve_groups(groups: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None, str]:
-    if groups is None:
-        return frame, None, "Group"
-    if isinstance(groups, str):
-        if groups not in frame.columns:
-            raise DataError(f"groups column {groups!r} is not in the data")
-        return frame, groups, groups
-    values = groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else groups
-    try:
-        values = np.asarray(values)
-    except Exception as err:
-        raise DataError(f"groups must be a column name or an array-like: {err}") from err
-    if values.ndim != 1 or len(values) != len(frame):
-        raise DataError(
-            f"groups must have one value per row of the data ({len(frame)}), "
-            f"got shape {values.shape}"
-        )
-    name = getattr(groups, "name", None)
-    if isinstance(name, str) and name in frame.columns:
-        column = frame[name].to_numpy()
-        same = len(column) == len(values) and bool(
-            pd.Series(column, dtype=object).equals(pd.Series(values, dtype=object))
-        )
-        if same:
-            # data["Pig"] passed as groups: the column itself is the grouping.
-            return frame, name, "Group"
-    base = name if isinstance(name, str) and name and name not in frame.columns else "groups"
-    fresh, k = base, 1
-    while fresh in frame.columns:
-        k += 1
-        fresh = f"{base}_{k}"
-    frame = frame.copy(deep=False)
-    frame[fresh] = values
-    return frame, fresh, "Group"
-
-
-def _grouping_of_key(key: Any, frame: pd.DataFrame, what: str) -> tuple[str, frozenset[str]]:
-    """A dict key naming a grouping variable (``"classroom"``, ``"school:classroom"``)."""
-    if not isinstance(key, str):
-        raise MixedModelsError(f"{what} keys must be column names, got {key!r}")
-    parts = [key] if key in frame.columns else [p.strip() for p in key.split(":")]
-    missing = [p for p in parts if p not in frame.columns]
-    if missing:
-        raise DataError(f"{what} names the grouping variable {key!r}, which is not in the data")
-    return ":".join(_quote(p) for p in parts), frozenset(parts)
-
-
-def _vc_term(name: str, value: str, group_column: str, frame: pd.DataFrame) -> _Bar:
-    """statsmodels' variance component ``{name: "0 + C(f)"}`` nested in ``groups``."""
-    what = f"vc_formula[{name!r}] = {value!r}"
-    body = _rhs_text(value, what)
-    try:
-        parsed = parse_formula(f"y ~ {body}")
-        terms = list(formulaic.Formula(parsed.fixed))
-    except Exception as err:
-        raise FormulaError(f"cannot read {what}: {err}") from None
-    has_intercept = any(not term.factors for term in terms)
-    terms = [term for term in terms if term.factors]
-    if has_intercept or len(terms) != 1:
-        raise MixedModelsError(
-            f"{what}: a variance component must be one term without intercept, such as "
-            "'0 + C(cask)' (random intercepts per cask within each group) or '0 + x' (a "
-            "random slope); several columns sharing one variance have no lme4 equivalent: "
-            "give each its own entry"
-        )
-    factors, numeric = [], []
-    for factor in terms[0].factors:
-        expr = factor.expr
-        match = re.fullmatch(r"C\((.+)\)", expr)
-        if match:
-            factors.append(match.group(1).strip().strip("`"))
-            continue
-        column = expr.strip("`")
-        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
-            factors.append(column)
-        elif column in frame.columns and pd.api.types.is_bool_dtype(frame[column]):
-            factors.append(column)
-        else:
-            numeric.append(expr)
-    for column in factors:
-        if column not in frame.columns:
-            raise DataError(f"{what}: column {column!r} is not in the data")
-    lhs = "1" if not numeric else "0 + " + ":".join(numeric)
-    group = ":".join(_quote(c) for c in (group_column, *factors))
-    return _Bar(lhs, "|", group, f"vc_formula[{name!r}]", label=name)
-
-
-def _with_structure(bars: list[_Bar], grouping: frozenset[str], structure: str, key: str):
-    """Apply the article's ``vc_formula={key: "diag" | "unstructured"}`` to ``bars``."""
-    targets = [i for i, bar in enumerate(bars) if bar.grouping() == grouping]
-    if not targets:
-        raise MixedModelsError(
-            f"vc_formula[{key!r}] = {structure!r} sets the covariance of the random effects "
-            f"grouped by {key!r}, but the model has none: add a term such as (1 | {key}) or "
-            f"re_formula={{{key!r}: '~1'}}"
-        )
-    op = "||" if structure in DIAGONAL else "|"
-    out = list(bars)
-    for i in targets:
-        changed = replace(bars[i], op=op)
-        # A single random effect has no correlation to drop: (1 | g) stays as written.
-        if op == "|" or len(changed.specs()) > 1:
-            out[i] = changed
-    if op == "|" and len(targets) > 1:
-        # Full covariance between effects written as separate terms: one term.
-        specs = [spec for i in targets for spec in out[i].specs()]
-        intercept = any(spec.lhs == "1" or spec.lhs.startswith("1 ") for spec in specs)
-        pieces = []
-        for spec in specs:
-            rest = spec.lhs.split(" + ", 1)[1] if " + " in spec.lhs else ""
-            if spec.lhs not in ("1",) and not re.fullmatch(r"[01] \+ [^+-]+", spec.lhs):
-                raise MixedModelsError(
-                    f"vc_formula[{key!r}] = {structure!r}: cannot combine the terms "
-                    f"{', '.join(out[i].text for i in targets)} into one; write the "
-                    "correlated term in the formula"
-                )
-            if rest and rest not in pieces:
-                pieces.append(rest)
-        lhs = " + ".join((["1"] if intercept else ["0"]) + pieces)
-        merged = replace(out[targets[0]], lhs=lhs)
-        out = [bar for i, bar in enumerate(out) if i not in targets[1:]]
-        out[targets[0]] = merged
-    return out
-
-
-def _canonical(bars: list[_Bar]) -> list[tuple[str, tuple[str, ...]]]:
-    return sorted((spec.lhs, tuple(sorted(spec.group))) for bar in bars for spec in bar.specs())
-
-
-def _add(bars: list[_Bar], new: _Bar, *, exclusive: bool = True) -> list[_Bar]:
-    """Add ``new`` unless the same term is there.
-
-    With ``exclusive`` (``groups``, ``re_formula``) ``new`` is *the* design of
-    its grouping variable's random effects, so a different one already there is
-    a conflict; a variance component (not exclusive) is one more term.
-    """
-    grouping = new.grouping()
-    same_group = [bar for bar in bars if grouping is not None and bar.grouping() == grouping]
-    if not exclusive:
-        mine = _canonical([new])
-        if any(_canonical([bar]) == mine for bar in same_group):
-            return bars
-        return [*bars, new]
-    if not same_group:
-        return [*bars, new]
-    if _canonical([new]) == _canonical(same_group):
-        return bars
-    raise MixedModelsError(
-        f"conflicting random effects for {new.group}: {new.source} gives {new.text} but "
-        f"{same_group[0].source} already has "
-        f"{' + '.join(bar.text for bar in same_group)}; give each grouping variable's random "
-        "effects once"
-    )
-
-
-def translate(
-    formula: str,
-    data: Any,
-    groups: Any = None,
-    re_formula: str | Mapping[str, str] | None = None,
-    vc_formula: Mapping[str, str] | None = None,
-) -> Translation:
-    """Translate a statsmodels-style ``mixedlm`` call into one lme4 formula.
-
-    Parameters are those of :func:`mixedlm`.
-
-    Returns
-    -------
-    Translation
-        The lme4 formula, the data to fit it to and the names statsmodels gives
-        the variance parameters.
-
-    Examples
-    --------
-    >>> import mixedmodels as mm
-    >>> pigs = mm.datasets.load("dietox")
-    >>> translate("Weight ~ Time", pigs, groups="Pig", re_formula="~Time").formula
-    'Weight ~ Time + (Time | Pig)'
-    """
-    if not isinstance(formula, str):
-        raise FormulaError(f"a formula must be a string, got {type(formula).__name__}")
-    formula = rename_calls(formula, _NUMPY_CALLS)
-    frame = as_data_frame(data)
-    frame, group_column, group_label = _resolve_groups(groups, frame)
-    response, fixed, bars = _split_formula(formula)
-
-    re_terms: dict[str, str] = {}
-    group_design: str | None = None
-    if isinstance(re_formula, Mapping):
-        for key, value in re_formula.items():
-            text, _ = _grouping_of_key(key, frame, "re_formula")
-            re_terms[text] = _rhs_text(value, f"re_formula[{key!r}]")
-    elif re_formula is not None:
-        if group_column is None:
-            raise MixedModelsError(
-                "re_formula as a string is the design of the groups' random effects: "
-                "give groups=..., or a dict such as re_formula={'g': '~1'}"
-            )
-        group_design = _rhs_text(re_formula, "re_formula")
-
-    if group_column is not None:
-        group_text = _quote(group_column)
-        if group_text in re_terms:
-            group_design = re_terms.pop(group_text)
-        grouping = frozenset({group_column})
-        if group_design is None and any(bar.grouping() == grouping for bar in bars):
-            # groups names a grouping the formula already gives random effects:
-            # without a re_formula of its own there is nothing to add.
-            group_design = "0"
-        if group_design is None:
-            group_design = "1"
-        if re.fullmatch(r"0|-\s*1|~\s*0", group_design) is None:
-            bars = _add(bars, _Bar(group_design, "|", group_text, "groups"))
-    for text, design in re_terms.items():
-        bars = _add(bars, _Bar(design, "|", text, f"re_formula[{text!r}]"))
-
-    structures: list[tuple[str, str]] = []
-    vc_labels: dict[str, str] = {}
-    if vc_formula is not None:
-        if not isinstance(vc_formula, Mapping):
-            raise MixedModelsError(
-                "vc_formula must be a dict: {name: '0 + C(f)'} (statsmodels' variance "
-                "components) or {grouping variable: 'diag' | 'unstructured'}"
-            )
-        for name in sorted(vc_formula, key=str):
-            value = vc_formula[name]
-            kind = value.strip().lower() if isinstance(value, str) else None
-            if kind in DIAGONAL or kind in UNSTRUCTURED:
-                structures.append((name, kind))
-                continue
-            if group_column is None:
-                raise MixedModelsError(
-                    f"vc_formula[{name!r}] = {value!r} is a variance component nested in "
-                    "the groups: give groups=... (or use 'diag' / 'unstructured' to set a "
-                    "grouping variable's covariance structure)"
-                )
-            term = _vc_term(str(name), value, group_column, frame)
-            bars = _add(bars, term, exclusive=False)
-            vc_labels[term.text] = str(name)
-    for key, kind in structures:
-        _, grouping = _grouping_of_key(key, frame, "vc_formula")
-        bars = _with_structure(bars, grouping, kind, key)
-        vc_labels = {bar.text: bar.label for bar in bars if bar.label is not None}
-
-    if not bars:
-        raise MixedModelsError(
-            "the model has no random effects: give groups=..., a re_formula dict or bar "
-            "terms such as (1 | g) in the formula"
-        )
-    lme4 = f"{response} ~ {_join_fixed(fixed)} + {' + '.join(bar.text for bar in bars)}"
-    return Translation(lme4, frame, group_column, group_label, vc_labels)
-
-
-# ---------------------------------------------------------------------------
-# The model
-# ---------------------------------------------------------------------------
+    xnames: list[str]
+    ynames: str
+    exog_re_names: list[str]
+    exog_re_names_full: list[str]
+    vcomp_names: list[str]
+    param_names: list[str]
+    row_labels: pd.Index | None = None
+    frame: pd.DataFrame | None = None
+    use_pandas: bool = False
 
 
 class MixedLM:
-    """A linear mixed model specified as statsmodels' ``mixedlm`` call; see :func:`mixedlm`.
+    """A linear mixed model as statsmodels writes it, fitted by this package's engine.
 
-    Attributes
+    Parameters
     ----------
-    formula : str
-        The formula as given.
-    lme4_formula : str
-        The lme4 formula it means, which :meth:`fit` fits.
-    data : pandas.DataFrame
-        The data the lme4 formula is fitted to (never the caller's object when
-        a column had to be added).
-    group_column : str or None
-        The column of ``groups``.
+    endog : array-like (n,)
+        The response.
+    exog : array-like (n, k_fe)
+        The fixed-effects design.
+    groups : array-like (n,)
+        The group of each row; groups are independent.
+    exog_re : array-like (n, k_re), optional
+        Columns with correlated random coefficients per group (covariance
+        ``cov_re``).  Default: a random intercept, unless ``exog_vc`` is given.
+    exog_vc : VCSpec or dict, optional
+        Variance components: ``exog_vc[name][group]`` is a matrix (the group's
+        rows × any number of columns) whose columns get independent random
+        coefficients of one shared variance (statsmodels' deprecated dict
+        form; a :class:`VCSpec` holds the same per group).
+    use_sqrt : bool, default True
+        Whether packed parameter vectors (``start_params``, ``free``,
+        :meth:`score`) hold the Cholesky factor of ``cov_re`` and the roots of
+        the variance components.
+    missing : {"none", "drop", "raise"}, default "none"
+        Missing values are refused ("none", "raise") or their rows dropped.
+
+    Notes
+    -----
+    The random effects of every group are those of lme4's penalised least
+    squares; estimates are lme4's (``(exog_re | groups)`` and one term per
+    variance component).  statsmodels' optimizer options (``method``,
+    ``maxiter``, ...) are accepted; the engine always uses BOBYQA.
     """
 
     def __init__(
         self,
+        endog: Any,
+        exog: Any,
+        groups: Any,
+        exog_re: Any = None,
+        exog_vc: Any = None,
+        use_sqrt: bool = True,
+        missing: str = "none",
+        **kwargs: Any,
+    ) -> None:
+        for key in kwargs:
+            if key not in ("missing_idx", "model_spec", "formula"):
+                raise ValueError(f"argument {key} not permitted for MixedLM initialization")
+        data = from_arrays(endog, exog, groups, exog_re, exog_vc, missing, stacklevel=3)
+        pandas_input = any(isinstance(a, (pd.Series, pd.DataFrame)) for a in (endog, exog))
+        self._setup(data, use_sqrt=use_sqrt, use_pandas=pandas_input)
+        self._init_args = {
+            "groups": groups,
+            "exog_re": exog_re,
+            "exog_vc": exog_vc,
+            "use_sqrt": use_sqrt,
+            "missing": missing,
+        }
+        self._init_data = (endog, exog)
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _setup(
+        self,
+        data: GroupedData,
+        *,
+        use_sqrt: bool,
+        use_pandas: bool,
+        formula_model: FormulaModel | None = None,
+    ) -> None:
+        aliased = aliased_columns(data.exog) if data.exog.shape[1] else []
+        if aliased:
+            dropped = [data.exog_names[j] for j in aliased]
+            keep = [j for j in range(data.exog.shape[1]) if j not in set(aliased)]
+            data.exog = data.exog[:, keep]
+            data.exog_names = [data.exog_names[j] for j in keep]
+            warnings.warn(
+                f"exog is rank deficient: dropping {', '.join(dropped)}",
+                RankDeficiencyWarning,
+                stacklevel=4,
+            )
+        self._data = data
+        self._formula = formula_model
+        self.use_sqrt = bool(use_sqrt)
+        self.reml = True
+        self.fe_pen = None
+        self.cov_pen = None
+        self._freepat: MixedLMParams | None = None
+        self._layout = Layout(data)
+        self._likelihood = Likelihood(data, self._layout)
+        layout = self._layout
+        names = layout.param_names()
+        self.data = ModelData(
+            xnames=list(data.exog_names),
+            ynames=data.endog_name,
+            exog_re_names=list(data.exog_re_names),
+            exog_re_names_full=names[: layout.k_re2],
+            vcomp_names=[c.name for c in data.vc],
+            param_names=list(data.exog_names) + names,
+            row_labels=data.row_labels,
+            frame=None if formula_model is None else formula_model.frame,
+            use_pandas=use_pandas,
+        )
+
+    @classmethod
+    def from_formula(
+        cls,
         formula: str,
         data: Any,
-        groups: Any = None,
-        re_formula: str | Mapping[str, str] | None = None,
-        vc_formula: Mapping[str, str] | None = None,
-        *,
-        missing: str = "drop",
-    ) -> None:
-        translation = translate(formula, data, groups, re_formula, vc_formula)
-        self.formula = formula
-        self.lme4_formula = translation.formula
-        self.data = translation.data
-        self.group_column = translation.group_column
-        self.group_label = translation.group_label
-        self.vc_labels = translation.vc_labels
-        self.missing = missing
-        # Built now so that bad data are reported by mixedlm(), as statsmodels does.
-        self._unfitted: LinearMixedModel | None = LinearMixedModel(
-            self.lme4_formula, self.data, reml=True, missing=missing
+        re_formula: Any = None,
+        vc_formula: Any = None,
+        subset: Any = None,
+        use_sparse: bool = False,
+        missing: str = "none",
+        *args: Any,
+        **kwargs: Any,
+    ) -> MixedLM:
+        """A model from a formula: statsmodels' ``MixedLM.from_formula`` (and ``mixedlm``).
+
+        Parameters
+        ----------
+        formula : str
+            The fixed effects (``"Weight ~ Time"``); lme4 bar terms may be added
+            (``"y ~ x + (1 | school)"``).
+        data : pandas.DataFrame or dict of columns
+            Never modified.
+        re_formula : str or dict, optional
+            The groups' random effects (``"~Time"``: intercept and slope);
+            default an intercept, or none when ``vc_formula`` is given (as in
+            statsmodels).  A dict keyed by grouping variable gives other
+            groupings their terms (``{"classroom": "~1"}``).
+        vc_formula : dict, optional
+            ``{name: formula}``: variance components within the groups, each
+            formula's columns sharing one variance (``"0 + C(cask)"``: a
+            random intercept per cask in each group).  ``{grouping: "diag" |
+            "unstructured"}`` sets that grouping's covariance structure.
+        subset : array-like, optional
+            Rows to use (booleans or index labels).
+        use_sparse : bool
+            Accepted; the engine keeps its own sparse structure.
+        missing : {"none", "drop", "raise"}, default "none"
+        groups : str or array-like
+            Keyword argument: the column (or one value per row) defining the
+            groups.
+
+        Returns
+        -------
+        MixedLM
+        """
+        if args:
+            raise TypeError(f"from_formula() got unexpected positional arguments {args!r}")
+        groups = kwargs.pop("groups", None)
+        for key in ("eval_env", "drop_cols"):
+            kwargs.pop(key, None)
+        if kwargs:
+            raise TypeError(f"from_formula() got unexpected keyword arguments {sorted(kwargs)!r}")
+        built = build_from_formula(
+            formula,
+            data,
+            groups,
+            re_formula,
+            vc_formula,
+            subset=subset,
+            missing=missing,
         )
+        model = cls.__new__(cls)
+        model._setup(built.data, use_sqrt=True, use_pandas=True, formula_model=built)
+        model._init_args = None
+        model._init_data = None
+        model.formula = formula
+        return model
+
+    formula: str | None = None
+
+    # -- statsmodels' attributes --------------------------------------------------------
+
+    @property
+    def endog(self) -> np.ndarray:
+        return self._data.endog
+
+    @property
+    def exog(self) -> np.ndarray:
+        return self._data.exog
+
+    @property
+    def exog_re(self) -> np.ndarray | None:
+        return self._data.exog_re
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self._data.groups
+
+    @property
+    def group_labels(self) -> list[Any]:
+        return list(self._data.group_labels)
+
+    @property
+    def n_groups(self) -> int:
+        return self._data.n_groups
+
+    @property
+    def nobs(self) -> int:
+        return self._data.nobs
+
+    n_totobs = nobs
+
+    @property
+    def k_fe(self) -> int:
+        return self._data.exog.shape[1]
+
+    @property
+    def k_re(self) -> int:
+        return self._layout.k_re
+
+    @property
+    def k_re2(self) -> int:
+        return self._layout.k_re2
+
+    @property
+    def k_vc(self) -> int:
+        return self._layout.k_vc
+
+    @property
+    def k_params(self) -> int:
+        return self.k_fe + self.k_re2
+
+    @property
+    def exog_names(self) -> list[str]:
+        return self.data.xnames
+
+    @property
+    def endog_names(self) -> str:
+        return self.data.ynames
+
+    @property
+    def lme4_formula(self) -> str | None:
+        """The lme4 formula of a formula model (None: arrays, or no lme4 spelling)."""
+        return None if self._formula is None else self._formula.translation.formula
+
+    @cached_property
+    def exog_vc(self) -> VCSpec:
+        """The variance components as statsmodels' :class:`VCSpec` (per group matrices)."""
+        names, colnames, mats = [], [], []
+        codes = self._data.group_codes
+        for component in self._data.vc:
+            names.append(component.name)
+            colnames.append(component.column_names)
+            mats.append([component.group_matrix(codes, g) for g in range(self.n_groups)])
+        return VCSpec(names, colnames, mats)
+
+    @cached_property
+    def row_indices(self) -> dict[Any, list[int]]:
+        """group label → positions of its rows."""
+        codes = self._data.group_codes
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(self.n_groups + 1))
+        return {
+            label: order[bounds[g] : bounds[g + 1]].tolist()
+            for g, label in enumerate(self._data.group_labels)
+        }
+
+    def group_list(self, array: Any) -> list[np.ndarray] | None:
+        """``array`` split by group (groups in sorted order)."""
+        if array is None:
+            return None
+        array = np.asarray(array)
+        return [np.array(array[rows]) for rows in self.row_indices.values()]
+
+    @property
+    def endog_li(self) -> list[np.ndarray]:
+        return self.group_list(self.endog)
+
+    @property
+    def exog_li(self) -> list[np.ndarray]:
+        return self.group_list(self.exog)
+
+    @property
+    def exog_re_li(self) -> list[np.ndarray] | None:
+        return self.group_list(self.exog_re)
+
+    def _get_init_kwds(self) -> dict[str, Any]:
+        return {} if self._init_args is None else dict(self._init_args)
+
+    # -- parameters ---------------------------------------------------------------------
+
+    def _as_params(self, params: Any, has_fe: bool) -> MixedLMParams:
+        if isinstance(params, MixedLMParams):
+            return params
+        return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe)
+
+    def _psi_of(self, po: MixedLMParams) -> np.ndarray:
+        cov = np.atleast_2d(np.asarray(po.cov_re, dtype=np.float64)) if self.k_re else None
+        tri = cov[np.tril_indices(self.k_re)] if cov is not None else np.zeros(0)
+        vcomp = np.asarray(po.vcomp, dtype=np.float64).ravel()
+        if len(tri) != self.k_re2 or len(vcomp) != self.k_vc:
+            raise MixedModelsError(
+                f"parameters with k_re={po.k_re}, k_vc={po.k_vc} do not fit this model "
+                f"(k_re={self.k_re}, k_vc={self.k_vc})"
+            )
+        return np.concatenate([tri, vcomp])
+
+    def _params_object(self, beta: np.ndarray, psi: np.ndarray) -> MixedLMParams:
+        cov = np.zeros((self.k_re, self.k_re))
+        rows, cols = np.tril_indices(self.k_re)
+        cov[rows, cols] = psi[: self.k_re2]
+        cov[cols, rows] = psi[: self.k_re2]
+        return MixedLMParams.from_components(
+            np.array(beta, dtype=np.float64), cov_re=cov, vcomp=psi[self.k_re2 :].copy()
+        )
+
+    def _penalty(self, beta: np.ndarray, psi: np.ndarray) -> float:
+        value = 0.0
+        if self.fe_pen is not None:
+            value += float(self.fe_pen.func(beta))
+        if self.cov_pen is not None and self.k_re:
+            cov = self._params_object(beta, psi).cov_re
+            value += float(self.cov_pen.func(cov, np.linalg.pinv(cov)))
+        return value
+
+    # -- the likelihood -----------------------------------------------------------------
+
+    def loglike(self, params: Any, profile_fe: bool = True) -> float:
+        """statsmodels' log-likelihood with the scale profiled out.
+
+        Parameters
+        ----------
+        params : MixedLMParams or array-like
+            A parameter state, or a packed vector of the covariance parameters
+            only (in the ``use_sqrt`` form when the model has it).
+        profile_fe : bool, default True
+            Replace the fixed effects by their generalised least-squares
+            estimates given the covariance parameters.
+
+        Returns
+        -------
+        float
+            REML or ML log-likelihood (per the last fit; REML before one),
+            minus any penalties given to :meth:`fit`; −inf where the covariance
+            parameters are not positive semi-definite.
+        """
+        po = self._as_params(params, has_fe=False)
+        psi = self._psi_of(po)
+        phi = self._layout.phi_from_psi(psi)
+        if phi is None:
+            return -math.inf
+        lik = self._likelihood
+        ev = lik.evaluate(self._layout.lambdas(phi))
+        if ev is None:
+            return -math.inf
+        beta = None if profile_fe else np.asarray(po.fe_params, dtype=np.float64)
+        lambdas = self._layout.lambdas(phi)
+        quadratic = lik.direct_quadratic(lambdas, ev.beta if beta is None else beta)
+        value = lik.loglike_of(ev, self.reml, beta, quadratic)
+        if self.fe_pen is not None or self.cov_pen is not None:
+            value -= self._penalty(ev.beta if beta is None else beta, psi)
+        return value
+
+    def _free_vector(self, has_fe: bool) -> np.ndarray | None:
+        free = self._freepat
+        if free is None:
+            return None
+        return free.get_packed(use_sqrt=False, has_fe=has_fe)
+
+    def score(self, params: Any, profile_fe: bool = True) -> np.ndarray:
+        """The gradient of :meth:`loglike` in the packed (``use_sqrt``) parameterization.
+
+        With ``profile_fe`` the gradient of the covariance parameters only;
+        otherwise the fixed effects' first.  Computed by Richardson-extrapolated
+        central differences of :meth:`loglike`; multiplied by the ``free``
+        mask of the last fit, as statsmodels does.
+        """
+        po = self._as_params(params, has_fe=False).copy()
+        has_fe = not profile_fe
+        if profile_fe:
+            po.fe_params = self.get_fe_params(po.cov_re, po.vcomp)[0]
+        vector = po.get_packed(use_sqrt=self.use_sqrt, has_fe=has_fe)
+
+        def f(v: np.ndarray) -> float:
+            candidate = MixedLMParams.from_packed(v, self.k_fe, self.k_re, self.use_sqrt, has_fe)
+            return self.loglike(candidate, profile_fe=profile_fe)
+
+        steps = 1e-4 * np.maximum(np.abs(vector), 0.1)
+        grad = derivatives.gradient(f, vector, steps)
+        mask = self._free_vector(has_fe)
+        return grad if mask is None else grad * mask
+
+    def hessian(self, params: Any) -> tuple[np.ndarray, bool]:
+        """statsmodels' Hessian of the log-likelihood in (fe_params, cov_re, vcomp).
+
+        The covariance parameters are taken as they are (not their roots),
+        the fixed effects are not profiled.  Central differences of
+        :meth:`loglike` (penalties left out), with steps of 1 % of a fixed
+        effect's standard error and 0.1 % of a variance.  Entries that need a
+        step outside the positive semi-definite covariances (a variance at
+        zero) are NaN.
+
+        Returns
+        -------
+        hess : ndarray
+        sing : bool
+            Whether ``cov_re`` is singular.
+        """
+        if isinstance(params, MixedLMParams):
+            po = params
+        else:
+            po = MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, True)
+        psi = self._psi_of(po)
+        beta = np.asarray(po.fe_params, dtype=np.float64)
+        return self._hessian_at(beta, psi, self.reml), self._cov_singular(po.cov_re)
+
+    def _cov_singular(self, cov: Any) -> bool:
+        if not self.k_re:
+            return False
+        cov = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+        values = np.linalg.eigvalsh(cov)
+        return bool(values.min() <= _SINGULAR * max(1.0, float(values.max())))
+
+    def _hessian_at(self, beta: np.ndarray, psi: np.ndarray, reml: bool) -> np.ndarray:
+        """∂²ℓ in (β, ψ): exact in β, central differences of the exact ∂ℓ/∂β across ψ,
+        second differences of ℓ in ψ (steps 0.1 % of each variance's size)."""
+        lik = self._likelihood
+        layout = self._layout
+        p, m = len(beta), len(psi)
+        psi_steps = np.empty(m)
+        for block in layout.blocks:
+            values = psi[block.offset : block.stop]
+            diag = {i: values[k] for k, (i, j) in enumerate(block.entries()) if i == j}
+            for k, (i, j) in enumerate(block.entries()):
+                size = diag[i] if i == j else math.sqrt(max(diag[i] * diag[j], 0.0))
+                psi_steps[block.offset + k] = 1e-3 * max(abs(size), 1e-10)
+
+        def evaluation(point: np.ndarray):
+            phi = layout.phi_from_psi(point)
+            return None if phi is None else lik.evaluate(layout.lambdas(phi))
+
+        out = np.full((p + m, p + m), math.nan)
+        ev = evaluation(psi)
+        if ev is None:
+            return out
+        out[:p, :p] = lik.beta_derivatives(ev, reml, beta)[1]
+        for k in range(m):
+            step = np.zeros(m)
+            step[k] = psi_steps[k]
+            plus, minus = evaluation(psi + step), evaluation(psi - step)
+            if plus is None or minus is None:
+                continue
+            cross = (
+                lik.beta_derivatives(plus, reml, beta)[0]
+                - lik.beta_derivatives(minus, reml, beta)[0]
+            ) / (2 * psi_steps[k])
+            out[p + k, :p] = out[:p, p + k] = cross
+
+        def f(point: np.ndarray) -> float:
+            return lik.loglike_psi(point, reml, beta)
+
+        out[p:, p:] = derivatives.hessian(f, psi, psi_steps)
+        return out
+
+    def get_fe_params(self, cov_re: Any, vcomp: Any, tol: float = 1e-10) -> tuple[np.ndarray, bool]:
+        """Generalised least-squares fixed effects given the covariance parameters.
+
+        Returns (fe_params, singular), ``singular`` when ``cov_re`` is.
+        """
+        po = MixedLMParams.from_components(np.zeros(self.k_fe), cov_re=cov_re, vcomp=vcomp)
+        if not self.k_re:
+            po = MixedLMParams.from_components(
+                np.zeros(self.k_fe), cov_re=np.zeros((0, 0)), vcomp=vcomp
+            )
+        phi = self._layout.phi_from_psi(self._psi_of(po))
+        ev = None if phi is None else self._likelihood.evaluate(self._layout.lambdas(phi))
+        if ev is None:
+            raise MixedModelsError("the covariance parameters are not positive semi-definite")
+        return ev.beta.copy(), self._cov_singular(po.cov_re) if self.k_re else False
+
+    def get_scale(self, fe_params: Any, cov_re: Any, vcomp: Any) -> float:
+        """The residual variance estimate Q(β)/f at given parameters."""
+        po = MixedLMParams.from_components(
+            np.asarray(fe_params, dtype=np.float64),
+            cov_re=cov_re if self.k_re else np.zeros((0, 0)),
+            vcomp=vcomp,
+        )
+        phi = self._layout.phi_from_psi(self._psi_of(po))
+        ev = None if phi is None else self._likelihood.evaluate(self._layout.lambdas(phi))
+        if ev is None:
+            raise MixedModelsError("the covariance parameters are not positive semi-definite")
+        return ev.quadratic(po.fe_params) / self._likelihood.dof(self.reml)
+
+    def predict(self, params: Any, exog: Any = None) -> np.ndarray:
+        """The fixed part ``exog @ fe_params`` (``params``: a state, a packed vector, or β)."""
+        x = self.exog if exog is None else np.asarray(exog, dtype=np.float64)
+        if isinstance(params, MixedLMParams):
+            beta = np.asarray(params.fe_params, dtype=np.float64)
+        else:
+            beta = np.asarray(params, dtype=np.float64)[: self.k_fe]
+        if x.ndim == 1:
+            x = x[:, None] if self.k_fe == 1 else x[None, :]
+        return x @ beta
+
+    def get_distribution(self, params: Any, scale: float, exog: Any = None):
+        """A simulator of the model's responses (statsmodels' ``get_distribution``)."""
+        from .simulate import MixedLMDistribution
+
+        return MixedLMDistribution(self, params, scale, exog)
+
+    # -- fitting ------------------------------------------------------------------------
+
+    def _start(self, start_params: Any, free_phi: np.ndarray) -> np.ndarray:
+        layout = self._layout
+        if start_params is None:
+            # The engine's moment estimates, unless statsmodels' default start
+            # (cov_re = I, variances 1) is better: with about as many random
+            # effects per group as rows the moment estimates can be far off.
+            phi = layout.default_phi()
+            moments = start_phi(self._likelihood)
+            if moments is not None:
+                candidate = np.where(free_phi, moments, phi)
+                reml = self.reml
+                if self._likelihood.deviance(candidate, reml) < self._likelihood.deviance(
+                    phi, reml
+                ):
+                    phi = candidate
+            return phi
+        if isinstance(start_params, MixedLMParams):
+            po = start_params
+        else:
+            vector = np.asarray(start_params, dtype=np.float64).ravel()
+            total = self.k_fe + self.k_re2 + self.k_vc
+            if len(vector) == total:
+                has_fe = True
+            elif len(vector) == total - self.k_fe:
+                has_fe = False
+            else:
+                raise ValueError("invalid start_params")
+            po = MixedLMParams.from_packed(vector, self.k_fe, self.k_re, self.use_sqrt, has_fe)
+        phi = layout.phi_from_psi(self._psi_of(po))
+        if phi is None:
+            raise MixedModelsError("start_params: cov_re is not positive semi-definite")
+        return phi
+
+    def _free_phi(self, free: MixedLMParams | None, start: MixedLMParams | None) -> np.ndarray:
+        """Which square-root parameters are optimised (the rest keep their start values)."""
+        layout = self._layout
+        out = ~layout.structural
+        if free is None:
+            return out
+        mask_cov = np.asarray(free.cov_re, dtype=float)
+        mask_vc = np.asarray(free.vcomp, dtype=float).ravel()
+        if self.k_re and mask_cov.shape != (self.k_re, self.k_re):
+            raise MixedModelsError(f"free.cov_re must be {self.k_re}×{self.k_re}")
+        if len(mask_vc) != self.k_vc:
+            raise MixedModelsError(f"free.vcomp must have {self.k_vc} values")
+        tri = mask_cov[np.tril_indices(self.k_re)] if self.k_re else np.zeros(0)
+        fixed = np.concatenate([tri, mask_vc]) == 0
+        if not self.use_sqrt and self.k_re:
+            _check_exact_constraints(mask_cov == 0, start, self.k_re)
+        return out & ~fixed
 
     def fit(
         self,
+        start_params: Any = None,
         reml: bool = True,
-        *,
-        method: Any = None,  # noqa: ARG002 (statsmodels' signature; issue 17)
-        check_convergence: bool = True,
-        warn: bool = True,
+        niter_sa: int = 0,
+        do_cg: bool = True,
+        fe_pen: Any = None,
+        cov_pen: Any = None,
+        free: MixedLMParams | None = None,
+        full_output: bool = False,
+        method: Any = None,
+        **fit_kwargs: Any,
     ):
         """Fit by REML (default) or maximum likelihood.
 
         Parameters
         ----------
+        start_params : array-like or MixedLMParams, optional
+            Starting covariance parameters (a packed vector with or without the
+            fixed effects, ``use_sqrt`` form); default: moment estimates.
         reml : bool, default True
-            REML (True) or maximum likelihood (False).
-        method : ignored
-            statsmodels' choice of optimizer; the engine always minimises lme4's
-            profiled criterion with BOBYQA.  Accepted so that statsmodels code runs.
-        check_convergence, warn : bool
-            See :meth:`mixedmodels.LinearMixedModel.fit`.
+        niter_sa : int
+            Ignored (statsmodels ignores it too, and warns when it is set).
+        do_cg : bool, default True
+            False: no optimization, results at the starting values.
+        fe_pen, cov_pen : penalty objects, optional
+            statsmodels' penalties (objects with ``func``), subtracted from the
+            log-likelihood as statsmodels subtracts them.
+        free : MixedLMParams, optional
+            A mask: 1 estimates a parameter, 0 holds it at its starting value
+            (``free.cov_re = np.eye(k_re)``: independent random effects).
+        full_output : bool
+            Keep every evaluation in ``results.hist``.
+        method : str or list, optional
+            statsmodels' optimizer names are accepted (the engine uses BOBYQA);
+            ``"newton"`` and ``"ncg"`` are refused as statsmodels refuses them.
+        **fit_kwargs
+            statsmodels' optimizer options (``gtol``, ``maxiter``, ...) are
+            accepted; others are warned about and ignored, as statsmodels does.
 
         Returns
         -------
@@ -489,63 +680,156 @@ class MixedLM:
         """
         from .results import MixedLMResults
 
-        model = self._unfitted
-        if model is None or model.reml != bool(reml):
-            model = LinearMixedModel(self.lme4_formula, self.data, reml=reml, missing=self.missing)
-        self._unfitted = None
-        model.fit(check_convergence=check_convergence, warn=warn)
-        return MixedLMResults(self, model)
+        unknown = sorted(set(fit_kwargs) - set(_OPTIMIZER_KWARGS))
+        if unknown:
+            warnings.warn(
+                f"Argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} not used by "
+                "MixedLM.fit. Future versions will raise on these arguments.",
+                FutureWarning,
+                stacklevel=2,
+            )
+        methods = [method] if isinstance(method, str) else list(method or [])
+        for name in methods:
+            if str(name).lower() in ("newton", "ncg"):
+                raise ValueError(f"method {name} not available for MixedLM")
+        if niter_sa:
+            warnings.warn("niter_sa is currently ignored", UserWarning, stacklevel=2)
+        self.reml = bool(reml)
+        self.fe_pen = fe_pen
+        self.cov_pen = cov_pen
+        self._freepat = free
+        start_object = start_params if isinstance(start_params, MixedLMParams) else None
+        free_phi = self._free_phi(free, start_object)
+        phi0 = self._start(start_params, free_phi)
+        if free is not None and start_params is None:
+            # statsmodels' default start for what free holds fixed.
+            default = self._layout.default_phi()
+            phi0 = np.where(free_phi, phi0, default)
+        phi0 = np.where(self._layout.structural, 0.0, phi0)
+        penalty = None
+        if fe_pen is not None or cov_pen is not None:
+
+            def penalty(phi: np.ndarray, beta: np.ndarray) -> float:
+                return self._penalty(beta, self._layout.psi(phi))
+
+        if do_cg:
+            outcome = optimize(
+                self._likelihood,
+                phi0,
+                free_phi,
+                self.reml,
+                penalty=penalty,
+                keep_history=full_output,
+            )
+        else:
+            value = self._likelihood.deviance(phi0, self.reml)
+            outcome = FitOutcome(phi0, value, 1, False, ["do_cg=False: not optimized"], 0.0)
+        state = fitted_state(self._likelihood, outcome.phi, self.reml)
+        self._warn_about(outcome, free_phi)
+        return MixedLMResults(self, state, outcome, free=free)
+
+    def _warn_about(self, outcome: FitOutcome, free_phi: np.ndarray) -> None:
+        if not outcome.converged and outcome.messages != ["do_cg=False: not optimized"]:
+            _warn(
+                "MixedLM optimization failed: " + "; ".join(outcome.messages),
+                MixedLMConvergenceWarning,
+                stacklevel=3,
+            )
+        layout = self._layout
+        diagonal = layout.diagonal() & free_phi
+        if np.any(outcome.phi[diagonal] < 1e-4):
+            _warn(
+                "The MLE may be on the boundary of the parameter space.",
+                BoundaryWarning,
+                stacklevel=3,
+            )
+        main = layout.main
+        if main is not None and self._cov_singular(main.covariance(outcome.phi)):
+            _warn("The random effects covariance matrix is singular.", SingularMatrixWarning, 3)
+
+    def fit_regularized(
+        self,
+        start_params: Any = None,
+        method: Any = "l1",
+        alpha: Any = 0,
+        ceps: float = 1e-4,
+        ptol: float = 1e-6,
+        maxit: int = 200,
+        **fit_kwargs: Any,
+    ):
+        """Fixed effects penalised, covariance held at the unpenalised estimate.
+
+        ``method="l1"``: the lasso on the generalised least-squares criterion
+        (cyclic coordinate descent); a statsmodels penalty object (with
+        ``func``) is passed to :meth:`fit` as ``fe_pen`` with weight ``alpha``,
+        as statsmodels does.  See :func:`.regularized.fit_l1`.
+        """
+        from .regularized import fit_l1
+
+        if isinstance(method, str):
+            if method.lower() != "l1":
+                raise ValueError("Invalid regularization method")
+            return fit_l1(self, start_params, alpha, ceps, ptol, maxit, fit_kwargs)
+        if not hasattr(method, "func"):
+            raise ValueError("Invalid regularization method")
+        method.alpha = alpha
+        return self.fit(start_params=start_params, fe_pen=method, **fit_kwargs)
+
+    def _remove_data(self) -> None:
+        """Drop the arrays (``results.remove_data()``); fitting and evaluating then fail."""
+        data = self._data
+        data.endog = data.exog = data.exog_re = data.groups = None  # type: ignore[assignment]
+        data.vc = []
+        self._likelihood = None  # type: ignore[assignment]
+        self.__dict__.pop("exog_vc", None)
+        self.__dict__.pop("row_indices", None)
 
     def __repr__(self) -> str:
-        return f"<MixedLM {self.lme4_formula!r}>"
+        shown = self.lme4_formula or self.formula
+        suffix = f" {shown!r}" if shown else ""
+        return f"<MixedLM{suffix}: {self.nobs} rows, {self.n_groups} groups>"
+
+
+def _check_exact_constraints(fixed: np.ndarray, start: MixedLMParams | None, k: int) -> None:
+    """With ``use_sqrt=False``, can the fixed entries of ``cov_re`` be held via its factor?
+
+    Holding an entry of the Cholesky factor L fixed holds the matching entry of
+    LLᵀ fixed when the entries before it in its row and column's rows are
+    fixed at zero; off-diagonal entries must start at zero.
+    """
+    start_cov = None if start is None else np.asarray(start.cov_re, dtype=float)
+    for i in range(k):
+        for j in range(i + 1):
+            if not fixed[i, j]:
+                continue
+            if i != j and start_cov is not None and start_cov[i, j] != 0:
+                raise MixedModelsError(
+                    f"free holds cov_re[{i}, {j}] at {start_cov[i, j]:g}: with use_sqrt=False "
+                    "only zero covariances can be held fixed; use use_sqrt=True"
+                )
+            earlier = [m for m in range(j) if not (fixed[i, m] or fixed[j, m])]
+            if earlier:
+                raise MixedModelsError(
+                    f"free holds cov_re[{i}, {j}] fixed, which the engine's Cholesky "
+                    "parameters cannot express unless the entries before it in rows "
+                    f"{i} and {j} are fixed too; use use_sqrt=True"
+                )
 
 
 def mixedlm(
     formula: str,
     data: Any,
-    groups: Any = None,
-    re_formula: str | Mapping[str, str] | None = None,
-    vc_formula: Mapping[str, str] | None = None,
-    *,
-    missing: str = "drop",
+    re_formula: Any = None,
+    vc_formula: Any = None,
+    subset: Any = None,
+    use_sparse: bool = False,
+    missing: str = "none",
+    *args: Any,
+    **kwargs: Any,
 ) -> MixedLM:
-    """A linear mixed model written as statsmodels' ``smf.mixedlm`` call.
+    """A linear mixed model from a formula, as statsmodels' ``smf.mixedlm``.
 
-    Parameters
-    ----------
-    formula : str
-        Fixed effects, as statsmodels takes them (``"Weight ~ Time"``), and
-        optionally lme4 bar terms (``"y ~ x + (1 | school)"``).
-    data : pandas.DataFrame or dict of columns
-        The data; never modified.
-    groups : str or array-like, optional
-        Grouping variable (a column name or one value per row) whose random
-        effects have the design ``re_formula``: ``groups="g"`` adds ``(1 | g)``.
-    re_formula : str or dict, optional
-        The design of the groups' random effects (``"~Time"`` gives
-        ``(Time | g)``), or a dict of designs keyed by grouping variable
-        (``{"classroom": "~1"}`` gives ``(1 | classroom)``).  ``"0"`` adds no
-        term for the groups (statsmodels' models made of variance components).
-    vc_formula : dict, optional
-        ``{name: "0 + C(f)"}``: statsmodels' variance components, nested in the
-        groups (``(1 | g:f)``, or ``(0 + x | g)`` for ``"0 + x"``), one variance
-        per name; or ``{grouping variable: "diag" | "unstructured"}``: that
-        variable's random effects uncorrelated (lme4's ``||``) or correlated
-        (``|``).
-    missing : {"drop", "raise"}, default "drop"
-        Rows with missing values in a used column are dropped (or refused).
-
-    Returns
-    -------
-    MixedLM
-        Call :meth:`MixedLM.fit` for the results.  ``lme4_formula`` shows the
-        model in lme4's notation.
-
-    Raises
-    ------
-    MixedModelsError
-        For conflicting random-effects specifications, unknown columns and
-        variance components lme4 cannot express; the message names the culprit.
+    See :meth:`MixedLM.from_formula`; ``groups`` is a keyword argument.
 
     Examples
     --------
@@ -557,4 +841,6 @@ def mixedlm(
     >>> round(md.fit().scale, 4)
     11.3669
     """
-    return MixedLM(formula, data, groups, re_formula, vc_formula, missing=missing)
+    return MixedLM.from_formula(
+        formula, data, re_formula, vc_formula, subset, use_sparse, missing, *args, **kwargs
+    )
