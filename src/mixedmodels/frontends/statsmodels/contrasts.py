@@ -35,7 +35,7 @@ class ContrastResults:
     statistic : ndarray or float
         z values (t tests), the chi-squared or F statistic (Wald tests).
     pvalue : ndarray or float
-    distribution : {"norm", "chi2", "F"}
+    distribution : {"norm", "t", "chi2", "F"}
     df_num, df_denom : float
     """
 
@@ -59,7 +59,10 @@ class ContrastResults:
         """Intervals for the effects (t tests only)."""
         if self.effect is None or self.sd is None:
             raise ValueError("confidence intervals are defined for t tests only")
-        z = scipy.stats.norm.ppf(1 - alpha / 2)
+        if self.distribution == "t":
+            z = scipy.stats.t.ppf(1 - alpha / 2, self.df_denom)
+        else:
+            z = scipy.stats.norm.ppf(1 - alpha / 2)
         return np.column_stack([self.effect - z * self.sd, self.effect + z * self.sd])
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
@@ -104,8 +107,8 @@ def _restrictions(results: MixedLMResults, r_matrix: Any, what: str) -> np.ndarr
     return r
 
 
-def t_test(results: MixedLMResults, r_matrix: Any) -> ContrastResults:
-    """z tests of R·fe_params = 0, one per row of ``r_matrix`` (``k_fe`` columns)."""
+def t_test(results: MixedLMResults, r_matrix: Any, use_t: bool = False) -> ContrastResults:
+    """z (or t) tests of R·fe_params = 0, one per row of ``r_matrix`` (``k_fe`` columns)."""
     r = np.atleast_2d(np.asarray(r_matrix, dtype=np.float64))
     if r.shape[1] != results.k_fe:
         raise ValueError(f"r_matrix for t-test should have {results.k_fe:d} columns")
@@ -116,14 +119,12 @@ def t_test(results: MixedLMResults, r_matrix: Any) -> ContrastResults:
     with np.errstate(invalid="ignore"):
         sd = np.sqrt(np.diag(r @ cov @ r.T))
         z = effect / sd
-    return ContrastResults(
-        statistic=z,
-        pvalue=2 * scipy.stats.norm.sf(np.abs(z)),
-        distribution="norm",
-        effect=effect,
-        sd=sd,
-        df_denom=np.inf,
-    )
+    if use_t:
+        df = float(results.df_resid)
+        pvalue = 2 * scipy.stats.t.sf(np.abs(z), df)
+        return ContrastResults(z, pvalue, "t", effect=effect, sd=sd, df_denom=df)
+    pvalue = 2 * scipy.stats.norm.sf(np.abs(z))
+    return ContrastResults(z, pvalue, "norm", effect=effect, sd=sd, df_denom=np.inf)
 
 
 def wald_test(

@@ -26,6 +26,7 @@ from ...errors import DataError, MixedModelsError
 __all__ = [
     "ExtraTerm",
     "GroupedData",
+    "ModelData",
     "VCSpec",
     "VarianceComponent",
     "check_missing_option",
@@ -157,6 +158,41 @@ class GroupedData:
     @property
     def k_re(self) -> int:
         return 0 if self.exog_re is None else self.exog_re.shape[1]
+
+
+@dataclass
+class ModelData:
+    """statsmodels' ``model.data``: the names of everything.
+
+    Attributes
+    ----------
+    xnames : list of str
+        The fixed effects (``exog_names``).
+    ynames : str
+        The response (``endog_names``).
+    exog_re_names : list of str
+        The groups' random effects (the rows and columns of ``cov_re``).
+    exog_re_names_full : list of str
+        Names of ``cov_re``'s parameters (``"a Var"``, ``"a x b Cov"``).
+    vcomp_names : list of str
+        Names of the variance components (and of other terms' parameters).
+    param_names : list of str
+        Everything in ``params``.
+    row_labels : pandas.Index or None
+        Labels of the rows used (pandas input).
+    frame : pandas.DataFrame or None
+        The data rows used (formula models).
+    """
+
+    xnames: list[str]
+    ynames: str
+    exog_re_names: list[str]
+    exog_re_names_full: list[str]
+    vcomp_names: list[str]
+    param_names: list[str]
+    row_labels: pd.Index | None = None
+    frame: pd.DataFrame | None = None
+    use_pandas: bool = False
 
 
 def check_missing_option(missing: Any) -> str:

@@ -12,9 +12,7 @@ statsmodels' names and parameterization (:class:`.results.MixedLMResults`).
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -22,59 +20,16 @@ import numpy as np
 import pandas as pd
 
 from ...design import aliased_columns
-from ...errors import MixedModelsError, RankDeficiencyWarning
-from . import derivatives
-from .fitting import FitOutcome, fitted_state, optimize, start_phi
+from ...errors import RankDeficiencyWarning
+from . import evaluation
+from .estimation import fit_model
 from .formula_model import FormulaModel, build_from_formula
-from .grouped import GroupedData, VCSpec, from_arrays
+from .grouped import GroupedData, ModelData, VCSpec, from_arrays
 from .layout import Layout
 from .likelihood import Likelihood
 from .params import MixedLMParams
-from .warning_classes import BoundaryWarning, MixedLMConvergenceWarning, SingularMatrixWarning
-from .warning_classes import warn as _warn
 
-__all__ = ["MixedLM", "ModelData", "mixedlm"]
-
-# Keyword arguments statsmodels' fit passes to scipy's optimizers; accepted (the
-# engine's BOBYQA has its own settings), anything else is warned about.
-_OPTIMIZER_KWARGS = ("gtol", "maxiter", "eps", "maxcor", "ftol", "tol", "disp", "maxls")
-# A relative variance this small counts as zero (a singular covariance matrix).
-_SINGULAR = 1e-10
-
-
-@dataclass
-class ModelData:
-    """statsmodels' ``model.data``: the names of everything.
-
-    Attributes
-    ----------
-    xnames : list of str
-        The fixed effects (``exog_names``).
-    ynames : str
-        The response (``endog_names``).
-    exog_re_names : list of str
-        The groups' random effects (the rows and columns of ``cov_re``).
-    exog_re_names_full : list of str
-        Names of ``cov_re``'s parameters (``"a Var"``, ``"a x b Cov"``).
-    vcomp_names : list of str
-        Names of the variance components (and of other terms' parameters).
-    param_names : list of str
-        Everything in ``params``.
-    row_labels : pandas.Index or None
-        Labels of the rows used (pandas input).
-    frame : pandas.DataFrame or None
-        The data rows used (formula models).
-    """
-
-    xnames: list[str]
-    ynames: str
-    exog_re_names: list[str]
-    exog_re_names_full: list[str]
-    vcomp_names: list[str]
-    param_names: list[str]
-    row_labels: pd.Index | None = None
-    frame: pd.DataFrame | None = None
-    use_pandas: bool = False
+__all__ = ["MixedLM", "mixedlm"]
 
 
 class MixedLM:
@@ -103,12 +58,27 @@ class MixedLM:
     missing : {"none", "drop", "raise"}, default "none"
         Missing values are refused ("none", "raise") or their rows dropped.
 
+    Attributes
+    ----------
+    grouped_data : GroupedData
+        The checked arrays and their names.
+    layout : Layout
+        The engine's terms and the map between statsmodels' covariance
+        parameters and the terms' relative covariance factors.
+    likelihood : Likelihood
+        statsmodels' profiled log-likelihood on the engine's factor (a
+        workspace of the model's own).
+    formula_model : FormulaModel or None
+        For formula models: the lme4 translation and the design (for new data).
+    free_pattern : MixedLMParams or None
+        The ``free`` mask of the last fit.
+
     Notes
     -----
-    The random effects of every group are those of lme4's penalised least
-    squares; estimates are lme4's (``(exog_re | groups)`` and one term per
-    variance component).  statsmodels' optimizer options (``method``,
-    ``maxiter``, ...) are accepted; the engine always uses BOBYQA.
+    Estimates are those of lme4's penalised least squares for the same model
+    (where lme4 can write it: ``(exog_re | groups)`` and a term per variance
+    component).  statsmodels' optimizer options (``method``, ``maxiter``, ...)
+    are accepted; the engine always uses BOBYQA.
     """
 
     def __init__(
@@ -127,59 +97,14 @@ class MixedLM:
                 raise ValueError(f"argument {key} not permitted for MixedLM initialization")
         data = from_arrays(endog, exog, groups, exog_re, exog_vc, missing, stacklevel=3)
         pandas_input = any(isinstance(a, (pd.Series, pd.DataFrame)) for a in (endog, exog))
-        self._setup(data, use_sqrt=use_sqrt, use_pandas=pandas_input)
-        self._init_args = {
+        init_kwds = {
             "groups": groups,
             "exog_re": exog_re,
             "exog_vc": exog_vc,
             "use_sqrt": use_sqrt,
             "missing": missing,
         }
-        self._init_data = (endog, exog)
-
-    # -- construction ---------------------------------------------------------------------
-
-    def _setup(
-        self,
-        data: GroupedData,
-        *,
-        use_sqrt: bool,
-        use_pandas: bool,
-        formula_model: FormulaModel | None = None,
-    ) -> None:
-        aliased = aliased_columns(data.exog) if data.exog.shape[1] else []
-        if aliased:
-            dropped = [data.exog_names[j] for j in aliased]
-            keep = [j for j in range(data.exog.shape[1]) if j not in set(aliased)]
-            data.exog = data.exog[:, keep]
-            data.exog_names = [data.exog_names[j] for j in keep]
-            warnings.warn(
-                f"exog is rank deficient: dropping {', '.join(dropped)}",
-                RankDeficiencyWarning,
-                stacklevel=4,
-            )
-        self._data = data
-        self._formula = formula_model
-        self.use_sqrt = bool(use_sqrt)
-        self.reml = True
-        self.fe_pen = None
-        self.cov_pen = None
-        self._freepat: MixedLMParams | None = None
-        self._layout = Layout(data)
-        self._likelihood = Likelihood(data, self._layout)
-        layout = self._layout
-        names = layout.param_names()
-        self.data = ModelData(
-            xnames=list(data.exog_names),
-            ynames=data.endog_name,
-            exog_re_names=list(data.exog_re_names),
-            exog_re_names_full=names[: layout.k_re2],
-            vcomp_names=[c.name for c in data.vc],
-            param_names=list(data.exog_names) + names,
-            row_labels=data.row_labels,
-            frame=None if formula_model is None else formula_model.frame,
-            use_pandas=use_pandas,
-        )
+        _initialize(self, data, use_sqrt, pandas_input, None, init_kwds)
 
     @classmethod
     def from_formula(
@@ -189,7 +114,7 @@ class MixedLM:
         re_formula: Any = None,
         vc_formula: Any = None,
         subset: Any = None,
-        use_sparse: bool = False,
+        use_sparse: bool = False,  # noqa: ARG003 - accepted: the engine's blocks are sparse
         missing: str = "none",
         *args: Any,
         **kwargs: Any,
@@ -243,9 +168,7 @@ class MixedLM:
             missing=missing,
         )
         model = cls.__new__(cls)
-        model._setup(built.data, use_sqrt=True, use_pandas=True, formula_model=built)
-        model._init_args = None
-        model._init_data = None
+        _initialize(model, built.data, True, True, built, None)
         model.formula = formula
         return model
 
@@ -255,49 +178,49 @@ class MixedLM:
 
     @property
     def endog(self) -> np.ndarray:
-        return self._data.endog
+        return self.grouped_data.endog
 
     @property
     def exog(self) -> np.ndarray:
-        return self._data.exog
+        return self.grouped_data.exog
 
     @property
     def exog_re(self) -> np.ndarray | None:
-        return self._data.exog_re
+        return self.grouped_data.exog_re
 
     @property
     def groups(self) -> np.ndarray:
-        return self._data.groups
+        return self.grouped_data.groups
 
     @property
     def group_labels(self) -> list[Any]:
-        return list(self._data.group_labels)
+        return list(self.grouped_data.group_labels)
 
     @property
     def n_groups(self) -> int:
-        return self._data.n_groups
+        return self.grouped_data.n_groups
 
     @property
     def nobs(self) -> int:
-        return self._data.nobs
+        return self.grouped_data.nobs
 
     n_totobs = nobs
 
     @property
     def k_fe(self) -> int:
-        return self._data.exog.shape[1]
+        return self.grouped_data.exog.shape[1]
 
     @property
     def k_re(self) -> int:
-        return self._layout.k_re
+        return self.layout.k_re
 
     @property
     def k_re2(self) -> int:
-        return self._layout.k_re2
+        return self.layout.k_re2
 
     @property
     def k_vc(self) -> int:
-        return self._layout.k_vc
+        return self.layout.k_vc
 
     @property
     def k_params(self) -> int:
@@ -314,14 +237,14 @@ class MixedLM:
     @property
     def lme4_formula(self) -> str | None:
         """The lme4 formula of a formula model (None: arrays, or no lme4 spelling)."""
-        return None if self._formula is None else self._formula.translation.formula
+        return None if self.formula_model is None else self.formula_model.translation.formula
 
     @cached_property
     def exog_vc(self) -> VCSpec:
         """The variance components as statsmodels' :class:`VCSpec` (per group matrices)."""
         names, colnames, mats = [], [], []
-        codes = self._data.group_codes
-        for component in self._data.vc:
+        codes = self.grouped_data.group_codes
+        for component in self.grouped_data.vc:
             names.append(component.name)
             colnames.append(component.column_names)
             mats.append([component.group_matrix(codes, g) for g in range(self.n_groups)])
@@ -330,12 +253,12 @@ class MixedLM:
     @cached_property
     def row_indices(self) -> dict[Any, list[int]]:
         """group label → positions of its rows."""
-        codes = self._data.group_codes
+        codes = self.grouped_data.group_codes
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(self.n_groups + 1))
         return {
             label: order[bounds[g] : bounds[g + 1]].tolist()
-            for g, label in enumerate(self._data.group_labels)
+            for g, label in enumerate(self.grouped_data.group_labels)
         }
 
     def group_list(self, array: Any) -> list[np.ndarray] | None:
@@ -358,45 +281,10 @@ class MixedLM:
         return self.group_list(self.exog_re)
 
     def _get_init_kwds(self) -> dict[str, Any]:
-        return {} if self._init_args is None else dict(self._init_args)
+        """The constructor's keyword arguments (statsmodels' name)."""
+        return {} if self.init_kwds is None else dict(self.init_kwds)
 
-    # -- parameters ---------------------------------------------------------------------
-
-    def _as_params(self, params: Any, has_fe: bool) -> MixedLMParams:
-        if isinstance(params, MixedLMParams):
-            return params
-        return MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, has_fe)
-
-    def _psi_of(self, po: MixedLMParams) -> np.ndarray:
-        cov = np.atleast_2d(np.asarray(po.cov_re, dtype=np.float64)) if self.k_re else None
-        tri = cov[np.tril_indices(self.k_re)] if cov is not None else np.zeros(0)
-        vcomp = np.asarray(po.vcomp, dtype=np.float64).ravel()
-        if len(tri) != self.k_re2 or len(vcomp) != self.k_vc:
-            raise MixedModelsError(
-                f"parameters with k_re={po.k_re}, k_vc={po.k_vc} do not fit this model "
-                f"(k_re={self.k_re}, k_vc={self.k_vc})"
-            )
-        return np.concatenate([tri, vcomp])
-
-    def _params_object(self, beta: np.ndarray, psi: np.ndarray) -> MixedLMParams:
-        cov = np.zeros((self.k_re, self.k_re))
-        rows, cols = np.tril_indices(self.k_re)
-        cov[rows, cols] = psi[: self.k_re2]
-        cov[cols, rows] = psi[: self.k_re2]
-        return MixedLMParams.from_components(
-            np.array(beta, dtype=np.float64), cov_re=cov, vcomp=psi[self.k_re2 :].copy()
-        )
-
-    def _penalty(self, beta: np.ndarray, psi: np.ndarray) -> float:
-        value = 0.0
-        if self.fe_pen is not None:
-            value += float(self.fe_pen.func(beta))
-        if self.cov_pen is not None and self.k_re:
-            cov = self._params_object(beta, psi).cov_re
-            value += float(self.cov_pen.func(cov, np.linalg.pinv(cov)))
-        return value
-
-    # -- the likelihood -----------------------------------------------------------------
+    # -- statsmodels' likelihood functions ------------------------------------------
 
     def loglike(self, params: Any, profile_fe: bool = True) -> float:
         """statsmodels' log-likelihood with the scale profiled out.
@@ -417,28 +305,7 @@ class MixedLM:
             minus any penalties given to :meth:`fit`; −inf where the covariance
             parameters are not positive semi-definite.
         """
-        po = self._as_params(params, has_fe=False)
-        psi = self._psi_of(po)
-        phi = self._layout.phi_from_psi(psi)
-        if phi is None:
-            return -math.inf
-        lik = self._likelihood
-        ev = lik.evaluate(self._layout.lambdas(phi))
-        if ev is None:
-            return -math.inf
-        beta = None if profile_fe else np.asarray(po.fe_params, dtype=np.float64)
-        lambdas = self._layout.lambdas(phi)
-        quadratic = lik.direct_quadratic(lambdas, ev.beta if beta is None else beta)
-        value = lik.loglike_of(ev, self.reml, beta, quadratic)
-        if self.fe_pen is not None or self.cov_pen is not None:
-            value -= self._penalty(ev.beta if beta is None else beta, psi)
-        return value
-
-    def _free_vector(self, has_fe: bool) -> np.ndarray | None:
-        free = self._freepat
-        if free is None:
-            return None
-        return free.get_packed(use_sqrt=False, has_fe=has_fe)
+        return evaluation.loglike(self, params, profile_fe)
 
     def score(self, params: Any, profile_fe: bool = True) -> np.ndarray:
         """The gradient of :meth:`loglike` in the packed (``use_sqrt``) parameterization.
@@ -448,30 +315,16 @@ class MixedLM:
         central differences of :meth:`loglike`; multiplied by the ``free``
         mask of the last fit, as statsmodels does.
         """
-        po = self._as_params(params, has_fe=False).copy()
-        has_fe = not profile_fe
-        if profile_fe:
-            po.fe_params = self.get_fe_params(po.cov_re, po.vcomp)[0]
-        vector = po.get_packed(use_sqrt=self.use_sqrt, has_fe=has_fe)
-
-        def f(v: np.ndarray) -> float:
-            candidate = MixedLMParams.from_packed(v, self.k_fe, self.k_re, self.use_sqrt, has_fe)
-            return self.loglike(candidate, profile_fe=profile_fe)
-
-        steps = 1e-4 * np.maximum(np.abs(vector), 0.1)
-        grad = derivatives.gradient(f, vector, steps)
-        mask = self._free_vector(has_fe)
-        return grad if mask is None else grad * mask
+        return evaluation.score(self, params, profile_fe)
 
     def hessian(self, params: Any) -> tuple[np.ndarray, bool]:
         """statsmodels' Hessian of the log-likelihood in (fe_params, cov_re, vcomp).
 
-        The covariance parameters are taken as they are (not their roots),
-        the fixed effects are not profiled.  Central differences of
-        :meth:`loglike` (penalties left out), with steps of 1 % of a fixed
-        effect's standard error and 0.1 % of a variance.  Entries that need a
-        step outside the positive semi-definite covariances (a variance at
-        zero) are NaN.
+        The covariance parameters are taken as they are (not their roots) and
+        the fixed effects are not profiled; penalties are left out.  Exact in
+        the fixed effects, finite differences in the covariance parameters;
+        entries needing a step outside the positive semi-definite covariances
+        (a variance at zero) are NaN.
 
         Returns
         -------
@@ -479,90 +332,36 @@ class MixedLM:
         sing : bool
             Whether ``cov_re`` is singular.
         """
-        if isinstance(params, MixedLMParams):
-            po = params
-        else:
-            po = MixedLMParams.from_packed(params, self.k_fe, self.k_re, self.use_sqrt, True)
-        psi = self._psi_of(po)
+        po = evaluation.as_params(self, params, has_fe=True)
+        psi = evaluation.psi_of(self, po)
         beta = np.asarray(po.fe_params, dtype=np.float64)
-        return self._hessian_at(beta, psi, self.reml), self._cov_singular(po.cov_re)
+        hess = evaluation.hessian_at(self, beta, psi, self.reml)
+        return hess, evaluation.cov_singular(po.cov_re)
 
-    def _cov_singular(self, cov: Any) -> bool:
-        if not self.k_re:
-            return False
-        cov = np.atleast_2d(np.asarray(cov, dtype=np.float64))
-        values = np.linalg.eigvalsh(cov)
-        return bool(values.min() <= _SINGULAR * max(1.0, float(values.max())))
-
-    def _hessian_at(self, beta: np.ndarray, psi: np.ndarray, reml: bool) -> np.ndarray:
-        """∂²ℓ in (β, ψ): exact in β, central differences of the exact ∂ℓ/∂β across ψ,
-        second differences of ℓ in ψ (steps 0.1 % of each variance's size)."""
-        lik = self._likelihood
-        layout = self._layout
-        p, m = len(beta), len(psi)
-        psi_steps = np.empty(m)
-        for block in layout.blocks:
-            values = psi[block.offset : block.stop]
-            diag = {i: values[k] for k, (i, j) in enumerate(block.entries()) if i == j}
-            for k, (i, j) in enumerate(block.entries()):
-                size = diag[i] if i == j else math.sqrt(max(diag[i] * diag[j], 0.0))
-                psi_steps[block.offset + k] = 1e-3 * max(abs(size), 1e-10)
-
-        def evaluation(point: np.ndarray):
-            phi = layout.phi_from_psi(point)
-            return None if phi is None else lik.evaluate(layout.lambdas(phi))
-
-        out = np.full((p + m, p + m), math.nan)
-        ev = evaluation(psi)
-        if ev is None:
-            return out
-        out[:p, :p] = lik.beta_derivatives(ev, reml, beta)[1]
-        for k in range(m):
-            step = np.zeros(m)
-            step[k] = psi_steps[k]
-            plus, minus = evaluation(psi + step), evaluation(psi - step)
-            if plus is None or minus is None:
-                continue
-            cross = (
-                lik.beta_derivatives(plus, reml, beta)[0]
-                - lik.beta_derivatives(minus, reml, beta)[0]
-            ) / (2 * psi_steps[k])
-            out[p + k, :p] = out[:p, p + k] = cross
-
-        def f(point: np.ndarray) -> float:
-            return lik.loglike_psi(point, reml, beta)
-
-        out[p:, p:] = derivatives.hessian(f, psi, psi_steps)
-        return out
-
-    def get_fe_params(self, cov_re: Any, vcomp: Any, tol: float = 1e-10) -> tuple[np.ndarray, bool]:
-        """Generalised least-squares fixed effects given the covariance parameters.
+    def get_fe_params(
+        self,
+        cov_re: Any,
+        vcomp: Any,
+        tol: float = 1e-10,  # noqa: ARG002 - statsmodels' signature; singularity is tested here
+    ) -> tuple[np.ndarray, bool]:
+        """Generalised least-squares fixed effects given the (relative) covariance parameters.
 
         Returns (fe_params, singular), ``singular`` when ``cov_re`` is.
         """
-        po = MixedLMParams.from_components(np.zeros(self.k_fe), cov_re=cov_re, vcomp=vcomp)
-        if not self.k_re:
-            po = MixedLMParams.from_components(
-                np.zeros(self.k_fe), cov_re=np.zeros((0, 0)), vcomp=vcomp
-            )
-        phi = self._layout.phi_from_psi(self._psi_of(po))
-        ev = None if phi is None else self._likelihood.evaluate(self._layout.lambdas(phi))
-        if ev is None:
-            raise MixedModelsError("the covariance parameters are not positive semi-definite")
-        return ev.beta.copy(), self._cov_singular(po.cov_re) if self.k_re else False
+        po = MixedLMParams.from_components(
+            np.zeros(self.k_fe), cov_re=cov_re if self.k_re else None, vcomp=vcomp
+        )
+        return evaluation.gls(self, po)[0], evaluation.cov_singular(po.cov_re)
 
     def get_scale(self, fe_params: Any, cov_re: Any, vcomp: Any) -> float:
         """The residual variance estimate Q(β)/f at given parameters."""
         po = MixedLMParams.from_components(
             np.asarray(fe_params, dtype=np.float64),
-            cov_re=cov_re if self.k_re else np.zeros((0, 0)),
+            cov_re=cov_re if self.k_re else None,
             vcomp=vcomp,
         )
-        phi = self._layout.phi_from_psi(self._psi_of(po))
-        ev = None if phi is None else self._likelihood.evaluate(self._layout.lambdas(phi))
-        if ev is None:
-            raise MixedModelsError("the covariance parameters are not positive semi-definite")
-        return ev.quadratic(po.fe_params) / self._likelihood.dof(self.reml)
+        ev = evaluation.gls(self, po)[1]
+        return ev.quadratic(po.fe_params) / self.likelihood.dof(self.reml)
 
     def predict(self, params: Any, exog: Any = None) -> np.ndarray:
         """The fixed part ``exog @ fe_params`` (``params``: a state, a packed vector, or β)."""
@@ -582,57 +381,6 @@ class MixedLM:
         return MixedLMDistribution(self, params, scale, exog)
 
     # -- fitting ------------------------------------------------------------------------
-
-    def _start(self, start_params: Any, free_phi: np.ndarray) -> np.ndarray:
-        layout = self._layout
-        if start_params is None:
-            # The engine's moment estimates, unless statsmodels' default start
-            # (cov_re = I, variances 1) is better: with about as many random
-            # effects per group as rows the moment estimates can be far off.
-            phi = layout.default_phi()
-            moments = start_phi(self._likelihood)
-            if moments is not None:
-                candidate = np.where(free_phi, moments, phi)
-                reml = self.reml
-                if self._likelihood.deviance(candidate, reml) < self._likelihood.deviance(
-                    phi, reml
-                ):
-                    phi = candidate
-            return phi
-        if isinstance(start_params, MixedLMParams):
-            po = start_params
-        else:
-            vector = np.asarray(start_params, dtype=np.float64).ravel()
-            total = self.k_fe + self.k_re2 + self.k_vc
-            if len(vector) == total:
-                has_fe = True
-            elif len(vector) == total - self.k_fe:
-                has_fe = False
-            else:
-                raise ValueError("invalid start_params")
-            po = MixedLMParams.from_packed(vector, self.k_fe, self.k_re, self.use_sqrt, has_fe)
-        phi = layout.phi_from_psi(self._psi_of(po))
-        if phi is None:
-            raise MixedModelsError("start_params: cov_re is not positive semi-definite")
-        return phi
-
-    def _free_phi(self, free: MixedLMParams | None, start: MixedLMParams | None) -> np.ndarray:
-        """Which square-root parameters are optimised (the rest keep their start values)."""
-        layout = self._layout
-        out = ~layout.structural
-        if free is None:
-            return out
-        mask_cov = np.asarray(free.cov_re, dtype=float)
-        mask_vc = np.asarray(free.vcomp, dtype=float).ravel()
-        if self.k_re and mask_cov.shape != (self.k_re, self.k_re):
-            raise MixedModelsError(f"free.cov_re must be {self.k_re}×{self.k_re}")
-        if len(mask_vc) != self.k_vc:
-            raise MixedModelsError(f"free.vcomp must have {self.k_vc} values")
-        tri = mask_cov[np.tril_indices(self.k_re)] if self.k_re else np.zeros(0)
-        fixed = np.concatenate([tri, mask_vc]) == 0
-        if not self.use_sqrt and self.k_re:
-            _check_exact_constraints(mask_cov == 0, start, self.k_re)
-        return out & ~fixed
 
     def fit(
         self,
@@ -678,74 +426,19 @@ class MixedLM:
         -------
         MixedLMResults
         """
-        from .results import MixedLMResults
-
-        unknown = sorted(set(fit_kwargs) - set(_OPTIMIZER_KWARGS))
-        if unknown:
-            warnings.warn(
-                f"Argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} not used by "
-                "MixedLM.fit. Future versions will raise on these arguments.",
-                FutureWarning,
-                stacklevel=2,
-            )
-        methods = [method] if isinstance(method, str) else list(method or [])
-        for name in methods:
-            if str(name).lower() in ("newton", "ncg"):
-                raise ValueError(f"method {name} not available for MixedLM")
-        if niter_sa:
-            warnings.warn("niter_sa is currently ignored", UserWarning, stacklevel=2)
-        self.reml = bool(reml)
-        self.fe_pen = fe_pen
-        self.cov_pen = cov_pen
-        self._freepat = free
-        start_object = start_params if isinstance(start_params, MixedLMParams) else None
-        free_phi = self._free_phi(free, start_object)
-        phi0 = self._start(start_params, free_phi)
-        if free is not None and start_params is None:
-            # statsmodels' default start for what free holds fixed.
-            default = self._layout.default_phi()
-            phi0 = np.where(free_phi, phi0, default)
-        phi0 = np.where(self._layout.structural, 0.0, phi0)
-        penalty = None
-        if fe_pen is not None or cov_pen is not None:
-
-            def penalty(phi: np.ndarray, beta: np.ndarray) -> float:
-                return self._penalty(beta, self._layout.psi(phi))
-
-        if do_cg:
-            outcome = optimize(
-                self._likelihood,
-                phi0,
-                free_phi,
-                self.reml,
-                penalty=penalty,
-                keep_history=full_output,
-            )
-        else:
-            value = self._likelihood.deviance(phi0, self.reml)
-            outcome = FitOutcome(phi0, value, 1, False, ["do_cg=False: not optimized"], 0.0)
-        state = fitted_state(self._likelihood, outcome.phi, self.reml)
-        self._warn_about(outcome, free_phi)
-        return MixedLMResults(self, state, outcome, free=free)
-
-    def _warn_about(self, outcome: FitOutcome, free_phi: np.ndarray) -> None:
-        if not outcome.converged and outcome.messages != ["do_cg=False: not optimized"]:
-            _warn(
-                "MixedLM optimization failed: " + "; ".join(outcome.messages),
-                MixedLMConvergenceWarning,
-                stacklevel=3,
-            )
-        layout = self._layout
-        diagonal = layout.diagonal() & free_phi
-        if np.any(outcome.phi[diagonal] < 1e-4):
-            _warn(
-                "The MLE may be on the boundary of the parameter space.",
-                BoundaryWarning,
-                stacklevel=3,
-            )
-        main = layout.main
-        if main is not None and self._cov_singular(main.covariance(outcome.phi)):
-            _warn("The random effects covariance matrix is singular.", SingularMatrixWarning, 3)
+        return fit_model(
+            self,
+            start_params,
+            reml,
+            niter_sa,
+            do_cg,
+            fe_pen,
+            cov_pen,
+            free,
+            full_output,
+            method,
+            fit_kwargs,
+        )
 
     def fit_regularized(
         self,
@@ -775,12 +468,12 @@ class MixedLM:
         method.alpha = alpha
         return self.fit(start_params=start_params, fe_pen=method, **fit_kwargs)
 
-    def _remove_data(self) -> None:
-        """Drop the arrays (``results.remove_data()``); fitting and evaluating then fail."""
-        data = self._data
+    def remove_data(self) -> None:
+        """Drop the arrays (for ``results.remove_data()``); fitting and evaluating then fail."""
+        data = self.grouped_data
         data.endog = data.exog = data.exog_re = data.groups = None  # type: ignore[assignment]
         data.vc = []
-        self._likelihood = None  # type: ignore[assignment]
+        self.likelihood = None  # type: ignore[assignment]
         self.__dict__.pop("exog_vc", None)
         self.__dict__.pop("row_indices", None)
 
@@ -790,30 +483,48 @@ class MixedLM:
         return f"<MixedLM{suffix}: {self.nobs} rows, {self.n_groups} groups>"
 
 
-def _check_exact_constraints(fixed: np.ndarray, start: MixedLMParams | None, k: int) -> None:
-    """With ``use_sqrt=False``, can the fixed entries of ``cov_re`` be held via its factor?
-
-    Holding an entry of the Cholesky factor L fixed holds the matching entry of
-    LLᵀ fixed when the entries before it in its row and column's rows are
-    fixed at zero; off-diagonal entries must start at zero.
-    """
-    start_cov = None if start is None else np.asarray(start.cov_re, dtype=float)
-    for i in range(k):
-        for j in range(i + 1):
-            if not fixed[i, j]:
-                continue
-            if i != j and start_cov is not None and start_cov[i, j] != 0:
-                raise MixedModelsError(
-                    f"free holds cov_re[{i}, {j}] at {start_cov[i, j]:g}: with use_sqrt=False "
-                    "only zero covariances can be held fixed; use use_sqrt=True"
-                )
-            earlier = [m for m in range(j) if not (fixed[i, m] or fixed[j, m])]
-            if earlier:
-                raise MixedModelsError(
-                    f"free holds cov_re[{i}, {j}] fixed, which the engine's Cholesky "
-                    "parameters cannot express unless the entries before it in rows "
-                    f"{i} and {j} are fixed too; use use_sqrt=True"
-                )
+def _initialize(
+    model: MixedLM,
+    data: GroupedData,
+    use_sqrt: bool,
+    use_pandas: bool,
+    formula_model: FormulaModel | None,
+    init_kwds: dict[str, Any] | None,
+) -> None:
+    """Set a model's state from its checked data (both constructors end here)."""
+    aliased = aliased_columns(data.exog) if data.exog.shape[1] else []
+    if aliased:
+        dropped = [data.exog_names[j] for j in aliased]
+        keep = [j for j in range(data.exog.shape[1]) if j not in set(aliased)]
+        data.exog = data.exog[:, keep]
+        data.exog_names = [data.exog_names[j] for j in keep]
+        warnings.warn(
+            f"exog is rank deficient: dropping {', '.join(dropped)}",
+            RankDeficiencyWarning,
+            stacklevel=4,
+        )
+    model.grouped_data = data
+    model.formula_model = formula_model
+    model.init_kwds = init_kwds
+    model.use_sqrt = bool(use_sqrt)
+    model.reml = True
+    model.fe_pen = None
+    model.cov_pen = None
+    model.free_pattern = None
+    model.layout = Layout(data)
+    model.likelihood = Likelihood(data, model.layout)
+    names = model.layout.param_names()
+    model.data = ModelData(
+        xnames=list(data.exog_names),
+        ynames=data.endog_name,
+        exog_re_names=list(data.exog_re_names),
+        exog_re_names_full=names[: model.layout.k_re2],
+        vcomp_names=[c.name for c in data.vc],
+        param_names=list(data.exog_names) + names,
+        row_labels=data.row_labels,
+        frame=None if formula_model is None else formula_model.frame,
+        use_pandas=use_pandas,
+    )
 
 
 def mixedlm(

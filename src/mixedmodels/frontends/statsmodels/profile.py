@@ -46,7 +46,7 @@ def profile_re(
     if vtype not in ("re", "vc"):
         raise ValueError(f"vtype must be 're' or 'vc', got {vtype!r}")
     model = results.model
-    if model._data.extra:
+    if model.grouped_data.extra:
         raise MixedModelsError(
             "profile_re is available for statsmodels' models (random effects nested in the "
             "groups); this model has terms of other groupings"

@@ -73,9 +73,9 @@ def fit_l1(
     if len(weights) != k_fe:
         raise ValueError(f"alpha must be a scalar or have {k_fe} values, got {len(weights)}")
     unpenalised = model.fit(start_params=start_params, **fit_kwargs)
-    state = unpenalised._state
-    likelihood = model._likelihood
-    ev = likelihood.evaluate(model._layout.lambdas(state.phi))
+    state = unpenalised.fitted_state
+    likelihood = model.likelihood
+    ev = likelihood.evaluate(model.layout.lambdas(state.phi))
     c = ev.a / state.scale
     beta = lasso_coordinate_descent(c, c @ ev.beta, ev.beta, weights, ceps, ptol, maxit)
     penalised = fitted_state(likelihood, state.phi, state.reml, beta=beta)

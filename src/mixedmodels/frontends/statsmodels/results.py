@@ -33,6 +33,7 @@ import scipy.stats
 
 from ...errors import DataError, MixedModelsError
 from ...formula import TRANSFORMS
+from . import evaluation
 from .contrasts import ContrastResults, t_test, wald_test
 from .fitting import FitOutcome, FittedState
 from .params import MixedLMParams
@@ -53,6 +54,10 @@ class MixedLMResults:
         Fixed effects and covariance parameters relative to the scale.
     fe_params, cov_re, cov_re_unscaled, vcomp, scale
         The estimates (``cov_re`` and ``vcomp`` on the data's scale).
+    fitted_state : FittedState
+        The engine's estimates (square-root parameters, β, σ², modes).
+    fit_outcome : FitOutcome
+        What the optimizer did.
     method : {"REML", "ML"}
     converged : bool
     hist : list of dict or None
@@ -71,8 +76,8 @@ class MixedLMResults:
         kept_fe: np.ndarray | None = None,
     ) -> None:
         self.model = model
-        self._state = state
-        self._outcome = outcome
+        self.fitted_state = state
+        self.fit_outcome = outcome
         self.reml = state.reml
         self.method = "REML" if state.reml else "ML"
         self.converged = bool(outcome.converged)
@@ -86,10 +91,9 @@ class MixedLMResults:
         self.k_vc = model.k_vc
         self.nobs = model.nobs
         self.scale = float(state.scale)
-        self.params_object = model._params_object(state.beta, state.psi)
+        self.params_object = evaluation.params_object(model, state.beta, state.psi)
         self._kept_fe = kept_fe
-        self._summary_cache: dict[str, Any] = {}
-        self._removed = False
+        self.summary_cache: dict[str, Any] = {}
 
     # -- presentation helpers ---------------------------------------------------------
 
@@ -116,11 +120,13 @@ class MixedLMResults:
     @property
     def params(self) -> np.ndarray | pd.Series:
         """Fixed effects, then covariance parameters relative to the scale."""
-        return self._vector(np.concatenate([self._state.beta, self._state.psi]), self._param_names)
+        return self._vector(
+            np.concatenate([self.fitted_state.beta, self.fitted_state.psi]), self._param_names
+        )
 
     @property
     def fe_params(self) -> np.ndarray | pd.Series:
-        return self._vector(self._state.beta, self.model.data.xnames)
+        return self._vector(self.fitted_state.beta, self.model.data.xnames)
 
     @property
     def cov_re_unscaled(self) -> np.ndarray | pd.DataFrame:
@@ -147,9 +153,9 @@ class MixedLMResults:
 
     def _estimated(self) -> np.ndarray:
         """Which entries of ``params`` are estimated (not held by ``free`` or the model)."""
-        k = self.k_fe + len(self._state.psi)
+        k = self.k_fe + len(self.fitted_state.psi)
         out = np.ones(k, dtype=bool)
-        out[self.k_fe :] = ~self.model._layout.structural
+        out[self.k_fe :] = ~self.model.layout.structural
         if self.freepat is not None:
             out &= self.freepat.get_packed(use_sqrt=False, has_fe=True) != 0
         if self._kept_fe is not None:
@@ -158,7 +164,9 @@ class MixedLMResults:
 
     @cached_property
     def _cov(self) -> np.ndarray:
-        hessian = self.model._hessian_at(self._state.beta, self._state.psi, self.reml)
+        hessian = evaluation.hessian_at(
+            self.model, self.fitted_state.beta, self.fitted_state.psi, self.reml
+        )
         return covariance_from_hessian(hessian, self._estimated(), self._kept_fe)
 
     def cov_params(self, r_matrix: Any = None, column: Any = None) -> np.ndarray | pd.DataFrame:
@@ -202,7 +210,7 @@ class MixedLMResults:
     @property
     def tvalues(self) -> np.ndarray | pd.Series:
         with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.concatenate([self._state.beta, self._state.psi]) / np.sqrt(
+            values = np.concatenate([self.fitted_state.beta, self.fitted_state.psi]) / np.sqrt(
                 np.diag(self._cov)
             )
         return self._vector(values, self._param_names)
@@ -218,7 +226,7 @@ class MixedLMResults:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
         z = scipy.stats.norm.ppf(1 - alpha / 2)
-        params = np.concatenate([self._state.beta, self._state.psi])
+        params = np.concatenate([self.fitted_state.beta, self.fitted_state.psi])
         with np.errstate(invalid="ignore"):
             se = np.sqrt(np.diag(self._cov))
         out = np.column_stack([params - z * se, params + z * se])
@@ -234,7 +242,7 @@ class MixedLMResults:
     @property
     def llf(self) -> float:
         """Log-likelihood (REML log-likelihood for REML fits)."""
-        return float(self._state.loglike)
+        return float(self.fitted_state.loglike)
 
     def _df(self) -> int:
         return int(self._estimated().sum()) + 1
@@ -252,17 +260,17 @@ class MixedLMResults:
     @property
     def is_singular(self) -> bool:
         """Whether a variance is estimated as zero (or a correlation as ±1), lme4's test."""
-        layout = self.model._layout
+        layout = self.model.layout
         diag = layout.diagonal() & ~layout.structural
-        return bool(np.any(self._state.phi[diag] < 1e-4))
+        return bool(np.any(self.fitted_state.phi[diag] < 1e-4))
 
     @property
     def convergence_messages(self) -> list[str]:
-        return list(self._outcome.messages)
+        return list(self.fit_outcome.messages)
 
     @property
     def n_evaluations(self) -> int:
-        return int(self._outcome.n_evaluations)
+        return int(self.fit_outcome.n_evaluations)
 
     @property
     def lme4_formula(self) -> str | None:
@@ -270,24 +278,24 @@ class MixedLMResults:
 
     def group_sizes(self) -> np.ndarray:
         """Rows per group, groups in sorted order."""
-        if "group_sizes" not in self._summary_cache:
-            codes = self.model._data.group_codes
-            self._summary_cache["group_sizes"] = np.bincount(codes, minlength=self.model.n_groups)
-        return self._summary_cache["group_sizes"]
+        if "group_sizes" not in self.summary_cache:
+            codes = self.model.grouped_data.group_codes
+            self.summary_cache["group_sizes"] = np.bincount(codes, minlength=self.model.n_groups)
+        return self.summary_cache["group_sizes"]
 
     # -- random effects and fitted values -----------------------------------------------
 
     def _re_names(self, g: int) -> list[str]:
         names = list(self.model.data.exog_re_names)
-        for component in self.model._data.vc:
+        for component in self.model.grouped_data.vc:
             names += [f"{component.name}[{c}]" for c in component.column_names[g]]
         return names
 
     def _group_effects(self) -> list[np.ndarray]:
-        layout = self.model._layout
-        modes = self._state.modes
+        layout = self.model.layout
+        modes = self.fitted_state.modes
         main = layout.main
-        n_vc = len(self.model._data.vc)
+        n_vc = len(self.model.grouped_data.vc)
         out = []
         for g in range(self.model.n_groups):
             pieces = [] if main is None else [modes[main.term][g, : main.q]]
@@ -312,14 +320,14 @@ class MixedLMResults:
     def random_effects_cov(self) -> dict[Any, pd.DataFrame]:
         """Conditional covariance of each group's random effects given the data (β fixed)."""
         model = self.model
-        data = model._data
+        data = model.grouped_data
         if data.extra:
             raise MixedModelsError(
                 "random_effects_cov is available for statsmodels' models (random effects "
                 "nested in the groups); this model has terms of other groupings"
             )
-        layout = model._layout
-        phi = self._state.phi
+        layout = model.layout
+        phi = self.fitted_state.phi
         main = layout.main
         lam_main = main.factor(phi) if main is not None else np.zeros((0, 0))
         roots = [phi[b.offset] for b in layout.blocks if b.role == "vc"]
@@ -347,9 +355,9 @@ class MixedLMResults:
         return out
 
     def _fitted_array(self) -> np.ndarray:
-        layout = self.model._layout
-        fitted = self.model.exog @ self._state.beta
-        for term, modes in zip(layout.terms, self._state.modes, strict=True):
+        layout = self.model.layout
+        fitted = self.model.exog @ self.fitted_state.beta
+        for term, modes in zip(layout.terms, self.fitted_state.modes, strict=True):
             fitted = fitted + np.einsum("nq,nq->n", term.z, modes[term.codes])
         return fitted
 
@@ -377,8 +385,8 @@ class MixedLMResults:
         ``exog``: for a formula model, new data holding the formula's columns
         (rows with a missing value predict NaN); otherwise a matrix.
         """
-        beta = self._state.beta
-        formula = self.model._formula
+        beta = self.fitted_state.beta
+        formula = self.model.formula_model
         if exog is None:
             values = self.model.exog @ beta
             labels = self.model.data.row_labels
@@ -400,14 +408,23 @@ class MixedLMResults:
     # -- tests --------------------------------------------------------------------------
 
     def t_test(self, r_matrix: Any, use_t: bool | None = None) -> ContrastResults:
-        """z tests of linear combinations of the fixed effects (``r_matrix``: k_fe columns)."""
-        return t_test(self, r_matrix)
+        """Tests of linear combinations of the fixed effects (``r_matrix``: k_fe columns).
+
+        z tests, or t tests on the residual degrees of freedom with ``use_t``.
+        """
+        return t_test(self, r_matrix, bool(use_t))
 
     def wald_test(
         self, r_matrix: Any, q_matrix: Any = None, use_f: bool | None = None, scalar: bool = True
     ) -> ContrastResults:
-        """Joint Wald test of R·params = q (chi-squared; F with ``use_f``)."""
-        return wald_test(self, r_matrix, q_matrix, bool(use_f))
+        """Joint Wald test of R·params = q (chi-squared; F with ``use_f``).
+
+        ``scalar=False`` gives the statistic as a 1×1 array, as statsmodels once did.
+        """
+        out = wald_test(self, r_matrix, q_matrix, bool(use_f))
+        if not scalar:
+            out.statistic = np.array([[out.statistic]])
+        return out
 
     def f_test(self, r_matrix: Any, q_matrix: Any = None) -> ContrastResults:
         """Joint F test of R·params = q."""
@@ -445,13 +462,12 @@ class MixedLMResults:
 
     def remove_data(self) -> None:
         """Drop the model's arrays (for smaller pickles); the summary keeps working."""
-        self._summary_cache["llf"] = self.llf
+        self.summary_cache["llf"] = self.llf
         self.group_sizes()
         _ = self._cov
         for name in ("fittedvalues", "resid", "random_effects", "random_effects_cov"):
             self.__dict__.pop(name, None)
-        self.model._remove_data()
-        self._removed = True
+        self.model.remove_data()
 
     def __repr__(self) -> str:
         shown = self.model.lme4_formula or self.model.formula or "arrays"

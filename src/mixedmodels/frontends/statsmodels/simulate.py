@@ -38,10 +38,10 @@ class MixedLMDistribution:
         self.cov_re = scale * np.asarray(po.cov_re)
         self.vcomp = scale * np.asarray(po.vcomp)
         self.scale = float(scale)
-        if model._data.extra:
+        if model.grouped_data.extra:
             raise ValueError("get_distribution needs a model whose random effects are in groups")
 
-    def rvs(self, n: Any = None, rng: Any = None) -> np.ndarray:
+    def rvs(self, n: Any = None, rng: Any = None) -> np.ndarray:  # noqa: ARG002 - n: statsmodels'
         """One simulated response vector (``n`` is ignored, as in statsmodels).
 
         ``rng``: a seed, a numpy ``Generator`` or ``RandomState``.
@@ -49,7 +49,7 @@ class MixedLMDistribution:
         if not hasattr(rng, "normal"):
             rng = np.random.default_rng(rng)
         model = self.model
-        data = model._data
+        data = model.grouped_data
         codes = data.group_codes
         y = self.exog @ self.fe_params
         if model.k_re:

@@ -66,7 +66,7 @@ class MixedLMSummary:
                 raise ValueError(f"xname_re should be a list of length {len(names) - k_fe:d}")
             names[k_fe:] = list(xname_re)
         sizes = results.group_sizes()
-        llf = results._summary_cache.setdefault("llf", results.llf)
+        llf = results.summary_cache.setdefault("llf", results.llf)
         info = {
             "Model:": "MixedLM",
             "No. Observations:": str(results.nobs),
