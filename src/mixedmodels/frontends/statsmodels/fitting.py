@@ -221,6 +221,7 @@ def optimize(
     index = np.flatnonzero(free)
     lower = lower_all[index]
     history: list[dict[str, Any]] | None = [] if keep_history else None
+    evaluations = 0
 
     def full(x: np.ndarray) -> np.ndarray:
         phi = start.copy()
@@ -228,6 +229,8 @@ def optimize(
         return phi
 
     def objective(x: np.ndarray) -> float:
+        nonlocal evaluations
+        evaluations += 1
         phi = full(x)
         if penalty is None:
             value = likelihood.deviance(phi, reml)
@@ -243,28 +246,26 @@ def optimize(
     clock = time.perf_counter()
     if not len(index):
         value = objective(np.zeros(0))
-        return FitOutcome(start.copy(), value, 1, True, [], 0.0, history)
+        return FitOutcome(start.copy(), value, evaluations, True, [], 0.0, history)
     x0 = start[index]
     if initial_steps is None:
         x0, steps = start_steps(x0, lower)
     else:
         steps = initial_steps
-    x, value, n_eval, status = minimize_bobyqa(objective, x0, lower, initial_step=steps)
+    x, value, _, status = minimize_bobyqa(objective, x0, lower, initial_step=steps)
     if np.any(x - lower < BOUNDARY_TOLERANCE):
         # As LinearMixedModel.fit: restarts escape boundary points that are
         # not optima, a last one with small steps polishes the best point.
         for _ in range(max_restarts):
-            again, again_value, more, again_status = minimize_bobyqa(objective, x, lower)
-            n_eval += more
+            again, again_value, _, again_status = minimize_bobyqa(objective, x, lower)
             if again_value >= value - 1e-6:
                 if again_value < value:
                     x, value, status = again, again_value, again_status
                 break
             x, value, status = again, again_value, again_status
-        polished, polished_value, more, polished_status = minimize_bobyqa(
+        polished, polished_value, _, polished_status = minimize_bobyqa(
             objective, x, lower, initial_step=restart_steps(x, lower)
         )
-        n_eval += more
         if polished_value < value:
             x, value, status = polished, polished_value, polished_status
     at_bound = np.isfinite(lower) & (x - lower < 1e-10)
@@ -281,4 +282,5 @@ def optimize(
     phi = full(x)
     value = objective(x)
     seconds = time.perf_counter() - clock
-    return FitOutcome(phi, value, n_eval + 1, ok, messages, seconds, history)
+    # Every evaluation: BOBYQA's, the polish's and the convergence check's.
+    return FitOutcome(phi, value, evaluations, ok, messages, seconds, history)

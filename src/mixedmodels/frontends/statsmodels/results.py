@@ -142,8 +142,20 @@ class MixedLMResults:
 
     @property
     def vcomp(self) -> np.ndarray:
-        """Variance components (then other terms' covariance entries), on the data's scale."""
-        return self.scale * np.asarray(self.params_object.vcomp, dtype=np.float64)
+        """The variance components, on the data's scale.
+
+        For formula models with lme4 terms of other groupings, their variances
+        follow (their covariances are in ``params``, not here).
+        """
+        layout = self.model.layout
+        variances = [
+            block.offset + k
+            for block in layout.blocks
+            if block.role != "re"
+            for k, (i, j) in enumerate(block.entries())
+            if i == j
+        ]
+        return self.scale * self.fitted_state.psi[variances]
 
     @property
     def df_resid(self) -> int:
@@ -158,8 +170,6 @@ class MixedLMResults:
         out[self.k_fe :] = ~self.model.layout.structural
         if self.freepat is not None:
             out &= self.freepat.get_packed(use_sqrt=False, has_fe=True) != 0
-        if self._kept_fe is not None:
-            out[: self.k_fe] &= self._kept_fe
         return out
 
     @cached_property
@@ -275,6 +285,25 @@ class MixedLMResults:
     @property
     def lme4_formula(self) -> str | None:
         return self.model.lme4_formula
+
+    @cached_property
+    def lmm(self):
+        """The same model as lme4 writes it, fitted by :func:`~mixedmodels.lmer` (on first use).
+
+        For formula models with an lme4 spelling (:attr:`lme4_formula`): the
+        lme4-style results (``varcorr``, ``ranef`` of every grouping,
+        ``confint``, ``summary()``) of the model this fit estimates.
+        """
+        formula = self.model.lme4_formula
+        built = self.model.formula_model
+        if formula is None or built is None:
+            raise MixedModelsError(
+                "this model has no lme4 formula (it was given as arrays, or a variance "
+                "component shares one variance across several columns)"
+            )
+        from ...models.lmm import LinearMixedModel
+
+        return LinearMixedModel(formula, built.frame, reml=self.reml).fit(warn=False)
 
     def group_sizes(self) -> np.ndarray:
         """Rows per group, groups in sorted order."""
