@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import MixedModelsError
+from ...errors import MixedModelsError, user_stacklevel
 from . import evaluation
 from .fitting import FitOutcome, fitted_state, optimize, start_phi
 from .params import MixedLMParams
@@ -114,18 +114,14 @@ def _check_exact_constraints(fixed: np.ndarray, start_cov: Any, k: int) -> None:
 def _warn_about(model: MixedLM, outcome: FitOutcome, free_phi: np.ndarray) -> None:
     if not outcome.converged and outcome.messages != [_NOT_OPTIMIZED]:
         _warn(
-            "MixedLM optimization failed: " + "; ".join(outcome.messages),
-            MixedLMConvergenceWarning,
-            stacklevel=4,
+            "MixedLM optimization failed: " + "; ".join(outcome.messages), MixedLMConvergenceWarning
         )
     layout = model.layout
     if np.any(outcome.phi[layout.diagonal() & free_phi] < BOUNDARY):
-        _warn(
-            "The MLE may be on the boundary of the parameter space.", BoundaryWarning, stacklevel=4
-        )
+        _warn("The MLE may be on the boundary of the parameter space.", BoundaryWarning)
     main = layout.main
     if main is not None and evaluation.cov_singular(main.covariance(outcome.phi)):
-        _warn("The random effects covariance matrix is singular.", SingularMatrixWarning, 4)
+        _warn("The random effects covariance matrix is singular.", SingularMatrixWarning)
 
 
 def fit_model(
@@ -150,13 +146,13 @@ def fit_model(
             f"Argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} not used by "
             "MixedLM.fit. Future versions will raise on these arguments.",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     for name in [method] if isinstance(method, str) else list(method or []):
         if str(name).lower() in ("newton", "ncg"):
             raise ValueError(f"method {name} not available for MixedLM")
     if niter_sa:
-        warnings.warn("niter_sa is currently ignored", UserWarning, stacklevel=3)
+        warnings.warn("niter_sa is currently ignored", UserWarning, stacklevel=user_stacklevel())
     model.reml = bool(reml)
     model.fe_pen = fe_pen
     model.cov_pen = cov_pen

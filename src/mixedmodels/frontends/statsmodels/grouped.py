@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ...engine.terms import RandomEffectsTerm
-from ...errors import DataError, MixedModelsError
+from ...errors import DataError, MixedModelsError, user_stacklevel
 
 __all__ = [
     "ExtraTerm",
@@ -303,8 +303,6 @@ def from_arrays(
     exog_re: Any = None,
     exog_vc: Any = None,
     missing: str = "none",
-    *,
-    stacklevel: int = 3,
 ) -> GroupedData:
     """Check and name statsmodels' array inputs; see :class:`~.model.MixedLM`."""
     check_missing_option(missing)
@@ -350,7 +348,7 @@ def from_arrays(
             "Using deprecated variance components format: statsmodels deprecates the "
             "dict of dicts for exog_vc; pass a VCSpec",
             FutureWarning,
-            stacklevel=stacklevel,
+            stacklevel=user_stacklevel(),
         )
     components = [] if exog_vc is None else variance_components(exog_vc, labels, codes)
     if z is None and not components:

@@ -14,10 +14,13 @@ ML, it is
 and every piece is read off the engine's factor of ΛᵀZᵀZΛ + I at the Λ whose
 ΛΛᵀ is Ψ: log|V| is the factor's log-determinant, XᵀV⁻¹X = R_X R_Xᵀ, r² the
 penalised residual sum of squares and β̂ the generalised least-squares
-estimate.  At β = β̂ this is lme4's −½·deviance (ML) or −½·REML criterion.
+estimate.  At β = β̂ this is −½ times the engine's criterion
+(:meth:`~mixedmodels.engine.problem.LinearProblem.criterion`: lme4's deviance
+or REML criterion), which the optimizer minimises.
 
-The factor here is this object's own workspace: evaluating never touches a
-fitted state.
+The factor is a workspace of this object's own (from the engine's
+:class:`~mixedmodels.engine.problem.LinearProblem`): evaluating never touches
+a fitted state.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...engine.blocks import CrossProducts, cross_products
-from ...engine.factor import BlockedCholesky
+from ...engine.problem import LinearProblem
 from .grouped import GroupedData
 from .layout import Layout
 
@@ -94,7 +97,10 @@ class Likelihood:
             y,
             beta_offset=offset,
         )
-        self._factor = BlockedCholesky(self.cross_products)
+        # The engine's problem gives the criterion; its λ templates are not used
+        # (λ comes from the layout's square-root parameters).
+        self.problem = LinearProblem(self.cross_products, layout.terms, reml=True)
+        self._factor = self.problem.workspace()
         self.n_obs = int(self.cross_products.n_obs)
         self.n_fixed = int(self.cross_products.n_fixed)
 
@@ -217,6 +223,7 @@ class Likelihood:
         return self.loglike(phi, reml, beta, precise=True)
 
     def deviance(self, phi: np.ndarray, reml: bool) -> float:
-        """−2ℓ at the profiled β̂ (lme4's deviance or REML criterion); inf on failure."""
-        value = self.loglike(phi, reml)
-        return -2.0 * value if math.isfinite(value) else math.inf
+        """−2ℓ at the profiled β̂: the engine's criterion (lme4's scale); inf on failure."""
+        if not self._factor.update(self.layout.lambdas(phi)):
+            return math.inf
+        return self.problem.criterion(self._factor, reml)

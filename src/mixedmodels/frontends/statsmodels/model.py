@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ...design import aliased_columns
-from ...errors import RankDeficiencyWarning
+from ...errors import RankDeficiencyWarning, user_stacklevel
 from . import evaluation
 from .estimation import fit_model
 from .formula_model import FormulaModel, build_from_formula
@@ -95,7 +95,7 @@ class MixedLM:
         for key in kwargs:
             if key not in ("missing_idx", "model_spec", "formula"):
                 raise ValueError(f"argument {key} not permitted for MixedLM initialization")
-        data = from_arrays(endog, exog, groups, exog_re, exog_vc, missing, stacklevel=3)
+        data = from_arrays(endog, exog, groups, exog_re, exog_vc, missing)
         pandas_input = any(isinstance(a, (pd.Series, pd.DataFrame)) for a in (endog, exog))
         init_kwds = {
             "groups": groups,
@@ -501,7 +501,7 @@ def _initialize(
         warnings.warn(
             f"exog is rank deficient: dropping {', '.join(dropped)}",
             RankDeficiencyWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     model.grouped_data = data
     model.formula_model = formula_model

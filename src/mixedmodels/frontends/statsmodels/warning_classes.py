@@ -18,7 +18,7 @@ import sys
 import warnings
 
 from ...errors import ConvergenceWarning as _PackageConvergenceWarning
-from ...errors import SingularFitWarning
+from ...errors import SingularFitWarning, user_stacklevel
 
 __all__ = [
     "BoundaryWarning",
@@ -66,6 +66,6 @@ def category(ours: type[Warning]) -> type[Warning]:
     return dual
 
 
-def warn(message: str, ours: type[Warning], stacklevel: int = 2) -> None:
-    """Issue ``message`` as :func:`category` (``ours``)."""
-    warnings.warn(message, category(ours), stacklevel=stacklevel + 1)
+def warn(message: str, ours: type[Warning]) -> None:
+    """Issue ``message`` as :func:`category` (``ours``), pointing at the user's line."""
+    warnings.warn(message, category(ours), stacklevel=user_stacklevel())
