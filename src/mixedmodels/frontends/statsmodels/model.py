@@ -117,6 +117,7 @@ class MixedLM:
         use_sparse: bool = False,  # noqa: ARG003 - accepted: the engine's blocks are sparse
         missing: str = "none",
         *args: Any,
+        groups: Any = None,
         **kwargs: Any,
     ) -> MixedLM:
         """A model from a formula: statsmodels' ``MixedLM.from_formula`` (and ``mixedlm``).
@@ -143,9 +144,14 @@ class MixedLM:
         use_sparse : bool
             Accepted; the engine keeps its own sparse structure.
         missing : {"none", "drop", "raise"}, default "none"
+        *args
+            None are accepted (statsmodels passes them to the model).
         groups : str or array-like
             Keyword argument: the column (or one value per row) defining the
-            groups.
+            groups (optional only with lme4 bar terms or a ``re_formula`` dict).
+        **kwargs
+            statsmodels' ``eval_env`` is accepted and ignored (formulas here
+            call only the functions the formula language allows).
 
         Returns
         -------
@@ -153,7 +159,6 @@ class MixedLM:
         """
         if args:
             raise TypeError(f"from_formula() got unexpected positional arguments {args!r}")
-        groups = kwargs.pop("groups", None)
         for key in ("eval_env", "drop_cols"):
             kwargs.pop(key, None)
         if kwargs:
@@ -229,6 +234,11 @@ class MixedLM:
     @property
     def exog_names(self) -> list[str]:
         return self.data.xnames
+
+    @property
+    def exog_re_names(self) -> list[str]:
+        """Names of the groups' random effects (the rows and columns of ``cov_re``)."""
+        return self.data.exog_re_names
 
     @property
     def endog_names(self) -> str:
@@ -536,6 +546,7 @@ def mixedlm(
     use_sparse: bool = False,
     missing: str = "none",
     *args: Any,
+    groups: Any = None,
     **kwargs: Any,
 ) -> MixedLM:
     """A linear mixed model from a formula, as statsmodels' ``smf.mixedlm``.
@@ -553,5 +564,14 @@ def mixedlm(
     11.3669
     """
     return MixedLM.from_formula(
-        formula, data, re_formula, vc_formula, subset, use_sparse, missing, *args, **kwargs
+        formula,
+        data,
+        re_formula,
+        vc_formula,
+        subset,
+        use_sparse,
+        missing,
+        *args,
+        groups=groups,
+        **kwargs,
     )
