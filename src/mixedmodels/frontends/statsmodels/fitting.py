@@ -140,7 +140,7 @@ def start_phi(likelihood: Likelihood) -> np.ndarray | None:
 # Newton steps polish BOBYQA's optimum when there are at most this many
 # interior parameters (each step costs about k²/2 evaluations).
 _POLISH_MAX_DIMENSION = 12
-_POLISH_STEPS = 4
+_POLISH_STEPS = 2
 # ... and only steps of at most this fraction of each parameter (or of 0.1).
 _POLISH_MAX_STEP = 0.01
 
@@ -180,8 +180,8 @@ def _newton_polish(
         if not new < value:
             break
         x, value = candidate, new
-        if np.max(np.abs(step)) < 1e-9:
-            break
+        if np.all(np.abs(step) < 1e-6 * np.maximum(np.abs(x[index]), 0.1)):
+            break  # converged to the digits that matter
     return x, value
 
 
