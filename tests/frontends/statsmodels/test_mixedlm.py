@@ -226,6 +226,25 @@ def test_nested_variance_component_is_lme4s_nested_model(pastes):
     assert_matches_lme4(fit_quietly(md), reference("pastes_nested_reml"))
 
 
+def test_a_factor_with_many_levels_per_group_is_a_nested_term():
+    # Students within schools: about 90 columns per school; the component gets a
+    # term of its own (a level per school and student), as lme4's nested term.
+    students = smf.datasets.load("students")
+    vc = {"student": "0 + C(student_id)"}
+    md = smf.mixedlm(
+        "test_score ~ age + sex", students, groups="school", re_formula="1", vc_formula=vc
+    )
+    assert sorted(t.n_levels for t in md.layout.terms) == [48, students["student_id"].nunique()]
+    result = fit_quietly(md)
+    assert result.llf == pytest.approx(result.lmm.loglik, abs=1e-6)
+    school = students["school"].iloc[0]
+    effects = result.random_effects[school]
+    first = students.loc[students["school"] == school, "student_id"].iloc[0]
+    assert effects[f"student[C(student_id)[{first}]]"] == pytest.approx(
+        result.lmm.ranef["school:student_id"].loc[f"{school}:{first}"].iloc[0], abs=1e-6
+    )
+
+
 # -- arrays, several columns per component, free ---------------------------------------
 
 

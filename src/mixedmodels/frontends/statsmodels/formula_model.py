@@ -25,6 +25,7 @@ from typing import Any
 import formulaic
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 from ...design import Design, as_data_frame, build_design, group_codes
 from ...errors import DataError, FormulaError
@@ -130,11 +131,17 @@ def _fixed_columns(design: Design) -> tuple[list[int], list[str]]:
     return keep, [names[j] for j in keep]
 
 
-def _evaluate(text: str, frame: pd.DataFrame, what: str):
+def _evaluate(text: str, frame: pd.DataFrame, what: str, sparse: bool = False):
     """formulaic's model matrix of a validated right-hand side."""
     try:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return formulaic.model_matrix(text, frame, context=TRANSFORMS, na_action="ignore")
+            return formulaic.model_matrix(
+                text,
+                frame,
+                context=TRANSFORMS,
+                na_action="ignore",
+                output="sparse" if sparse else "pandas",
+            )
     except Exception as err:
         raise FormulaError(f"cannot evaluate {what} {text!r}: {err}") from None
 
@@ -142,18 +149,25 @@ def _evaluate(text: str, frame: pd.DataFrame, what: str):
 def _component(
     name: str, text: str, frame: pd.DataFrame, codes: np.ndarray, n_groups: int
 ) -> VarianceComponent:
-    """A variance component from its formula, its columns per group as statsmodels has them."""
+    """A variance component from its formula, its columns per group as statsmodels has them.
+
+    The formula is evaluated once, as a sparse matrix (a factor with many
+    levels gives many columns, mostly zero); a group has the numeric columns
+    and the factor columns of levels it has rows of.
+    """
     what = f"vc_formula[{name!r}] = {text!r}"
     try:
         rhs = parse_formula(f"y ~ {text}").fixed
     except FormulaError as err:
         raise FormulaError(f"cannot read {what}: {err}") from None
-    matrix = _evaluate(rhs, frame, what)
-    values = np.asarray(matrix, dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise DataError(f"{what} gives missing or infinite values")
-    names = [str(c) for c in matrix.columns]
+    matrix = _evaluate(rhs, frame, what, sparse=True)
     spec = matrix.model_spec
+    names = [str(c) for c in spec.column_names]
+    coo = scipy.sparse.coo_matrix(matrix)
+    if not np.isfinite(coo.data).all():
+        raise DataError(f"{what} gives missing or infinite values")
+    if not names:
+        raise DataError(f"{what} gives no columns")
     categorical = np.zeros(len(names), dtype=bool)
     kinds = {
         expr: str(getattr(state[0], "value", state[0]))
@@ -163,22 +177,25 @@ def _component(
         if any(kinds.get(factor.expr) == "categorical" for factor in structure.term.factors):
             for column in structure.columns:
                 categorical[names.index(column)] = True
-    # A group has the component's numeric columns, and the factor columns of
-    # levels it has rows of (statsmodels evaluates the formula group by group).
-    per_group = np.zeros((n_groups, len(names)), dtype=bool)
-    np.logical_or.at(per_group, codes, values != 0)
-    per_group[:, ~categorical] = True
-    widths = per_group.sum(axis=1).astype(np.intp)
-    width = int(widths.max(initial=0))
-    packed = np.zeros((len(codes), width))
-    column_names = []
-    for g in range(n_groups):
-        cols = np.flatnonzero(per_group[g])
-        rows = np.flatnonzero(codes == g)
-        packed[np.ix_(rows, np.arange(len(cols)))] = values[np.ix_(rows, cols)]
-        column_names.append([names[j] for j in cols])
-    if width == 0:
-        raise DataError(f"{what} gives no columns")
+    # (group, column) pairs present: every group's numeric columns, and the
+    # factor columns with a non-zero entry in the group.
+    n_columns = len(names)
+    keys = codes[coo.row].astype(np.int64) * n_columns + coo.col
+    numeric = np.flatnonzero(~categorical)
+    all_groups = np.arange(n_groups, dtype=np.int64)[:, None] * n_columns + numeric[None, :]
+    present = np.unique(np.concatenate([keys[categorical[coo.col]], all_groups.ravel()]))
+    group_of, column_of = np.divmod(present, n_columns)
+    widths = np.bincount(group_of, minlength=n_groups).astype(np.intp)
+    first = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    slot_of_pair = np.arange(len(present)) - first[group_of]
+    packed = np.zeros((len(codes), int(widths.max(initial=0))))
+    keep = np.isin(keys, present)
+    slots = slot_of_pair[np.searchsorted(present, keys[keep])]
+    packed[coo.row[keep], slots] = coo.data[keep]
+    bounds = np.concatenate([first, [len(present)]])
+    column_names = [
+        [names[j] for j in column_of[bounds[g] : bounds[g + 1]]] for g in range(n_groups)
+    ]
     return VarianceComponent(name, packed, widths, column_names)
 
 

@@ -12,7 +12,10 @@ A statsmodels model maps onto it as follows:
   statsmodels' packed ``use_sqrt`` vector — and √v·I for a component of
   relative variance v, one variance shared by its columns.  The engine then
   factors each group's block on its own (its first term is block diagonal),
-  as statsmodels' group-by-group algebra does;
+  as statsmodels' group-by-group algebra does.  A component of many columns
+  per group whose rows each have one non-zero entry (a factor with many
+  levels within each group) is instead a term of its own with a level per
+  (group, column) — lme4's nested term ``(1 | group:factor)``;
 * each lme4 term of another grouping (formula front door): its own term and
   full λ.
 
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ...engine.terms import RandomEffectsTerm
-from .grouped import GroupedData
+from .grouped import GroupedData, VarianceComponent
 
 __all__ = ["Block", "Layout", "lower_root"]
 
@@ -165,7 +168,14 @@ class Layout:
             names += list(data.exog_re_names)
             specs.append(("re", "full", data.k_re, 0, 0, tuple(data.exog_re_names)))
         self.widths = [component.widths for component in data.vc]
-        for component in data.vc:
+        apart = _component_apart(data)
+        self._offsets: dict[int, np.ndarray] = {}
+        for k, component in enumerate(data.vc):
+            if k == apart:
+                term, offsets = _indicator_term(component, data.group_codes)
+                self._offsets[k] = offsets
+                specs.append(("vc", "shared", 1, -1, 0, (component.name,)))
+                continue
             width = component.values.shape[1]
             specs.append(("vc", "shared", width, 0, len(names), (component.name,)))
             columns.append(component.values)
@@ -180,6 +190,12 @@ class Layout:
                     column_names=names,
                 )
             )
+        if apart is not None:
+            # The component with a term of its own: the slot after the groups' term.
+            specs = [
+                (r, k, q, len(unordered) if t == -1 else t, c, lab) for r, k, q, t, c, lab in specs
+            ]
+            unordered.append(term)
         for extra in data.extra:
             specs.append(("extra", "full", extra.term.q, len(unordered), 0, tuple(extra.labels)))
             unordered.append(extra.term)
@@ -188,8 +204,8 @@ class Layout:
         self.terms = [unordered[i] for i in order]
         self.blocks: list[Block] = []
         offset = 0
-        for role, kind, q, term, column, labels in specs:
-            block = Block(role, kind, q, position[term], column, offset, labels)
+        for role, kind, q, term_index, column, labels in specs:
+            block = Block(role, kind, q, position[term_index], column, offset, labels)
             self.blocks.append(block)
             offset = block.stop
         self.n_params = offset
@@ -200,16 +216,14 @@ class Layout:
             for i, j in data.re_structural_zeros:
                 self.structural[main.offset + entries.index((i, j))] = True
 
-    @property
-    def group_term(self) -> int | None:
-        """Index of the groups' term in :attr:`terms` (None without one)."""
-        inside = [b for b in self.blocks if b.role in ("re", "vc")]
-        return inside[0].term if inside else None
-
     def component_effects(self, modes: list[np.ndarray], k: int, g: int) -> np.ndarray:
         """Variance component ``k``'s effects in group ``g``, from the terms' modes."""
         block = [b for b in self.blocks if b.role == "vc"][k]
-        return modes[block.term][g, block.column : block.column + self.widths[k][g]]
+        width = self.widths[k][g]
+        if k in self._offsets:  # a term of its own, a level per (group, column)
+            start = self._offsets[k][g]
+            return modes[block.term][start : start + width, 0]
+        return modes[block.term][g, block.column : block.column + width]
 
     # -- structure --------------------------------------------------------------------
 
@@ -309,3 +323,43 @@ class Layout:
                 return None
             out[block.offset : block.stop] = root[np.tril_indices(block.q)]
         return out
+
+
+# The groups' term takes every variance component while it has at most this
+# many columns: each group's block is then factored on its own, whatever the
+# number of groups.  Beyond it (a factor with many levels per group, such as
+# students within schools), the widest component whose rows each have one
+# non-zero entry becomes a term of its own with a level per (group, column):
+# the engine factors its many small levels one by one, as lme4's nested term
+# (1 | group:factor) would be.
+_MERGE_LIMIT = 32
+
+
+def _component_apart(data: GroupedData) -> int | None:
+    """Which variance component (if any) gets a term of its own; see ``_MERGE_LIMIT``."""
+    width = data.k_re + sum(c.values.shape[1] for c in data.vc)
+    if width <= _MERGE_LIMIT:
+        return None
+    indicators = [
+        (c.values.shape[1], k)
+        for k, c in enumerate(data.vc)
+        if np.all(np.count_nonzero(c.values, axis=1) <= 1)
+    ]
+    return max(indicators)[1] if indicators else None
+
+
+def _indicator_term(
+    component: VarianceComponent, codes: np.ndarray
+) -> tuple[RandomEffectsTerm, np.ndarray]:
+    """A component whose rows have one non-zero entry as a term with a level per (group, column)."""
+    values, widths = component.values, component.widths
+    offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.intp)
+    slot = np.argmax(values != 0, axis=1)
+    term = RandomEffectsTerm(
+        group_name=component.name,
+        codes=(offsets[codes] + slot).astype(np.int32),
+        levels=pd.RangeIndex(int(widths.sum())),
+        z=np.ascontiguousarray(values[np.arange(len(codes)), slot][:, None]),
+        column_names=[component.name],
+    )
+    return term, offsets
