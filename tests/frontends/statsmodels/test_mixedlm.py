@@ -58,8 +58,8 @@ def assert_matches_lme4(result, ref: dict) -> None:
     fixef = [ref["fixef"][name] for name in ref["fixef_names"]]
     np.testing.assert_allclose(np.asarray(result.fe_params), fixef, atol=0.01 * se_ref.min())
     # statsmodels' standard errors invert the full Hessian; lme4's vcov holds the
-    # covariance parameters fixed. They agree closely on these data sets.
-    np.testing.assert_allclose(np.asarray(result.bse_fe), se_ref, rtol=2e-2)
+    # covariance parameters fixed. At the optimum they agree on these data sets.
+    np.testing.assert_allclose(np.asarray(result.bse_fe), se_ref, rtol=1e-3)
     assert result.scale == pytest.approx(ref["sigma"] ** 2, rel=1e-2)
     if ref["REML"]:
         assert math.isnan(result.aic) and math.isnan(result.bic)
