@@ -90,3 +90,34 @@ class ArgumentError(MixedModelsError, TypeError):
 
 class CommandError(Exception):
     """A problem to report on one line of stderr, without a traceback."""
+
+
+class PirlsError(RuntimeError):
+    """PIRLS did not converge, or step halving could not reduce the penalized deviance."""
+
+
+class NonIntegerResponseWarning(UserWarning):
+    """Counts or numbers of successes that are not whole numbers (R warns too)."""
+
+
+# The statsmodels front door's warnings, under statsmodels' names
+# (frontends/statsmodels/warning_classes.py also makes them statsmodels' own
+# classes when statsmodels is loaded).
+
+
+class MixedLMConvergenceWarning(ConvergenceWarning):
+    """The optimizer did not meet its convergence checks (statsmodels' ConvergenceWarning)."""
+
+    statsmodels_name = "ConvergenceWarning"
+
+
+class BoundaryWarning(SingularFitWarning):
+    """A variance is estimated on the boundary (statsmodels warns a ConvergenceWarning)."""
+
+    statsmodels_name = "ConvergenceWarning"
+
+
+class SingularMatrixWarning(SingularFitWarning):
+    """The random effects covariance matrix is singular (statsmodels' SingularMatrixWarning)."""
+
+    statsmodels_name = "SingularMatrixWarning"

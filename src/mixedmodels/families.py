@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import scipy.special as sc
 
-from .errors import DataError
+from .errors import DataError, NonIntegerResponseWarning
 
 _EPS = float(np.finfo(np.float64).eps)
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -36,14 +36,9 @@ __all__ = [
     "InverseGaussian",
     "Link",
     "NegativeBinomial",
-    "NonIntegerResponseWarning",
     "Poisson",
     "get_family",
 ]
-
-
-class NonIntegerResponseWarning(UserWarning):
-    """Counts or numbers of successes that are not whole numbers (R warns too)."""
 
 
 # ---------------------------------------------------------------------------

@@ -10,9 +10,10 @@ import scipy.integrate
 from mixedmodels.design import build_design
 from mixedmodels.engine.blocks import cross_products
 from mixedmodels.engine.curvature import central_derivatives
-from mixedmodels.engine.pirls import Pirls, PirlsError
+from mixedmodels.engine.pirls import Pirls
 from mixedmodels.engine.quadrature import agq_deviance, gauss_hermite_rule
 from mixedmodels.engine.weighted import WeightedCrossProducts
+from mixedmodels.errors import PirlsError
 from mixedmodels.families import Binomial, Poisson
 
 RNG = np.random.default_rng(7)

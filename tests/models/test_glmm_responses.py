@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-from mixedmodels.errors import DataError, FormulaError
-from mixedmodels.families import NonIntegerResponseWarning
+from mixedmodels.errors import DataError, FormulaError, NonIntegerResponseWarning
 
 RNG = np.random.default_rng(11)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from ..errors import PirlsError
 from .curvature import central_derivatives, hessian_from_gradient
 from .glmm_problem import GeneralizedProblem, PirlsWorkspace
 from .optimize import (
@@ -37,7 +38,6 @@ from .optimize import (
     OptimizationSummary,
     minimize_bobyqa,
 )
-from .pirls import PirlsError
 
 # L-BFGS-B's stopping rules: relative change of the objective, projected gradient
 # (in θ and in units of β's standard errors).

@@ -29,9 +29,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from ..errors import PirlsError
 from .glm_kernels import compiled as compiled_passes
 from .glm_kernels import family_codes
-from .pirls import Pirls, PirlsError, PirlsSolution
+from .pirls import Pirls, PirlsSolution
 
 _KERNELS = None
 

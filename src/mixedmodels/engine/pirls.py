@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import PirlsError
 from ..families import Family
 from .factor import BlockedCholesky
 from .glm_kernels import compiled as compiled_row_pass
@@ -44,10 +45,6 @@ from .weighted import WeightedCrossProducts
 
 # lme4's limit on step halvings per iteration (pwrssUpdate's maxstephalfit).
 MAX_STEP_HALVINGS = 20
-
-
-class PirlsError(RuntimeError):
-    """PIRLS did not converge, or step halving could not reduce the penalized deviance."""
 
 
 @dataclass

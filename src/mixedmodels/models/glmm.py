@@ -33,7 +33,6 @@ from ..engine.fit import blas_threads
 from ..engine.glmm_fit import fit_glmm
 from ..engine.glmm_problem import GeneralizedProblem
 from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
-from ..engine.pirls import PirlsError
 from ..errors import (
     ArgumentError,
     ConvergenceWarning,
@@ -41,6 +40,7 @@ from ..errors import (
     FormulaError,
     MixedModelsError,
     NotFittedError,
+    PirlsError,
     SingularFitWarning,
 )
 from ..families import Family, NegativeBinomial, get_family

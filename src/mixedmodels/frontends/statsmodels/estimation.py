@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import MixedModelsError, user_stacklevel
+from ...errors import (
+    BoundaryWarning,
+    MixedLMConvergenceWarning,
+    MixedModelsError,
+    SingularMatrixWarning,
+    user_stacklevel,
+)
 from . import evaluation
 from .fitting import FitOutcome, fitted_state, optimize, start_phi
 from .params import MixedLMParams
-from .warning_classes import BoundaryWarning, MixedLMConvergenceWarning, SingularMatrixWarning
 from .warning_classes import warn as _warn
 
 if TYPE_CHECKING:

@@ -41,8 +41,6 @@ def profile_re(
         The variance (on the data's scale) and the log-likelihood refitted with
         it held fixed; row ``num_low`` is the estimate itself.
     """
-    from .model import MixedLM
-
     if vtype not in ("re", "vc"):
         raise ValueError(f"vtype must be 're' or 'vc', got {vtype!r}")
     model = results.model
@@ -88,7 +86,8 @@ def profile_re(
     values = np.concatenate(
         [np.linspace(low, estimate, num_low + 1), np.linspace(estimate, high, num_high + 1)[1:]]
     )
-    refit = MixedLM(
+    # The model's own class: a refit with the variance held fixed.
+    refit = type(model)(
         model.endog,
         model.exog,
         model.groups,

@@ -17,8 +17,12 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ...errors import ConvergenceWarning as _PackageConvergenceWarning
-from ...errors import SingularFitWarning, user_stacklevel
+from ...errors import (
+    BoundaryWarning,
+    MixedLMConvergenceWarning,
+    SingularMatrixWarning,
+    user_stacklevel,
+)
 
 __all__ = [
     "BoundaryWarning",
@@ -29,24 +33,6 @@ __all__ = [
 ]
 
 _SM_EXCEPTIONS = "statsmodels.tools.sm_exceptions"
-
-
-class MixedLMConvergenceWarning(_PackageConvergenceWarning):
-    """The optimizer did not meet its convergence checks (statsmodels' ConvergenceWarning)."""
-
-    statsmodels_name = "ConvergenceWarning"
-
-
-class BoundaryWarning(SingularFitWarning):
-    """A variance is estimated on the boundary (statsmodels warns a ConvergenceWarning)."""
-
-    statsmodels_name = "ConvergenceWarning"
-
-
-class SingularMatrixWarning(SingularFitWarning):
-    """The random effects covariance matrix is singular (statsmodels' SingularMatrixWarning)."""
-
-    statsmodels_name = "SingularMatrixWarning"
 
 
 _DUAL: dict[type[Warning], type[Warning]] = {}
