@@ -64,3 +64,13 @@ def test_formula_error_has_a_short_traceback():
     lines = str(err).splitlines()
     assert lines[-1].strip() == "^" and lines[-2].strip() == "Reaction ~ Days + (Days | Subject"
     assert lines[-2][lines[-1].index("^")] == "("
+
+
+def test_statsmodels_front_door_formula_error_has_a_short_traceback():
+    data = mm.datasets.load("dietox")
+    with pytest.raises(mm.FormulaError) as info:
+        mm.mixedlm("Weight ~ Time + foo(Time)", data, groups="Pig")
+    frames = traceback.extract_tb(info.value.__traceback__)
+    # This test, mixedlm and from_formula: no translation or parser frames.
+    assert len(frames) <= 3, [f.name for f in frames]
+    assert "foo" in str(info.value)

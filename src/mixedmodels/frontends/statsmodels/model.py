@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ...design import aliased_columns
-from ...errors import RankDeficiencyWarning, user_stacklevel
+from ...errors import MixedModelsError, RankDeficiencyWarning, user_stacklevel
 from . import evaluation
 from .estimation import fit_model
 from .formula_model import FormulaModel, build_from_formula
@@ -163,15 +163,19 @@ class MixedLM:
             kwargs.pop(key, None)
         if kwargs:
             raise TypeError(f"from_formula() got unexpected keyword arguments {sorted(kwargs)!r}")
-        built = build_from_formula(
-            formula,
-            data,
-            groups,
-            re_formula,
-            vc_formula,
-            subset=subset,
-            missing=missing,
-        )
+        try:
+            built = build_from_formula(
+                formula,
+                data,
+                groups,
+                re_formula,
+                vc_formula,
+                subset=subset,
+                missing=missing,
+            )
+        except MixedModelsError as err:
+            # The message names the fault; the parser's frames would only bury it.
+            raise err.with_traceback(None) from None
         model = cls.__new__(cls)
         _initialize(model, built.data, True, True, built, None)
         model.formula = formula
