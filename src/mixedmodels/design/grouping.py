@@ -1,7 +1,9 @@
 """Grouping factors and the random-effects terms built on them.
 
 A grouping factor is coded as integer level codes with level labels sorted as
-R sorts a factor's levels (a categorical column keeps its category order); an
+R sorts a factor's levels (a categorical column keeps its category order),
+each label the canonical text of its value (:mod:`.levels`: 308 and 308.0 are
+one level, ``"308"``, as in R); an
 interaction ``a:b`` has the combinations that occur as levels, the first
 factor varying fastest, as R's ``interaction()``.  The terms are put in lme4's
 order and checked as lme4 checks them.
@@ -13,32 +15,20 @@ import numpy as np
 import pandas as pd
 
 from ..engine.terms import RandomEffectsTerm
+from ..errors import DataError
 from ..formula import ParsedFormula, random_term_to_lme4
 from .checks import check_grouping_factors, check_random_effects_size
 from .frame import ModelFrame, UsedRows
+from .levels import factor_codes
 from .matrices import TermMatrix
 
 __all__ = ["combine_factors", "group_codes", "random_effects_terms"]
 
 
 def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Codes (−1 for missing) and text labels of one factor, levels sorted as R sorts them.
-
-    A categorical column keeps its category order and only the categories that
-    occur (R's ``drop.unused.levels``); its codes are renumbered directly,
-    which is what ``pd.factorize(..., sort=True)`` gives, without its cost.
-    """
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.array.codes
-        categories = values.cat.categories
-        valid = codes >= 0
-        all_valid = bool(valid.all())
-        present = np.bincount(codes if all_valid else codes[valid], minlength=len(categories)) > 0
-        renumber = np.cumsum(present, dtype=np.int64) - 1
-        new_codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
-        return new_codes, categories[present].astype(str)
-    codes, uniques = pd.factorize(values, sort=True)
-    return codes.astype(np.int64), pd.Index(uniques).astype(str)
+    """Codes (−1 for missing) and canonical labels of one factor (see :mod:`.levels`)."""
+    codes, levels = factor_codes(values)
+    return codes, levels.labels
 
 
 def combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.Index]:
@@ -64,8 +54,17 @@ def combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.In
     for _codes, labels in per_factor:
         parts.append(pd.Series(np.asarray(labels, dtype=object)[rest % len(labels)]))
         rest = rest // len(labels)
-    names = parts[0].str.cat(parts[1:], sep=":")
-    return combined.astype(np.int32), pd.Index(names.to_numpy(dtype=object), dtype=object)
+    names = pd.Index(parts[0].str.cat(parts[1:], sep=":").to_numpy(dtype=object), dtype=object)
+    if not names.is_unique:
+        # Levels holding ":" can join into the same label ("a:b" + "c" and
+        # "a" + "b:c"): new rows could not be told apart by their labels.
+        clash = names[names.duplicated()][0]
+        raise DataError(
+            f"two combinations of the grouping factors "
+            f"{', '.join(repr(str(c.name)) for c in columns)} are both labelled {clash!r}: "
+            "a level contains ':'; replace ':' in their levels"
+        )
+    return combined.astype(np.int32), names
 
 
 def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:

@@ -1,0 +1,185 @@
+"""Levels of a factor: one canonical text per value, the same at fit time and for new rows.
+
+A level is known by its text, spelled as R's ``as.character`` spells the
+value, because that is how R matches new data to a factor's levels: the
+integer 308, the float 308.0, the decimal ``Decimal("308")`` and the text
+``"308"`` are one level, ``"308"``.  A float that is not integral keeps its
+shortest round-trip spelling (``0.1``; a float32 its own shortest, so
+``float32(0.1)`` is ``"0.1"`` too), a boolean is ``TRUE``/``FALSE``, an
+infinity ``Inf``/``-Inf``, text is itself and anything else (a date in a
+grouping factor, an interval) is its ``str()``.  Missing values (None, NaN,
+``pd.NA``, NaT) have no level.
+
+Values whose texts coincide are one level (a column holding both ``1`` and
+``"1"`` has one level ``"1"``, as it would in R, where a column cannot hold
+both).  Levels are sorted as R sorts a factor's: by value for numbers, by
+text otherwise, a categorical column keeping its categories' order (and only
+those that occur).
+"""
+
+from __future__ import annotations
+
+import decimal
+import fractions
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Levels", "factor_codes", "level_label", "level_labels"]
+
+
+def level_label(value: Any) -> str | None:
+    """The canonical text of one value as a level (None for a missing value)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan():
+            return None
+        if value.is_finite() and value == value.to_integral_value():
+            return str(int(value))  # exact, however many digits
+        return _float_label(float(value))
+    if isinstance(value, fractions.Fraction):
+        return str(value.numerator) if value.denominator == 1 else _float_label(float(value))
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        # A float32's shortest spelling is the number its writer meant (0.1, not
+        # 0.10000000149011612), which is what a float64 column of it holds.
+        return _float_label(float(str(value)))
+    if isinstance(value, numbers.Real):
+        return _float_label(float(value))
+    return str(value)
+
+
+def _float_label(value: float) -> str | None:
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    if value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
+def level_labels(values: Any) -> pd.Index:
+    """:func:`level_label` of each of ``values`` (an object Index, None where missing)."""
+    codes, uniques = _distinct(values)
+    labels = np.array([level_label(u) for u in uniques] + [None], dtype=object)
+    return pd.Index(labels[codes], dtype=object)
+
+
+def _distinct(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Codes into the distinct values (missing: the position after the last)."""
+    codes, uniques = pd.factorize(pd.Series(values, copy=False), sort=False)
+    uniques = np.asarray(uniques, dtype=object)
+    return np.where(codes < 0, len(uniques), codes), uniques
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The levels of a factor as a fit saw them.
+
+    Attributes
+    ----------
+    labels : Index
+        The canonical text of each level, in the fit's order.
+    values : Index
+        One value of each level as the fit's data held it (a categorical
+        column's categories), to hand new rows to formulaic in the fit's own
+        representation.
+    """
+
+    labels: pd.Index
+    values: pd.Index
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def codes(self, values: Any) -> np.ndarray:
+        """The level of each of ``values`` by its canonical text (−1: unknown or missing)."""
+        if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+            # The few categories looked up once, not every row.
+            series = pd.Series(values, copy=False)
+            per_category = self.labels.get_indexer(level_labels(series.cat.categories))
+            codes = series.cat.codes.to_numpy()
+            return np.where(codes >= 0, per_category[codes], -1)
+        codes, uniques = _distinct(values)
+        found = self.labels.get_indexer(pd.Index([level_label(u) for u in uniques], dtype=object))
+        return np.append(found, -1)[codes]
+
+    def shown(self, limit: int = 10) -> str:
+        """The labels for a message: ``a, b, c`` (and ``...`` beyond ``limit``)."""
+        listed = ", ".join(map(str, self.labels[:limit]))
+        return listed + (", ..." if len(self.labels) > limit else "")
+
+
+def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
+    """Level codes (int64, −1 for missing) and the levels of one factor column.
+
+    Levels are sorted as R sorts a factor's (see the module's docstring) and
+    values with the same canonical text share a level.
+    """
+    unsorted = False
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.array.codes
+        categories = values.cat.categories
+        valid = codes >= 0
+        all_valid = bool(valid.all())
+        # Only the categories that occur (R's drop.unused.levels).
+        present = np.bincount(codes if all_valid else codes[valid], minlength=len(categories)) > 0
+        renumber = np.cumsum(present, dtype=np.int64) - 1
+        codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
+        uniques = categories[present]
+        values_index = pd.CategoricalIndex(
+            uniques, categories=uniques, ordered=values.cat.ordered
+        )
+    else:
+        try:
+            codes, uniques = pd.factorize(values, sort=True)
+        except TypeError:
+            # Values that do not compare (1 and "1"): sorted by text in _merged.
+            codes, uniques = pd.factorize(values, sort=False)
+            unsorted = True
+        codes = codes.astype(np.int64)
+        values_index = pd.Index(uniques)
+    labels = [level_label(v) for v in values_index]
+    if unsorted or None in labels or len(set(labels)) != len(labels):
+        codes, values_index, labels = _merged(codes, values_index, labels)
+    return codes, Levels(pd.Index(labels, dtype=object).astype(str), values_index)
+
+
+def _merged(
+    codes: np.ndarray, values: pd.Index, labels: list[str | None]
+) -> tuple[np.ndarray, pd.Index, list[str]]:
+    """One level per distinct label (the first value of each), missing labels dropped.
+
+    Numbers keep their numeric order; values that do not compare are sorted
+    by label, as R sorts the text of a factor.
+    """
+    first: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        if label is not None and label not in first:
+            first[label] = i
+    keep = list(first.values())
+    if not isinstance(values, pd.CategoricalIndex):
+        try:
+            keep.sort(key=lambda i: values[i])
+        except TypeError:
+            keep.sort(key=lambda i: labels[i])
+    position = {labels[i]: k for k, i in enumerate(keep)}
+    renumber = np.array([-1 if lab is None else position[lab] for lab in labels] + [-1])
+    new_codes = renumber[np.where(codes < 0, len(labels), codes)]
+    kept_values = values[keep]
+    if isinstance(values, pd.CategoricalIndex):
+        kept_values = pd.CategoricalIndex(
+            kept_values, categories=kept_values.astype(object), ordered=values.ordered
+        )
+    return new_codes.astype(np.int64), kept_values, [labels[i] for i in keep]
