@@ -138,9 +138,7 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         renumber = np.cumsum(present, dtype=np.int64) - 1
         codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
         uniques = categories[present]
-        values_index = pd.CategoricalIndex(
-            uniques, categories=uniques, ordered=values.cat.ordered
-        )
+        values_index = pd.CategoricalIndex(uniques, categories=uniques, ordered=values.cat.ordered)
     else:
         try:
             codes, uniques = pd.factorize(values, sort=True)
