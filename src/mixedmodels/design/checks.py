@@ -91,7 +91,7 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, pd.Se
     ------
     DataError
         For a column that is absent (with close matches as suggestions), present
-        more than once, or of a type a model cannot use (dates, complex numbers).
+        more than once.  (What the values are is :mod:`.columns`' concern.)
     """
     present = data.columns
     for name in columns:
@@ -111,20 +111,7 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, pd.Se
                 raise DataError(
                     f"column {name!r} appears more than once in the data; rename or drop the copies"
                 )
-    series = {name: data[name] for name in columns}
-    for name, column in series.items():
-        dtype = column.dtype
-        kind = getattr(dtype, "kind", "O")
-        if kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype | pd.PeriodDtype):
-            raise DataError(
-                f"column {name!r} holds dates or times ({dtype}); convert it to numbers "
-                "(e.g. days since the start) before using it in a model"
-            )
-        if kind == "c":
-            raise DataError(
-                f"column {name!r} holds complex numbers; a model needs real numbers or categories"
-            )
-    return series
+    return {name: data[name] for name in columns}
 
 
 def check_rows_left(

@@ -19,6 +19,7 @@ import pandas as pd
 from ..errors import DataError
 from ..formula import ParsedFormula
 from .checks import check_columns, check_rows_left, weights_array
+from .columns import read_columns
 
 __all__ = ["ModelFrame", "UsedRows", "as_data_frame", "column_missing", "read_frame"]
 
@@ -27,18 +28,19 @@ def as_data_frame(data: Any) -> pd.DataFrame:
     """The caller's data as a pandas DataFrame, without modifying or copying it needlessly.
 
     Accepts a pandas DataFrame (returned as is), a polars DataFrame or
-    LazyFrame, or a mapping of column name → values.
+    LazyFrame, or a mapping of column name → values.  Columns with several
+    header levels (a MultiIndex) are refused: a formula names a column by one
+    name.
     """
     if isinstance(data, pd.DataFrame):
-        return data
-    if data is None:
+        frame = data
+    elif data is None:
         raise DataError("data is required: pass a pandas or polars DataFrame or a dict of columns")
-    module = type(data).__module__.split(".")[0]
-    if module == "polars":
-        return _from_polars(data)
-    if isinstance(data, Mapping):
+    elif type(data).__module__.split(".")[0] == "polars":
+        frame = _from_polars(data)
+    elif isinstance(data, Mapping):
         try:
-            return pd.DataFrame(dict(data))
+            frame = pd.DataFrame(dict(data))
         except (TypeError, ValueError) as err:
             lengths = {
                 str(k): len(v)
@@ -49,23 +51,41 @@ def as_data_frame(data: Any) -> pd.DataFrame:
             raise DataError(
                 f"could not build a table from the dict of columns{detail}: {err}"
             ) from None
-    if module == "dask":
+    elif type(data).__module__.split(".")[0] == "dask":
         raise DataError(
             f"data is a dask {type(data).__name__}: fit it out of memory with "
             "mixedmodels.distributed.fit_dask(formula, data), or call .compute() for a "
             "pandas DataFrame if it fits in memory"
         )
-    raise DataError(
-        f"data must be a pandas or polars DataFrame or a dict of columns, not {type(data).__name__}"
-    )
+    else:
+        raise DataError(
+            "data must be a pandas or polars DataFrame or a dict of columns, "
+            f"not {type(data).__name__}"
+        )
+    if isinstance(frame.columns, pd.MultiIndex):
+        shown = ", ".join(map(str, frame.columns[:3]))
+        raise DataError(
+            f"the data's columns have {frame.columns.nlevels} header levels ({shown}, ...); "
+            "a formula names a column by one name: flatten them first, e.g. "
+            "data.columns = ['_'.join(map(str, c)) for c in data.columns]"
+        )
+    return frame
+
+
+# Integers up to this size are exact in a float64 column.
+_FLOAT_EXACT = 2**53
 
 
 def _from_polars(data: Any) -> pd.DataFrame:
     """A polars frame column by column, so that pyarrow is not needed.
 
     An ``Enum`` keeps its declared level order (as an R factor with explicit
-    levels); other columns become numbers, text or booleans with None/NaN for
-    nulls.
+    levels); a ``Categorical`` becomes text; numbers stay numbers, exactly
+    (integers with nulls become float64 only while every value is exact in
+    it, 128-bit integers int64 when they fit, decimals Python decimals);
+    everything else (booleans with nulls, dates, lists, ...) becomes Python
+    objects, which the design reads or refuses by column
+    (:mod:`.columns`).
     """
     import polars as pl
 
@@ -76,21 +96,44 @@ def _from_polars(data: Any) -> pd.DataFrame:
     columns: dict[str, Any] = {}
     for name in data.columns:
         series = data.get_column(name)
-        if isinstance(series.dtype, pl.Enum):
+        dtype = series.dtype
+        if isinstance(dtype, pl.Enum):
             columns[name] = pd.Categorical(
-                series.cast(pl.String).to_list(), categories=list(series.dtype.categories)
+                series.cast(pl.String).to_list(), categories=list(dtype.categories)
             )
-        elif series.dtype.is_numeric():
-            columns[name] = (
-                series.cast(pl.Float64).to_numpy() if series.null_count() else series.to_numpy()
-            )
+        elif isinstance(dtype, pl.Categorical):
+            columns[name] = series.cast(pl.String).to_list()
+        elif dtype.is_integer():
+            columns[name] = _polars_integers(series)
+        elif dtype.is_float():
+            columns[name] = series.cast(pl.Float64).to_numpy()
+        elif dtype == pl.Boolean and not series.null_count():
+            columns[name] = series.to_numpy()
         else:
-            columns[name] = (
-                series.cast(pl.String).to_list()
-                if isinstance(series.dtype, pl.Categorical)
-                else series.to_list()
-            )
+            columns[name] = pd.Series(series.to_list(), dtype=object)
     return pd.DataFrame(columns)
+
+
+def _polars_integers(series: Any) -> Any:
+    """A polars integer column as numpy's, exactly: float64 with NaN for nulls while the
+    values are exact in it, else pandas' nullable Int64, else Python integers."""
+    import polars as pl
+
+    low, high = series.min(), series.max()
+    if low is None:  # every value null
+        return np.full(len(series), np.nan)
+    wide = str(series.dtype) in ("Int128", "UInt128")  # numpy has no such integers
+    if series.null_count():
+        if -_FLOAT_EXACT <= low and high <= _FLOAT_EXACT:
+            return series.cast(pl.Float64).to_numpy()
+        if -(2**63) <= low and high < 2**63:
+            return pd.array(series.to_list(), dtype="Int64")
+        return pd.Series(series.to_list(), dtype=object)
+    if not wide:
+        return series.to_numpy()
+    if -(2**63) <= low and high < 2**63:
+        return series.cast(pl.Int64).to_numpy()
+    return pd.Series(series.to_list(), dtype=object)
 
 
 def column_missing(series: pd.Series, values: np.ndarray | None = None) -> np.ndarray | None:
@@ -153,21 +196,32 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
         in every row).
     """
     data = as_data_frame(data)
-    columns = check_columns(data, parsed.columns)
+    given = check_columns(data, parsed.columns)
+    columns = read_columns(parsed, given)
     w = None if weights is None else weights_array(weights, data)
     if len(data) == 0:
         raise DataError("the data have no rows")
+    changed = {name: column for name, column in columns.items() if column is not given[name]}
+    if changed:
+        # formulaic reads the converted columns; the caller's frame is not touched.
+        data = data.copy(deep=False)
+        for name, column in changed.items():
+            data[name] = column
     frame = ModelFrame(data, columns, w, np.zeros(len(data), dtype=bool), [])
     for name, column in columns.items():
         floats = isinstance(column.dtype, np.dtype) and column.dtype.kind == "f"
         bad = column_missing(column, frame.values(name) if floats else None)
+        if name in changed:
+            # Missing as given (a conversion may have put a placeholder there).
+            before = column_missing(given[name])
+            bad = before if bad is None else bad if before is None else bad | before
         if bad is not None and bad.any():
             frame.missing |= bad
             frame.culprits.append(name)
     if w is not None and np.isnan(w).any():
         frame.missing |= np.isnan(w)
         frame.culprits.append("weights")
-    check_rows_left(data.index, columns, frame.missing, frame.culprits, missing)
+    check_rows_left(data.index, given, frame.missing, frame.culprits, missing)
     return frame
 
 
