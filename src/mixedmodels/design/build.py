@@ -12,6 +12,7 @@ results line up with lme4's output.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -28,6 +29,9 @@ from .grouping import random_effects_terms
 from .matrices import evaluate, fixed_effects, formulaic_parts, term_matrices
 
 __all__ = ["Design", "SpecBuilder", "build_design"]
+
+# Held while a design's missing specs are built (once per design, on first use).
+_SPECS_LOCK = threading.Lock()
 
 
 class _LazySpec:
@@ -49,10 +53,14 @@ class _LazySpec:
     def __get__(self, design: Design | None, owner: type | None = None) -> Any:
         if design is None:
             return None  # the dataclass field's default
-        builder = design.__dict__.get("spec_builder")
-        if builder is not None:
-            design.spec_builder = None
-            builder.fill(design)
+        if design.__dict__.get("spec_builder") is not None:
+            # Threads asking at once wait for the first to fill the specs in;
+            # the builder is detached only once they are there.
+            with _SPECS_LOCK:
+                builder = design.__dict__.get("spec_builder")
+                if builder is not None:
+                    builder.fill(design)
+                    design.spec_builder = None
         value = design.__dict__.get(self._attr)
         if value is None and self._default_factory is not None:
             value = design.__dict__[self._attr] = self._default_factory()
@@ -124,12 +132,12 @@ class SpecBuilder:
     terms: list[RandomTermSpec | None]
 
     def fill(self, design: Design) -> None:
-        """Set the missing specs of ``design`` (whose ``spec_builder`` is detached first)."""
+        """Set the missing specs of ``design`` (reading its fields, not its descriptors)."""
         frame = pd.DataFrame(self.sample, index=pd.RangeIndex(self.n_rows))
         if self.fixed:
             formula = f"{self.parsed.response} ~ {self.parsed.fixed}"
             design.fixed_spec = evaluate(formula, frame, "formula").rhs.model_spec
-        specs = list(design.term_specs or [None] * len(self.terms))
+        specs = list(design.__dict__.get("_term_specs") or [None] * len(self.terms))
         for k, spec in enumerate(self.terms):
             if spec is not None:
                 what = f"random-effects term {random_term_to_lme4(spec)}"
