@@ -24,8 +24,10 @@ from ..engine.terms import RandomEffectsTerm
 from ..formula import ParsedFormula, RandomTermSpec, parse_formula, random_term_to_lme4
 from . import plain
 from .checks import check_missing_option, check_weights
-from .frame import UsedRows, read_frame
+from .columns import is_numeric_column
+from .frame import ModelFrame, UsedRows, read_frame
 from .grouping import random_effects_terms
+from .levels import Levels, factor_codes
 from .matrices import evaluate, fixed_effects, formulaic_parts, term_matrices
 
 __all__ = ["Design", "SpecBuilder", "build_design"]
@@ -78,6 +80,10 @@ class Design:
     ``ModelSpec`` objects of X and of each term's Z, for evaluating the same
     model matrices on new data; those of parts built without formulaic are
     built by ``spec_builder`` from a few of the rows used when first accessed.
+    ``predictor_levels`` has each column the fixed part and the terms'
+    left-hand sides read: the levels the fit saw (:class:`.levels.Levels`)
+    when the model reads it as a factor, None when as a number; new rows are
+    checked against it (:mod:`mixedmodels.inference.predict`).
     """
 
     formula: ParsedFormula
@@ -94,6 +100,7 @@ class Design:
     fixed_spec: Any = _LazySpec()
     term_specs: list[Any] = _LazySpec(list)
     spec_builder: SpecBuilder | None = field(default=None, compare=False)
+    predictor_levels: dict[str, Levels | None] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # Without the specs, so that showing a design does not build them.
@@ -143,6 +150,23 @@ class SpecBuilder:
                 what = f"random-effects term {random_term_to_lme4(spec)}"
                 specs[k] = evaluate(spec.lhs, frame, what).model_spec
         design.term_specs = specs
+
+
+def _predictor_levels(
+    parsed: ParsedFormula, frame: ModelFrame, rows: UsedRows
+) -> dict[str, Levels | None]:
+    """The levels of the rows used of each factor the model's matrices read (None for a
+    number): text, categories, and columns inside ``factor()``/``C()``."""
+    names = [*parsed.fixed_part.columns, *(c for spec in parsed.random for c in spec.part.columns)]
+    out: dict[str, Levels | None] = {}
+    for name in dict.fromkeys(names):
+        column = frame.columns[name]
+        if is_numeric_column(column) and name not in parsed.factor_columns:
+            out[name] = None
+        else:
+            used = column if rows.selection is None else column[rows.selection]
+            out[name] = factor_codes(used)[1]
+    return out
 
 
 def build_design(
@@ -223,6 +247,7 @@ def build_design(
             ],
         )
     return Design(
+        predictor_levels=_predictor_levels(parsed, frame, rows),
         formula=parsed,
         y=fixed.y,
         x=fixed.x,

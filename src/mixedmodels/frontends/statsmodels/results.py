@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ...errors import DataError, MixedModelsError
-from ...formula import TRANSFORMS
+from ...errors import MixedModelsError
 from . import evaluation
 from .contrasts import ContrastResults, t_test, wald_test
 from .fitting import FitOutcome, FittedState
@@ -421,17 +420,12 @@ class MixedLMResults:
             labels = self.model.data.row_labels
             return pd.Series(values, index=labels) if self._pandas else values
         if formula is not None and transform and not isinstance(exog, np.ndarray):
-            from ...design import as_data_frame
+            from ...inference.predict import NewRows, design_fixed_matrix
 
-            frame = as_data_frame(exog)
-            try:
-                matrix = formula.design.fixed_spec.get_model_matrix(
-                    frame, context=TRANSFORMS, na_action="ignore"
-                )
-            except Exception as err:
-                raise DataError(f"cannot build the fixed effects for the new data: {err}") from err
-            x = np.asarray(matrix, dtype=np.float64)[:, formula.fixed_columns]
-            return pd.Series(x @ beta, index=frame.index)
+            # Read as the fit read its data: unseen levels refused, missing rows NaN.
+            rows = NewRows.read(formula.design, exog)
+            x = design_fixed_matrix(formula.design, rows)
+            return pd.Series(x @ beta, index=rows.frame.index)
         return self.model.predict(beta, np.asarray(exog, dtype=np.float64))
 
     # -- tests --------------------------------------------------------------------------
