@@ -32,6 +32,7 @@ __all__ = [
     "check_rows_left",
     "check_weights",
     "no_rows_left",
+    "warn_predictor_scales",
     "weights_array",
 ]
 
@@ -178,6 +179,11 @@ def weights_array(weights: object, data: pd.DataFrame) -> np.ndarray:
             f"{label} must have one value per row of the data ({len(data)}), "
             f"got shape {np.shape(weights)}"
         )
+    if isinstance(weights, pd.Series) and pd.api.types.is_numeric_dtype(weights.dtype):
+        if not pd.api.types.is_bool_dtype(weights.dtype):
+            return weights.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    if isinstance(weights, np.ndarray) and weights.dtype.kind in "iuf":
+        return np.array(weights, dtype=np.float64)
     try:
         values = pd.to_numeric(pd.Series(np.asarray(weights, dtype=object)))
         return np.array(values, dtype=np.float64)
@@ -328,10 +334,16 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
     if x.shape[0] < 2:
         return
     indicator = ((x == 0.0) | (x == 1.0)).all(axis=0)
-    continuous = [j for j in range(x.shape[1]) if not indicator[j]]
+    warn_predictor_scales(x.std(axis=0, ddof=1), indicator, names)
+
+
+def warn_predictor_scales(sd: np.ndarray, indicator: np.ndarray, names: Sequence[str]) -> None:
+    """:func:`check_predictor_scales` from the columns' standard deviations and whether each
+    is a 0/1 indicator (what a pass over the rows in parts can sum up)."""
+    continuous = [j for j in range(len(sd)) if not indicator[j]]
     if not continuous:
         return
-    sd = x[:, continuous].std(axis=0, ddof=1)
+    sd = np.asarray(sd, dtype=np.float64)[continuous]
     usable = sd > 0
     if not usable.any():
         return

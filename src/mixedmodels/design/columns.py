@@ -42,6 +42,7 @@ from ..formula import ParsedFormula
 from .levels import level_label
 
 __all__ = [
+    "check_column_names",
     "grouping_column",
     "is_numeric_column",
     "matrix_columns",
@@ -273,6 +274,16 @@ def matrix_columns(parsed: ParsedFormula) -> set[str]:
     return names
 
 
+def check_column_names(in_matrices: set[str]) -> None:
+    """Refuse a column named ``Intercept`` among the columns the matrices read: formulaic's
+    intercept column has that name, and the two would be taken for one."""
+    if _INTERCEPT in in_matrices:
+        raise DataError(
+            f"column {_INTERCEPT!r} cannot be used in the formula: the intercept's column "
+            "has that name, and the two would be taken for one; rename the column"
+        )
+
+
 def read_columns(parsed: ParsedFormula, given: Mapping[str, pd.Series]) -> dict[str, pd.Series]:
     """Each column the formula uses as the model reads it (see the module's docstring).
 
@@ -284,11 +295,7 @@ def read_columns(parsed: ParsedFormula, given: Mapping[str, pd.Series]) -> dict[
         that name: the two would be taken for one).
     """
     in_matrices = matrix_columns(parsed)
-    if _INTERCEPT in in_matrices:
-        raise DataError(
-            f"column {_INTERCEPT!r} cannot be used in the formula: the intercept's column "
-            "has that name, and the two would be taken for one; rename the column"
-        )
+    check_column_names(in_matrices)
     return {
         name: predictor_column(name, column)
         if name in in_matrices

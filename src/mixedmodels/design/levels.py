@@ -103,6 +103,13 @@ class Levels:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def categories(self) -> pd.Index:
+        """``values`` as the categories of a pandas categorical (a plain Index)."""
+        if isinstance(self.values, pd.CategoricalIndex):
+            return pd.Index(self.values.categories)
+        return self.values
+
     def codes(self, values: Any) -> np.ndarray:
         """The level of each of ``values`` by its canonical text (−1: unknown or missing)."""
         if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):

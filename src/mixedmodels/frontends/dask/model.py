@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...design.checks import check_grouping_factors, check_random_effects_size
+from ...design.checks import (
+    check_grouping_factors,
+    check_missing_option,
+    check_random_effects_size,
+    check_response,
+    warn_predictor_scales,
+)
+from ...design.columns import check_column_names, matrix_columns
 from ...engine.blocks import CrossProducts
 from ...engine.terms import TermStructure
 from ...errors import DataError, FormulaError, RankDeficiencyWarning, user_stacklevel
@@ -30,6 +37,7 @@ from ...progress import step_bar
 from .detect import is_dask_dataframe
 from .passes import (
     SPLIT_EVERY,
+    Gram,
     Plan,
     partition_blocks,
     partition_gram,
@@ -92,8 +100,7 @@ def dask_model(
     """
     if not is_dask_dataframe(data):
         raise DataError(f"data must be a Dask DataFrame, not {type(data).__name__}")
-    if missing not in ("drop", "raise"):
-        raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
+    check_missing_option(missing)
     parsed = parse_formula(formula)
     if not parsed.random:
         raise FormulaError(
@@ -107,6 +114,7 @@ def dask_model(
             f"column {absent[0]!r} used in the formula is not in the data "
             f"(columns: {', '.join(map(str, data.columns[:20]))})"
         )
+    check_column_names(matrix_columns(parsed))
     wcol = check_weights_column(weights, data.columns)
     with step_bar(3, "Dask passes", enabled=progress, unit="pass") as bar:
         return _build(parsed, data, columns, wcol, reml, missing, split_every, bar)
@@ -137,8 +145,6 @@ def _build(
         )
     if scan.n_rows - scan.n_bad == 0:
         raise DataError("no rows left to fit (the data are empty or every row has a missing value)")
-    if scan.min_weight < 0:
-        raise DataError("weights must be non-negative")
     plan, labels = make_plan(parsed, columns, wcol, scan, factor_columns, data.dtypes)
 
     # Pass 2: XᵀX and Xᵀy, for the rank check and the least-squares β₀.
@@ -146,8 +152,11 @@ def _build(
     plan_ref = dask.delayed(plan, traverse=False)
     gram_task = dask.delayed(partition_gram, pure=True)
     grams = [gram_task(p, plan_ref) for p in parts]
-    xtx, xty = dask.compute(tree_reduce(grams, sum_grams, split_every))[0]
+    gram: Gram = dask.compute(tree_reduce(grams, sum_grams, split_every))[0]
     bar.update()
+    # The in-memory checks of y and X, from the sums.
+    check_response(np.array([gram.y_min, gram.y_max]), parsed.response_label)
+    xtx, xty = gram.xtx, gram.xty
     aliased = aliased_from_gram(xtx) if len(names) else []
     dropped = [names[j] for j in aliased]
     if aliased:
@@ -161,6 +170,12 @@ def _build(
     if plan.keep:
         kept = np.ix_(plan.keep, plan.keep)
         plan.beta_offset = np.linalg.lstsq(xtx[kept], xty[plan.keep], rcond=None)[0]
+        if gram.n >= 2:
+            warn_predictor_scales(
+                gram.column_sd()[plan.keep],
+                gram.indicator[plan.keep],
+                [names[j] for j in plan.keep],
+            )
 
     # Pass 3: the partial blocks, summed in a tree.
     plan_ref = dask.delayed(plan, traverse=False)

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from ...design import group_codes
-from ...design.checks import check_finite
+from ...design.checks import check_finite, check_weights, weights_array
+from ...design.columns import is_numeric_column, predictor_column
+from ...design.levels import Levels, factor_codes, level_labels
 from ...engine.blocks import CrossProducts
 from ...engine.blocks import cross_products as _cross_products
 from ...errors import DataError
@@ -39,27 +41,19 @@ SPLIT_EVERY = 8
 # -- level sets -----------------------------------------------------------------------
 
 
-def lookup(levels: pd.Index, values: pd.Series) -> np.ndarray:
-    """Position of each value in ``levels`` (−1 where absent or missing)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        # Look the few categories up once instead of every row.
-        per_category = levels.get_indexer(values.cat.categories)
-        codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, per_category[codes], -1)
-    return levels.get_indexer(values)
+def lookup(levels: Levels, values: pd.Series) -> np.ndarray:
+    """Position of each value among ``levels`` by canonical text (−1 where absent or missing)."""
+    return levels.codes(values)
 
 
-def ordered_levels(values: pd.Series) -> pd.Index:
-    """The distinct values of a column in the order the in-memory path gives them.
+def ordered_levels(values: pd.Series) -> Levels:
+    """The distinct values of a column as levels, in the order the in-memory path gives them.
 
     A categorical column keeps its categories' order (those that occur), any
-    other column is sorted, as ``pd.factorize(sort=True)`` and formulaic do.
+    other column is sorted; values with the same canonical text are one level
+    (:mod:`mixedmodels.design.levels`).
     """
-    _, uniques = pd.factorize(values, sort=True)
-    if isinstance(uniques, (pd.Categorical, pd.CategoricalIndex)):
-        # The values that occur, in category order; unused categories go.
-        uniques = np.asarray(uniques)
-    return pd.Index(uniques)
+    return factor_codes(values)[1]
 
 
 @dataclass
@@ -67,7 +61,7 @@ class GroupLevels:
     """The levels of one grouping factor (one column, or an interaction ``a:b``)."""
 
     columns: tuple[str, ...]
-    factor_levels: list[pd.Index]
+    factor_levels: list[Levels]
     labels: pd.Index
     # Sorted combined keys of the combinations that occur (interactions only).
     keys: np.ndarray | None = None
@@ -104,7 +98,7 @@ class GroupLevels:
         return np.where(found, pos, -1).astype(np.int32)
 
 
-def combined_key(levels: list[pd.Index], frame: pd.DataFrame, columns: Sequence[str]):
+def combined_key(levels: list[Levels], frame: pd.DataFrame, columns: Sequence[str]):
     """One int64 per row for a combination; the last factor is the most significant
     digit, as :func:`~mixedmodels.design.group_codes` orders interactions. −1 if any
     factor's value is unknown."""
@@ -129,17 +123,36 @@ class Scan:
     na_counts: dict[str, int]
     combos: dict[tuple[str, ...], pd.DataFrame]
     sample: pd.DataFrame
-    min_weight: float = np.inf
 
 
 def complete_rows(
     frame: pd.DataFrame, columns: list[str], weights: str | None
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows with every used column present (and a finite weight), as the in-memory path."""
+    """Rows with every used column present (and a weight), as the in-memory path."""
     bad = frame[columns].isna().any(axis=1).to_numpy().copy()
     if weights is not None:
-        bad |= ~np.isfinite(frame[weights].to_numpy(dtype=np.float64, na_value=np.nan))
+        bad |= np.isnan(weights_array(weights, frame))
     return frame.loc[~bad], bad
+
+
+def check_values(frame: pd.DataFrame, read: Sequence[str], factors: Sequence[str]) -> None:
+    """The in-memory reader's refusals (:mod:`mixedmodels.design.columns`) on a partition.
+
+    ``read`` are the columns the matrices read; ``factors`` those of them whose
+    dtype made them factors when the fit was planned.  A column whose dtype
+    says text but that holds numbers (Decimals in an object column) would be
+    read as numbers in memory: it is refused, as partitions must all read it
+    alike.
+    """
+    for name in read:
+        column = predictor_column(name, frame[name])
+        if name in factors and is_numeric_column(column) and column.notna().any():
+            raise DataError(
+                f"column {name!r} has dtype {frame[name].dtype} but holds numbers "
+                f"({type(frame[name].dropna().iloc[0]).__name__}); give it a numeric dtype "
+                f"(ddf[{name!r}] = ddf[{name!r}].astype(float)) so that it is read as numbers, "
+                "or text (.astype(str)) for a factor"
+            )
 
 
 def scan_partition(
@@ -147,19 +160,21 @@ def scan_partition(
     columns: list[str],
     level_sets: list[tuple[str, ...]],
     weights: str | None,
+    read: Sequence[str] = (),
+    factors: Sequence[str] = (),
 ) -> Scan:
+    check_values(frame, read, factors)
     complete, bad = complete_rows(frame, columns, weights)
+    if weights is not None:
+        # As in memory: infinite, negative or zero weights of rows used are refused.
+        check_weights(weights_array(weights, complete), complete.index)
     combos = {cols: complete[list(cols)].drop_duplicates() for cols in level_sets}
-    min_weight = np.inf
-    if weights is not None and len(complete):
-        min_weight = float(complete[weights].min())
     return Scan(
         n_rows=len(frame),
         n_bad=int(bad.sum()),
         na_counts={c: int(n) for c, n in frame[columns].isna().sum().items()},
         combos=combos,
         sample=complete.iloc[:1],
-        min_weight=min_weight,
     )
 
 
@@ -174,7 +189,6 @@ def merge_scans(*scans: Scan) -> Scan:
             for key in first.combos
         },
         sample=next((s.sample for s in scans if len(s.sample)), first.sample),
-        min_weight=min(s.min_weight for s in scans),
     )
 
 
@@ -190,13 +204,16 @@ class Plan:
     weights: str | None
     # Factor columns of X and Z → their global levels; ``convert`` lists the
     # ones made pandas Categoricals (the others are numbers inside C()).
-    factor_levels: dict[str, pd.Index]
+    factor_levels: dict[str, Levels]
     convert: list[str]
     fixed_specs: Any
     term_specs: list[Any]
     groups: list[GroupLevels]
     # Columns a prediction reads (no response, no weights).
     predictors: list[str] = field(default_factory=list)
+    # Columns the matrices read (the response's, the fixed part's, the terms'
+    # left-hand sides'), checked as in memory.
+    matrix_columns: list[str] = field(default_factory=list)
     # The random-effects terms in the engine's order (as ``groups``).
     random_specs: list[RandomTermSpec] = field(default_factory=list)
     # Columns of X kept after the rank check, and β₀ of the y − Xβ₀ the blocks
@@ -211,8 +228,12 @@ class Plan:
     def factorize(self, frame: pd.DataFrame, *, strict: bool) -> pd.DataFrame:
         """Give the factor columns their global categories.
 
-        With ``strict``, a value that is not a known level is an error (new data
-        in ``predict``); the model's own rows always pass.
+        With ``strict`` (new data in ``predict``) the rows are read as the fit
+        read its own: a value that is not a known level is an error naming the
+        column and the level, a number column must hold numbers, and a
+        factor's values are replaced by the fit's own value of their level
+        (matched by canonical text: 308.0 is the level 308).  The model's own
+        rows always pass.
         """
         frame = frame.copy()
         for name, levels in self.factor_levels.items():
@@ -224,13 +245,35 @@ class Plan:
                 if unseen.any():
                     value = frame[name].to_numpy()[np.flatnonzero(unseen)[0]]
                     raise DataError(
-                        f"column {name!r} has level {value!r}, which the model was not "
-                        f"fitted with (its levels: {', '.join(map(str, levels[:10]))}"
-                        f"{', ...' if len(levels) > 10 else ''})"
+                        f"column {name!r} has level {level_labels([value])[0]!r}, which the "
+                        f"model was not fitted with (its levels: {levels.shown()})"
                     )
             if name in self.convert:
-                frame[name] = pd.Categorical.from_codes(codes, categories=levels)
+                frame[name] = pd.Categorical.from_codes(
+                    np.maximum(codes, 0) if strict else codes, categories=levels.categories
+                )
+            elif strict:
+                frame[name] = levels.values.take(np.maximum(codes, 0)).to_numpy()
+        if strict:
+            for name in self.numeric_predictors:
+                if name in frame.columns and not is_numeric_column(
+                    predictor_column(name, frame[name])
+                ):
+                    raise DataError(
+                        f"column {name!r} holds numbers in the data the model was fitted to, "
+                        f"but {frame[name].dtype} values in the new data"
+                    )
         return frame
+
+    @property
+    def numeric_predictors(self) -> list[str]:
+        """Columns the fixed part and the terms' left-hand sides read as numbers."""
+        group = {c for spec in self.random_specs for c in spec.group}
+        return [
+            c
+            for c in self.predictors
+            if c not in self.factor_levels and (c not in group or c in self.matrix_columns)
+        ]
 
     def random_parts(self, frame: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray]]:
         codes = [g.codes(frame) for g in self.groups]
@@ -257,19 +300,61 @@ def fixed_part(frame: pd.DataFrame, plan: Plan) -> tuple[pd.DataFrame, np.ndarra
     return frame, x, y
 
 
-def partition_gram(frame: pd.DataFrame, plan: Plan) -> tuple[np.ndarray, np.ndarray] | None:
+@dataclass
+class Gram:
+    """XᵀX and Xᵀy of some rows, and what the in-memory checks need of y and X."""
+
+    xtx: np.ndarray
+    xty: np.ndarray
+    x_sum: np.ndarray
+    n: int
+    # Per column of X, whether every value is 0 or 1.
+    indicator: np.ndarray
+    y_min: float
+    y_max: float
+
+    def __add__(self, other: Gram) -> Gram:
+        return Gram(
+            self.xtx + other.xtx,
+            self.xty + other.xty,
+            self.x_sum + other.x_sum,
+            self.n + other.n,
+            self.indicator & other.indicator,
+            min(self.y_min, other.y_min),
+            max(self.y_max, other.y_max),
+        )
+
+    def column_sd(self) -> np.ndarray:
+        """Standard deviations of the columns of X (ddof 1), from the sums."""
+        mean = self.x_sum / self.n
+        var = (np.diagonal(self.xtx) - self.n * mean**2) / max(self.n - 1, 1)
+        return np.sqrt(np.maximum(var, 0.0))
+
+
+def partition_gram(frame: pd.DataFrame, plan: Plan) -> Gram | None:
     """XᵀX and Xᵀy of one partition (unweighted, as the in-memory rank check)."""
     frame, x, y = fixed_part(frame, plan)
     if frame.empty:
         return None
-    return x.T @ x, x.T @ y
+    return Gram(
+        xtx=x.T @ x,
+        xty=x.T @ y,
+        x_sum=x.sum(axis=0),
+        n=len(y),
+        indicator=((x == 0.0) | (x == 1.0)).all(axis=0),
+        y_min=float(y.min()),
+        y_max=float(y.max()),
+    )
 
 
-def sum_grams(*parts: tuple[np.ndarray, np.ndarray] | None):
+def sum_grams(*parts: Gram | None) -> Gram | None:
     present = [p for p in parts if p is not None]
     if not present:
         return None
-    return sum(p[0] for p in present), sum(p[1] for p in present)
+    total = present[0]
+    for part in present[1:]:
+        total = total + part
+    return total
 
 
 def partition_blocks(frame: pd.DataFrame, plan: Plan) -> CrossProducts | None:

@@ -16,6 +16,8 @@ import pandas as pd
 import scipy.linalg
 
 from ...design import RANK_TOLERANCE
+from ...design.columns import matrix_columns, predictor_column
+from ...design.levels import Levels
 from ...errors import DataError, FormulaError
 from ...formula import TRANSFORMS, ParsedFormula
 from .passes import (
@@ -52,7 +54,7 @@ def _inside_c(name: str, parsed: ParsedFormula) -> bool:
     return name in parsed.factor_columns
 
 
-def _prototype(scan: Scan, factor_levels: dict[str, pd.Index], columns: list[str]):
+def _prototype(scan: Scan, factor_levels: dict[str, Levels], columns: list[str]):
     """A small frame holding every level of every factor column, from which formulaic
     learns specs that encode all partitions alike."""
     n = max([1, *(len(lev) for lev in factor_levels.values())])
@@ -61,7 +63,7 @@ def _prototype(scan: Scan, factor_levels: dict[str, pd.Index], columns: list[str
         if name in factor_levels:
             lev = factor_levels[name]
             values = np.resize(np.arange(len(lev)), n)
-            proto[name] = pd.Categorical.from_codes(values, categories=lev)
+            proto[name] = pd.Categorical.from_codes(values, categories=lev.categories)
         else:
             proto[name] = np.repeat(scan.sample[name].to_numpy()[:1], n)
     return pd.DataFrame(proto)
@@ -159,8 +161,14 @@ def learn_levels(
     ]
     level_sets = list(dict.fromkeys([t.group for t in parsed.random]))
     level_sets += [(c,) for c in factor_columns if (c,) not in level_sets]
+    read = [c for c in columns if c in matrix_columns(parsed)]
+    # The values of each column the matrices read, checked as in memory.
+    for name in read:
+        predictor_column(name, pd.Series([], dtype=dtypes[name], name=name))
     scan_task = dask.delayed(scan_partition, pure=True)
-    scans = [scan_task(p, columns, level_sets, weights) for p in parts]
+    # Factors by their dtype (not numbers inside C()).
+    by_dtype = [c for c in factor_columns if not pd.api.types.is_numeric_dtype(dtypes[c])]
+    scans = [scan_task(p, columns, level_sets, weights, read, by_dtype) for p in parts]
     return dask.compute(tree_reduce(scans, merge_scans, split_every))[0], factor_columns
 
 
@@ -200,6 +208,7 @@ def make_plan(
         # The workers' copy leaves out the level labels (strings, maybe millions).
         groups=[groups[i].for_workers() for i in order],
         predictors=_predictor_columns(parsed, columns),
+        matrix_columns=[c for c in columns if c in matrix_columns(parsed)],
         random_specs=[parsed.random[i] for i in order],
     )
     return plan, [groups[i].labels for i in order]

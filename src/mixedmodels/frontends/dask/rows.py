@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ...design.levels import level_labels
 from ...errors import DataError, RowsNeededError
 from ...formula import TRANSFORMS
 from ...results.state import FittedState
@@ -132,18 +133,7 @@ def _partition_values(
     """Fitted values, residuals or predictions of one partition's rows."""
     plan = estimates.plan
     if kind == "predict":
-        absent = [c for c in plan.predictors if c not in frame.columns]
-        if absent:
-            raise DataError(f"column {absent[0]!r} used by the model is not in newdata")
-        # Every row gets a value; those with a missing predictor get NaN.
-        rows = frame.loc[:, plan.predictors]
-        complete = rows.loc[~rows.isna().any(axis=1).to_numpy()]
-        result = pd.Series(np.nan, index=frame.index, name=kind, dtype=np.float64)
-        if not complete.empty:
-            complete = plan.factorize(complete, strict=True)
-            values = _linear_predictor(complete, estimates, random, allow_new_levels)
-            result.loc[~rows.isna().any(axis=1).to_numpy()] = values
-        return result
+        return _predictions(frame, estimates, random, allow_new_levels)
     used, _ = complete_rows(frame, plan.columns, plan.weights)
     if used.empty:
         return pd.Series(np.empty(0), index=used.index, name=kind)
@@ -156,6 +146,33 @@ def _partition_values(
     if kind == "scaled_residuals" and plan.weights is not None:
         resid = resid * np.sqrt(used[plan.weights].to_numpy(dtype=np.float64))
     return pd.Series(resid, index=used.index, name=kind)
+
+
+def _predictions(
+    frame: pd.DataFrame, estimates: Estimates, random: bool, allow_new_levels: bool
+) -> pd.Series:
+    """Predictions for one partition of new rows, read as the in-memory ``predict`` reads
+    them: a row with a missing value in a column the prediction needs is NaN; unseen
+    factor levels are refused; a missing or unseen grouping level is refused unless
+    ``allow_new_levels``."""
+    plan = estimates.plan
+    fixed = list(plan.parsed.fixed_part.columns)
+    lhs = [c for spec in plan.random_specs for c in spec.part.columns] if random else []
+    groups = [c for spec in plan.random_specs for c in spec.group] if random else []
+    absent = [c for c in dict.fromkeys(fixed + lhs + groups) if c not in frame.columns]
+    if absent:
+        raise DataError(f"column {absent[0]!r} used by the model is not in newdata")
+    values_read = list(dict.fromkeys(fixed + lhs))
+    incomplete = (
+        frame[values_read].isna().any(axis=1).to_numpy()
+        if values_read
+        else np.zeros(len(frame), dtype=bool)
+    )
+    result = np.full(len(frame), np.nan)
+    if not incomplete.all():
+        rows = plan.factorize(frame.loc[~incomplete], strict=True)
+        result[~incomplete] = _linear_predictor(rows, estimates, random, allow_new_levels)
+    return pd.Series(result, index=frame.index, name="predict")
 
 
 def _linear_predictor(
@@ -176,13 +193,24 @@ def _linear_predictor(
     for group, c, zi, modes in zip(plan.groups, codes, z, estimates.modes, strict=True):
         unseen = c < 0
         if unseen.any() and not allow_new_levels:
-            row = frame.iloc[int(np.flatnonzero(unseen)[0])]
-            level = ":".join(str(row[col]) for col in group.columns)
-            raise DataError(
-                f"level {level!r} of grouping factor {':'.join(group.columns)!r} was not "
-                "in the data the model was fitted to; use allow_new_levels=True to give "
-                "it a zero random effect"
-            )
+            _refuse_level(frame, group.columns, int(np.flatnonzero(unseen)[0]))
         contribution = np.einsum("nq,nq->n", zi, modes[np.maximum(c, 0)])
         values = values + np.where(unseen, 0.0, contribution)
     return values
+
+
+def _refuse_level(frame: pd.DataFrame, columns: tuple[str, ...], row: int) -> None:
+    """The in-memory predict's error for a missing or unseen level of a grouping factor."""
+    factor = ":".join(columns)
+    labels = level_labels([frame[col].iloc[row] for col in columns])
+    if any(label is None for label in labels):
+        n_rows = int(frame[list(columns)].isna().any(axis=1).sum())
+        raise DataError(
+            f"grouping factor {factor!r} is missing in {n_rows} row{'s' if n_rows > 1 else ''} "
+            f"of the new data (first at row {frame.index[row]!r}); pass allow_new_levels=True "
+            "to predict them with a zero random effect (lme4 refuses them too)"
+        )
+    raise DataError(
+        f"level {':'.join(labels)!r} of grouping factor {factor!r} was not in the data the "
+        "model was fitted to; pass allow_new_levels=True to predict it with a zero random effect"
+    )
