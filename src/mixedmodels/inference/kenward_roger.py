@@ -18,7 +18,6 @@ the Woodbury identity Σ⁻¹ = σ⁻²(I − U M⁻¹ Uᵀ), U = ZΛ, M = UᵀU
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +27,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..errors import MixedModelsError
+from .cache import StateCache
 
 if TYPE_CHECKING:
     from ..design import Design
@@ -46,7 +46,7 @@ class KenwardRogerInfo:
 
 
 # Per fitted state (immutable), the adjustment computed at it.
-_CACHE: weakref.WeakKeyDictionary[FittedState, KenwardRogerInfo] = weakref.WeakKeyDictionary()
+_CACHE: StateCache[FittedState, KenwardRogerInfo] = StateCache()
 
 
 def random_effects_matrix(design: Design) -> sp.csr_matrix:
@@ -93,10 +93,11 @@ def _sandwich(left: np.ndarray, sel: tuple[np.ndarray, np.ndarray], right: np.nd
 
 def kenward_roger_info(model: LinearMixedModel) -> KenwardRogerInfo:
     """Φ, Φ_A, the Pᵣ and W at the fit (cached on the model)."""
+    return _CACHE.get(model.state, lambda: _kenward_roger_info(model))
+
+
+def _kenward_roger_info(model: LinearMixedModel) -> KenwardRogerInfo:
     state = model.state
-    cached = _CACHE.get(state)
-    if cached is not None:
-        return cached
     if not model.reml:
         raise MixedModelsError(
             "Kenward-Roger's method needs a REML fit (as in lmerTest and pbkrtest): "
@@ -194,7 +195,6 @@ def kenward_roger_info(model: LinearMixedModel) -> KenwardRogerInfo:
         p_matrices=p_mats,
         w=w,
     )
-    _CACHE[state] = result
     return result
 
 

@@ -18,7 +18,6 @@ refreshed at perturbed θ.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ import scipy.linalg
 from scipy import stats
 
 from ..progress import counting, step_bar
+from .cache import StateCache
 from .derivatives import evaluation_count, gradient_and_hessian
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..results.state import FittedState
 
 # Per fitted state (immutable), what Satterthwaite's method computed at it.
-_CACHE: weakref.WeakKeyDictionary[FittedState, VarianceParameterInfo] = weakref.WeakKeyDictionary()
+_CACHE: StateCache[FittedState, VarianceParameterInfo] = StateCache()
 # lmerTest drops eigenvalues of H below this when inverting it.
 _EIGEN_TOLERANCE = 1e-8
 
@@ -92,10 +92,13 @@ def variance_parameter_info(
     ``progress`` (see :mod:`mixedmodels.progress`): a bar ticking per
     evaluation of the factor, shown by default when they take seconds.
     """
+    return _CACHE.get(model.state, lambda: _variance_parameter_info(model, progress))
+
+
+def _variance_parameter_info(
+    model: LinearMixedModel, progress: bool | None
+) -> VarianceParameterInfo:
     state = model.state
-    cached = _CACHE.get(state)
-    if cached is not None:
-        return cached
     problem = model.problem
     theta = state.theta
     k = len(theta)
@@ -120,14 +123,12 @@ def variance_parameter_info(
     jac = np.empty((p, p, k + 1))
     jac[:, :, :k] = sigma**2 * grad[2:].reshape(p, p, k)
     jac[:, :, k] = 2.0 * sigma * unscaled
-    info = VarianceParameterInfo(
+    return VarianceParameterInfo(
         vcov_beta=state.vcov,
         vcov_varpar=2.0 * h_inv,
         jacobian=jac,
         hessian=h,
     )
-    _CACHE[state] = info
-    return info
 
 
 def contrast_df(info: VarianceParameterInfo, contrast: np.ndarray) -> tuple[float, float]:
