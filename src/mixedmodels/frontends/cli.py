@@ -24,79 +24,42 @@ import argparse
 import io
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .. import __version__, datasets
 from ..errors import CommandError, MixedModelsError
-from ..formula import parse_formula
+from ..formula import parse_formula, r_name
 from ..models.lmm import LinearMixedModel
 from ..results.summary import ModelSummary, summarize
+from .data_file import DEFAULT_MAX_BYTES, parse_size, read_table
 
 PROG = "mixedmodels"
 DDF_METHODS = ("satterthwaite", "kenward-roger", "none")
-_PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 # -- reading the data ---------------------------------------------------------------
 
 
-def read_data(source: str, stdin: io.TextIOBase | None = None) -> tuple[pd.DataFrame, str]:
+def read_data(
+    source: str, stdin: io.TextIOBase | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[pd.DataFrame, str]:
     """Read the table a command names: a CSV or Parquet file, ``-``, or a bundled data set.
 
-    Parameters
-    ----------
-    source : str
-        A path ending in ``.parquet``/``.pq`` (Parquet) or anything else
-        (CSV, possibly compressed: pandas infers that from the suffix); ``-``
-        for CSV on standard input; or, when no such file exists, the name of a
-        bundled data set (``sleepstudy``).
-    stdin : text stream, optional
-        Where ``-`` reads from (default :data:`sys.stdin`).
+    See :func:`mixedmodels.frontends.data_file.read_table` (compressed files,
+    the bound ``max_bytes`` on what a stream or a decompressor gives).
 
     Returns
     -------
     (DataFrame, str)
         The data and the name to show in the summary.
     """
-    if source == "-":
-        text = (stdin or sys.stdin).read()
-        if not text.strip():
-            raise CommandError("no data on standard input")
-        return _read_csv(io.StringIO(text), "standard input"), "stdin"
-    path = Path(source)
-    if not path.exists():
-        if source.lower() in {n.lower() for n in datasets.names()}:
-            return datasets.load(source), source
-        raise CommandError(f"no such file: {source}")
-    if path.is_dir():
-        raise CommandError(f"{source} is a directory, not a data file")
-    if path.suffix.lower() in _PARQUET_SUFFIXES:
-        try:
-            frame = pd.read_parquet(path)
-        except ImportError as err:
-            raise CommandError(
-                "reading Parquet needs pyarrow: pip install 'mixedmodels[dask]' or pyarrow"
-            ) from err
-        except Exception as err:
-            raise CommandError(f"cannot read {source} as Parquet: {err}") from err
-        return frame, path.name
-    return _read_csv(path, source), path.name
-
-
-def _read_csv(handle: Any, label: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(handle)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise CommandError(f"cannot read {label} as CSV: {err}") from err
-    if frame.shape[1] < 2:
-        raise CommandError(f"{label} has {frame.shape[1]} column(s): is it really a CSV file?")
-    return frame
+    return read_table(source, stdin=stdin, max_bytes=max_bytes)
 
 
 # -- fitting --------------------------------------------------------------------------
@@ -114,13 +77,18 @@ def with_groups(formula: str, groups: str | None) -> str:
     'Weight ~ Time + (1 | Pig)'
     >>> with_groups("Weight ~ Time + (Time | Pig)", "Pig")
     'Weight ~ Time + (Time | Pig)'
+    >>> with_groups("y ~ x", "my group")
+    'y ~ x + (1 | `my group`)'
     """
     if not groups:
         return formula
     parsed = parse_formula(formula)
     if any(term.group == (groups,) for term in parsed.random):
         return formula
-    return f"{formula} + (1 | {groups})"
+    if "`" in groups:
+        raise CommandError(f"--groups {groups!r}: a column name cannot hold a backtick here")
+    # A name R would not read bare ("my group") goes in backticks.
+    return f"{formula} + (1 | {r_name(groups)})"
 
 
 def fit_model(
@@ -219,7 +187,7 @@ def result_document(
 
 
 def _cmd_fit(args: argparse.Namespace, out: io.TextIOBase) -> int:
-    data, data_name = read_data(args.data)
+    data, data_name = read_data(args.data, max_bytes=args.max_bytes)
     model, messages = fit_model(data, args.formula, ml=args.ml, groups=args.groups)
     model.data_name = data_name
     ddf = None if args.ddf == "none" else args.ddf
@@ -250,6 +218,7 @@ def _cmd_example(out: io.TextIOBase) -> int:
         ddf="satterthwaite",
         groups=None,
         json=False,
+        max_bytes=DEFAULT_MAX_BYTES,
     )
     return _cmd_fit(args, out)
 
@@ -260,6 +229,13 @@ def _cmd_datasets(args: argparse.Namespace, out: io.TextIOBase) -> int:
     else:
         out.write("\n".join(datasets.names()) + "\n")
     return 0
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a random intercept (1 | COL), as statsmodels' groups= does",
     )
     fit.add_argument("--json", action="store_true", help="print a JSON document instead")
+    fit.add_argument(
+        "--max-bytes",
+        metavar="SIZE",
+        type=_size,
+        default=DEFAULT_MAX_BYTES,
+        help="read at most SIZE (e.g. 500M, 4G; default 2G) from standard input, a pipe "
+        "or a compressed file",
+    )
     fit.set_defaults(handler=_cmd_fit)
 
     listing = commands.add_parser(
@@ -334,6 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = f"{type(err).__name__}: {err}"
     except KeyboardInterrupt:
         message = "interrupted"
+    except RecursionError:
+        message = "the input is nested too deeply to be read"
+    except Exception as err:
+        if os.environ.get("MIXEDMODELS_TRACEBACK"):
+            raise
+        # A fault of ours, not of the input: one line still, and how to see more.
+        message = (
+            f"internal error ({type(err).__name__}: {err}); please report it "
+            "(set MIXEDMODELS_TRACEBACK=1 for the traceback)"
+        )
     print(error_text(message), file=sys.stderr)
     return 1
 
