@@ -82,6 +82,35 @@ def finite_number(value: Any, name: str) -> float:
     return float(value)
 
 
+def theta(
+    value: Any, lower: np.ndarray, name: str = "theta", *, bounded: bool = True
+) -> np.ndarray:
+    """θ: finite numbers, one per relative covariance parameter (``len(lower)``), on or
+    above ``lower`` when ``bounded`` (a start below them is moved onto them by the
+    optimizer)."""
+    n = len(lower)
+    if value is None or isinstance(value, (str, bytes, dict)):
+        raise ArgumentError(f"{name} must be {n} numbers (one per θ), not {value!r}")
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"{name} must be {n} numbers (one per θ), not {value!r}") from None
+    if array.shape != np.shape(lower):
+        raise MixedModelsError(
+            f"{name} must have {n} value{'s' if n != 1 else ''} (one per θ), "
+            f"got shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise MixedModelsError(f"{name} must be finite, got {array}")
+    if bounded and np.any(array < lower):
+        below = int(np.flatnonzero(array < lower)[0])
+        raise MixedModelsError(
+            f"{name} is below its lower bound at position {below} ({array[below]:g} < 0): "
+            "the diagonal elements of each λ are non-negative"
+        )
+    return array
+
+
 def _listing(options: list[str]) -> str:
     quoted = [repr(o) for o in options]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]

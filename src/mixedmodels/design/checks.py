@@ -184,8 +184,13 @@ def weights_array(weights: object, data: pd.DataFrame) -> np.ndarray:
             return weights.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     if isinstance(weights, np.ndarray) and weights.dtype.kind in "iuf":
         return np.array(weights, dtype=np.float64)
+    boxed = np.asarray(weights, dtype=object)
+    text = next((v for v in boxed if isinstance(v, (str, bytes))), None)
+    if text is not None:
+        # pandas would read "1.5" as a number; R refuses non-numeric weights.
+        raise DataError(f"{label} must be numbers, not text such as {text!r}")
     try:
-        values = pd.to_numeric(pd.Series(np.asarray(weights, dtype=object)))
+        values = pd.to_numeric(pd.Series(boxed))
         return np.array(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise DataError(f"{label} must be numbers: {err}") from None

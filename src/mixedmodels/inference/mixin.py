@@ -72,6 +72,9 @@ class InferenceMixin:
         method = arguments.choice(
             ddf, "ddf", ["satterthwaite", "kenward-roger", "asymptotic"], _DDF_ALIASES
         )
+        conf_int = arguments.boolean(conf_int, "conf_int")
+        if conf_int:
+            level = arguments.level(level)
         beta = self.state.beta
         if method == "kenward-roger":
             se, df, p = kenward_roger_table(self)

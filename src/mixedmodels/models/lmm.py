@@ -165,7 +165,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
 
     def objective_at(self, theta: np.ndarray, reml: bool | None = None) -> float:
         """The REML criterion or ML deviance at θ (lme4's scale); the fit is not changed."""
-        return self.problem.objective(np.asarray(theta, dtype=np.float64), reml=reml)
+        theta = arguments.theta(theta, self.lower_bounds)
+        if reml is not None:
+            reml = arguments.boolean(reml, "reml")
+        return self.problem.objective(theta, reml=reml)
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -197,6 +200,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         """
         check_convergence = arguments.boolean(check_convergence, "check_convergence")
         warn = arguments.boolean(warn, "warn")
+        if isinstance(start, str):
+            start = arguments.choice(start, "start", ["lme4"])
+        elif start is not None:
+            start = arguments.theta(start, self.lower_bounds, "start", bounded=False)
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ArgumentError(
                 f"max_restarts must be a non-negative integer, not {max_restarts!r}"
@@ -235,13 +242,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         For results at another program's estimates (lme4's θ, say) or at a
         point of a grid; the design and the cross-products are shared.
         """
-        theta = np.asarray(theta, dtype=np.float64)
-        if theta.shape != self.lower_bounds.shape:
-            raise ValueError(
-                f"theta must have {len(self.lower_bounds)} values, got shape {theta.shape}"
-            )
-        if np.any(theta < self.lower_bounds):
-            raise ValueError("theta is below its lower bounds (diagonal elements of λ ≥ 0)")
+        theta = arguments.theta(theta, self.lower_bounds)
         given = OptimizationSummary(
             initial=theta,
             lower=self.lower_bounds.copy(),
