@@ -78,9 +78,35 @@ def level_labels(values: Any) -> pd.Index:
 
 def _distinct(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """Codes into the distinct values (missing: the position after the last)."""
-    codes, uniques = pd.factorize(pd.Series(values, copy=False), sort=False)
+    codes, uniques, _ = _factorize(pd.Series(values, copy=False), sort=False)
     uniques = np.asarray(uniques, dtype=object)
     return np.where(codes < 0, len(uniques), codes), uniques
+
+
+def _factorize(values: pd.Series, sort: bool) -> tuple[np.ndarray, Any, bool]:
+    """pandas' factorize, or by canonical text where values of several kinds are mixed.
+
+    Python takes ``True`` for ``1`` and ``False`` for ``0`` (they hash alike),
+    and so does pandas' factorize; in a column mixing kinds the values are told
+    apart by their text instead.  The third item says whether the uniques are
+    sorted.
+    """
+    mixed = isinstance(values.dtype, np.dtype) and values.dtype.kind == "O"
+    if mixed and pd.api.types.infer_dtype(values, skipna=True) in ("mixed", "mixed-integer"):
+        labels = pd.Series([level_label(v) for v in values], index=values.index, dtype=object)
+        codes, _ = pd.factorize(labels, sort=False)
+        first = np.unique(codes[codes >= 0], return_index=True)[1]
+        positions = np.flatnonzero(codes >= 0)[first]
+        order = np.argsort(codes[positions])
+        return codes, pd.Index(values.to_numpy()[positions[order]], dtype=object), False
+    if sort:
+        try:
+            codes, uniques = pd.factorize(values, sort=True)
+            return codes, uniques, True
+        except TypeError:
+            pass  # values that do not compare: sorted by text in _merged
+    codes, uniques = pd.factorize(values, sort=False)
+    return codes, uniques, False
 
 
 @dataclass(frozen=True)
@@ -147,12 +173,8 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         uniques = categories[present]
         values_index = pd.CategoricalIndex(uniques, categories=uniques, ordered=values.cat.ordered)
     else:
-        try:
-            codes, uniques = pd.factorize(values, sort=True)
-        except TypeError:
-            # Values that do not compare (1 and "1"): sorted by text in _merged.
-            codes, uniques = pd.factorize(values, sort=False)
-            unsorted = True
+        codes, uniques, in_order = _factorize(values, sort=True)
+        unsorted = not in_order
         codes = codes.astype(np.int64)
         values_index = pd.Index(uniques)
     labels = [level_label(v) for v in values_index]

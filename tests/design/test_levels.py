@@ -1,0 +1,162 @@
+"""Levels of factors by canonical text (design/levels.py): one spelling per value, as R's.
+
+R matches new data to a factor's levels by ``as.character``: the integer 308,
+the double 308 and the text "308" are one level.  These tests pin the
+spelling of each kind of value, the merging of values that share it, and (by
+hypothesis) that any encoding of the same values finds the same levels.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import fractions
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixedmodels.design.levels import factor_codes, level_label, level_labels
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        (308, "308"),
+        (308.0, "308"),
+        (np.int32(308), "308"),
+        (np.uint64(308), "308"),
+        (np.float64(308.0), "308"),
+        (decimal.Decimal("308"), "308"),
+        (decimal.Decimal("308.000"), "308"),
+        (decimal.Decimal("308.50"), "308.5"),
+        (fractions.Fraction(3, 2), "1.5"),
+        (fractions.Fraction(6, 2), "3"),
+        (0.1, "0.1"),
+        (np.float32(0.1), "0.1"),  # the float32's own shortest spelling
+        (-0.0, "0"),
+        (1e20, "100000000000000000000"),
+        (2.5e-8, "2.5e-08"),
+        (float("inf"), "Inf"),
+        (float("-inf"), "-Inf"),
+        (True, "TRUE"),
+        (np.bool_(False), "FALSE"),
+        ("308", "308"),
+        ("308.0", "308.0"),  # text is itself, as in R
+        (2**70, str(2**70)),
+        (decimal.Decimal(2**70), str(2**70)),  # exact, not through a float
+        (datetime.date(2020, 1, 2), "2020-01-02"),
+        (pd.Interval(0, 1), "(0, 1]"),
+    ],
+)
+def test_each_kind_of_value_has_one_spelling(value, label):
+    assert level_label(value) == label
+
+
+@pytest.mark.parametrize(
+    "value", [None, np.nan, float("nan"), pd.NA, pd.NaT, decimal.Decimal("NaN")]
+)
+def test_missing_values_have_no_level(value):
+    assert level_label(value) is None
+
+
+def test_values_sharing_a_spelling_share_a_level():
+    # A column holding 1 and "1" has one level "1", as in R (which cannot hold both).
+    codes, levels = factor_codes(pd.Series([1, "1", 2, 1.0, None, "b"], dtype=object))
+    assert list(levels.labels) == ["1", "2", "b"]
+    np.testing.assert_array_equal(codes, [0, 0, 1, 0, -1, 2])
+
+
+def test_numbers_sort_by_value_text_by_text():
+    _, numbers = factor_codes(pd.Series([10.0, 2.0, 308.0, 2.0]))
+    assert list(numbers.labels) == ["2", "10", "308"]
+    _, text = factor_codes(pd.Series(["10", "2", "308"]))
+    assert list(text.labels) == ["10", "2", "308"]
+
+
+def test_categorical_keeps_its_order_and_drops_unused_categories():
+    values = pd.Series(pd.Categorical(["x", "y", None, "x"], categories=["z", "y", "x"]))
+    codes, levels = factor_codes(values)
+    assert list(levels.labels) == ["y", "x"]
+    np.testing.assert_array_equal(codes, [1, 0, -1, 1])
+    assert list(levels.categories) == ["y", "x"]
+
+
+def test_categorical_of_numbers_is_spelled_as_numbers():
+    values = pd.Series(pd.Categorical([308.0, 309.0, 308.0]))
+    _, levels = factor_codes(values)
+    assert list(levels.labels) == ["308", "309"]
+
+
+def test_new_values_are_found_by_spelling():
+    _, levels = factor_codes(pd.Series([308, 309, 310]))
+    found = levels.codes(pd.Series([309.0, "308", None, 311, decimal.Decimal(310)], dtype=object))
+    np.testing.assert_array_equal(found, [1, 0, -1, -1, 2])
+    categorical = pd.Series(pd.Categorical(["310", "999", None]))
+    np.testing.assert_array_equal(levels.codes(categorical), [2, -1, -1])
+
+
+def test_level_labels_keep_missing_as_none():
+    assert list(level_labels([1, None, 2.0, "a"])) == ["1", None, "2", "a"]
+
+
+# -- property: any encoding of the same values finds the same levels -----------------
+
+_ENCODINGS = {
+    "int64": lambda v: pd.Series(v, dtype=np.int64),
+    "float64": lambda v: pd.Series(v, dtype=np.float64),
+    "Int64": lambda v: pd.Series(v, dtype="Int64"),
+    "text": lambda v: pd.Series([str(x) for x in v], dtype=object),
+    "str": lambda v: pd.Series([str(x) for x in v]).astype("str"),
+    "string": lambda v: pd.Series([str(x) for x in v], dtype="string"),
+    "category": lambda v: pd.Series(pd.Categorical(v)),
+    "text category": lambda v: pd.Series(pd.Categorical([str(x) for x in v])),
+    "decimal": lambda v: pd.Series([decimal.Decimal(x) for x in v], dtype=object),
+    "mixed": lambda v: pd.Series([x if i % 2 else str(x) for i, x in enumerate(v)], dtype=object),
+    "float text": lambda v: pd.Series([float(x) for x in v], dtype=object),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=30),
+    fit=st.sampled_from(sorted(_ENCODINGS)),
+    new=st.sampled_from(sorted(_ENCODINGS)),
+)
+def test_any_encoding_finds_the_fitted_levels(values, fit, new):
+    fitted = _ENCODINGS[fit](values)
+    codes, levels = factor_codes(fitted)
+    # One level per distinct value, whatever the encoding.
+    assert len(levels) == len(set(values))
+    assert sorted(levels.labels) == sorted({str(v) for v in values})
+    found = levels.codes(_ENCODINGS[new](values))
+    np.testing.assert_array_equal(found, codes)
+    np.testing.assert_array_equal(np.asarray(levels.labels)[codes], [str(v) for v in values])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.integers(-1000, 1000),
+            st.floats(allow_nan=True, allow_infinity=True, width=64),
+            st.text(max_size=4),
+            st.booleans(),
+            st.none(),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_codes_agree_with_labels_for_any_mixture(values):
+    codes, levels = factor_codes(pd.Series(values, dtype=object))
+    labels = [level_label(v) for v in values]
+    assert levels.labels.is_unique
+    for code, label in zip(codes, labels, strict=True):
+        if label is None:
+            assert code == -1
+        else:
+            assert levels.labels[code] == label
+    np.testing.assert_array_equal(levels.codes(pd.Series(values, dtype=object)), codes)
