@@ -105,7 +105,7 @@ def theta(
     if bounded and np.any(array < lower):
         below = int(np.flatnonzero(array < lower)[0])
         raise MixedModelsError(
-            f"{name} is below its lower bound at position {below} ({array[below]:g} < 0): "
+            f"{name} is below its lower bounds at position {below} ({array[below]:g} < 0): "
             "the diagonal elements of each λ are non-negative"
         )
     return array
