@@ -134,3 +134,48 @@ def test_anova_of_nested_models_still_works(sleep_data, sleep):
     table = mm.anova(m0, sleep, names=["intercept", "slope"])
     assert list(table.index) == ["intercept", "slope"]
     assert table["chisq"].iloc[1] > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda m: m.at_theta("x"), mm.ArgumentError, "theta must be 3 numbers"),
+        (lambda m: m.at_theta([1.0]), mm.MixedModelsError, "theta must have 3 values"),
+        (lambda m: m.at_theta([np.nan, 0.0, 1.0]), mm.MixedModelsError, "theta must be finite"),
+        (lambda m: m.at_theta([-1.0, 0.0, 1.0]), mm.MixedModelsError, "lower bounds"),
+        (lambda m: m.objective_at({"a": 1}), mm.ArgumentError, "theta must be 3 numbers"),
+        # A θ of the wrong length was evaluated anyway.
+        (lambda m: m.objective_at([1.0]), mm.MixedModelsError, "theta must have 3 values"),
+        (lambda m: m.objective_at(m.theta, reml="no"), mm.ArgumentError, "reml must be"),
+        (lambda m: m.coef_table(conf_int="yes"), mm.ArgumentError, "conf_int must be"),
+        (lambda m: m.coef_table(conf_int=True, level="95%"), mm.ArgumentError, "level must"),
+    ],
+)
+def test_theta_and_table_arguments(sleep, call, error, message):
+    with pytest.raises(error, match=message):
+        call(sleep)
+
+
+@pytest.mark.parametrize(
+    ("start", "error", "message"),
+    [
+        ("x", mm.MixedModelsError, "unknown start 'x'"),
+        ([1.0, 2.0], mm.MixedModelsError, "start must have 3 values"),
+        ([np.inf, 0.0, 1.0], mm.MixedModelsError, "start must be finite"),
+        (["a", "b", "c"], mm.ArgumentError, "start must be 3 numbers"),
+    ],
+)
+def test_fit_start(sleep_data, start, error, message):
+    # Were numpy's or the engine's ValueError, or a fit from a NaN start.
+    model = mm.LinearMixedModel(FORMULA, sleep_data)
+    with pytest.raises(error, match=message):
+        model.fit(start=start)
+
+
+def test_weights_given_as_text_are_refused(sleep_data):
+    # pandas would read "1.5" as a number; R refuses weights that are not numeric.
+    with pytest.raises(mm.DataError, match="weights must be numbers, not text"):
+        mm.lmer(FORMULA, sleep_data, weights=["1.5"] * len(sleep_data))
+    data = sleep_data.assign(w="2")
+    with pytest.raises(mm.DataError, match="weights column 'w' must be numbers"):
+        mm.lmer(FORMULA, data, weights="w")
