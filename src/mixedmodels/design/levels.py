@@ -72,7 +72,7 @@ def _float_label(value: float) -> str | None:
 def level_labels(values: Any) -> pd.Index:
     """:func:`level_label` of each of ``values`` (an object Index, None where missing)."""
     codes, uniques = _distinct(values)
-    labels = np.array([level_label(u) for u in uniques] + [None], dtype=object)
+    labels = np.array([*_labels_of(pd.Index(uniques)), None], dtype=object)
     return pd.Index(labels[codes], dtype=object)
 
 
@@ -121,31 +121,41 @@ class Levels:
         One value of each level as the fit's data held it (a categorical
         column's categories), to hand new rows to formulaic in the fit's own
         representation.
+    categorical : bool
+        Whether the fit's column was a pandas categorical.
+    ordered : bool
+        Whether that categorical was ordered.
     """
 
     labels: pd.Index
     values: pd.Index
+    categorical: bool = False
+    ordered: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def categories(self) -> pd.Index:
-        """``values`` as the categories of a pandas categorical (a plain Index)."""
-        if isinstance(self.values, pd.CategoricalIndex):
-            return pd.Index(self.values.categories)
+        """``values``, as the categories of a pandas categorical."""
         return self.values
+
+    def as_fitted(self, codes: np.ndarray) -> Any:
+        """The fit's own value of each level in ``codes`` (all valid), as its column held it."""
+        if self.categorical:
+            return pd.Categorical.from_codes(codes, categories=self.values, ordered=self.ordered)
+        return self.values.take(codes)
 
     def codes(self, values: Any) -> np.ndarray:
         """The level of each of ``values`` by its canonical text (−1: unknown or missing)."""
         if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
             # The few categories looked up once, not every row.
             series = pd.Series(values, copy=False)
-            per_category = self.labels.get_indexer(level_labels(series.cat.categories))
+            per_category = self.labels.get_indexer(_labels_of(series.cat.categories))
             codes = series.cat.codes.to_numpy()
             return np.where(codes >= 0, per_category[codes], -1)
         codes, uniques = _distinct(values)
-        found = self.labels.get_indexer(pd.Index([level_label(u) for u in uniques], dtype=object))
+        found = self.labels.get_indexer(_labels_of(pd.Index(uniques)))
         return np.append(found, -1)[codes]
 
     def shown(self, limit: int = 10) -> str:
@@ -154,14 +164,32 @@ class Levels:
         return listed + (", ..." if len(self.labels) > limit else "")
 
 
+def _labels_of(values: pd.Index) -> pd.Index:
+    """:func:`level_label` of each value; None where missing."""
+    return _spelled(values)[0]
+
+
+def _spelled(values: pd.Index) -> tuple[pd.Index, bool]:
+    """:func:`level_label` of each value, and whether the spelling is one-to-one (integers
+    and text, spelled at once); other values are spelled one by one."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.StringDtype) and not values.hasnans:
+        return values, True
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return values.astype(str), True
+    if isinstance(dtype, np.dtype) and dtype.kind == "O" and values.inferred_type == "string":
+        return values, True
+    return pd.Index([level_label(v) for v in values], dtype=object), False
+
+
 def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
     """Level codes (int64, −1 for missing) and the levels of one factor column.
 
     Levels are sorted as R sorts a factor's (see the module's docstring) and
     values with the same canonical text share a level.
     """
-    unsorted = False
-    if isinstance(values.dtype, pd.CategoricalDtype):
+    categorical = isinstance(values.dtype, pd.CategoricalDtype)
+    if categorical:
         codes = values.array.codes
         categories = values.cat.categories
         valid = codes >= 0
@@ -171,32 +199,34 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         renumber = np.cumsum(present, dtype=np.int64) - 1
         codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
         uniques = categories[present]
-        values_index = pd.CategoricalIndex(uniques, categories=uniques, ordered=values.cat.ordered)
+        in_order = True
     else:
         codes, uniques, in_order = _factorize(values, sort=True)
-        unsorted = not in_order
         codes = codes.astype(np.int64)
-        values_index = pd.Index(uniques)
-    labels = [level_label(v) for v in values_index]
-    if unsorted or None in labels or len(set(labels)) != len(labels):
-        codes, values_index, labels = _merged(codes, values_index, labels)
-    return codes, Levels(pd.Index(labels, dtype=object).astype(str), values_index)
+        uniques = pd.Index(uniques)
+    labels, one_to_one = _spelled(uniques)
+    if not in_order or (not one_to_one and (labels.hasnans or not labels.is_unique)):
+        codes, uniques, labels = _merged(codes, uniques, list(labels), categorical)
+    if not isinstance(labels.dtype, pd.StringDtype):
+        labels = labels.astype(str)
+    ordered = bool(categorical and values.cat.ordered)
+    return codes, Levels(labels, uniques, categorical, ordered)
 
 
 def _merged(
-    codes: np.ndarray, values: pd.Index, labels: list[str | None]
-) -> tuple[np.ndarray, pd.Index, list[str]]:
+    codes: np.ndarray, values: pd.Index, labels: list[str | None], categorical: bool
+) -> tuple[np.ndarray, pd.Index, pd.Index]:
     """One level per distinct label (the first value of each), missing labels dropped.
 
-    Numbers keep their numeric order; values that do not compare are sorted
-    by label, as R sorts the text of a factor.
+    Numbers keep their numeric order, categories theirs; values that do not
+    compare are sorted by label, as R sorts the text of a factor.
     """
     first: dict[str, int] = {}
     for i, label in enumerate(labels):
         if label is not None and label not in first:
             first[label] = i
     keep = list(first.values())
-    if not isinstance(values, pd.CategoricalIndex):
+    if not categorical:
         try:
             keep.sort(key=lambda i: values[i])
         except TypeError:
@@ -204,9 +234,5 @@ def _merged(
     position = {labels[i]: k for k, i in enumerate(keep)}
     renumber = np.array([-1 if lab is None else position[lab] for lab in labels] + [-1])
     new_codes = renumber[np.where(codes < 0, len(labels), codes)]
-    kept_values = values[keep]
-    if isinstance(values, pd.CategoricalIndex):
-        kept_values = pd.CategoricalIndex(
-            kept_values, categories=kept_values.astype(object), ordered=values.ordered
-        )
-    return new_codes.astype(np.int64), kept_values, [labels[i] for i in keep]
+    kept = pd.Index([labels[i] for i in keep], dtype=object)
+    return new_codes.astype(np.int64), values[keep], kept

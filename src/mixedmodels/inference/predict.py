@@ -110,7 +110,7 @@ class NewRows:
 def _missing(given: pd.Series, read: pd.Series) -> np.ndarray:
     """Rows missing in a column as given or as read (see :func:`.frame.column_missing`)."""
     rows = np.zeros(len(given), dtype=bool)
-    for column in (given, read):
+    for column in (given,) if read is given else (given, read):
         bad = column_missing(column)
         if bad is not None:
             rows |= bad
@@ -140,8 +140,7 @@ def _as_fitted(name: str, column: pd.Series, levels: Any, missing: np.ndarray) -
             "predicted for a level it has no estimate for"
         )
     # Missing rows get a placeholder level: their predictions are NaN anyway.
-    values = levels.values.take(np.maximum(codes, 0))
-    return pd.Series(values, index=column.index, name=column.name)
+    return pd.Series(levels.as_fitted(np.maximum(codes, 0)), index=column.index, name=column.name)
 
 
 def _model_matrix(spec: Any, frame: pd.DataFrame, what: str) -> np.ndarray:

@@ -145,11 +145,14 @@ def check_values(frame: pd.DataFrame, read: Sequence[str], factors: Sequence[str
     alike.
     """
     for name in read:
-        column = predictor_column(name, frame[name])
+        given = frame[name]
+        if not (isinstance(given.dtype, np.dtype) and given.dtype.kind == "O"):
+            continue  # decided by the dtype, checked once on the driver
+        column = predictor_column(name, given)
         if name in factors and is_numeric_column(column) and column.notna().any():
             raise DataError(
-                f"column {name!r} has dtype {frame[name].dtype} but holds numbers "
-                f"({type(frame[name].dropna().iloc[0]).__name__}); give it a numeric dtype "
+                f"column {name!r} has dtype {given.dtype} but holds numbers "
+                f"({type(given.dropna().iloc[0]).__name__}); give it a numeric dtype "
                 f"(ddf[{name!r}] = ddf[{name!r}].astype(float)) so that it is read as numbers, "
                 "or text (.astype(str)) for a factor"
             )
@@ -253,7 +256,7 @@ class Plan:
                     np.maximum(codes, 0) if strict else codes, categories=levels.categories
                 )
             elif strict:
-                frame[name] = levels.values.take(np.maximum(codes, 0)).to_numpy()
+                frame[name] = np.asarray(levels.as_fitted(np.maximum(codes, 0)))
         if strict:
             for name in self.numeric_predictors:
                 if name in frame.columns and not is_numeric_column(
