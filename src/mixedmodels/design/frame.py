@@ -158,10 +158,11 @@ class ModelFrame:
     Attributes
     ----------
     data : DataFrame
-        The caller's data (never modified).
+        The caller's data (never modified), or a shallow copy of it in which
+        the columns :mod:`.columns` converted replace the given ones.
     columns : dict of str to Series
-        Every column the formula uses, fetched once (pandas' column access is
-        slow enough to matter for small models).
+        Every column the formula uses as the model reads it, fetched once
+        (pandas' column access is slow enough to matter for small models).
     weights : ndarray or None
         Prior weights, one per row of ``data``.
     missing : ndarray of bool
