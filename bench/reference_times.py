@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", help="substring of the model ids to time")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
 
     rows = []
@@ -54,16 +55,33 @@ def main() -> None:
                     times.append(time.perf_counter() - start)
             ours = statistics.median(times)
             lme4 = ref.get("lme4_seconds_median")
-            rows.append((ref["id"], ref["nobs"], ours, lme4, model.objective - ref["objective"]))
+            rows.append(
+                (
+                    ref["id"],
+                    ref["nobs"],
+                    ours,
+                    lme4,
+                    model.objective - ref["objective"],
+                    model.optsum.n_evaluations,
+                    model.converged,
+                )
+            )
 
     print(
         f"{'model':34} {'rows':>7} {'ours (s)':>9} {'lme4 (s)':>9} {'lme4/ours':>9} "
-        f"{'Δobjective':>11}"
+        f"{'Δobjective':>11} {'evals':>6} {'conv':>5}"
     )
-    for name, n, ours, lme4, delta in rows:
+    for name, n, ours, lme4, delta, n_eval, converged in rows:
         ratio = f"{lme4 / ours:9.1f}" if lme4 else f"{'-':>9}"
         lme4_text = f"{lme4:9.3f}" if lme4 else f"{'-':>9}"
-        print(f"{name:34} {n:7d} {ours:9.4f} {lme4_text} {ratio} {delta:11.2e}")
+        print(
+            f"{name:34} {n:7d} {ours:9.4f} {lme4_text} {ratio} {delta:11.2e} "
+            f"{n_eval:6d} {converged!s:>5}"
+        )
+    if args.json:
+        keys = ("id", "rows", "seconds", "lme4_seconds", "objective_gap", "evaluations")
+        records = [dict(zip(keys, row[:-1], strict=True)) | {"converged": row[-1]} for row in rows]
+        args.json.write_text(json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":
