@@ -58,16 +58,21 @@ def _worker() -> ThreadPoolExecutor:
     return _WORKER
 
 
+def compiled(function):
+    """``function`` compiled by numba (cached on disk, GIL released), or None without numba."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - exercised where numba is absent
+        return None
+    return numba.njit(cache=True, nogil=True)(function)
+
+
 def compiled_kernel():
     """The compiled level loop, or None when numba is not installed."""
     global _COMPILED, _TRIED
     if not _TRIED:
         _TRIED = True
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - exercised where numba is absent
-            return None
-        _COMPILED = numba.njit(cache=True, nogil=True)(_first_term_levels)
+        _COMPILED = compiled(_first_term_levels)
     return _COMPILED
 
 
@@ -261,6 +266,12 @@ class LevelColumns:
             return None
         return int(np.searchsorted(work, work[-1] / 2)) + 1
 
+    def lambda_stack(self, lambdas: list[np.ndarray]) -> np.ndarray:
+        """The later terms' λ in one array (terms + 1, q_max, q_max), index 0 unused."""
+        for t, lam in enumerate(lambdas, start=1):
+            self._lams[t, : lam.shape[0], : lam.shape[1]] = lam
+        return self._lams
+
     def update(
         self,
         lam0: np.ndarray,
@@ -276,8 +287,7 @@ class LevelColumns:
         ``numpy.linalg.LinAlgError`` when λᵀDₗλ + I is not positive definite.
         """
         if self._kernel is not None:
-            for t, lam in enumerate(lambdas, start=1):
-                self._lams[t, : lam.shape[0], : lam.shape[1]] = lam
+            self.lambda_stack(lambdas)
             l00 = np.empty_like(diag0)
             arrays = (
                 np.ascontiguousarray(lam0),

@@ -1,0 +1,376 @@
+"""The gradient of the profiled objective with respect to θ, read off the blocked factor.
+
+With Ω(θ) = BᵀGB + diag(I, 0) (G = AᵀA for A = [Z X y], B = diag(Λ, I)) and
+L its blocked factor (:class:`~mixedmodels.engine.factor.BlockedCholesky`),
+the profiled criteria are
+
+    ML:    d(θ) = log|Ω_Z| + n log r² + const,
+    REML:  d(θ) = log|Ω_ZX| + (n − p) log r² + const,
+
+where Ω_S is the leading block of Ω over S (the random effects; the random
+and the fixed effects).  For θ_k = λ_t[i, j] (so ∂Λ/∂θ_k = I ⊗ E_ij on the
+term's levels):
+
+* ∂ log|Ω_S| / ∂θ_k = 2 tr(Ω_S⁻¹ (BᵀG)_S,Z ∂Λ/∂θ_k)
+  = 2 Σ over the term's levels ℓ of Y_ℓ[j, i], with
+  Y_ℓ = Σ_s (Ω_S⁻¹)_(t,ℓ),s (BᵀG)_s,(t,ℓ).  Only the entries of Ω_S⁻¹ where
+  G is not zero are needed — a subset of the pattern of L, on which the
+  entries of the inverse follow from L alone (Takahashi's selected inverse):
+  Σ_TT = L_T⁻ᵀL_T⁻¹ on the trailing block (dense, LAPACK ``dpotri``),
+  Σ_T0 = −Σ_TT L_T0 L₀₀⁻¹ on the first term's column and
+  Σ₀₀ = L₀₀⁻ᵀ(I + L_T0ᵀ Σ_TT L_T0)L₀₀⁻¹ on its diagonal blocks, level by level;
+* ∂r²/∂θ_k = −2 eᵀZ ∂Λ/∂θ_k û (the envelope theorem: r² is a minimum over
+  u and β), e = y − Xβ̂ − ZΛû the residual, computed from the blocks of G.
+
+Nothing of size n × n or n × q is formed; the cost is about that of two
+evaluations of the objective (the inverse of the dense trailing block costs
+two of its Cholesky factorisations; the first term's levels one pass like
+the factorisation's).  The first term's pass is compiled with numba; where
+numba is missing :func:`gradient_available` is False and the optimizer falls
+back to a derivative-free method.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg
+
+from .factor import BlockedCholesky
+from .kernels import compiled
+
+_COMPILED = None
+_TRIED = False
+
+
+def _kernel():
+    global _COMPILED, _TRIED
+    if not _TRIED:
+        _TRIED = True
+        _COMPILED = compiled(_first_term_gradient)
+    return _COMPILED
+
+
+def gradient_available() -> bool:
+    """Whether the analytic gradient can be computed here (numba imports)."""
+    return _kernel() is not None
+
+
+def _first_term_gradient(
+    lam0,
+    diag0,
+    l00,
+    level_ptr,
+    rows,
+    raw,
+    entry_term,
+    entry_comp,
+    term_q,
+    lams,
+    xz0,
+    values,
+    sigma,
+    n_s,
+    acc,
+):  # pragma: no cover - compiled by numba
+    """Add Σ_ℓ Y for the first term, and the first term's part of the later terms' Y.
+
+    ``sigma`` holds Σ_TT on and below its diagonal for the first ``n_s`` rows
+    of T (the rows inside S); ``acc[t]`` collects Σ_ℓ Y_ℓ of term t, indexed
+    [row of Σ, column of (BᵀG)].  The entries of a level are those of
+    :class:`~mixedmodels.engine.kernels.LevelColumns`, rows ascending.
+    """
+    q0 = diag0.shape[1]
+    max_entries = 0
+    for level in range(len(level_ptr) - 1):
+        max_entries = max(max_entries, level_ptr[level + 1] - level_ptr[level])
+    k_rows = np.empty((max_entries, q0))
+    w = np.empty((max_entries, q0))
+    st0 = np.empty((max_entries, q0))
+    linv = np.empty((q0, q0))
+    middle = np.empty((q0, q0))
+    s00 = np.empty((q0, q0))
+    tmp = np.empty((q0, q0))
+    k_diag = np.empty((q0, q0))
+    for level in range(len(level_ptr) - 1):
+        start = level_ptr[level]
+        stop = start
+        while stop < level_ptr[level + 1] and rows[stop] < n_s:
+            stop += 1
+        m = stop - start
+        # (BᵀG) rows of the level's entries: Λ_Tᵀ G_Tℓ, or [X y]ᵀZ₀ for X rows.
+        for e in range(m):
+            ent = start + e
+            t = entry_term[ent]
+            a = entry_comp[ent]
+            for c in range(q0):
+                s = 0.0
+                if t < 0:
+                    s = xz0[a, level, c]
+                else:
+                    base = ent - a
+                    for a2 in range(a, term_q[t]):
+                        s += lams[t, a2, a] * raw[base + a2, c]
+                k_rows[e, c] = s
+        # W = Σ_TT[R, R] V (Σ_TT symmetric, held on and below the diagonal).
+        for e in range(m):
+            for c in range(q0):
+                w[e, c] = 0.0
+        for e1 in range(m):
+            r1 = rows[start + e1]
+            for e2 in range(e1 + 1):
+                r2 = rows[start + e2]
+                s_val = sigma[r1, r2]
+                for c in range(q0):
+                    w[e1, c] += s_val * values[start + e2, c]
+                    if e2 != e1:
+                        w[e2, c] += s_val * values[start + e1, c]
+        # L⁻¹ of the level's diagonal block.
+        for i in range(q0):
+            for j in range(q0):
+                linv[i, j] = 0.0
+        for j in range(q0):
+            linv[j, j] = 1.0 / l00[level, j, j]
+            for i in range(j + 1, q0):
+                s = 0.0
+                for kk in range(j, i):
+                    s += l00[level, i, kk] * linv[kk, j]
+                linv[i, j] = -s / l00[level, i, i]
+        # Σ_T0 = −W L⁻¹ on the level's rows.
+        for e in range(m):
+            for c in range(q0):
+                s = 0.0
+                for c2 in range(c, q0):
+                    s += w[e, c2] * linv[c2, c]
+                st0[e, c] = -s
+        # Σ₀₀ = L⁻ᵀ (I + VᵀW) L⁻¹.
+        for a in range(q0):
+            for b in range(q0):
+                s = 1.0 if a == b else 0.0
+                for e in range(m):
+                    s += values[start + e, a] * w[e, b]
+                middle[a, b] = s
+        for a in range(q0):
+            for b in range(q0):
+                s = 0.0
+                for c in range(q0):
+                    s += middle[a, c] * linv[c, b]
+                tmp[a, b] = s
+        for a in range(q0):
+            for b in range(q0):
+                s = 0.0
+                for c in range(q0):
+                    s += linv[c, a] * tmp[c, b]
+                s00[a, b] = s
+        # Y₀ = Σ₀₀ λ₀ᵀD_ℓ + Σ_T0ᵀ K_R.
+        for c in range(q0):
+            for i in range(q0):
+                s = 0.0
+                for c2 in range(q0):
+                    s += lam0[c2, c] * diag0[level, c2, i]
+                k_diag[c, i] = s
+        for a in range(q0):
+            for i in range(q0):
+                s = 0.0
+                for c in range(q0):
+                    s += s00[a, c] * k_diag[c, i]
+                for e in range(m):
+                    s += st0[e, a] * k_rows[e, i]
+                acc[0, a, i] += s
+        # The later terms' Y: Σ_(t,ℓ'),(0,ℓ) (BᵀG)_(0,ℓ),(t,ℓ') = Σ_T0 λ₀ᵀ G_(0,ℓ),(t,ℓ').
+        for e in range(m):
+            ent = start + e
+            t = entry_term[ent]
+            if t < 0:
+                continue
+            a = entry_comp[ent]
+            base = ent - a
+            for i in range(term_q[t]):
+                s = 0.0
+                for c in range(q0):
+                    kc = 0.0
+                    for c2 in range(q0):
+                        kc += lam0[c2, c] * raw[base + i, c2]
+                    s += st0[e, c] * kc
+                acc[t, a, i] += s
+
+
+def _lower_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Flat indices of (row, col) in an n×n matrix held on and below its diagonal."""
+    r = rows.astype(np.int64)
+    c = cols.astype(np.int64)
+    return np.maximum(r, c) * n + np.minimum(r, c)
+
+
+class ProfiledGradient:
+    """∇θ of the ML deviance or REML criterion, from a factor updated at θ.
+
+    Parameters
+    ----------
+    factor : BlockedCholesky
+        The factor; :meth:`gradient` reads it where its last update left it.
+    theta_rows, theta_cols : list of int arrays
+        For each term, the (row, column) in λ of each of its θ.
+    """
+
+    def __init__(
+        self,
+        factor: BlockedCholesky,
+        theta_rows: list[np.ndarray],
+        theta_cols: list[np.ndarray],
+    ) -> None:
+        self.factor = factor
+        self.theta_rows = theta_rows
+        self.theta_cols = theta_cols
+        cp = factor.cp
+        n = factor.n_t
+        q = cp.q
+        # Flat indices (lower triangle of Σ_TT) of the blocks the later terms read.
+        self._diag_blocks = {}
+        for t in range(1, cp.n_terms):
+            offset = factor.offsets[t - 1]
+            base = offset + np.arange(cp.n_levels[t])[:, None, None] * q[t]
+            r = base + np.arange(q[t])[None, :, None]
+            c = base + np.arange(q[t])[None, None, :]
+            self._diag_blocks[t] = _lower_index(r, c, n)
+        self._off_blocks = {}
+        for (i, j), pairs in cp.off.items():
+            if j == 0:
+                continue
+            r = factor.offsets[i - 1] + pairs.rows[:, None, None].astype(np.int64) * q[i]
+            c = factor.offsets[j - 1] + pairs.cols[:, None, None].astype(np.int64) * q[j]
+            r = r + np.arange(q[i])[None, :, None]
+            c = c + np.arange(q[j])[None, None, :]
+            self._off_blocks[(i, j)] = _lower_index(r, c, n)
+        self._acc = np.zeros((max(cp.n_terms, 1), max(q, default=1), max(q, default=1)))
+
+    def _sigma_tt(self, n_s: int) -> np.ndarray:
+        """Σ_TT for the first n_s rows of T, on and below its diagonal (C order, n_t wide)."""
+        f = self.factor
+        out = np.zeros((f.n_t, f.n_t))
+        if n_s:
+            lead = np.array(f.T[:n_s, :n_s])
+            # C-order lower factor = Fortran-order upper factor of the same matrix.
+            inv, info = scipy.linalg.lapack.dpotri(lead.T, lower=0, overwrite_c=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("trailing block is singular")
+            out[:n_s, :n_s] = inv.T
+        return out
+
+    def gradient(
+        self, lambdas: list[np.ndarray], reml: bool, beta: np.ndarray, modes: list[np.ndarray]
+    ) -> np.ndarray:
+        """The gradient with respect to θ (lme4's order) of the objective at the factor's θ.
+
+        Parameters
+        ----------
+        lambdas : list of ndarray
+            λ of each term at the θ the factor was last updated with.
+        reml : bool
+            REML criterion (True) or ML deviance.
+        beta : ndarray
+            β̂ at θ (:meth:`BlockedCholesky.fixed_effects`).
+        modes : list of ndarray
+            The spherical modes û, one array per term (levels·q,).
+        """
+        f = self.factor
+        cp = f.cp
+        k = cp.n_terms
+        p = cp.n_fixed
+        n_s = f.n_re_trailing + (p if reml else 0)
+        sigma = self._sigma_tt(n_s)
+        acc = self._acc
+        acc.fill(0.0)
+        col0 = f.col0
+        lams = col0.lambda_stack(lambdas[1:])
+        kernel = _kernel()
+        if kernel is None:
+            raise RuntimeError("the analytic gradient needs numba")
+        kernel(
+            np.ascontiguousarray(lambdas[0]),
+            cp.diag[0],
+            f.L00,
+            col0.level_ptr,
+            col0.rows,
+            col0.raw,
+            col0.entry_term,
+            col0.entry_comp,
+            col0.term_q,
+            lams,
+            np.ascontiguousarray(cp.xz[0]),
+            col0.values,
+            sigma,
+            n_s,
+            acc,
+        )
+        flat = sigma.reshape(-1)
+        r = f.n_re_trailing
+        for t in range(1, k):
+            lam = lambdas[t]
+            # Diagonal blocks: Σ_(t,ℓ),(t,ℓ) λᵀD_ℓ (Σ's block read symmetric).
+            block = flat[self._diag_blocks[t]]
+            acc[t, : cp.q[t], : cp.q[t]] += np.einsum("lab,cb,lci->ai", block, lam, cp.diag[t])
+            if reml and p:
+                lo = f.offsets[t - 1]
+                hi = f.offsets[t]
+                # Σ_(t,ℓ),X (XᵀZ_t)_ℓ: Σ's X rows sit below the terms' rows.
+                sx = sigma[r : r + p, lo:hi].reshape(p, cp.n_levels[t], cp.q[t])
+                acc[t, : cp.q[t], : cp.q[t]] += np.einsum("xla,xli->ai", sx, cp.xz[t][:p])
+        for (i, j), index in self._off_blocks.items():
+            g = cp.off[(i, j)].data  # (pairs, q_i, q_j): Z_iᵀZ_j
+            block = flat[index]  # Σ_(i,r),(j,c)
+            # Term j's Y: Σ_(j,c),(i,r) λ_iᵀ G_(i,r),(j,c).
+            acc[j, : cp.q[j], : cp.q[j]] += np.einsum("bac,da,bdi->ci", block, lambdas[i], g)
+            # Term i's Y: Σ_(i,r),(j,c) λ_jᵀ G_(j,c),(i,r).
+            acc[i, : cp.q[i], : cp.q[i]] += np.einsum("bac,dc,bid->ai", block, lambdas[j], g)
+        # r²: ∂r²/∂λ_t[i, j] = −2 Σ_ℓ (Z_tᵀe)_ℓ[i] û_ℓ[j].
+        ze = self._z_residual(lambdas, beta, modes)
+        r2 = f.pwrss()
+        dof = cp.n_obs - p if reml else cp.n_obs
+        out = []
+        for t in range(k):
+            qt = cp.q[t]
+            u = modes[t].reshape(cp.n_levels[t], qt)
+            d_r2 = -2.0 * ze[t].T @ u  # [i, j]
+            rows, cols = self.theta_rows[t], self.theta_cols[t]
+            out.append(2.0 * acc[t, cols, rows] + dof * d_r2[rows, cols] / r2)
+        return np.concatenate(out)
+
+    def _z_residual(
+        self, lambdas: list[np.ndarray], beta: np.ndarray, modes: list[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Z_tᵀe for every term, (levels, q): from the blocks of G, e = y − Xβ − ZΛu."""
+        cp = self.factor.cp
+        p = cp.n_fixed
+        shift = beta if cp.beta_offset is None else beta - cp.beta_offset
+        b = [
+            modes[t].reshape(cp.n_levels[t], cp.q[t]) @ lambdas[t].T for t in range(cp.n_terms)
+        ]
+        out = []
+        for t in range(cp.n_terms):
+            ze = cp.xz[t][p] - np.tensordot(shift, cp.xz[t][:p], axes=1)
+            ze = ze - np.einsum("lab,lb->la", cp.diag[t], b[t])
+            out.append(ze)
+        for (i, j), pairs in cp.off.items():
+            g = pairs.data  # rows: levels of i, cols: levels of j
+            np.subtract.at(out[i], pairs.rows, np.einsum("pab,pb->pa", g, b[j][pairs.cols]))
+            np.subtract.at(out[j], pairs.cols, np.einsum("pab,pa->pb", g, b[i][pairs.rows]))
+        return out
+
+
+def profiled_objective(factor: BlockedCholesky, reml: bool) -> float:
+    """The ML deviance or REML criterion from a factor updated at θ (lme4's scale)."""
+    cp = factor.cp
+    n, p = cp.n_obs, cp.n_fixed
+    r2 = factor.pwrss()
+    if not r2 > 0.0:
+        return math.inf
+    value = factor.logdet_theta() - cp.sum_log_weights
+    log_2pi = math.log(2 * math.pi)
+    if reml:
+        dof = n - p
+        value += factor.logdet_x() + dof * (1.0 + log_2pi + math.log(r2 / dof))
+    else:
+        value += n * (1.0 + log_2pi + math.log(r2 / n))
+    return value

@@ -1,0 +1,294 @@
+"""A bound-constrained quasi-Newton method for the profiled objective, with its exact gradient.
+
+θ has few coordinates (rarely more than a dozen), some bounded below (the
+diagonal of each λ), the rest free.  The objective costs one factorisation;
+its gradient, read off the same factor, costs one to two more
+(:mod:`mixedmodels.engine.gradient`), so trial points of a line search are
+evaluated without it and only accepted points get a gradient.  A dense BFGS
+approximation B of the Hessian with an active set fits that shape:
+
+* a coordinate on its bound whose derivative points out of the feasible
+  region (g > 0) is held there; the others take the quasi-Newton step
+  B_FF d_F = −g_F, projected onto the bounds, with a backtracking (Armijo)
+  line search along the projected path, extended while the slope at the
+  accepted point is still steep (Wolfe's curvature condition);
+* B starts as forward differences of the gradient (n more gradients) or as
+  a multiple of the identity fitted to the first step, and is updated by
+  BFGS when the curvature condition holds;
+* it stops when the predicted decrease g_Fᵀ B_FF⁻¹ g_F / 2 and the last
+  step's actual decrease are below an absolute tolerance on the objective's
+  scale (deviance units): the first-order conditions hold, including those of
+  the coordinates on a bound (a negative derivative into the interior frees
+  the coordinate), and f is within the tolerance of a local minimum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Armijo's sufficient-decrease constant.
+_ARMIJO = 1e-4
+# Extend an accepted step while the slope along it is still below this
+# fraction of the initial slope, at most this many times, by at most this factor.
+_CURVATURE = 0.5
+_MAX_EXTENSIONS = 3
+_MAX_GROWTH = 4.0
+# Without a Hessian, the first step moves no coordinate by more than this.
+_FIRST_STEP = 0.5
+# Relative rounding level of the objective (a sum over the data): it sets a
+# floor under the tolerance.
+_NOISE = 1e-14
+# Backtracking steps before a line search gives up.
+_MAX_BACKTRACKS = 40
+
+
+@dataclass
+class QuasiNewtonResult:
+    """Where the method stopped and why."""
+
+    x: np.ndarray
+    value: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    n_values: int
+    n_gradients: int
+    n_iterations: int
+    converged: bool
+    status: str
+    # g_Fᵀ B_FF⁻¹ g_F / 2 at x: the decrease a Newton step is expected to give.
+    predicted_decrease: float
+    # Coordinates held on their bound at x.
+    held: np.ndarray
+
+
+def _difference_hessian(
+    value: Callable[[np.ndarray], float],
+    gradient: Callable[[], np.ndarray],
+    x: np.ndarray,
+    g: np.ndarray,
+    lower: np.ndarray,
+) -> np.ndarray:
+    """Forward differences of the gradient, symmetrised, eigenvalues made positive."""
+    n = len(x)
+    h = 1e-4 * np.maximum(np.abs(x), 0.1)
+    rows = []
+    for i in range(n):
+        point = x.copy()
+        point[i] += h[i]
+        value(np.maximum(point, lower))
+        rows.append((gradient() - g) / h[i])
+    b = np.array(rows)
+    b = 0.5 * (b + b.T)
+    w, v = np.linalg.eigh(b)
+    top = max(float(np.max(np.abs(w))), 1e-8)
+    w = np.maximum(np.abs(w), 1e-6 * top)
+    return (v * w) @ v.T
+
+
+def _newton_direction(b: np.ndarray, g: np.ndarray, free: np.ndarray) -> np.ndarray:
+    d = np.zeros_like(g)
+    if np.any(free):
+        bff = b[np.ix_(free, free)]
+        try:
+            chol = np.linalg.cholesky(bff)
+            d[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, g[free]))
+        except np.linalg.LinAlgError:
+            d[free] = -g[free] / np.maximum(np.diag(bff), 1e-12)
+    return d
+
+
+def _held(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Bertsekas' ε-active set: on (or within a band that shrinks with the
+    projected gradient of) their bound, with g pushing outward."""
+    projected = np.maximum(x - g, lower) - x
+    band = min(1e-8, float(np.max(np.abs(projected)))) if len(x) else 0.0
+    return (x - lower <= band) & (g > 0)
+
+
+class _Search:
+    """State of one minimisation: the point, its value and gradient, B, counts."""
+
+    def __init__(self, value, gradient, lower):
+        self.value_at = value
+        self.gradient_here = gradient
+        self.lower = lower
+        self.n_values = 0
+        self.n_gradients = 0
+        self.last: np.ndarray | None = None
+
+    def value(self, x: np.ndarray) -> float:
+        self.n_values += 1
+        self.last = x
+        f = self.value_at(x)
+        return f if math.isfinite(f) else math.inf
+
+    def gradient(self) -> np.ndarray:
+        self.n_gradients += 1
+        return np.asarray(self.gradient_here(), dtype=np.float64)
+
+    def line_search(self, x, f, g, d):
+        """Armijo backtracking along the projected path, then Wolfe extension.
+
+        Returns (x, f, g) of the accepted point, or None.
+        """
+        lower = self.lower
+        alpha = 1.0
+        for _ in range(_MAX_BACKTRACKS):
+            x_new = np.maximum(x + alpha * d, lower)
+            step = x_new - x
+            if not np.any(step):
+                return None
+            f_new = self.value(x_new)
+            if f_new <= f + _ARMIJO * float(g @ step):
+                break
+            # Quadratic interpolation, kept within [0.1, 0.5] of the step.
+            shrink = 0.5
+            if math.isfinite(f_new):
+                slope = float(g @ step) / alpha
+                curvature = f_new - f - slope * alpha
+                if curvature > 0:
+                    shrink = min(0.5, max(0.1, -slope * alpha / (2 * curvature)))
+            alpha *= shrink
+        else:
+            return None
+        g_new = self.gradient()
+        # While the slope at the new point is still steep the step was too
+        # short (far from the optimum the objective is far from quadratic in
+        # θ): extend it towards the zero of the secant of the slope.
+        slope0 = float(g @ d)
+        for _ in range(_MAX_EXTENSIONS):
+            slope1 = float(g_new @ d)
+            if not slope1 < _CURVATURE * slope0 or np.any(x + alpha * d < lower):
+                break
+            longer = alpha * min(_MAX_GROWTH, max(1.5, slope0 / (slope0 - slope1)))
+            x_try = np.maximum(x + longer * d, lower)
+            f_try = self.value(x_try)
+            if not f_try < f_new:
+                break
+            alpha, x_new, f_new = longer, x_try, f_try
+            g_new = self.gradient()
+        return x_new, f_new, g_new
+
+
+def minimize_quasi_newton(
+    value: Callable[[np.ndarray], float],
+    gradient: Callable[[], np.ndarray],
+    start: np.ndarray,
+    lower: np.ndarray,
+    *,
+    tolerance: float = 1e-10,
+    max_iterations: int = 500,
+    hessian: np.ndarray | str | None = "differences",
+) -> QuasiNewtonResult:
+    """Minimise f subject to x ≥ lower.
+
+    Parameters
+    ----------
+    value : callable
+        x ↦ f(x) (inf where undefined).
+    gradient : callable
+        () ↦ ∇f at the point of the last call of ``value``.
+    start : ndarray
+        Initial point (moved onto the bounds if outside).
+    lower : ndarray
+        Lower bounds (−inf for free coordinates).
+    tolerance : float
+        Absolute tolerance on f: stop when the predicted and the last
+        actual decrease are both below it (or below the rounding level of f).
+    max_iterations : int
+        Iterations (line searches) before giving up.
+    hessian : ndarray, "differences" or None
+        Initial Hessian approximation: an array; "differences" (forward
+        differences of the gradient, n more values and gradients); None, a
+        scaled identity fitted after a first steepest-descent step.
+
+    Notes
+    -----
+    On return the last call of ``value`` was at the returned point.
+    """
+    search = _Search(value, gradient, lower)
+    n = len(start)
+    x = np.maximum(np.asarray(start, dtype=np.float64), lower)
+    f = search.value(x)
+    if not math.isfinite(f):
+        raise FloatingPointError("the objective is not finite at the start")
+    g = search.gradient()
+    b = None
+    if isinstance(hessian, str):
+        if hessian != "differences":
+            raise ValueError(f"hessian must be an array, 'differences' or None, got {hessian!r}")
+        if n:
+            b = _difference_hessian(search.value, search.gradient, x, g, lower)
+    elif hessian is not None:
+        b = np.array(hessian, dtype=np.float64)
+    tolerance = max(tolerance, _NOISE * abs(f))
+    status = "maximum number of iterations reached"
+    converged = False
+    last_decrease = math.inf
+    predicted = math.inf
+    iteration = 0
+    held = np.zeros(n, dtype=bool)
+    for iteration in range(1, max_iterations + 1):
+        held = _held(x, g, lower)
+        free = ~held
+        if b is None:
+            d = np.where(free, -g, 0.0)
+            largest = float(np.max(np.abs(d))) if n else 0.0
+            if largest > _FIRST_STEP:
+                d *= _FIRST_STEP / largest
+            predicted = math.inf
+        else:
+            d = _newton_direction(b, g, free)
+            predicted = -0.5 * float(g @ d)
+        if not np.any(d) or (predicted <= tolerance and last_decrease <= tolerance):
+            converged = True
+            status = "converged"
+            break
+        if not float(g @ d) < 0:
+            status = "no descent direction"
+            break
+        found = search.line_search(x, f, g, d)
+        if found is None:
+            # No decrease along the direction: the rounding level of f is
+            # reached (a converged point) or B is poor; start B afresh once.
+            if predicted <= 100 * tolerance:
+                converged = True
+                status = "converged"
+                break
+            if b is not None:
+                b = None
+                continue
+            status = "line search failed"
+            break
+        x_new, f_new, g_new = found
+        s = x_new - x
+        y = g_new - g
+        last_decrease = f - f_new
+        sy = float(s @ y)
+        if b is None:
+            yy = float(y @ y)
+            b = (yy / sy if sy > 0 and yy > 0 else 1.0) * np.eye(n)
+        if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
+            bs = b @ s
+            b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
+        x, f, g = x_new, f_new, g_new
+    if search.last is not x:
+        # Leave the caller's workspace at the returned point.
+        search.value(x)
+    return QuasiNewtonResult(
+        x=x,
+        value=float(f),
+        gradient=g,
+        hessian=b if b is not None else np.eye(n),
+        n_values=search.n_values,
+        n_gradients=search.n_gradients,
+        n_iterations=iteration,
+        converged=converged,
+        status=status,
+        predicted_decrease=predicted,
+        held=held,
+    )
