@@ -187,10 +187,17 @@ class BlockedCholesky:
 
     def fixed_effects(self) -> np.ndarray:
         """β̂ at the current θ (in the original coordinates of y)."""
-        lxx = self.L_xx
+        r = self.n_re_trailing
         p = self.n_xy - 1
-        beta = scipy.linalg.solve_triangular(lxx[:p, :p].T, lxx[p, :p], lower=False)
         offset = self.cp.beta_offset
+        if p == 0:
+            return np.zeros(0)
+        # R_X sits on and below the diagonal of T's [X y] rows (C order): its
+        # transpose, read as a Fortran array, is the upper factor LAPACK solves with.
+        block = self.T[r : r + p, r : r + p]
+        beta, info = scipy.linalg.lapack.dtrtrs(block.T, self.T[-1, r : r + p], lower=0)
+        if info != 0:
+            raise np.linalg.LinAlgError("R_X is singular")
         return beta if offset is None else beta + offset
 
     def spherical_modes(self, beta: np.ndarray) -> list[np.ndarray]:
@@ -199,16 +206,18 @@ class BlockedCholesky:
             beta = beta - self.cp.beta_offset
         r = self.n_re_trailing
         p = self.n_xy - 1
-        lower = np.tril(self.T)
+        t = self.T
         # w = (−u_T, −β, 1) over the rows of T gives the right-hand sides as Lᵀw.
         w = np.empty(self.n_t)
         w[r : r + p] = -beta
         w[-1] = 1.0
         if r:
-            rhs = lower[r:, :r].T @ w[r:]
-            w[:r] = -scipy.linalg.solve_triangular(
-                lower[:r, :r].T, rhs, lower=False, check_finite=False
-            )
+            rhs = t[r:, :r].T @ w[r:]
+            # The terms' rows of T are zero above the diagonal (see _fill_trailing).
+            solved, info = scipy.linalg.lapack.dtrtrs(t[:r, :r].T, rhs, lower=0)
+            if info != 0:
+                raise np.linalg.LinAlgError("the factor is singular")
+            w[:r] = -solved
         m0, q0 = self.cp.n_levels[0], self.cp.q[0]
         rhs0 = self.col0.transpose_times(w)
         u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
@@ -217,9 +226,12 @@ class BlockedCholesky:
     def inverse_rx(self) -> np.ndarray:
         """R_X⁻¹ where R_X R_Xᵀ = the fixed-effects block of the Schur complement."""
         p = self.n_xy - 1
-        return scipy.linalg.solve_triangular(
-            self.L_xx[:p, :p], np.eye(p), lower=True, check_finite=False
-        )
+        # LAPACK's triangular inverse: a triangular solve against I (BLAS trsm)
+        # took milliseconds for a 2×2 R_X when OpenBLAS runs on several threads.
+        inverse, info = scipy.linalg.lapack.dtrtri(self.L_xx[:p, :p], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("R_X is singular")
+        return np.tril(inverse)
 
     def random_effects_factor(self) -> sp.csc_matrix:
         """The random-effects part of L (all terms) as one sparse lower-triangular matrix."""

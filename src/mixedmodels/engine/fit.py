@@ -1,9 +1,13 @@
 """Stage 4: θ optimised within its bounds, on a problem's own workspaces.
 
-BOBYQA from the moment start (:mod:`~mixedmodels.engine.start`), restarts
-from a boundary optimum, a polish, lme4's convergence check; the optimizer
-moves φ = θ/scale so that random-effect columns on extreme scales fit as
-well as rescaled ones (:func:`theta_scale`).  Returns an
+From the moment start (:mod:`~mixedmodels.engine.start`), a bound-constrained
+quasi-Newton method with the exact gradient
+(:mod:`~mixedmodels.engine.quasi_newton`, :mod:`~mixedmodels.engine.gradient`),
+then probes of the coordinates it leaves on a bound (lme4's ``restart_edge``
+idea) and the exact first-order check.  Where numba is missing, BOBYQA with
+restarts from a boundary optimum, a polish and lme4's finite-difference
+check.  The optimizer moves φ = θ/scale so that random-effect columns on
+extreme scales fit as well as rescaled ones (:func:`theta_scale`).  Returns an
 :class:`~mixedmodels.engine.optimize.OptimizationSummary`; the model turns it
 into its fitted state.
 """
@@ -16,19 +20,28 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from .gradient import ProfiledGradient, gradient_available
 from .kernels import available_cpus
 from .optimize import (
     BOUNDARY_TOLERANCE,
     OptimizationSummary,
     check_convergence,
+    check_stationarity,
     minimize_bobyqa,
     restart_steps,
 )
 from .problem import LinearProblem
+from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton
 from .start import moment_start, start_steps
 
 # The convergence check evaluates on two threads above this time per evaluation.
 _PARALLEL_MIN_SECONDS = 2e-3
+# A coordinate left on its bound is probed this far inside (in φ) when its
+# derivative there is below _PROBE_SLOPE: a zero variance is a stationary point
+# of the objective (it is even in a scalar term's θ), minimum or not.
+_PROBE_STEP = 1e-2
+_PROBE_SLOPE = 1e-4
+OPTIMIZERS = ("auto", "quasi-newton", "bobyqa")
 # Inspecting the loaded BLAS libraries takes milliseconds: do it once.
 _BLAS_CONTROLLER: ThreadpoolController | None = None
 
@@ -87,15 +100,127 @@ def optimize_theta(
     *,
     check: bool = True,
     max_restarts: int = 3,
+    optimizer: str = "auto",
 ) -> OptimizationSummary:
-    """Minimise the problem's criterion over θ; see :meth:`LinearMixedModel.fit`."""
+    """Minimise the problem's criterion over θ; see :meth:`LinearMixedModel.fit`.
+
+    ``optimizer`` is "quasi-newton" (exact gradient; needs numba), "bobyqa"
+    (derivative-free, as lme4) or "auto" (the first where numba imports).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if optimizer == "auto":
+        optimizer = "quasi-newton" if gradient_available() else "bobyqa"
+    elif optimizer == "quasi-newton" and not gradient_available():
+        raise ImportError("the quasi-Newton optimizer needs numba (pip install numba)")
     scale = theta_scale(problem)
     start_phi, steps = starting_point(problem, start, scale)
     # The θ loop works on many small matrices, and even InstEval's 1128×1128
     # Cholesky ran no faster with two OpenBLAS threads than with one
     # (measured on this 2-core machine): BLAS stays single-threaded here.
     with blas_threads(1):
+        if optimizer == "quasi-newton":
+            return _optimize_quasi_newton(problem, start_phi, scale, check, max_restarts)
         return _optimize(problem, start_phi, steps, scale, check, max_restarts)
+
+
+class _Evaluator:
+    """The criterion and its gradient in φ on one workspace, counting both."""
+
+    def __init__(self, problem: LinearProblem, scale: np.ndarray) -> None:
+        self.problem = problem
+        self.scale = scale
+        self.workspace = problem.workspace()
+        self.gradient_of = ProfiledGradient(
+            self.workspace,
+            [t.theta_rows for t in problem.terms],
+            [t.theta_cols for t in problem.terms],
+        )
+        self.theta: np.ndarray | None = None
+
+    def value(self, phi: np.ndarray) -> float:
+        self.theta = phi * self.scale
+        return self.problem.objective(self.theta, workspace=self.workspace)
+
+    def gradient(self) -> np.ndarray:
+        """∇φ at the point of the last :meth:`value`."""
+        lambdas = self.problem.lambdas(self.theta)
+        g = self.gradient_of.gradient(self.workspace, lambdas, self.problem.reml)
+        return g * self.scale
+
+
+def _probe_boundary(
+    evaluator: _Evaluator, result: QuasiNewtonResult, lower: np.ndarray
+) -> tuple[np.ndarray | None, int]:
+    """A point inside the bounds lower than ``result``'s optimum, or None; and the values used.
+
+    Each coordinate on its bound whose derivative into the interior is not
+    clearly positive is moved inside by a small step: where the objective or
+    its derivative there says the objective decreases inward, the optimum on
+    the bound was a stationary point but not a minimum.
+    """
+    x = result.x
+    on_bound = np.isfinite(lower) & (x - lower <= 0.0) & (result.gradient < _PROBE_SLOPE)
+    used = 0
+    for i in np.flatnonzero(on_bound):
+        point = x.copy()
+        point[i] = lower[i] + _PROBE_STEP
+        value = evaluator.value(point)
+        used += 1
+        if value < result.value:
+            return point, used
+        if evaluator.gradient()[i] < 0:
+            return point, used
+    return None, used
+
+
+def _optimize_quasi_newton(
+    problem: LinearProblem,
+    start: np.ndarray,
+    scale: np.ndarray,
+    check: bool,
+    max_restarts: int,
+) -> OptimizationSummary:
+    lower = problem.lower_bounds
+    evaluator = _Evaluator(problem, scale)
+    clock = time.perf_counter()
+    result = minimize_quasi_newton(evaluator.value, evaluator.gradient, start, lower)
+    n_values, n_gradients = result.n_values, result.n_gradients
+    for _ in range(max_restarts):
+        inside, used = _probe_boundary(evaluator, result, lower)
+        n_values += used
+        n_gradients += used
+        if inside is None:
+            break
+        again = minimize_quasi_newton(evaluator.value, evaluator.gradient, inside, lower)
+        n_values += again.n_values
+        n_gradients += again.n_gradients
+        if not again.value < result.value:
+            break
+        result = again
+    seconds = time.perf_counter() - clock
+    messages: list[str] = []
+    ok = result.converged
+    if not ok:
+        messages.append(f"the optimizer stopped early: {result.status}")
+    if check:
+        passed, found = check_stationarity(result.gradient, result.hessian, result.x, lower)
+        ok = ok and passed
+        messages.extend(found)
+    return OptimizationSummary(
+        initial=start * scale,
+        lower=lower.copy(),
+        final=result.x * scale,
+        objective=result.value,
+        n_evaluations=n_values,
+        return_code=result.status,
+        converged=ok,
+        messages=tuple(messages),
+        gradient=result.gradient / scale,
+        seconds=seconds,
+        n_gradients=n_gradients,
+        method="quasi-newton",
+    )
 
 
 def _optimize(

@@ -32,13 +32,13 @@ back to a derivative-free method.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.linalg
 
+from .blocks import CrossProducts
 from .factor import BlockedCholesky
 from .kernels import compiled
+from .smallmatrix import batched_matmul
 
 _COMPILED = None
 _TRIED = False
@@ -204,84 +204,92 @@ def _lower_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
 
 
 class ProfiledGradient:
-    """∇θ of the ML deviance or REML criterion, from a factor updated at θ.
+    """∇θ of the ML deviance or REML criterion, read off a factor updated at θ.
 
     Parameters
     ----------
-    factor : BlockedCholesky
-        The factor; :meth:`gradient` reads it where its last update left it.
+    structure : BlockedCholesky
+        A factor of the problem (any workspace): its block layout is read,
+        once, to find the entries of the inverse the gradient needs.
     theta_rows, theta_cols : list of int arrays
         For each term, the (row, column) in λ of each of its θ.
     """
 
     def __init__(
         self,
-        factor: BlockedCholesky,
+        structure: BlockedCholesky,
         theta_rows: list[np.ndarray],
         theta_cols: list[np.ndarray],
     ) -> None:
-        self.factor = factor
         self.theta_rows = theta_rows
         self.theta_cols = theta_cols
-        cp = factor.cp
-        n = factor.n_t
+        cp = structure.cp
         q = cp.q
-        # Flat indices (lower triangle of Σ_TT) of the blocks the later terms read.
+        self._offsets = list(structure.offsets)
+        # (row, col) in T of the blocks the later terms read off Σ_TT.
         self._diag_blocks = {}
         for t in range(1, cp.n_terms):
-            offset = factor.offsets[t - 1]
-            base = offset + np.arange(cp.n_levels[t])[:, None, None] * q[t]
+            base = structure.offsets[t - 1] + np.arange(cp.n_levels[t])[:, None, None] * q[t]
             r = base + np.arange(q[t])[None, :, None]
             c = base + np.arange(q[t])[None, None, :]
-            self._diag_blocks[t] = _lower_index(r, c, n)
+            self._diag_blocks[t] = (r, c)
         self._off_blocks = {}
         for (i, j), pairs in cp.off.items():
             if j == 0:
                 continue
-            r = factor.offsets[i - 1] + pairs.rows[:, None, None].astype(np.int64) * q[i]
-            c = factor.offsets[j - 1] + pairs.cols[:, None, None].astype(np.int64) * q[j]
+            r = structure.offsets[i - 1] + pairs.rows[:, None, None].astype(np.int64) * q[i]
+            c = structure.offsets[j - 1] + pairs.cols[:, None, None].astype(np.int64) * q[j]
             r = r + np.arange(q[i])[None, :, None]
             c = c + np.arange(q[j])[None, None, :]
-            self._off_blocks[(i, j)] = _lower_index(r, c, n)
-        self._acc = np.zeros((max(cp.n_terms, 1), max(q, default=1), max(q, default=1)))
+            self._off_blocks[(i, j)] = (r, c)
+        # Their flat indices in an n_s-wide Σ_TT, by n_s (REML and ML differ).
+        self._flat: dict[int, tuple[dict, dict]] = {}
+        self._acc_shape = (max(cp.n_terms, 1), max(q, default=1), max(q, default=1))
 
-    def _sigma_tt(self, n_s: int) -> np.ndarray:
-        """Σ_TT for the first n_s rows of T, on and below its diagonal (C order, n_t wide)."""
-        f = self.factor
-        out = np.zeros((f.n_t, f.n_t))
+    def _flat_indices(self, n_s: int) -> tuple[dict, dict]:
+        if n_s not in self._flat:
+            self._flat[n_s] = (
+                {t: _lower_index(r, c, n_s) for t, (r, c) in self._diag_blocks.items()},
+                {key: _lower_index(r, c, n_s) for key, (r, c) in self._off_blocks.items()},
+            )
+        return self._flat[n_s]
+
+    @staticmethod
+    def _sigma_tt(f: BlockedCholesky, n_s: int) -> np.ndarray:
+        """Σ_TT on the first n_s rows and columns of T, on and below its diagonal (C order)."""
+        # A C-order copy of the leading block holds L on and below its diagonal;
+        # read as a Fortran array (its transpose) it is the upper factor Lᵀ,
+        # which LAPACK inverts in place: the copy then holds Σ below its diagonal.
+        lead = np.array(f.T[:n_s, :n_s])
         if n_s:
-            lead = np.array(f.T[:n_s, :n_s])
-            # C-order lower factor = Fortran-order upper factor of the same matrix.
-            inv, info = scipy.linalg.lapack.dpotri(lead.T, lower=0, overwrite_c=1)
+            _, info = scipy.linalg.lapack.dpotri(lead.T, lower=0, overwrite_c=1)
             if info != 0:
-                raise np.linalg.LinAlgError("trailing block is singular")
-            out[:n_s, :n_s] = inv.T
-        return out
+                raise np.linalg.LinAlgError("the trailing block is singular")
+        return lead
 
     def gradient(
-        self, lambdas: list[np.ndarray], reml: bool, beta: np.ndarray, modes: list[np.ndarray]
+        self, factor: BlockedCholesky, lambdas: list[np.ndarray], reml: bool
     ) -> np.ndarray:
-        """The gradient with respect to θ (lme4's order) of the objective at the factor's θ.
+        """The gradient with respect to θ (lme4's order) at the θ the factor was updated at.
 
         Parameters
         ----------
+        factor : BlockedCholesky
+            A factor of the problem, updated at θ (it is not changed).
         lambdas : list of ndarray
-            λ of each term at the θ the factor was last updated with.
+            λ of each term at that θ.
         reml : bool
             REML criterion (True) or ML deviance.
-        beta : ndarray
-            β̂ at θ (:meth:`BlockedCholesky.fixed_effects`).
-        modes : list of ndarray
-            The spherical modes û, one array per term (levels·q,).
         """
-        f = self.factor
+        f = factor
         cp = f.cp
         k = cp.n_terms
         p = cp.n_fixed
+        beta = f.fixed_effects()
+        modes = f.spherical_modes(beta)
         n_s = f.n_re_trailing + (p if reml else 0)
-        sigma = self._sigma_tt(n_s)
-        acc = self._acc
-        acc.fill(0.0)
+        sigma = self._sigma_tt(f, n_s)
+        acc = np.zeros(self._acc_shape)
         col0 = f.col0
         lams = col0.lambda_stack(lambdas[1:])
         kernel = _kernel()
@@ -305,19 +313,20 @@ class ProfiledGradient:
             acc,
         )
         flat = sigma.reshape(-1)
+        diag_index, off_index = self._flat_indices(n_s)
         r = f.n_re_trailing
         for t in range(1, k):
             lam = lambdas[t]
             # Diagonal blocks: Σ_(t,ℓ),(t,ℓ) λᵀD_ℓ (Σ's block read symmetric).
-            block = flat[self._diag_blocks[t]]
+            block = flat[diag_index[t]]
             acc[t, : cp.q[t], : cp.q[t]] += np.einsum("lab,cb,lci->ai", block, lam, cp.diag[t])
             if reml and p:
-                lo = f.offsets[t - 1]
-                hi = f.offsets[t]
+                lo = self._offsets[t - 1]
+                hi = self._offsets[t]
                 # Σ_(t,ℓ),X (XᵀZ_t)_ℓ: Σ's X rows sit below the terms' rows.
                 sx = sigma[r : r + p, lo:hi].reshape(p, cp.n_levels[t], cp.q[t])
                 acc[t, : cp.q[t], : cp.q[t]] += np.einsum("xla,xli->ai", sx, cp.xz[t][:p])
-        for (i, j), index in self._off_blocks.items():
+        for (i, j), index in off_index.items():
             g = cp.off[(i, j)].data  # (pairs, q_i, q_j): Z_iᵀZ_j
             block = flat[index]  # Σ_(i,r),(j,c)
             # Term j's Y: Σ_(j,c),(i,r) λ_iᵀ G_(i,r),(j,c).
@@ -325,7 +334,7 @@ class ProfiledGradient:
             # Term i's Y: Σ_(i,r),(j,c) λ_jᵀ G_(j,c),(i,r).
             acc[i, : cp.q[i], : cp.q[i]] += np.einsum("bac,dc,bid->ai", block, lambdas[j], g)
         # r²: ∂r²/∂λ_t[i, j] = −2 Σ_ℓ (Z_tᵀe)_ℓ[i] û_ℓ[j].
-        ze = self._z_residual(lambdas, beta, modes)
+        ze = _z_residual(cp, lambdas, beta, modes)
         r2 = f.pwrss()
         dof = cp.n_obs - p if reml else cp.n_obs
         out = []
@@ -337,40 +346,24 @@ class ProfiledGradient:
             out.append(2.0 * acc[t, cols, rows] + dof * d_r2[rows, cols] / r2)
         return np.concatenate(out)
 
-    def _z_residual(
-        self, lambdas: list[np.ndarray], beta: np.ndarray, modes: list[np.ndarray]
-    ) -> list[np.ndarray]:
-        """Z_tᵀe for every term, (levels, q): from the blocks of G, e = y − Xβ − ZΛu."""
-        cp = self.factor.cp
-        p = cp.n_fixed
-        shift = beta if cp.beta_offset is None else beta - cp.beta_offset
-        b = [
-            modes[t].reshape(cp.n_levels[t], cp.q[t]) @ lambdas[t].T for t in range(cp.n_terms)
-        ]
-        out = []
-        for t in range(cp.n_terms):
-            ze = cp.xz[t][p] - np.tensordot(shift, cp.xz[t][:p], axes=1)
-            ze = ze - np.einsum("lab,lb->la", cp.diag[t], b[t])
-            out.append(ze)
-        for (i, j), pairs in cp.off.items():
-            g = pairs.data  # rows: levels of i, cols: levels of j
-            np.subtract.at(out[i], pairs.rows, np.einsum("pab,pb->pa", g, b[j][pairs.cols]))
-            np.subtract.at(out[j], pairs.cols, np.einsum("pab,pa->pb", g, b[i][pairs.rows]))
-        return out
 
-
-def profiled_objective(factor: BlockedCholesky, reml: bool) -> float:
-    """The ML deviance or REML criterion from a factor updated at θ (lme4's scale)."""
-    cp = factor.cp
-    n, p = cp.n_obs, cp.n_fixed
-    r2 = factor.pwrss()
-    if not r2 > 0.0:
-        return math.inf
-    value = factor.logdet_theta() - cp.sum_log_weights
-    log_2pi = math.log(2 * math.pi)
-    if reml:
-        dof = n - p
-        value += factor.logdet_x() + dof * (1.0 + log_2pi + math.log(r2 / dof))
-    else:
-        value += n * (1.0 + log_2pi + math.log(r2 / n))
-    return value
+def _z_residual(
+    cp: CrossProducts, lambdas: list[np.ndarray], beta: np.ndarray, modes: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Z_tᵀe for every term, (levels, q): from the blocks of G, e = y − Xβ − ZΛu."""
+    p = cp.n_fixed
+    shift = beta if cp.beta_offset is None else beta - cp.beta_offset
+    b = [modes[t].reshape(cp.n_levels[t], cp.q[t]) @ lambdas[t].T for t in range(cp.n_terms)]
+    out = []
+    for t in range(cp.n_terms):
+        xz = cp.xz[t]
+        ze = xz[p] - (shift @ xz[:p].reshape(p, -1)).reshape(xz.shape[1:])
+        ze -= batched_matmul(cp.diag[t], b[t][:, :, None])[:, :, 0]
+        out.append(ze)
+    for (i, j), pairs in cp.off.items():
+        g = pairs.data  # rows: levels of i, cols: levels of j
+        below = batched_matmul(g, b[j][pairs.cols][:, :, None])[:, :, 0]
+        np.subtract.at(out[i], pairs.rows, below)
+        above = batched_matmul(g.transpose(0, 2, 1), b[i][pairs.rows][:, :, None])[:, :, 0]
+        np.subtract.at(out[j], pairs.cols, above)
+    return out

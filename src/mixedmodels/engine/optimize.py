@@ -1,8 +1,11 @@
-"""Stage 4: minimise the profiled objective over θ within its bounds.
+"""Stage 4's tools: BOBYQA, the optimizer's summary, and the checks of an optimum.
 
 nlopt's BOBYQA is the derivative-free, bound-constrained optimizer that lme4
-(``nloptwrap``) and MixedModels.jl use.  After it stops, the gradient and
-Hessian are estimated by finite differences, as lme4's ``checkConv`` does, to
+(``nloptwrap``) and MixedModels.jl use; it is kept for where the exact
+gradient is not available (:mod:`~mixedmodels.engine.quasi_newton` is used
+where it is).  After BOBYQA stops, the gradient and Hessian are estimated by
+finite differences, as lme4's ``checkConv`` does; with the exact gradient the
+first-order conditions are checked exactly (:func:`check_stationarity`), to
 report doubtful convergence instead of staying silent.
 """
 
@@ -46,6 +49,9 @@ class OptimizationSummary:
     gradient: np.ndarray | None = None
     # Wall time of the optimization (evaluations included, the check excluded).
     seconds: float = 0.0
+    # Evaluations of the exact gradient (0 for BOBYQA) and the method used.
+    n_gradients: int = 0
+    method: str = "bobyqa"
 
 
 def minimize_bobyqa(
@@ -172,3 +178,46 @@ def check_convergence(
             f"(tolerance {GRADIENT_TOLERANCE})"
         )
     return not messages, messages, grad
+
+
+def check_stationarity(
+    gradient: np.ndarray, hessian: np.ndarray, x: np.ndarray, lower: np.ndarray
+) -> tuple[bool, list[str]]:
+    """The first-order conditions of a bound-constrained minimum, with the exact gradient.
+
+    Coordinates strictly inside their bounds must have a small gradient, and
+    those on a bound a gradient pointing out of the feasible region (a
+    negative derivative into the interior means the objective still
+    decreases there: not a minimum).  Both are measured as lme4 measures the
+    gradient: scaled by the Cholesky factor of the Hessian (``hessian``, an
+    approximation such as the quasi-Newton one), ``R⁻¹g`` with ``H = RᵀR``
+    (R's ``solve(chol(H), g)``).
+    """
+    on_bound = np.isfinite(lower) & (x - lower <= 0.0)
+    pushing_in = on_bound & (gradient < 0)
+    moving = ~on_bound | pushing_in
+    if not np.any(moving):
+        return True, []
+    g = gradient[moving]
+    h = hessian[np.ix_(moving, moving)]
+    try:
+        chol = np.linalg.cholesky(h)
+        scaled = np.abs(np.linalg.solve(chol.T, g))
+        measure = "scaled gradient"
+    except np.linalg.LinAlgError:
+        scaled = np.abs(g)
+        measure = "gradient"
+    messages = []
+    largest = float(np.max(scaled))
+    if largest > GRADIENT_TOLERANCE:
+        messages.append(
+            f"the optimizer may not have converged: max |{measure}| = {largest:.3g} "
+            f"(tolerance {GRADIENT_TOLERANCE})"
+        )
+    inward = scaled[pushing_in[moving]]
+    if inward.size and float(np.max(inward)) > GRADIENT_TOLERANCE:
+        messages.append(
+            "the objective decreases from the boundary into the interior: the fit "
+            "stopped on a bound that is not its minimum"
+        )
+    return not messages, messages

@@ -232,7 +232,8 @@ def minimize_quasi_newton(
     predicted = math.inf
     iteration = 0
     held = np.zeros(n, dtype=bool)
-    for iteration in range(1, max_iterations + 1):
+    while iteration < max_iterations:
+        iteration += 1
         held = _held(x, g, lower)
         free = ~held
         if b is None:
