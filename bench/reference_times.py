@@ -20,7 +20,9 @@ import pandas as pd
 import mixedmodels as mm
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIRS = [ROOT / "tests" / "data" / "lmm", ROOT / "tests" / "data" / "extra"]
+REFERENCE_DIRS = [
+    ROOT / "tests" / "data" / name for name in ("lmm", "extra", "mixedlm", "boundary")
+]
 
 
 def _data(ref: dict) -> pd.DataFrame:
@@ -40,6 +42,8 @@ def main() -> None:
     for directory in REFERENCE_DIRS:
         for path in sorted(directory.glob("*.json")):
             ref = json.loads(path.read_text())
+            if "formula" not in ref:
+                continue
             if args.only and args.only not in ref["id"]:
                 continue
             data = _data(ref)
@@ -63,23 +67,32 @@ def main() -> None:
                     lme4,
                     model.objective - ref["objective"],
                     model.optsum.n_evaluations,
+                    model.optsum.n_gradients,
                     model.converged,
                 )
             )
 
     print(
         f"{'model':34} {'rows':>7} {'ours (s)':>9} {'lme4 (s)':>9} {'lme4/ours':>9} "
-        f"{'Δobjective':>11} {'evals':>6} {'conv':>5}"
+        f"{'Δobjective':>11} {'evals':>6} {'grads':>6} {'conv':>5}"
     )
-    for name, n, ours, lme4, delta, n_eval, converged in rows:
+    for name, n, ours, lme4, delta, n_eval, n_grad, converged in rows:
         ratio = f"{lme4 / ours:9.1f}" if lme4 else f"{'-':>9}"
         lme4_text = f"{lme4:9.3f}" if lme4 else f"{'-':>9}"
         print(
             f"{name:34} {n:7d} {ours:9.4f} {lme4_text} {ratio} {delta:11.2e} "
-            f"{n_eval:6d} {converged!s:>5}"
+            f"{n_eval:6d} {n_grad:6d} {converged!s:>5}"
         )
     if args.json:
-        keys = ("id", "rows", "seconds", "lme4_seconds", "objective_gap", "evaluations")
+        keys = (
+            "id",
+            "rows",
+            "seconds",
+            "lme4_seconds",
+            "objective_gap",
+            "evaluations",
+            "gradients",
+        )
         records = [dict(zip(keys, row[:-1], strict=True)) | {"converged": row[-1]} for row in rows]
         args.json.write_text(json.dumps(records, indent=1))
 

@@ -20,6 +20,10 @@
 ##   --from-json DIR take the models (id, dataset, formula, REML) from the
 ##                   JSON files in DIR instead of the list below: a check
 ##                   that this R setup reproduces existing reference files
+##   --models FILE   take the models from a JSON list of {id, dataset,
+##                   dataset_path, formula, REML}, the data read from
+##                   tests/data/<dataset_path> (made elsewhere, e.g. by
+##                   dev/make_boundary_data.py)
 ##
 ## Needs R with lme4, lmerTest, pbkrtest and jsonlite (Debian: r-cran-lme4
 ## r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite).
@@ -42,9 +46,10 @@ invisible(Sys.setlocale("LC_COLLATE", "C"))
 ## project's parser reads; none needs it now: factor(x) and I(x^2) are read),
 ## synthetic = TRUE for data made here.
 M <- function(id, dataset, formula, REML, formula_python = NULL,
-              synthetic = FALSE) {
+              synthetic = FALSE, dataset_path = NULL) {
   list(id = id, dataset = dataset, formula = formula, REML = REML,
-       formula_python = formula_python, synthetic = synthetic)
+       formula_python = formula_python, synthetic = synthetic,
+       dataset_path = dataset_path)
 }
 
 MODELS <- list(
@@ -282,7 +287,10 @@ ddf_tables <- function(m, do_kr) {
 
 make_one <- function(spec, datasets_dir, out_dir) {
   f <- as.formula(spec$formula)
-  if (isTRUE(spec$synthetic)) {
+  if (!is.null(spec$dataset_path)) {
+    rel <- spec$dataset_path
+    path <- file.path("tests", "data", rel)
+  } else if (isTRUE(spec$synthetic)) {
     rel <- file.path("extra", "datasets", paste0(spec$dataset, ".csv"))
     path <- file.path(out_dir, "datasets", paste0(spec$dataset, ".csv"))
   } else {
@@ -377,6 +385,11 @@ main <- function(args) {
         synthetic = !is.null(j$dataset_path))
     })
     models <- Filter(function(s) !s$synthetic, models)
+  }
+  listed <- opt("--models")
+  if (!is.null(listed)) {
+    models <- lapply(fromJSON(listed, simplifyVector = FALSE), function(j)
+      M(j$id, j$dataset, j$formula, j$REML, dataset_path = j$dataset_path))
   }
   if (!is.null(only)) {
     ids <- strsplit(only, ",")[[1]]

@@ -174,6 +174,29 @@ def _probe_boundary(
     return None, used
 
 
+def _column_mirrors(problem: LinearProblem) -> dict[int, np.ndarray]:
+    """For each diagonal θ, the θ below it in its column of λ (see quasi_newton)."""
+    mirrors = {}
+    for term, where in zip(problem.terms, problem.theta_slices, strict=True):
+        rows, cols = term.theta_rows, term.theta_cols
+        for k in np.flatnonzero(rows == cols):
+            below = np.flatnonzero((cols == cols[k]) & (rows > rows[k]))
+            if below.size:
+                mirrors[where.start + int(k)] = where.start + below
+    return mirrors
+
+
+def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.ndarray | None:
+    """x with its coordinates on a bound moved back to their start (or 0.1 inside)."""
+    on_bound = np.isfinite(lower) & (x - lower <= 0.0)
+    if not np.any(on_bound):
+        return None
+    point = x.copy()
+    inside = start - lower > 1e-3
+    point[on_bound] = np.where(inside, start, lower + 0.1)[on_bound]
+    return point
+
+
 def _optimize_quasi_newton(
     problem: LinearProblem,
     start: np.ndarray,
@@ -184,15 +207,27 @@ def _optimize_quasi_newton(
     lower = problem.lower_bounds
     evaluator = _Evaluator(problem, scale)
     clock = time.perf_counter()
-    result = minimize_quasi_newton(evaluator.value, evaluator.gradient, start, lower)
+    mirrors = _column_mirrors(problem)
+    result = minimize_quasi_newton(
+        evaluator.value, evaluator.gradient, start, lower, mirrors=mirrors
+    )
     n_values, n_gradients = result.n_values, result.n_gradients
+    escaped = False
     for _ in range(max_restarts):
         inside, used = _probe_boundary(evaluator, result, lower)
         n_values += used
         n_gradients += used
+        if inside is None and not escaped:
+            # A minimum on a face of the bounds can be a local one only (a
+            # variance that reached zero early on the path): restart once with
+            # those coordinates back at their starting values.
+            inside = _escape_point(result.x, start, lower)
+            escaped = True
         if inside is None:
             break
-        again = minimize_quasi_newton(evaluator.value, evaluator.gradient, inside, lower)
+        again = minimize_quasi_newton(
+            evaluator.value, evaluator.gradient, inside, lower, mirrors=mirrors
+        )
         n_values += again.n_values
         n_gradients += again.n_gradients
         if not again.value < result.value:
@@ -204,7 +239,9 @@ def _optimize_quasi_newton(
     if not ok:
         messages.append(f"the optimizer stopped early: {result.status}")
     if check:
-        passed, found = check_stationarity(result.gradient, result.hessian, result.x, lower)
+        passed, found = check_stationarity(
+            result.gradient, result.hessian, result.x, lower, mirrors
+        )
         ok = ok and passed
         messages.extend(found)
     return OptimizationSummary(

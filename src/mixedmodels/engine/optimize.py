@@ -181,7 +181,11 @@ def check_convergence(
 
 
 def check_stationarity(
-    gradient: np.ndarray, hessian: np.ndarray, x: np.ndarray, lower: np.ndarray
+    gradient: np.ndarray,
+    hessian: np.ndarray,
+    x: np.ndarray,
+    lower: np.ndarray,
+    mirrors: dict[int, np.ndarray] | None = None,
 ) -> tuple[bool, list[str]]:
     """The first-order conditions of a bound-constrained minimum, with the exact gradient.
 
@@ -192,9 +196,17 @@ def check_stationarity(
     gradient: scaled by the Cholesky factor of the Hessian (``hessian``, an
     approximation such as the quasi-Newton one), ``R⁻¹g`` with ``H = RᵀR``
     (R's ``solve(chol(H), g)``).
+
+    A diagonal element of λ on its bound 0 with a nonzero column below it
+    (``mirrors``: the θ below each diagonal one) must have a small gradient
+    too: flipping the column's signs gives the same model, with the
+    derivative into the interior of the opposite sign.
     """
     on_bound = np.isfinite(lower) & (x - lower <= 0.0)
-    pushing_in = on_bound & (gradient < 0)
+    flippable = np.zeros(len(x), dtype=bool)
+    for i, below in (mirrors or {}).items():
+        flippable[i] = bool(np.any(x[below] != 0))
+    pushing_in = on_bound & ((gradient < 0) | flippable)
     moving = ~on_bound | pushing_in
     if not np.any(moving):
         return True, []

@@ -15,6 +15,12 @@ approximation B of the Hessian with an active set fits that shape:
 * B starts as forward differences of the gradient (n more gradients) or as
   a multiple of the identity fitted to the first step, and is updated by
   BFGS when the curvature condition holds;
+* a coordinate λ_jj on its bound 0 whose column below is not zero is a
+  mirror of itself: the objective depends on λλᵀ only, so the column with
+  its signs flipped is the same model, where the derivative into the
+  interior has the opposite sign.  When it points outward, the column is
+  flipped (``mirrors``) and the coordinate moves in — a point on the
+  boundary with a nonzero derivative there is never a minimum;
 * it stops when the predicted decrease g_Fᵀ B_FF⁻¹ g_F / 2 and the last
   step's actual decrease are below an absolute tolerance on the objective's
   scale (deviance units): the first-order conditions hold, including those of
@@ -42,6 +48,10 @@ _FIRST_STEP = 0.5
 # Relative rounding level of the objective (a sum over the data): it sets a
 # floor under the tolerance.
 _NOISE = 1e-14
+# No step moves a coordinate by more than half its value or this much: a
+# long quasi-Newton step from a poor Hessian would otherwise land far away,
+# on bounds it then stays on (another, worse local minimum on a face).
+_STEP_FLOOR = 0.1
 # Backtracking steps before a line search gives up.
 _MAX_BACKTRACKS = 40
 
@@ -87,6 +97,24 @@ def _difference_hessian(
     top = max(float(np.max(np.abs(w))), 1e-8)
     w = np.maximum(np.abs(w), 1e-6 * top)
     return (v * w) @ v.T
+
+
+def _flip_mirrored(
+    x: np.ndarray,
+    g: np.ndarray,
+    b: np.ndarray | None,
+    lower: np.ndarray,
+    mirrors: dict[int, np.ndarray],
+) -> None:
+    """Flip (in place) the columns whose diagonal is on its bound and pushed outward."""
+    for i, below in mirrors.items():
+        if x[i] - lower[i] <= 0.0 and g[i] > 0 and np.any(x[below] != 0):
+            column = np.append(below, i)
+            x[below] = -x[below]
+            g[column] = -g[column]
+            if b is not None:
+                b[column, :] = -b[column, :]
+                b[:, column] = -b[:, column]
 
 
 def _newton_direction(b: np.ndarray, g: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -183,6 +211,7 @@ def minimize_quasi_newton(
     tolerance: float = 1e-10,
     max_iterations: int = 500,
     hessian: np.ndarray | str | None = "differences",
+    mirrors: dict[int, np.ndarray] | None = None,
 ) -> QuasiNewtonResult:
     """Minimise f subject to x ≥ lower.
 
@@ -205,6 +234,10 @@ def minimize_quasi_newton(
         Initial Hessian approximation: an array; "differences" (forward
         differences of the gradient, n more values and gradients); None, a
         scaled identity fitted after a first steepest-descent step.
+    mirrors : dict, optional
+        For a coordinate with a finite bound, the coordinates that change
+        sign with it without changing f when it is on its bound (a column of
+        λ below its diagonal element).
 
     Notes
     -----
@@ -234,6 +267,9 @@ def minimize_quasi_newton(
     held = np.zeros(n, dtype=bool)
     while iteration < max_iterations:
         iteration += 1
+        if mirrors:
+            x, g = x.copy(), g.copy()
+            _flip_mirrored(x, g, b, lower, mirrors)
         held = _held(x, g, lower)
         free = ~held
         if b is None:
@@ -252,6 +288,9 @@ def minimize_quasi_newton(
         if not float(g @ d) < 0:
             status = "no descent direction"
             break
+        reach = float(np.max(np.abs(d) / np.maximum(0.5 * np.abs(x), _STEP_FLOOR)))
+        if reach > 1.0:
+            d = d / reach
         found = search.line_search(x, f, g, d)
         if found is None:
             # No decrease along the direction: the rounding level of f is
