@@ -369,15 +369,15 @@ def test_random_slope_on_an_extreme_scale(sleep: pd.DataFrame, sleep_fit, factor
 
 
 def test_doubtful_convergence_is_reported_not_silent(sleep: pd.DataFrame, monkeypatch) -> None:
-    # An optimizer cut off after a few evaluations: the fit must say so.
+    # An optimizer cut off after a few iterations: the fit must say so.
     import mixedmodels.engine.fit as model_module
 
-    real = model_module.minimize_bobyqa
+    real = model_module.minimize_quasi_newton
 
-    def cut_short(objective, start, lower, **options):
-        return real(objective, start, lower, **{**options, "max_evaluations": 5})
+    def cut_short(value, gradient, start, lower, **options):
+        return real(value, gradient, start, lower, **{**options, "max_iterations": 2})
 
-    monkeypatch.setattr(model_module, "minimize_bobyqa", cut_short)
+    monkeypatch.setattr(model_module, "minimize_quasi_newton", cut_short)
     with pytest.warns(mm.ConvergenceWarning):
         model = mm.lmer(FORMULA, sleep)
     assert not model.converged

@@ -14,6 +14,7 @@ into its fitted state.
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -120,7 +121,10 @@ def optimize_theta(
     # (measured on this 2-core machine): BLAS stays single-threaded here.
     with blas_threads(1):
         if optimizer == "quasi-newton":
-            return _optimize_quasi_newton(problem, start_phi, scale, check, max_restarts)
+            summary = _optimize_quasi_newton(problem, start_phi, scale, check, max_restarts)
+            if summary is not None:
+                return summary
+            # The criterion is not finite at the start: BOBYQA searches more widely.
         return _optimize(problem, start_phi, steps, scale, check, max_restarts)
 
 
@@ -203,7 +207,8 @@ def _optimize_quasi_newton(
     scale: np.ndarray,
     check: bool,
     max_restarts: int,
-) -> OptimizationSummary:
+) -> OptimizationSummary | None:
+    """The quasi-Newton fit; None when the criterion is not finite at the start."""
     lower = problem.lower_bounds
     evaluator = _Evaluator(problem, scale)
     clock = time.perf_counter()
@@ -211,6 +216,8 @@ def _optimize_quasi_newton(
     result = minimize_quasi_newton(
         evaluator.value, evaluator.gradient, start, lower, mirrors=mirrors
     )
+    if not math.isfinite(result.value):
+        return None
     n_values, n_gradients = result.n_values, result.n_gradients
     escaped = False
     for _ in range(max_restarts):
@@ -234,20 +241,21 @@ def _optimize_quasi_newton(
             break
         result = again
     seconds = time.perf_counter() - clock
+    # A variance shrinking to zero along the path approaches its bound
+    # geometrically; within rounding of it, it is reported on it, as lme4 does.
+    x = np.where(np.isfinite(lower) & (result.x - lower < 1e-10), lower, result.x)
     messages: list[str] = []
     ok = result.converged
     if not ok:
         messages.append(f"the optimizer stopped early: {result.status}")
     if check:
-        passed, found = check_stationarity(
-            result.gradient, result.hessian, result.x, lower, mirrors
-        )
+        passed, found = check_stationarity(result.gradient, result.hessian, x, lower, mirrors)
         ok = ok and passed
         messages.extend(found)
     return OptimizationSummary(
         initial=start * scale,
         lower=lower.copy(),
-        final=result.x * scale,
+        final=x * scale,
         objective=result.value,
         n_evaluations=n_values,
         return_code=result.status,

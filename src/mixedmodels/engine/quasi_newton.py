@@ -81,8 +81,9 @@ def _difference_hessian(
     x: np.ndarray,
     g: np.ndarray,
     lower: np.ndarray,
-) -> np.ndarray:
-    """Forward differences of the gradient, symmetrised, eigenvalues made positive."""
+) -> np.ndarray | None:
+    """Forward differences of the gradient, symmetrised, eigenvalues made positive
+    (None where the gradient is not finite)."""
     n = len(x)
     h = 1e-4 * np.maximum(np.abs(x), 0.1)
     rows = []
@@ -92,6 +93,8 @@ def _difference_hessian(
         value(np.maximum(point, lower))
         rows.append((gradient() - g) / h[i])
     b = np.array(rows)
+    if not np.all(np.isfinite(b)):
+        return None
     b = 0.5 * (b + b.T)
     w, v = np.linalg.eigh(b)
     top = max(float(np.max(np.abs(w))), 1e-8)
@@ -172,7 +175,10 @@ class _Search:
                 return None
             f_new = self.value(x_new)
             if f_new <= f + _ARMIJO * float(g @ step):
-                break
+                g_new = self.gradient()
+                if np.all(np.isfinite(g_new)):
+                    break
+                f_new = math.inf
             # Quadratic interpolation, kept within [0.1, 0.5] of the step.
             shrink = 0.5
             if math.isfinite(f_new):
@@ -183,22 +189,25 @@ class _Search:
             alpha *= shrink
         else:
             return None
-        g_new = self.gradient()
         # While the slope at the new point is still steep the step was too
         # short (far from the optimum the objective is far from quadratic in
         # θ): extend it towards the zero of the secant of the slope.
         slope0 = float(g @ d)
         for _ in range(_MAX_EXTENSIONS):
             slope1 = float(g_new @ d)
-            if not slope1 < _CURVATURE * slope0 or np.any(x + alpha * d < lower):
+            drop = slope0 - slope1
+            if not (slope1 < _CURVATURE * slope0 and drop > 0) or np.any(x + alpha * d < lower):
                 break
-            longer = alpha * min(_MAX_GROWTH, max(1.5, slope0 / (slope0 - slope1)))
+            # slope1 < slope0 / 2 < 0 here, so the secant's zero lies beyond α.
+            longer = alpha * min(_MAX_GROWTH, max(1.5, slope0 / drop))
             x_try = np.maximum(x + longer * d, lower)
             f_try = self.value(x_try)
             if not f_try < f_new:
                 break
-            alpha, x_new, f_new = longer, x_try, f_try
-            g_new = self.gradient()
+            g_try = self.gradient()
+            if not np.all(np.isfinite(g_try)):
+                break
+            alpha, x_new, f_new, g_new = longer, x_try, f_try, g_try
         return x_new, f_new, g_new
 
 
@@ -247,9 +256,21 @@ def minimize_quasi_newton(
     n = len(start)
     x = np.maximum(np.asarray(start, dtype=np.float64), lower)
     f = search.value(x)
-    if not math.isfinite(f):
-        raise FloatingPointError("the objective is not finite at the start")
-    g = search.gradient()
+    g = search.gradient() if math.isfinite(f) else None
+    if g is None or not np.all(np.isfinite(g)):
+        return QuasiNewtonResult(
+            x=x,
+            value=math.inf,
+            gradient=np.full(n, math.nan),
+            hessian=np.eye(n),
+            n_values=search.n_values,
+            n_gradients=search.n_gradients,
+            n_iterations=0,
+            converged=False,
+            status="the objective or its gradient is not finite at the start",
+            predicted_decrease=math.inf,
+            held=np.zeros(n, dtype=bool),
+        )
     b = None
     if isinstance(hessian, str):
         if hessian != "differences":

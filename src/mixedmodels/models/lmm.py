@@ -179,6 +179,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         check_convergence: bool = True,
         warn: bool = True,
         max_restarts: int = 3,
+        optimizer: str = "auto",
     ) -> LinearMixedModel:
         """Estimate θ, then β, σ and the conditional modes.
 
@@ -197,6 +198,9 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         max_restarts : int, default 3
             Restarts of the optimizer from a boundary optimum, kept while they
             lower the objective.
+        optimizer : {"auto", "quasi-newton", "bobyqa"}, default "auto"
+            The quasi-Newton method with the exact gradient (the default where
+            numba is installed) or BOBYQA, lme4's derivative-free default.
         """
         check_convergence = arguments.boolean(check_convergence, "check_convergence")
         warn = arguments.boolean(warn, "warn")
@@ -209,7 +213,11 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 f"max_restarts must be a non-negative integer, not {max_restarts!r}"
             )
         summary = optimize_theta(
-            self.problem, start, check=check_convergence, max_restarts=max_restarts
+            self.problem,
+            start,
+            check=check_convergence,
+            max_restarts=max_restarts,
+            optimizer=optimizer,
         )
         if not math.isfinite(summary.objective):
             criterion = "REML criterion" if self.reml else "deviance"
