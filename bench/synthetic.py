@@ -124,3 +124,72 @@ def intercept_slope(n_rows: int, rows_per_group: int = 20, seed: int = 1) -> pd.
     effects = rng.multivariate_normal(np.zeros(2), cov, size=n_groups)
     y = 10.0 + 1.0 * x + effects[g, 0] + effects[g, 1] * x + 2.0 * rng.standard_normal(g.size)
     return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+def students_teachers(
+    n_students: int = 10_000,
+    n_teachers: int = 1_400,
+    n_schools: int = 80,
+    n_grades: int = 4,
+    move_rate: float = 0.035,
+    seed: int = 18,
+) -> pd.DataFrame:
+    """Students followed over grades, a new teacher each year (issue 18's design).
+
+    ``score ~ grade + (1 | student) + (1 | teacher) + (1 | school)``: every
+    teacher teaches one grade in one school; a student enters at a random
+    grade, stays to the last one (one to four years, about 25 000 rows in
+    all) and gets a teacher of that grade in the school each year; a fraction
+    ``move_rate`` of the students change school once.  The teachers' block of
+    the Schur complement is then nearly block-diagonal by school.
+
+    Parameters
+    ----------
+    n_students, n_teachers, n_schools, n_grades : int
+        Sizes (teachers are spread evenly over schools and grades).
+    move_rate : float
+        Fraction of the students who change school.
+    seed : int
+        Seed of the numpy generator.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``score``, ``grade`` (float64), ``student``, ``teacher``,
+        ``school`` (int64 labels).
+    """
+    rng = np.random.default_rng(seed)
+    teacher_school = np.arange(n_teachers) % n_schools
+    teacher_grade = (np.arange(n_teachers) // n_schools) % n_grades
+    by_cell = {}
+    for t in range(n_teachers):
+        by_cell.setdefault((teacher_school[t], teacher_grade[t]), []).append(t)
+    first_grade = rng.integers(0, n_grades, n_students)
+    home = rng.integers(0, n_schools, n_students)
+    moves = rng.random(n_students) < move_rate
+    new_home = rng.integers(0, n_schools, n_students)
+    student, grade, teacher = [], [], []
+    for s in range(n_students):
+        years = range(first_grade[s], n_grades)
+        move_at = rng.integers(first_grade[s], n_grades) if moves[s] else n_grades
+        for g in years:
+            school = new_home[s] if g >= move_at else home[s]
+            options = by_cell[(school, g)]
+            student.append(s)
+            grade.append(g)
+            teacher.append(options[rng.integers(len(options))])
+    student = np.array(student)
+    grade = np.array(grade, dtype=np.float64)
+    teacher = np.array(teacher)
+    school = teacher_school[teacher]
+    y = (
+        50.0
+        + 2.0 * grade
+        + 5.0 * rng.standard_normal(n_students)[student]
+        + 2.0 * rng.standard_normal(n_teachers)[teacher]
+        + 3.0 * rng.standard_normal(n_schools)[school]
+        + 4.0 * rng.standard_normal(len(student))
+    )
+    return pd.DataFrame(
+        {"score": y, "grade": grade, "student": student, "teacher": teacher, "school": school}
+    )

@@ -68,13 +68,20 @@ CASES = [
     "case", CASES, ids=lambda c: f"{c['levels']}-{c['qs']}-nested{c['nested']}"
 )
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("use_numba", [False, True], ids=["numpy", "numba"])
-def test_blocked_factor_matches_dense(case, weighted, use_numba):
+@pytest.mark.parametrize(
+    ("use_numba", "trailing"),
+    [(False, "dense"), (True, "dense"), (True, "sparse")],
+    ids=["numpy", "numba", "numba-sparse"],
+)
+def test_blocked_factor_matches_dense(case, weighted, use_numba, trailing):
     rng = np.random.default_rng(sum(case["levels"]) + int(weighted))
     codes, levels, z, x, y, lambdas = _random_problem(rng, **case)
     w = rng.uniform(0.5, 2.0, len(y)) if weighted else None
     cp = cross_products(codes, z, levels, x, y, w)
-    factor = BlockedCholesky(cp, use_numba=use_numba)
+    if trailing == "sparse" and len(levels) == 1:
+        trailing = "auto"  # no trailing random effects to order
+    factor = BlockedCholesky(cp, use_numba=use_numba, trailing=trailing)
+    assert (factor.sparse is not None) == (trailing == "sparse")
     assert factor.update(lambdas)
 
     sw = np.ones(len(y)) if w is None else np.sqrt(w)
@@ -92,9 +99,15 @@ def test_blocked_factor_matches_dense(case, weighted, use_numba):
     )
     assert factor.logdet_x() == pytest.approx(2 * np.sum(np.log(np.diag(dense)[nz:-1])), rel=1e-10)
     assert factor.pwrss() == pytest.approx(dense[-1, -1] ** 2, rel=1e-10)
+    # The factor of M with its rows and columns in the factor's order.
+    order = factor.random_effects_order()
+    lower = factor.random_effects_factor().toarray()
+    np.testing.assert_array_equal(lower, np.tril(lower))
     np.testing.assert_allclose(
-        factor.random_effects_factor().toarray(), dense[:nz, :nz], rtol=1e-8, atol=1e-10
+        lower @ lower.T, m[:nz, :nz][np.ix_(order, order)], rtol=1e-8, atol=1e-8
     )
+    if factor.sparse is None:
+        np.testing.assert_allclose(lower, dense[:nz, :nz], rtol=1e-8, atol=1e-10)
 
     # β and u solve the penalised least-squares problem.
     p = x.shape[1]
@@ -185,3 +198,70 @@ def test_two_threads_give_the_one_thread_factor(monkeypatch):
     np.testing.assert_allclose(np.tril(two.T), np.tril(one.T), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(two.L00, one.L00, rtol=1e-12)
     assert two.logdet_theta() == pytest.approx(one.logdet_theta(), rel=1e-13)
+
+
+def _nested_students(rng, n_students=600, n_teachers=60, n_schools=6):
+    """Students with a teacher per year, teachers nested in schools (issue 18's design)."""
+    teacher_school = np.arange(n_teachers) % n_schools
+    student_school = rng.integers(0, n_schools, n_students)
+    rows = []
+    for s in range(n_students):
+        teachers = np.flatnonzero(teacher_school == student_school[s])
+        for t in rng.choice(teachers, size=3, replace=False):
+            rows.append((s, t))
+    student, teacher = np.array(rows).T
+    school = teacher_school[teacher]
+    codes = [student.astype(np.int32), teacher.astype(np.int32), school.astype(np.int32)]
+    n = len(student)
+    z = [np.ones((n, 1))] * 3
+    x = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = rng.normal(size=n) + rng.normal(size=n_teachers)[teacher]
+    return cross_products(codes, z, [n_students, n_teachers, n_schools], x, y)
+
+
+def test_trailing_block_is_sparse_when_its_fill_is():
+    rng = np.random.default_rng(18)
+    nested = BlockedCholesky(_nested_students(rng), use_numba=True)
+    assert nested.sparse is not None
+    # Crossed factors sharing most levels: the Schur complement fills in.
+    n = 3000
+    codes = [rng.integers(0, m, n).astype(np.int32) for m in (200, 60)]
+    codes = [np.unique(c, return_inverse=True)[1].astype(np.int32) for c in codes]
+    crossed = cross_products(
+        codes, [np.ones((n, 1))] * 2, [200, 60], np.ones((n, 1)), rng.normal(size=n)
+    )
+    assert BlockedCholesky(crossed, use_numba=True).sparse is None
+    assert BlockedCholesky(crossed, use_numba=True, trailing="sparse").sparse is not None
+    with pytest.raises(ValueError, match="trailing"):
+        BlockedCholesky(crossed, trailing="banded")
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_sparse_and_dense_trailing_blocks_agree(reml):
+    from mixedmodels.engine.gradient import ProfiledGradient, gradient_available
+
+    if not gradient_available():
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(5)
+    cp = _nested_students(rng)
+    lambdas = [np.array([[0.9]]), np.array([[0.4]]), np.array([[0.7]])]
+    rows = [np.array([0])] * 3
+    results = []
+    for trailing in ("dense", "sparse"):
+        factor = BlockedCholesky(cp, use_numba=True, trailing=trailing)
+        assert factor.update(lambdas)
+        gradient = ProfiledGradient(factor, rows, rows).gradient(factor, lambdas, reml)
+        beta = factor.fixed_effects()
+        results.append(
+            (
+                factor.logdet_theta(),
+                factor.logdet_x(),
+                factor.pwrss(),
+                beta,
+                np.concatenate(factor.spherical_modes(beta)),
+                factor.inverse_rx(),
+                gradient,
+            )
+        )
+    for dense, sparse in zip(*results, strict=True):
+        np.testing.assert_allclose(sparse, dense, rtol=1e-10, atol=1e-10)

@@ -14,10 +14,13 @@ rows.  L has two parts, split where the fill-in starts:
   matrix creates no fill).  It is held level by level: for each level, its
   rows in the trailing block and q values per row
   (:class:`~mixedmodels.kernels.LevelColumns`);
-* the trailing block T — the later terms and [X y] — is dense: the Schur
-  complement T − L_T0 L_T0ᵀ is where the fill-in lands, and one LAPACK
-  Cholesky of it is the fastest way through (its size is set by the levels
-  of the smaller terms).
+* the trailing block T — the later terms and [X y] — where the Schur
+  complement T − L_T0 L_T0ᵀ puts the fill-in.  When it fills in densely
+  (crossed factors sharing many levels of the first: InstEval) one LAPACK
+  Cholesky of a dense T is the fastest way through; when it stays sparse
+  (nested or nearly nested terms) it is factored sparse in a fill-reducing
+  order (:mod:`~mixedmodels.engine.sparse_factor`).  The choice is made once,
+  from the structure (``trailing="auto"``).
 
 The last rows of T's factor carry the fixed-effects factor R_X and the
 penalised residual sum of squares r², from which the profiled objectives are
@@ -28,6 +31,8 @@ does).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -35,12 +40,31 @@ import scipy.sparse as sp
 from .blocks import CrossProducts
 from .kernels import LevelColumns
 from .smallmatrix import batched_lower_solve_transposed, congruence
+from .sparse_factor import SparseTrailing, analyse
+
+TRAILING_MODES = ("auto", "dense", "sparse")
+
+# The symbolic analysis of T is made once per cross-products (a fit makes
+# several workspaces of one problem): id → (weak reference, sparse template
+# and the downdate's destinations, or None for a dense T).
+_ANALYSES: dict[int, tuple[weakref.ref, tuple[SparseTrailing, np.ndarray] | None]] = {}
 
 
-def _block_index(
-    rows: np.ndarray, cols: np.ndarray, q_row: int, q_col: int, row0: int, col0: int, n_col: int
-) -> np.ndarray:
-    """Flat indices, in a matrix of n_col columns, of blocks ``(nb, q_row, q_col)``.
+def _cached_analysis(cp: CrossProducts, make) -> tuple[SparseTrailing, np.ndarray] | None:
+    key = id(cp)
+    entry = _ANALYSES.get(key)
+    if entry is not None and entry[0]() is cp:
+        return entry[1]
+    result = make()
+    _ANALYSES[key] = (weakref.ref(cp), result)
+    weakref.finalize(cp, _ANALYSES.pop, key, None)
+    return result
+
+
+def block_coordinates(
+    rows: np.ndarray, cols: np.ndarray, q_row: int, q_col: int, row0: int, col0: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns in T of the entries of blocks ``(nb, q_row, q_col)``, flattened.
 
     Block b sits at rows ``row0 + rows[b]·q_row …`` and columns ``col0 + cols[b]·q_col …``.
     """
@@ -48,7 +72,8 @@ def _block_index(
     b = np.arange(q_col)[None, None, :]
     r = row0 + rows[:, None, None].astype(np.int64) * q_row + a
     c = col0 + cols[:, None, None].astype(np.int64) * q_col + b
-    return (r * n_col + c).ravel()
+    r, c = np.broadcast_arrays(r, c)
+    return r.ravel(), c.ravel()
 
 
 class BlockedCholesky:
@@ -62,7 +87,9 @@ class BlockedCholesky:
         Force or refuse the compiled downdate (default: use it when available).
     """
 
-    def __init__(self, cp: CrossProducts, use_numba: bool | None = None):
+    def __init__(self, cp: CrossProducts, use_numba: bool | None = None, trailing: str = "auto"):
+        if trailing not in TRAILING_MODES:
+            raise ValueError(f"trailing must be one of {TRAILING_MODES}, got {trailing!r}")
         self.cp = cp
         self.k = k = cp.n_terms
         self.sizes = [m * q for m, q in zip(cp.n_levels, cp.q, strict=True)]
@@ -71,36 +98,113 @@ class BlockedCholesky:
         self.offsets = np.cumsum([0, *self.sizes[1:]]).tolist()
         self.n_re_trailing = self.offsets[-1]
         n = self.n_t = self.n_re_trailing + self.n_xy
-        self.T = np.zeros((n, n))
+        if k:
+            self._init_first_column(use_numba)
+        # The sparse factor of T, or None when T is held dense.
+        self.sparse: SparseTrailing | None = None
+        if k and trailing != "dense" and use_numba is not False:
+            if trailing == "sparse":
+                analysis = self._analyse_trailing(force=True)
+            else:
+                analysis = _cached_analysis(cp, self._analyse_trailing)
+            if analysis is not None:
+                template, destinations = analysis
+                self.sparse = template.fresh()
+                self.col0.use_sparse_destinations(destinations)
+            elif trailing == "sparse":
+                raise ValueError("the trailing block cannot be factored sparse here")
+        if self.sparse is None:
+            self.T = np.zeros((n, n))
+            self._storage = self.T.reshape(-1)
+        else:
+            self.T = None
+            self._storage = self.sparse.values
+        r = self.n_re_trailing
         self._diag_index = {
-            j: _block_index(
-                np.arange(cp.n_levels[j]),
-                np.arange(cp.n_levels[j]),
-                cp.q[j],
-                cp.q[j],
-                self.offsets[j - 1],
-                self.offsets[j - 1],
-                n,
+            j: self.trailing_index(
+                *block_coordinates(
+                    np.arange(cp.n_levels[j]),
+                    np.arange(cp.n_levels[j]),
+                    cp.q[j],
+                    cp.q[j],
+                    self.offsets[j - 1],
+                    self.offsets[j - 1],
+                )
             )
             for j in range(1, k)
         }
         self._off_index = {
-            (i, j): _block_index(
-                pairs.rows,
-                pairs.cols,
-                cp.q[i],
-                cp.q[j],
-                self.offsets[i - 1],
-                self.offsets[j - 1],
-                n,
+            (i, j): self.trailing_index(
+                *block_coordinates(
+                    pairs.rows,
+                    pairs.cols,
+                    cp.q[i],
+                    cp.q[j],
+                    self.offsets[i - 1],
+                    self.offsets[j - 1],
+                )
             )
             for (i, j), pairs in cp.off.items()
             if j > 0
         }
-        if k:
-            self._init_first_column(use_numba)
+        # [X y] × term j (rows r…, the term's columns) and [X y] × [X y] (lower).
+        xy_rows = r + np.arange(self.n_xy)
+        self._xz_index = {
+            j: self.trailing_index(
+                np.repeat(xy_rows, self.sizes[j]),
+                np.tile(self.offsets[j - 1] + np.arange(self.sizes[j]), self.n_xy),
+            )
+            for j in range(1, k)
+        }
+        low_r, low_c = np.tril_indices(self.n_xy)
+        self._xx_lower = (low_r, low_c)
+        self._xx_index = self.trailing_index(r + low_r, r + low_c)
+        self._re_diagonal = self.trailing_index(np.arange(r), np.arange(r))
         self.L00 = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self._half_logdet0 = 0.0
+
+    def trailing_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Where T's entries (rows, cols) are stored: flat indices into the dense T (as
+        given, lower triangle expected) or positions in the sparse factor's values."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        if self.sparse is not None:
+            return self.sparse.storage_index(rows, cols)
+        return rows * self.n_t + cols
+
+    def _analyse_trailing(self, force: bool = False) -> tuple[SparseTrailing, np.ndarray] | None:
+        """A sparse factor of T when its fill is sparse (see sparse_factor.analyse), and
+        where the first term's downdate lands in it."""
+        cp = self.cp
+        later = range(1, self.k)
+        if not len(later):
+            return None
+        n_levels = [cp.n_levels[t] for t in later]
+        q = [cp.q[t] for t in later]
+        node_start = np.cumsum([0, *n_levels])
+        pairs = [
+            (i - 1, j - 1, blocks.rows.astype(np.int64), blocks.cols.astype(np.int64))
+            for (i, j), blocks in cp.off.items()
+            if j > 0
+        ]
+        # The nodes (levels of T's terms) each level of the first term joins.
+        col0 = self.col0
+        rows = col0.rows
+        level = np.repeat(np.arange(col0.n_levels), np.diff(col0.level_ptr))
+        in_terms = rows < self.n_re_trailing
+        rows, level = rows[in_terms], level[in_terms]
+        term = np.searchsorted(np.asarray(self.offsets[1:]), rows, side="right")
+        node = node_start[term] + (rows - np.asarray(self.offsets)[term]) // np.asarray(q)[term]
+        key = np.unique(level.astype(np.int64) * (int(node_start[-1]) + 1) + node)
+        level_of = key // (int(node_start[-1]) + 1)
+        members = key % (int(node_start[-1]) + 1)
+        pointers = np.searchsorted(level_of, np.arange(col0.n_levels + 1))
+        sparse = analyse(
+            n_levels, q, self.offsets, self.n_xy, pairs, (pointers, members), force=force
+        )
+        if sparse is None:
+            return None
+        return sparse, sparse.storage_index(*col0.level_pairs())
 
     def _init_first_column(self, use_numba: bool | None) -> None:
         cp = self.cp
@@ -125,12 +229,15 @@ class BlockedCholesky:
         cp = self.cp
         self._fill_trailing(lambdas)
         if self.k:
+            out = self.T if self.sparse is None else self._storage.reshape(1, -1)
             try:
                 self.L00, self._half_logdet0 = self.col0.update(
-                    lambdas[0], cp.diag[0], lambdas[1:], cp.xz[0], self.T
+                    lambdas[0], cp.diag[0], lambdas[1:], cp.xz[0], out
                 )
             except np.linalg.LinAlgError:
                 return False
+        if self.sparse is not None:
+            return self.sparse.factorize() and bool(np.isfinite(self.sparse.diagonal()[-1]))
         # T is C-ordered with its lower triangle filled: as a Fortran array its
         # transpose holds the same numbers in the upper triangle, which LAPACK
         # factors in place (an upper factor of Tᵀ is the lower factor of T).
@@ -140,22 +247,29 @@ class BlockedCholesky:
     def _fill_trailing(self, lambdas: list[np.ndarray]) -> None:
         """T ← Λᵀ A Λ + diag(I, 0) on its lower triangle (terms 1 … k−1 and [X y])."""
         cp = self.cp
-        t = self.T
         r = self.n_re_trailing
-        # The [X y] rows are overwritten whole below; the terms' rows are sparse.
-        t[:r].fill(0.0)
-        flat = t.reshape(-1)
+        flat = self._storage
+        if self.sparse is None:
+            # The [X y] rows are overwritten whole below; the terms' rows are sparse.
+            self.T[:r].fill(0.0)
+        else:
+            flat.fill(0.0)
         for j in range(1, self.k):
             lam = lambdas[j]
             flat[self._diag_index[j]] = congruence(lam, cp.diag[j]).reshape(-1)
-            lo, hi = self.offsets[j - 1], self.offsets[j]
-            t[r:, lo:hi] = (cp.xz[j] @ lam).reshape(self.n_xy, -1)
+            flat[self._xz_index[j]] = (cp.xz[j] @ lam).reshape(-1)
         for (i, j), index in self._off_index.items():
             flat[index] = congruence(lambdas[i], cp.off[(i, j)].data, lambdas[j]).reshape(-1)
         if r:
-            diag = np.arange(r)
-            t[diag, diag] += 1.0
-        t[r:, r:] = cp.xx
+            flat[self._re_diagonal] += 1.0
+        flat[self._xx_index] = cp.xx[self._xx_lower]
+
+    def _diagonal(self) -> np.ndarray:
+        """The diagonal of T's factor (dense order, or the sparse factor's order: the
+        random effects first either way, [X y] last in its own order)."""
+        if self.sparse is not None:
+            return self.sparse.diagonal()
+        return np.diagonal(self.T)
 
     # -- what is read off the factor ------------------------------------------------
 
@@ -163,6 +277,8 @@ class BlockedCholesky:
     def L_xx(self) -> np.ndarray:
         """The factor of the [X y] Schur complement: R_X and, last, r."""
         r = self.n_re_trailing
+        if self.sparse is not None:
+            return self.sparse.lower_block(r)
         return np.tril(self.T[r:, r:])
 
     def logdet_theta(self) -> float:
@@ -172,18 +288,18 @@ class BlockedCholesky:
         total = self._half_logdet0
         r = self.n_re_trailing
         if r:
-            total += np.sum(np.log(np.diagonal(self.T)[:r]))
+            total += np.sum(np.log(self._diagonal()[:r]))
         return 2.0 * float(total)
 
     def logdet_x(self) -> float:
         """log |R_Xᵀ R_X|, the REML correction."""
         r = self.n_re_trailing
         p = self.n_xy - 1
-        return 2.0 * float(np.sum(np.log(np.diagonal(self.T)[r : r + p])))
+        return 2.0 * float(np.sum(np.log(self._diagonal()[r : r + p])))
 
     def pwrss(self) -> float:
         """Penalised weighted residual sum of squares r²."""
-        return float(self.T[-1, -1] ** 2)
+        return float(self._diagonal()[-1] ** 2)
 
     def fixed_effects(self) -> np.ndarray:
         """β̂ at the current θ (in the original coordinates of y)."""
@@ -194,8 +310,8 @@ class BlockedCholesky:
             return np.zeros(0)
         # R_X sits on and below the diagonal of T's [X y] rows (C order): its
         # transpose, read as a Fortran array, is the upper factor LAPACK solves with.
-        block = self.T[r : r + p, r : r + p]
-        beta, info = scipy.linalg.lapack.dtrtrs(block.T, self.T[-1, r : r + p], lower=0)
+        xy = self.T[r:, r:] if self.sparse is None else self.sparse.lower_block(r)
+        beta, info = scipy.linalg.lapack.dtrtrs(xy[:p, :p].T, xy[-1, :p], lower=0)
         if info != 0:
             raise np.linalg.LinAlgError("R_X is singular")
         return beta if offset is None else beta + offset
@@ -206,12 +322,16 @@ class BlockedCholesky:
             beta = beta - self.cp.beta_offset
         r = self.n_re_trailing
         p = self.n_xy - 1
-        t = self.T
         # w = (−u_T, −β, 1) over the rows of T gives the right-hand sides as Lᵀw.
         w = np.empty(self.n_t)
         w[r : r + p] = -beta
         w[-1] = 1.0
-        if r:
+        if r and self.sparse is not None:
+            rows, cols, values = self.sparse.rows_below(r)
+            rhs = np.bincount(cols, weights=values * w[rows], minlength=r)
+            w[self.sparse.order[:r]] = -self.sparse.solve_transposed(rhs, r)
+        elif r:
+            t = self.T
             rhs = t[r:, :r].T @ w[r:]
             # The terms' rows of T are zero above the diagonal (see _fill_trailing).
             solved, info = scipy.linalg.lapack.dtrtrs(t[:r, :r].T, rhs, lower=0)
@@ -234,11 +354,30 @@ class BlockedCholesky:
         return np.tril(inverse)
 
     def random_effects_factor(self) -> sp.csc_matrix:
-        """The random-effects part of L (all terms) as one sparse lower-triangular matrix."""
+        """The random-effects part of L (all terms) as one sparse lower-triangular matrix.
+
+        Its rows and columns are Z's columns in the order
+        :meth:`random_effects_order` gives (Z's own order unless T is sparse).
+        """
         l00 = sp.block_diag(list(self.L00), format="csr")
         r = self.n_re_trailing
         if not r:
             return l00.tocsc()
         below = self.col0.to_sparse(r)
-        trailing = sp.csr_matrix(np.tril(self.T[:r, :r]))
+        if self.sparse is not None:
+            # Rows of T in the sparse factor's order.
+            below = below[self.sparse.order[:r]]
+            trailing = self.sparse.as_csc(r)
+        else:
+            trailing = sp.csr_matrix(np.tril(self.T[:r, :r]))
         return sp.bmat([[l00, None], [below, trailing]], format="csc")
+
+    def random_effects_order(self) -> np.ndarray:
+        """Z's column at each row (and column) of :meth:`random_effects_factor`."""
+        first = self.sizes[0] if self.k else 0
+        tail = (
+            np.arange(self.n_re_trailing)
+            if self.sparse is None
+            else self.sparse.order[: self.n_re_trailing]
+        )
+        return np.concatenate([np.arange(first), first + tail])

@@ -73,11 +73,17 @@ def _first_term_gradient(
     sigma,
     n_s,
     acc,
+    pair_base,
+    pair_pos,
 ):  # pragma: no cover - compiled by numba
     """Add Σ_ℓ Y for the first term, and the first term's part of the later terms' Y.
 
     ``sigma`` holds Σ_TT on and below its diagonal for the first ``n_s`` rows
-    of T (the rows inside S); ``acc[t]`` collects Σ_ℓ Y_ℓ of term t, indexed
+    of T (the rows inside S) — dense, or, when ``pair_pos`` has more than one
+    element, one row of values on the sparse factor's pattern, the pairs of a
+    level's entries found as the downdate finds them
+    (:class:`~mixedmodels.engine.kernels.LevelColumns`); ``acc[t]`` collects
+    Σ_ℓ Y_ℓ of term t, indexed
     [row of Σ, column of (BᵀG)].  The entries of a level are those of
     :class:`~mixedmodels.engine.kernels.LevelColumns`, rows ascending.
     """
@@ -117,11 +123,14 @@ def _first_term_gradient(
         for e in range(m):
             for c in range(q0):
                 w[e, c] = 0.0
+        sparse = len(pair_pos) > 1
         for e1 in range(m):
             r1 = rows[start + e1]
             for e2 in range(e1 + 1):
-                r2 = rows[start + e2]
-                s_val = sigma[r1, r2]
+                if sparse:
+                    s_val = sigma[0, pair_pos[pair_base[level] + e1 * (e1 + 1) // 2 + e2]]
+                else:
+                    s_val = sigma[r1, rows[start + e2]]
                 for c in range(q0):
                     w[e1, c] += s_val * values[start + e2, c]
                     if e2 != e1:
@@ -242,8 +251,27 @@ class ProfiledGradient:
             r = r + np.arange(q[i])[None, :, None]
             c = c + np.arange(q[j])[None, None, :]
             self._off_blocks[(i, j)] = (r, c)
-        # Their flat indices in an n_s-wide Σ_TT, by n_s (REML and ML differ).
+        # Their flat indices in an n_s-wide Σ_TT, by n_s (REML and ML differ);
+        # with a sparse T, their positions on its factor's pattern.
         self._flat: dict[int, tuple[dict, dict]] = {}
+        self._sparse_index = None
+        if structure.sparse is not None:
+            r = structure.n_re_trailing
+            p = cp.n_fixed
+            x_index = {}
+            for t in range(1, cp.n_terms):
+                cols = structure.offsets[t - 1] + np.arange(structure.sizes[t])
+                x_index[t] = structure.trailing_index(
+                    np.repeat(r + np.arange(p), len(cols)), np.tile(cols, p)
+                )
+            self._sparse_index = (
+                {t: structure.trailing_index(r_, c_) for t, (r_, c_) in self._diag_blocks.items()},
+                {
+                    key: structure.trailing_index(r_, c_)
+                    for key, (r_, c_) in self._off_blocks.items()
+                },
+                x_index,
+            )
         self._acc_shape = (max(cp.n_terms, 1), max(q, default=1), max(q, default=1))
 
     def _flat_indices(self, n_s: int) -> tuple[dict, dict]:
@@ -288,7 +316,13 @@ class ProfiledGradient:
         beta = f.fixed_effects()
         modes = f.spherical_modes(beta)
         n_s = f.n_re_trailing + (p if reml else 0)
-        sigma = self._sigma_tt(f, n_s)
+        sparse = f.sparse is not None
+        if sparse:
+            # Σ on the sparse factor's pattern (its order: the random effects
+            # first, [X y] last, so the leading n_s rows are the same rows).
+            sigma = f.sparse.selected_inverse(n_s).reshape(1, -1)
+        else:
+            sigma = self._sigma_tt(f, n_s)
         acc = np.zeros(self._acc_shape)
         col0 = f.col0
         lams = col0.lambda_stack(lambdas[1:])
@@ -311,9 +345,14 @@ class ProfiledGradient:
             sigma,
             n_s,
             acc,
+            col0.pair_base,
+            col0.pair_pos,
         )
         flat = sigma.reshape(-1)
-        diag_index, off_index = self._flat_indices(n_s)
+        if sparse:
+            diag_index, off_index, x_index = self._sparse_index
+        else:
+            diag_index, off_index = self._flat_indices(n_s)
         r = f.n_re_trailing
         for t in range(1, k):
             lam = lambdas[t]
@@ -324,7 +363,10 @@ class ProfiledGradient:
                 lo = self._offsets[t - 1]
                 hi = self._offsets[t]
                 # Σ_(t,ℓ),X (XᵀZ_t)_ℓ: Σ's X rows sit below the terms' rows.
-                sx = sigma[r : r + p, lo:hi].reshape(p, cp.n_levels[t], cp.q[t])
+                if sparse:
+                    sx = flat[x_index[t]].reshape(p, cp.n_levels[t], cp.q[t])
+                else:
+                    sx = sigma[r : r + p, lo:hi].reshape(p, cp.n_levels[t], cp.q[t])
                 acc[t, : cp.q[t], : cp.q[t]] += np.einsum("xla,xli->ai", sx, cp.xz[t][:p])
         for (i, j), index in off_index.items():
             g = cp.off[(i, j)].data  # (pairs, q_i, q_j): Z_iᵀZ_j

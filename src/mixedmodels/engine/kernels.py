@@ -92,10 +92,17 @@ def _first_term_levels(
     l00,
     values,
     out,
+    pair_base,
+    pair_pos,
 ):  # pragma: no cover - compiled by numba (run as Python only in a debugger)
     """For levels ``lo:hi``: fill ``l00`` and ``values``, downdate ``out``.
 
     Returns their Σ log diag L₀₀, or nan if some λᵀDₗλ + I is not positive definite.
+
+    ``out`` is T, dense (its lower triangle), or — when ``pair_pos`` has more
+    than one element — one row holding the values of T's sparse factor, where
+    the pairs of a level's entries e₁ ≥ e₂ land at
+    ``pair_pos[pair_base[ℓ] + i₁(i₁ + 1)/2 + i₂]`` (iₖ = eₖ − first entry).
 
     Entries of a level are ``level_ptr[ℓ]:level_ptr[ℓ + 1]``, rows ascending.
     An entry of a later term t (``entry_term`` ≥ 1) is row ``entry_comp`` = a
@@ -160,6 +167,17 @@ def _first_term_levels(
                             for c2 in range(q0):
                                 s += la * raw[base + a2, c2] * right[c2, c]
                 values[e, c] = s
+        if len(pair_pos) > 1:
+            flat = out[0]
+            k = pair_base[level]
+            for e1 in range(start, stop):
+                for e2 in range(start, e1 + 1):
+                    s = 0.0
+                    for c in range(q0):
+                        s += values[e1, c] * values[e2, c]
+                    flat[pair_pos[k]] -= s
+                    k += 1
+            continue
         # The downdate, on and below the diagonal (rows ascend within a level).
         for e1 in range(start, stop):
             out_row = out[rows[e1]]
@@ -247,6 +265,39 @@ class LevelColumns:
         self._pattern: sp.csr_matrix | None = None
         self._split = self._two_way_split(xy_offset + n_xy) if self._kernel is not None else None
         self._buffer: np.ndarray | None = None
+        # Dense T by default; see use_sparse_destinations.
+        self.pair_base = np.zeros(n_levels + 1, dtype=np.int64)
+        self.pair_pos = np.zeros(1, dtype=np.int64)
+
+    def level_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """T's (row, col) of every pair e₁ ≥ e₂ of entries of a level, in the kernels' order."""
+        counts = np.diff(self.level_ptr)
+        sizes = counts * (counts + 1) // 2
+        level = np.repeat(np.arange(self.n_levels), sizes)
+        k = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        # Invert k = i₁(i₁ + 1)/2 + i₂ with 0 ≤ i₂ ≤ i₁.
+        i1 = ((np.sqrt(8.0 * k + 1.0) - 1.0) // 2).astype(np.int64)
+        i1 -= (i1 * (i1 + 1) // 2 > k).astype(np.int64)
+        i1 += ((i1 + 1) * (i1 + 2) // 2 <= k).astype(np.int64)
+        i2 = k - i1 * (i1 + 1) // 2
+        first = self.level_ptr[:-1][level]
+        return self.rows[first + i1], self.rows[first + i2]
+
+    def use_sparse_destinations(self, positions: np.ndarray) -> None:
+        """Downdate into a sparse factor's values: ``positions`` of :meth:`level_pairs`."""
+        counts = np.diff(self.level_ptr)
+        self.pair_base = np.concatenate([[0], np.cumsum(counts * (counts + 1) // 2)]).astype(
+            np.int64
+        )
+        self.pair_pos = np.asarray(positions, dtype=np.int64)
+        if len(self.pair_pos) < 2:
+            # The kernel tells the modes apart by the length: pad a tiny problem.
+            self.pair_pos = np.concatenate([self.pair_pos, [0, 0]])
+        self._split = None
+
+    @property
+    def sparse_destinations(self) -> bool:
+        return len(self.pair_pos) > 1
 
     @property
     def thread_split(self) -> int | None:
@@ -303,8 +354,9 @@ class LevelColumns:
                 l00,
                 self.values,
             )
+            pairs = (self.pair_base, self.pair_pos)
             if self._split is None:
-                logdet = self._kernel(0, self.n_levels, *arrays, out)
+                logdet = self._kernel(0, self.n_levels, *arrays, out, *pairs)
             else:
                 # Two halves of the levels (by work) at once, the second into
                 # its own buffer: the kernel releases the GIL.
@@ -312,9 +364,9 @@ class LevelColumns:
                     self._buffer = np.empty_like(out)
                 self._buffer.fill(0.0)
                 other = _worker().submit(
-                    self._kernel, self._split, self.n_levels, *arrays, self._buffer
+                    self._kernel, self._split, self.n_levels, *arrays, self._buffer, *pairs
                 )
-                logdet = self._kernel(0, self._split, *arrays, out)
+                logdet = self._kernel(0, self._split, *arrays, out, *pairs)
                 logdet += other.result()
                 out += self._buffer
             if math.isnan(logdet):

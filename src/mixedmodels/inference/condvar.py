@@ -26,6 +26,9 @@ def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
     state = model.state
     factor = model.problem.factor_at(state.theta)  # a workspace of its own, at the estimates
     lower = factor.random_effects_factor()
+    # The factor's rows follow Z's columns in the factor's own order (a
+    # sparse trailing block is factored in a fill-reducing order).
+    where = np.argsort(factor.random_effects_order())
     lu = spla.splu(lower, permc_spec="NATURAL", diag_pivot_thresh=0.0)
     terms = model.design.terms
     lambdas = model.problem.lambdas(state.theta)
@@ -55,7 +58,7 @@ def conditional_covariances(model: LinearMixedModel) -> dict[str, np.ndarray]:
         for start in range(0, m, per_batch):
             chunk = cols[start : start + per_batch]
             rhs = np.zeros((lower.shape[0], chunk.size))
-            rhs[chunk.ravel(), np.arange(chunk.size)] = 1.0
+            rhs[where[chunk.ravel()], np.arange(chunk.size)] = 1.0
             x = lu.solve(rhs).reshape(lower.shape[0], len(chunk), big_q)
             minv = np.einsum("nla,nlb->lab", x, x)
             result[start : start + len(chunk)] = sigma2 * (lam @ minv @ lam.T)
