@@ -204,10 +204,28 @@ _EXTRA_MODELS = [
     ),
 ]
 
+_EXTRA_MODELS.append(
+    BenchModel(
+        "students_teachers",
+        "score ~ grade + (1 | student) + (1 | teacher) + (1 | school)",
+        synthetic.students_teachers,
+        rows=24_908,
+        factors=("student", "teacher", "school"),
+        kind="extra",
+    )
+)
+
 MODELS: dict[str, BenchModel] = {m.id: m for m in _ISSUE_MODELS + _EXTRA_MODELS}
 """The named models, the issue's first, in table order."""
 
-QUICK_MODELS = ("sleepstudy", "egsingle", "students", "pastes_nested", "penicillin_crossed")
+QUICK_MODELS = (
+    "sleepstudy",
+    "egsingle",
+    "students",
+    "pastes_nested",
+    "penicillin_crossed",
+    "students_teachers",
+)
 """Models of ``--quick`` runs: the ones that take lme4 under a second."""
 
 SWEEP_FORMULA = "y ~ x + (x | g)"

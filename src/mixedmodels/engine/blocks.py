@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# Above this many possible level pairs, find the pairs that occur by sorting
-# rather than by counting into a dense table.
-_DENSE_PAIR_TABLE_LIMIT = 20_000_000
+# Above this many possible level pairs (and four per row), find the pairs that
+# occur by hashing rather than by counting into a dense table: a table of all
+# pairs costs its size, 14 million for 10 000 students × 1 400 teachers in
+# 25 000 rows (0.16 s against 1 ms).
+_DENSE_PAIR_TABLE_LIMIT = 100_000
 
 
 @dataclass

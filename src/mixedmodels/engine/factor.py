@@ -204,7 +204,7 @@ class BlockedCholesky:
         )
         if sparse is None:
             return None
-        return sparse, sparse.storage_index(*col0.level_pairs())
+        return sparse, sparse.level_pair_positions(col0.level_ptr, col0.rows)
 
     def _init_first_column(self, use_numba: bool | None) -> None:
         cp = self.cp

@@ -43,6 +43,14 @@ _PARALLEL_MIN_SECONDS = 2e-3
 _PROBE_STEP = 1e-2
 _PROBE_SLOPE = 1e-4
 OPTIMIZERS = ("auto", "quasi-newton", "bobyqa")
+# Diagonal elements of λ are moved on a log scale while they stay above
+# _LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
+# variance away from zero (fewer steps), and a coordinate heading for its bound
+# goes back to θ itself, where the bound can be reached and checked.
+_LOG_SWITCH = 0.01
+# ... from a start above this (a start lifted off its bound, see
+# start.start_steps, stays on θ).
+_LOG_START = 0.1
 # Inspecting the loaded BLAS libraries takes milliseconds: do it once.
 _BLAS_CONTROLLER: ThreadpoolController | None = None
 
@@ -201,6 +209,85 @@ def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.nda
     return point
 
 
+def _minimize(
+    evaluator: _Evaluator,
+    start: np.ndarray,
+    lower: np.ndarray,
+    mirrors: dict[int, np.ndarray],
+    scalar: np.ndarray,
+) -> QuasiNewtonResult:
+    """The quasi-Newton method in ψ (log φ for the θ of scalar terms above _LOG_SWITCH,
+    φ for the others), the result in φ."""
+    logged = scalar & (start - lower > _LOG_START) & (lower == 0)
+    # A logged coordinate that falls below a quarter of its start is heading
+    # for zero, where θ itself converges much faster: it goes back to θ.
+    with np.errstate(divide="ignore"):
+        floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
+    x = start
+    n_values = n_gradients = 0
+    hessian: np.ndarray | str = "differences"
+    initial = None
+    while True:
+        fixed = logged.copy()
+
+        def to_phi(psi: np.ndarray, fixed: np.ndarray = fixed) -> np.ndarray:
+            phi = psi.copy()
+            phi[fixed] = np.exp(psi[fixed])
+            return phi
+
+        def value(psi: np.ndarray, to_phi=to_phi) -> float:
+            return evaluator.value(to_phi(psi))
+
+        def gradient(fixed: np.ndarray = fixed) -> np.ndarray:
+            g = evaluator.gradient()
+            g[fixed] *= evaluator.theta[fixed] / evaluator.scale[fixed]
+            return g
+
+        def leaving(psi: np.ndarray, fixed: np.ndarray = fixed) -> bool:
+            return bool(np.any(psi[fixed] < floor[fixed]))
+
+        psi = x.copy()
+        psi[fixed] = np.log(x[fixed])
+        result = minimize_quasi_newton(
+            value,
+            gradient,
+            psi,
+            np.where(fixed, -np.inf, lower),
+            mirrors={i: b for i, b in mirrors.items() if not fixed[i]},
+            stop=leaving if np.any(fixed) else None,
+            hessian=hessian,
+            initial=initial,
+            # On the log scale a step may double or halve a value.
+            max_step=np.where(fixed, math.log(2.0), np.nan),
+        )
+        n_values += result.n_values
+        n_gradients += result.n_gradients
+        x = to_phi(result.x)
+        if result.status == "stopped by the caller":
+            leaving_now = fixed & (x < _LOG_SWITCH)
+            logged &= ~leaving_now
+            # Carry the curvature over to the coordinates that change scale.
+            d = np.where(leaving_now, x, 1.0)
+            hessian = result.hessian / np.outer(d, d)
+            initial = (result.value, result.gradient / d)
+            continue
+        # Back to φ: g_φ = g_ψ / φ and H_φ ≈ D⁻¹ H_ψ D⁻¹ (g ≈ 0) on the logged coordinates.
+        scale = np.where(fixed, x, 1.0)
+        return QuasiNewtonResult(
+            x=x,
+            value=result.value,
+            gradient=result.gradient / scale,
+            hessian=result.hessian / np.outer(scale, scale),
+            n_values=n_values,
+            n_gradients=n_gradients,
+            n_iterations=result.n_iterations,
+            converged=result.converged,
+            status=result.status,
+            predicted_decrease=result.predicted_decrease,
+            held=result.held,
+        )
+
+
 def _optimize_quasi_newton(
     problem: LinearProblem,
     start: np.ndarray,
@@ -213,9 +300,8 @@ def _optimize_quasi_newton(
     evaluator = _Evaluator(problem, scale)
     clock = time.perf_counter()
     mirrors = _column_mirrors(problem)
-    result = minimize_quasi_newton(
-        evaluator.value, evaluator.gradient, start, lower, mirrors=mirrors
-    )
+    scalar = np.concatenate([np.full(t.n_theta, t.q == 1) for t in problem.terms])
+    result = _minimize(evaluator, start, lower, mirrors, scalar)
     if not math.isfinite(result.value):
         return None
     n_values, n_gradients = result.n_values, result.n_gradients

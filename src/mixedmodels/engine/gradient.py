@@ -405,7 +405,10 @@ def _z_residual(
     for (i, j), pairs in cp.off.items():
         g = pairs.data  # rows: levels of i, cols: levels of j
         below = batched_matmul(g, b[j][pairs.cols][:, :, None])[:, :, 0]
-        np.subtract.at(out[i], pairs.rows, below)
         above = batched_matmul(g.transpose(0, 2, 1), b[i][pairs.rows][:, :, None])[:, :, 0]
-        np.subtract.at(out[j], pairs.cols, above)
+        # Sums over the pairs of each level (bincount: np.subtract.at is slow).
+        for a in range(cp.q[i]):
+            out[i][:, a] -= np.bincount(pairs.rows, weights=below[:, a], minlength=cp.n_levels[i])
+        for a in range(cp.q[j]):
+            out[j][:, a] -= np.bincount(pairs.cols, weights=above[:, a], minlength=cp.n_levels[j])
     return out

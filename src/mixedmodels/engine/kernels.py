@@ -269,22 +269,9 @@ class LevelColumns:
         self.pair_base = np.zeros(n_levels + 1, dtype=np.int64)
         self.pair_pos = np.zeros(1, dtype=np.int64)
 
-    def level_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """T's (row, col) of every pair e₁ ≥ e₂ of entries of a level, in the kernels' order."""
-        counts = np.diff(self.level_ptr)
-        sizes = counts * (counts + 1) // 2
-        level = np.repeat(np.arange(self.n_levels), sizes)
-        k = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        # Invert k = i₁(i₁ + 1)/2 + i₂ with 0 ≤ i₂ ≤ i₁.
-        i1 = ((np.sqrt(8.0 * k + 1.0) - 1.0) // 2).astype(np.int64)
-        i1 -= (i1 * (i1 + 1) // 2 > k).astype(np.int64)
-        i1 += ((i1 + 1) * (i1 + 2) // 2 <= k).astype(np.int64)
-        i2 = k - i1 * (i1 + 1) // 2
-        first = self.level_ptr[:-1][level]
-        return self.rows[first + i1], self.rows[first + i2]
-
     def use_sparse_destinations(self, positions: np.ndarray) -> None:
-        """Downdate into a sparse factor's values: ``positions`` of :meth:`level_pairs`."""
+        """Downdate into a sparse factor's values, the pair e₁ ≥ e₂ of level ℓ's entries
+        (iₖ = eₖ − its first entry) at ``positions[base_ℓ + i₁(i₁ + 1)/2 + i₂]``."""
         counts = np.diff(self.level_ptr)
         self.pair_base = np.concatenate([[0], np.cumsum(counts * (counts + 1) // 2)]).astype(
             np.int64

@@ -149,11 +149,9 @@ class _Search:
         self.lower = lower
         self.n_values = 0
         self.n_gradients = 0
-        self.last: np.ndarray | None = None
 
     def value(self, x: np.ndarray) -> float:
         self.n_values += 1
-        self.last = x
         f = self.value_at(x)
         return f if math.isfinite(f) else math.inf
 
@@ -221,6 +219,9 @@ def minimize_quasi_newton(
     max_iterations: int = 500,
     hessian: np.ndarray | str | None = "differences",
     mirrors: dict[int, np.ndarray] | None = None,
+    stop: Callable[[np.ndarray], bool] | None = None,
+    initial: tuple[float, np.ndarray] | None = None,
+    max_step: np.ndarray | None = None,
 ) -> QuasiNewtonResult:
     """Minimise f subject to x ≥ lower.
 
@@ -247,16 +248,23 @@ def minimize_quasi_newton(
         For a coordinate with a finite bound, the coordinates that change
         sign with it without changing f when it is on its bound (a column of
         λ below its diagonal element).
-
-    Notes
-    -----
-    On return the last call of ``value`` was at the returned point.
+    stop : callable, optional
+        Asked after every step; True stops the method there (status
+        "stopped by the caller", not converged).
+    initial : (float, ndarray), optional
+        f and ∇f at ``start`` when the caller has them (not evaluated again).
+    max_step : ndarray, optional
+        The largest move of each coordinate in one step (default: half its
+        value or _STEP_FLOOR, whichever is larger), NaN for that default.
     """
     search = _Search(value, gradient, lower)
     n = len(start)
     x = np.maximum(np.asarray(start, dtype=np.float64), lower)
-    f = search.value(x)
-    g = search.gradient() if math.isfinite(f) else None
+    if initial is not None:
+        f, g = initial[0], np.array(initial[1], dtype=np.float64)
+    else:
+        f = search.value(x)
+        g = search.gradient() if math.isfinite(f) else None
     if g is None or not np.all(np.isfinite(g)):
         return QuasiNewtonResult(
             x=x,
@@ -315,7 +323,10 @@ def minimize_quasi_newton(
         if not float(g @ d) < 0:
             status = "no descent direction"
             break
-        reach = float(np.max(np.abs(d) / np.maximum(0.5 * np.abs(x), _STEP_FLOOR)))
+        cap = np.maximum(0.5 * np.abs(x), _STEP_FLOOR)
+        if max_step is not None:
+            cap = np.where(np.isnan(max_step), cap, max_step)
+        reach = float(np.max(np.abs(d) / cap))
         if reach > 1.0:
             d = d / reach
         # Within rounding of the optimum a few trial points tell whether any
@@ -347,9 +358,9 @@ def minimize_quasi_newton(
             bs = b @ s
             b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
         x, f, g = x_new, f_new, g_new
-    if search.last is not x:
-        # Leave the caller's workspace at the returned point.
-        search.value(x)
+        if stop is not None and stop(x):
+            status = "stopped by the caller"
+            break
     return QuasiNewtonResult(
         x=x,
         value=float(f),

@@ -210,6 +210,40 @@ def _solve_lower_transposed(n, colptr, rowidx, values, rhs):  # pragma: no cover
         rhs[j] = s / values[colptr[j]]
 
 
+def _pair_positions(level_ptr, rows, position, colptr, rowidx):  # pragma: no cover
+    """Positions in L's values of every pair e₁ ≥ e₂ of a level's entries (kernel order).
+
+    ``rows`` are rows of T (original order), ``position`` their new places; each
+    pair is found in column min by bisection.  −1 marks a pair off the pattern.
+    """
+    n_levels = len(level_ptr) - 1
+    total = 0
+    for level in range(n_levels):
+        m = level_ptr[level + 1] - level_ptr[level]
+        total += m * (m + 1) // 2
+    out = np.empty(total, dtype=np.int64)
+    k = 0
+    for level in range(n_levels):
+        start = level_ptr[level]
+        for e1 in range(start, level_ptr[level + 1]):
+            p1 = position[rows[e1]]
+            for e2 in range(start, e1 + 1):
+                p2 = position[rows[e2]]
+                lo = min(p1, p2)
+                hi = max(p1, p2)
+                a = colptr[lo]
+                b = colptr[lo + 1]
+                while a < b:
+                    mid = (a + b) // 2
+                    if rowidx[mid] < hi:
+                        a = mid + 1
+                    else:
+                        b = mid
+                out[k] = a if a < colptr[lo + 1] and rowidx[a] == hi else -1
+                k += 1
+    return out
+
+
 _KERNELS = None
 
 
@@ -221,6 +255,8 @@ def _kernels():
             compiled(_factor_left_looking),
             compiled(_selected_inverse),
             compiled(_solve_lower_transposed),
+            compiled(_column_pattern),
+            compiled(_pair_positions),
         )
     return _KERNELS
 
@@ -287,10 +323,19 @@ class SparseTrailing:
             raise KeyError("an entry of T lies outside the sparse pattern")
         return where
 
+    def level_pair_positions(self, level_ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Positions of the pairs of each level's entries (see kernels.LevelColumns)."""
+        out = _kernels()[5](
+            level_ptr, rows.astype(np.int64), self.position, self.colptr, self.rowidx
+        )
+        if np.any(out < 0):
+            raise KeyError("an entry of T lies outside the sparse pattern")
+        return out
+
     def factorize(self) -> bool:
         """Factor in place (values hold T's lower triangle on L's pattern); False if T is
         not positive definite."""
-        _, factor, _, _ = _kernels()
+        factor = _kernels()[1]
         failed = factor(
             self.n,
             self.colptr,
@@ -310,14 +355,14 @@ class SparseTrailing:
     def selected_inverse(self, n_s: int) -> np.ndarray:
         """T⁻¹ on L's pattern for its leading ``n_s`` rows (new order), as an array like
         :attr:`values` (other entries zero)."""
-        _, _, inverse, _ = _kernels()
+        inverse = _kernels()[2]
         out = np.zeros_like(self.values)
         inverse(n_s, self.colptr, self.rowidx, self.values, out)
         return out
 
     def solve_transposed(self, rhs: np.ndarray, n: int) -> np.ndarray:
         """x with L_nnᵀ x = rhs for the leading n rows (new order)."""
-        _, _, _, solve = _kernels()
+        solve = _kernels()[3]
         x = np.array(rhs, dtype=np.float64)
         solve(n, self.colptr, self.rowidx, self.values, x)
         return x
@@ -422,29 +467,80 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
     return np.cumsum(out)
 
 
+def _column_pattern(order_nodes, node_ptr, node_nbrs, size, n_xy):  # pragma: no cover
+    """L's columns (new positions, rows ascending) from the node elimination.
+
+    Node v's rows are contiguous in the new order; its column a holds its own
+    rows from a on, the rows of the nodes it was adjacent to when eliminated
+    (all eliminated later), and the [X y] rows; the [X y] columns are dense.
+    """
+    n_nodes = len(order_nodes)
+    start = np.empty(n_nodes, dtype=np.int64)
+    at = 0
+    for step in range(n_nodes):
+        start[order_nodes[step]] = at
+        at += size[order_nodes[step]]
+    n_re = at
+    n = n_re + n_xy
+    colptr = np.zeros(n + 1, dtype=np.int64)
+    col = 0
+    for step in range(n_nodes):
+        v = order_nodes[step]
+        others = 0
+        for p in range(node_ptr[step], node_ptr[step + 1]):
+            others += size[node_nbrs[p]]
+        for a in range(size[v]):
+            colptr[col + 1] = colptr[col] + (size[v] - a) + others + n_xy
+            col += 1
+    for a in range(n_xy):
+        colptr[col + 1] = colptr[col] + (n_xy - a)
+        col += 1
+    rowidx = np.empty(colptr[n], dtype=np.int64)
+    col = 0
+    for step in range(n_nodes):
+        v = order_nodes[step]
+        nbrs = node_nbrs[node_ptr[step] : node_ptr[step + 1]]
+        firsts = np.sort(start[nbrs])
+        sizes = np.empty(len(nbrs), dtype=np.int64)
+        for b in range(len(nbrs)):
+            # The node whose rows begin at firsts[b] (starts are distinct).
+            for c in range(len(nbrs)):
+                if start[nbrs[c]] == firsts[b]:
+                    sizes[b] = size[nbrs[c]]
+        for a in range(size[v]):
+            p = colptr[col]
+            for i in range(start[v] + a, start[v] + size[v]):
+                rowidx[p] = i
+                p += 1
+            for b in range(len(nbrs)):
+                for i in range(firsts[b], firsts[b] + sizes[b]):
+                    rowidx[p] = i
+                    p += 1
+            for i in range(n_re, n):
+                rowidx[p] = i
+                p += 1
+            col += 1
+    for a in range(n_xy):
+        p = colptr[col]
+        for i in range(n_re + a, n):
+            rowidx[p] = i
+            p += 1
+        col += 1
+    return start, colptr, rowidx
+
+
 def _expand(order_nodes, node_ptr, node_nbrs, size, node_start, q, offsets, n_xy):
     """Scalar rows from the node elimination: the order of T's rows and L's pattern."""
+    start, colptr, rowidx = _kernels()[4](order_nodes, node_ptr, node_nbrs, size, n_xy)
     n_nodes = len(order_nodes)
     term_of = np.repeat(np.arange(len(q)), np.diff(node_start))
     level_of = np.arange(n_nodes) - node_start[term_of]
     first_row = np.asarray(offsets, dtype=np.int64)[term_of] + level_of * np.asarray(q)[term_of]
-    rows_of = [first_row[v] + np.arange(size[v]) for v in range(n_nodes)]
-    order = np.concatenate([rows_of[v] for v in order_nodes] + [offsets[-1] + np.arange(n_xy)])
-    n = len(order)
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    xy_rows = np.arange(n - n_xy, n)
-    columns = []
-    for step, v in enumerate(order_nodes):
-        below = node_nbrs[node_ptr[step] : node_ptr[step + 1]]
-        others = (
-            np.sort(position[np.concatenate([rows_of[u] for u in below])]) if len(below) else []
-        )
-        own = position[rows_of[v]]
-        for a in range(len(own)):
-            columns.append(np.concatenate([own[a:], others, xy_rows]).astype(np.int64))
-    for a in range(n_xy):
-        columns.append(xy_rows[a:].astype(np.int64))
-    colptr = np.concatenate([[0], np.cumsum([len(c) for c in columns])]).astype(np.int64)
-    rowidx = np.concatenate(columns)
-    return SparseTrailing(order.astype(np.int64), colptr, rowidx)
+    n_re = int(size.sum())
+    # order[new position] = row of T.
+    order = np.empty(n_re + n_xy, dtype=np.int64)
+    node_at = np.repeat(np.arange(n_nodes), size)
+    offset_in_node = np.arange(n_re) - np.repeat(np.cumsum(size) - size, size)
+    order[start[node_at] + offset_in_node] = first_row[node_at] + offset_in_node
+    order[n_re:] = offsets[-1] + np.arange(n_xy)
+    return SparseTrailing(order, colptr, rowidx)
