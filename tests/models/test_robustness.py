@@ -370,7 +370,7 @@ def test_random_slope_on_an_extreme_scale(sleep: pd.DataFrame, sleep_fit, factor
 
 def test_doubtful_convergence_is_reported_not_silent(sleep: pd.DataFrame, monkeypatch) -> None:
     # An optimizer cut off after a few iterations: the fit must say so.
-    import mixedmodels.engine.fit as model_module
+    import mixedmodels.engine.gradient_fit as model_module
 
     real = model_module.minimize_quasi_newton
 

@@ -52,6 +52,8 @@ class OptimizationSummary:
     # Evaluations of the exact gradient (0 for BOBYQA) and the method used.
     n_gradients: int = 0
     method: str = "bobyqa"
+    # The quasi-Newton approximation of the criterion's Hessian at ``final`` (in θ).
+    hessian: np.ndarray | None = None
 
 
 def minimize_bobyqa(

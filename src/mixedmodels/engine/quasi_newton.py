@@ -121,15 +121,121 @@ def _flip_mirrored(
 
 
 def _newton_direction(b: np.ndarray, g: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """−B_FF⁻¹ g_F on the free coordinates (B is kept positive definite), 0 elsewhere."""
+    if free.all():
+        try:
+            return -np.linalg.solve(b, g)
+        except np.linalg.LinAlgError:
+            return -g / np.maximum(np.diag(b), 1e-12)
     d = np.zeros_like(g)
-    if np.any(free):
+    if free.any():
         bff = b[np.ix_(free, free)]
         try:
-            chol = np.linalg.cholesky(bff)
-            d[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, g[free]))
+            d[free] = -np.linalg.solve(bff, g[free])
         except np.linalg.LinAlgError:
             d[free] = -g[free] / np.maximum(np.diag(bff), 1e-12)
     return d
+
+
+def _direction(x, g, b, lower, max_step, step_floor):  # pragma: no cover - numba
+    """One step's direction, compiled (tiny matrices: numpy's per-call costs dominate).
+
+    Returns (d, held, predicted, reach): d = −B_FF⁻¹g_F on the free
+    coordinates (those not held on a bound by Bertsekas' ε-active set), the
+    held mask, the predicted decrease −gᵀd/2, and the largest ratio of |dᵢ|
+    to its cap (``max_step``, or half |xᵢ| but at least ``step_floor``).
+    """
+    n = len(x)
+    band = 0.0
+    for i in range(n):
+        projected = abs(max(x[i] - g[i], lower[i]) - x[i])
+        if projected > band:
+            band = projected
+    band = min(1e-8, band)
+    held = np.zeros(n, dtype=np.bool_)
+    free = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        held[i] = x[i] - lower[i] <= band and g[i] > 0
+        if not held[i]:
+            free[m] = i
+            m += 1
+    d = np.zeros(n)
+    chol = np.zeros((m, m))
+    ok = True
+    for j in range(m):
+        s = b[free[j], free[j]]
+        for k in range(j):
+            s -= chol[j, k] * chol[j, k]
+        if not s > 0.0:
+            ok = False
+            break
+        chol[j, j] = np.sqrt(s)
+        for i in range(j + 1, m):
+            s = b[free[i], free[j]]
+            for k in range(j):
+                s -= chol[i, k] * chol[j, k]
+            chol[i, j] = s / chol[j, j]
+    if ok:
+        z = np.empty(m)
+        for i in range(m):
+            s = -g[free[i]]
+            for k in range(i):
+                s -= chol[i, k] * z[k]
+            z[i] = s / chol[i, i]
+        for i in range(m - 1, -1, -1):
+            s = z[i]
+            for k in range(i + 1, m):
+                s -= chol[k, i] * d[free[k]]
+            d[free[i]] = s / chol[i, i]
+    else:
+        for i in range(m):
+            d[free[i]] = -g[free[i]] / max(b[free[i], free[i]], 1e-12)
+    predicted = 0.0
+    reach = 0.0
+    for i in range(n):
+        predicted -= 0.5 * g[i] * d[i]
+        cap = max_step[i]
+        if np.isnan(cap):
+            cap = max(0.5 * abs(x[i]), step_floor)
+        r = abs(d[i]) / cap
+        if r > reach:
+            reach = r
+    return d, held, predicted, reach
+
+
+def _bfgs_update(b, s, y):  # pragma: no cover - numba
+    """B ← B − BssᵀB/sᵀBs + yyᵀ/sᵀy in place when the curvature condition holds."""
+    n = len(s)
+    sy = 0.0
+    ss = 0.0
+    yy = 0.0
+    for i in range(n):
+        sy += s[i] * y[i]
+        ss += s[i] * s[i]
+        yy += y[i] * y[i]
+    if not sy > 1e-12 * np.sqrt(ss * yy):
+        return False
+    bs = b @ s
+    sbs = 0.0
+    for i in range(n):
+        sbs += s[i] * bs[i]
+    for i in range(n):
+        for j in range(n):
+            b[i, j] += y[i] * y[j] / sy - bs[i] * bs[j] / sbs
+    return True
+
+
+_COMPILED = None
+
+
+def _compiled():
+    global _COMPILED
+    if _COMPILED is None:
+        from .kernels import compiled
+
+        _COMPILED = (compiled(_direction), compiled(_bfgs_update))
+    return _COMPILED
 
 
 def _held(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -169,12 +275,12 @@ class _Search:
         for _ in range(max_backtracks):
             x_new = np.maximum(x + alpha * d, lower)
             step = x_new - x
-            if not np.any(step):
+            if not step.any():
                 return None
             f_new = self.value(x_new)
             if f_new <= f + _ARMIJO * float(g @ step):
                 g_new = self.gradient()
-                if np.all(np.isfinite(g_new)):
+                if math.isfinite(float(g_new.sum())):
                     break
                 f_new = math.inf
             # Quadratic interpolation, kept within [0.1, 0.5] of the step.
@@ -194,7 +300,7 @@ class _Search:
         for _ in range(_MAX_EXTENSIONS):
             slope1 = float(g_new @ d)
             drop = slope0 - slope1
-            if not (slope1 < _CURVATURE * slope0 and drop > 0) or np.any(x + alpha * d < lower):
+            if not (slope1 < _CURVATURE * slope0 and drop > 0) or (x + alpha * d < lower).any():
                 break
             # slope1 < slope0 / 2 < 0 here, so the secant's zero lies beyond α.
             longer = alpha * min(_MAX_GROWTH, max(1.5, slope0 / drop))
@@ -203,7 +309,7 @@ class _Search:
             if not f_try < f_new:
                 break
             g_try = self.gradient()
-            if not np.all(np.isfinite(g_try)):
+            if not math.isfinite(float(g_try.sum())):
                 break
             alpha, x_new, f_new, g_new = longer, x_try, f_try, g_try
         return x_new, f_new, g_new
@@ -294,39 +400,45 @@ def minimize_quasi_newton(
     predicted = math.inf
     iteration = 0
     held = np.zeros(n, dtype=bool)
+    direction, bfgs_update = _compiled()
+    caps = np.full(n, np.nan) if max_step is None else np.asarray(max_step, dtype=np.float64)
+    reach = 0.0
     while iteration < max_iterations:
         iteration += 1
         if mirrors:
             x, g = x.copy(), g.copy()
             _flip_mirrored(x, g, b, lower, mirrors)
-        held = _held(x, g, lower)
-        free = ~held
         if b is None:
-            d = np.where(free, -g, 0.0)
+            held = _held(x, g, lower)
+            d = np.where(held, 0.0, -g)
             largest = float(np.max(np.abs(d))) if n else 0.0
             if largest > _FIRST_STEP:
                 d *= _FIRST_STEP / largest
             predicted = math.inf
+            reach = 0.0
+        elif direction is not None:
+            d, held, predicted, reach = direction(x, g, b, lower, caps, _STEP_FLOOR)
         else:
-            d = _newton_direction(b, g, free)
+            held = _held(x, g, lower)
+            d = _newton_direction(b, g, ~held)
             predicted = -0.5 * float(g @ d)
+            reach = -1.0
         # Converged when a Newton step would gain less than the tolerance and
         # the last step gained little too (or the prediction is far below it:
         # superlinear convergence, B is accurate).
         small = predicted <= tolerance and (
             last_decrease <= tolerance or predicted <= 1e-3 * tolerance
         )
-        if not np.any(d) or small:
+        if small or not d.any():
             converged = True
             status = "converged"
             break
         if not float(g @ d) < 0:
             status = "no descent direction"
             break
-        cap = np.maximum(0.5 * np.abs(x), _STEP_FLOOR)
-        if max_step is not None:
-            cap = np.where(np.isnan(max_step), cap, max_step)
-        reach = float(np.max(np.abs(d) / cap))
+        if reach < 0:
+            cap = np.where(np.isnan(caps), np.maximum(0.5 * np.abs(x), _STEP_FLOOR), caps)
+            reach = float(np.max(np.abs(d) / cap))
         if reach > 1.0:
             d = d / reach
         # Within rounding of the optimum a few trial points tell whether any
@@ -354,7 +466,9 @@ def minimize_quasi_newton(
         if b is None:
             yy = float(y @ y)
             b = (yy / sy if sy > 0 and yy > 0 else 1.0) * np.eye(n)
-        if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
+        if bfgs_update is not None:
+            bfgs_update(b, s, y)
+        elif sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
             bs = b @ s
             b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
         x, f, g = x_new, f_new, g_new

@@ -30,7 +30,8 @@ from ..design import Design, build_design
 from ..engine.blocks import CrossProducts, cross_products
 from ..engine.fit import optimize_theta
 from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
-from ..engine.problem import LinearProblem
+from ..engine.problem import LinearProblem, Solution
+from ..engine.refit import ResponseRefitter
 from ..errors import (
     ArgumentError,
     ConvergenceWarning,
@@ -145,6 +146,8 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         self.rows = rows
         self.data_name: str | None = None
         self._state: FittedState | None = None
+        # Built by the first refit() and kept for the next ones.
+        self._refitter: ResponseRefitter | None = None
 
     # -- what the model is --------------------------------------------------------------
 
@@ -239,9 +242,11 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 )
         return self
 
-    def _set_state(self, summary: OptimizationSummary) -> None:
-        solution = self.problem.solve(summary.final)
-        summary = replace(summary, objective=solution.objective)
+    def _set_state(self, summary: OptimizationSummary, solution: Solution | None = None) -> None:
+        """The fitted state at the summary's θ (from ``solution`` when the caller has it)."""
+        if solution is None:
+            solution = self.problem.solve(summary.final)
+            summary = replace(summary, objective=solution.objective)
         self._state = FittedState.from_solution(solution, self.reml, summary)
 
     def at_theta(self, theta: np.ndarray) -> LinearMixedModel:
@@ -263,6 +268,53 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         twin = LinearMixedModel.from_cross_products(
             self.cross_products, self.design, reml=self.reml, rows=self.rows, fitted_at=given
         )
+        twin.data_name = self.data_name
+        return twin
+
+    def refit(self, y: Any) -> LinearMixedModel:
+        """This model fitted to a new response: same design and blocks, started at this fit.
+
+        For simulation studies, power analyses and bootstraps (lme4's
+        ``refit``, MixedModels.jl's ``refit!``): only the response's blocks
+        are recomputed, and θ is re-optimised with this fit's curvature as the
+        optimizer's first Hessian.
+
+        Parameters
+        ----------
+        y : array-like, length :attr:`nobs`
+            The new response, for the rows this model was fitted to (after
+            dropping rows with missing values), in their order.
+
+        Returns
+        -------
+        LinearMixedModel
+            A new fitted model; this one is not changed.
+        """
+        state = self.state
+        design = self.rows.in_memory("refit()")
+        values = np.asarray(y, dtype=np.float64).reshape(-1) if np.ndim(y) else None
+        if values is None or values.shape != design.y.shape:
+            raise DataError(
+                f"refit() needs a response with one value per row used ({len(design.y)}), "
+                f"got {np.shape(y)}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise DataError("refit(): the new response has missing or infinite values")
+        if self._refitter is None:
+            self._refitter = ResponseRefitter(
+                self.problem,
+                [t.codes for t in design.terms],
+                [t.z for t in design.terms],
+                design.x,
+                design.weights,
+            )
+        summary, solution, blocks = self._refitter.refit(
+            values, state.theta, state.optimizer.hessian
+        )
+        new_design = replace(design, y=values.copy())
+        twin = LinearMixedModel.__new__(LinearMixedModel)
+        LinearMixedModel._compose(twin, new_design, blocks, self.reml, InMemoryRows(new_design))
+        LinearMixedModel._set_state(twin, summary, solution)
         twin.data_name = self.data_name
         return twin
 

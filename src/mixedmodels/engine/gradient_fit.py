@@ -1,0 +1,269 @@
+"""Stage 4 with the exact gradient: the quasi-Newton fit, its boundary probes, its check.
+
+:class:`Evaluator` gives the criterion and its gradient in φ = θ/scale on a
+workspace of its own (:mod:`~mixedmodels.engine.gradient`);
+:func:`fit_quasi_newton` runs :mod:`~mixedmodels.engine.quasi_newton` from a
+start, with the θ of scalar terms on a log scale while they stay well inside,
+then probes the coordinates left on a bound (lme4's ``restart_edge`` idea:
+a zero variance is a stationary point whether or not it is a minimum),
+restarts once from the start values of those coordinates (a minimum on a face
+of the bounds can be a local one), and checks the first-order conditions with
+the exact gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .gradient import ProfiledGradient
+from .optimize import OptimizationSummary, check_stationarity
+from .problem import LinearProblem
+from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton
+
+# A coordinate left on its bound is probed this far inside (in φ) when its
+# derivative there is below _PROBE_SLOPE: a zero variance is a stationary point
+# of the objective (it is even in a scalar term's θ), minimum or not.
+_PROBE_STEP = 1e-2
+_PROBE_SLOPE = 1e-4
+# Diagonal elements of λ are moved on a log scale while they stay above
+# _LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
+# variance away from zero (fewer steps), and a coordinate heading for its bound
+# goes back to θ itself, where the bound can be reached and checked.
+_LOG_SWITCH = 0.01
+# ... from a start above this (a start lifted off its bound, see
+# start.start_steps, stays on θ).
+_LOG_START = 0.1
+
+
+class Evaluator:
+    """The criterion and its gradient in φ on one workspace, counting both."""
+
+    def __init__(self, problem: LinearProblem, scale: np.ndarray) -> None:
+        self.problem = problem
+        self.scale = scale
+        self.workspace = problem.workspace()
+        self.gradient_of = ProfiledGradient(
+            self.workspace,
+            [t.theta_rows for t in problem.terms],
+            [t.theta_cols for t in problem.terms],
+        )
+        self.theta: np.ndarray | None = None
+
+    def value(self, phi: np.ndarray) -> float:
+        self.theta = phi * self.scale
+        return self.problem.objective(self.theta, workspace=self.workspace)
+
+    def gradient(self) -> np.ndarray:
+        """∇φ at the point of the last :meth:`value`."""
+        lambdas = self.problem.lambdas(self.theta)
+        g = self.gradient_of.gradient(self.workspace, lambdas, self.problem.reml)
+        return g * self.scale
+
+
+def _probe_boundary(
+    evaluator: Evaluator, result: QuasiNewtonResult, lower: np.ndarray
+) -> tuple[np.ndarray | None, int]:
+    """A point inside the bounds lower than ``result``'s optimum, or None; and the values used.
+
+    Each coordinate on its bound whose derivative into the interior is not
+    clearly positive is moved inside by a small step: where the objective or
+    its derivative there says the objective decreases inward, the optimum on
+    the bound was a stationary point but not a minimum.
+    """
+    x = result.x
+    on_bound = np.isfinite(lower) & (x - lower <= 0.0) & (result.gradient < _PROBE_SLOPE)
+    used = 0
+    for i in np.flatnonzero(on_bound):
+        point = x.copy()
+        point[i] = lower[i] + _PROBE_STEP
+        value = evaluator.value(point)
+        used += 1
+        if value < result.value:
+            return point, used
+        if evaluator.gradient()[i] < 0:
+            return point, used
+    return None, used
+
+
+def _column_mirrors(problem: LinearProblem) -> dict[int, np.ndarray]:
+    """For each diagonal θ, the θ below it in its column of λ (see quasi_newton)."""
+    mirrors = {}
+    for term, where in zip(problem.terms, problem.theta_slices, strict=True):
+        rows, cols = term.theta_rows, term.theta_cols
+        for k in np.flatnonzero(rows == cols):
+            below = np.flatnonzero((cols == cols[k]) & (rows > rows[k]))
+            if below.size:
+                mirrors[where.start + int(k)] = where.start + below
+    return mirrors
+
+
+def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.ndarray | None:
+    """x with its coordinates on a bound moved back to their start (or 0.1 inside)."""
+    on_bound = np.isfinite(lower) & (x - lower <= 0.0)
+    if not np.any(on_bound):
+        return None
+    point = x.copy()
+    inside = start - lower > 1e-3
+    point[on_bound] = np.where(inside, start, lower + 0.1)[on_bound]
+    return point
+
+
+def _minimize(
+    evaluator: Evaluator,
+    start: np.ndarray,
+    lower: np.ndarray,
+    mirrors: dict[int, np.ndarray],
+    scalar: np.ndarray,
+    hessian: np.ndarray | str,
+) -> QuasiNewtonResult:
+    """The quasi-Newton method in ψ (log φ for the θ of scalar terms above _LOG_SWITCH,
+    φ for the others), the result in φ; ``hessian`` an array in φ or "differences"."""
+    logged = scalar & (start - lower > _LOG_START) & (lower == 0)
+    if not isinstance(hessian, str):
+        # A Hessian given in φ, carried to ψ: H_ψ ≈ D H_φ D on the logged coordinates.
+        d = np.where(logged, start, 1.0)
+        hessian = hessian * np.outer(d, d)
+    # A logged coordinate that falls below a quarter of its start is heading
+    # for zero, where θ itself converges much faster: it goes back to θ.
+    with np.errstate(divide="ignore"):
+        floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
+    x = start
+    n_values = n_gradients = 0
+    initial = None
+    while True:
+        fixed = logged.copy()
+
+        def to_phi(psi: np.ndarray, fixed: np.ndarray = fixed) -> np.ndarray:
+            phi = psi.copy()
+            phi[fixed] = np.exp(psi[fixed])
+            return phi
+
+        def value(psi: np.ndarray, to_phi=to_phi) -> float:
+            return evaluator.value(to_phi(psi))
+
+        def gradient(fixed: np.ndarray = fixed) -> np.ndarray:
+            g = evaluator.gradient()
+            g[fixed] *= evaluator.theta[fixed] / evaluator.scale[fixed]
+            return g
+
+        def leaving(psi: np.ndarray, fixed: np.ndarray = fixed) -> bool:
+            return bool(np.any(psi[fixed] < floor[fixed]))
+
+        psi = x.copy()
+        psi[fixed] = np.log(x[fixed])
+        result = minimize_quasi_newton(
+            value,
+            gradient,
+            psi,
+            np.where(fixed, -np.inf, lower),
+            mirrors={i: b for i, b in mirrors.items() if not fixed[i]},
+            stop=leaving if np.any(fixed) else None,
+            hessian=hessian,
+            initial=initial,
+            # On the log scale a step may double or halve a value.
+            max_step=np.where(fixed, math.log(2.0), np.nan),
+        )
+        n_values += result.n_values
+        n_gradients += result.n_gradients
+        x = to_phi(result.x)
+        if result.status == "stopped by the caller":
+            leaving_now = fixed & (x < _LOG_SWITCH)
+            logged &= ~leaving_now
+            # Carry the curvature over to the coordinates that change scale.
+            d = np.where(leaving_now, x, 1.0)
+            hessian = result.hessian / np.outer(d, d)
+            initial = (result.value, result.gradient / d)
+            continue
+        # Back to φ: g_φ = g_ψ / φ and H_φ ≈ D⁻¹ H_ψ D⁻¹ (g ≈ 0) on the logged coordinates.
+        scale = np.where(fixed, x, 1.0)
+        return QuasiNewtonResult(
+            x=x,
+            value=result.value,
+            gradient=result.gradient / scale,
+            hessian=result.hessian / np.outer(scale, scale),
+            n_values=n_values,
+            n_gradients=n_gradients,
+            n_iterations=result.n_iterations,
+            converged=result.converged,
+            status=result.status,
+            predicted_decrease=result.predicted_decrease,
+            held=result.held,
+        )
+
+
+def fit_quasi_newton(
+    evaluator: Evaluator,
+    start: np.ndarray,
+    *,
+    check: bool = True,
+    max_restarts: int = 3,
+    hessian: np.ndarray | None = None,
+) -> OptimizationSummary | None:
+    """The quasi-Newton fit from φ = ``start``; None when the criterion is not finite there.
+
+    ``hessian`` (in φ) replaces the differences of the gradient at the start
+    (a refit starts where a fit ended, with that fit's curvature).
+    """
+    problem = evaluator.problem
+    scale = evaluator.scale
+    lower = problem.lower_bounds
+    clock = time.perf_counter()
+    mirrors = _column_mirrors(problem)
+    scalar = np.concatenate([np.full(t.n_theta, t.q == 1) for t in problem.terms])
+    result = _minimize(
+        evaluator, start, lower, mirrors, scalar, "differences" if hessian is None else hessian
+    )
+    if not math.isfinite(result.value):
+        return None
+    n_values, n_gradients = result.n_values, result.n_gradients
+    escaped = False
+    for _ in range(max_restarts):
+        inside, used = _probe_boundary(evaluator, result, lower)
+        n_values += used
+        n_gradients += used
+        if inside is None and not escaped:
+            # A minimum on a face of the bounds can be a local one only (a
+            # variance that reached zero early on the path): restart once with
+            # those coordinates back at their starting values.
+            inside = _escape_point(result.x, start, lower)
+            escaped = True
+        if inside is None:
+            break
+        again = minimize_quasi_newton(
+            evaluator.value, evaluator.gradient, inside, lower, mirrors=mirrors
+        )
+        n_values += again.n_values
+        n_gradients += again.n_gradients
+        if not again.value < result.value:
+            break
+        result = again
+    seconds = time.perf_counter() - clock
+    # A variance shrinking to zero along the path approaches its bound
+    # geometrically; within rounding of it, it is reported on it, as lme4 does.
+    x = np.where(np.isfinite(lower) & (result.x - lower < 1e-10), lower, result.x)
+    messages: list[str] = []
+    ok = result.converged
+    if not ok:
+        messages.append(f"the optimizer stopped early: {result.status}")
+    if check:
+        passed, found = check_stationarity(result.gradient, result.hessian, x, lower, mirrors)
+        ok = ok and passed
+        messages.extend(found)
+    return OptimizationSummary(
+        initial=start * scale,
+        lower=lower.copy(),
+        final=x * scale,
+        objective=result.value,
+        n_evaluations=n_values,
+        return_code=result.status,
+        converged=ok,
+        messages=tuple(messages),
+        gradient=result.gradient / scale,
+        seconds=seconds,
+        n_gradients=n_gradients,
+        method="quasi-newton",
+        hessian=result.hessian / np.outer(scale, scale),
+    )
