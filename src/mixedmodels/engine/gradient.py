@@ -37,7 +37,7 @@ import scipy.linalg
 
 from .blocks import CrossProducts
 from .factor import BlockedCholesky
-from .kernels import compiled
+from .kernels import compiled, worker
 from .smallmatrix import batched_matmul
 
 _COMPILED = None
@@ -58,6 +58,8 @@ def gradient_available() -> bool:
 
 
 def _first_term_gradient(
+    lo,
+    hi,
     lam0,
     diag0,
     l00,
@@ -76,7 +78,7 @@ def _first_term_gradient(
     pair_base,
     pair_pos,
 ):  # pragma: no cover - compiled by numba
-    """Add Σ_ℓ Y for the first term, and the first term's part of the later terms' Y.
+    """Add Σ_ℓ Y for the first term's levels lo:hi, and their part of the later terms' Y.
 
     ``sigma`` holds Σ_TT on and below its diagonal for the first ``n_s`` rows
     of T (the rows inside S) — dense, or, when ``pair_pos`` has more than one
@@ -89,7 +91,7 @@ def _first_term_gradient(
     """
     q0 = diag0.shape[1]
     max_entries = 0
-    for level in range(len(level_ptr) - 1):
+    for level in range(lo, hi):
         max_entries = max(max_entries, level_ptr[level + 1] - level_ptr[level])
     k_rows = np.empty((max_entries, q0))
     w = np.empty((max_entries, q0))
@@ -99,7 +101,7 @@ def _first_term_gradient(
     s00 = np.empty((q0, q0))
     tmp = np.empty((q0, q0))
     k_diag = np.empty((q0, q0))
-    for level in range(len(level_ptr) - 1):
+    for level in range(lo, hi):
         start = level_ptr[level]
         stop = start
         while stop < level_ptr[level + 1] and rows[stop] < n_s:
@@ -329,7 +331,7 @@ class ProfiledGradient:
         kernel = _kernel()
         if kernel is None:
             raise RuntimeError("the analytic gradient needs numba")
-        kernel(
+        arrays = (
             np.ascontiguousarray(lambdas[0]),
             cp.diag[0],
             f.L00,
@@ -344,10 +346,19 @@ class ProfiledGradient:
             col0.values,
             sigma,
             n_s,
-            acc,
-            col0.pair_base,
-            col0.pair_pos,
         )
+        pairs = (col0.pair_base, col0.pair_pos)
+        split = col0.thread_split
+        if split is None:
+            kernel(0, col0.n_levels, *arrays, acc, *pairs)
+        else:
+            # Two halves of the levels (by work, as the downdate splits them)
+            # at once: the kernel releases the GIL; each half has its own sums.
+            other_acc = np.zeros_like(acc)
+            other = worker().submit(kernel, split, col0.n_levels, *arrays, other_acc, *pairs)
+            kernel(0, split, *arrays, acc, *pairs)
+            other.result()
+            acc += other_acc
         flat = sigma.reshape(-1)
         if sparse:
             diag_index, off_index, x_index = self._sparse_index

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from .factor import BlockedCholesky
 from .gradient import ProfiledGradient
 from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
@@ -39,12 +40,15 @@ _LOG_START = 0.1
 
 
 class Evaluator:
-    """The criterion and its gradient in φ on one workspace, counting both."""
+    """The criterion and its gradient in φ on one workspace (by default the problem's
+    own for this thread, where the solution at the optimum is then read)."""
 
-    def __init__(self, problem: LinearProblem, scale: np.ndarray) -> None:
+    def __init__(
+        self, problem: LinearProblem, scale: np.ndarray, workspace: BlockedCholesky | None = None
+    ) -> None:
         self.problem = problem
         self.scale = scale
-        self.workspace = problem.workspace()
+        self.workspace = problem.default_workspace() if workspace is None else workspace
         self.gradient_of = ProfiledGradient(
             self.workspace,
             [t.theta_rows for t in problem.terms],
@@ -53,6 +57,7 @@ class Evaluator:
         self.theta: np.ndarray | None = None
 
     def value(self, phi: np.ndarray) -> float:
+        """The criterion at φ; the workspace is left there for :meth:`gradient`."""
         self.theta = phi * self.scale
         return self.problem.objective(self.theta, workspace=self.workspace)
 

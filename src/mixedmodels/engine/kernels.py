@@ -51,7 +51,8 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _worker() -> ThreadPoolExecutor:
+def worker() -> ThreadPoolExecutor:
+    """The one worker thread the compiled kernels share (created on first use)."""
     global _WORKER
     if _WORKER is None:
         _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixedmodels")
@@ -350,7 +351,7 @@ class LevelColumns:
                 if self._buffer is None:
                     self._buffer = np.empty_like(out)
                 self._buffer.fill(0.0)
-                other = _worker().submit(
+                other = worker().submit(
                     self._kernel, self._split, self.n_levels, *arrays, self._buffer, *pairs
                 )
                 logdet = self._kernel(0, self._split, *arrays, out, *pairs)

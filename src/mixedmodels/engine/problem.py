@@ -107,8 +107,10 @@ class LinearProblem:
         """A fresh factor of this problem's structure, owned by the caller."""
         return BlockedCholesky(self.cross_products)
 
-    def _default_workspace(self) -> BlockedCholesky:
-        """A workspace per thread, reused across calls that pass none."""
+    def default_workspace(self) -> BlockedCholesky:
+        """This thread's workspace, reused by the calls that pass none (the fit's
+        optimizer evaluates on it, so that the solution at its optimum needs no
+        new workspace)."""
         factor = getattr(self._local, "factor", None)
         if factor is None:
             factor = self._local.factor = self.workspace()
@@ -131,7 +133,7 @@ class LinearProblem:
         workspace: BlockedCholesky | None = None,
     ) -> float:
         """The REML criterion or ML deviance at θ, on lme4's scale (inf where undefined)."""
-        factor = self._default_workspace() if workspace is None else workspace
+        factor = self.default_workspace() if workspace is None else workspace
         if not factor.update(self.lambdas(theta)):
             return math.inf
         return self.criterion(factor, self.reml if reml is None else reml)
@@ -152,9 +154,10 @@ class LinearProblem:
         return value
 
     def solve(self, theta: np.ndarray, workspace: BlockedCholesky | None = None) -> Solution:
-        """β, the conditional modes, σ and (R_XᵀR_X)⁻¹ at θ."""
+        """β, the conditional modes, σ and (R_XᵀR_X)⁻¹ at θ (on this thread's workspace
+        unless one is given)."""
         theta = np.array(theta, dtype=np.float64)
-        factor = self.workspace() if workspace is None else workspace
+        factor = self.default_workspace() if workspace is None else workspace
         if not factor.update(self.lambdas(theta)):
             raise np.linalg.LinAlgError("the factor is not positive definite at this θ")
         value = self.criterion(factor, self.reml)

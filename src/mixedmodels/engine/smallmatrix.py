@@ -90,8 +90,9 @@ def batched_lower_solve_transposed(lower: np.ndarray, rhs: np.ndarray) -> np.nda
     if q == 1:
         return rhs / lower[:, 0, :]
     if q == 2:
-        a, b, c = lower[:, 0, 0], lower[:, 1, 0], lower[:, 1, 1]
-        x1 = rhs[:, 1] / c
-        x0 = (rhs[:, 0] - b * x1) / a
-        return np.column_stack([x0, x1])
+        out = np.empty_like(rhs)
+        np.divide(rhs[:, 1], lower[:, 1, 1], out=out[:, 1])
+        np.subtract(rhs[:, 0], lower[:, 1, 0] * out[:, 1], out=out[:, 0])
+        out[:, 0] /= lower[:, 0, 0]
+        return out
     return np.linalg.solve(lower.transpose(0, 2, 1), rhs[:, :, None])[:, :, 0]

@@ -116,6 +116,29 @@ def _minimum_degree(adjacency, size, extra, budget):  # pragma: no cover - compi
     return order, pointers, neighbours[:used], flops
 
 
+def _join_cliques(adjacency, pointers, members, limit):  # pragma: no cover - numba
+    """Mark every pair of each clique's members adjacent; stop past ``limit`` edges.
+
+    Returns the number of (directed) edges, or −1 when it passed the limit.
+    """
+    edges = 0
+    for v in range(adjacency.shape[0]):
+        for u in range(adjacency.shape[1]):
+            if adjacency[v, u]:
+                edges += 1
+    for c in range(len(pointers) - 1):
+        for a in range(pointers[c], pointers[c + 1]):
+            x = members[a]
+            for b in range(pointers[c], pointers[c + 1]):
+                y = members[b]
+                if x != y and not adjacency[x, y]:
+                    adjacency[x, y] = True
+                    edges += 1
+        if edges > limit:
+            return -1
+    return edges
+
+
 def _factor_left_looking(n, colptr, rowidx, values, work, head, link, first):  # pragma: no cover
     """Cholesky in place on L's pattern (values hold T's lower triangle there).
 
@@ -257,6 +280,7 @@ def _kernels():
             compiled(_solve_lower_transposed),
             compiled(_column_pattern),
             compiled(_pair_positions),
+            compiled(_join_cliques),
         )
     return _KERNELS
 
@@ -435,36 +459,20 @@ def analyse(
         adjacency[a, b] = True
         adjacency[b, a] = True
     pointers, members = cliques
-    lengths = np.diff(pointers)
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    # Every ordered pair of members of a clique (the downdate's fill).
-    start = pointers[:-1][owner]
-    pair_a = np.repeat(members, lengths[owner])
-    pair_b = members[np.repeat(start, lengths[owner]) + _ranges(lengths[owner])]
-    adjacency[pair_a, pair_b] = True
     np.fill_diagonal(adjacency, False)
     rows_t = int(size.sum())
     dense_flops = (rows_t + n_xy) ** 3 / 3.0
-    edges = int(adjacency.sum())
-    if edges > DENSE_EDGE_FRACTION * n_nodes * n_nodes and not force:
+    limit = n_nodes * n_nodes if force else DENSE_EDGE_FRACTION * n_nodes * n_nodes
+    edges = _kernels()[6](
+        adjacency, np.asarray(pointers, dtype=np.int64), np.asarray(members, dtype=np.int64), limit
+    )
+    if edges < 0:
         return None
     budget = math.inf if force else SPARSE_FLOP_FRACTION * dense_flops
     order_nodes, node_ptr, node_nbrs, _ = _kernels()[0](adjacency, size, n_xy, budget)
     if order_nodes[0] < 0:
         return None
     return _expand(order_nodes, node_ptr, node_nbrs, size, node_start, q, offsets, n_xy)
-
-
-def _ranges(lengths: np.ndarray) -> np.ndarray:
-    """Concatenated aranges: 0..l₀−1, 0..l₁−1, …"""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    out = np.ones(total, dtype=np.int64)
-    out[0] = 0
-    out[ends[:-1]] = 1 - lengths[:-1]
-    return np.cumsum(out)
 
 
 def _column_pattern(order_nodes, node_ptr, node_nbrs, size, n_xy):  # pragma: no cover
