@@ -270,8 +270,12 @@ class WeightedCrossProducts:
         cp.xx[...] = fresh.xx
 
     def new_factor(self) -> BlockedCholesky:
-        """A blocked factor reading these blocks (call :meth:`reload_factor` after a fill)."""
-        return BlockedCholesky(self.cp)
+        """A blocked factor reading these blocks (call :meth:`reload_factor` after a fill).
+
+        Its trailing block is dense: the Laplace gradient reads T as an array
+        (the sparse trailing block of the linear model is not wired in here).
+        """
+        return BlockedCholesky(self.cp, trailing="dense")
 
     def reload_factor(self, factor: BlockedCholesky) -> None:
         """Copy the refilled Zᵢᵀ W Z₀ blocks into the factor's first-term column.

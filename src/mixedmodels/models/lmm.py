@@ -281,7 +281,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
 
         Parameters
         ----------
-        y : array-like, length :attr:`nobs`
+        y : array-like, length ``nobs``
             The new response, for the rows this model was fitted to (after
             dropping rows with missing values), in their order.
 

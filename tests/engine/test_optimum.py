@@ -28,8 +28,8 @@ import mixedmodels as mm
 from mixedmodels.engine.gradient import ProfiledGradient
 from mixedmodels.engine.optimize import check_stationarity
 from mixedmodels.engine.quasi_newton import minimize_quasi_newton
+from tests.conftest import DATA
 
-DATA = Path(__file__).parent / "data"
 REFERENCE_DIRS = ("lmm", "extra", "mixedlm", "boundary")
 # InstEval (73 421 rows): its gradient check and df take seconds.
 SLOW_ROWS = 50_000
