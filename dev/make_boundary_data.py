@@ -40,7 +40,7 @@ def issue_reproducer() -> pd.DataFrame:
     return frame
 
 
-def _groups(rng: np.random.Generator, n_groups: int, per_group: int) -> np.ndarray:
+def _groups(n_groups: int, per_group: int) -> np.ndarray:
     return np.repeat(np.arange(n_groups), per_group)
 
 
@@ -52,7 +52,7 @@ def _labels(prefix: str, codes: np.ndarray) -> list[str]:
 def slope_only(seed: int, n_groups: int, per_group: int, slope_sd: float) -> pd.DataFrame:
     """y = x β + z b_g + e: a random slope, no random intercept (fitted with one)."""
     rng = np.random.default_rng(seed)
-    g = _groups(rng, n_groups, per_group)
+    g = _groups(n_groups, per_group)
     x = rng.normal(size=len(g))
     z = rng.normal(size=len(g))
     b = slope_sd * rng.normal(size=n_groups)
@@ -63,7 +63,7 @@ def slope_only(seed: int, n_groups: int, per_group: int, slope_sd: float) -> pd.
 def correlated(seed: int, n_groups: int, per_group: int, rho: float) -> pd.DataFrame:
     """Intercept and slope with correlation ρ near ±1."""
     rng = np.random.default_rng(seed)
-    g = _groups(rng, n_groups, per_group)
+    g = _groups(n_groups, per_group)
     x = np.tile(np.linspace(-1, 1, per_group), n_groups) + 0.1 * rng.normal(size=len(g))
     cov = np.array([[1.0, rho * 0.6], [rho * 0.6, 0.36]])
     b = rng.multivariate_normal(np.zeros(2), cov, size=n_groups)
@@ -85,7 +85,7 @@ def tiny_variance(seed: int, n_a: int, n_b: int, n_rows: int, sd_b: float) -> pd
 def three_component(seed: int, n_groups: int, per_group: int, kind: str) -> pd.DataFrame:
     """(1 + x1 + x2 | g) with a full, a rank-two or a rank-one covariance."""
     rng = np.random.default_rng(seed)
-    g = _groups(rng, n_groups, per_group)
+    g = _groups(n_groups, per_group)
     x1 = rng.normal(size=len(g))
     x2 = rng.uniform(-1, 1, size=len(g))
     if kind == "full":
