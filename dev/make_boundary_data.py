@@ -30,9 +30,7 @@ def issue_reproducer() -> pd.DataFrame:
     exog = rs.normal(size=(300, 4))
     exog_re = rs.normal(size=300)
     groups = np.kron(np.arange(100), [1, 1, 1])
-    endog = (
-        exog.sum(1) + exog_re * np.kron(rs.normal(size=100), [1, 1, 1]) + rs.normal(size=300)
-    )
+    endog = exog.sum(1) + exog_re * np.kron(rs.normal(size=100), [1, 1, 1]) + rs.normal(size=300)
     frame = pd.DataFrame(exog, columns=[f"x{i}" for i in range(4)])
     frame["z"] = exog_re
     frame["g"] = [f"g{g:03d}" for g in groups]
