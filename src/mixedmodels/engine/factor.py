@@ -40,7 +40,8 @@ import scipy.sparse as sp
 from .blocks import CrossProducts
 from .kernels import LevelColumns
 from .smallmatrix import batched_lower_solve_transposed, congruence
-from .sparse_factor import SparseTrailing, analyse
+from .sparse_factor import SparseTrailing
+from .sparse_symbolic import analyse
 
 TRAILING_MODES = ("auto", "dense", "sparse")
 

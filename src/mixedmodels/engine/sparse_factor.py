@@ -1,34 +1,21 @@
-"""The trailing block of the factor, sparse: ordering, symbolic analysis, numeric Cholesky.
+"""The trailing block's factor on a sparse front and a dense tail: numeric side.
 
-The trailing block T (the later terms and [X y], see
-:mod:`~mixedmodels.engine.factor`) is the Schur complement left after the
-first term's levels are eliminated.  When the later terms are nested in one
-another or share few levels of the first term (teachers in schools, students
-in classrooms, subjects in areas), it stays sparse, and a dense Cholesky of
-it wastes almost all of its work.  Here, once per model:
+:mod:`~mixedmodels.engine.sparse_symbolic` orders T's rows and finds L's
+pattern once; here, for every θ:
 
-* **ordering** — minimum degree on the graph of T's random-effects levels
-  (one node per level, q rows), with the fill each elimination creates;
-  the [X y] rows, which touch everything, stay last;
-* **symbolic analysis** — the pattern of L falls out of the same
-  elimination (a node's neighbours when it is eliminated are its column),
-  stored column by column, rows ascending (compressed sparse columns);
-
-and for every θ, in compiled loops (numba):
-
-* **numeric factorization** — left-looking, in place on L's pattern, from
-  T's values written into that pattern;
+* **numeric factorization** — the front's columns left-looking, in place on
+  their pattern (compiled with numba), the front's contribution subtracted
+  from the dense tail, and the tail factored by LAPACK;
 * **selected inverse** — the entries of T⁻¹ on L's pattern (Takahashi's
-  recurrences), which the gradient needs (:mod:`~mixedmodels.engine.gradient`).
+  recurrences on the front, LAPACK's inverse on the tail), which the
+  gradient needs (:mod:`~mixedmodels.engine.gradient`);
+* solves with Lᵀ and the pieces of L the rest of the engine reads.
 
-Whether to use it is decided from the ordering's own count of the work: the
-sparse factorization must cost well under the dense one (LAPACK's blocked
-code runs several times more flops per second than a simplicial loop).
-InstEval's instructors, crossed with its students, fill in completely and
-stay dense; the teacher/student design of issue 18 is factored sparse.
-
-All of it is our own code (MIT, like the package): a supernodal library such
-as CHOLMOD would be faster on large fills but its supernodal module is GPL.
+T's values live in one array: the front's columns (compressed, rows
+ascending, the diagonal first), then the tail's m×m block (C order, lower
+triangle).  All of it is our own code (MIT, like the package): a supernodal
+library such as CHOLMOD would factor large fills faster, but its supernodal
+module is GPL.
 """
 
 from __future__ import annotations
@@ -36,120 +23,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
 
 from .kernels import compiled
 
-# Use the sparse factor when its flops are below this fraction of the dense
-# Cholesky's (n³/3): the simplicial loop runs far fewer flops per second.
-SPARSE_FLOP_FRACTION = 0.1
-# The ordering holds an n×n adjacency matrix of the levels: above this many
-# levels the trailing block stays dense (it would be too large to factor dense
-# anyway; a quotient-graph ordering would lift the limit).
-MAX_ORDERED_NODES = 8_000
-# A graph this dense before any fill is factored dense without ordering it.
-DENSE_EDGE_FRACTION = 0.25
 
+def _factor_front(front, colptr, rowidx, values, work, head, link, first):  # pragma: no cover
+    """Left-looking Cholesky of the front's columns, in place on their pattern.
 
-def _minimum_degree(adjacency, size, extra, budget):  # pragma: no cover - compiled by numba
-    """Minimum-degree elimination order of a graph; the neighbours of each node when eliminated.
-
-    ``adjacency`` (n×n bool, symmetric, no diagonal) is consumed.  Degrees count
-    rows (``size`` per node).  Returns (order, pointers, neighbours, flops); flops
-    is the work Σ (column rows)² of the factor (``extra`` dense rows below every
-    column), and the elimination stops early, returning order[0] = −1, when it
-    passes ``budget``.
+    Column j gathers the updates of the columns k < j with L[j, k] ≠ 0,
+    found through linked lists (``head``/``link``, one list per row, ``first``
+    the position of each column's next row).  Returns the column where T
+    stops being positive definite, or −1.
     """
-    n = adjacency.shape[0]
-    degree = np.zeros(n, dtype=np.int64)
-    for v in range(n):
-        s = 0
-        for u in range(n):
-            if adjacency[v, u]:
-                s += size[u]
-        degree[v] = s
-    eliminated = np.zeros(n, dtype=np.bool_)
-    order = np.empty(n, dtype=np.int64)
-    pointers = np.zeros(n + 1, dtype=np.int64)
-    capacity = 4 * n + 16
-    neighbours = np.empty(capacity, dtype=np.int64)
-    scratch = np.empty(n, dtype=np.int64)
-    used = 0
-    flops = 0.0
-    for step in range(n):
-        best = -1
-        best_degree = 0
-        for v in range(n):
-            if not eliminated[v] and (best < 0 or degree[v] < best_degree):
-                best = v
-                best_degree = degree[v]
-        v = best
-        m = 0
-        for u in range(n):
-            if adjacency[v, u] and not eliminated[u]:
-                scratch[m] = u
-                m += 1
-        if used + m > capacity:
-            capacity = 2 * (used + m)
-            grown = np.empty(capacity, dtype=np.int64)
-            grown[:used] = neighbours[:used]
-            neighbours = grown
-        for a in range(m):
-            neighbours[used + a] = scratch[a]
-        used += m
-        order[step] = v
-        pointers[step + 1] = used
-        rows = degree[v] + size[v] + extra
-        flops += size[v] * float(rows) * rows
-        if flops > budget:
-            order[0] = -1
-            return order, pointers, neighbours[:used], flops
-        eliminated[v] = True
-        for a in range(m):
-            x = scratch[a]
-            adjacency[x, v] = False
-            degree[x] -= size[v]
-            for b in range(m):
-                y = scratch[b]
-                if x != y and not adjacency[x, y]:
-                    adjacency[x, y] = True
-                    degree[x] += size[y]
-    return order, pointers, neighbours[:used], flops
-
-
-def _join_cliques(adjacency, pointers, members, limit):  # pragma: no cover - numba
-    """Mark every pair of each clique's members adjacent; stop past ``limit`` edges.
-
-    Returns the number of (directed) edges, or −1 when it passed the limit.
-    """
-    edges = 0
-    for v in range(adjacency.shape[0]):
-        for u in range(adjacency.shape[1]):
-            if adjacency[v, u]:
-                edges += 1
-    for c in range(len(pointers) - 1):
-        for a in range(pointers[c], pointers[c + 1]):
-            x = members[a]
-            for b in range(pointers[c], pointers[c + 1]):
-                y = members[b]
-                if x != y and not adjacency[x, y]:
-                    adjacency[x, y] = True
-                    edges += 1
-        if edges > limit:
-            return -1
-    return edges
-
-
-def _factor_left_looking(n, colptr, rowidx, values, work, head, link, first):  # pragma: no cover
-    """Cholesky in place on L's pattern (values hold T's lower triangle there).
-
-    Left-looking: column j gathers the updates of the columns k < j with
-    L[j, k] ≠ 0, found through linked lists (``head``/``link``, one list per
-    row, ``first`` the position of each column's next row).  Returns the
-    column where T stops being positive definite, or −1.
-    """
-    for j in range(n):
+    for j in range(front):
         head[j] = -1
-    for j in range(n):
+    for j in range(front):
         start = colptr[j]
         stop = colptr[j + 1]
         for p in range(start, stop):
@@ -163,7 +53,7 @@ def _factor_left_looking(n, colptr, rowidx, values, work, head, link, first):  #
                 work[rowidx[p]] -= values[p] * ljk
             p0 += 1
             first[k] = p0
-            if p0 < colptr[k + 1]:
+            if p0 < colptr[k + 1] and rowidx[p0] < front:
                 row = rowidx[p0]
                 link[k] = head[row]
                 head[row] = k
@@ -176,41 +66,56 @@ def _factor_left_looking(n, colptr, rowidx, values, work, head, link, first):  #
         for p in range(start + 1, stop):
             values[p] = work[rowidx[p]] / d
         first[j] = start + 1
-        if start + 1 < stop:
+        if start + 1 < stop and rowidx[start + 1] < front:
             row = rowidx[start + 1]
             link[j] = head[row]
             head[row] = j
     return -1
 
 
-def _selected_inverse(n_s, colptr, rowidx, values, out):  # pragma: no cover - numba
-    """T⁻¹ on L's pattern for the leading ``n_s`` rows and columns (Takahashi).
+def _downdate_tail(front, colptr, rowidx, values, tail):  # pragma: no cover - numba
+    """tail ← tail − Σ_j L[tail, j] L[tail, j]ᵀ over the front's columns (lower triangle)."""
+    for j in range(front):
+        stop = colptr[j + 1]
+        p0 = stop
+        while p0 > colptr[j] and rowidx[p0 - 1] >= front:
+            p0 -= 1
+        for pa in range(p0, stop):
+            ra = rowidx[pa] - front
+            va = values[pa]
+            for pb in range(p0, pa + 1):
+                tail[ra, rowidx[pb] - front] -= va * values[pb]
+
+
+def _selected_inverse(n_s, front, colptr, rowidx, values, out, tail_sigma):  # pragma: no cover
+    """T⁻¹ on the front's pattern for its leading ``n_s`` rows (Takahashi), columns
+    right to left; ``tail_sigma`` holds the tail's (lower triangle, already computed).
 
     Σ[i, j] = −(1/L_jj) Σ_k Σ[i, k] L[k, j] over the rows k > j of column j,
-    Σ[j, j] = (1/L_jj)(1/L_jj − Σ_k L[k, j] Σ[k, j]), columns right to left;
-    every Σ[i, k] needed lies on the pattern (the rows of a column form a
-    clique of L's graph).  Entries of rows ≥ n_s are left untouched.
+    Σ[j, j] = (1/L_jj)(1/L_jj − Σ_k L[k, j] Σ[k, j]); every Σ[i, k] needed lies
+    on the pattern (the rows of a column form a clique of L's graph).
     """
-    for j in range(n_s - 1, -1, -1):
+    for j in range(min(n_s, front) - 1, -1, -1):
         start = colptr[j]
         stop = start + 1
         while stop < colptr[j + 1] and rowidx[stop] < n_s:
             stop += 1
         d = values[start]
-        # Σ[i_a, j] for the rows below the diagonal, one column i_b at a time:
-        # the rows i_a ≥ i_b of column j are found in column i_b by a merge.
         for p in range(start + 1, stop):
             out[p] = 0.0
         for pb in range(start + 1, stop):
             ib = rowidx[pb]
             lb = values[pb]
-            # Σ[i_b, i_b] and the rows below it in column i_b.
-            q = colptr[ib]
+            q = colptr[ib] if ib < front else 0
             for pa in range(pb, stop):
                 ia = rowidx[pa]
-                while rowidx[q] < ia:
-                    q += 1
-                s = out[q]
+                if ib >= front:
+                    s = tail_sigma[ia - front, ib - front]
+                else:
+                    # The rows i_a ≥ i_b of column j, found in column i_b by a merge.
+                    while rowidx[q] < ia:
+                        q += 1
+                    s = out[q]
                 out[pa] -= s * lb
                 if pa != pb:
                     # Σ[i_b, i_a] = Σ[i_a, i_b] contributes to row i_b.
@@ -222,9 +127,9 @@ def _selected_inverse(n_s, colptr, rowidx, values, out):  # pragma: no cover - n
         out[start] = (1.0 / d - t) / d
 
 
-def _solve_lower_transposed(n, colptr, rowidx, values, rhs):  # pragma: no cover - numba
-    """Solve Lᵀ x = rhs in place over the first n columns (rows ≥ n ignored)."""
-    for j in range(n - 1, -1, -1):
+def _solve_front_transposed(n, front, colptr, rowidx, values, rhs):  # pragma: no cover
+    """Back-substitution with the front's columns of Lᵀ (rows ≥ n ignored), rhs in place."""
+    for j in range(min(n, front) - 1, -1, -1):
         s = rhs[j]
         for p in range(colptr[j] + 1, colptr[j + 1]):
             i = rowidx[p]
@@ -233,11 +138,12 @@ def _solve_lower_transposed(n, colptr, rowidx, values, rhs):  # pragma: no cover
         rhs[j] = s / values[colptr[j]]
 
 
-def _pair_positions(level_ptr, rows, position, colptr, rowidx):  # pragma: no cover
-    """Positions in L's values of every pair e₁ ≥ e₂ of a level's entries (kernel order).
+def _pair_positions(level_ptr, rows, position, front, tail, colptr, rowidx):  # pragma: no cover
+    """Storage positions of every pair e₁ ≥ e₂ of a level's entries (the kernels' order).
 
-    ``rows`` are rows of T (original order), ``position`` their new places; each
-    pair is found in column min by bisection.  −1 marks a pair off the pattern.
+    ``rows`` are rows of T (original order), ``position`` their new places;
+    a front pair is found in column min by bisection, a tail pair by its
+    place in the dense tail.  −1 marks a pair off the pattern.
     """
     n_levels = len(level_ptr) - 1
     total = 0
@@ -246,6 +152,7 @@ def _pair_positions(level_ptr, rows, position, colptr, rowidx):  # pragma: no co
         total += m * (m + 1) // 2
     out = np.empty(total, dtype=np.int64)
     k = 0
+    nnz = colptr[front]
     for level in range(n_levels):
         start = level_ptr[level]
         for e1 in range(start, level_ptr[level + 1]):
@@ -254,15 +161,18 @@ def _pair_positions(level_ptr, rows, position, colptr, rowidx):  # pragma: no co
                 p2 = position[rows[e2]]
                 lo = min(p1, p2)
                 hi = max(p1, p2)
-                a = colptr[lo]
-                b = colptr[lo + 1]
-                while a < b:
-                    mid = (a + b) // 2
-                    if rowidx[mid] < hi:
-                        a = mid + 1
-                    else:
-                        b = mid
-                out[k] = a if a < colptr[lo + 1] and rowidx[a] == hi else -1
+                if lo >= front:
+                    out[k] = nnz + (hi - front) * tail + (lo - front)
+                else:
+                    a = colptr[lo]
+                    b = colptr[lo + 1]
+                    while a < b:
+                        mid = (a + b) // 2
+                        if rowidx[mid] < hi:
+                            a = mid + 1
+                        else:
+                            b = mid
+                    out[k] = a if a < colptr[lo + 1] and rowidx[a] == hi else -1
                 k += 1
     return out
 
@@ -274,43 +184,43 @@ def _kernels():
     global _KERNELS
     if _KERNELS is None:
         _KERNELS = (
-            compiled(_minimum_degree),
-            compiled(_factor_left_looking),
+            compiled(_factor_front),
+            compiled(_downdate_tail),
             compiled(_selected_inverse),
-            compiled(_solve_lower_transposed),
-            compiled(_column_pattern),
+            compiled(_solve_front_transposed),
             compiled(_pair_positions),
-            compiled(_join_cliques),
         )
     return _KERNELS
 
 
-def sparse_available() -> bool:
-    """Whether the compiled sparse kernels can be had (numba imports)."""
-    return _kernels()[0] is not None
-
-
 class SparseTrailing:
-    """The trailing block's factor L on a fixed sparse pattern, in a fill-reducing order.
+    """T's factor: a sparse front of columns and a dense tail, in a fill-reducing order.
 
     Parameters
     ----------
     order : ndarray of int
         ``order[i]`` is the row of T placed i-th (the [X y] rows last).
+    front : int
+        Columns factored sparse; the rows from ``front`` on form the dense tail.
     colptr, rowidx : ndarray of int
-        L's pattern in the new order (compressed columns, rows ascending,
-        the diagonal first).
+        The front's columns (``front + 1`` pointers; rows ascending, the
+        diagonal first, tail rows included).
     """
 
-    def __init__(self, order: np.ndarray, colptr: np.ndarray, rowidx: np.ndarray) -> None:
+    def __init__(
+        self, order: np.ndarray, front: int, colptr: np.ndarray, rowidx: np.ndarray
+    ) -> None:
         self.n = n = len(order)
         self.order = order
         self.position = np.empty(n, dtype=np.int64)
         self.position[order] = np.arange(n)
+        self.front = int(front)
+        self.tail = n - self.front
         self.colptr = colptr
         self.rowidx = rowidx
-        # Sorted keys column·n + row of the stored entries, to find positions.
-        columns = np.repeat(np.arange(n, dtype=np.int64), np.diff(colptr))
+        self.nnz_front = int(colptr[-1])
+        # Sorted keys column·n + row of the front's entries, to find positions.
+        columns = np.repeat(np.arange(self.front, dtype=np.int64), np.diff(colptr))
         self._keys = columns * n + rowidx
         self._allocate()
 
@@ -323,16 +233,17 @@ class SparseTrailing:
 
     def _allocate(self) -> None:
         n = self.n
-        self.values = np.zeros(len(self.rowidx))
+        self.values = np.zeros(self.nnz_front + self.tail * self.tail)
+        self.tail_block = self.values[self.nnz_front :].reshape(self.tail, self.tail)
         self._work = np.zeros(n)
         self._head = np.empty(n, dtype=np.int64)
         self._link = np.empty(n, dtype=np.int64)
         self._first = np.empty(n, dtype=np.int64)
-        self.diagonal_index = self.colptr[:-1].copy()
 
     @property
     def nnz(self) -> int:
-        return len(self.rowidx)
+        """Stored entries (the tail counted whole)."""
+        return len(self.values)
 
     def storage_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Positions in :attr:`values` of T's entries (rows, cols) (original order, either
@@ -340,28 +251,40 @@ class SparseTrailing:
         r = self.position[np.asarray(rows, dtype=np.int64)]
         c = self.position[np.asarray(cols, dtype=np.int64)]
         lo, hi = np.minimum(r, c), np.maximum(r, c)
-        keys = lo * self.n + hi
+        out = np.empty(lo.shape, dtype=np.int64)
+        in_tail = lo >= self.front
+        out[in_tail] = (
+            self.nnz_front + (hi[in_tail] - self.front) * self.tail + (lo[in_tail] - self.front)
+        )
+        keys = lo[~in_tail] * self.n + hi[~in_tail]
         where = np.searchsorted(self._keys, keys)
         inside = where < len(self._keys)
         if not (np.all(inside) and np.array_equal(self._keys[where], keys)):
             raise KeyError("an entry of T lies outside the sparse pattern")
-        return where
+        out[~in_tail] = where
+        return out
 
     def level_pair_positions(self, level_ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Positions of the pairs of each level's entries (see kernels.LevelColumns)."""
-        out = _kernels()[5](
-            level_ptr, rows.astype(np.int64), self.position, self.colptr, self.rowidx
+        out = _kernels()[4](
+            level_ptr,
+            rows.astype(np.int64),
+            self.position,
+            self.front,
+            self.tail,
+            self.colptr,
+            self.rowidx,
         )
         if np.any(out < 0):
             raise KeyError("an entry of T lies outside the sparse pattern")
         return out
 
     def factorize(self) -> bool:
-        """Factor in place (values hold T's lower triangle on L's pattern); False if T is
-        not positive definite."""
-        factor = _kernels()[1]
+        """Factor in place (values hold T's lower triangle); False if T is not positive
+        definite."""
+        factor, downdate, _, _, _ = _kernels()
         failed = factor(
-            self.n,
+            self.front,
             self.colptr,
             self.rowidx,
             self.values,
@@ -370,185 +293,86 @@ class SparseTrailing:
             self._link,
             self._first,
         )
-        return failed < 0
+        if failed >= 0:
+            return False
+        if self.tail:
+            downdate(self.front, self.colptr, self.rowidx, self.values, self.tail_block)
+            # C-order lower triangle = Fortran-order upper triangle of the transpose.
+            _, info = scipy.linalg.lapack.dpotrf(self.tail_block.T, lower=0, clean=0, overwrite_a=1)
+            if info != 0:
+                return False
+        return True
 
     def diagonal(self) -> np.ndarray:
         """L's diagonal, in the new order."""
-        return self.values[self.diagonal_index]
+        return np.concatenate([self.values[self.colptr[:-1]], np.diagonal(self.tail_block)])
 
     def selected_inverse(self, n_s: int) -> np.ndarray:
-        """T⁻¹ on L's pattern for its leading ``n_s`` rows (new order), as an array like
+        """T⁻¹ on L's pattern for its leading ``n_s`` rows (new order), laid out as
         :attr:`values` (other entries zero)."""
-        inverse = _kernels()[2]
         out = np.zeros_like(self.values)
-        inverse(n_s, self.colptr, self.rowidx, self.values, out)
+        k = n_s - self.front
+        tail_sigma = out[self.nnz_front :].reshape(self.tail, self.tail)
+        if k > 0:
+            lead = np.array(self.tail_block[:k, :k])
+            _, info = scipy.linalg.lapack.dpotri(lead.T, lower=0, overwrite_c=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("the trailing block is singular")
+            tail_sigma[:k, :k] = lead
+        _kernels()[2](n_s, self.front, self.colptr, self.rowidx, self.values, out, tail_sigma)
         return out
 
     def solve_transposed(self, rhs: np.ndarray, n: int) -> np.ndarray:
         """x with L_nnᵀ x = rhs for the leading n rows (new order)."""
-        solve = _kernels()[3]
         x = np.array(rhs, dtype=np.float64)
-        solve(n, self.colptr, self.rowidx, self.values, x)
+        k = n - self.front
+        if k > 0:
+            solved, info = scipy.linalg.lapack.dtrtrs(
+                self.tail_block[:k, :k].T, x[self.front : n], lower=0
+            )
+            if info != 0:
+                raise np.linalg.LinAlgError("the factor is singular")
+            x[self.front : n] = solved
+        _kernels()[3](n, self.front, self.colptr, self.rowidx, self.values, x)
         return x
 
     def lower_block(self, start: int) -> np.ndarray:
-        """The dense lower triangle of L's trailing rows and columns from ``start`` on."""
-        size = self.n - start
-        out = np.zeros((size, size))
-        for j in range(start, self.n):
-            p = slice(self.colptr[j], self.colptr[j + 1])
-            rows = self.rowidx[p]
-            out[rows - start, j - start] = self.values[p]
-        return out
+        """The dense lower triangle of L's rows and columns from ``start`` (in the tail) on."""
+        return np.tril(self.tail_block[start - self.front :, start - self.front :])
+
+    def _front_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        columns = np.repeat(np.arange(self.front, dtype=np.int64), np.diff(self.colptr))
+        return self.rowidx, columns, self.values[: self.nnz_front]
 
     def rows_below(self, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, columns, values) of L's entries in rows ≥ start and columns < start."""
-        columns = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.colptr))
-        keep = (self.rowidx >= start) & (columns < start)
-        return self.rowidx[keep], columns[keep], self.values[keep]
+        rows, cols, values = self._front_entries()
+        keep = (rows >= start) & (cols < start)
+        rows, cols, values = [rows[keep]], [cols[keep]], [values[keep]]
+        if start > self.front:
+            block = self.tail_block[start - self.front :, : start - self.front]
+            r, c = np.nonzero(np.ones_like(block, dtype=bool))
+            rows.append(r + start)
+            cols.append(c + self.front)
+            values.append(block.ravel())
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
 
-    def as_csc(self, n: int):
+    def as_csc(self, n: int) -> sp.csc_matrix:
         """L's leading n×n block as a scipy CSC matrix (new order)."""
-        import scipy.sparse as sp
-
-        columns = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.colptr))
-        keep = (self.rowidx < n) & (columns < n)
-        return sp.csc_matrix((self.values[keep], (self.rowidx[keep], columns[keep])), shape=(n, n))
-
-
-def analyse(
-    n_levels: list[int],
-    q: list[int],
-    offsets: list[int],
-    n_xy: int,
-    pairs: list[tuple[int, int, np.ndarray, np.ndarray]],
-    cliques: tuple[np.ndarray, np.ndarray],
-    force: bool = False,
-) -> SparseTrailing | None:
-    """A sparse factor for T, or None when T should be factored dense.
-
-    Parameters
-    ----------
-    n_levels, q : list of int
-        Levels and q of T's terms (the later terms, in order).
-    offsets : list of int
-        First row in T of each of those terms (and, last, of [X y]).
-    n_xy : int
-        Rows of [X y] (p + 1), placed last.
-    pairs : list of (i, j, rows, cols)
-        The level pairs of T's off-diagonal blocks: term i's level ``rows[b]``
-        with term j's level ``cols[b]`` (terms numbered within T).
-    cliques : (pointers, members)
-        The sets of T's nodes (levels) that the first term's downdate joins:
-        ``members[pointers[c]:pointers[c + 1]]`` for each level of the first term.
-    force : bool
-        Analyse sparse whatever the fill (None only without numba or beyond
-        :data:`MAX_ORDERED_NODES`).
-    """
-    if not sparse_available():
-        return None
-    node_start = np.cumsum([0, *n_levels])
-    n_nodes = int(node_start[-1])
-    if n_nodes == 0 or n_nodes > MAX_ORDERED_NODES:
-        return None
-    size = np.repeat(np.asarray(q, dtype=np.int64), n_levels)
-    adjacency = np.zeros((n_nodes, n_nodes), dtype=np.bool_)
-    for i, j, rows, cols in pairs:
-        a = node_start[i] + rows
-        b = node_start[j] + cols
-        adjacency[a, b] = True
-        adjacency[b, a] = True
-    pointers, members = cliques
-    np.fill_diagonal(adjacency, False)
-    rows_t = int(size.sum())
-    dense_flops = (rows_t + n_xy) ** 3 / 3.0
-    limit = n_nodes * n_nodes if force else DENSE_EDGE_FRACTION * n_nodes * n_nodes
-    edges = _kernels()[6](
-        adjacency, np.asarray(pointers, dtype=np.int64), np.asarray(members, dtype=np.int64), limit
-    )
-    if edges < 0:
-        return None
-    budget = math.inf if force else SPARSE_FLOP_FRACTION * dense_flops
-    order_nodes, node_ptr, node_nbrs, _ = _kernels()[0](adjacency, size, n_xy, budget)
-    if order_nodes[0] < 0:
-        return None
-    return _expand(order_nodes, node_ptr, node_nbrs, size, node_start, q, offsets, n_xy)
+        rows, cols, values = self._front_entries()
+        keep = (rows < n) & (cols < n)
+        rows, cols, values = [rows[keep]], [cols[keep]], [values[keep]]
+        k = n - self.front
+        if k > 0:
+            r, c = np.tril_indices(k)
+            rows.append(r + self.front)
+            cols.append(c + self.front)
+            values.append(self.tail_block[r, c])
+        return sp.csc_matrix(
+            (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
 
 
-def _column_pattern(order_nodes, node_ptr, node_nbrs, size, n_xy):  # pragma: no cover
-    """L's columns (new positions, rows ascending) from the node elimination.
-
-    Node v's rows are contiguous in the new order; its column a holds its own
-    rows from a on, the rows of the nodes it was adjacent to when eliminated
-    (all eliminated later), and the [X y] rows; the [X y] columns are dense.
-    """
-    n_nodes = len(order_nodes)
-    start = np.empty(n_nodes, dtype=np.int64)
-    at = 0
-    for step in range(n_nodes):
-        start[order_nodes[step]] = at
-        at += size[order_nodes[step]]
-    n_re = at
-    n = n_re + n_xy
-    colptr = np.zeros(n + 1, dtype=np.int64)
-    col = 0
-    for step in range(n_nodes):
-        v = order_nodes[step]
-        others = 0
-        for p in range(node_ptr[step], node_ptr[step + 1]):
-            others += size[node_nbrs[p]]
-        for a in range(size[v]):
-            colptr[col + 1] = colptr[col] + (size[v] - a) + others + n_xy
-            col += 1
-    for a in range(n_xy):
-        colptr[col + 1] = colptr[col] + (n_xy - a)
-        col += 1
-    rowidx = np.empty(colptr[n], dtype=np.int64)
-    col = 0
-    for step in range(n_nodes):
-        v = order_nodes[step]
-        nbrs = node_nbrs[node_ptr[step] : node_ptr[step + 1]]
-        firsts = np.sort(start[nbrs])
-        sizes = np.empty(len(nbrs), dtype=np.int64)
-        for b in range(len(nbrs)):
-            # The node whose rows begin at firsts[b] (starts are distinct).
-            for c in range(len(nbrs)):
-                if start[nbrs[c]] == firsts[b]:
-                    sizes[b] = size[nbrs[c]]
-        for a in range(size[v]):
-            p = colptr[col]
-            for i in range(start[v] + a, start[v] + size[v]):
-                rowidx[p] = i
-                p += 1
-            for b in range(len(nbrs)):
-                for i in range(firsts[b], firsts[b] + sizes[b]):
-                    rowidx[p] = i
-                    p += 1
-            for i in range(n_re, n):
-                rowidx[p] = i
-                p += 1
-            col += 1
-    for a in range(n_xy):
-        p = colptr[col]
-        for i in range(n_re + a, n):
-            rowidx[p] = i
-            p += 1
-        col += 1
-    return start, colptr, rowidx
-
-
-def _expand(order_nodes, node_ptr, node_nbrs, size, node_start, q, offsets, n_xy):
-    """Scalar rows from the node elimination: the order of T's rows and L's pattern."""
-    start, colptr, rowidx = _kernels()[4](order_nodes, node_ptr, node_nbrs, size, n_xy)
-    n_nodes = len(order_nodes)
-    term_of = np.repeat(np.arange(len(q)), np.diff(node_start))
-    level_of = np.arange(n_nodes) - node_start[term_of]
-    first_row = np.asarray(offsets, dtype=np.int64)[term_of] + level_of * np.asarray(q)[term_of]
-    n_re = int(size.sum())
-    # order[new position] = row of T.
-    order = np.empty(n_re + n_xy, dtype=np.int64)
-    node_at = np.repeat(np.arange(n_nodes), size)
-    offset_in_node = np.arange(n_re) - np.repeat(np.cumsum(size) - size, size)
-    order[start[node_at] + offset_in_node] = first_row[node_at] + offset_in_node
-    order[n_re:] = offsets[-1] + np.arange(n_xy)
-    return SparseTrailing(order, colptr, rowidx)
+def sparse_available() -> bool:
+    """Whether the compiled sparse kernels can be had (numba imports)."""
+    return _kernels()[0] is not None
