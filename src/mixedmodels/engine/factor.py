@@ -344,6 +344,30 @@ class BlockedCholesky:
         u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
         return [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
 
+    def solution(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(β̂, û) at the current θ: :meth:`fixed_effects` and :meth:`spherical_modes`.
+
+        With a dense T both come from one triangular solve with T's whole
+        factor, Lᵀw = (0, …, 0, r) for w = (−u_T, −β, 1), which reads T in
+        place (the solve with its leading block alone copies it).
+        """
+        if self.sparse is not None or not self.n_re_trailing:
+            beta = self.fixed_effects()
+            return beta, self.spherical_modes(beta)
+        r = self.n_re_trailing
+        p = self.n_xy - 1
+        rhs = np.zeros(self.n_t)
+        rhs[-1] = self.T[-1, -1]
+        # T's lower triangle (C order) is the upper triangle of T.T (Fortran order).
+        w = scipy.linalg.blas.dtrsv(self.T.T, rhs, lower=0)
+        beta = -w[r : r + p]
+        offset = self.cp.beta_offset
+        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
+        rhs0 = self.col0.transpose_times(w)
+        u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
+        modes = [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
+        return (beta if offset is None else beta + offset), modes
+
     def inverse_rx(self) -> np.ndarray:
         """R_X⁻¹ where R_X R_Xᵀ = the fixed-effects block of the Schur complement."""
         p = self.n_xy - 1

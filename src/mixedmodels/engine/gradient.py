@@ -315,8 +315,7 @@ class ProfiledGradient:
         cp = f.cp
         k = cp.n_terms
         p = cp.n_fixed
-        beta = f.fixed_effects()
-        modes = f.spherical_modes(beta)
+        beta, modes = f.solution()
         n_s = f.n_re_trailing + (p if reml else 0)
         sparse = f.sparse is not None
         if sparse:
