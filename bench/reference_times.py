@@ -67,7 +67,7 @@ def main() -> None:
                     lme4,
                     model.objective - ref["objective"],
                     model.optsum.n_evaluations,
-                    model.optsum.n_gradients,
+                    getattr(model.optsum, "n_gradients", 0),
                     model.converged,
                 )
             )
