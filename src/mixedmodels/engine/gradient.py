@@ -121,22 +121,47 @@ def _first_term_gradient(
                     for a2 in range(a, term_q[t]):
                         s += lams[t, a2, a] * raw[base + a2, c]
                 k_rows[e, c] = s
-        # W = Σ_TT[R, R] V (Σ_TT symmetric, held on and below the diagonal).
+        # W = Σ_TT[R, R] V (Σ_TT symmetric, held on and below the diagonal):
+        # the pairs below the diagonal add to both rows, the diagonal once.
         for e in range(m):
             for c in range(q0):
                 w[e, c] = 0.0
         sparse = len(pair_pos) > 1
+        base = pair_base[level]
         for e1 in range(m):
             r1 = rows[start + e1]
-            for e2 in range(e1 + 1):
-                if sparse:
-                    s_val = sigma[0, pair_pos[pair_base[level] + e1 * (e1 + 1) // 2 + e2]]
-                else:
-                    s_val = sigma[r1, rows[start + e2]]
-                for c in range(q0):
-                    w[e1, c] += s_val * values[start + e2, c]
-                    if e2 != e1:
-                        w[e2, c] += s_val * values[start + e1, c]
+            row = sigma[0] if sparse else sigma[r1]
+            k = base + e1 * (e1 + 1) // 2
+            if q0 == 1:
+                v1 = values[start + e1, 0]
+                acc1 = 0.0
+                for e2 in range(e1):
+                    s_val = row[pair_pos[k + e2]] if sparse else row[rows[start + e2]]
+                    acc1 += s_val * values[start + e2, 0]
+                    w[e2, 0] += s_val * v1
+                s_val = row[pair_pos[k + e1]] if sparse else row[r1]
+                w[e1, 0] += acc1 + s_val * v1
+            elif q0 == 2:
+                v1a = values[start + e1, 0]
+                v1b = values[start + e1, 1]
+                acc1 = 0.0
+                acc2 = 0.0
+                for e2 in range(e1):
+                    s_val = row[pair_pos[k + e2]] if sparse else row[rows[start + e2]]
+                    acc1 += s_val * values[start + e2, 0]
+                    acc2 += s_val * values[start + e2, 1]
+                    w[e2, 0] += s_val * v1a
+                    w[e2, 1] += s_val * v1b
+                s_val = row[pair_pos[k + e1]] if sparse else row[r1]
+                w[e1, 0] += acc1 + s_val * v1a
+                w[e1, 1] += acc2 + s_val * v1b
+            else:
+                for e2 in range(e1 + 1):
+                    s_val = row[pair_pos[k + e2]] if sparse else row[rows[start + e2]]
+                    for c in range(q0):
+                        w[e1, c] += s_val * values[start + e2, c]
+                        if e2 != e1:
+                            w[e2, c] += s_val * values[start + e1, c]
         # L⁻¹ of the level's diagonal block.
         for i in range(q0):
             for j in range(q0):
