@@ -9,7 +9,15 @@ formulaic will evaluate), :mod:`.split` (a formula → its parts, ``||`` and
 """
 
 from .functions import ALLOWED_FUNCTIONS, FUNCTIONS, TRANSFORMS, FormulaFunction
-from .parsed import ModelPart, ParsedFormula, RandomTermSpec, Term, random_term_to_lme4
+from .parsed import (
+    GroupExpression,
+    ModelPart,
+    Offset,
+    ParsedFormula,
+    RandomTermSpec,
+    Term,
+    random_term_to_lme4,
+)
 from .safety import check_python, check_translated
 from .split import WrittenBar, WrittenFormula, parse_formula, split_terms, translate_expression
 from .tokens import is_bare_name, r_name, rename_calls
@@ -19,7 +27,9 @@ __all__ = [
     "FUNCTIONS",
     "TRANSFORMS",
     "FormulaFunction",
+    "GroupExpression",
     "ModelPart",
+    "Offset",
     "ParsedFormula",
     "RandomTermSpec",
     "Term",
