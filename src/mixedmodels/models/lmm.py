@@ -64,6 +64,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
     missing : {"drop", "raise"}, default "drop"
         Rows with missing values in a used column are dropped, as lme4's
         ``na.omit`` does, or refused.
+    offset : array-like or str, optional
+        A known part of the linear predictor (lme4's ``offset``): one value
+        per row, or the name of their column; added to the formula's
+        ``offset(...)`` terms.  Fitted values and predictions include it.
+    contrasts : dict of str to str, optional
+        The coding of factors of the fixed part, as lme4's ``contrasts``:
+        ``{"f": "contr.sum"}`` (also ``"contr.helmert"``, ``"contr.poly"``,
+        ``"contr.treatment"``, ``"contr.treatment(base = 2)"``, ``"contr.SAS"``).
 
     Attributes
     ----------
@@ -93,10 +101,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         reml: bool = True,
         weights: Any = None,
         missing: str = "drop",
+        offset: Any = None,
+        contrasts: Any = None,
     ) -> None:
         reml = arguments.boolean(reml, "reml")
         try:
-            design = build_design(formula, data, weights=weights, missing=missing)
+            design = build_design(
+                formula, data, weights=weights, missing=missing, offset=offset, contrasts=contrasts
+            )
         except MixedModelsError as err:
             # The message names the fault; the parser's frames would only bury it.
             raise err.with_traceback(None) from None
@@ -372,14 +384,18 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
 
 
 def _cross_products_of(design: Design) -> CrossProducts:
-    """Stage 2 on the design's rows, y held as residuals of the least-squares fit."""
-    offset = np.linalg.lstsq(design.x, design.y, rcond=None)[0] if design.x.shape[1] else None
+    """Stage 2 on the design's rows, y held as residuals of the least-squares fit.
+
+    With an offset the model is fitted to y − offset.
+    """
+    y = design.y if design.offset is None else design.y - design.offset
+    beta0 = np.linalg.lstsq(design.x, y, rcond=None)[0] if design.x.shape[1] else None
     return cross_products(
         [t.codes for t in design.terms],
         [t.z for t in design.terms],
         [t.n_levels for t in design.terms],
         design.x,
-        design.y,
+        y,
         design.weights,
-        beta_offset=offset,
+        beta_offset=beta0,
     )
