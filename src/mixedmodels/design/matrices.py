@@ -174,14 +174,17 @@ def formulaic_parts(
     for _ in range(2):
         evaluation = evaluation_frame(data, keep)
         fixed = None
-        blocks: list[tuple[Any, Any]] = []
+        blocks: list[tuple[Any, Any, str]] = []
         if plan.fixed is None:
             mm = evaluate(
                 f"{parsed.response} ~ {parsed.fixed}", evaluation, "the formula", keep, parsed
             )
             y_all = _response(mm.lhs, parsed.response_label, evaluation)
             fixed = (y_all, mm.rhs)
-            blocks += [(y_all, [parsed.response_label]), (mm.rhs, mm.rhs.columns)]
+            blocks += [
+                (y_all, [parsed.response_label], "the response"),
+                (mm.rhs, mm.rhs.columns, "the fixed-effects column"),
+            ]
         terms = [
             None
             if part is not None
@@ -195,14 +198,17 @@ def formulaic_parts(
             for spec, part in zip(parsed.random, plan.terms, strict=True)
         ]
         # Plain parts cannot make NaN: their missing values are dropped already.
-        blocks += [(z, z.columns) for z in terms if z is not None]
+        blocks += [
+            (z, z.columns, f"in {random_term_to_lme4(spec)}, the column")
+            for spec, z in zip(parsed.random, terms, strict=True)
+            if z is not None
+        ]
         produced = np.zeros(len(data), dtype=bool)
         nan_columns: list[str] = []
-        for values, names in blocks:
-            nan = (
-                np.isnan(np.asarray(values, dtype=np.float64).reshape(len(data), -1))
-                & keep[:, None]
-            )
+        for values, names, what in blocks:
+            matrix = np.asarray(values, dtype=np.float64).reshape(len(data), -1)
+            _refuse_overflow(matrix, names, what, parsed, keep, data.index)
+            nan = np.isnan(matrix) & keep[:, None]
             produced |= nan.any(axis=1)
             nan_columns += [
                 parsed.column_name(str(c))
@@ -216,6 +222,39 @@ def formulaic_parts(
         if not keep.any():
             raise no_rows_left(frame.columns, [*frame.culprits, *nan_columns])
     return FormulaicParts(keep, fixed, terms)
+
+
+def _refuse_overflow(
+    matrix: np.ndarray,
+    names: Any,
+    what: str,
+    parsed: ParsedFormula,
+    keep: np.ndarray,
+    index: pd.Index,
+) -> None:
+    """Refuse a term that is infinite on a row used: it overflowed (or the data are infinite).
+
+    numpy's overflow warning is silenced inside pandas' arithmetic, so the
+    result is checked here, where the term can still be named.
+    """
+    infinite = np.isinf(matrix) & keep[:, None]
+    if not infinite.any():
+        return
+    labels = [parsed.column_name(str(name)) for name in names]
+    # A column of the data that is infinite is reported later, as on the fast path.
+    computed = [j for j, label in enumerate(labels) if label not in parsed.columns]
+    hits = [j for j in computed if infinite[:, j].any()]
+    if not hits:
+        return
+    column = hits[0]
+    rows = np.flatnonzero(infinite[:, column])
+    label = labels[column]
+    raise DataError(
+        f"{what} {label!r} is infinite or NaN in {rows.size} row{'s' if rows.size > 1 else ''} "
+        f"(first at row {index[rows[0]]!r}: {matrix[rows[0], column]:g}): the term overflows "
+        "floating point (values beyond 1.8e308) or the data hold infinite values; rescale "
+        "the columns it uses, or keep transforms such as log() inside their domain"
+    )
 
 
 def evaluation_frame(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:

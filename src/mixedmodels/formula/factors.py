@@ -42,8 +42,10 @@ __all__ = [
     "C",
     "as_labels",
     "cut",
+    "factor_values",
     "interaction",
     "is_factor",
+    "logical",
     "logical_factor",
     "relevel",
 ]
@@ -123,15 +125,25 @@ def logical_factor(values: Any) -> pd.Categorical:
 # ---------------------------------------------------------------------------
 
 
-def _factor_values(
-    labels: pd.Categorical, contrasts: Any, rows_used: np.ndarray | None, label: str | None = None
+def factor_values(
+    labels: pd.Categorical,
+    contrasts: Any,
+    rows_used: np.ndarray | None,
+    *,
+    drop_unused: bool = True,
 ) -> FactorValues:
-    """``labels`` as formulaic factor values coded by :func:`_encode`."""
+    """``labels`` as formulaic factor values coded by :func:`_encode`.
+
+    ``drop_unused=False`` keeps every level even if no row used takes it, as
+    R keeps FALSE and TRUE of a logical.
+    """
     if contrasts is None:
         contrasts = PolyContrasts() if labels.ordered else TreatmentContrasts()
     elif isinstance(contrasts, type) and issubclass(contrasts, Contrasts):
         contrasts = contrasts()
-    encoder = functools.partial(_encode, contrasts=contrasts, rows_used=rows_used, label=label)
+    encoder = functools.partial(
+        _encode, contrasts=contrasts, rows_used=None if not drop_unused else rows_used
+    )
     return FactorValues(
         pd.Series(labels), kind="categorical", spans_intercept=True, encoder=encoder
     )
@@ -146,7 +158,6 @@ def _encode(
     *,
     contrasts: Contrasts,
     rows_used: np.ndarray | None,
-    label: str | None,
 ) -> FactorValues:
     """Code a factor's labels by ``contrasts``, missing values as NaN rows."""
     series = pd.Series(_unwrap(values)).reset_index(drop=True)
@@ -159,9 +170,10 @@ def _encode(
     if levels is None:
         # Fitting: the levels that the rows used take, in the factor's order.
         codes = categorical.codes
+        present = np.ones(len(categorical.categories), dtype=bool)
         if rows_used is not None and len(rows_used) == len(codes):
             codes = codes[rows_used]
-        present = np.bincount(codes[codes >= 0], minlength=len(categorical.categories)) > 0
+            present = np.bincount(codes[codes >= 0], minlength=len(present)) > 0
         levels = [str(c) for c, p in zip(categorical.categories, present, strict=True) if p]
         encoder_state["categories"] = levels
         values_now = pd.Categorical(np.asarray(categorical, dtype=object), categories=levels)
@@ -173,9 +185,8 @@ def _encode(
         values_now = pd.Categorical(text, categories=levels)
         unknown = (values_now.codes < 0) & ~pd.isna(text)
         if unknown.any():
-            name = label or "a factor"
             raise DataError(
-                f"level {text[np.flatnonzero(unknown)[0]]!r} of {name} was not in the data "
+                f"level {text[np.flatnonzero(unknown)[0]]!r} of a factor was not in the data "
                 f"the model was fitted to (levels: {', '.join(map(repr, levels[:10]))}"
                 f"{', ...' if len(levels) > 10 else ''})"
             )
@@ -238,7 +249,15 @@ def C(
         factor = pd.Categorical(text, categories=list(dict.fromkeys(names)))
     if ordered_now != factor.ordered:
         factor = factor.as_ordered() if ordered_now else factor.as_unordered()
-    return _factor_values(factor, contrasts, _rows_used(_context))
+    return factor_values(factor, contrasts, _rows_used(_context))
+
+
+@stateful_transform
+def logical(
+    data: Any, contrasts: Any = None, *, _context: Mapping[str, Any] | None = None
+) -> FactorValues:
+    """A logical column as R codes it: a factor with levels FALSE and TRUE, both kept."""
+    return factor_values(logical_factor(data), contrasts, _rows_used(_context), drop_unused=False)
 
 
 @stateful_transform
@@ -261,7 +280,7 @@ def relevel(data: Any, ref: Any, *, _context: Mapping[str, Any] | None = None) -
             raise ValueError(f"ref = {ref!r} is not a level position (1 to {len(categories)})")
         first = categories[int(position) - 1]
     order = [first, *(c for c in categories if c != first)]
-    return _factor_values(factor.reorder_categories(order), None, _rows_used(_context))
+    return factor_values(factor.reorder_categories(order), None, _rows_used(_context))
 
 
 @stateful_transform
@@ -296,7 +315,7 @@ def interaction(
     text = np.full(len(codes), None, dtype=object)
     text[~missing] = np.asarray(names, dtype=object)[np.searchsorted(used, codes[~missing])]
     categorical = pd.Categorical(text, categories=names)
-    return _factor_values(categorical, None, _rows_used(_context))
+    return factor_values(categorical, None, _rows_used(_context))
 
 
 def _format_breaks(breaks: np.ndarray, digits: int) -> list[str]:
@@ -384,7 +403,7 @@ def cut(
     categorical = pd.Categorical.from_codes(
         np.where(outside, -1, codes), categories=names, ordered=bool(ordered_result)
     )
-    return _factor_values(categorical, None, _rows_used(_context))
+    return factor_values(categorical, None, _rows_used(_context))
 
 
 # ---------------------------------------------------------------------------

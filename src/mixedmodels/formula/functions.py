@@ -353,6 +353,7 @@ _OPERATORS: dict[str, Callable[..., Any]] = {
 TRANSFORMS: dict[str, Any] = {
     **{spec.name: spec.implementation for spec in FUNCTIONS.values() if spec.implementation},
     **_OPERATORS,
+    "logical": factors.logical,  # how the design stage codes a logical column
     **factors.CONTRAST_CONSTRUCTORS,
 }
 
@@ -371,6 +372,7 @@ TRANSLATED_KEYWORDS: dict[str, frozenset[str]] = {
 }
 TRANSLATED_KEYWORDS["Treatment"] = frozenset({"reference", "base"})
 TRANSLATED_KEYWORDS["C"] = TRANSLATED_KEYWORDS["C"] | {"contrasts"}
+TRANSLATED_KEYWORDS["logical"] = frozenset({"contrasts"})
 
 
 def allowed_names() -> str:

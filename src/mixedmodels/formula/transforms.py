@@ -19,7 +19,7 @@ with missing values is missing, as in R.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from formulaic.materializers.types import FactorValues
 from formulaic.transforms import poly as formulaic_poly
 from formulaic.utils.stateful_transforms import stateful_transform
 
-from .factors import ROWS_USED, _factor_values, as_labels, is_factor, logical_factor
+from .factors import as_labels, factor_values, is_factor, logical_factor
 from .limits import MAX_BASIS_COLUMNS
 
 __all__ = [
@@ -69,7 +69,8 @@ def _is_logical(values: Any) -> bool:
 def as_numeric(values: Any) -> Any:
     """R's ``as.numeric``: numbers stay, logicals are 0/1, a factor its level codes (from 1).
 
-    Missing values are NaN.
+    A text column counts as a factor, as everywhere in a formula (R's
+    ``read.csv(stringsAsFactors = TRUE)``).  Missing values are NaN.
     """
     raw = _raw(values)
     if is_factor(values) or isinstance(getattr(raw, "dtype", None), pd.CategoricalDtype):
@@ -86,9 +87,9 @@ def as_numeric(values: Any) -> Any:
     array = np.asarray(raw)
     if array.dtype.kind in "iufb":
         return array.astype(np.float64)
-    return pd.to_numeric(pd.Series(array, dtype=object), errors="raise").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
+    # A text column is a factor here (as read.csv makes it in R): its level codes.
+    codes = as_labels(array).codes
+    return np.where(codes >= 0, codes + 1.0, np.nan)
 
 
 def as_integer(values: Any) -> Any:
@@ -236,12 +237,10 @@ LOGICAL_FUNCTIONS: dict[str, Callable[..., Any]] = {
 # ---------------------------------------------------------------------------
 
 
-@stateful_transform
-def I(values: Any, _context: Mapping[str, Any] | None = None) -> Any:  # noqa: E743
+def I(values: Any) -> Any:  # noqa: E743
     """R's ``I()``: the value as is; a logical becomes a factor with levels FALSE, TRUE."""
     if _is_logical(values):
-        rows = None if _context is None else _context.get(ROWS_USED)
-        return _factor_values(logical_factor(values), None, rows)
+        return factor_values(logical_factor(values), None, None, drop_unused=False)
     return values
 
 
@@ -304,7 +303,7 @@ def ifelse(test: Any, yes: Any, no: Any) -> Any:
         a = np.broadcast_to(np.asarray(_operand(yes)[0], dtype=object), chosen.shape)
         b = np.broadcast_to(np.asarray(_operand(no)[0], dtype=object), chosen.shape)
         text = np.where(missing, None, np.where(chosen, a, b))
-        return _factor_values(as_labels(text), None, None)
+        return factor_values(as_labels(text), None, None)
     a = np.asarray(as_numeric(yes), dtype=np.float64)
     b = np.asarray(as_numeric(no), dtype=np.float64)
     return np.where(missing, np.nan, np.where(chosen, a, b))
