@@ -118,6 +118,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 "(1 | group); for a model without random effects use ordinary least squares"
             )
         self._compose(design, _cross_products_of(design), reml, InMemoryRows(design))
+        # What update() refits with by default (the data by reference, not copied).
+        self._arguments = {
+            "data": data,
+            "weights": weights,
+            "missing": missing,
+            "offset": offset,
+            "contrasts": contrasts,
+        }
 
     @classmethod
     def from_cross_products(
@@ -160,6 +168,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         self._state: FittedState | None = None
         # Built by the first refit() and kept for the next ones.
         self._refitter: ResponseRefitter | None = None
+        self._arguments: dict[str, Any] | None = None
 
     # -- what the model is --------------------------------------------------------------
 
@@ -260,6 +269,52 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             solution = self.problem.solve(summary.final)
             summary = replace(summary, objective=solution.objective)
         self._state = FittedState.from_solution(solution, self.reml, summary)
+
+    def update(
+        self,
+        formula: str | None = None,
+        *,
+        data: Any = None,
+        reml: bool | None = None,
+        **arguments: Any,
+    ) -> LinearMixedModel:
+        """This model refitted with a changed formula, data or arguments (lme4's ``update``).
+
+        Parameters
+        ----------
+        formula : str, optional
+            The new formula, where ``.`` stands for the old sides as in R:
+            ``". ~ . - x"``, ``". ~ . + (1 | item)"``, ``"log(.) ~ ."``.
+        data : DataFrame, optional
+            New data (default: the data this model was fitted to).
+        reml : bool, optional
+            REML or ML (default: this model's).
+        **arguments
+            Any other argument of :func:`mixedmodels.lmer` (``weights``,
+            ``offset``, ``contrasts``, ``missing``, ``start``,
+            ``check_convergence``); the model's own are kept otherwise.
+
+        Returns
+        -------
+        LinearMixedModel
+            The refitted model (this one is not changed).
+        """
+        from ..api import lmer
+        from ..formula.update import update_formula
+
+        given = dict(self._arguments or {})
+        if data is None and "data" not in given:
+            raise ArgumentError(
+                "this model does not keep its data (it was built from cross-products): "
+                "pass data= to update()"
+            )
+        if data is not None:
+            given["data"] = data
+        new_formula = self.formula if formula is None else update_formula(self.formula, formula)
+        given.update(arguments)
+        model = lmer(new_formula, reml=self.reml if reml is None else reml, **given)
+        model.data_name = self.data_name
+        return model
 
     def at_theta(self, theta: np.ndarray) -> LinearMixedModel:
         """A copy of this model with its estimates at a given θ, without optimizing.
