@@ -331,7 +331,7 @@ def test_function_table() -> None:
     assert called <= ALLOWED_FUNCTIONS
     assert ALLOWED_FUNCTIONS - called == {
         "r_eq", "r_ne", "r_lt", "r_le", "r_gt", "r_ge", "r_and", "r_or", "r_not", "is_in",
-        "Treatment", "SAS", "Sum", "Helmert", "Poly", "Diff",
+        "Treatment", "SAS", "Sum", "Helmert", "Poly", "Diff", "logical",
     }  # fmt: skip
     assert FUNCTIONS["factor"].name == FUNCTIONS["as.factor"].name == "C"
     assert FUNCTIONS["as.numeric"].name == "as_numeric"

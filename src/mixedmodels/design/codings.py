@@ -67,7 +67,7 @@ def coded_formula(
     everywhere: dict[str, str] = {}
     for name, column in columns.items():
         if is_logical(column):
-            everywhere[name] = "C(as_logical({}))"
+            everywhere[name] = "logical({})"
         elif is_ordered(column):
             everywhere[name] = "C({})"
     fixed: dict[str, str] = {}
@@ -98,8 +98,8 @@ def coded_formula(
                 code = contrasts_code(value)
             except FormulaError as err:
                 raise FormulaError(f"contrasts for {name!r}: {err}") from None
-            inner = "as_logical({})" if is_logical(column) else "{}"
-            fixed[name] = f"C({inner}, {code})"
+            function = "logical" if is_logical(column) else "C"
+            fixed[name] = f"{function}({{}}, {code})"
     if not everywhere and not fixed:
         return parsed
     return parse_formula(parsed.source, everywhere, fixed)
