@@ -21,6 +21,7 @@ from .parsed import (
 from .safety import check_python, check_translated
 from .split import WrittenBar, WrittenFormula, parse_formula, split_terms, translate_expression
 from .tokens import is_bare_name, r_name, rename_calls
+from .update import update_formula
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -44,4 +45,5 @@ __all__ = [
     "rename_calls",
     "split_terms",
     "translate_expression",
+    "update_formula",
 ]

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from formulaic.materializers.types import FactorValues
-from formulaic.parser.types import Factor
 from formulaic.transforms.contrasts import Contrasts, DiffContrasts
 from formulaic.utils.stateful_transforms import stateful_transform
 
@@ -63,7 +62,7 @@ ROWS_USED = "__mixedmodels_rows_used__"
 def is_factor(values: Any) -> bool:
     """Whether ``values`` are a factor made by this module."""
     metadata = getattr(values, "__formulaic_metadata__", None)
-    return metadata is not None and metadata.kind is Factor.Kind.CATEGORICAL
+    return metadata is not None and getattr(metadata.kind, "value", None) == "categorical"
 
 
 def _unwrap(values: Any) -> Any:
@@ -154,7 +153,7 @@ def _encode(
     reduced_rank: bool,
     drop_rows: Sequence[int],
     encoder_state: dict[str, Any],
-    model_spec: Any,  # noqa: ARG001 - formulaic's encoder signature
+    model_spec: Any,
     *,
     contrasts: Contrasts,
     rows_used: np.ndarray | None,
@@ -191,11 +190,17 @@ def _encode(
                 f"{', ...' if len(levels) > 10 else ''})"
             )
     missing = values_now.codes < 0
+    codes = np.where(missing, 0, values_now.codes)
+    if getattr(model_spec, "output", None) == "sparse":
+        # One stored entry per row; a missing row holds NaN in the first column.
+        import scipy.sparse as sp
+
+        rows = np.arange(len(codes))
+        data = np.where(missing, np.nan, 1.0)
+        dummies = sp.csc_matrix((data, (rows, codes)), shape=(len(codes), max(len(levels), 1)))
+        return contrasts.apply(dummies, levels=levels, reduced_rank=reduced_rank, output="sparse")
     dummies = pd.DataFrame(
-        np.eye(len(levels))[np.where(missing, 0, values_now.codes)]
-        if levels
-        else np.zeros((len(values_now), 0)),
-        columns=levels,
+        np.eye(len(levels))[codes] if levels else np.zeros((len(codes), 0)), columns=levels
     )
     encoded = contrasts.apply(dummies, levels=levels, reduced_rank=reduced_rank, output="pandas")
     if missing.any():

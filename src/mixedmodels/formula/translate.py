@@ -36,21 +36,15 @@ import keyword
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import NoReturn
 
 import numpy as np
 
+from .calls import CallTranslator, Code, number_code
 from .functions import (
-    CONTRAST_FUNCTIONS,
-    CONTRASTS,
-    FACTOR_INPUT_FUNCTIONS,
     FUNCTIONS,
-    FormulaFunction,
-    Parameter,
-    allowed_names,
 )
-from .limits import MAX_BASIS_COLUMNS, MAX_TERMS
+from .limits import MAX_TERMS
 from .parser import (
     BARS,
     COMPARISONS,
@@ -148,28 +142,7 @@ def canonical_python(code: str) -> str:
     return re.sub(r"_mm_name_(\d+)_", lambda m: names[int(m.group(1))], text)
 
 
-def _number_code(value: float) -> str:
-    """A folded constant as Python code (integral values as integers, as written)."""
-    if value.is_integer() and abs(value) < 2.0**53:
-        return str(int(value))
-    return repr(value)
-
-
-@dataclass(frozen=True)
-class _Code:
-    """Python code of an expression, what kind of value it gives, and its value if constant.
-
-    ``kind`` is ``"number"``, ``"logical"``, ``"string"``, ``"factor"``,
-    ``"columns"`` (several columns), ``"vector"`` (``c(...)``) or ``"any"``
-    (a column, or a function whose result depends on the data).
-    """
-
-    code: str
-    kind: str
-    value: float | None = None
-
-
-class Translator:
+class Translator(CallTranslator):
     """Render parsed R expressions as formulaic formula text or Python code.
 
     Parameters
@@ -439,43 +412,43 @@ class Translator:
             return self.deparse(node)
         return self.expression(node).code
 
-    def expression(self, node: Node) -> _Code:
+    def expression(self, node: Node) -> Code:
         """Python code of an expression inside a call, checked, constants folded."""
         if isinstance(node, Name):
             if node.name in ("TRUE", "FALSE"):
-                return _Code(str(node.name == "TRUE"), "logical")
+                return Code(str(node.name == "TRUE"), "logical")
             if node.name == "pi":
-                return _Code(repr(math.pi), "number", math.pi)
-            return _Code(self.name(node, node.name), "any")
+                return Code(repr(math.pi), "number", math.pi)
+            return Code(self.name(node, node.name), "any")
         if isinstance(node, Num):
             value = number_value(node.text)
             if not math.isfinite(value):
                 self.fail(node.start, f"the number `{node.text}` is too large for floating point")
-            return _Code(_number_code(value), "number", value)
+            return Code(number_code(value), "number", value)
         if isinstance(node, Str):
-            return _Code(self.string(node), "string")
+            return Code(self.string(node), "string")
         if isinstance(node, Call):
             return self.call(node)
         if isinstance(node, Paren):
             inner = self.expression(node.inner)
-            return _Code(f"({inner.code})", inner.kind, inner.value)
+            return Code(f"({inner.code})", inner.kind, inner.value)
         if isinstance(node, Unary):
             return self.unary(node)
         assert isinstance(node, BinOp)
         return self.binary(node)
 
-    def unary(self, node: Unary) -> _Code:
+    def unary(self, node: Unary) -> Code:
         operand = self.expression(node.operand)
         if node.op == "!":
             self.value_operand(operand, node.operand, "`!`")
-            return _Code(f"r_not({operand.code})", "logical")
+            return Code(f"r_not({operand.code})", "logical")
         code = self.arithmetic_operand(operand, node.operand, node.op)
         if operand.value is not None:
             value = operand.value if node.op == "+" else -operand.value
-            return _Code(_number_code(value), "number", value)
-        return _Code(f"{node.op}({code})", "number")
+            return Code(number_code(value), "number", value)
+        return Code(f"{node.op}({code})", "number")
 
-    def binary(self, node: BinOp) -> _Code:
+    def binary(self, node: BinOp) -> Code:
         op = node.op
         if op in ("||", "&&"):
             self.fail(
@@ -492,17 +465,17 @@ class Translator:
             self.value_operand(left, node.left, f"`{op}`")
             self.value_operand(right, node.right, f"`{op}`")
             function = "r_and" if op == "&" else "r_or"
-            return _Code(f"{function}({left.code}, {right.code})", "logical")
+            return Code(f"{function}({left.code}, {right.code})", "logical")
         if op in COMPARISONS:
             for side, code in ((node.left, left), (node.right, right)):
                 if code.kind in ("columns", "vector"):
                     self.fail(side.start, f"`{self.text(side)}` cannot be compared with `{op}`")
             if left.kind == "string" and right.kind == "string":
                 self.fail(node.start, f"`{self.text(node)}` compares two constants")
-            return _Code(f"{_COMPARE_CALLS[op]}({left.code}, {right.code})", "logical")
+            return Code(f"{_COMPARE_CALLS[op]}({left.code}, {right.code})", "logical")
         if op == "%in%":
             self.value_operand(left, node.left, "`%in%`")
-            return _Code(
+            return Code(
                 f"is_in({left.code}, {self.values(node.right, 'the right of %in%')})", "logical"
             )
         if op in BARS:
@@ -512,15 +485,15 @@ class Translator:
             f"the formula operator `{op}` cannot be used inside a function call",
         )
 
-    def arithmetic(self, node: BinOp) -> _Code:
+    def arithmetic(self, node: BinOp) -> Code:
         left = self.expression(node.left)
         right = self.expression(node.right)
         left_code = self.arithmetic_operand(left, node.left, node.op)
         right_code = self.arithmetic_operand(right, node.right, node.op)
         if left.value is not None and right.value is not None:
             value = self.fold(node, left.value, right.value)
-            return _Code(_number_code(value), "number", value)
-        return _Code(f"({left_code}) {_ARITHMETIC[node.op]} ({right_code})", "number")
+            return Code(number_code(value), "number", value)
+        return Code(f"({left_code}) {_ARITHMETIC[node.op]} ({right_code})", "number")
 
     def fold(self, node: BinOp, a: float, b: float) -> float:
         """``a op b`` for two constants, in floating point as R; refused unless finite."""
@@ -551,7 +524,7 @@ class Translator:
             )
         return value
 
-    def arithmetic_operand(self, code: _Code, node: Node, op: str) -> str:
+    def arithmetic_operand(self, code: Code, node: Node, op: str) -> str:
         """An operand of arithmetic: numbers as they are, a logical as 0/1, else refused."""
         if code.kind == "string":
             self.fail(
@@ -573,7 +546,7 @@ class Translator:
             return f"as_numeric({code.code})"
         return code.code
 
-    def value_operand(self, code: _Code, node: Node, what: str) -> None:
+    def value_operand(self, code: Code, node: Node, what: str) -> None:
         """An operand of a logical operator: one value per row."""
         if code.kind in ("string", "columns", "vector"):
             self.fail(node.start, f"`{self.text(node)}` cannot be an operand of {what}")
@@ -590,243 +563,6 @@ class Translator:
                 "control characters",
             )
         return repr(node.value)
-
-    # -- calls -------------------------------------------------------------------
-
-    def function(self, node: Call) -> FormulaFunction:
-        if node.func == "c":
-            self.fail(
-                node.start,
-                "c() is only allowed as a vector of constants given to an argument, e.g. "
-                'factor(g, levels = c("b", "a"))',
-            )
-        spec = FUNCTIONS.get(node.func)
-        if spec is None or node.func == "Q":
-            self.fail(
-                node.start,
-                f"function `{node.func}` is not allowed in a formula (formulas are data, "
-                f"not code); allowed functions: {allowed_names()}",
-            )
-        return spec
-
-    def call(self, node: Call) -> _Code:
-        """Translate one function call, checking it against the function table."""
-        if node.func == "Q":
-            return _Code(self.name(node, self.q_value(node)), "any")
-        spec = self.function(node)
-        bound = self.bind(node, spec)
-        parts: list[str] = []
-        kinds: list[str] = []
-        for parameter, value, positional in bound:
-            code = self.argument(node, parameter, value)
-            if parameter.kind == "data":
-                kinds.append(code.kind)
-            parts.append(code.code if positional else f"{parameter.python}={code.code}")
-        parts += [f"{key}={value}" for key, value in (spec.fixed_keywords or {}).items()]
-        if node.func in FACTOR_INPUT_FUNCTIONS:
-            for parameter, value, _ in bound:
-                core = unwrap(value)
-                if parameter.kind == "data" and isinstance(core, Name):
-                    self.factor_columns.setdefault(core.name, None)
-        kind = spec.result
-        if kind == "same":
-            kind = kinds[0] if kinds else "any"
-        if node.func in _FOLDABLE and len(bound) == 1:
-            folded = self.fold_call(node, spec, bound[0][1])
-            if folded is not None:
-                return folded
-        return _Code(f"{spec.name}({', '.join(parts)})", kind)
-
-    def bind(self, node: Call, spec: FormulaFunction) -> list[tuple[Parameter, Node, bool]]:
-        """Match a call's arguments to the function's parameters, as R matches them.
-
-        Returns (parameter, argument, given by position) in the order given;
-        variadic data arguments come first, each as the parameter ``...``.
-        """
-        bound: list[tuple[Parameter, Node, bool]] = []
-        used: set[str] = set()
-        if spec.variadic:
-            if not node.args:
-                self.fail(node.start, f"`{node.func}()` needs at least one argument")
-            bound += [(Parameter("..."), arg, True) for arg in node.args]
-        else:
-            if len(node.args) > len(spec.parameters):
-                self.fail(
-                    node.args[len(spec.parameters)].start, f"too many arguments for {node.func}()"
-                )
-            for parameter, arg in zip(spec.parameters, node.args, strict=False):
-                bound.append((parameter, arg, True))
-                used.add(parameter.name)
-        by_name = {p.name: p for p in spec.parameters}
-        for key, value in node.kwargs:
-            parameter = by_name.get(key)
-            if parameter is None:
-                accepted = ", ".join(by_name) or "none"
-                self.fail(
-                    value.start,
-                    f"keyword argument `{key}` is not allowed for {node.func}(); "
-                    f"allowed: {accepted}",
-                )
-            if key in used:
-                self.fail(value.start, f"argument `{key}` of {node.func}() is given twice")
-            used.add(key)
-            bound.append((parameter, value, False))
-        missing = [p.name for p in spec.parameters[: spec.required] if p.name not in used]
-        if missing and not spec.variadic:
-            what = "an argument" if not node.args and not node.kwargs else f"`{missing[0]}`"
-            self.fail(node.start, f"`{self.text(node)}` needs {what}")
-        return bound
-
-    def argument(self, call: Call, parameter: Parameter, value: Node) -> _Code:
-        """The Python code of one argument, checked against its kind."""
-        kind = parameter.kind
-        where = f"argument `{parameter.name}` of {call.func}()"
-        if parameter.name == "...":
-            where = f"an argument of {call.func}()"
-        if kind == "data":
-            code = self.expression(value)
-            if code.kind in ("string", "vector"):
-                self.fail(
-                    value.start,
-                    f"{where} must be an expression of columns, got `{self.text(value)}`",
-                )
-            if code.kind == "columns":
-                self.fail(
-                    value.start, f"`{self.text(value)}` makes several columns; it cannot be {where}"
-                )
-            return code
-        return _Code(self.constant_argument(kind, value, where), kind)
-
-    def constant_argument(self, kind: str, value: Node, where: str) -> str:
-        """The Python code of an argument that must be a constant of ``kind``."""
-        core = unwrap(value)
-        is_logical = isinstance(core, Name) and core.name in _LOGICAL_NAMES
-        if kind == "logical" or (kind == "number_or_logical" and is_logical):
-            return self.logical_constant(value, where)
-        if kind in ("number", "count", "number_or_logical"):
-            number = self.number_constant(value, where)
-            if kind == "count" and not (number.is_integer() and 1 <= number <= MAX_BASIS_COLUMNS):
-                self.fail(
-                    value.start,
-                    f"{where} must be a whole number from 1 to {MAX_BASIS_COLUMNS}, got "
-                    f"`{self.text(value)}`",
-                )
-            return _number_code(number)
-        if kind in ("values", "numbers"):
-            return self.values(value, where, numbers=kind == "numbers")
-        if kind == "labels":
-            if is_logical:
-                if self.logical_constant(value, where) == "True":
-                    self.fail(value.start, f"{where} may be FALSE or a vector of labels")
-                return "False"
-            return self.values(value, where)
-        if kind == "breaks":
-            if isinstance(core, Call) and core.func == "c":
-                if len(core.args) > MAX_BASIS_COLUMNS + 1:
-                    self.fail(value.start, f"{where} has more than {MAX_BASIS_COLUMNS + 1} breaks")
-                return self.values(value, where, numbers=True)
-            number = self.number_constant(value, where)
-            if not (number.is_integer() and 2 <= number <= MAX_BASIS_COLUMNS):
-                self.fail(
-                    value.start,
-                    f"{where} must be the number of intervals (2 to {MAX_BASIS_COLUMNS}) or "
-                    f"c(...) of cut points, got `{self.text(value)}`",
-                )
-            return _number_code(number)
-        if kind == "level":
-            if isinstance(core, Str):
-                return self.string(core)
-            return _number_code(self.number_constant(value, where))
-        if kind == "string":
-            if not isinstance(core, Str):
-                self.fail(value.start, f"{where} must be a string, got `{self.text(value)}`")
-            return self.string(core)
-        assert kind == "contrasts"
-        return self.contrasts(value)
-
-    def logical_constant(self, value: Node, where: str) -> str:
-        core = unwrap(value)
-        if not (isinstance(core, Name) and core.name in _LOGICAL_NAMES):
-            self.fail(value.start, f"{where} must be TRUE or FALSE, got `{self.text(value)}`")
-        return str(core.name in ("TRUE", "T"))
-
-    def number_constant(self, value: Node, where: str) -> float:
-        code = self.expression(value)
-        if code.value is None:
-            self.fail(value.start, f"{where} must be a number, got `{self.text(value)}`")
-        return code.value
-
-    def values(self, node: Node, where: str, *, numbers: bool = False) -> str:
-        """A vector of constants ``c(...)`` (or one constant) as a Python list."""
-        core = unwrap(node)
-        items = list(core.args) if isinstance(core, Call) and core.func == "c" else [node]
-        if isinstance(core, Call) and core.func == "c" and core.kwargs:
-            self.fail(node.start, f"{where}: c() takes values, not names")
-        codes = []
-        for item in items:
-            inner = unwrap(item)
-            if isinstance(inner, Str) and not numbers:
-                codes.append(self.string(inner))
-            elif isinstance(inner, Name) and inner.name in ("TRUE", "FALSE") and not numbers:
-                codes.append(str(inner.name == "TRUE"))
-            else:
-                code = self.expression(item)
-                if code.value is None:
-                    what = "numbers" if numbers else "strings or numbers"
-                    self.fail(
-                        item.start, f"{where} must be {what}, e.g. c(1, 2); got `{self.text(item)}`"
-                    )
-                codes.append(_number_code(code.value))
-        return f"[{', '.join(codes)}]"
-
-    def fold_call(self, node: Call, spec: FormulaFunction, argument: Node) -> _Code | None:
-        """A math function of a constant, computed here (None if the argument is not one)."""
-        code = self.expression(argument)
-        if code.value is None:
-            return None
-        assert spec.implementation is not None
-        with np.errstate(all="ignore"):
-            value = float(spec.implementation(np.float64(code.value)))
-        if not math.isfinite(value):
-            self.fail(node.start, f"`{self.text(node)}` is not a finite number")
-        return _Code(_number_code(value), "number", value)
-
-    def q_value(self, node: Call) -> str:
-        """The column named by ``Q("my col")``."""
-        if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], Str):
-            self.fail(node.start, f"Q() takes one quoted column name, got `{self.text(node)}`")
-        return node.args[0].value
-
-    def contrasts(self, node: Node) -> str:
-        """Contrasts as R (``sum``, ``"contr.sum"``, ``contr.treatment(base = 2)``) or
-        patsy (``Sum``, ``Treatment("b")``) names them, as translated code."""
-        core = unwrap(node)
-        if isinstance(core, (Name, Str)):
-            label = core.name if isinstance(core, Name) else core.value
-            code = CONTRASTS.get(label.removeprefix("contr."))
-            if code is not None:
-                return code
-            if label in CONTRAST_FUNCTIONS:
-                return f"{label}()"
-        if isinstance(core, Call):
-            if core.func in ("contr.treatment", "Treatment"):
-                keys = {"base", "reference"}
-                if len(core.args) > 1 or any(k not in keys for k, _ in core.kwargs):
-                    self.fail(core.start, f"`{self.text(core)}`: give only the base level")
-                values = [*core.args, *(v for _, v in core.kwargs)]
-                if len(values) > 1:
-                    self.fail(core.start, f"`{self.text(core)}`: give only the base level")
-                if not values:
-                    return "Treatment()"
-                level = self.constant_argument("level", values[0], "the base level")
-                return f"Treatment(reference={level})"
-            if core.func in CONTRAST_FUNCTIONS and not core.args and not core.kwargs:
-                return f"{core.func}()"
-        self.fail(
-            node.start,
-            f"unsupported contrasts `{self.text(node)}`; use contr.treatment, contr.sum, "
-            "contr.helmert, contr.poly or contr.SAS",
-        )
 
     # -- R's text ------------------------------------------------------------------------
 
@@ -879,16 +615,3 @@ class Translator:
                 text = f"({text})"
             parts.append(f"{'+' if sign > 0 else '-'} {text}")
         return " ".join(parts)
-
-
-_LOGICAL_NAMES = frozenset({"TRUE", "FALSE", "T", "F"})
-
-# Functions of one number computed here when their argument is a constant.
-_FOLDABLE = frozenset(
-    name
-    for name, spec in FUNCTIONS.items()
-    if spec.result == "number"
-    and not spec.variadic
-    and spec.implementation is not None
-    and not getattr(spec.implementation, "__is_stateful_transform__", False)
-)
