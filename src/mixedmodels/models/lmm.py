@@ -173,6 +173,11 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
     # -- what the model is --------------------------------------------------------------
 
     @property
+    def formula(self) -> str:
+        """The model's formula as given (lme4's ``formula(fit)``)."""
+        return self.design.formula.source
+
+    @property
     def reml(self) -> bool:
         """Whether the model is fitted by REML (else maximum likelihood)."""
         return self.problem.reml
@@ -299,7 +304,6 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         LinearMixedModel
             The refitted model (this one is not changed).
         """
-        from ..api import lmer
         from ..formula.update import update_formula
 
         given = dict(self._arguments or {})
@@ -310,9 +314,18 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             )
         if data is not None:
             given["data"] = data
+        if type(given["data"]).__module__.startswith("dask"):
+            raise ArgumentError(
+                "update() refits in memory; for a Dask DataFrame call mixedmodels.lmer with "
+                "the updated formula (mixedmodels.formula.update_formula gives it)"
+            )
         new_formula = self.formula if formula is None else update_formula(self.formula, formula)
         given.update(arguments)
-        model = lmer(new_formula, reml=self.reml if reml is None else reml, **given)
+        fit_options = {k: given.pop(k) for k in ("start", "check_convergence") if k in given}
+        model = LinearMixedModel(
+            new_formula, given.pop("data"), reml=self.reml if reml is None else reml, **given
+        )
+        model.fit(**fit_options)
         model.data_name = self.data_name
         return model
 

@@ -185,11 +185,6 @@ class FitResultsMixin:
         return out
 
     @property
-    def formula(self) -> str:
-        """The model's formula as given (lme4's ``formula(fit)``)."""
-        return self.design.formula.source
-
-    @property
     def fitted(self) -> Any:
         """Conditional fitted values Xβ + Zb, indexed like the rows used."""
         return self.rows.fitted(self.state)
