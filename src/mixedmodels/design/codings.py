@@ -69,7 +69,8 @@ def coded_formula(
         if is_logical(column):
             everywhere[name] = "logical({})"
         elif is_ordered(column):
-            everywhere[name] = "C({})"
+            # Explicit, so that new rows given as plain text are coded alike.
+            everywhere[name] = "C({}, Poly())"
     fixed: dict[str, str] = {}
     if contrasts is not None:
         if not isinstance(contrasts, Mapping):

@@ -260,11 +260,12 @@ def _refuse_overflow(
 def evaluation_frame(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
     """``frame`` as formulaic reads it: numbers as floats, dropped rows' categories blanked.
 
-    Integer, unsigned, logical and nullable numeric columns become float64
-    (missing values NaN): formula arithmetic is R's, in floating point, so
-    ``I(x^2)`` of an integer near 4e9 is 1.6e19, not a wrapped-around
-    integer, and ``flag + flag`` is 2, not a logical "or".  (The design
-    stage codes a logical column that is a term by name as R's factor.)
+    Integer, unsigned and nullable numeric columns become float64 (missing
+    values NaN): formula arithmetic is R's, in floating point, so ``I(x^2)``
+    of an integer near 4e9 is 1.6e19, not a wrapped-around integer.  Logical
+    columns stay logical: the design stage tells the translator which they
+    are, and it counts them 0/1 in arithmetic (``flag + flag`` is 2, not a
+    logical "or") and codes them FALSE/TRUE as factors, as R does.
 
     As in R's ``model.frame``, numeric transforms (``scale(x)``) see every row
     and missing rows are dropped afterwards, but a factor keeps only the
@@ -279,7 +280,10 @@ def evaluation_frame(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFra
             if keep is not None and not keep.all():
                 column = column.where(keep)
             out[name] = column.cat.remove_unused_categories()
-        elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        elif pd.api.types.is_bool_dtype(dtype):
+            # R's logical: kept so (the translator counts it 0/1 in arithmetic).
+            continue
+        elif pd.api.types.is_numeric_dtype(dtype):
             if not (isinstance(dtype, np.dtype) and dtype == np.float64):
                 out[name] = pd.Series(
                     column.to_numpy(dtype=np.float64, na_value=np.nan), index=column.index

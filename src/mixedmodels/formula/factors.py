@@ -40,6 +40,7 @@ __all__ = [
     "ROWS_USED",
     "C",
     "as_labels",
+    "categorical_of",
     "cut",
     "factor_values",
     "interaction",
@@ -57,6 +58,13 @@ ROWS_USED = "__mixedmodels_rows_used__"
 # ---------------------------------------------------------------------------
 # Values → R's level labels
 # ---------------------------------------------------------------------------
+
+
+def categorical_of(values: Any, categories: list[str], ordered: bool = False) -> pd.Categorical:
+    """A categorical of ``values`` over ``categories``; any other value is missing."""
+    text = np.asarray(values, dtype=object)
+    known = pd.Index(categories).get_indexer(text)
+    return pd.Categorical.from_codes(known, categories=categories, ordered=ordered)
 
 
 def is_factor(values: Any) -> bool:
@@ -136,12 +144,13 @@ def factor_values(
     ``drop_unused=False`` keeps every level even if no row used takes it, as
     R keeps FALSE and TRUE of a logical.
     """
-    if contrasts is None:
-        contrasts = PolyContrasts() if labels.ordered else TreatmentContrasts()
-    elif isinstance(contrasts, type) and issubclass(contrasts, Contrasts):
+    if isinstance(contrasts, type) and issubclass(contrasts, Contrasts):
         contrasts = contrasts()
     encoder = functools.partial(
-        _encode, contrasts=contrasts, rows_used=None if not drop_unused else rows_used
+        _encode,
+        contrasts=contrasts,
+        ordered=bool(labels.ordered),
+        rows_used=None if not drop_unused else rows_used,
     )
     return FactorValues(
         pd.Series(labels), kind="categorical", spans_intercept=True, encoder=encoder
@@ -155,10 +164,19 @@ def _encode(
     encoder_state: dict[str, Any],
     model_spec: Any,
     *,
-    contrasts: Contrasts,
+    contrasts: Contrasts | None,
+    ordered: bool,
     rows_used: np.ndarray | None,
 ) -> FactorValues:
-    """Code a factor's labels by ``contrasts``, missing values as NaN rows."""
+    """Code a factor's labels by ``contrasts``, missing values as NaN rows.
+
+    Without contrasts, R's default: polynomial for an ordered factor,
+    treatment otherwise, decided on the fit's data and kept in the state (new
+    rows given as plain text are coded as the fit's rows were).
+    """
+    if contrasts is None:
+        ordered = encoder_state.setdefault("ordered", ordered)
+        contrasts = PolyContrasts() if ordered else TreatmentContrasts()
     series = pd.Series(_unwrap(values)).reset_index(drop=True)
     if drop_rows:
         series = series.drop(index=list(drop_rows)).reset_index(drop=True)
@@ -175,13 +193,13 @@ def _encode(
             present = np.bincount(codes[codes >= 0], minlength=len(present)) > 0
         levels = [str(c) for c, p in zip(categorical.categories, present, strict=True) if p]
         encoder_state["categories"] = levels
-        values_now = pd.Categorical(np.asarray(categorical, dtype=object), categories=levels)
+        values_now = categorical_of(categorical, levels)
         if rows_used is not None and len(rows_used) == len(values_now):
             values_now = values_now.copy()
             values_now[~rows_used] = np.nan
     else:
         text = np.asarray(categorical, dtype=object)
-        values_now = pd.Categorical(text, categories=levels)
+        values_now = categorical_of(text, levels)
         unknown = (values_now.codes < 0) & ~pd.isna(text)
         if unknown.any():
             raise DataError(
@@ -240,9 +258,7 @@ def C(
     ordered_now = factor.ordered if ordered is None else bool(ordered)
     if levels is not None:
         wanted = [r_level(level) for level in levels]
-        factor = pd.Categorical(
-            np.asarray(factor, dtype=object), categories=list(dict.fromkeys(wanted))
-        )
+        factor = categorical_of(factor, list(dict.fromkeys(wanted)))
     if labels is not None:
         names = [str(label) for label in labels]
         if len(names) == 1 and len(factor.categories) > 1:
@@ -267,7 +283,14 @@ def logical(
 
 @stateful_transform
 def relevel(data: Any, ref: Any, *, _context: Mapping[str, Any] | None = None) -> FactorValues:
-    """R's ``relevel(f, ref)``: the level ``ref`` (a label, or a position from 1) first."""
+    """R's ``relevel(f, ref)``: the level ``ref`` (a label, or a position from 1) first.
+
+    As in R, ``f`` must be a factor (text counts as one here): numbers are
+    refused, since ``ref = 2`` could then mean the value 2 or the second level.
+    """
+    raw = _unwrap(data)
+    if not is_factor(data) and np.asarray(raw).dtype.kind in "iufb":
+        raise ValueError("relevel() needs a factor; write relevel(factor(x), ref = ...)")
     factor = as_labels(data)
     if factor.ordered:
         raise ValueError("relevel() only applies to unordered factors")

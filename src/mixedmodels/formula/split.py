@@ -137,7 +137,7 @@ def _parse_formula(
     everywhere = dict(codings)
     fixed_only = {**everywhere, **dict(fixed_codings)}
     lhs, rhs = _sides(source)
-    response = Translator(source)
+    response = Translator(source, codings=everywhere)
     response_text = response.response(lhs)
     core = unwrap(lhs)
     if isinstance(core, Name):
@@ -155,7 +155,10 @@ def _parse_formula(
     for sign, term in signed_terms(rhs):
         bar = unwrap(term)
         if isinstance(bar, Call) and bar.func == "offset":
-            offsets.append(_offset(source, sign, bar))
+            offset = _offset(source, sign, bar, everywhere)
+            # R counts a repeated offset term once, as any repeated term.
+            if all(offset.label != other.label for other in offsets):
+                offsets.append(offset)
             continue
         if not isinstance(bar, BinOp) or not is_bar(bar):
             fixed_terms.append((sign, term))
@@ -306,9 +309,9 @@ class _Part:
         return cls(source, False, [(1, term)], codings=codings)
 
 
-def _offset(source: str, sign: int, call: Call) -> Offset:
+def _offset(source: str, sign: int, call: Call, codings: Mapping[str, str]) -> Offset:
     """An ``offset(expr)`` term: its Python code, R label and columns."""
-    translator = Translator(source)
+    translator = Translator(source, codings=codings)
     if sign < 0:
         translator.fail(call.start, "an offset cannot be removed with `-`")
     if len(call.args) != 1 or call.kwargs:
@@ -440,7 +443,7 @@ def _interaction(
         return (translator.q_value(node),)
     if isinstance(node, Call) and node.func != "offset":
         # A factor computed from columns: (1 | factor(Subject)), (1 | interaction(a, b)).
-        reader = Translator(translator.source)
+        reader = Translator(translator.source, codings=translator.codings)
         code = reader.expression(node)
         if code.kind not in ("factor", "any", "number", "logical"):
             translator.fail(node.start, f"`{translator.text(node)}` cannot be a grouping factor")

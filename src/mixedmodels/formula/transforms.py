@@ -13,7 +13,8 @@ The summaries (``mean``, ``sd``, ...) are stateful transforms: computed on
 the rows the fit evaluates, before rows with missing values are dropped (as
 R's ``model.frame`` computes them), and kept for new data, as ``scale()``
 keeps its centre and scale.  Without ``na.rm = TRUE`` a summary of a column
-with missing values is missing, as in R.
+with missing values is refused (R's value would be NA, making every row
+missing).
 """
 
 from __future__ import annotations
@@ -252,18 +253,31 @@ def log(x: Any, base: float | None = None) -> Any:
 
 
 def r_round(x: Any, digits: float = 0) -> Any:
-    """R's ``round(x, digits)`` (halves to even, as IEC 60559)."""
-    return np.round(as_numeric(x), int(digits))
+    """R's ``round(x, digits)`` (halves to even, as IEC 60559).
+
+    As in R, ``digits`` beyond ±308 act as ±308, and a value that has no
+    digits left to round at that precision is returned as it is.
+    """
+    values = np.asarray(as_numeric(x), dtype=np.float64)
+    places = int(min(max(float(digits), -308.0), 308.0))
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        scale = 10.0**places
+        scaled = values * scale
+        rounded = np.round(scaled) / scale
+    return np.where(np.isfinite(scaled) & np.isfinite(rounded), rounded, values)
 
 
 def signif(x: Any, digits: float = 6) -> Any:
-    """R's ``signif(x, digits)``: ``digits`` significant digits."""
-    values = as_numeric(x)
-    digits = max(1, int(digits))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """R's ``signif(x, digits)``: ``digits`` significant digits (1 to 22, as R)."""
+    values = np.asarray(as_numeric(x), dtype=np.float64)
+    places = int(min(max(float(digits), 1.0), 22.0))
+    if places >= 17:
+        return values  # a double has no more significant digits than that
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         magnitude = np.floor(np.log10(np.abs(values)))
-        scale = 10.0 ** (digits - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
-        return np.where(values == 0, 0.0, np.round(values * scale) / scale)
+        scale = 10.0 ** (places - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
+        rounded = np.round(values * scale) / scale
+    return np.where((values == 0) | ~np.isfinite(rounded), values, rounded)
 
 
 def _stack(values: tuple[Any, ...]) -> np.ndarray:
@@ -366,8 +380,17 @@ def _summary(reduce: Callable[[np.ndarray], float], name: str) -> Callable[..., 
         state = {} if _state is None else _state
         if "value" not in state:
             for value in values:
-                if is_factor(value):
-                    raise TypeError(f"{name}() of a factor is not meaningful")
+                raw = _raw(value)
+                dtype = getattr(raw, "dtype", None)
+                if is_factor(value) or (
+                    dtype is not None
+                    and (
+                        isinstance(dtype, pd.CategoricalDtype)
+                        or pd.api.types.is_string_dtype(dtype)
+                        or pd.api.types.is_object_dtype(dtype)
+                    )
+                ):
+                    raise TypeError(f"{name}() of a factor or of text is not meaningful")
             numbers = np.concatenate(
                 [np.atleast_1d(np.asarray(as_numeric(v), dtype=np.float64)).ravel() for v in values]
             )
@@ -376,9 +399,12 @@ def _summary(reduce: Callable[[np.ndarray], float], name: str) -> Callable[..., 
             if numbers.size == 0 and name not in ("sum", "length"):
                 raise ValueError(f"{name}() of no values")
             if np.isnan(numbers).any() and name != "length":
-                state["value"] = float("nan")
-            else:
-                state["value"] = float(reduce(numbers))
+                # R's value is NA, which makes every row missing: say why instead.
+                raise ValueError(
+                    f"{name}() of a column with missing values is missing (NA), as in R; "
+                    "give na.rm = TRUE to leave them out"
+                )
+            state["value"] = float(reduce(numbers))
         return state["value"]
 
     summary.__name__ = name

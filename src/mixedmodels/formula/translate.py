@@ -182,6 +182,11 @@ class Translator(CallTranslator):
         self.source = source
         self.r_spelling = r_spelling
         self.codings = dict(codings or {})
+        # Logical columns (coded by logical()): a logical inside a call counts 0/1
+        # in arithmetic and stays FALSE/TRUE as a factor, as in R.
+        self.logical = frozenset(
+            name for name, template in self.codings.items() if template.startswith("logical(")
+        )
         self.columns: dict[str, None] = {}
         self.factor_columns: dict[str, None] = {}
         self.factors: dict[str, Node] = {}
@@ -419,7 +424,8 @@ class Translator(CallTranslator):
                 return Code(str(node.name == "TRUE"), "logical")
             if node.name == "pi":
                 return Code(repr(math.pi), "number", math.pi)
-            return Code(self.name(node, node.name), "any")
+            kind = "logical" if node.name in self.logical else "any"
+            return Code(self.name(node, node.name), kind)
         if isinstance(node, Num):
             value = number_value(node.text)
             if not math.isfinite(value):
