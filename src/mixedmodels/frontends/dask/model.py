@@ -174,6 +174,11 @@ def _build(
     plan, labels = make_plan(parsed, columns, wcol, scan, factor_columns, data.dtypes)
     if computed.has_offset:
         computed.offset(scan.sample)
+        # New rows to predict need the offset's columns too.
+        needed = [c for o in computed.offsets for c in o.columns] + (
+            [computed.offset_column] if computed.offset_column else []
+        )
+        plan.predictors += [c for c in dict.fromkeys(needed) if c not in plan.predictors]
         if any(computed.offset_states):
             raise FormulaError(
                 "an offset needing statistics of the whole column is not supported for a "
