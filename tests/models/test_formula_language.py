@@ -252,3 +252,9 @@ def test_wrong_arguments_name_the_term_and_argument(sleep, formula, fragments) -
         mm.lmer(formula, data)
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_mixedlm_refuses_an_offset_rather_than_leaving_it_out() -> None:
+    data = mm.datasets.load("dietox")
+    with pytest.raises(mm.errors.FormulaError, match="mixedlm takes no offset"):
+        mm.mixedlm("Weight ~ Time + offset(np.log(Time))", data, groups=data["Pig"])
