@@ -169,3 +169,30 @@ def test_formula_text_is_bounded_before_it_is_read() -> None:
 )
 def test_deep_nesting_is_refused(formula: str) -> None:
     refused(formula, "nested too deeply")
+
+
+# -- a factor of a level per row as a fixed effect -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("formula", "culprit"),
+    [
+        ("y ~ id + (1 | g)", "column 'id'"),
+        ("y ~ factor(num) + (1 | g)", "a factor"),
+        ("y ~ relevel(id, ref = 'i1') + (1 | g)", "column 'id'"),
+        ("y ~ interaction(num, g) + (1 | g)", "a factor"),
+    ],
+)
+def test_a_factor_too_wide_to_code_is_refused_before_its_columns_are_built(formula, culprit):
+    n = 40_000  # 40 000 levels × 40 000 rows × 8 bytes: 12 GiB
+    data = pd.DataFrame(
+        {
+            "y": np.arange(n, dtype=float) % 11,
+            "id": [f"i{k}" for k in range(n)],
+            "num": np.arange(n),
+            "g": np.arange(n) % 40,
+        }
+    )
+    with pytest.raises((DataError, FormulaError)) as info:
+        mm.lmer(formula, data)
+    assert culprit in str(info.value) and "random-effects term" in str(info.value)

@@ -31,7 +31,7 @@ from ..errors import (
     user_stacklevel,
 )
 from ..formula import TRANSFORMS, ParsedFormula, random_term_to_lme4
-from ..formula.factors import ROWS_USED
+from ..formula.factors import ROWS_USED, check_dense_size
 from .checks import check_finite, check_predictor_scales, check_response, no_rows_left
 from .frame import ModelFrame, UsedRows
 from .plain import PlainPlan
@@ -171,6 +171,15 @@ def formulaic_parts(
         if part is None:
             used |= set(spec.part.columns)
     data = frame.data[[name for name in frame.columns if name in used]]
+    for name in data.columns:
+        column = frame.columns[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype) or isinstance(
+            column.dtype, pd.CategoricalDtype
+        ):
+            try:
+                check_dense_size(len(column), int(column.nunique()), f"column {name!r}")
+            except ValueError as err:
+                raise DataError(str(err)) from None
     for _ in range(2):
         evaluation = evaluation_frame(data, keep)
         fixed = None

@@ -32,7 +32,7 @@ from formulaic.utils.stateful_transforms import stateful_transform
 
 from ..errors import DataError
 from .contrasts import HelmertContrasts, PolyContrasts, SumContrasts, TreatmentContrasts
-from .limits import MAX_BASIS_COLUMNS
+from .limits import MAX_BASIS_COLUMNS, MAX_DENSE_BYTES
 from .rtext import r_level
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "C",
     "as_labels",
     "categorical_of",
+    "check_dense_size",
     "cut",
     "factor_values",
     "interaction",
@@ -207,6 +208,7 @@ def _encode(
                 f"the model was fitted to (levels: {', '.join(map(repr, levels[:10]))}"
                 f"{', ...' if len(levels) > 10 else ''})"
             )
+    check_dense_size(len(values_now), len(levels), "a factor")
     missing = values_now.codes < 0
     codes = np.where(missing, 0, values_now.codes)
     if getattr(model_spec, "output", None) == "sparse":
@@ -226,6 +228,16 @@ def _encode(
         frame.loc[missing, :] = np.nan
         encoded = FactorValues(frame, metadata=encoded.__formulaic_metadata__)
     return encoded
+
+
+def check_dense_size(n_rows: int, n_levels: int, what: str) -> None:
+    """Refuse coding a factor whose indicator columns would exceed MAX_DENSE_BYTES."""
+    if n_rows * n_levels * 8 > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"{what} has {n_levels} levels over {n_rows} rows: its columns would take "
+            f"{n_rows * n_levels * 8 / 2**30:.0f} GiB; a factor with that many levels "
+            "belongs in a random-effects term such as (1 | id)"
+        )
 
 
 def _rows_used(context: Mapping[str, Any] | None) -> np.ndarray | None:

@@ -17,7 +17,7 @@ model with more terms than these cannot be fitted in memory anyway.
 
 from __future__ import annotations
 
-__all__ = ["MAX_BASIS_COLUMNS", "MAX_FORMULA_LENGTH", "MAX_TERMS"]
+__all__ = ["MAX_BASIS_COLUMNS", "MAX_DENSE_BYTES", "MAX_FORMULA_LENGTH", "MAX_TERMS"]
 
 #: Characters of formula text read (a formula of 2 000 covariates with
 #: 40-character names fits).
@@ -30,3 +30,8 @@ MAX_TERMS = 10_000
 #: Columns one call may make (``poly(x, k)``, ``ns(x, df)``, the breaks of
 #: ``cut(x, k)``).
 MAX_BASIS_COLUMNS = 1_000
+
+#: The largest dense block one factor may make (rows × levels × 8 bytes): a
+#: factor with a level per row (an identifier written as a fixed effect,
+#: ``y ~ factor(id)``) would otherwise ask for rows² × 8 bytes.
+MAX_DENSE_BYTES = 8 * 2**30
