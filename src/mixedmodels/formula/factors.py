@@ -204,9 +204,9 @@ def _encode(
         unknown = (values_now.codes < 0) & ~pd.isna(text)
         if unknown.any():
             raise DataError(
-                f"level {text[np.flatnonzero(unknown)[0]]!r} of a factor was not in the data "
-                f"the model was fitted to (levels: {', '.join(map(repr, levels[:10]))}"
-                f"{', ...' if len(levels) > 10 else ''})"
+                f"a factor of the formula has level {text[np.flatnonzero(unknown)[0]]!r}, "
+                f"which the model was not fitted with (its levels: "
+                f"{', '.join(map(repr, levels[:10]))}{', ...' if len(levels) > 10 else ''})"
             )
     check_dense_size(len(values_now), len(levels), "a factor")
     missing = values_now.codes < 0
