@@ -258,3 +258,11 @@ def test_mixedlm_refuses_an_offset_rather_than_leaving_it_out() -> None:
     data = mm.datasets.load("dietox")
     with pytest.raises(mm.errors.FormulaError, match="mixedlm takes no offset"):
         mm.mixedlm("Weight ~ Time + offset(np.log(Time))", data, groups=data["Pig"])
+
+
+def test_refit_to_a_new_response_keeps_the_offset(mmmec) -> None:
+    m = mm.lmer(MMMEC, mmmec, reml=False, offset="log_expected")
+    y = np.log(mmmec.deaths + 0.5).to_numpy()
+    again = m.refit(y)
+    assert again.objective == pytest.approx(m.objective, abs=1e-6)
+    np.testing.assert_allclose(again.fixef, m.fixef, rtol=1e-5)

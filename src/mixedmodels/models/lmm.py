@@ -388,8 +388,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 design.x,
                 design.weights,
             )
+        # With an offset the blocks hold y − offset, as the fit's do.
+        response = values if design.offset is None else values - design.offset
         summary, solution, blocks = self._refitter.refit(
-            values, state.theta, state.optimizer.hessian
+            response, state.theta, state.optimizer.hessian
         )
         new_design = replace(design, y=values.copy())
         twin = LinearMixedModel.__new__(LinearMixedModel)
