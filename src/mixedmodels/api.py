@@ -27,6 +27,8 @@ def lmer(
     *,
     weights: Any = None,
     missing: str = "drop",
+    offset: Any = None,
+    contrasts: Any = None,
     start: np.ndarray | str | None = None,
     check_convergence: bool = True,
     REML: bool | None = None,
@@ -42,7 +44,7 @@ def lmer(
         (:func:`mixedmodels.frontends.dask.fit_dask`).
     reml : bool, default True
         REML (True) or maximum likelihood (False).
-    weights, missing
+    weights, missing, offset, contrasts
         See :class:`LinearMixedModel`.
     start : array or "lme4", optional
         Initial θ (default: moment estimates; see :meth:`LinearMixedModel.fit`).
@@ -71,10 +73,20 @@ def lmer(
             reml=reml,
             weights=weights,
             missing=missing,
+            offset=offset,
+            contrasts=contrasts,
             start=start,
             check_convergence=check_convergence,
         )
-    model = LinearMixedModel(formula, data, reml=reml, weights=weights, missing=missing)
+    model = LinearMixedModel(
+        formula,
+        data,
+        reml=reml,
+        weights=weights,
+        missing=missing,
+        offset=offset,
+        contrasts=contrasts,
+    )
     return model.fit(start=start, check_convergence=check_convergence)
 
 

@@ -240,7 +240,8 @@ def test_polars_boolean_with_nulls_and_list_columns(sleep):
         pl.concat_list(pl.col("Days")).alias("listed"),
     )
     m = mm.lmer("Reaction ~ flag + (1 | Subject)", frame)
-    assert m.nobs == 162 and list(m.fixef.index) == ["(Intercept)", "flag"]
+    # A logical column is R's logical: a factor named flagTRUE (issue 14).
+    assert m.nobs == 162 and list(m.fixef.index) == ["(Intercept)", "flagTRUE"]
     with pytest.raises(mm.DataError, match="column 'listed' holds list"):
         mm.lmer("Reaction ~ listed + (1 | Subject)", frame)
 

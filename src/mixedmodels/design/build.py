@@ -24,7 +24,9 @@ from ..engine.terms import RandomEffectsTerm
 from ..formula import ParsedFormula, RandomTermSpec, parse_formula, random_term_to_lme4
 from . import plain
 from .checks import check_missing_option, check_weights
+from .codings import coded_formula
 from .columns import is_numeric_column
+from .computed import ComputedSpec, computed_columns
 from .frame import ModelFrame, UsedRows, read_frame
 from .grouping import random_effects_terms
 from .levels import Levels, factor_codes
@@ -96,6 +98,10 @@ class Design:
     dropped_columns: list[str] = field(default_factory=list)
     n_dropped_missing: int = 0
     row_index: pd.Index | None = None
+    #: The offset on each row used (None without one), and how it and the
+    #: grouping expressions are computed for new rows.
+    offset: np.ndarray | None = None
+    computed: ComputedSpec | None = None
     # Descriptors as defaults: dataclasses treat them as fields with default None.
     fixed_spec: Any = _LazySpec()
     term_specs: list[Any] = _LazySpec(list)
@@ -174,6 +180,8 @@ def build_design(
     data: Any,
     weights: Any = None,
     missing: str = "drop",
+    offset: Any = None,
+    contrasts: Any = None,
     *,
     allow_n: bool = False,
 ) -> Design:
@@ -194,6 +202,12 @@ def build_design(
     missing : {"drop", "raise"}
         Rows with a missing value in any column the model uses (or in the
         weights) are dropped, as lme4's ``na.omit`` does, or refused.
+    offset : array-like or str, optional
+        lme4's ``offset=``: values per row, or the name of their column;
+        added to the formula's ``offset()`` terms.
+    contrasts : mapping of str to str, optional
+        lme4's ``contrasts=``: the coding of factors of the fixed part, by
+        column (``{"f": "contr.sum"}``, see :func:`.codings.coded_formula`).
     allow_n : bool, default False
         Allow a grouping factor with as many levels (and a term with as many
         random effects) as observations, as ``glmer`` does (lme4's ``allow.n``):
@@ -221,6 +235,8 @@ def build_design(
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
     check_missing_option(missing)
     frame = read_frame(parsed, data, weights, missing)
+    parsed = coded_formula(parsed, frame.columns, contrasts)
+    computed, offset_all = computed_columns(parsed, frame, offset, missing)
     plan = plain.plain_plan(parsed, frame.columns)
     evaluated = formulaic_parts(parsed, plan, frame, missing)
     rows = UsedRows.of(evaluated.keep, frame.data.index)
@@ -228,6 +244,10 @@ def build_design(
     if w is not None:
         w = w[rows.keep]
         check_weights(w, rows.index)
+    offset_used = None
+    if offset_all is not None:
+        offset_used = offset_all if rows.selection is None else offset_all[rows.selection]
+        computed.check_offset(offset_used, rows.index)
     fixed = fixed_effects(parsed, plan, frame, evaluated, rows)
     matrices = term_matrices(parsed, plan, frame, evaluated, rows)
     terms, order = random_effects_terms(parsed, frame, rows, matrices, allow_n=allow_n)
@@ -258,6 +278,8 @@ def build_design(
         dropped_columns=fixed.dropped,
         n_dropped_missing=rows.n_dropped,
         row_index=rows.index,
+        offset=offset_used,
+        computed=computed,
         fixed_spec=fixed.spec,
         term_specs=term_specs,
         spec_builder=builder,

@@ -2,13 +2,19 @@
 
 Parts of the formula that are not plain (:mod:`.plain`) are evaluated by
 formulaic, on every row of the data as R's ``model.frame`` does, and the rows
-used are selected afterwards.  Columns of X aliased with earlier ones are
-dropped as lme4 drops them, with a warning.  Every column gets lme4's name,
-from the parsed formula's table of factor labels.
+used are selected afterwards.  formulaic sees integer and logical columns as
+floats (formula arithmetic is R's, in floating point: ``I(x^2)`` of a large
+integer does not wrap around) and the rows the fit uses (so factors drop the
+levels no used row takes, as R's ``drop.unused.levels``); a floating-point
+overflow while evaluating a term is refused, naming the term.  Columns of X
+aliased with earlier ones are dropped as lme4 drops them, with a warning.
+Every column gets lme4's name, from the parsed formula's table of factor
+labels.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -25,19 +31,24 @@ from ..errors import (
     user_stacklevel,
 )
 from ..formula import TRANSFORMS, ParsedFormula, random_term_to_lme4
+from ..formula.factors import ROWS_USED, check_dense_size
 from .checks import check_finite, check_predictor_scales, check_response, no_rows_left
 from .frame import ModelFrame, UsedRows
 from .plain import PlainPlan
 
 __all__ = [
+    "MAGNITUDE_BOUNDS",
     "RANK_TOLERANCE",
     "FixedEffects",
     "FormulaicParts",
     "TermMatrix",
     "aliased_columns",
+    "check_magnitudes",
     "evaluate",
+    "evaluation_frame",
     "fixed_effects",
     "formulaic_parts",
+    "model_matrix",
     "term_matrices",
 ]
 
@@ -45,21 +56,77 @@ __all__ = [
 RANK_TOLERANCE = 1e-7
 
 
-def evaluate(formula: str, frame: pd.DataFrame, what: str) -> Any:
+def evaluate(
+    formula: str,
+    frame: pd.DataFrame,
+    what: str,
+    rows_used: np.ndarray | None = None,
+    parsed: ParsedFormula | None = None,
+) -> Any:
     """formulaic's model matrix (or matrices, for ``y ~ x``) of translated ``formula``.
 
-    ``what`` names the part for the error message.  Missing values are left in
-    place (``na_action="ignore"``): the rows to use are decided afterwards.
+    ``frame`` is an :func:`evaluation_frame`; ``rows_used`` the rows the fit
+    uses (factors keep only the levels those rows take).  ``what`` names the
+    part for error messages, ``parsed`` gives R's names of its terms.
+    Missing values are left in place (``na_action="ignore"``): the rows to
+    use are decided afterwards.
     """
+    context = TRANSFORMS if rows_used is None else {**TRANSFORMS, ROWS_USED: rows_used}
     try:
         # Infinite and NaN results of transforms (log(0)) are reported by
         # check_finite with the column named; numpy's own warning adds nothing.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return formulaic.model_matrix(formula, frame, context=TRANSFORMS, na_action="ignore")
-    except FormulaError:
+        # An overflow is an error here, while the term is known.
+        with np.errstate(divide="ignore", invalid="ignore", over="raise", under="ignore"):
+            return formulaic.model_matrix(formula, frame, context=context, na_action="ignore")
+    except (FormulaError, DataError):
         raise
     except Exception as err:
-        raise FormulaError(f"cannot evaluate {what} {formula!r}: {err}") from err
+        raise evaluation_error(err, what, formula, parsed) from err
+
+
+def model_matrix(spec: Any, frame: pd.DataFrame, what: str, parsed: ParsedFormula | None = None):
+    """A fit's formulaic model spec evaluated on new rows (``frame``: the caller's data).
+
+    The columns are read as the fit read them (:func:`evaluation_frame`).
+
+    Raises
+    ------
+    DataError
+        For new data the spec cannot code (a missing column, an unseen level).
+    """
+    rows = evaluation_frame(frame, None)
+    try:
+        with np.errstate(divide="ignore", invalid="ignore", over="raise", under="ignore"):
+            return spec.get_model_matrix(rows, context=TRANSFORMS, na_action="ignore")
+    except (FormulaError, DataError):
+        raise
+    except Exception as err:
+        error = evaluation_error(err, what, None, parsed)
+        raise DataError(f"{error} for the new data") from err
+
+
+_FACTOR_ERROR = re.compile(
+    r"Unable to evaluate factor `(?P<factor>.*)`\. \[(?P<kind>\w+): (?P<msg>.*)\]$", re.S
+)
+
+
+def evaluation_error(
+    err: Exception, what: str, formula: str | None, parsed: ParsedFormula | None
+) -> FormulaError:
+    """A formulaic evaluation error told in R's terms: which term failed, and why."""
+    text = str(err)
+    match = _FACTOR_ERROR.search(text)
+    if match is None:
+        shown = f" {formula!r}" if formula else ""
+        return FormulaError(f"cannot evaluate {what}{shown}: {text}")
+    factor, kind, message = match.group("factor", "kind", "msg")
+    label = dict(parsed.factor_labels).get(factor, factor) if parsed is not None else factor
+    if kind == "FloatingPointError" and "overflow" in message:
+        return FormulaError(
+            f"the term `{label}` overflows in floating point (a value beyond 1.8e308): "
+            "rescale the columns it uses"
+        )
+    return FormulaError(f"cannot evaluate the term `{label}` in {what}: {message}")
 
 
 @dataclass(frozen=True)
@@ -104,30 +171,53 @@ def formulaic_parts(
         if part is None:
             used |= set(spec.part.columns)
     data = frame.data[[name for name in frame.columns if name in used]]
+    for name in data.columns:
+        column = frame.columns[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype) or isinstance(
+            column.dtype, pd.CategoricalDtype
+        ):
+            try:
+                check_dense_size(len(column), int(column.nunique()), f"column {name!r}")
+            except ValueError as err:
+                raise DataError(str(err)) from None
     for _ in range(2):
-        evaluation = _evaluation_frame(data, keep)
+        evaluation = evaluation_frame(data, keep)
         fixed = None
-        blocks: list[tuple[Any, Any]] = []
+        blocks: list[tuple[Any, Any, str]] = []
         if plan.fixed is None:
-            mm = evaluate(f"{parsed.response} ~ {parsed.fixed}", evaluation, "formula")
+            mm = evaluate(
+                f"{parsed.response} ~ {parsed.fixed}", evaluation, "the formula", keep, parsed
+            )
             y_all = _response(mm.lhs, parsed.response_label, evaluation)
             fixed = (y_all, mm.rhs)
-            blocks += [(y_all, [parsed.response_label]), (mm.rhs, mm.rhs.columns)]
+            blocks += [
+                (y_all, [parsed.response_label], "the response"),
+                (mm.rhs, mm.rhs.columns, "the fixed-effects column"),
+            ]
         terms = [
             None
             if part is not None
-            else evaluate(spec.lhs, evaluation, f"random-effects term {random_term_to_lme4(spec)}")
+            else evaluate(
+                spec.lhs,
+                evaluation,
+                f"the random-effects term {random_term_to_lme4(spec)}",
+                keep,
+                parsed,
+            )
             for spec, part in zip(parsed.random, plan.terms, strict=True)
         ]
         # Plain parts cannot make NaN: their missing values are dropped already.
-        blocks += [(z, z.columns) for z in terms if z is not None]
+        blocks += [
+            (z, z.columns, f"in {random_term_to_lme4(spec)}, the column")
+            for spec, z in zip(parsed.random, terms, strict=True)
+            if z is not None
+        ]
         produced = np.zeros(len(data), dtype=bool)
         nan_columns: list[str] = []
-        for values, names in blocks:
-            nan = (
-                np.isnan(np.asarray(values, dtype=np.float64).reshape(len(data), -1))
-                & keep[:, None]
-            )
+        for values, names, what in blocks:
+            matrix = np.asarray(values, dtype=np.float64).reshape(len(data), -1)
+            _refuse_overflow(matrix, names, what, parsed, keep, data.index)
+            nan = np.isnan(matrix) & keep[:, None]
             produced |= nan.any(axis=1)
             nan_columns += [
                 parsed.column_name(str(c))
@@ -143,28 +233,72 @@ def formulaic_parts(
     return FormulaicParts(keep, fixed, terms)
 
 
-def _evaluation_frame(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
-    """``frame`` with the categories of dropped rows blanked out.
+def _refuse_overflow(
+    matrix: np.ndarray,
+    names: Any,
+    what: str,
+    parsed: ParsedFormula,
+    keep: np.ndarray,
+    index: pd.Index,
+) -> None:
+    """Refuse a term that is infinite on a row used: it overflowed (or the data are infinite).
+
+    numpy's overflow warning is silenced inside pandas' arithmetic, so the
+    result is checked here, where the term can still be named.
+    """
+    infinite = np.isinf(matrix) & keep[:, None]
+    if not infinite.any():
+        return
+    labels = [parsed.column_name(str(name)) for name in names]
+    # A column of the data that is infinite is reported later, as on the fast path.
+    computed = [j for j, label in enumerate(labels) if label not in parsed.columns]
+    hits = [j for j in computed if infinite[:, j].any()]
+    if not hits:
+        return
+    column = hits[0]
+    rows = np.flatnonzero(infinite[:, column])
+    label = labels[column]
+    raise DataError(
+        f"{what} {label!r} is infinite or NaN in {rows.size} row{'s' if rows.size > 1 else ''} "
+        f"(first at row {index[rows[0]]!r}: {matrix[rows[0], column]:g}): the term overflows "
+        "floating point (values beyond 1.8e308) or the data hold infinite values; rescale "
+        "the columns it uses, or keep transforms such as log() inside their domain"
+    )
+
+
+def evaluation_frame(frame: pd.DataFrame, keep: np.ndarray | None) -> pd.DataFrame:
+    """``frame`` as formulaic reads it: numbers as floats, dropped rows' categories blanked.
+
+    Integer, unsigned and nullable numeric columns become float64 (missing
+    values NaN): formula arithmetic is R's, in floating point, so ``I(x^2)``
+    of an integer near 4e9 is 1.6e19, not a wrapped-around integer.  Logical
+    columns stay logical: the design stage tells the translator which they
+    are, and it counts them 0/1 in arithmetic (``flag + flag`` is 2, not a
+    logical "or") and codes them FALSE/TRUE as factors, as R does.
 
     As in R's ``model.frame``, numeric transforms (``scale(x)``) see every row
-    and missing rows are dropped afterwards, but a factor keeps only the levels
-    of the rows used (``drop.unused.levels``).  Blanking the dropped rows of
-    non-numeric columns gives formulaic exactly those levels.
+    and missing rows are dropped afterwards, but a factor keeps only the
+    levels of the rows used (``drop.unused.levels``).  Blanking the dropped
+    rows (``keep``) of non-numeric columns gives formulaic exactly those levels.
     """
     out = frame.copy()
     for name in out.columns:
         column = out[name]
-        if pd.api.types.is_numeric_dtype(column.dtype) and not isinstance(
-            column.dtype, pd.CategoricalDtype
-        ):
+        dtype = column.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            if keep is not None and not keep.all():
+                column = column.where(keep)
+            out[name] = column.cat.remove_unused_categories()
+        elif pd.api.types.is_bool_dtype(dtype):
+            # R's logical: kept so (the translator counts it 0/1 in arithmetic).
             continue
-        if pd.api.types.is_bool_dtype(column.dtype):
-            continue
-        if not keep.all():
-            column = column.where(keep)
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            column = column.cat.remove_unused_categories()
-        out[name] = column
+        elif pd.api.types.is_numeric_dtype(dtype):
+            if not (isinstance(dtype, np.dtype) and dtype == np.float64):
+                out[name] = pd.Series(
+                    column.to_numpy(dtype=np.float64, na_value=np.nan), index=column.index
+                )
+        elif keep is not None and not keep.all():
+            out[name] = column.where(keep)
     return out
 
 
@@ -264,9 +398,11 @@ def fixed_effects(
         raw_names = list(rhs.columns)
         spec = rhs.model_spec
     check_finite(y, [parsed.response_label], "the response", rows.index)
+    check_magnitudes(y, [parsed.response_label], "the response")
     check_response(y, parsed.response_label)
     names = parsed.column_names(raw_names)
     check_finite(x, names, "the fixed-effects column", rows.index)
+    check_magnitudes(x, names, "the fixed-effects column")
 
     dropped: list[str] = []
     aliased = aliased_columns(x)
@@ -290,18 +426,56 @@ def aliased_columns(x: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
 
     Like R's ``qr()``, columns are taken in order and one is kept when its
     component orthogonal to the kept columns is larger than ``tol`` times its
-    norm.
+    norm.  The test does not depend on the columns' scales: each is divided
+    by its largest magnitude first, so a column of values near 1e-300 (whose
+    squares underflow) is not taken for a column of zeros.
     """
     if x.shape[1] == 0:
         return []
+    peak = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    zero = ~(peak > 0.0)
+    scaled = x / np.where(zero, 1.0, peak)[None, :]
     # Householder QR without pivoting: |R_jj| is the norm of column j's
     # component orthogonal to the columns before it (aliased ones add nothing
     # to their span), in one LAPACK pass over X.
-    r = np.linalg.qr(x, mode="r")
-    norms = np.linalg.norm(x, axis=0)
+    r = np.linalg.qr(scaled, mode="r")
+    norms = np.linalg.norm(scaled, axis=0)
     diag = np.zeros(x.shape[1])  # columns beyond the n-th are aliased
     diag[: min(r.shape)] = np.abs(np.diagonal(r))
-    return [j for j in range(x.shape[1]) if norms[j] == 0.0 or diag[j] <= tol * norms[j]]
+    return [j for j in range(x.shape[1]) if zero[j] or diag[j] <= tol * norms[j]]
+
+
+#: The cross-products square the columns: a column whose norm is beyond these
+#: bounds has squares that overflow or vanish in floating point.
+MAGNITUDE_BOUNDS = (1e-150, 1e150)
+
+
+def check_magnitudes(values: np.ndarray, names: list[str], what: str) -> None:
+    """Refuse columns too large or too small for the cross-products to represent.
+
+    The engine works with sums of squares and products of the columns; a
+    column whose norm exceeds 1e150 (squares beyond 1e300) or, being nonzero,
+    is below 1e-150 would overflow or underflow there.  The remedy is to
+    rescale it, which the message says, naming the column.
+
+    Raises
+    ------
+    DataError
+    """
+    matrix = values.reshape(len(values), -1)
+    if matrix.shape[0] == 0:
+        return
+    peak = np.max(np.abs(matrix), axis=0)
+    norm = peak * np.sqrt(matrix.shape[0])
+    low, high = MAGNITUDE_BOUNDS
+    bad = np.flatnonzero((norm > high) | ((peak > 0) & (norm < low)))
+    if bad.size:
+        j = int(bad[0])
+        direction = "large" if norm[j] > high else "small"
+        raise DataError(
+            f"{what} {names[j]!r} has values too {direction} to square in floating point "
+            f"(largest magnitude {peak[j]:.3g}); rescale it, e.g. divide it by {peak[j]:.0e}"
+        )
 
 
 @dataclass(frozen=True)
@@ -351,5 +525,6 @@ def term_matrices(
             raw_names, z_spec = lhs.columns, lhs.model_spec
         names = parsed.column_names(raw_names)
         check_finite(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
+        check_magnitudes(z, names, f"in {random_term_to_lme4(spec)}, the column")
         out.append(TermMatrix(z, names, z_spec))
     return out

@@ -1,106 +1,86 @@
-"""The functions a formula may call: their R names, arguments and implementations.
+"""The functions a formula may call: their R names, parameters and implementations.
 
 :data:`FUNCTIONS` is the table the translator checks every call against: a
-function is callable from a formula only if it is listed here, with the
-keyword arguments listed for it.  :data:`TRANSFORMS` holds the
-implementations formulaic needs besides its own (pass it as the evaluation
-context of every model matrix built from a translated formula, and of every
-model spec evaluated again on new data).
+function is callable from a formula only if it is listed here, and each of
+its arguments must be of the kind its :class:`Parameter` says (a column
+expression, a number, a whole number, TRUE/FALSE, a vector ``c(...)`` of
+constants, a level, contrasts).  Arguments that size the result (``df``,
+``degree``, the number of ``breaks``) are bounded by
+:data:`~.limits.MAX_BASIS_COLUMNS`.  :data:`TRANSFORMS` holds the
+implementations, by the names translated formulas call: pass it as the
+evaluation context of every model matrix built from a translated formula and
+of every model spec evaluated again on new data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from formulaic.transforms import stateful_transform
+from . import factors, splines, transforms
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
+    "ARGUMENT_KINDS",
     "CONTRASTS",
     "CONTRAST_FUNCTIONS",
+    "FACTOR_INPUT_FUNCTIONS",
     "FUNCTIONS",
     "TRANSFORMS",
     "TRANSLATED_KEYWORDS",
     "FormulaFunction",
+    "Parameter",
     "allowed_names",
 ]
 
+#: What an argument may be: ``data`` (an expression of columns), ``number``
+#: (a numeric constant), ``count`` (a whole number from 1 to
+#: MAX_BASIS_COLUMNS), ``logical`` (TRUE/FALSE/T/F), ``values`` (a constant or
+#: ``c(...)`` of constants), ``numbers`` (the same, numbers only), ``level``
+#: (a string or a number), ``string``, ``contrasts``, ``breaks`` (a count or
+#: numbers), ``labels`` (values or FALSE), ``number_or_logical``.
+ARGUMENT_KINDS = frozenset(
+    {
+        "data",
+        "number",
+        "count",
+        "logical",
+        "values",
+        "numbers",
+        "level",
+        "string",
+        "contrasts",
+        "breaks",
+        "labels",
+        "number_or_logical",
+    }
+)
 
-# ---------------------------------------------------------------------------
-# Implementations of R's meaning where formulaic's differs or is missing
-# ---------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a formula function.
 
-def _log(x: Any, base: float | None = None) -> Any:
-    """Natural logarithm, or the logarithm to ``base`` like R's ``log(x, base)``."""
-    if base is None:
-        return np.log(x)
-    return np.log(x) / np.log(base)
-
-
-def _as_numeric(x: Any) -> pd.Series:
-    """R's ``as.numeric``: numbers stay, logicals become 0/1, a factor its level codes."""
-    series = x if isinstance(x, pd.Series) else pd.Series(x)
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        # R numbers a factor's levels from 1, and as.numeric(f) returns those codes.
-        codes = (series.cat.codes + 1).astype(float)
-        return codes.where(series.notna())
-    return pd.to_numeric(series, errors="raise").astype(float)
-
-
-@stateful_transform
-def _scale(
-    data: Any,
-    center: bool | float = True,
-    scale: bool | float = True,
-    ddof: float = 1,
-    _state: dict | None = None,
-) -> np.ndarray:
-    """R's ``scale()``: like formulaic's, but the mean and sd skip missing values.
-
-    Model matrices are evaluated on every row before missing rows are dropped
-    (as R's model.frame does), so a NaN in one row must not turn the whole
-    column into NaN.  The state keys are formulaic's own, so a saved model spec
-    re-applies the same centre and scale to new data.
+    Attributes
+    ----------
+    name : str
+        R's name (``na.rm``, ``Boundary.knots``).
+    kind : str
+        One of :data:`ARGUMENT_KINDS`.
+    python : str
+        The keyword of the translated call (``na_rm``); R's name with dots
+        as underscores by default.
     """
-    state = {} if _state is None else _state
-    values = np.array(data, dtype=np.float64)
-    state.setdefault("ddof", ddof)
-    if "center" not in state:
-        if isinstance(center, bool):
-            state["center"] = np.nanmean(values, axis=0) if center else None
-        else:
-            state["center"] = np.array(center)
-    if state["center"] is not None:
-        values = values - state["center"]
-    if "scale" not in state:
-        if isinstance(scale, bool):
-            count = np.sum(~np.isnan(values), axis=0)
-            state["scale"] = (
-                np.sqrt(np.nansum(values**2, axis=0) / np.maximum(count - state["ddof"], 1))
-                if scale
-                else None
-            )
-        else:
-            state["scale"] = np.array(scale)
-    if state["scale"] is not None:
-        values = values / state["scale"]
-    return values
 
+    name: str
+    kind: str = "data"
+    python: str = ""
 
-@stateful_transform
-def _center(data: Any, _state: dict | None = None) -> np.ndarray:
-    """R's ``scale(x, scale = FALSE)``, skipping missing values."""
-    return _scale(data, scale=False, _state=_state)
-
-
-# ---------------------------------------------------------------------------
-# The table
-# ---------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        assert self.kind in ARGUMENT_KINDS, self.kind
+        if not self.python:
+            object.__setattr__(self, "python", self.name.replace(".", "_").lower())
 
 
 @dataclass(frozen=True)
@@ -110,97 +90,301 @@ class FormulaFunction:
     Attributes
     ----------
     name : str
-        The name the translated formula calls (formulaic's, or one in
-        :data:`TRANSFORMS`), e.g. ``"C"`` for R's ``factor``.
-    keywords : mapping of str to str
-        Keyword arguments accepted: R spelling → formulaic spelling.
-    max_args : int or None
-        Most positional arguments accepted (None: no limit checked here).
-    needs_argument : bool
-        Whether a call without arguments is refused (``Sum()`` takes none).
+        The name the translated formula calls (a key of :data:`TRANSFORMS`),
+        e.g. ``"C"`` for R's ``factor``.
+    parameters : tuple of Parameter
+        In R's order; the first ``required`` must be given.
+    variadic : bool
+        Whether any number of data arguments come first (``pmin(a, b, c)``).
+    result : str
+        What the call gives: ``"number"``, ``"logical"``, ``"factor"``,
+        ``"columns"`` (several columns: ``poly``, ``ns``), ``"same"`` (its
+        argument's kind: ``I``) or ``"any"``.
+    required : int
+        Leading parameters that must be given.
     implementation : callable or None
-        What formulaic calls, when formulaic does not provide ``name`` itself.
+        What formulaic calls.
+    fixed_keywords : mapping of str to str
+        Keywords the translated call always passes (``ordered()`` is
+        ``C(x, ordered=True)``).
     """
 
     name: str
-    keywords: Mapping[str, str] = field(default_factory=dict)
-    max_args: int | None = None
-    needs_argument: bool = True
+    parameters: tuple[Parameter, ...] = (Parameter("x"),)
+    variadic: bool = False
+    result: str = "number"
+    required: int = 1
     implementation: Callable[..., Any] | None = None
+    fixed_keywords: Mapping[str, str] | None = None
+
+    @property
+    def keywords(self) -> dict[str, str]:
+        """Keyword arguments accepted: R spelling → translated spelling."""
+        return {p.name: p.python for p in self.parameters}
+
+    @property
+    def max_args(self) -> int | None:
+        """Most positional arguments accepted (None: any number)."""
+        return None if self.variadic else len(self.parameters)
+
+    @property
+    def needs_argument(self) -> bool:
+        """Whether a call without arguments is refused."""
+        return self.required > 0 or self.variadic
 
 
-_FACTOR = FormulaFunction("C", keywords={"levels": "levels"}, max_args=1)
-_AS_NUMERIC = FormulaFunction("as_numeric", implementation=_as_numeric)
+_X = Parameter("x")
+_NA_RM = Parameter("na.rm", "logical")
+
+
+def _math(name: str, implementation: Callable[..., Any], *extra: Parameter) -> FormulaFunction:
+    return FormulaFunction(name, (_X, *extra), implementation=implementation)
+
+
+_FACTOR = FormulaFunction(
+    "C",
+    (
+        _X,
+        Parameter("levels", "values"),
+        Parameter("labels", "values"),
+        Parameter("ordered", "logical"),
+    ),
+    result="factor",
+    implementation=factors.C,
+)
+_AS_FACTOR = FormulaFunction("C", (_X,), result="factor", implementation=factors.C)
+_AS_NUMERIC = FormulaFunction("as_numeric", implementation=transforms.as_numeric)
+_LOG = FormulaFunction("log", (_X, Parameter("base")), implementation=transforms.log)
+
+
+def _summary(name: str, variadic: bool = False) -> FormulaFunction:
+    implementation = transforms.SUMMARIES[name]
+    if variadic:
+        return FormulaFunction(
+            name, (_NA_RM,), variadic=True, required=0, implementation=implementation
+        )
+    return FormulaFunction(name, (_X, _NA_RM), implementation=implementation)
+
 
 #: Every function a formula may call, by the name written in the formula.
 FUNCTIONS: dict[str, FormulaFunction] = {
-    "log": FormulaFunction("log", keywords={"base": "base"}, implementation=_log),
-    "exp": FormulaFunction("exp", implementation=np.exp),
-    "sqrt": FormulaFunction("sqrt", implementation=np.sqrt),
-    "abs": FormulaFunction("abs", implementation=np.abs),
-    "log1p": FormulaFunction("log1p", implementation=np.log1p),
-    "expm1": FormulaFunction("expm1", implementation=np.expm1),
-    "log2": FormulaFunction("log2", implementation=np.log2),
-    "log10": FormulaFunction("log10", implementation=np.log10),
+    # Arithmetic and math
+    "log": _LOG,
+    **{name: _math(name, func) for name, func in transforms.MATH_FUNCTIONS.items()},
+    "atan2": FormulaFunction(
+        "atan2", (Parameter("y"), Parameter("x")), required=2, implementation=transforms.atan2
+    ),
+    "round": FormulaFunction(
+        "round", (_X, Parameter("digits", "number")), implementation=transforms.r_round
+    ),
+    "signif": FormulaFunction(
+        "signif", (_X, Parameter("digits", "number")), implementation=transforms.signif
+    ),
+    "pmin": FormulaFunction(
+        "pmin", (_NA_RM,), variadic=True, required=0, implementation=transforms.pmin
+    ),
+    "pmax": FormulaFunction(
+        "pmax", (_NA_RM,), variadic=True, required=0, implementation=transforms.pmax
+    ),
+    "ifelse": FormulaFunction(
+        "ifelse",
+        (Parameter("test"), Parameter("yes"), Parameter("no")),
+        required=3,
+        result="any",
+        implementation=transforms.ifelse,
+    ),
+    "is.na": FormulaFunction("is_na", result="logical", implementation=transforms.is_na),
+    "as.logical": FormulaFunction(
+        "as_logical", result="logical", implementation=transforms.as_logical
+    ),
     "as.numeric": _AS_NUMERIC,
     "as.double": _AS_NUMERIC,
     "as_numeric": _AS_NUMERIC,
+    "as.integer": FormulaFunction("as_integer", implementation=transforms.as_integer),
+    # Whole-column summaries
+    **{name: _summary(name) for name in ("mean", "median", "sd", "var", "length")},
+    **{name: _summary(name, variadic=True) for name in ("min", "max", "sum")},
     "scale": FormulaFunction(
-        "scale", keywords={"center": "center", "scale": "scale"}, implementation=_scale
+        "scale",
+        (_X, Parameter("center", "number_or_logical"), Parameter("scale", "number_or_logical")),
+        implementation=transforms.scale,
     ),
-    "center": FormulaFunction("center", implementation=_center),
+    "center": FormulaFunction("center", implementation=transforms.center),
+    # Bases
+    "poly": FormulaFunction(
+        "poly",
+        (_X, Parameter("degree", "count"), Parameter("raw", "logical")),
+        result="columns",
+        implementation=transforms.poly,
+    ),
+    "ns": FormulaFunction(
+        "ns",
+        (
+            _X,
+            Parameter("df", "count"),
+            Parameter("knots", "numbers"),
+            Parameter("intercept", "logical"),
+            Parameter("Boundary.knots", "numbers"),
+        ),
+        result="columns",
+        implementation=splines.ns,
+    ),
+    "bs": FormulaFunction(
+        "bs",
+        (
+            _X,
+            Parameter("df", "count"),
+            Parameter("knots", "numbers"),
+            Parameter("degree", "count"),
+            Parameter("intercept", "logical"),
+            Parameter("Boundary.knots", "numbers"),
+        ),
+        result="columns",
+        implementation=splines.bs,
+    ),
+    # Factors
     "factor": _FACTOR,
-    "as.factor": _FACTOR,
+    "as.factor": _AS_FACTOR,
+    "ordered": FormulaFunction(
+        "C",
+        (_X, Parameter("levels", "values"), Parameter("labels", "values")),
+        result="factor",
+        implementation=factors.C,
+        fixed_keywords={"ordered": "True"},
+    ),
     "C": FormulaFunction(
         "C",
-        keywords={"levels": "levels", "contr": "contrasts", "contrasts": "contrasts"},
-        max_args=2,
+        (_X, Parameter("contr", "contrasts", python="contrasts")),
+        result="factor",
+        implementation=factors.C,
     ),
-    "I": FormulaFunction("I"),
-    "Q": FormulaFunction("Q"),
-    "poly": FormulaFunction("poly", keywords={"degree": "degree", "raw": "raw"}),
-    "Treatment": FormulaFunction(
-        "Treatment", keywords={"reference": "reference"}, needs_argument=False
+    "relevel": FormulaFunction(
+        "relevel",
+        (_X, Parameter("ref", "level")),
+        required=2,
+        result="factor",
+        implementation=factors.relevel,
     ),
-    "Sum": FormulaFunction("Sum", needs_argument=False),
-    "Helmert": FormulaFunction("Helmert", needs_argument=False),
-    "Poly": FormulaFunction("Poly", needs_argument=False),
-    "Diff": FormulaFunction("Diff", needs_argument=False),
+    "interaction": FormulaFunction(
+        "interaction",
+        (Parameter("sep", "string"),),
+        variadic=True,
+        required=0,
+        result="factor",
+        implementation=factors.interaction,
+    ),
+    "cut": FormulaFunction(
+        "cut",
+        (
+            _X,
+            Parameter("breaks", "breaks"),
+            Parameter("labels", "labels"),
+            Parameter("include.lowest", "logical"),
+            Parameter("right", "logical"),
+            Parameter("dig.lab", "count"),
+            Parameter("ordered_result", "logical"),
+        ),
+        required=2,
+        result="factor",
+        implementation=factors.cut,
+    ),
+    # Terms
+    "I": FormulaFunction("I", result="same", implementation=transforms.I),
+    "Q": FormulaFunction("Q", (Parameter("name", "string"),), result="any"),
 }
 
-#: The contrast functions (the second argument of ``C()``).
-CONTRAST_FUNCTIONS = frozenset({"Treatment", "Sum", "Helmert", "Poly", "Diff"})
+# numpy's spellings of the math functions, as statsmodels users write them.
+_NUMPY_NAMES = {
+    "log": "log",
+    "exp": "exp",
+    "sqrt": "sqrt",
+    "abs": "abs",
+    "sign": "sign",
+    "floor": "floor",
+    "ceil": "ceiling",
+    "trunc": "trunc",
+    "log1p": "log1p",
+    "expm1": "expm1",
+    "log2": "log2",
+    "log10": "log10",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "tanh": "tanh",
+}
+for _prefix in ("np", "numpy"):
+    for _numpy, _r in _NUMPY_NAMES.items():
+        _spec = FUNCTIONS[_r]
+        FUNCTIONS[f"{_prefix}.{_numpy}"] = FormulaFunction(
+            _spec.name, (_X,), implementation=_spec.implementation
+        )
 
-#: Contrast names accepted by R's ``C(f, contr)`` (bare or as strings, with or
-#: without ``contr.``), as formulaic code.
+#: Functions whose data arguments are factors (their columns are levels to
+#: learn: the Dask front end scans them).
+FACTOR_INPUT_FUNCTIONS = frozenset(
+    {"factor", "as.factor", "ordered", "C", "relevel", "interaction"}
+)
+
+#: The contrast functions, as ``C(f, Sum())`` and lme4's ``contrasts=`` name them
+#: (patsy's spelling), by their translated name.
+CONTRAST_FUNCTIONS = frozenset(factors.CONTRAST_CONSTRUCTORS)
+
+#: Contrast names accepted by R's ``C(f, contr)`` and ``contrasts=`` (bare or
+#: as strings, with or without ``contr.``), as translated code.
 CONTRASTS: dict[str, str] = {
     "treatment": "Treatment()",
+    "SAS": "SAS()",
     "sum": "Sum()",
     "helmert": "Helmert()",
     "poly": "Poly()",
 }
 
-#: Evaluation context for formulaic: the implementations it does not have (or
-#: whose R meaning differs from formulaic's, as ``scale`` with missing values).
-TRANSFORMS: dict[str, Callable[..., Any]] = {
-    spec.name: spec.implementation for spec in FUNCTIONS.values() if spec.implementation is not None
+#: The Python-side helpers the translator writes for R's operators.
+_OPERATORS: dict[str, Callable[..., Any]] = {
+    **transforms.LOGICAL_FUNCTIONS,
+}
+
+#: Evaluation context for formulaic: every implementation, by translated name.
+TRANSFORMS: dict[str, Any] = {
+    **{spec.name: spec.implementation for spec in FUNCTIONS.values() if spec.implementation},
+    **_OPERATORS,
+    "logical": factors.logical,  # how the design stage codes a logical column
+    **factors.CONTRAST_CONSTRUCTORS,
 }
 
 #: Every function name a translated formula may call.
-ALLOWED_FUNCTIONS: frozenset[str] = frozenset(spec.name for spec in FUNCTIONS.values())
+ALLOWED_FUNCTIONS: frozenset[str] = frozenset(TRANSFORMS)
 
-#: Keyword arguments each translated function accepts (formulaic spelling).
+#: Keyword arguments each translated function accepts (translated spelling).
 TRANSLATED_KEYWORDS: dict[str, frozenset[str]] = {
     name: frozenset(
         keyword
         for spec in FUNCTIONS.values()
         if spec.name == name
-        for keyword in spec.keywords.values()
+        for keyword in (*spec.keywords.values(), *(spec.fixed_keywords or {}))
     )
     for name in ALLOWED_FUNCTIONS
 }
+TRANSLATED_KEYWORDS["Treatment"] = frozenset({"reference", "base"})
+TRANSLATED_KEYWORDS["C"] = TRANSLATED_KEYWORDS["C"] | {"contrasts"}
+TRANSLATED_KEYWORDS["logical"] = frozenset({"contrasts"})
 
 
 def allowed_names() -> str:
     """The functions a formula may call, as R users write them, for messages."""
-    return ", ".join(sorted(set(FUNCTIONS) - {"as.double"}))
+    hidden = {"as.double", "as_numeric"}
+    return ", ".join(
+        sorted(
+            (
+                name
+                for name in FUNCTIONS
+                if name not in hidden and not name.startswith(("np.", "numpy."))
+            ),
+            key=str.lower,
+        )
+    )

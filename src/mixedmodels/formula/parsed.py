@@ -16,7 +16,15 @@ from functools import cached_property
 
 from .tokens import r_name
 
-__all__ = ["ModelPart", "ParsedFormula", "RandomTermSpec", "Term", "random_term_to_lme4"]
+__all__ = [
+    "GroupExpression",
+    "ModelPart",
+    "Offset",
+    "ParsedFormula",
+    "RandomTermSpec",
+    "Term",
+    "random_term_to_lme4",
+]
 
 #: formulaic's name for the intercept column, and lme4's.
 _INTERCEPT = ("Intercept", "(Intercept)")
@@ -83,6 +91,45 @@ class ModelPart:
 
 
 @dataclass(frozen=True)
+class Offset:
+    """One ``offset(expr)`` term of the fixed part.
+
+    Attributes
+    ----------
+    code : str
+        The expression as Python code formulaic evaluates (``log(expected)``).
+    label : str
+        The term as R deparses it (``offset(log(expected))``), for messages.
+    columns : tuple of str
+        The data columns it reads.
+    """
+
+    code: str
+    label: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupExpression:
+    """A grouping factor written as an expression: ``(1 | factor(Subject))``.
+
+    Attributes
+    ----------
+    label : str
+        lme4's name of the grouping factor (R's deparse: ``factor(Subject)``),
+        which stands for it in :attr:`RandomTermSpec.group`.
+    code : str
+        The expression as Python code giving the factor.
+    columns : tuple of str
+        The data columns it reads.
+    """
+
+    label: str
+    code: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RandomTermSpec:
     """One random-effects term ``(lhs | group)`` after expansion of ``||`` and ``/``.
 
@@ -92,15 +139,20 @@ class RandomTermSpec:
         The left-hand side, the model of the per-row random effects.
     group : tuple of str
         Column names whose interaction forms the grouping factor, e.g.
-        ``("Subject",)`` or ``("cask", "batch")`` for ``cask:batch``.
+        ``("Subject",)`` or ``("cask", "batch")`` for ``cask:batch``; a
+        factor written as an expression stands here by its label (see
+        :attr:`ParsedFormula.group_expressions`).
     group_label : str or None
         lme4's name of a nested grouping factor (``"c:(b:a)"``) when it is not
         the columns joined by ``:``.
+    computed : tuple of str
+        The entries of ``group`` that are expressions, not columns.
     """
 
     part: ModelPart
     group: tuple[str, ...]
     group_label: str | None = None
+    computed: tuple[str, ...] = ()
 
     @property
     def lhs(self) -> str:
@@ -126,7 +178,8 @@ def random_term_to_lme4(spec: RandomTermSpec) -> str:
     str
         The term as lme4 would print it in a formula, for messages and summaries.
     """
-    return f"({spec.part.label} | {':'.join(r_name(name) for name in spec.group)})"
+    group = ":".join(name if name in spec.computed else r_name(name) for name in spec.group)
+    return f"({spec.part.label} | {group})"
 
 
 @dataclass(frozen=True)
@@ -158,6 +211,13 @@ class ParsedFormula:
         formulaic's name of each factor of the model terms → its R label
         (``"C(g)"`` → ``"factor(g)"``), in order of first appearance, the
         fixed part's first.
+    default_coded : frozenset of str
+        The factors that are columns by name coded by formulaic itself
+        (its column names put ``T.`` before a level).
+    offsets : tuple of Offset
+        The ``offset(expr)`` terms of the fixed part, in formula order.
+    group_expressions : tuple of GroupExpression
+        The grouping factors written as expressions, each once.
     """
 
     source: str
@@ -170,6 +230,9 @@ class ParsedFormula:
     columns: tuple[str, ...]
     factor_columns: tuple[str, ...]
     factor_labels: tuple[tuple[str, str], ...]
+    default_coded: frozenset[str] = frozenset()
+    offsets: tuple[Offset, ...] = ()
+    group_expressions: tuple[GroupExpression, ...] = ()
 
     @property
     def fixed(self) -> str:
@@ -189,9 +252,9 @@ class ParsedFormula:
 
         ``Intercept`` is ``(Intercept)``; every factor name in ``column`` is
         replaced by its R label and the level that follows it in brackets is
-        appended as lme4 does: ``C(g)[T.b]`` is ``factor(g)b``, ``I(x ** 2)`` is
-        ``I(x^2)``, ``x:h[u]`` is ``x:hu``.  A name that is not made of the
-        formula's factors is returned unchanged.
+        appended as lme4 does: ``C(g)[b]`` is ``factor(g)b``, ``h[T.u]`` is
+        ``hu``, ``I(x ** 2)`` is ``I(x^2)``, ``x:h[T.u]`` is ``x:hu``.  A name
+        that is not made of the formula's factors is returned unchanged.
         """
         if column == _INTERCEPT[0]:
             return _INTERCEPT[1]
@@ -201,8 +264,10 @@ class ParsedFormula:
         pieces = _split_column(column, labels)
         if pieces is None:
             return column
+        default = self.default_coded
         return ":".join(
-            labels[factor] + (level.removeprefix("T.") if level is not None else "")
+            labels[factor]
+            + ("" if level is None else level.removeprefix("T.") if factor in default else level)
             for factor, level in pieces
         )
 

@@ -17,6 +17,7 @@ from .tokens import Token, formula_error
 __all__ = [
     "BARS",
     "COMPARISONS",
+    "LOGICAL",
     "BinOp",
     "Call",
     "Name",
@@ -34,8 +35,12 @@ __all__ = [
 
 #: Comparison operators (allowed inside calls only).
 COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
-#: The bars of random-effects terms: ``(x | g)`` and ``(x || g)``.
+#: The bars of random-effects terms: ``(x | g)`` and ``(x || g)``; inside a
+#: call, ``|`` is R's elementwise "or".
 BARS = frozenset({"|", "||"})
+#: Logical operators (inside calls only): elementwise ``&`` and ``|``, and the
+#: scalar ``&&`` and ``||`` (refused by the translator).
+LOGICAL = frozenset({"&", "&&", "|", "||"})
 _MAX_DEPTH = 50  # each level costs ~13 Python frames in the parser
 
 
@@ -89,7 +94,7 @@ class BinOp(Node):
 
 @dataclass(frozen=True)
 class Unary(Node):
-    """Unary ``+`` or ``-``."""
+    """Unary ``+``, ``-`` or ``!``."""
 
     op: str
     operand: Node
@@ -134,7 +139,7 @@ def signed_terms(node: Node) -> list[tuple[int, Node]]:
         if isinstance(node, BinOp) and node.op in ("+", "-"):
             stack.append((sign if node.op == "+" else -sign, node.right))
             stack.append((sign, node.left))
-        elif isinstance(node, Unary):
+        elif isinstance(node, Unary) and node.op in ("+", "-"):
             stack.append((sign if node.op == "+" else -sign, node.operand))
         elif isinstance(node, Paren) and sign > 0 and not is_bar(unwrap(node)):
             stack.append((sign, unwrap(node)))
@@ -157,8 +162,8 @@ def parse_side(source: str, tokens: list[Token], end: int) -> Node:
 class _Parser:
     """Recursive-descent parser using R's operator precedence.
 
-    From loosest to tightest: ``|``/``||``, comparisons, ``+ -``, ``* /``,
-    ``%op%``, ``:``, unary ``+ -``, ``^`` (right-associative).
+    From loosest to tightest: ``|``/``||``, ``&``/``&&``, ``!``, comparisons,
+    ``+ -``, ``* /``, ``%op%``, ``:``, unary ``+ -``, ``^`` (right-associative).
     """
 
     def __init__(self, source: str, tokens: list[Token], end: int) -> None:
@@ -213,7 +218,7 @@ class _Parser:
         return left
 
     def _bar(self) -> Node:
-        left = self._compare()
+        left = self._and()
         while self._at_op(*BARS):
             op = self._next()
             nxt = self._peek()
@@ -223,12 +228,38 @@ class _Parser:
                     f"nothing on the right of `{op.text}`: a random-effects term needs a "
                     "grouping factor, e.g. (1 | g)",
                 )
-            right = self._compare()
+            right = self._and()
             left = BinOp(left.start, right.end, op.text, op.start, left, right)
         return left
 
+    def _and(self) -> Node:
+        return self._binary(("&", "&&"), self._not)
+
+    def _not(self) -> Node:
+        # R's ! binds more loosely than comparisons: !x > 1 is !(x > 1).
+        if self._at_op("!"):
+            op = self._next()
+            self._enter(op.start)
+            operand = self._not()
+            self.depth -= 1
+            return Unary(op.start, operand.end, "!", operand)
+        return self._compare()
+
     def _compare(self) -> Node:
-        return self._binary(COMPARISONS, self._sum)
+        left = self._sum()
+        if self._at_op(*COMPARISONS):
+            op = self._next()
+            right = self._sum()
+            left = BinOp(left.start, right.end, op.text, op.start, left, right)
+            if self._at_op(*COMPARISONS):
+                # R does not chain comparisons: a < b < c is a syntax error there.
+                nxt = self._next()
+                self._fail(
+                    nxt.start,
+                    f"comparisons cannot be chained; write (a {op.text} b) {nxt.text} c "
+                    "with parentheses",
+                )
+        return left
 
     def _sum(self) -> Node:
         return self._binary(("+", "-"), self._product)
@@ -295,6 +326,8 @@ class _Parser:
             close = self._expect_close(tok)
             self.depth -= 1
             return Paren(tok.start, close.end, inner)
+        if tok.text == "!":
+            return self._not()  # R reads a * !b as a * (!b)
         if tok.text in BARS:
             self._fail(
                 tok.start,

@@ -12,25 +12,51 @@ allow-list check of :mod:`.safety`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import FormulaError
-from .parsed import ModelPart, ParsedFormula, RandomTermSpec, Term
-from .parser import BinOp, Call, Name, Node, is_bar, parse_side, signed_terms, unwrap
-from .safety import check_translated
+from .parsed import GroupExpression, ModelPart, Offset, ParsedFormula, RandomTermSpec, Term
+from .parser import BinOp, Call, Name, Node, Paren, is_bar, parse_side, signed_terms, unwrap
+from .safety import check_python, check_translated
 from .tokens import Token, check_parentheses, formula_error, tokenize
-from .translate import Translator, interaction_label, ordered_union, split_intercept
+from .translate import (
+    Translator,
+    canonical_python,
+    interaction_label,
+    ordered_union,
+    split_intercept,
+)
 
-__all__ = ["WrittenBar", "WrittenFormula", "parse_formula", "split_terms", "translate_expression"]
+__all__ = [
+    "WrittenBar",
+    "WrittenFormula",
+    "contrasts_code",
+    "parse_formula",
+    "split_terms",
+    "translate_expression",
+]
 
 
-def parse_formula(formula: str) -> ParsedFormula:
+def parse_formula(
+    formula: str,
+    codings: Mapping[str, str] | None = None,
+    fixed_codings: Mapping[str, str] | None = None,
+) -> ParsedFormula:
     """Parse an lme4 model formula.
 
     Parameters
     ----------
     formula : str
         An lme4 formula such as ``"Reaction ~ Days + (Days | Subject)"``.
+    codings : mapping of str to str, optional
+        Columns to code as factors wherever they are a term by name, each
+        with the Python template of its coding (see
+        :class:`~.translate.Translator`); the design stage gives them for
+        logical columns and ordered factors.
+    fixed_codings : mapping of str to str, optional
+        The same for the fixed part only, over ``codings`` (lme4's
+        ``contrasts=`` argument).
 
     Returns
     -------
@@ -53,7 +79,11 @@ def parse_formula(formula: str) -> ParsedFormula:
     if not isinstance(formula, str):
         raise FormulaError(f"a formula must be a string, got {type(formula).__name__}")
     try:
-        return _parse_formula(formula)
+        return _parse_formula(
+            formula,
+            tuple(sorted((codings or {}).items())),
+            tuple(sorted((fixed_codings or {}).items())),
+        )
     except RecursionError:
         raise FormulaError("formula is too long or too deeply nested") from None
 
@@ -101,9 +131,13 @@ def translate_expression(expr: str) -> str:
 # the same formula (bootstraps, the CLI, benchmarks): parsing costs more than
 # building a small design.  Errors are not cached, so they are raised each time.
 @functools.lru_cache(maxsize=256)
-def _parse_formula(source: str) -> ParsedFormula:
+def _parse_formula(
+    source: str, codings: tuple[tuple[str, str], ...], fixed_codings: tuple[tuple[str, str], ...]
+) -> ParsedFormula:
+    everywhere = dict(codings)
+    fixed_only = {**everywhere, **dict(fixed_codings)}
     lhs, rhs = _sides(source)
-    response = Translator(source)
+    response = Translator(source, codings=everywhere)
     response_text = response.response(lhs)
     core = unwrap(lhs)
     if isinstance(core, Name):
@@ -115,9 +149,17 @@ def _parse_formula(source: str) -> ParsedFormula:
         response_column = None
 
     fixed_terms: list[tuple[int, Node]] = []
+    offsets: list[Offset] = []
+    groups: dict[str, GroupExpression] = {}
     random: list[tuple[_Part, tuple[str, ...], str | None]] = []
     for sign, term in signed_terms(rhs):
         bar = unwrap(term)
+        if isinstance(bar, Call) and bar.func == "offset":
+            offset = _offset(source, sign, bar, everywhere)
+            # R counts a repeated offset term once, as any repeated term.
+            if all(offset.label != other.label for other in offsets):
+                offsets.append(offset)
+            continue
         if not isinstance(bar, BinOp) or not is_bar(bar):
             fixed_terms.append((sign, term))
             continue
@@ -127,22 +169,30 @@ def _parse_formula(source: str) -> ParsedFormula:
             raise formula_error(
                 source, term.start, "a random-effects term cannot be removed with `-`"
             )
-        random += _bar_terms(source, term, bar)
-    fixed = _Part(source, *split_intercept(fixed_terms))
+        random += _bar_terms(source, term, bar, everywhere, groups)
+    fixed = _Part(source, *split_intercept(fixed_terms), codings=fixed_only)
 
     # The fixed part's factors first: R orders an interaction's factors by
     # their first appearance in the fixed-effects formula.
     columns = dict.fromkeys(response.columns)
     factors: dict[str, str] = {}
     factor_columns = dict.fromkeys(response.factor_columns)
+    default_coded: set[str] = set()
+    for offset in offsets:
+        columns.update(dict.fromkeys(offset.columns))
     for part in (fixed, *(part for part, _, _ in random)):
         columns.update(dict.fromkeys(part.part.columns))
         factors.update({k: v for k, v in part.factor_labels.items() if k not in factors})
         factor_columns.update(part.factor_columns)
+        default_coded |= part.default_coded
     for _, group, _ in random:
-        columns.update(dict.fromkeys(group))
+        for name in group:
+            expression = groups.get(name)
+            columns.update(dict.fromkeys(expression.columns if expression else (name,)))
     for text in (response_text, fixed.part.text, *(part.part.text for part, _, _ in random)):
         check_translated(text)
+    for code in (*(o.code for o in offsets), *(g.code for g in groups.values())):
+        check_python(code)
     return ParsedFormula(
         source=source,
         response=response_text,
@@ -150,10 +200,18 @@ def _parse_formula(source: str) -> ParsedFormula:
         response_column=response_column,
         response_columns=tuple(response.columns),
         fixed_part=fixed.part,
-        random=tuple(RandomTermSpec(part.part, group, name) for part, group, name in random),
+        random=tuple(
+            RandomTermSpec(
+                part.part, group, name, tuple(label for label in group if label in groups)
+            )
+            for part, group, name in random
+        ),
         columns=tuple(columns),
         factor_columns=tuple(factor_columns),
         factor_labels=tuple(factors.items()),
+        default_coded=frozenset(default_coded),
+        offsets=tuple(offsets),
+        group_expressions=tuple(groups.values()),
     )
 
 
@@ -203,9 +261,22 @@ def _find_tilde(source: str, tokens: list[Token]) -> Token:
 class _Part:
     """A model part translated, with the factor labels and factor columns it records."""
 
-    def __init__(self, source: str, intercept: bool, terms: list[tuple[int, Node]]) -> None:
-        translator = Translator(source)
-        in_r = Translator(source, r_spelling=True)
+    def __init__(
+        self,
+        source: str,
+        intercept: bool,
+        terms: list[tuple[int, Node]],
+        codings: Mapping[str, str] | None = None,
+    ) -> None:
+        translator = Translator(source, codings=codings)
+        in_r = Translator(source, r_spelling=True, codings=codings)
+        # The terms the part expands to are counted (and bounded) before
+        # formulaic builds any of them.
+        order: dict[str, Node] = {}
+        expanded: dict[frozenset[str], None] = {}
+        for _, node in terms:
+            expanded.update(dict.fromkeys(translator.expand(node, order)))
+            translator.check_terms(node, len(expanded))
         rendered = [
             Term(sign, translator.formula(node), in_r.formula(node), _column(translator, node))
             for sign, node in terms
@@ -224,14 +295,35 @@ class _Part:
         self.factor_labels = {
             name: _factor_label(in_r, node) for name, node in translator.factors.items()
         }
+        #: The factors that are columns by name coded by formulaic itself.
+        self.default_coded = set(translator.default_coded)
 
     @classmethod
-    def interaction(cls, source: str, nodes: list[Node]) -> _Part:
+    def interaction(
+        cls, source: str, nodes: list[Node], codings: Mapping[str, str] | None = None
+    ) -> _Part:
         """The part ``0 + a:b`` of the interaction of the factor ``nodes``."""
         term: Node = nodes[0]
         for node in nodes[1:]:
             term = BinOp(term.start, node.end, ":", node.start, term, node)
-        return cls(source, False, [(1, term)])
+        return cls(source, False, [(1, term)], codings=codings)
+
+
+def _offset(source: str, sign: int, call: Call, codings: Mapping[str, str]) -> Offset:
+    """An ``offset(expr)`` term: its Python code, R label and columns."""
+    translator = Translator(source, codings=codings)
+    if sign < 0:
+        translator.fail(call.start, "an offset cannot be removed with `-`")
+    if len(call.args) != 1 or call.kwargs:
+        translator.fail(call.start, f"offset() takes one expression, got `{translator.text(call)}`")
+    code = translator.expression(call.args[0])
+    if code.kind not in ("number", "any"):
+        translator.fail(
+            call.args[0].start,
+            f"the offset `{translator.text(call.args[0])}` must be numeric, one value per row",
+        )
+    label = Translator(source, r_spelling=True).deparse(call)
+    return Offset(canonical_python(code.code), label, tuple(translator.columns))
 
 
 def _join(intercept: bool, terms: list[tuple[int, str]]) -> str:
@@ -259,20 +351,30 @@ def _factor_label(in_r: Translator, node: Node) -> str:
 
 
 def _bar_terms(
-    source: str, term: Node, bar: BinOp
+    source: str,
+    term: Node,
+    bar: BinOp,
+    codings: Mapping[str, str],
+    groups: dict[str, GroupExpression],
 ) -> list[tuple[_Part, tuple[str, ...], str | None]]:
     """Expand one ``(lhs | group)`` or ``(lhs || group)`` term.
 
     Returns each term's part, grouping columns and lme4's name of the
     grouping factor when it is not the columns joined by ``:`` (nesting).
     """
-    translator = Translator(source)
-    groups = _groups(translator, bar.right)
+    translator = Translator(source, codings=codings)
+    for node in signed_terms(bar.left):
+        core = unwrap(node[1])
+        if isinstance(core, Call) and core.func == "offset":
+            translator.fail(
+                core.start, "an offset belongs in the fixed part, not in a random-effects term"
+            )
+    bar_groups = _groups(translator, bar.right, groups)
     intercept, terms = split_intercept(signed_terms(bar.left))
     parts: list[_Part] = []
     if bar.op == "|":
         if intercept or any(sign > 0 for sign, _ in terms):
-            parts.append(_Part(source, intercept, terms))
+            parts.append(_Part(source, intercept, terms, codings=codings))
     else:
         # lme4's expandDoubleVerts: (1|g) if there is an intercept, then one
         # (0 + t|g) for each of R's term labels t of the left-hand side.
@@ -286,26 +388,31 @@ def _bar_terms(
                 labels = [label for label in labels if label not in set(expanded)]
         labels.sort(key=len)  # R lists main effects before interactions
         if intercept:
-            parts.append(_Part(source, True, []))
+            parts.append(_Part(source, True, [], codings=codings))
         for label in labels:
             nodes = [order[key] for key in interaction_label(label, order)]
-            parts.append(_Part.interaction(source, nodes))
+            parts.append(_Part.interaction(source, nodes, codings))
     if not parts:
         raise formula_error(
             source, term.start, f"random-effects term `{translator.text(term)}` has no columns"
         )
     return [
-        (part, group, name if ":" in name else None) for part in parts for group, name in groups
+        (part, group, name if ":" in name else None) for part in parts for group, name in bar_groups
     ]
 
 
-def _groups(translator: Translator, node: Node) -> list[tuple[tuple[str, ...], str]]:
-    """Grouping factors of ``a``, ``a:b`` or ``a/b`` (-> ``a`` and ``b:a``), with lme4's names."""
+def _groups(
+    translator: Translator, node: Node, expressions: dict[str, GroupExpression]
+) -> list[tuple[tuple[str, ...], str]]:
+    """Grouping factors of ``a``, ``a:b`` or ``a/b`` (-> ``a`` and ``b:a``), with lme4's names.
+
+    A factor written as an expression is recorded in ``expressions`` by its label.
+    """
     levels: list[tuple[str, ...]] = []
     while isinstance(node, BinOp) and node.op == "/":
-        levels.insert(0, _interaction(translator, node.right))
+        levels.insert(0, _interaction(translator, node.right, expressions))
         node = node.left
-    levels.insert(0, _interaction(translator, node))
+    levels.insert(0, _interaction(translator, node, expressions))
     # Level k of a/b/c is nested in all outer levels; lme4 names it inner-first,
     # bracketing an outer interaction: a, b:a, c:(b:a).
     groups: list[tuple[tuple[str, ...], str]] = []
@@ -321,17 +428,35 @@ def _groups(translator: Translator, node: Node) -> list[tuple[tuple[str, ...], s
     return groups
 
 
-def _interaction(translator: Translator, node: Node) -> tuple[str, ...]:
+def _interaction(
+    translator: Translator, node: Node, expressions: dict[str, GroupExpression]
+) -> tuple[str, ...]:
     if isinstance(node, BinOp) and node.op == ":":
-        return _interaction(translator, node.left) + _interaction(translator, node.right)
+        return _interaction(translator, node.left, expressions) + _interaction(
+            translator, node.right, expressions
+        )
+    if isinstance(node, Paren) and isinstance(unwrap(node), Call):
+        node = unwrap(node)
     if isinstance(node, Name):
         return (node.name,)
     if isinstance(node, Call) and node.func == "Q":
         return (translator.q_value(node),)
+    if isinstance(node, Call) and node.func != "offset":
+        # A factor computed from columns: (1 | factor(Subject)), (1 | interaction(a, b)).
+        reader = Translator(translator.source, codings=translator.codings)
+        code = reader.expression(node)
+        if code.kind not in ("factor", "any", "number", "logical"):
+            translator.fail(node.start, f"`{translator.text(node)}` cannot be a grouping factor")
+        label = Translator(translator.source, r_spelling=True).deparse(node)
+        expressions.setdefault(
+            label, GroupExpression(label, canonical_python(code.code), tuple(reader.columns))
+        )
+        return (label,)
     translator.fail(
         node.start,
         f"invalid grouping factor `{translator.text(node)}`: the right of a bar must be a "
-        "column name, an interaction a:b or a nesting a/b",
+        "column name, an expression of columns such as factor(g), an interaction a:b or "
+        "a nesting a/b",
     )
 
 
@@ -400,3 +525,20 @@ def split_terms(formula: str) -> WrittenFormula:
         else:
             fixed.append(written(node) if sign > 0 else f"-{written(node)}")
     return WrittenFormula(written(lhs), tuple(fixed), tuple(bars))
+
+
+def contrasts_code(text: str) -> str:
+    """R's name of contrasts (``"contr.sum"``, ``"contr.treatment(base = 2)"``) as
+    translated code (``"Sum()"``, ``"Treatment(reference=2)"``).
+
+    Raises
+    ------
+    FormulaError
+        For anything but R's (or patsy's) contrasts.
+    """
+    tokens = tokenize(text)
+    if not tokens:
+        raise formula_error(text, 0, "empty contrasts")
+    check_parentheses(text, tokens)
+    node = parse_side(text, tokens, len(text))
+    return Translator(text).contrasts(node)

@@ -2,9 +2,11 @@
 
 The tokenizer knows R's lexical rules for the pieces a model formula uses:
 names (dotted names such as ``Sepal.Length`` included), backticked names,
-numbers (``2``, ``1e-3``, ``2L``), strings and operators.  Anything else (``#``,
-``$``, ``@``, ``[``, ``{``, ``!``, ``&``) is refused here with its position,
-because no formula needs it.
+numbers (``2``, ``1e-3``, ``2L``), strings and operators (the logical ones
+``&``, ``|`` and ``!`` included, for conditions inside calls).  Anything else
+(``#``, ``$``, ``@``, ``[``, ``{``, ``<-``) is refused here with its position,
+because no formula needs it.  So is formula text longer than
+:data:`~.limits.MAX_FORMULA_LENGTH`, before any of it is read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import FormulaError
+from .limits import MAX_FORMULA_LENGTH
 
 __all__ = [
     "Token",
@@ -33,7 +36,7 @@ _TOKEN_RE = re.compile(
     | (?P<name>(?:[^\W\d]|\.(?!\d))[\w.]*)
     | (?P<quoted>`[^`]*`)
     | (?P<string>"[^"]*"|'[^']*')
-    | (?P<op>%[^%\s]*%|\|\||\*\*|==|!=|<=|>=|[-+*/^:~|<>=(),])
+    | (?P<op>%[^%\s]*%|\|\||&&|\*\*|==|!=|<=|>=|[-+*/^:~|&!<>=(),])
     """,
     re.VERBOSE,
 )
@@ -83,6 +86,10 @@ def tokenize(source: str) -> list[Token]:
         For an unclosed quote, an escape sequence or an unexpected character,
         with its position.
     """
+    if len(source) > MAX_FORMULA_LENGTH:
+        raise FormulaError(
+            f"formula text is {len(source)} characters long; at most {MAX_FORMULA_LENGTH} are read"
+        )
     tokens: list[Token] = []
     pos = 0
     while pos < len(source):
@@ -100,6 +107,9 @@ def tokenize(source: str) -> list[Token]:
                 raise formula_error(
                     source, pos, "escape sequences (\\) are not supported in formulas"
                 )
+        if kind == "op" and text == "<" and source.startswith("-", match.end()):
+            # R reads x<-1 as an assignment, which no formula needs.
+            raise formula_error(source, pos, "assignment `<-` is not allowed in a formula")
         if kind == "op" and text == "**":
             text = "^"  # R reads ** as ^
         if kind != "space":

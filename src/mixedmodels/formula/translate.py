@@ -5,22 +5,46 @@ formulaic reads model formulas with its own operators (``**`` for crossing,
 :class:`Translator` renders a parsed R expression in that dialect, checking
 every construct on the way (operators, functions and their arguments against
 :data:`~.functions.FUNCTIONS`, column names).  With ``r_spelling=True`` it
-renders the same tree as R text instead (the functions as the user wrote
-them, ``^`` for powers), which is where coefficient names and messages come
-from: nothing is re-spelled afterwards.
+renders the same tree as R deparses it instead (``I(days/100)``,
+``scale(x, scale = FALSE)``, ``relevel(f, ref = "b")``), which is where
+coefficient names and messages come from: nothing is re-spelled afterwards.
+
+The Python written for formulaic is R's meaning in floating point:
+
+* constant arithmetic is done here, in floating point, refusing results that
+  are not finite numbers (``9^9^9`` overflows at once instead of making a
+  Python integer of 370 million digits);
+* comparisons and logical operators are calls of R's three-valued versions
+  (:mod:`.transforms`), and a logical used in arithmetic counts 0/1;
+* strings only appear as values to compare with and as arguments, never in
+  arithmetic;
+* crossings ``(a + b + c)^k`` are expanded here, at most
+  :data:`~.limits.MAX_TERMS` terms (formulaic's own expansion takes time
+  exponential in ``k``);
+* the code is normalised as formulaic normalises it (``ast.unparse``), so
+  that the name formulaic gives a column is the text recorded here.
 
 While rendering, a translator records what the caller needs to know about
-the expression: the data columns it reads, the columns used as factors
-through ``factor()``/``C()``, and each model term's factors.
+the expression: the data columns it reads, the columns used as factors, and
+each model term's factors.
 """
 
 from __future__ import annotations
 
+import ast
 import keyword
-from collections.abc import Iterable
+import math
+import re
+from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
-from .functions import CONTRAST_FUNCTIONS, CONTRASTS, FUNCTIONS, allowed_names
+import numpy as np
+
+from .calls import CallTranslator, Code, number_code
+from .functions import (
+    FUNCTIONS,
+)
+from .limits import MAX_TERMS
 from .parser import (
     BARS,
     COMPARISONS,
@@ -35,27 +59,28 @@ from .parser import (
     number_value,
     unwrap,
 )
+from .rtext import r_number_literal, r_string
 from .safety import is_dunder
-from .tokens import formula_error
+from .tokens import formula_error, r_name
 
-__all__ = ["Translator", "interaction_label", "ordered_union", "split_intercept"]
+__all__ = [
+    "Translator",
+    "canonical_python",
+    "interaction_label",
+    "ordered_union",
+    "split_intercept",
+]
 
 # formulaic's operator precedences (see formulaic.parser.DefaultOperatorResolver);
 # R's differ (e.g. %in% binds tighter than * in R), so we add parentheses where
 # formulaic would otherwise group differently.
 _FORMULA_PREC = {"+": 100, "-": 100, "*": 200, "/": 200, "%in%": 200, ":": 300, "^": 500}
-# Python's precedences, with R's %% and %/% mapped to % and //.
-_PY_PREC = {op: 10 for op in COMPARISONS} | {
-    "+": 20,
-    "-": 20,
-    "*": 30,
-    "/": 30,
-    "%%": 30,
-    "%/%": 30,
-    "^": 50,
-}
-_PY_OPS = {"^": "**", "%%": "%", "%/%": "//"}
-_PY_UNARY_PREC = 40
+# R's arithmetic operators and what they are in Python.
+_ARITHMETIC = {"+": "+", "-": "-", "*": "*", "/": "/", "^": "**", "%%": "%", "%/%": "//"}
+# Comparisons as calls of R's three-valued comparisons.
+_COMPARE_CALLS = {"==": "r_eq", "!=": "r_ne", "<": "r_lt", "<=": "r_le", ">": "r_gt", ">=": "r_ge"}
+# Binary operators R's deparse writes without spaces around them.
+_TIGHT = frozenset({"/", "^", ":", "%%", "%/%"})
 
 
 def _needs_parens(child: Node, parent_op: str, side: str, prec: dict[str, int]) -> bool:
@@ -65,8 +90,6 @@ def _needs_parens(child: Node, parent_op: str, side: str, prec: dict[str, int]) 
     child_prec, parent_prec = prec[child.op], prec[parent_op]
     if child_prec != parent_prec:
         return child_prec < parent_prec
-    if parent_op in COMPARISONS:
-        return True  # Python would chain a < b < c
     # Equal precedence: only the side the operator associates towards is safe.
     return side == ("left" if parent_op == "^" else "right")
 
@@ -103,7 +126,23 @@ def ordered_union(*groups: Iterable[frozenset[str]]) -> list[frozenset[str]]:
     return list(seen)
 
 
-class Translator:
+_BACKTICKED = re.compile(r"`[^`]*`")
+
+
+def canonical_python(code: str) -> str:
+    """``code`` as formulaic names it: normalised by ``ast.unparse``, backticks kept."""
+    names: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        names.append(match.group())
+        return f"_mm_name_{len(names) - 1}_"
+
+    plain = _BACKTICKED.sub(hold, code)
+    text = ast.unparse(ast.parse(plain, mode="eval"))
+    return re.sub(r"_mm_name_(\d+)_", lambda m: names[int(m.group(1))], text)
+
+
+class Translator(CallTranslator):
     """Render parsed R expressions as formulaic formula text or Python code.
 
     Parameters
@@ -111,30 +150,47 @@ class Translator:
     source : str
         The formula text the trees were parsed from (for messages).
     r_spelling : bool
-        Render R text instead: functions under the names written in the
-        formula (``factor``, ``as.numeric``), ``^`` for powers and crossing,
-        ``%%`` and ``%/%``.  Names, numbers, strings and arguments are written
-        as in the formulaic text, so that labels built from it match formulaic's
-        column names.
+        Render R text instead, as R deparses it: functions under the names
+        written in the formula (``factor``, ``as.numeric``), ``^`` for powers
+        and crossing, R's spacing and numbers (``I(x * 1e+05)``).
+    codings : mapping of str to str, optional
+        Columns to be coded as factors when they appear as a term by name:
+        column → Python template of the coding, ``{}`` standing for the
+        column (``"C({}, Sum())"``, ``"C(as_logical({}))"``).  How the design
+        stage gives logical columns, ordered factors and lme4's ``contrasts=``
+        their R coding.
 
     Attributes
     ----------
     columns : dict of str to None
         Data columns read by what was rendered, in order of first appearance.
     factor_columns : dict of str to None
-        Columns used as factors through ``factor()``, ``as.factor()`` or ``C()``.
+        Columns used as factors through ``factor()``, ``C()``, ``relevel()``,
+        ``interaction()``.
     factors : dict of str to Node
         Each model term factor rendered at formula level (a column or a call),
         by formulaic's name of it (a column's name without backticks, a call's
         text), in order of first appearance.
+    default_coded : dict of str to None
+        The factors that are columns by name left to formulaic's own coding
+        (whose column names carry formulaic's ``T.`` before a level).
     """
 
-    def __init__(self, source: str, *, r_spelling: bool = False) -> None:
+    def __init__(
+        self, source: str, *, r_spelling: bool = False, codings: Mapping[str, str] | None = None
+    ) -> None:
         self.source = source
         self.r_spelling = r_spelling
+        self.codings = dict(codings or {})
+        # Logical columns (coded by logical()): a logical inside a call counts 0/1
+        # in arithmetic and stays FALSE/TRUE as a factor, as in R.
+        self.logical = frozenset(
+            name for name, template in self.codings.items() if template.startswith("logical(")
+        )
         self.columns: dict[str, None] = {}
         self.factor_columns: dict[str, None] = {}
         self.factors: dict[str, Node] = {}
+        self.default_coded: dict[str, None] = {}
 
     def fail(self, pos: int, message: str) -> NoReturn:
         raise formula_error(self.source, pos, message)
@@ -174,11 +230,9 @@ class Translator:
     # -- formula level -----------------------------------------------------------
 
     def formula(self, node: Node) -> str:
-        """Render ``node`` as formula text (``+ - * / : %in% **``)."""
+        """Render ``node`` as formula text (``+ - * / : %in% ^``)."""
         if isinstance(node, Name):
-            text = self.name(node, node.name)
-            self.factors.setdefault(node.name, node)
-            return text
+            return self.formula_name(node)
         if isinstance(node, Num):
             if number_value(node.text) in (0.0, 1.0):
                 return str(int(number_value(node.text)))
@@ -190,12 +244,14 @@ class Translator:
                 'bare, in backticks or as Q("name")',
             )
         if isinstance(node, Call):
-            text = self.call(node)
-            self.factors.setdefault(self.q_value(node) if node.func == "Q" else text, node)
-            return text
+            return self.formula_call(node)
         if isinstance(node, Paren):
             return f"({self.formula(node.inner)})"
         if isinstance(node, Unary):
+            if node.op == "!":
+                self.fail(
+                    node.start, f"put logical expressions inside I(...), e.g. I({self.text(node)})"
+                )
             if node.op == "+":
                 return self.formula(node.operand)
             operand = self.formula(node.operand)
@@ -203,26 +259,65 @@ class Translator:
         assert isinstance(node, BinOp)
         return self.formula_binop(node)
 
+    def formula_name(self, node: Name) -> str:
+        """A column as a term: by name, or coded as the design stage asked."""
+        text = self.name(node, node.name)
+        coding = self.codings.get(node.name)
+        if self.r_spelling or coding is None:
+            self.factors.setdefault(node.name, node)
+            if coding is None:
+                self.default_coded.setdefault(node.name, None)
+            return r_name(node.name) if self.r_spelling else text
+        code = canonical_python(coding.format(text))
+        self.factors.setdefault(code, node)
+        self.factor_columns.setdefault(node.name, None)
+        return code
+
+    def formula_call(self, node: Call) -> str:
+        """A call as a term: its Python code (R's text with ``r_spelling``)."""
+        if node.func == "Q":
+            column = self.q_value(node)
+            text = self.name(node, column)
+            self.factors.setdefault(column, node)
+            self.default_coded.setdefault(column, None)
+            return r_name(column) if self.r_spelling else text
+        if node.func == "offset":
+            self.fail(
+                node.start,
+                "offset() may only be a term of the fixed part, added with + "
+                "(e.g. y ~ x + offset(log(n)) + (1 | g))",
+            )
+        result = self.call(node)
+        if self.r_spelling:
+            text = self.deparse(node)
+        else:
+            code = result.code
+            if result.kind == "logical" and FUNCTIONS[node.func].name != "I":
+                code = f"I({code})"  # R makes a logical term a factor; I() does that
+            text = canonical_python(code)
+        self.factors.setdefault(text, node)
+        return text
+
     def formula_binop(self, node: BinOp) -> str:
         if node.op in BARS:
             self.stray_bar(node)
-        if node.op in COMPARISONS or node.op not in _FORMULA_PREC:
+        if node.op not in _FORMULA_PREC:
             self.fail(
                 node.op_pos,
                 f"`{node.op}` is not a formula operator; put arithmetic and comparisons "
                 f"inside I(...), e.g. I({self.text(node)})",
             )
-        if node.op == "%in%":
-            # formulaic's %in% adds main effects of the right side that R's does not,
-            # so spell out R's terms instead.
+        if node.op in ("%in%", "^") and not self.r_spelling:
+            # formulaic's %in% adds main effects of the right side that R's does
+            # not, and its ^ takes time exponential in the power: spell out R's
+            # terms instead.
             order: dict[str, Node] = {}
             terms = self.expand(node, order)
             labels = (":".join(interaction_label(term, order)) for term in terms)
             return f"({' + '.join(labels)})"
         left = self.formula_operand(node.left, node.op, "left")
         if node.op == "^":
-            power = "^" if self.r_spelling else " ** "
-            return f"{left}{power}{self.crossing_degree(node)}"
+            return f"{left}^{self.crossing_degree(node)}"
         right = self.formula_operand(node.right, node.op, "right")
         if node.op == ":":
             return f"{left}:{right}"
@@ -238,7 +333,7 @@ class Translator:
                 "e.g. y ~ 0 + x",
             )
         text = self.formula(child)
-        already_wrapped = isinstance(child, BinOp) and child.op == "%in%"
+        already_wrapped = isinstance(child, BinOp) and child.op in ("%in%", "^")
         if not already_wrapped and _needs_parens(child, parent_op, side, _FORMULA_PREC):
             return f"({text})"
         return text
@@ -255,18 +350,19 @@ class Translator:
         degree = int(exponent.text.rstrip("L"))
         if degree < 1:
             self.fail(node.right.start, "the crossing degree after `^` must be at least 1")
-        # Crossing more times than there are variables changes nothing (in R), and
-        # formulaic's expansion time grows exponentially with the exponent.
+        # Crossing more times than there are variables changes nothing (in R).
         variables = set().union(*self.expand(node.left, {}))
         return min(degree, max(1, len(variables)))
 
-    # -- term algebra (for ||) -------------------------------------------------
+    # -- term algebra ----------------------------------------------------------
 
     def expand(self, node: Node, order: dict[str, Node]) -> list[frozenset[str]]:
         """Expand formula operators into R's terms, each a set of factor texts.
 
         ``order`` records each factor (text → node) at its first appearance,
-        which is how R orders the variables inside an interaction label.
+        which is how R orders the variables inside an interaction label.  An
+        expansion to more than :data:`~.limits.MAX_TERMS` terms is refused
+        before it is built.
         """
         if isinstance(node, Paren):
             return self.expand(node.inner, order)
@@ -281,6 +377,7 @@ class Translator:
         if node.op == "^":
             result = left
             for _ in range(self.crossing_degree(node) - 1):
+                self.check_terms(node, len(result) * len(left) + len(result))
                 result = ordered_union(result, left, [a | b for a in result for b in left])
             return result
         right = self.expand(node.right, order)
@@ -288,6 +385,8 @@ class Translator:
             return ordered_union(left, right)
         if node.op == "-":
             return [term for term in left if term not in set(right)]
+        if node.op in (":", "*"):
+            self.check_terms(node, len(left) * len(right) + len(left) + len(right))
         if node.op == ":":
             return ordered_union([a | b for a in left for b in right])
         if node.op == "%in%":
@@ -300,46 +399,163 @@ class Translator:
         outer = frozenset().union(*left)  # a/b means a + a:b
         return ordered_union(left, [outer | b for b in right])
 
+    def check_terms(self, node: Node, count: int) -> None:
+        """Refuse an expansion to more than :data:`~.limits.MAX_TERMS` terms."""
+        if count > MAX_TERMS:
+            self.fail(
+                node.start,
+                f"`{self.text(node)}` expands to more than {MAX_TERMS} terms, more than a "
+                "model can use; cross fewer variables or lower the power",
+            )
+
     # -- Python code inside calls ---------------------------------------------------
 
     def python(self, node: Node) -> str:
         """Render ``node`` as Python code, the language inside function calls."""
+        if self.r_spelling:
+            self.expression(node)  # the checks
+            return self.deparse(node)
+        return self.expression(node).code
+
+    def expression(self, node: Node) -> Code:
+        """Python code of an expression inside a call, checked, constants folded."""
         if isinstance(node, Name):
             if node.name in ("TRUE", "FALSE"):
-                return "True" if node.name == "TRUE" else "False"
-            return self.name(node, node.name)
+                return Code(str(node.name == "TRUE"), "logical")
+            if node.name == "pi":
+                return Code(repr(math.pi), "number", math.pi)
+            kind = "logical" if node.name in self.logical else "any"
+            return Code(self.name(node, node.name), kind)
         if isinstance(node, Num):
-            return node.text.rstrip("L")
+            value = number_value(node.text)
+            if not math.isfinite(value):
+                self.fail(node.start, f"the number `{node.text}` is too large for floating point")
+            return Code(number_code(value), "number", value)
         if isinstance(node, Str):
-            return self.string(node)
+            return Code(self.string(node), "string")
         if isinstance(node, Call):
             return self.call(node)
         if isinstance(node, Paren):
-            return f"({self.python(node.inner)})"
+            inner = self.expression(node.inner)
+            return Code(f"({inner.code})", inner.kind, inner.value)
         if isinstance(node, Unary):
-            operand = self.python(node.operand)
-            if isinstance(node.operand, BinOp) and _PY_PREC.get(node.operand.op, 0) < (
-                _PY_UNARY_PREC
-            ):
-                operand = f"({operand})"
-            return f"{node.op}{operand}"
+            return self.unary(node)
         assert isinstance(node, BinOp)
-        if node.op in BARS:
-            self.stray_bar(node)
-        if node.op not in _PY_PREC:
+        return self.binary(node)
+
+    def unary(self, node: Unary) -> Code:
+        operand = self.expression(node.operand)
+        if node.op == "!":
+            self.value_operand(operand, node.operand, "`!`")
+            return Code(f"r_not({operand.code})", "logical")
+        code = self.arithmetic_operand(operand, node.operand, node.op)
+        if operand.value is not None:
+            value = operand.value if node.op == "+" else -operand.value
+            return Code(number_code(value), "number", value)
+        return Code(f"{node.op}({code})", "number")
+
+    def binary(self, node: BinOp) -> Code:
+        op = node.op
+        if op in ("||", "&&"):
             self.fail(
                 node.op_pos,
-                f"the formula operator `{node.op}` cannot be used inside a function call",
+                f"`{op}` compares single values; use `{op[0]}` for each row, e.g. I(a {op[0]} b)",
             )
-        left = self.python(node.left)
-        if _needs_parens(node.left, node.op, "left", _PY_PREC):
-            left = f"({left})"
-        right = self.python(node.right)
-        if _needs_parens(node.right, node.op, "right", _PY_PREC):
-            right = f"({right})"
-        if self.r_spelling:
-            return f"{left}^{right}" if node.op == "^" else f"{left} {node.op} {right}"
-        return f"{left} {_PY_OPS.get(node.op, node.op)} {right}"
+        if op in _ARITHMETIC:
+            return self.arithmetic(node)
+        left = self.expression(node.left)
+        right = self.expression(node.right)
+        if op == "|" and left.value in (0.0, 1.0):
+            self.stray_bar(node)  # (1 | g) inside a call is a misplaced random-effects term
+        if op in ("&", "|"):
+            self.value_operand(left, node.left, f"`{op}`")
+            self.value_operand(right, node.right, f"`{op}`")
+            function = "r_and" if op == "&" else "r_or"
+            return Code(f"{function}({left.code}, {right.code})", "logical")
+        if op in COMPARISONS:
+            for side, code in ((node.left, left), (node.right, right)):
+                if code.kind in ("columns", "vector"):
+                    self.fail(side.start, f"`{self.text(side)}` cannot be compared with `{op}`")
+            if left.kind == "string" and right.kind == "string":
+                self.fail(node.start, f"`{self.text(node)}` compares two constants")
+            return Code(f"{_COMPARE_CALLS[op]}({left.code}, {right.code})", "logical")
+        if op == "%in%":
+            self.value_operand(left, node.left, "`%in%`")
+            return Code(
+                f"is_in({left.code}, {self.values(node.right, 'the right of %in%')})", "logical"
+            )
+        if op in BARS:
+            self.stray_bar(node)
+        self.fail(
+            node.op_pos,
+            f"the formula operator `{op}` cannot be used inside a function call",
+        )
+
+    def arithmetic(self, node: BinOp) -> Code:
+        left = self.expression(node.left)
+        right = self.expression(node.right)
+        left_code = self.arithmetic_operand(left, node.left, node.op)
+        right_code = self.arithmetic_operand(right, node.right, node.op)
+        if left.value is not None and right.value is not None:
+            value = self.fold(node, left.value, right.value)
+            return Code(number_code(value), "number", value)
+        return Code(f"({left_code}) {_ARITHMETIC[node.op]} ({right_code})", "number")
+
+    def fold(self, node: BinOp, a: float, b: float) -> float:
+        """``a op b`` for two constants, in floating point as R; refused unless finite."""
+        op = node.op
+        try:
+            with np.errstate(all="raise"):
+                if op == "+":
+                    value = a + b
+                elif op == "-":
+                    value = a - b
+                elif op == "*":
+                    value = a * b
+                elif op == "/":
+                    value = a / b
+                elif op == "^":
+                    value = math.pow(a, b)
+                elif op == "%%":
+                    value = float(np.mod(a, b))
+                else:
+                    value = float(np.floor_divide(a, b))
+        except (OverflowError, ZeroDivisionError, ValueError, FloatingPointError):
+            value = math.nan
+        if not math.isfinite(value):
+            self.fail(
+                node.start,
+                f"`{self.text(node)}` is not a finite number in floating point "
+                "(it overflows, or divides by zero)",
+            )
+        return value
+
+    def arithmetic_operand(self, code: Code, node: Node, op: str) -> str:
+        """An operand of arithmetic: numbers as they are, a logical as 0/1, else refused."""
+        if code.kind == "string":
+            self.fail(
+                node.start, f"the string {self.text(node)} cannot be used in arithmetic (`{op}`)"
+            )
+        if code.kind == "factor":
+            self.fail(
+                node.start,
+                f"`{self.text(node)}` is a factor: arithmetic (`{op}`) on it is not "
+                "meaningful (as.numeric() gives its level codes)",
+            )
+        if code.kind in ("columns", "vector"):
+            self.fail(
+                node.start,
+                f"`{self.text(node)}` is several columns or values; it cannot be used in "
+                f"arithmetic (`{op}`)",
+            )
+        if code.kind == "logical":
+            return f"as_numeric({code.code})"
+        return code.code
+
+    def value_operand(self, code: Code, node: Node, what: str) -> None:
+        """An operand of a logical operator: one value per row."""
+        if code.kind in ("string", "columns", "vector"):
+            self.fail(node.start, f"`{self.text(node)}` cannot be an operand of {what}")
 
     def string(self, node: Str) -> str:
         # formulaic's tokenizer does not see quotes inside calls, so a bracket or
@@ -354,100 +570,29 @@ class Translator:
             )
         return repr(node.value)
 
-    def call(self, node: Call) -> str:
-        """Translate one function call, checking it against the function table."""
-        if node.func == "Q":
-            return self.name(node, self.q_value(node))
-        if node.func == "c":
-            self.fail(
-                node.start,
-                'c() is only allowed as factor levels, e.g. factor(g, levels = c("b", "a"))',
-            )
-        spec = FUNCTIONS.get(node.func)
-        if spec is None:
-            self.fail(
-                node.start,
-                f"function `{node.func}` is not allowed in a formula (formulas are data, "
-                f"not code); allowed functions: {allowed_names()}",
-            )
-        if not node.args and spec.needs_argument:
-            self.fail(node.start, f"`{node.func}()` needs an argument")
-        if spec.max_args is not None and len(node.args) > spec.max_args:
-            self.fail(node.args[spec.max_args].start, f"too many arguments for {node.func}()")
-        func = node.func if self.r_spelling else spec.name
-        if spec.name == "C":
-            return f"{func}({self.factor_arguments(node)})"
-        parts = [self.python(arg) for arg in node.args]
-        parts += [self.keyword(node, key, value) for key, value in node.kwargs]
-        return f"{func}({', '.join(parts)})"
+    # -- R's text ------------------------------------------------------------------------
 
-    def keyword(self, node: Call, key: str, value: Node) -> str:
-        allowed = FUNCTIONS[node.func].keywords
-        if key not in allowed:
-            accepted = ", ".join(allowed) or "none"
-            self.fail(
-                value.start,
-                f"keyword argument `{key}` is not allowed for {node.func}(); allowed: {accepted}",
-            )
-        # R users write T and F for TRUE and FALSE in arguments such as raw = T.
-        if isinstance(value, Name) and value.name in ("T", "F"):
-            return f"{allowed[key]}={value.name == 'T'}"
-        return f"{allowed[key]}={self.python(value)}"
-
-    def q_value(self, node: Call) -> str:
-        """The column named by ``Q("my col")``."""
-        if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], Str):
-            self.fail(node.start, f"Q() takes one quoted column name, got `{self.text(node)}`")
-        return node.args[0].value
-
-    def factor_arguments(self, node: Call) -> str:
-        """The arguments of ``factor(x)``, ``as.factor(x)`` or ``C(x, contr)`` for ``C()``."""
-        first = node.args[0]
-        if isinstance(first, Name) or (isinstance(first, Call) and first.func == "Q"):
-            column = first.name if isinstance(first, Name) else self.q_value(first)
-            self.factor_columns.setdefault(column, None)
-        parts = [self.python(first)]
-        if len(node.args) == 2:
-            parts.append(self.contrasts(node.args[1]))
-        keywords = FUNCTIONS[node.func].keywords
-        for key, value in node.kwargs:
-            target = keywords.get(key)
-            if target == "contrasts" and len(node.args) == 1:
-                parts.append(f"contrasts={self.contrasts(value)}")
-            elif target == "levels":
-                parts.append(f"levels={self.levels(value)}")
-            else:
-                self.fail(
-                    value.start,
-                    f"keyword argument `{key}` is not allowed for {node.func}(); "
-                    f"allowed: {', '.join(sorted(set(keywords) - {'contrasts'}))}",
-                )
-        return ", ".join(parts)
-
-    def contrasts(self, node: Node) -> str:
-        if isinstance(node, (Name, Str)):
-            label = node.name if isinstance(node, Name) else node.value
-            code = CONTRASTS.get(label.removeprefix("contr."))
-            if code is not None:
-                return code
-        if isinstance(node, Call) and node.func in CONTRAST_FUNCTIONS:
-            return self.call(node)
-        self.fail(
-            node.start,
-            f"unsupported contrasts `{self.text(node)}`; use contr.treatment, contr.sum, "
-            "contr.helmert or contr.poly",
-        )
-
-    def levels(self, node: Node) -> str:
-        values = node.args if isinstance(node, Call) and node.func == "c" else (node,)
-        if (isinstance(node, Call) and node.kwargs) or not all(
-            isinstance(value, (Str, Num)) for value in values
-        ):
-            self.fail(
-                node.start,
-                f'levels must be strings or numbers, e.g. c("b", "a"); got `{self.text(node)}`',
-            )
-        return f"[{', '.join(self.python(value) for value in values)}]"
+    def deparse(self, node: Node) -> str:
+        """``node`` as R's ``deparse`` writes it."""
+        if isinstance(node, Name):
+            return r_name(node.name)
+        if isinstance(node, Num):
+            return r_number_literal(node.text)
+        if isinstance(node, Str):
+            return r_string(node.value)
+        if isinstance(node, Paren):
+            return f"({self.deparse(node.inner)})"
+        if isinstance(node, Unary):
+            return f"{node.op}{self.deparse(node.operand)}"
+        if isinstance(node, Call):
+            arguments = [self.deparse(arg) for arg in node.args]
+            arguments += [f"{key} = {self.deparse(value)}" for key, value in node.kwargs]
+            return f"{node.func}({', '.join(arguments)})"
+        assert isinstance(node, BinOp)
+        left, right = self.deparse(node.left), self.deparse(node.right)
+        if node.op in _TIGHT:
+            return f"{left}{node.op}{right}"
+        return f"{left} {node.op} {right}"
 
     # -- sides of a model formula ----------------------------------------------------
 
@@ -465,7 +610,7 @@ class Translator:
         # In R the response is an ordinary expression (y1 + y2 is a sum, not two
         # terms), which formulaic computes as such only inside I().
         code = self.python(node)
-        return code if self.r_spelling else f"I({code})"
+        return code if self.r_spelling else canonical_python(f"I({code})")
 
     def join_terms(self, intercept: bool, terms: Iterable[tuple[int, Node]]) -> str:
         """A side written with its intercept explicit: ``1 + x - z``, ``0 + x``."""

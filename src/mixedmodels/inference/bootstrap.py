@@ -43,13 +43,16 @@ def _rng(seed) -> np.random.Generator:
 def simulate_responses(model: LinearMixedModel, n: int, seed=None) -> np.ndarray:
     """Responses drawn from the fitted model: an array (nobs, n).
 
-    y* = Xβ̂ + Σⱼ Zⱼbⱼ + ε with bⱼ ~ N(0, σ̂²λⱼλⱼᵀ) per level and ε ~ N(0, σ̂²/w).
+    y* = o + Xβ̂ + Σⱼ Zⱼbⱼ + ε with bⱼ ~ N(0, σ̂²λⱼλⱼᵀ) per level and ε ~ N(0, σ̂²/w),
+    o the offset (if any).
     """
     rng = _rng(seed)
     design = model.rows.in_memory("simulate()")
     state = model.state
     sigma = state.sigma
     mean = design.x @ state.beta
+    if design.offset is not None:
+        mean = mean + design.offset
     out = np.empty((len(mean), n))
     lambdas = model.problem.lambdas(state.theta)
     noise_scale = sigma if design.weights is None else sigma / np.sqrt(design.weights)
@@ -153,6 +156,8 @@ def parametric_bootstrap(
         if at == 0:
             # The y-dependent blocks of a batch of replicates at once.
             ys = simulate_responses(model, min(_BATCH, n - r), rng)
+            if design.offset is not None:
+                ys = ys - design.offset[:, None]  # the blocks hold y − offset
             if cp.beta_offset is not None:
                 # The blocks hold y − Xβ₀ (see CrossProducts.beta_offset).
                 ys = ys - (design.x @ cp.beta_offset)[:, None]

@@ -173,6 +173,7 @@ class InferenceMixin:
         random: bool = True,
         allow_new_levels: bool = False,
         re_form: Any = _UNSET,
+        offset: Any = None,
     ) -> pd.Series:
         """Predictions, conditional on the random effects or marginal.
 
@@ -190,13 +191,21 @@ class InferenceMixin:
             lme4's spelling: ``re_form=None`` (R's ``re.form=NULL``, all random
             effects) is ``random=True``; ``"NA"`` (R's ``re.form=NA``, none) is
             ``random=False``.
+        offset : array-like, optional
+            The new rows' offset, for a model fitted with ``offset=`` given as
+            an array; offsets of the formula (``offset(log(n))``) and of a
+            column named by ``offset=`` are computed from ``newdata``.
         """
         self.state  # noqa: B018 - raises NotFittedError before a fit
         random = arguments.boolean(random, "random")
         allow_new_levels = arguments.boolean(allow_new_levels, "allow_new_levels")
         if re_form is not _UNSET:
             random = _re_form_to_random(re_form)
-        return self.rows.predict(self, newdata, random=random, allow_new_levels=allow_new_levels)
+        if offset is not None and newdata is None:
+            raise MixedModelsError("offset= gives the offset of new rows: pass newdata too")
+        return self.rows.predict(
+            self, newdata, random=random, allow_new_levels=allow_new_levels, offset=offset
+        )
 
     def simulate(self, n: int = 1, seed: Any = None) -> pd.DataFrame:
         """Responses simulated from the fitted model: columns ``sim_1`` … ``sim_n``."""

@@ -33,6 +33,7 @@ from ..design import as_data_frame
 from ..design.columns import grouping_column, is_numeric_column, predictor_column
 from ..design.frame import column_missing
 from ..design.levels import level_labels
+from ..design.matrices import evaluation_frame
 from ..errors import DataError
 from ..formula import TRANSFORMS, RandomTermSpec
 
@@ -148,7 +149,10 @@ def _model_matrix(spec: Any, frame: pd.DataFrame, what: str) -> np.ndarray:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with np.errstate(divide="ignore", invalid="ignore"):
-                matrix = spec.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore")
+                # Read as the fit read its columns (integers as floats, logicals kept).
+                matrix = spec.get_model_matrix(
+                    evaluation_frame(frame, None), context=TRANSFORMS, na_action="ignore"
+                )
     except Exception as err:  # formulaic's errors: missing column, unusable values
         raise DataError(f"cannot build the {what} for the new data: {err}") from err
     for warning in caught:
@@ -274,10 +278,28 @@ def predict_new_rows(
     *,
     random: bool = True,
     allow_new_levels: bool = False,
+    offset: Any = None,
 ) -> pd.Series:
-    """Conditional (``random=True``) or marginal predictions for new rows."""
-    rows = NewRows.of(model, newdata)
+    """Conditional (``random=True``) or marginal predictions for new rows, offsets included.
+
+    Grouping factors written as expressions are computed on the new rows
+    first; the offset (the formula's ``offset()`` terms, the column named by
+    ``offset=``, or ``offset`` given here for a model fitted with an array)
+    is added.
+    """
+    frame = as_data_frame(newdata)
+    computed = getattr(model.design, "computed", None)
+    if computed is not None and computed.groups:
+        frame = computed.with_groups(frame)
+    rows = NewRows.of(model, frame)
     values = fixed_matrix(model, rows) @ model.state.beta
+    if computed is not None and computed.has_offset:
+        given = None if offset is None else np.asarray(offset, dtype=np.float64).reshape(-1)
+        if given is not None and len(given) != len(frame):
+            raise DataError(f"offset must have one value per new row ({len(frame)})")
+        values = values + computed.offset(frame, given, new_rows=True)
+    elif offset is not None:
+        raise DataError("the model was fitted without an offset; offset= is not used")
     if random:
         values = values + random_part(model, rows, allow_new_levels)
     return pd.Series(values, index=rows.frame.index, name="prediction")

@@ -113,6 +113,8 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
         n = len(design.y)
         prior_weights = np.ones(n) if design.weights is None else design.weights
         offset_rows = _offset_rows(offset, frame, design)
+        if design.offset is not None:  # the formula's offset() terms
+            offset_rows = offset_rows + design.offset
         family.check_response(design.y, design.weights, prepared.response_name)
         self.problem = GeneralizedProblem(
             design.y, prior_weights, offset_rows, design.x, design.terms, family

@@ -64,6 +64,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
     missing : {"drop", "raise"}, default "drop"
         Rows with missing values in a used column are dropped, as lme4's
         ``na.omit`` does, or refused.
+    offset : array-like or str, optional
+        A known part of the linear predictor (lme4's ``offset``): one value
+        per row, or the name of their column; added to the formula's
+        ``offset(...)`` terms.  Fitted values and predictions include it.
+    contrasts : dict of str to str, optional
+        The coding of factors of the fixed part, as lme4's ``contrasts``:
+        ``{"f": "contr.sum"}`` (also ``"contr.helmert"``, ``"contr.poly"``,
+        ``"contr.treatment"``, ``"contr.treatment(base = 2)"``, ``"contr.SAS"``).
 
     Attributes
     ----------
@@ -93,10 +101,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         reml: bool = True,
         weights: Any = None,
         missing: str = "drop",
+        offset: Any = None,
+        contrasts: Any = None,
     ) -> None:
         reml = arguments.boolean(reml, "reml")
         try:
-            design = build_design(formula, data, weights=weights, missing=missing)
+            design = build_design(
+                formula, data, weights=weights, missing=missing, offset=offset, contrasts=contrasts
+            )
         except MixedModelsError as err:
             # The message names the fault; the parser's frames would only bury it.
             raise err.with_traceback(None) from None
@@ -106,6 +118,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 "(1 | group); for a model without random effects use ordinary least squares"
             )
         self._compose(design, _cross_products_of(design), reml, InMemoryRows(design))
+        # What update() refits with by default (the data by reference, not copied).
+        self._arguments = {
+            "data": data,
+            "weights": weights,
+            "missing": missing,
+            "offset": offset,
+            "contrasts": contrasts,
+        }
 
     @classmethod
     def from_cross_products(
@@ -148,8 +168,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         self._state: FittedState | None = None
         # Built by the first refit() and kept for the next ones.
         self._refitter: ResponseRefitter | None = None
+        self._arguments: dict[str, Any] | None = None
 
     # -- what the model is --------------------------------------------------------------
+
+    @property
+    def formula(self) -> str:
+        """The model's formula as given (lme4's ``formula(fit)``)."""
+        return self.design.formula.source
 
     @property
     def reml(self) -> bool:
@@ -249,6 +275,60 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             summary = replace(summary, objective=solution.objective)
         self._state = FittedState.from_solution(solution, self.reml, summary)
 
+    def update(
+        self,
+        formula: str | None = None,
+        *,
+        data: Any = None,
+        reml: bool | None = None,
+        **arguments: Any,
+    ) -> LinearMixedModel:
+        """This model refitted with a changed formula, data or arguments (lme4's ``update``).
+
+        Parameters
+        ----------
+        formula : str, optional
+            The new formula, where ``.`` stands for the old sides as in R:
+            ``". ~ . - x"``, ``". ~ . + (1 | item)"``, ``"log(.) ~ ."``.
+        data : DataFrame, optional
+            New data (default: the data this model was fitted to).
+        reml : bool, optional
+            REML or ML (default: this model's).
+        **arguments
+            Any other argument of :func:`mixedmodels.lmer` (``weights``,
+            ``offset``, ``contrasts``, ``missing``, ``start``,
+            ``check_convergence``); the model's own are kept otherwise.
+
+        Returns
+        -------
+        LinearMixedModel
+            The refitted model (this one is not changed).
+        """
+        from ..formula.update import update_formula
+
+        given = dict(self._arguments or {})
+        if data is None and "data" not in given:
+            raise ArgumentError(
+                "this model does not keep its data (it was built from cross-products): "
+                "pass data= to update()"
+            )
+        if data is not None:
+            given["data"] = data
+        if type(given["data"]).__module__.startswith("dask"):
+            raise ArgumentError(
+                "update() refits in memory; for a Dask DataFrame call mixedmodels.lmer with "
+                "the updated formula (mixedmodels.formula.update_formula gives it)"
+            )
+        new_formula = self.formula if formula is None else update_formula(self.formula, formula)
+        given.update(arguments)
+        fit_options = {k: given.pop(k) for k in ("start", "check_convergence") if k in given}
+        model = LinearMixedModel(
+            new_formula, given.pop("data"), reml=self.reml if reml is None else reml, **given
+        )
+        model.fit(**fit_options)
+        model.data_name = self.data_name
+        return model
+
     def at_theta(self, theta: np.ndarray) -> LinearMixedModel:
         """A copy of this model with its estimates at a given θ, without optimizing.
 
@@ -308,8 +388,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
                 design.x,
                 design.weights,
             )
+        # With an offset the blocks hold y − offset, as the fit's do.
+        response = values if design.offset is None else values - design.offset
         summary, solution, blocks = self._refitter.refit(
-            values, state.theta, state.optimizer.hessian
+            response, state.theta, state.optimizer.hessian
         )
         new_design = replace(design, y=values.copy())
         twin = LinearMixedModel.__new__(LinearMixedModel)
@@ -372,14 +454,18 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
 
 
 def _cross_products_of(design: Design) -> CrossProducts:
-    """Stage 2 on the design's rows, y held as residuals of the least-squares fit."""
-    offset = np.linalg.lstsq(design.x, design.y, rcond=None)[0] if design.x.shape[1] else None
+    """Stage 2 on the design's rows, y held as residuals of the least-squares fit.
+
+    With an offset the model is fitted to y − offset.
+    """
+    y = design.y if design.offset is None else design.y - design.offset
+    beta0 = np.linalg.lstsq(design.x, y, rcond=None)[0] if design.x.shape[1] else None
     return cross_products(
         [t.codes for t in design.terms],
         [t.z for t in design.terms],
         [t.n_levels for t in design.terms],
         design.x,
-        design.y,
+        y,
         design.weights,
-        beta_offset=offset,
+        beta_offset=beta0,
     )

@@ -39,9 +39,14 @@ class RowSource(Protocol):
         naming ``what`` needed them."""
 
     def predict(
-        self, model: LinearMixedModel, newdata: Any, random: bool, allow_new_levels: bool
+        self,
+        model: LinearMixedModel,
+        newdata: Any,
+        random: bool,
+        allow_new_levels: bool,
+        offset: Any = None,
     ) -> Any:
-        """Predictions for ``newdata`` (the rows used when None)."""
+        """Predictions for ``newdata`` (the rows used when None), offsets included."""
 
     def same_response(self, other: RowSource) -> bool:
         """Whether two models were fitted to the same responses (and prior weights)."""
@@ -60,8 +65,10 @@ class InMemoryRows:
         self.design = design
 
     def linear_predictor(self, state: FittedState, random: bool = True) -> np.ndarray:
-        """Xβ̂, plus Zb̂ when ``random``."""
+        """Xβ̂ plus the offset, plus Zb̂ when ``random``."""
         values = self.design.x @ state.beta
+        if self.design.offset is not None:
+            values = values + self.design.offset
         if random:
             for term, modes in zip(self.design.terms, state.modes, strict=True):
                 values = values + np.einsum("nq,nq->n", term.z, modes[term.codes])
@@ -89,18 +96,30 @@ class InMemoryRows:
             and theirs.weights is not None
             and np.array_equal(mine.weights, theirs.weights)
         )
-        return bool(np.array_equal(mine.y, theirs.y) and same_weights)
+        same_offset = (mine.offset is None and theirs.offset is None) or (
+            mine.offset is not None
+            and theirs.offset is not None
+            and np.array_equal(mine.offset, theirs.offset)
+        )
+        return bool(np.array_equal(mine.y, theirs.y) and same_weights and same_offset)
 
     def in_memory(self, _what: str) -> Design:
         """The design: its rows are here, whatever needs them."""
         return self.design
 
     def predict(
-        self, model: LinearMixedModel, newdata: Any, random: bool, allow_new_levels: bool
+        self,
+        model: LinearMixedModel,
+        newdata: Any,
+        random: bool,
+        allow_new_levels: bool,
+        offset: Any = None,
     ) -> pd.Series:
         from ..inference.predict import predict_new_rows
 
         if newdata is None:
             values = self.linear_predictor(model.state, random=random)
             return pd.Series(values, index=self.design.row_index, name="prediction")
-        return predict_new_rows(model, newdata, random=random, allow_new_levels=allow_new_levels)
+        return predict_new_rows(
+            model, newdata, random=random, allow_new_levels=allow_new_levels, offset=offset
+        )

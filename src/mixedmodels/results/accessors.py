@@ -160,6 +160,30 @@ class FitResultsMixin:
                 out[term.group_name] = frame
         return out
 
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef()``: per grouping factor, the fixed effects plus each level's modes.
+
+        Grouping factor → levels × coefficients.  Every table has the fixed
+        effects' columns, preceded (as in lme4) by the random effects that
+        have no fixed counterpart, whose fixed part counts as zero.
+        """
+        fixed = self.fixef
+        modes = self.ranef
+        extra = list(
+            dict.fromkeys(
+                name for frame in modes.values() for name in frame.columns if name not in fixed
+            )
+        )
+        base = pd.concat([pd.Series(0.0, index=extra), fixed])
+        out: dict[str, pd.DataFrame] = {}
+        for group, frame in modes.items():
+            table = pd.DataFrame(
+                np.tile(base.to_numpy(), (len(frame), 1)), index=frame.index, columns=base.index
+            )
+            table[list(frame.columns)] += frame.to_numpy()
+            out[group] = table
+        return out
+
     @property
     def fitted(self) -> Any:
         """Conditional fitted values Xβ + Zb, indexed like the rows used."""

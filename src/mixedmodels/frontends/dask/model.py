@@ -27,7 +27,9 @@ from ...design.checks import (
     check_response,
     warn_predictor_scales,
 )
+from ...design.codings import coded_formula
 from ...design.columns import check_column_names, matrix_columns
+from ...design.computed import ComputedSpec
 from ...engine.blocks import CrossProducts
 from ...engine.terms import TermStructure
 from ...errors import DataError, FormulaError, RankDeficiencyWarning, user_stacklevel
@@ -62,6 +64,7 @@ class DaskDesign:
     n_dropped_missing: int = 0
     fixed_spec: Any = None
     term_specs: list[Any] = field(default_factory=list)
+    computed: ComputedSpec | None = None
 
 
 def dask_model(
@@ -73,6 +76,8 @@ def dask_model(
     missing: str = "drop",
     split_every: int = SPLIT_EVERY,
     progress: bool | None = None,
+    offset: str | None = None,
+    contrasts: Any = None,
 ) -> LinearMixedModel:
     """A linear mixed model whose rows stay in a Dask DataFrame (not yet fitted).
 
@@ -97,6 +102,10 @@ def dask_model(
     progress : bool or None, default None
         A bar ticking once per pass over the data (three passes): None shows
         it once the passes have taken a few seconds, True at once, False never.
+    offset : str, optional
+        Name of a column of offsets (added to the formula's ``offset()`` terms).
+    contrasts : dict of str to str, optional
+        lme4's ``contrasts=`` (see :class:`~mixedmodels.LinearMixedModel`).
     """
     if not is_dask_dataframe(data):
         raise DataError(f"data must be a Dask DataFrame, not {type(data).__name__}")
@@ -107,7 +116,19 @@ def dask_model(
             f"no random-effects terms in {formula!r}: add at least one term such as "
             "(1 | group); for a model without random effects use ordinary least squares"
         )
+    if parsed.group_expressions:
+        raise FormulaError(
+            f"the grouping factor {parsed.group_expressions[0].label} is an expression, which "
+            "is not supported for a Dask DataFrame: compute it as a column first "
+            "(e.g. ddf.assign(...)) and group by that column"
+        )
+    if offset is not None and not isinstance(offset, str):
+        raise DataError(
+            f"for a Dask DataFrame give offset as the name of a column, not {type(offset).__name__}"
+        )
     columns = list(parsed.columns)
+    if offset is not None and offset not in columns:
+        columns.append(offset)
     absent = [c for c in columns if c not in data.columns]
     if absent:
         raise DataError(
@@ -116,8 +137,12 @@ def dask_model(
         )
     check_column_names(matrix_columns(parsed))
     wcol = check_weights_column(weights, data.columns)
+    parsed = coded_formula(
+        parsed, {c: pd.Series(dtype=data.dtypes[c]) for c in parsed.columns}, contrasts
+    )
+    computed = ComputedSpec.of(parsed, offset, False)
     with step_bar(3, "Dask passes", enabled=progress, unit="pass") as bar:
-        return _build(parsed, data, columns, wcol, reml, missing, split_every, bar)
+        return _build(parsed, data, columns, wcol, reml, missing, split_every, bar, computed)
 
 
 def _build(
@@ -129,6 +154,7 @@ def _build(
     missing: str,
     split_every: int,
     bar: Any,
+    computed: ComputedSpec,
 ) -> LinearMixedModel:
     """The three passes over the partitions, then the model from the summed blocks."""
     import dask
@@ -146,6 +172,19 @@ def _build(
     if scan.n_rows - scan.n_bad == 0:
         raise DataError("no rows left to fit (the data are empty or every row has a missing value)")
     plan, labels = make_plan(parsed, columns, wcol, scan, factor_columns, data.dtypes)
+    if computed.has_offset:
+        computed.offset(scan.sample)
+        # New rows to predict need the offset's columns too.
+        needed = [c for o in computed.offsets for c in o.columns] + (
+            [computed.offset_column] if computed.offset_column else []
+        )
+        plan.predictors += [c for c in dict.fromkeys(needed) if c not in plan.predictors]
+        if any(computed.offset_states):
+            raise FormulaError(
+                "an offset needing statistics of the whole column is not supported for a "
+                "Dask DataFrame: compute it as a column first"
+            )
+        plan.computed = computed
 
     # Pass 2: XᵀX and Xᵀy, for the rank check and the least-squares β₀.
     names = parsed.column_names(plan.fixed_specs.rhs.column_names)
@@ -216,6 +255,7 @@ def _describe(
         n_dropped_missing=n_dropped,
         fixed_spec=plan.fixed_specs.rhs,
         term_specs=plan.term_specs,
+        computed=plan.computed,
     )
 
 
@@ -229,6 +269,8 @@ def fit_dask(
     start: np.ndarray | None = None,
     check_convergence: bool = True,
     progress: bool | None = None,
+    offset: str | None = None,
+    contrasts: Any = None,
 ) -> LinearMixedModel:
     """Fit a linear mixed model to a Dask DataFrame (what :func:`mixedmodels.lmer`
     does when given one).
@@ -251,6 +293,8 @@ def fit_dask(
         Check the optimum by finite differences.
     progress : bool or None, default None
         A bar over the passes on the data (see :func:`dask_model`).
+    offset, contrasts
+        See :func:`dask_model`.
 
     Returns
     -------
@@ -258,6 +302,13 @@ def fit_dask(
         The fitted model; its ``rows`` are a :class:`.DaskRows`.
     """
     model = dask_model(
-        formula, data, reml=reml, weights=weights, missing=missing, progress=progress
+        formula,
+        data,
+        reml=reml,
+        weights=weights,
+        missing=missing,
+        progress=progress,
+        offset=offset,
+        contrasts=contrasts,
     )
     return model.fit(start=start, check_convergence=check_convergence)

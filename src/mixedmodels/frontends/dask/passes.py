@@ -29,6 +29,7 @@ from ...design import group_codes
 from ...design.checks import check_finite, check_weights, weights_array
 from ...design.columns import is_numeric_column, predictor_column
 from ...design.levels import Levels, factor_codes, level_labels
+from ...design.matrices import evaluation_frame
 from ...engine.blocks import CrossProducts
 from ...engine.blocks import cross_products as _cross_products
 from ...errors import DataError
@@ -223,6 +224,14 @@ class Plan:
     # hold (the least-squares fit, as in memory; see CrossProducts.beta_offset).
     keep: list[int] = field(default_factory=list)
     beta_offset: np.ndarray | None = None
+    # The offsets (formula terms, or the column named by offset=); None without.
+    computed: Any = None
+
+    def offset(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The offset of the rows of ``frame`` (None without one)."""
+        if self.computed is None or not self.computed.has_offset:
+            return None
+        return self.computed.offset(frame)
 
     @property
     def n_levels(self) -> list[int]:
@@ -280,9 +289,10 @@ class Plan:
 
     def random_parts(self, frame: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray]]:
         codes = [g.codes(frame) for g in self.groups]
+        rows = evaluation_frame(frame, None)
         z = [
             np.asarray(
-                spec.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore"),
+                spec.get_model_matrix(rows, context=TRANSFORMS, na_action="ignore"),
                 dtype=np.float64,
             )
             for spec in self.term_specs
@@ -294,12 +304,18 @@ def fixed_part(frame: pd.DataFrame, plan: Plan) -> tuple[pd.DataFrame, np.ndarra
     """The complete rows (factors coded), their X (all columns) and y."""
     frame, _ = complete_rows(frame, plan.columns, plan.weights)
     frame = plan.factorize(frame, strict=False)
-    mats = plan.fixed_specs.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore")
+    mats = plan.fixed_specs.get_model_matrix(
+        evaluation_frame(frame, None), context=TRANSFORMS, na_action="ignore"
+    )
     y = np.asarray(mats.lhs, dtype=np.float64).ravel()
     x = np.asarray(mats.rhs, dtype=np.float64)
     # As in memory: an infinity in the data or log(0) is refused, naming the row.
     check_finite(y, [plan.parsed.response], "the response", frame.index)
     check_finite(x, list(mats.rhs.columns), "the fixed-effects column", frame.index)
+    offset = plan.offset(frame)
+    if offset is not None:
+        check_finite(offset, ["offset"], "the offset", frame.index)
+        y = y - offset  # the model is fitted to y − offset
     return frame, x, y
 
 

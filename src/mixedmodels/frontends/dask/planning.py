@@ -18,6 +18,7 @@ import scipy.linalg
 from ...design import RANK_TOLERANCE
 from ...design.columns import matrix_columns, predictor_column
 from ...design.levels import Levels
+from ...design.matrices import evaluation_frame
 from ...errors import DataError, FormulaError
 from ...formula import TRANSFORMS, ParsedFormula
 from .passes import (
@@ -75,7 +76,9 @@ def _spec(formula: str, frame: pd.DataFrame, what: str):
             # The prototype's values are placeholders: what transforms make of
             # them (log(0), a zero variance) says nothing about the data.
             warnings.simplefilter("ignore", RuntimeWarning)
-            mats = formulaic.model_matrix(formula, frame, context=TRANSFORMS, na_action="ignore")
+            mats = formulaic.model_matrix(
+                formula, evaluation_frame(frame, None), context=TRANSFORMS, na_action="ignore"
+            )
     except FormulaError:
         raise
     except Exception as err:
@@ -84,7 +87,8 @@ def _spec(formula: str, frame: pd.DataFrame, what: str):
     stateful = [
         name
         for spec in (specs if isinstance(specs, formulaic.ModelSpecs) else [specs])
-        for name in spec.transform_state
+        for name, state in spec.transform_state.items()
+        if state  # factor() and I() keep none: their levels are in the encoder state
     ]
     if stateful:
         # Their statistics (mean, sd, polynomial basis) would have to be

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ...design.levels import level_labels
+from ...design.matrices import evaluation_frame
 from ...errors import DataError, RowsNeededError
 from ...formula import TRANSFORMS
 from ...results.state import FittedState
@@ -109,13 +110,25 @@ class DaskRows:
     def in_memory(self, what: str):
         raise RowsNeededError(_ROWS_NEEDED.format(what=what))
 
-    def predict(self, model: LinearMixedModel, newdata: Any, random: bool, allow_new_levels: bool):
+    def predict(
+        self,
+        model: LinearMixedModel,
+        newdata: Any,
+        random: bool,
+        allow_new_levels: bool,
+        offset: Any = None,
+    ):
         """Predictions for the rows of a Dask DataFrame (default: the model's data).
 
         Lazy; a row with a missing predictor gets NaN.  Unknown levels are
         reported when the series is computed.
         """
         data = self.data if newdata is None else newdata
+        if offset is not None:
+            raise DataError(
+                "for a Dask DataFrame the offset of new rows comes from their columns; "
+                "offset= arrays are not supported"
+            )
         if not is_dask_dataframe(data):
             raise DataError(f"newdata must be a Dask DataFrame, not {type(data).__name__}")
         return self._lazy(
@@ -138,7 +151,9 @@ def _partition_values(
     if used.empty:
         return pd.Series(np.empty(0), index=used.index, name=kind)
     used = plan.factorize(used, strict=False)
-    mats = plan.fixed_specs.get_model_matrix(used, context=TRANSFORMS, na_action="ignore")
+    mats = plan.fixed_specs.get_model_matrix(
+        evaluation_frame(used, None), context=TRANSFORMS, na_action="ignore"
+    )
     fitted = _linear_predictor(used, estimates, True, False, mats.rhs)
     if kind == "fitted":
         return pd.Series(fitted, index=used.index, name=kind)
@@ -185,8 +200,13 @@ def _linear_predictor(
     """Xβ (+ Zb) for rows whose factor columns carry the global levels."""
     plan = estimates.plan
     if x is None:
-        x = plan.fixed_specs.rhs.get_model_matrix(frame, context=TRANSFORMS, na_action="ignore")
+        x = plan.fixed_specs.rhs.get_model_matrix(
+            evaluation_frame(frame, None), context=TRANSFORMS, na_action="ignore"
+        )
     values = np.asarray(x, dtype=np.float64)[:, plan.keep] @ estimates.beta
+    offset = plan.offset(frame)
+    if offset is not None:
+        values = values + offset
     if not random:
         return values
     codes, z = plan.random_parts(frame)

@@ -220,6 +220,12 @@ def build_from_formula(
     columns += [c for c in tr.main_grouping if c not in columns]
     frame = _drop_missing(frame, columns, missing)
     design = build_design(tr.design_formula, frame, missing="raise")
+    if design.offset is not None:
+        # statsmodels' MixedLM takes no offset; the arrays below would leave it out.
+        raise FormulaError(
+            "mixedlm takes no offset (statsmodels' MixedLM has none): fit the model with "
+            "mixedmodels.lmer(formula, data, offset=...) or offset(...) in its formula"
+        )
     keep, exog_names = _fixed_columns(design)
 
     if len(tr.main_grouping) == 1:
