@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 # The linear summary's builders of the variance-component rows, the
-# correlation block and the notes, shared rather than copied (transitional:
-# private names of results.summary until it exposes them).
+# correlation block and the notes, shared rather than copied.
 from .summary import (
     CORRELATION_MAX,
     ModelSummary,
-    _correlation,
-    _notes,
-    _variance_components,
+    fit_notes,
+    fixed_effect_correlation,
+    variance_components,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def summarize_glmm(
             "p_value": coefs["p_value"],
         }
     )
-    components, residual = _variance_components(model.varcorr)
+    components, residual = variance_components(model.varcorr)
     p = len(fixed)
     show = (p <= CORRELATION_MAX) if correlation is None else bool(correlation)
     family = model.family
@@ -86,7 +85,7 @@ def summarize_glmm(
         statistic="t" if family.has_dispersion else "z",
         family=family.name,
         link=family.link.name,
-        correlation=_correlation(model.vcov) if show and p > 1 else None,
+        correlation=fixed_effect_correlation(model.vcov) if show and p > 1 else None,
         correlation_omitted=p if (correlation is None and p > CORRELATION_MAX) else None,
-        notes=tuple(_notes(model)),
+        notes=tuple(fit_notes(model)),
     )

@@ -277,8 +277,12 @@ def _criteria(model: LinearMixedModel) -> dict[str, float]:
     }
 
 
-def _variance_components(varcorr: pd.DataFrame) -> tuple[list[VarianceComponent], Any]:
-    """lme4's blocks from ``as.data.frame(VarCorr)`` rows: variances, then correlations."""
+def variance_components(varcorr: pd.DataFrame) -> tuple[list[VarianceComponent], Any]:
+    """lme4's blocks from ``as.data.frame(VarCorr)`` rows: variances, then correlations.
+
+    Returns the random-effect rows (:class:`VarianceComponent` per column, term by
+    term) and the residual row (None when the table has none).
+    """
     components: list[VarianceComponent] = []
     residual = None
     for group, rows in varcorr.groupby("group", sort=False):
@@ -352,7 +356,8 @@ def _fixed_effects(
     return out, _DDF_LABELS[method]
 
 
-def _correlation(vcov: pd.DataFrame) -> pd.DataFrame:
+def fixed_effect_correlation(vcov: pd.DataFrame) -> pd.DataFrame:
+    """Correlations of the fixed-effects estimates from their covariance matrix."""
     v = vcov.to_numpy()
     sd = np.sqrt(np.diag(v))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -360,7 +365,9 @@ def _correlation(vcov: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(corr, index=vcov.index, columns=vcov.columns)
 
 
-def _notes(model: LinearMixedModel) -> list[str]:
+def fit_notes(model: Any) -> list[str]:
+    """The notes a summary shows: dropped (aliased) columns, a singular fit, convergence
+    messages; read from the model's public attributes (linear or generalized)."""
     notes = []
     dropped = list(model.design.dropped_columns)
     if dropped:
@@ -400,13 +407,13 @@ def summarize(
     ModelSummary
     """
     method = _ddf_method(ddf)
-    notes = _notes(model)
+    notes = fit_notes(model)
     fixed, ddf_label = _fixed_effects(model, method, notes)
-    components, residual = _variance_components(model.varcorr)
+    components, residual = variance_components(model.varcorr)
     residuals, exact = _scaled_residuals(model)
     p = len(fixed)
     show_corr = (p <= CORRELATION_MAX) if correlation is None else bool(correlation)
-    corr = _correlation(model.vcov) if show_corr and p > 1 else None
+    corr = fixed_effect_correlation(model.vcov) if show_corr and p > 1 else None
     omitted = p if (correlation is None and p > CORRELATION_MAX) else None
     return ModelSummary(
         model_type="Linear mixed model",
