@@ -25,6 +25,7 @@ import pytest
 
 from mixedmodels.engine.pirls import Pirls
 from mixedmodels.engine.quadrature import agq_deviance
+from mixedmodels.engine.working_rows import RowData
 from mixedmodels.families import get_family
 from mixedmodels.models.glmm import GeneralizedLinearMixedModel
 from mixedmodels.models.negbin import glmer_nb
@@ -197,17 +198,10 @@ def test_one_point_quadrature_is_laplace_less_its_constant():
     theta, beta = model.theta, model.fixef.to_numpy()
     laplace = model.objective_at(theta, beta, nagq=1)
     design = model.design
-    pirls = Pirls(
-        design.y,
-        model.prior_weights,
-        model.offset,
-        design.x,
-        design.terms,
-        model.family,
-        fixed_inside=False,
-    )
+    rows = RowData(design.y, model.prior_weights, model.offset, design.x, design.terms)
+    pirls = Pirls(rows.working(False, model.family), [(t.n_levels, t.q) for t in design.terms])
     lam = design.terms[0].lambda_matrix(theta)
     solution = pirls.solve([lam], beta)
-    level_sd = 1.0 / np.sqrt(1.0 + theta[0] ** 2 * pirls.blocks.cp.diag[0][:, 0, 0])
+    level_sd = 1.0 / np.sqrt(1.0 + theta[0] ** 2 * pirls.rows.blocks.cp.diag[0][:, 0, 0])
     one_point = agq_deviance(pirls, lam, beta, solution, level_sd, 1)
     assert one_point == pytest.approx(laplace - ref["saturated_minus2logLik"], abs=1e-6)

@@ -210,11 +210,15 @@ def _row_pass(
     return total
 
 
-def row_pass_numpy(family, y, prior, base, working_base, terms, modes):
-    """:func:`_row_pass` with numpy, for when numba is missing: (deviance, η, μ, w, response)."""
+def row_pass_numpy(family, y, prior, base, working_base, codes, z, modes):
+    """:func:`_row_pass` with numpy, for when numba is missing: (deviance, η, μ, w, response).
+
+    ``codes``, ``z`` and ``modes`` are per term: level codes, model matrix (n, q)
+    and modes (levels, q).
+    """
     eta = base.copy()
-    for term, b in zip(terms, modes, strict=True):
-        eta += np.einsum("nq,nq->n", term.z, b[term.codes])
+    for term_codes, term_z, b in zip(codes, z, modes, strict=True):
+        eta += np.einsum("nq,nq->n", term_z, b[term_codes])
     with np.errstate(all="ignore"):
         mu = family.link.inverse(eta)
         deviance = family.deviance(y, mu, prior)

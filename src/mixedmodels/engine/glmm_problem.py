@@ -2,10 +2,12 @@
 
 :class:`GeneralizedProblem` holds what does not change while θ and β do —
 the rows (response, prior weights, offset, X, the terms' level codes and
-model matrices), the family and the terms' λ templates — and evaluates
-lme4's objectives on a :class:`PirlsWorkspace`: the problem's PIRLS solvers
-(each with a blocked factor of its own) and the last modes, from which the
-next evaluation starts.  Like the linear model's
+model matrices: a *row source* such as
+:class:`~mixedmodels.engine.working_rows.RowData`, or a Dask front end's
+partitions), the family and the terms' λ templates — and evaluates lme4's
+objectives on a :class:`PirlsWorkspace`: the problem's PIRLS solvers (each
+with a blocked factor of its own, on working rows from the source) and the
+last modes, from which the next evaluation starts.  Like the linear model's
 :class:`~mixedmodels.engine.problem.LinearProblem`, nothing that evaluates
 the objective changes a fitted model; each caller evaluates on a workspace
 it owns, or on the problem's per-thread default one.
@@ -25,6 +27,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -33,7 +36,30 @@ from .glm_kernels import compiled as compiled_passes
 from .laplace_gradient import LaplaceGradient
 from .pirls import Pirls, PirlsSolution
 from .quadrature import agq_deviance
-from .terms import RandomEffectsTerm
+from .terms import TermStructure
+from .working_rows import RowData, WorkingRows
+
+
+class RowSource(Protocol):
+    """Where a GLMM's rows are, as the problem needs them.
+
+    :class:`~mixedmodels.engine.working_rows.RowData` holds them in memory;
+    the Dask front end's source keeps them in a cluster's partitions.
+    """
+
+    @property
+    def n_obs(self) -> int:
+        """Rows used."""
+
+    @property
+    def n_fixed(self) -> int:
+        """Columns of X."""
+
+    def working(self, fixed_inside: bool, family: Family) -> WorkingRows:
+        """Working rows for a PIRLS solver (X among the blocks when ``fixed_inside``)."""
+
+    def saturated_aic(self, family: Family) -> float | None:
+        """The constant c with aic = deviance + c on these rows, if there is one."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,8 +72,9 @@ class GlmmSolution:
     # Spherical modes u (terms concatenated) and, per term, b = λu as (levels, q).
     u: np.ndarray
     modes: tuple[np.ndarray, ...]
-    eta: np.ndarray
-    mu: np.ndarray
+    # η and μ of the rows (None when the rows are not in memory: a Dask fit).
+    eta: np.ndarray | None
+    mu: np.ndarray | None
     # Σ deviance residuals at μ̂ (lme4's deviance()), ‖û‖², log|L|².
     deviance: float
     sum_u2: float
@@ -75,31 +102,29 @@ class PirlsWorkspace:
     def solver(self, fixed_inside: bool) -> Pirls:
         """The PIRLS solver with β held fixed, or estimated inside (built on first use)."""
         solver = self._joint if fixed_inside else self._modes
+        problem = self.problem
         if solver is None:
-            problem = self.problem
             solver = Pirls(
-                problem.y,
-                problem.prior_weights,
-                problem.offset,
-                problem.x,
-                problem.terms,
-                problem.family,
-                fixed_inside=fixed_inside,
+                problem.rows.working(fixed_inside, problem.family),
+                [(t.n_levels, t.q) for t in problem.terms],
             )
             if fixed_inside:
                 self._joint = solver
             else:
                 self._modes = solver
+        elif solver.family is not problem.family:
+            solver.family = problem.family
         return solver
 
     def gradient(self, fixed_inside: bool) -> LaplaceGradient:
         """The Laplace gradient on that solver."""
+        terms = self.problem.terms
         if fixed_inside:
             if self._joint_gradient is None:
-                self._joint_gradient = LaplaceGradient(self.solver(True))
+                self._joint_gradient = LaplaceGradient(self.solver(True), terms)
             return self._joint_gradient
         if self._modes_gradient is None:
-            self._modes_gradient = LaplaceGradient(self.solver(False))
+            self._modes_gradient = LaplaceGradient(self.solver(False), terms)
         return self._modes_gradient
 
 
@@ -108,42 +133,41 @@ class GeneralizedProblem:
 
     Parameters
     ----------
-    y, prior_weights, offset : ndarray, shape (n,)
-        Response, prior weights (trials for binomial proportions) and offset.
-    x : ndarray, shape (n, p)
-        Fixed-effects model matrix.
-    terms : sequence of RandomEffectsTerm
-        The random-effects terms with their rows, in the engine's order.
+    rows : RowSource
+        The rows (response, prior weights, offset, X, the terms' codes and Z):
+        :class:`~mixedmodels.engine.working_rows.RowData` in memory.
+    terms : sequence of TermStructure
+        The random-effects terms, in the engine's order (λ templates, levels).
     family : Family
         Response distribution and link.
     """
 
-    def __init__(
-        self,
-        y: np.ndarray,
-        prior_weights: np.ndarray,
-        offset: np.ndarray,
-        x: np.ndarray,
-        terms: Sequence[RandomEffectsTerm],
-        family: Family,
-    ) -> None:
-        self.y = np.ascontiguousarray(y, dtype=np.float64)
-        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float64)
-        self.offset = np.ascontiguousarray(offset, dtype=np.float64)
-        self.x = np.ascontiguousarray(x, dtype=np.float64)
+    def __init__(self, rows: RowSource, terms: Sequence[TermStructure], family: Family) -> None:
+        self.rows = rows
         self.terms = list(terms)
         self.family = family
-        self.saturated = family.saturated_aic(self.y, self.prior_weights)
+        self.saturated = rows.saturated_aic(family)
         bounds = np.cumsum([0] + [t.n_theta for t in self.terms])
         self.theta_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         self.lower_bounds = np.concatenate([t.theta_lower_bounds() for t in self.terms])
         self._local = threading.local()
 
+    @classmethod
+    def in_memory(
+        cls,
+        y: np.ndarray,
+        prior_weights: np.ndarray,
+        offset: np.ndarray,
+        x: np.ndarray,
+        terms: Sequence,
+        family: Family,
+    ) -> GeneralizedProblem:
+        """The problem on rows in memory (terms with their codes and Z)."""
+        return cls(RowData(y, prior_weights, offset, x, terms), terms, family)
+
     def with_family(self, family: Family) -> GeneralizedProblem:
         """The same rows with another family (e.g. another negative binomial θ)."""
-        return GeneralizedProblem(
-            self.y, self.prior_weights, self.offset, self.x, self.terms, family
-        )
+        return GeneralizedProblem(self.rows, self.terms, family)
 
     # -- θ and β -------------------------------------------------------------------------
 
@@ -153,11 +177,11 @@ class GeneralizedProblem:
 
     @property
     def n_fixed(self) -> int:
-        return self.x.shape[1]
+        return self.rows.n_fixed
 
     @property
     def n_obs(self) -> int:
-        return len(self.y)
+        return self.rows.n_obs
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Per term, the relative covariance factor λ at θ."""
@@ -190,9 +214,21 @@ class GeneralizedProblem:
 
     # -- evaluations -------------------------------------------------------------------
 
-    def laplace(self, solution: PirlsSolution) -> float:
-        """The Laplace objective of a PIRLS solution."""
-        return solution.laplace(self.family, self.y, self.prior_weights, self.saturated)
+    def laplace(self, solution: PirlsSolution, rows: WorkingRows | None = None) -> float:
+        """lme4's Laplace objective ``ldL2 + ussq + aic`` of a PIRLS solution (−2 log L,
+        constants included).
+
+        aic is the deviance plus the saturated constant when there is one (no
+        log-gamma terms at each evaluation), else the family's aic at the
+        modes, summed over ``rows`` (the working rows that found them).
+        """
+        if self.saturated is not None:
+            aic = solution.deviance + self.saturated
+        elif rows is None:
+            raise ValueError("the aic of this family needs the working rows of the solution")
+        else:
+            aic = rows.aic(solution.point, solution.deviance)
+        return solution.logdet + solution.sum_u2 + aic
 
     def modes(
         self, theta: np.ndarray, beta: np.ndarray, workspace: PirlsWorkspace | None = None
@@ -218,7 +254,7 @@ class GeneralizedProblem:
     ) -> tuple[float, PirlsSolution]:
         solution = self.modes(theta, beta, ws)
         if nagq <= 1:
-            return self.laplace(solution), solution
+            return self.laplace(solution, ws.solver(False).rows), solution
         solver = ws.solver(False)
         # The modes' conditional standard deviations: 1/L of each level.
         level_sd = 1.0 / solver.factor.L00[:, 0, 0]
@@ -231,16 +267,16 @@ class GeneralizedProblem:
         """The Laplace objective and its gradient in (θ, β)."""
         ws = self._default(workspace)
         solution = self.modes(theta, beta, ws)
-        value = self.laplace(solution)
+        value = self.laplace(solution, ws.solver(False).rows)
         return value, ws.gradient(False)(self.lambdas(theta), solution)
 
     def initial(self, workspace: PirlsWorkspace | None = None) -> tuple[np.ndarray, PirlsSolution]:
         """lme4's first PIRLS: θ at λ = I, β and u from the family's starting means."""
         ws = self._default(workspace)
-        family = self.family
-        start_eta = family.link.link(family.initial_mean(self.y, self.prior_weights))
         theta = np.concatenate([t.theta_start() for t in self.terms])
-        solution = ws.solver(True).solve(self.lambdas(theta), np.zeros(self.n_fixed), eta=start_eta)
+        solution = ws.solver(True).solve(
+            self.lambdas(theta), np.zeros(self.n_fixed), from_start_means=True
+        )
         ws.last_joint = solution
         return theta, solution
 
@@ -254,7 +290,7 @@ class GeneralizedProblem:
         previous = ws.last_joint
         solution = ws.solver(True).solve(self.lambdas(theta), previous.beta, previous.u)
         ws.last_joint = solution
-        return self.laplace(solution), solution
+        return self.laplace(solution, ws.solver(True).rows), solution
 
     def joint_value_and_gradient(
         self, theta: np.ndarray, workspace: PirlsWorkspace | None = None
@@ -291,8 +327,10 @@ class GeneralizedProblem:
         theta = np.array(theta, dtype=np.float64)
         if beta is None:
             value, solution = self.joint(theta, ws)
+            rows = ws.solver(True).rows
         else:
             value, solution = self._evaluate(theta, np.asarray(beta, dtype=np.float64), nagq, ws)
+            rows = ws.solver(False).rows
         lambdas = self.lambdas(theta)
         modes_solver = ws.solver(False)
         modes = tuple(
@@ -302,12 +340,13 @@ class GeneralizedProblem:
             @ lam.T
             for k, (term, lam) in enumerate(zip(self.terms, lambdas, strict=True))
         )
-        family, y, mu, w = self.family, self.y, solution.mu, self.prior_weights
-        if family.has_dispersion:
-            pearson2 = float(np.sum(w * (y - mu) ** 2 / family.variance(mu)))
-            sigma = math.sqrt((pearson2 + solution.sum_u2) / len(y))
+        if self.family.has_dispersion:
+            pearson2 = rows.pearson_chi2(solution.point)
+            sigma = math.sqrt((pearson2 + solution.sum_u2) / self.n_obs)
         else:
             sigma = 1.0
+        means = rows.means(solution.point)
+        eta, mu = (None, None) if means is None else means
         joint = ws.solver(True)
         joint.refactor_at(lambdas, solution)
         rinv = joint.factor.inverse_rx()
@@ -317,8 +356,8 @@ class GeneralizedProblem:
             objective=value,
             u=solution.u,
             modes=modes,
-            eta=solution.eta,
-            mu=solution.mu,
+            eta=eta,
+            mu=mu,
             deviance=solution.deviance,
             sum_u2=solution.sum_u2,
             logdet=solution.logdet,

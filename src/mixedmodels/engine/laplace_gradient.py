@@ -26,13 +26,15 @@ aic − deviance is not constant; its slope in η joins c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.linalg
 
 from ..errors import PirlsError
-from .glm_kernels import compiled as compiled_passes
-from .glm_kernels import family_codes
 from .pirls import Pirls, PirlsSolution
+from .terms import TermStructure
+from .working_rows import SelectedInverse
 
 _KERNELS = None
 
@@ -48,11 +50,8 @@ def _kernels():
             name: jit(function)
             for name, function in (
                 ("levels", _selected_inverse_levels),
-                ("rows", _row_leverages),
-                ("rhs", _transpose_times),
                 ("forward", _forward_levels),
                 ("backward", _backward_levels),
-                ("grad", _row_gradient),
             )
         }
     return _KERNELS
@@ -119,87 +118,6 @@ def _selected_inverse_levels(
                 s00[level, a, b] = s
 
 
-def _row_leverages(
-    codes, z, zcol, lams, weights, s00, s0t, s_tt, entry_of, t_offset, leverage, traces
-):  # pragma: no cover - compiled by numba
-    """hᵣ = vᵣᵀM⁻¹vᵣ (vᵣ = ΛᵀZᵀeᵣ) and traces[t, i, j] = Σᵣ wᵣ zᵣₜᵢ (M⁻¹vᵣ)ₜⱼ.
-
-    ``entry_of[t, r]`` is the first term's entry (in the factor's level
-    layout) of row r's level of term t ≥ 1; ``t_offset[t]`` the first row of
-    term t in the trailing block.
-    """
-    k = codes.shape[0]
-    qmax = lams.shape[1]
-    v = np.zeros((k, qmax))
-    m = np.zeros((k, qmax))
-    traces[:] = 0.0
-    for r in range(codes.shape[1]):
-        for t in range(k):
-            c0 = zcol[t]
-            q = zcol[t + 1] - c0
-            for a in range(q):
-                s = 0.0
-                for b in range(a, q):  # (λᵀz)ₐ = Σ_b λ_ba z_b, λ lower triangular
-                    s += lams[t, b, a] * z[r, c0 + b]
-                v[t, a] = s
-        level0 = codes[0, r]
-        q0 = zcol[1] - zcol[0]
-        for a in range(q0):
-            s = 0.0
-            for b in range(q0):
-                s += s00[level0, a, b] * v[0, b]
-            m[0, a] = s
-        for t in range(1, k):
-            qt = zcol[t + 1] - zcol[t]
-            e0 = entry_of[t, r]
-            # S_{0t} = S_{t0}ᵀ, rows of term t's block in s0t.
-            for a in range(q0):
-                s = 0.0
-                for b in range(qt):
-                    s += s0t[e0 + b, a] * v[t, b]
-                m[0, a] += s
-            for a in range(qt):
-                s = 0.0
-                for b in range(q0):
-                    s += s0t[e0 + a, b] * v[0, b]
-                row = t_offset[t] + codes[t, r] * qt + a
-                for t2 in range(1, k):
-                    q2 = zcol[t2 + 1] - zcol[t2]
-                    col = t_offset[t2] + codes[t2, r] * q2
-                    for b in range(q2):
-                        s += s_tt[row, col + b] * v[t2, b]
-                m[t, a] = s
-        h = 0.0
-        wr = weights[r]
-        for t in range(k):
-            c0 = zcol[t]
-            q = zcol[t + 1] - c0
-            for a in range(q):
-                h += v[t, a] * m[t, a]
-                za = wr * z[r, c0 + a]
-                for b in range(q):
-                    traces[t, a, b] += za * m[t, b]
-        leverage[r] = h
-
-
-def _transpose_times(codes, z, zcol, lams, u_offset, c, out):  # pragma: no cover - compiled
-    """out = ΛᵀZᵀc, term by term, level-major."""
-    out[:] = 0.0
-    for t in range(codes.shape[0]):
-        c0 = zcol[t]
-        q = zcol[t + 1] - c0
-        base = u_offset[t]
-        for r in range(codes.shape[1]):
-            at = base + codes[t, r] * q
-            cr = c[r]
-            for a in range(q):
-                s = 0.0
-                for b in range(a, q):
-                    s += lams[t, b, a] * z[r, c0 + b]
-                out[at + a] += s * cr
-    return out
-
-
 def _forward_levels(l00, values, rows, level_ptr, n_trailing, rhs0, rhs_t):  # pragma: no cover
     """Forward elimination of the first term's levels: rhs0 ← L₀₀⁻¹rhs0, rhs_T −= L_T0 rhs0."""
     q0 = l00.shape[1]
@@ -238,40 +156,6 @@ def _backward_levels(l00, values, rows, level_ptr, n_trailing, y0, x_t):  # prag
             y0[at + a] = s / lower[a, a]
 
 
-def _row_gradient(
-    codes, z, zcol, lams, u_offset, u, x, shift, c, observed, score, residual, first, second
-):  # pragma: no cover - compiled by numba
-    """Row sums for the gradient: residual = c − D·(ZΛx + shift) (returned per row) and,
-    per term, first[t, i, j] = Σ (residual + 2s) z_i u_j, second[t, i, j] = Σ s z_i x_j."""
-    k = codes.shape[0]
-    first[:] = 0.0
-    second[:] = 0.0
-    for r in range(codes.shape[1]):
-        zlx = 0.0
-        for t in range(k):
-            c0 = zcol[t]
-            q = zcol[t + 1] - c0
-            at = u_offset[t] + codes[t, r] * q
-            for a in range(q):
-                s = 0.0
-                for b in range(a + 1):  # (λx)ₐ = Σ_b λ_ab x_b
-                    s += lams[t, a, b] * x[at + b]
-                zlx += z[r, c0 + a] * s
-        res = c[r] - observed[r] * (zlx + shift[r])
-        residual[r] = res
-        total = res + 2.0 * score[r]
-        sr = score[r]
-        for t in range(k):
-            c0 = zcol[t]
-            q = zcol[t + 1] - c0
-            at = u_offset[t] + codes[t, r] * q
-            for i in range(q):
-                zi = z[r, c0 + i]
-                for j in range(q):
-                    first[t, i, j] += total * zi * u[at + j]
-                    second[t, i, j] += sr * zi * x[at + j]
-
-
 class LaplaceGradient:
     """The gradient of the Laplace objective for one model's PIRLS problem.
 
@@ -281,28 +165,26 @@ class LaplaceGradient:
         The model's PIRLS problem.  With β held fixed (nAGQ = 1) the gradient
         is in (θ, β); with β estimated inside PIRLS (lme4's nAGQ = 0) it is in
         θ alone, β̂ moving with θ like the modes (the joint factor gives both).
+    terms : sequence of TermStructure
+        The terms, in the engine's order (which element of λ each θ is).
+
+    Notes
+    -----
+    The factor-level work (the selected inverse, the solve) is done here; the
+    sums over rows are the working rows' (``gradient_rhs``, ``gradient_sums``).
     """
 
-    def __init__(self, pirls: Pirls) -> None:
+    def __init__(self, pirls: Pirls, terms: Sequence[TermStructure]) -> None:
         self.pirls = pirls
         self.kernels = _kernels()
-        blocks = pirls.blocks
         factor = pirls.factor
-        terms = pirls.terms
         k = len(terms)
         self.q = [t.q for t in terms]
         self.q_max = max(self.q)
-        n = len(pirls.y)
-        # Row r's entry of its term-t level in the first term's column of L.
-        self.entry_of = np.zeros((k, n), dtype=np.int64)
-        if k > 1:
-            column = factor.col0
-            for t in range(1, k):
-                pair = blocks.pair_index(t, 0)
-                self.entry_of[t] = column.dest[t - 1][pair * self.q[t]]
         self.t_offset = np.zeros(k, dtype=np.int64)
         for t in range(1, k):
             self.t_offset[t] = factor.offsets[t - 1]
+        self.dest = list(factor.col0.dest) if k > 1 else []
         # Which (term, i, j) each θ is: column-major lower triangle per term.
         self.theta_index = [
             (t, int(i), int(j))
@@ -310,7 +192,7 @@ class LaplaceGradient:
             for i, j in zip(term.theta_rows, term.theta_cols, strict=True)
         ]
 
-    def _packed(self, lambdas: list[np.ndarray]) -> np.ndarray:
+    def packed(self, lambdas: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(lambdas), self.q_max, self.q_max))
         for t, lam in enumerate(lambdas):
             out[t, : lam.shape[0], : lam.shape[1]] = lam
@@ -321,7 +203,7 @@ class LaplaceGradient:
         factor = self.pirls.factor
         column = factor.col0
         # The trailing rows solved for: later terms, and X when β is estimated too.
-        n = factor.n_re_trailing + (self.pirls.x.shape[1] if self.pirls.fixed_inside else 0)
+        n = factor.n_re_trailing + (self.pirls.n_fixed if self.pirls.fixed_inside else 0)
         m0q0 = factor.L00.shape[0] * factor.L00.shape[1]
         x = rhs.copy()
         y0, y_t = x[:m0q0], x[m0q0:]
@@ -339,24 +221,9 @@ class LaplaceGradient:
         )
         return x
 
-    def __call__(self, lambdas: list[np.ndarray], solution: PirlsSolution) -> np.ndarray:
-        """∂f/∂(θ, β), or ∂f/∂θ with β inside PIRLS, at ``solution`` (the factor's).
-
-        Leaves the factor at the observed weights when the link is not canonical.
-        """
-        pirls = self.pirls
-        factor = pirls.factor
-        kernels = self.kernels
-        blocks = pirls.blocks
-        lams = self._packed(lambdas)
-        n = len(pirls.y)
-        codes = family_codes(pirls.family)
-        score, observed, slope = np.empty(n), np.empty(n), np.empty(n)
-        compiled_passes()[1](
-            *codes, pirls.y, pirls.prior_weights, solution.eta, score, observed, slope
-        )
-        working = pirls.working_weights()
-        # The selected inverse of M.
+    def selected_inverse(self) -> SelectedInverse:
+        """M⁻¹ where the row sums need it, from the factor at the solution."""
+        factor = self.pirls.factor
         column = factor.col0
         r = factor.n_re_trailing
         if r:
@@ -370,62 +237,27 @@ class LaplaceGradient:
         m0, q0 = factor.L00.shape[0], factor.L00.shape[1]
         s00 = np.empty((m0, q0, q0))
         s0t = np.zeros_like(column.values)
-        kernels["levels"](
+        self.kernels["levels"](
             factor.L00, column.values, column.rows, column.level_ptr, r, s_tt, s00, s0t
         )
-        k = len(self.q)
-        leverage = np.empty(n)
-        traces = np.empty((k, self.q_max, self.q_max))
-        kernels["rows"](
-            blocks.codes,
-            blocks.z,
-            blocks.zcol,
-            lams,
-            working,
-            s00,
-            s0t,
-            s_tt,
-            self.entry_of,
-            self.t_offset,
-            leverage,
-            traces,
-        )
-        c = leverage * slope
-        excess = pirls.family.aic_excess_slope(
-            pirls.y, solution.mu, pirls.prior_weights, solution.deviance
-        )
-        if excess is not None:
-            # aic − deviance depends on μ too (through the dispersion): its slope in η.
-            c += excess * pirls.family.link.mu_eta(solution.eta)
-        joint = pirls.fixed_inside
-        n_u = pirls.n_u
-        rhs = np.empty(n_u + (pirls.x.shape[1] if joint else 0))
-        kernels["rhs"](blocks.codes, blocks.z, blocks.zcol, lams, pirls.u_offsets, c, rhs[:n_u])
-        if joint:
-            rhs[n_u:] = pirls.x.T @ c
+        return SelectedInverse(s00, s0t, s_tt, self.t_offset, self.dest)
+
+    def __call__(self, lambdas: list[np.ndarray], solution: PirlsSolution) -> np.ndarray:
+        """∂f/∂(θ, β), or ∂f/∂θ with β inside PIRLS, at ``solution`` (the factor's).
+
+        Leaves the factor at the observed weights when the link is not canonical.
+        """
+        pirls = self.pirls
+        rows = pirls.rows
+        lams = self.packed(lambdas)
+        inverse = self.selected_inverse()
+        at = solution.point
+        traces, rhs = rows.gradient_rhs(at, lams, inverse, solution.deviance)
         if not pirls.family.is_canonical:
-            pirls.refactor_with_weights(lambdas, observed)
+            pirls.refactor_observed(lambdas, at)
         x = self._solve(rhs)
-        # X dβ̂ enters the linear predictor's response with the modes' (nAGQ = 0).
-        shift = pirls.x @ x[n_u:] if joint else np.zeros(n)
-        residual = np.empty(n)
-        first = np.empty((k, self.q_max, self.q_max))
-        second = np.empty_like(first)
-        kernels["grad"](
-            blocks.codes,
-            blocks.z,
-            blocks.zcol,
-            lams,
-            pirls.u_offsets,
-            solution.u,
-            x,
-            shift,
-            c,
-            observed,
-            score,
-            residual,
-            first,
-            second,
+        first, second, grad_beta = rows.gradient_sums(
+            at, lams, inverse, solution.u, x, solution.deviance
         )
         grad_theta = np.array(
             [
@@ -433,7 +265,6 @@ class LaplaceGradient:
                 for t, i, j in self.theta_index
             ]
         )
-        if joint:
+        if grad_beta is None:
             return grad_theta
-        grad_beta = pirls.x.T @ (residual + 2.0 * score)
         return np.concatenate([grad_theta, grad_beta])

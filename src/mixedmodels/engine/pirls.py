@@ -10,7 +10,12 @@ penalized weighted least-squares problem with the working weights
 wᵢ = aᵢ (dμ/dη)² / V(μᵢ) (aᵢ the prior weights) and the working response
 (η − o − Xβ) + (y − μ)/(dμ/dη): its cross-products are refilled in place
 (:class:`~mixedmodels.engine.weighted.WeightedCrossProducts`) and factored by
-the linear model's :class:`~mixedmodels.engine.factor.BlockedCholesky`.  A
+the linear model's :class:`~mixedmodels.engine.factor.BlockedCholesky`.  The
+rows themselves are behind a
+:class:`~mixedmodels.engine.working_rows.WorkingRows` object: one evaluation
+at a new iterate gives its deviance, the change of η and the blocks refilled
+there, in one pass over the rows — in memory, or one map-reduce over a Dask
+DataFrame's partitions.  A
 step that increases pdev is halved, up to 20 times, as lme4's
 ``pwrssUpdate`` does.
 
@@ -23,7 +28,8 @@ Laplace approximation
 
     −2 log L ≈ log|ΛᵀZᵀWZΛ + I| + ‖û‖² + Σᵢ −2 log p(yᵢ | μ̂ᵢ)
 
-(lme4's definition, see :meth:`PirlsSolution.laplace`) is a smooth function
+(lme4's definition, see
+:meth:`~mixedmodels.engine.glmm_problem.GeneralizedProblem.laplace`) is a smooth function
 of θ and β that finite differences can be taken of.
 """
 
@@ -38,10 +44,7 @@ import numpy as np
 from ..errors import PirlsError
 from ..families import Family
 from .factor import BlockedCholesky
-from .glm_kernels import compiled as compiled_row_pass
-from .glm_kernels import family_codes, row_pass_numpy
-from .terms import RandomEffectsTerm
-from .weighted import WeightedCrossProducts
+from .working_rows import Point, WorkingRows
 
 # lme4's limit on step halvings per iteration (pwrssUpdate's maxstephalfit).
 MAX_STEP_HALVINGS = 20
@@ -58,10 +61,10 @@ class PirlsSolution:
         level-major within a term).
     beta : ndarray
         Fixed effects: the given ones, or those estimated with ``fixed_inside``.
-    eta, mu : ndarray
-        Linear predictor (offset included) and mean at the modes.
+    point : Point
+        The linear predictor at the modes (β and b = Λu), for the working rows.
     deviance : float
-        Σ of the deviance residuals at μ.
+        Σ of the deviance residuals at the modes.
     logdet : float
         log |ΛᵀZᵀWZΛ + I| with the working weights at the modes (lme4's ``ldL2``).
     iterations : int
@@ -70,8 +73,7 @@ class PirlsSolution:
 
     u: np.ndarray
     beta: np.ndarray
-    eta: np.ndarray
-    mu: np.ndarray
+    point: Point
     deviance: float
     logdet: float
     iterations: int
@@ -81,56 +83,19 @@ class PirlsSolution:
         """‖u‖² (lme4's ``ussq``)."""
         return float(self.u @ self.u)
 
-    def laplace(
-        self,
-        family: Family,
-        y: np.ndarray,
-        prior_weights: np.ndarray,
-        saturated: float | None = None,
-    ) -> float:
-        """lme4's Laplace objective ``ldL2 + ussq + aic`` (−2 log L, constants included).
-
-        ``saturated`` is ``family.saturated_aic(y, prior_weights)`` when known
-        (then aic = deviance + saturated, without evaluating log-gammas).
-        """
-        if saturated is not None:
-            aic = self.deviance + saturated
-        else:
-            aic = family.aic(y, self.mu, prior_weights, self.deviance)
-        return self.logdet + self.sum_u2 + aic
-
-
-class _RowState:
-    """η, μ, working weights and response at one iterate (buffers reused between iterates)."""
-
-    def __init__(self, n: int) -> None:
-        self.eta = np.empty(n)
-        self.mu = np.empty(n)
-        self.weights = np.empty(n)
-        self.response = np.empty(n)
-        self.deviance = math.inf
-
 
 class Pirls:
-    """PIRLS for one model's rows: response, prior weights, offset, X and the terms.
+    """PIRLS on one set of working rows.
 
     Parameters
     ----------
-    y : ndarray, shape (n,)
-        Response (proportions for binomial responses with trials as weights).
-    prior_weights : ndarray, shape (n,)
-        Prior weights (numbers of trials for binomial proportions).
-    offset : ndarray, shape (n,)
-        Known part of the linear predictor.
-    x : ndarray, shape (n, p)
-        Fixed-effects model matrix.
-    terms : list of RandomEffectsTerm
-        In the engine's order.
-    family : Family
-        Response distribution and link.
-    fixed_inside : bool
-        Estimate β with u in each least-squares step (lme4's nAGQ = 0) rather
-        than holding it at the value given to :meth:`solve`.
+    rows : WorkingRows
+        The rows (response, prior weights, offset, X, the terms, the family)
+        and the weighted blocks they refill; X is among the blocks when
+        ``rows.fixed_inside`` (β estimated with u in each least-squares step,
+        lme4's nAGQ = 0) rather than held at the value given to :meth:`solve`.
+    shapes : sequence of (int, int)
+        Per term, (levels, q), in the engine's order.
     tolerance : float, optional
         Convergence tolerance on the largest change of u and η in an
         iteration.  By default 1e-6 when the iterations are Newton's (canonical
@@ -143,62 +108,42 @@ class Pirls:
 
     def __init__(
         self,
-        y: np.ndarray,
-        prior_weights: np.ndarray,
-        offset: np.ndarray,
-        x: np.ndarray,
-        terms: Sequence[RandomEffectsTerm],
-        family: Family,
+        rows: WorkingRows,
+        shapes: Sequence[tuple[int, int]],
         *,
-        fixed_inside: bool,
         tolerance: float | None = None,
         max_iterations: int = 100,
     ) -> None:
-        self.y = np.ascontiguousarray(y, dtype=np.float64)
-        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float64)
-        self.offset = np.ascontiguousarray(offset, dtype=np.float64)
-        self.x = x
-        self.terms = list(terms)
-        self._family = family
-        self.fixed_inside = fixed_inside
+        self.rows = rows
+        self.fixed_inside = rows.fixed_inside
+        self.n_fixed = rows.n_fixed
         self._tolerance = tolerance
         self.max_iterations = max_iterations
-        carried = x if fixed_inside else np.empty((len(y), 0))
-        self.blocks = WeightedCrossProducts(
-            [t.codes for t in self.terms],
-            [t.z for t in self.terms],
-            [t.n_levels for t in self.terms],
-            carried,
-        )
-        self.factor: BlockedCholesky = self.blocks.new_factor()
-        self.u_offsets = np.cumsum([0, *(t.n_columns for t in self.terms)]).astype(np.int64)
-        # (levels, q) per term, read at every iteration.
-        self._shapes = [(t.n_levels, t.q) for t in self.terms]
-        passes = compiled_row_pass()
-        self._row_pass = passes[0] if passes is not None else None
-        self._derivative_pass = passes[1] if passes is not None else None
-        # Newton steps on the observed information for non-canonical links (whose
-        # working weights, Fisher scoring, converge only linearly).
-        self._newton = self._derivative_pass is not None and not family.is_canonical
-        n = len(y)
-        self._current, self._candidate = _RowState(n), _RowState(n)
+        self.factor: BlockedCholesky = rows.blocks.new_factor()
+        self._shapes = [(int(m), int(q)) for m, q in shapes]
+        self.u_offsets = np.cumsum([0, *(m * q for m, q in self._shapes)]).astype(np.int64)
 
     @property
     def family(self) -> Family:
         """The response distribution and link."""
-        return self._family
+        return self.rows.family
 
     @family.setter
     def family(self, family: Family) -> None:
-        self._family = family
-        self._newton = self._derivative_pass is not None and not family.is_canonical
+        self.rows.family = family
+
+    @property
+    def newton(self) -> bool:
+        """Newton steps on the observed information (non-canonical links, whose working
+        weights, Fisher scoring, converge only linearly)."""
+        return self.rows.has_newton and not self.family.is_canonical
 
     @property
     def tolerance(self) -> float:
         """The convergence tolerance (see the class docstring)."""
         if self._tolerance is not None:
             return self._tolerance
-        return 1e-6 if self.family.is_canonical or self._newton else 1e-10
+        return 1e-6 if self.family.is_canonical or self.newton else 1e-10
 
     @property
     def n_u(self) -> int:
@@ -213,122 +158,64 @@ class Pirls:
             for k, (shape, lam) in enumerate(zip(self._shapes, lambdas, strict=True))
         ]
 
-    def random_part(self, lambdas: Sequence[np.ndarray], u: np.ndarray) -> np.ndarray:
-        """ZΛu for spherical modes ``u`` (all terms concatenated)."""
-        out = np.zeros(len(self.y))
-        for term, b in zip(self.terms, self.modes(lambdas, u), strict=True):
-            out += np.einsum("nq,nq->n", term.z, b[term.codes])
-        return out
+    def point(self, lambdas: Sequence[np.ndarray], beta: np.ndarray, u: np.ndarray) -> Point:
+        """The linear predictor at β and spherical modes u."""
+        modes = self.modes(lambdas, u)
+        b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
+        return Point(np.asarray(beta, dtype=np.float64), b)
 
-    def fixed_part(self, beta: np.ndarray) -> np.ndarray:
-        """o + Xβ."""
-        return self.offset + self.x @ beta if self.x.shape[1] else self.offset.copy()
+    # -- factoring -----------------------------------------------------------------------
 
-    def _working_base(self, base: np.ndarray) -> np.ndarray:
-        """What the working response is measured from: o + Xβ, or o when β is estimated."""
-        return self.offset if self.fixed_inside else base
-
-    def _evaluate(self, state: _RowState, base: np.ndarray, modes: list[np.ndarray]) -> float:
-        """Fill ``state`` at η = base + Σ Zb; returns the deviance (inf/nan: invalid)."""
-        working_base = self._working_base(base)
-        if self._row_pass is None:
-            deviance, eta, mu, weights, response = row_pass_numpy(
-                self.family, self.y, self.prior_weights, base, working_base, self.terms, modes
-            )
-            state.eta[:], state.mu[:] = eta, mu
-            state.weights[:], state.response[:] = weights, response
-        else:
-            blocks = self.blocks
-            b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
-            deviance = self._row_pass(
-                *family_codes(self.family),
-                self.y,
-                self.prior_weights,
-                base,
-                working_base,
-                blocks.codes,
-                blocks.z,
-                blocks.zcol,
-                b,
-                self.u_offsets,
-                state.eta,
-                state.mu,
-                state.weights,
-                state.response,
-            )
-        state.deviance = deviance
-        return deviance
-
-    def _factor(self, lambdas: list[np.ndarray], state: _RowState) -> None:
-        """Refill the blocks with the working weights and response of ``state``; refactor."""
-        self.blocks.fill(state.weights, state.response)
-        self.blocks.reload_factor(self.factor)
-        if not self.factor.update(lambdas):
-            raise PirlsError("the penalized least-squares factor is not positive definite")
-
-    def _factor_newton(self, lambdas: list[np.ndarray], state: _RowState, base: np.ndarray) -> bool:
-        """Factor H = ΛᵀZᵀDZΛ + I (D the observed information) with the Newton right-hand
-        side ΛᵀZᵀ(D·ZΛu − s); False when H is not positive definite."""
-        n = len(self.y)
-        score, observed, slope = np.empty(n), np.empty(n), np.empty(n)
-        self._derivative_pass(
-            *family_codes(self.family),
-            self.y,
-            self.prior_weights,
-            state.eta,
-            score,
-            observed,
-            slope,
-        )
-        right = observed * (state.eta - self._working_base(base)) - score
-        self.blocks.fill(observed, right, response_weights=np.ones(n))
-        # The response's own pivot is not used by the modes: keep it positive.
-        self.blocks.cp.xx[-1, -1] = 1e30
-        self.blocks.reload_factor(self.factor)
+    def _update(self, lambdas: list[np.ndarray]) -> bool:
+        """Refactor with the blocks as they are filled now."""
+        self.rows.blocks.reload_factor(self.factor)
         return self.factor.update(lambdas)
+
+    def _factor_fisher(self, lambdas: list[np.ndarray], at: Point) -> None:
+        """Refill at ``at`` with the working weights and response; refactor."""
+        self.rows.evaluate(at, fill="fisher")
+        if not self._update(lambdas):
+            raise PirlsError("the penalized least-squares factor is not positive definite")
 
     def refactor_at(self, lambdas: Sequence[np.ndarray], solution: PirlsSolution) -> None:
         """Refill and refactor at the working weights of ``solution``'s modes.
 
         L and R_X are then the factor's at the solution (what the standard
-        errors read); its response column is not the PIRLS one.
+        errors read).
         """
-        lambdas = list(lambdas)
-        state = self._candidate
-        self._evaluate(state, solution.eta, [np.zeros(shape) for shape in self._shapes])
-        self._factor(lambdas, state)
+        self._factor_fisher(list(lambdas), solution.point)
 
-    def working_weights(self) -> np.ndarray:
-        """The working weights of the last iterate of :meth:`solve` (those of the factor)."""
-        return self._current.weights
-
-    def refactor_with_weights(self, lambdas: Sequence[np.ndarray], weights: np.ndarray) -> None:
-        """Refactor ΛᵀZᵀ diag(weights) ZΛ + I (weights may be any, e.g. observed information).
+    def refactor_observed(self, lambdas: Sequence[np.ndarray], at: Point) -> None:
+        """Refactor ΛᵀZᵀDZΛ + I with D the observed information at ``at``.
 
         Raises PirlsError when that matrix is not positive definite.
         """
-        self.blocks.fill(np.ascontiguousarray(weights, dtype=np.float64), np.zeros(len(weights)))
-        # A zero response leaves [X y]'s last pivot zero: make it 1 (it only
-        # closes the factor; L's random-effects part does not depend on it).
-        self.blocks.cp.xx[-1, -1] = 1.0
-        self.blocks.reload_factor(self.factor)
-        if not self.factor.update(list(lambdas)):
-            raise PirlsError("ΛᵀZᵀWZΛ + I with these weights is not positive definite")
+        self.rows.evaluate(at, fill="observed")
+        if not self._update(list(lambdas)):
+            raise PirlsError("ΛᵀZᵀDZΛ + I with the observed information is not positive definite")
 
     # -- one solve ---------------------------------------------------------------------
+
+    def _step(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The least-squares solution (β, u) of the factored problem."""
+        if self.fixed_inside:
+            new_beta = self.factor.fixed_effects()
+            return new_beta, np.concatenate(self.factor.spherical_modes(new_beta))
+        return beta, np.concatenate(self.factor.spherical_modes(np.empty(0)))
 
     def solve(
         self,
         lambdas: Sequence[np.ndarray],
         beta: np.ndarray,
         u: np.ndarray | None = None,
-        eta: np.ndarray | None = None,
+        *,
+        from_start_means: bool = False,
     ) -> PirlsSolution:
         """The conditional modes at Λ and β (β the start when ``fixed_inside``).
 
-        ``u`` is the starting value of the modes (default zero).  ``eta``, if
-        given, is a starting linear predictor instead (lme4 starts from the
-        family's starting means): the first iteration's weights are computed
+        ``u`` is the starting value of the modes (default zero).  With
+        ``from_start_means`` the first iterate is instead the family's starting
+        means (as lme4 starts): the first iteration's weights are computed
         there and its step is taken whole.
 
         Raises
@@ -338,33 +225,32 @@ class Pirls:
             deviance, or the iterations do not converge.
         """
         lambdas = list(lambdas)
+        rows = self.rows
         beta = np.asarray(beta, dtype=np.float64).copy()
         u = np.zeros(self.n_u) if u is None else np.asarray(u, dtype=np.float64).copy()
-        current, candidate = self._current, self._candidate
-        base = self.fixed_part(beta)
-        if eta is None:
-            deviance = self._evaluate(current, base, self.modes(lambdas, u))
-            if not math.isfinite(deviance):
-                raise PirlsError("the starting linear predictor gives an invalid mean")
-            pdev = deviance + float(u @ u)
-        else:
-            zero = [np.zeros(shape) for shape in self._shapes]
-            if not math.isfinite(self._evaluate(current, np.asarray(eta, dtype=np.float64), zero)):
+        fill = "newton" if self.newton else "fisher"
+        if from_start_means:
+            current = Point.start()
+            if not math.isfinite(rows.evaluate(current, fill=fill).deviance):
                 raise PirlsError("the starting means are outside the family's range")
             pdev = math.inf
-        p = self.x.shape[1]
+        else:
+            current = self.point(lambdas, beta, u)
+            start = rows.evaluate(current, fill=fill)
+            if not math.isfinite(start.deviance):
+                raise PirlsError("the starting linear predictor gives an invalid mean")
+            pdev = start.deviance + float(u @ u)
+        p = self.n_fixed
         for iteration in range(1, self.max_iterations + 1):
-            if not (self._newton and self._factor_newton(lambdas, current, base)):
-                self._factor(lambdas, current)
-            if self.fixed_inside:
-                new_beta = self.factor.fixed_effects()
-                new_u = np.concatenate(self.factor.spherical_modes(new_beta))
-                new_base = self.fixed_part(new_beta)
-            else:
-                new_beta, new_base = beta, base
-                new_u = np.concatenate(self.factor.spherical_modes(np.empty(0)))
-            new_pdev = self._evaluate(candidate, new_base, self.modes(lambdas, new_u))
-            new_pdev += float(new_u @ new_u)
+            # The blocks hold the current iterate's (filled when it was evaluated).
+            if not self._update(lambdas):
+                if fill == "fisher":
+                    raise PirlsError("the penalized least-squares factor is not positive definite")
+                self._factor_fisher(lambdas, current)  # the Newton system is not: Fisher's
+            new_beta, new_u = self._step(beta)
+            candidate = self.point(lambdas, new_beta, new_u)
+            found = rows.evaluate(candidate, previous=current, fill=fill)
+            new_pdev = found.deviance + float(new_u @ new_u)
             # Halve steps that increase pdev beyond rounding (near the optimum its
             # changes are of the order of the rounding of its terms).
             slack = 1e-12 * abs(pdev) if math.isfinite(pdev) else 0.0
@@ -374,9 +260,9 @@ class Pirls:
                 new_u = 0.5 * (u + new_u)
                 if self.fixed_inside and p:
                     new_beta = 0.5 * (beta + new_beta)
-                    new_base = self.fixed_part(new_beta)
-                new_pdev = self._evaluate(candidate, new_base, self.modes(lambdas, new_u))
-                new_pdev += float(new_u @ new_u)
+                candidate = self.point(lambdas, new_beta, new_u)
+                found = rows.evaluate(candidate, previous=current, fill=fill)
+                new_pdev = found.deviance + float(new_u @ new_u)
             if math.isnan(new_pdev) or new_pdev == math.inf:
                 raise PirlsError("PIRLS step halving ended at an invalid mean or weight")
             if new_pdev > pdev + slack:
@@ -385,19 +271,22 @@ class Pirls:
                     "deviance"
                 )
             step_u = float(np.max(np.abs(new_u - u))) if len(u) else 0.0
-            step_eta = float(np.max(np.abs(candidate.eta - current.eta)))
-            current, candidate = candidate, current
-            self._current, self._candidate = current, candidate
-            u, beta, base, pdev = new_u, new_beta, new_base, new_pdev
-            if max(step_u, step_eta) < self.tolerance:
-                # The factor at the final modes, for the Laplace log-determinant.
-                self._factor(lambdas, current)
+            current, u, beta, pdev = candidate, new_u, new_beta, new_pdev
+            if max(step_u, found.eta_change) < self.tolerance:
+                # The factor at the final modes, with Fisher's weights, for the
+                # Laplace log-determinant (the blocks are already there for them).
+                if fill == "fisher":
+                    if not self._update(lambdas):
+                        raise PirlsError(
+                            "the penalized least-squares factor is not positive definite"
+                        )
+                else:
+                    self._factor_fisher(lambdas, current)
                 return PirlsSolution(
                     u=u,
                     beta=beta,
-                    eta=current.eta.copy(),
-                    mu=current.mu.copy(),
-                    deviance=current.deviance,
+                    point=current,
+                    deviance=found.deviance,
                     logdet=self.factor.logdet_theta(),
                     iterations=iteration,
                 )

@@ -58,7 +58,8 @@ def agq_deviance(
 ) -> float:
     """lme4's adaptive quadrature objective at the modes of ``solution``.
 
-    All nodes are evaluated at once, as (nodes × rows) arrays.
+    All nodes are evaluated in one pass over the rows
+    (:meth:`~mixedmodels.engine.working_rows.WorkingRows.level_deviances`).
 
     Parameters
     ----------
@@ -76,24 +77,16 @@ def agq_deviance(
         Quadrature points.
     """
     nodes, weights, log_phi = gauss_hermite_rule(n_points)
-    term = pirls.terms[0]
-    family = pirls.family
-    m = term.n_levels
-    codes = term.codes
     u0 = solution.u
     # Each node shifts every level's mode by z·σₗ: u = û + z σ, per (node, level).
     shifted = u0[None, :] + nodes[:, None] * level_sd[None, :]
-    slope = lam[0, 0] * term.z[:, 0]
-    eta = pirls.fixed_part(beta)[None, :] + slope[None, :] * shifted[:, codes]
-    with np.errstate(all="ignore"):
-        mu = family.link.inverse(eta)
-        residuals = family.deviance_residuals(pirls.y[None, :], mu, pirls.prior_weights[None, :])
-    k = len(nodes)
-    keys = (np.arange(k)[:, None] * m + codes[None, :]).ravel()
-    devc = np.bincount(keys, weights=residuals.ravel(), minlength=k * m).reshape(k, m)
+    devc = pirls.rows.level_deviances(beta, lam, shifted)
     devc += shifted * shifted
     centre = int(np.argmin(np.abs(nodes)))
-    devc0 = devc[centre] if nodes[centre] == 0.0 else _level_deviance(pirls, solution.mu, u0)
+    if nodes[centre] == 0.0:
+        devc0 = devc[centre]
+    else:
+        devc0 = pirls.rows.level_deviances(beta, lam, u0[None, :])[0] + u0 * u0
     # log Σₖ wₖ exp(−½Δₖ + zₖ²/2), with the largest term factored out.
     log_terms = (
         -0.5 * (devc - devc0[None, :])
@@ -104,10 +97,3 @@ def agq_deviance(
     top = np.max(log_terms, axis=0)
     log_mult = top + np.log(np.sum(np.exp(log_terms - top[None, :]), axis=0))
     return float(np.sum(devc0) + solution.logdet - 2.0 * np.sum(log_mult))
-
-
-def _level_deviance(pirls: Pirls, mu: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Per level: Σ deviance residuals of its rows + u²."""
-    term = pirls.terms[0]
-    residuals = pirls.family.deviance_residuals(pirls.y, mu, pirls.prior_weights)
-    return np.bincount(term.codes, weights=residuals, minlength=term.n_levels) + u * u

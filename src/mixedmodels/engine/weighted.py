@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .blocks import CrossProducts, cross_products
+from .blocks import CrossProducts, PairBlocks, cross_products
 from .factor import BlockedCholesky
 
 _KERNEL = None
@@ -128,6 +128,23 @@ def _fill(
                     out[xx_at + k1 * c + k2] += v * xy[r, k2]
 
 
+def _empty_like(structure: CrossProducts, n_fixed: int) -> CrossProducts:
+    """Zero blocks with the level pairs of ``structure`` and ``n_fixed`` columns of X."""
+    c = n_fixed + 1
+    return CrossProducts(
+        n_levels=structure.n_levels,
+        q=structure.q,
+        diag=[np.zeros_like(d) for d in structure.diag],
+        off={
+            key: PairBlocks(pairs.rows.copy(), pairs.cols.copy(), np.zeros_like(pairs.data))
+            for key, pairs in structure.off.items()
+        },
+        xz=[np.zeros((c, m, q)) for m, q in zip(structure.n_levels, structure.q, strict=True)],
+        xx=np.zeros((c, c)),
+        n_obs=0,
+    )
+
+
 class WeightedCrossProducts:
     """The blocks of AᵀWA for A = [Z₁ … Z_k X y], W diagonal, for changing W and y.
 
@@ -140,6 +157,11 @@ class WeightedCrossProducts:
         The fixed-effects columns to carry (``p`` may be 0).
     use_numba : bool, optional
         Force or refuse the compiled pass (default: use it when available).
+    structure : CrossProducts, optional
+        The block structure to fill (its level pairs; values are ignored), when
+        these rows are a part of the data: the blocks then have the layout of
+        the whole data's, so that the parts' buffers add up to the
+        whole's (a Dask partition's share).  Default: the structure of these rows.
 
     Attributes
     ----------
@@ -160,19 +182,23 @@ class WeightedCrossProducts:
         n_levels: Sequence[int],
         x: np.ndarray,
         use_numba: bool | None = None,
+        structure: CrossProducts | None = None,
     ) -> None:
         n = x.shape[0]
         self.n_levels = [int(m) for m in n_levels]
-        self.codes = np.ascontiguousarray(np.vstack([np.asarray(c) for c in codes])).astype(
-            np.int64
-        )
+        self.codes = np.ascontiguousarray(
+            np.vstack([np.asarray(c) for c in codes]) if len(codes) else np.zeros((0, n))
+        ).astype(np.int64)
         self.z = np.ascontiguousarray(np.column_stack(list(z)), dtype=np.float64)
         self.zcol = np.cumsum([0, *(zi.shape[1] for zi in z)]).astype(np.int64)
         self.n_fixed = x.shape[1]
         # [X y] with y refilled by each fill(): X's columns are written once.
         self.xy = np.zeros((n, self.n_fixed + 1))
         self.xy[:, : self.n_fixed] = x
-        structure = cross_products(list(self.codes), list(z), self.n_levels, x, self.xy[:, -1])
+        if structure is None:
+            structure = cross_products(list(self.codes), list(z), self.n_levels, x, self.xy[:, -1])
+        else:
+            structure = _empty_like(structure, self.n_fixed)
         self.cp: CrossProducts = structure
         self._layout(structure)
         self._kernel = _kernel() if use_numba is not False else None
@@ -209,7 +235,19 @@ class WeightedCrossProducts:
             pairs = cp.off[(i, j)]
             m_j = self.n_levels[j]
             sorted_keys = pairs.rows.astype(np.int64) * m_j + pairs.cols
-            self._pair_of_row[p] = np.searchsorted(sorted_keys, self.codes[i] * m_j + self.codes[j])
+            row_keys = self.codes[i] * m_j + self.codes[j]
+            found = np.minimum(np.searchsorted(sorted_keys, row_keys), len(sorted_keys) - 1)
+            if len(row_keys) and not np.array_equal(sorted_keys[found], row_keys):
+                raise ValueError(f"some rows pair levels of terms {i} and {j} the structure lacks")
+            self._pair_of_row[p] = found
+
+    @property
+    def n_rows(self) -> int:
+        return self.xy.shape[0]
+
+    def load(self, buffer: np.ndarray) -> None:
+        """Set every block from a flat buffer of this layout (e.g. the parts' buffers summed)."""
+        self.buffer[:] = buffer
 
     def pair_index(self, i: int, j: int) -> np.ndarray:
         """For each row, the index of its level pair in ``cp.off[(i, j)]``."""
@@ -264,7 +302,14 @@ class WeightedCrossProducts:
         for target, source in zip(cp.diag, fresh.diag, strict=True):
             target[...] = source
         for key, pairs in cp.off.items():
-            pairs.data[...] = fresh.off[key].data
+            # These rows' pairs, placed among the structure's (which may hold more).
+            i, j = key
+            index = self.pair_index(i, j)
+            for a in range(z[i].shape[1]):
+                for b in range(z[j].shape[1]):
+                    pairs.data[:, a, b] = np.bincount(
+                        index, weights=weights * z[i][:, a] * z[j][:, b], minlength=pairs.n_pairs
+                    )
         for target, source in zip(cp.xz, fresh.xz, strict=True):
             target[...] = source
         cp.xx[...] = fresh.xx

@@ -116,7 +116,7 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
         if design.offset is not None:  # the formula's offset() terms
             offset_rows = offset_rows + design.offset
         family.check_response(design.y, design.weights, prepared.response_name)
-        self.problem = GeneralizedProblem(
+        self.problem = GeneralizedProblem.in_memory(
             design.y, prior_weights, offset_rows, design.x, design.terms, family
         )
         self.rows = GlmmRows(design, prior_weights, offset_rows)
@@ -141,11 +141,13 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
 
     @property
     def prior_weights(self) -> np.ndarray:
-        return self.problem.prior_weights
+        """Prior weights of the rows used (trials for binomial proportions)."""
+        return self.rows.prior_weights
 
     @property
     def offset(self) -> np.ndarray:
-        return self.problem.offset
+        """The offset of the rows used (zeros without one)."""
+        return self.rows.offset
 
     def set_family(self, family: str | Family) -> None:
         """Use another family for the same rows (e.g. another negative binomial θ).

@@ -1,0 +1,146 @@
+"""The Laplace gradient's sums over rows, compiled with numba.
+
+The gradient of the Laplace objective (:mod:`~mixedmodels.engine.laplace_gradient`)
+is made of a few sums over rows, given the selected inverse of the PIRLS
+factor (computed once per gradient, on the factor): each row's leverage and
+the traces it adds, ΛᵀZᵀc, and the row sums of the final step.  Those sums
+are here, one compiled loop each; they are what a set of rows
+(:class:`~mixedmodels.engine.working_rows.RowsInMemory`, or one Dask partition
+of them) contributes to a gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_KERNELS = None
+
+
+def row_kernels() -> dict:
+    """The compiled row loops: ``leverages``, ``transpose_times``, ``gradient``."""
+    global _KERNELS
+    if _KERNELS is None:
+        import numba
+
+        jit = numba.njit(cache=True, nogil=True)
+        _KERNELS = {
+            "leverages": jit(_row_leverages),
+            "transpose_times": jit(_transpose_times),
+            "gradient": jit(_row_gradient),
+        }
+    return _KERNELS
+
+
+def _row_leverages(
+    codes, z, zcol, lams, weights, s00, s0t, s_tt, entry_of, t_offset, leverage, traces
+):  # pragma: no cover - compiled by numba
+    """hᵣ = vᵣᵀM⁻¹vᵣ (vᵣ = ΛᵀZᵀeᵣ) and traces[t, i, j] = Σᵣ wᵣ zᵣₜᵢ (M⁻¹vᵣ)ₜⱼ.
+
+    ``entry_of[t, r]`` is the first term's entry (in the factor's level
+    layout) of row r's level of term t ≥ 1; ``t_offset[t]`` the first row of
+    term t in the trailing block.
+    """
+    k = codes.shape[0]
+    qmax = lams.shape[1]
+    v = np.zeros((k, qmax))
+    m = np.zeros((k, qmax))
+    traces[:] = 0.0
+    for r in range(codes.shape[1]):
+        for t in range(k):
+            c0 = zcol[t]
+            q = zcol[t + 1] - c0
+            for a in range(q):
+                s = 0.0
+                for b in range(a, q):  # (λᵀz)ₐ = Σ_b λ_ba z_b, λ lower triangular
+                    s += lams[t, b, a] * z[r, c0 + b]
+                v[t, a] = s
+        level0 = codes[0, r]
+        q0 = zcol[1] - zcol[0]
+        for a in range(q0):
+            s = 0.0
+            for b in range(q0):
+                s += s00[level0, a, b] * v[0, b]
+            m[0, a] = s
+        for t in range(1, k):
+            qt = zcol[t + 1] - zcol[t]
+            e0 = entry_of[t, r]
+            # S_{0t} = S_{t0}ᵀ, rows of term t's block in s0t.
+            for a in range(q0):
+                s = 0.0
+                for b in range(qt):
+                    s += s0t[e0 + b, a] * v[t, b]
+                m[0, a] += s
+            for a in range(qt):
+                s = 0.0
+                for b in range(q0):
+                    s += s0t[e0 + a, b] * v[0, b]
+                row = t_offset[t] + codes[t, r] * qt + a
+                for t2 in range(1, k):
+                    q2 = zcol[t2 + 1] - zcol[t2]
+                    col = t_offset[t2] + codes[t2, r] * q2
+                    for b in range(q2):
+                        s += s_tt[row, col + b] * v[t2, b]
+                m[t, a] = s
+        h = 0.0
+        wr = weights[r]
+        for t in range(k):
+            c0 = zcol[t]
+            q = zcol[t + 1] - c0
+            for a in range(q):
+                h += v[t, a] * m[t, a]
+                za = wr * z[r, c0 + a]
+                for b in range(q):
+                    traces[t, a, b] += za * m[t, b]
+        leverage[r] = h
+
+
+def _transpose_times(codes, z, zcol, lams, u_offset, c, out):  # pragma: no cover - compiled
+    """out = ΛᵀZᵀc, term by term, level-major."""
+    out[:] = 0.0
+    for t in range(codes.shape[0]):
+        c0 = zcol[t]
+        q = zcol[t + 1] - c0
+        base = u_offset[t]
+        for r in range(codes.shape[1]):
+            at = base + codes[t, r] * q
+            cr = c[r]
+            for a in range(q):
+                s = 0.0
+                for b in range(a, q):
+                    s += lams[t, b, a] * z[r, c0 + b]
+                out[at + a] += s * cr
+    return out
+
+
+def _row_gradient(
+    codes, z, zcol, lams, u_offset, u, x, shift, c, observed, score, residual, first, second
+):  # pragma: no cover - compiled by numba
+    """Row sums for the gradient: residual = c − D·(ZΛx + shift) (returned per row) and,
+    per term, first[t, i, j] = Σ (residual + 2s) z_i u_j, second[t, i, j] = Σ s z_i x_j."""
+    k = codes.shape[0]
+    first[:] = 0.0
+    second[:] = 0.0
+    for r in range(codes.shape[1]):
+        zlx = 0.0
+        for t in range(k):
+            c0 = zcol[t]
+            q = zcol[t + 1] - c0
+            at = u_offset[t] + codes[t, r] * q
+            for a in range(q):
+                s = 0.0
+                for b in range(a + 1):  # (λx)ₐ = Σ_b λ_ab x_b
+                    s += lams[t, a, b] * x[at + b]
+                zlx += z[r, c0 + a] * s
+        res = c[r] - observed[r] * (zlx + shift[r])
+        residual[r] = res
+        total = res + 2.0 * score[r]
+        sr = score[r]
+        for t in range(k):
+            c0 = zcol[t]
+            q = zcol[t + 1] - c0
+            at = u_offset[t] + codes[t, r] * q
+            for i in range(q):
+                zi = z[r, c0 + i]
+                for j in range(q):
+                    first[t, i, j] += total * zi * u[at + j]
+                    second[t, i, j] += sr * zi * x[at + j]

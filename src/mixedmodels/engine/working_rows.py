@@ -1,0 +1,555 @@
+"""The rows as PIRLS works them: sums over rows at a point of the linear predictor.
+
+PIRLS (:mod:`~mixedmodels.engine.pirls`), the Laplace gradient
+(:mod:`~mixedmodels.engine.laplace_gradient`) and adaptive quadrature never
+touch the rows themselves.  At a :class:`Point` of the linear predictor
+η = o + Xβ + Σₜ Zₜbₜ (β and the modes b) they ask a *working rows* object
+(:class:`WorkingRows`) for sums over the rows: the deviance, the largest
+change of η since the previous point, the weighted blocks AᵀWA (refilled in
+the layout the blocked factor reads), the gradient's row sums, the
+quadrature's per-level deviances.  Each is a sum (or a maximum) over rows, so
+rows held in parts add up: :class:`RowsInMemory` does the work on rows in
+memory, and the Dask front end runs one per partition and reduces their
+results — one map-reduce per call, the PIRLS logic unchanged.
+
+:class:`RowData` is a GLMM's rows in memory, which hands out the working rows
+of a PIRLS solver (with or without X among the blocks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..families import Family
+from .glm_kernels import compiled as compiled_row_pass
+from .glm_kernels import family_codes, row_pass_numpy
+from .laplace_rows import row_kernels
+from .terms import RandomEffectsTerm
+from .weighted import WeightedCrossProducts
+
+#: What the blocks are filled with at a point: the working weights and response
+#: (Fisher scoring), the observed information and the Newton right-hand side, or
+#: the observed information alone (for the gradient's solve).
+FILLS = ("fisher", "newton", "observed")
+
+
+@dataclass(frozen=True, eq=False)
+class Point:
+    """A linear predictor η = o + Xβ + Σₜ Zₜbₜ, given by its parameters.
+
+    Attributes
+    ----------
+    beta : ndarray or None
+        β of Xβ (all columns of X); None for the family's starting means.
+    modes : ndarray or None
+        b, the terms' modes (levels, q) flattened and concatenated; None for
+        the starting means.
+    """
+
+    beta: np.ndarray | None
+    modes: np.ndarray | None
+
+    @classmethod
+    def start(cls) -> Point:
+        """η = g(the family's starting means), lme4's first PIRLS iterate."""
+        return cls(None, None)
+
+    @property
+    def is_start(self) -> bool:
+        return self.beta is None
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one evaluation at a point found.
+
+    Attributes
+    ----------
+    deviance : float
+        Σ aᵢdᵢ at the point: inf when some mean is outside the family's range,
+        nan when some working weight or response is not finite.
+    eta_change : float
+        max |η − η_previous| over the rows (0 without a previous point).
+    """
+
+    deviance: float
+    eta_change: float
+
+
+@dataclass(frozen=True, eq=False)
+class SelectedInverse:
+    """M⁻¹ where the Laplace gradient's row sums need it (from the PIRLS factor).
+
+    Attributes
+    ----------
+    s00 : ndarray, shape (levels₀, q₀, q₀)
+        The first term's diagonal blocks.
+    s0t : ndarray
+        The entries of the first term's column (the factor's level layout).
+    s_tt : ndarray
+        The trailing random-effects block, dense.
+    t_offset : ndarray of int
+        First row of each term in the trailing block.
+    dest : list of ndarray
+        Per later term, where its level pairs' entries land in the first
+        term's column (the factor's ``col0.dest``).
+    """
+
+    s00: np.ndarray
+    s0t: np.ndarray
+    s_tt: np.ndarray
+    t_offset: np.ndarray
+    dest: list[np.ndarray]
+
+
+class WorkingRows(Protocol):
+    """What PIRLS and the gradient ask of the rows (see the module docstring).
+
+    Attributes
+    ----------
+    fixed_inside : bool
+        Whether X is among the blocks (β estimated with the modes, nAGQ = 0).
+    n_fixed : int
+        Columns of X.
+    blocks : WeightedCrossProducts
+        The weighted blocks the factor reads, refilled by :meth:`evaluate`.
+    family : Family
+        Response distribution and link (settable: glmer_nb changes θ).
+    has_newton : bool
+        Whether the observed information is available (compiled kernels).
+    """
+
+    fixed_inside: bool
+    n_fixed: int
+    blocks: WeightedCrossProducts
+    family: Family
+    has_newton: bool
+
+    def evaluate(
+        self, at: Point, previous: Point | None = None, fill: str | None = None
+    ) -> PassResult:
+        """The deviance at ``at``, η's change from ``previous``; the blocks refilled
+        there with one of :data:`FILLS` (when the deviance is finite)."""
+
+    def aic(self, at: Point, deviance: float) -> float:
+        """The family's −2 Σ log p(y | μ) at ``at`` (``deviance`` its deviance)."""
+
+    def pearson_chi2(self, at: Point) -> float:
+        """Σ aᵢ(yᵢ − μᵢ)²/V(μᵢ) at ``at``."""
+
+    def gradient_rhs(
+        self, at: Point, lams: np.ndarray, inverse: SelectedInverse, deviance: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient's first row sums: traces (terms, q, q) and ΛᵀZᵀc (with Xᵀc
+        appended when X is among the blocks)."""
+
+    def gradient_sums(
+        self,
+        at: Point,
+        lams: np.ndarray,
+        inverse: SelectedInverse,
+        u: np.ndarray,
+        solved: np.ndarray,
+        deviance: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The gradient's last row sums given H⁻¹ΛᵀZᵀc: (first, second, ∂/∂β or None)."""
+
+    def level_deviances(self, beta: np.ndarray, lam: np.ndarray, shifted: np.ndarray) -> np.ndarray:
+        """One scalar term: per node k and level ℓ, Σ deviance residuals of ℓ's rows at
+        η = o + Xβ + z·λ·shifted[k, ℓ] (adaptive quadrature)."""
+
+    def means(self, at: Point) -> tuple[np.ndarray, np.ndarray] | None:
+        """(η, μ) of every row at ``at``, or None when the rows are not in memory."""
+
+
+class _RowState:
+    """η, μ, working weights and response at one point (buffers reused between points)."""
+
+    def __init__(self, n: int) -> None:
+        self.eta = np.empty(n)
+        self.mu = np.empty(n)
+        self.weights = np.empty(n)
+        self.response = np.empty(n)
+        self.deviance = math.inf
+        self.point: Point | None = None
+
+
+class RowsInMemory:
+    """Working rows held in memory (all of a model's, or one part of them).
+
+    Parameters
+    ----------
+    y, prior_weights, offset : ndarray, shape (n,)
+        Response, prior weights (trials for binomial proportions), offset.
+    x : ndarray, shape (n, p)
+        Fixed-effects model matrix.
+    codes, z : sequence of ndarray
+        Per term: level codes (n,) and model matrix (n, q).
+    n_levels : sequence of int
+        Levels per term (of the whole data).
+    family : Family
+        Response distribution and link.
+    fixed_inside : bool
+        Carry X among the blocks (β estimated inside PIRLS).
+    structure : CrossProducts, optional
+        The whole data's block structure, when these rows are a part of it
+        (see :class:`~mixedmodels.engine.weighted.WeightedCrossProducts`).
+    """
+
+    def __init__(
+        self,
+        y: np.ndarray,
+        prior_weights: np.ndarray,
+        offset: np.ndarray,
+        x: np.ndarray,
+        codes: Sequence[np.ndarray],
+        z: Sequence[np.ndarray],
+        n_levels: Sequence[int],
+        family: Family,
+        *,
+        fixed_inside: bool,
+        structure=None,
+    ) -> None:
+        self.y = np.ascontiguousarray(y, dtype=np.float64)
+        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float64)
+        self.offset = np.ascontiguousarray(offset, dtype=np.float64)
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self.fixed_inside = bool(fixed_inside)
+        self.n_fixed = self.x.shape[1]
+        n = len(self.y)
+        carried = self.x if fixed_inside else np.empty((n, 0))
+        self.blocks = WeightedCrossProducts(codes, z, n_levels, carried, structure=structure)
+        self._codes = [np.asarray(c) for c in codes]
+        self._z = [np.asarray(zi, dtype=np.float64) for zi in z]
+        self._shapes = [(int(m), zi.shape[1]) for m, zi in zip(n_levels, self._z, strict=True)]
+        self.u_offsets = np.cumsum([0, *(m * q for m, q in self._shapes)]).astype(np.int64)
+        passes = compiled_row_pass()
+        self._row_pass = passes[0] if passes is not None else None
+        self._derivative_pass = passes[1] if passes is not None else None
+        self.family = family
+        self._states = [_RowState(n), _RowState(n)]
+        self._scratch: _RowState | None = None
+        # The last gradient_rhs's per-row pieces, reused by gradient_sums.
+        self._gradient_rows: tuple[Point, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._entry_of: tuple[list[np.ndarray], np.ndarray] | None = None
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.y)
+
+    @property
+    def has_newton(self) -> bool:
+        return self._derivative_pass is not None
+
+    # -- one point ----------------------------------------------------------------------
+
+    def _holding(self, at: Point | None) -> _RowState | None:
+        if at is None:
+            return None
+        for state in (*self._states, self._scratch):
+            if state is not None and state.point is at:
+                return state
+        return None
+
+    def _bases(self, at: Point) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(base, working base, modes per term): η = base + Σ Zb; the working response
+        is measured from the working base (o when β is estimated, else o + Xβ)."""
+        if at.is_start:
+            family = self.family
+            base = family.link.link(family.initial_mean(self.y, self.prior_weights))
+            modes = [np.zeros(shape) for shape in self._shapes]
+        else:
+            base = self.offset + self.x @ at.beta if self.n_fixed else self.offset.copy()
+            modes = [
+                at.modes[a:b].reshape(shape)
+                for a, b, shape in zip(
+                    self.u_offsets[:-1], self.u_offsets[1:], self._shapes, strict=True
+                )
+            ]
+        working_base = self.offset if self.fixed_inside else base
+        return base, working_base, modes
+
+    def _compute(self, state: _RowState, at: Point) -> None:
+        """Fill ``state`` at ``at``."""
+        base, working_base, modes = self._bases(at)
+        state.point = None
+        if self._row_pass is None:
+            deviance, eta, mu, weights, response = row_pass_numpy(
+                self.family,
+                self.y,
+                self.prior_weights,
+                base,
+                working_base,
+                self._codes,
+                self._z,
+                modes,
+            )
+            state.eta[:], state.mu[:] = eta, mu
+            state.weights[:], state.response[:] = weights, response
+        else:
+            blocks = self.blocks
+            b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
+            deviance = self._row_pass(
+                *family_codes(self.family),
+                self.y,
+                self.prior_weights,
+                base,
+                working_base,
+                blocks.codes,
+                blocks.z,
+                blocks.zcol,
+                b,
+                self.u_offsets,
+                state.eta,
+                state.mu,
+                state.weights,
+                state.response,
+            )
+        state.deviance = float(deviance)
+        state.point = at
+
+    def _state_at(self, at: Point) -> _RowState:
+        """A state holding ``at`` (computed into a scratch buffer if none does)."""
+        state = self._holding(at)
+        if state is None:
+            if self._scratch is None:
+                self._scratch = _RowState(self.n_obs)
+            state = self._scratch
+            self._compute(state, at)
+        return state
+
+    def evaluate(
+        self, at: Point, previous: Point | None = None, fill: str | None = None
+    ) -> PassResult:
+        held = self._holding(previous)
+        state = self._states[1] if held is self._states[0] else self._states[0]
+        self._compute(state, at)
+        change = 0.0
+        if previous is not None and self.n_obs:
+            previous_eta = held.eta if held is not None else self._state_at(previous).eta
+            change = float(np.max(np.abs(state.eta - previous_eta)))
+        if fill is not None and math.isfinite(state.deviance):
+            self._fill(state, fill)
+        return PassResult(state.deviance, change)
+
+    def _derivatives(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row at η: the score s, the observed information and dw/dη."""
+        n = self.n_obs
+        score, observed, slope = np.empty(n), np.empty(n), np.empty(n)
+        self._derivative_pass(
+            *family_codes(self.family), self.y, self.prior_weights, eta, score, observed, slope
+        )
+        return score, observed, slope
+
+    def _fill(self, state: _RowState, kind: str) -> None:
+        blocks = self.blocks
+        if kind == "fisher":
+            blocks.fill(state.weights, state.response)
+            return
+        if kind not in FILLS:
+            raise ValueError(f"unknown fill {kind!r}")
+        score, observed, _ = self._derivatives(state.eta)
+        if kind == "newton":
+            _, working_base, _ = self._bases(state.point)
+            right = observed * (state.eta - working_base) - score
+            blocks.fill(observed, right, response_weights=np.ones(self.n_obs))
+            # The response's own pivot is not used by the modes: keep it positive.
+            blocks.cp.xx[-1, -1] = 1e30
+        else:
+            blocks.fill(observed, np.zeros(self.n_obs))
+            # A zero response leaves [X y]'s last pivot zero: make it 1 (it only
+            # closes the factor; L's random-effects part does not depend on it).
+            blocks.cp.xx[-1, -1] = 1.0
+
+    # -- sums at a point ---------------------------------------------------------------
+
+    def aic(self, at: Point, deviance: float) -> float:
+        state = self._state_at(at)
+        return self.family.aic(self.y, state.mu, self.prior_weights, deviance)
+
+    def pearson_chi2(self, at: Point) -> float:
+        mu = self._state_at(at).mu
+        return float(np.sum(self.prior_weights * (self.y - mu) ** 2 / self.family.variance(mu)))
+
+    def means(self, at: Point) -> tuple[np.ndarray, np.ndarray]:
+        state = self._state_at(at)
+        return state.eta.copy(), state.mu.copy()
+
+    def level_deviances(self, beta: np.ndarray, lam: np.ndarray, shifted: np.ndarray) -> np.ndarray:
+        codes, z = self._codes[0], self._z[0][:, 0]
+        m = self._shapes[0][0]
+        base = self.offset + self.x @ beta if self.n_fixed else self.offset
+        slope = lam[0, 0] * z
+        eta = base[None, :] + slope[None, :] * shifted[:, codes]
+        with np.errstate(all="ignore"):
+            mu = self.family.link.inverse(eta)
+            residuals = self.family.deviance_residuals(
+                self.y[None, :], mu, self.prior_weights[None, :]
+            )
+        k = shifted.shape[0]
+        keys = (np.arange(k)[:, None] * m + codes[None, :]).ravel()
+        return np.bincount(keys, weights=residuals.ravel(), minlength=k * m).reshape(k, m)
+
+    # -- the gradient's row sums -------------------------------------------------------
+
+    def _entries(self, inverse: SelectedInverse) -> np.ndarray:
+        """Row r's entry of its term-t level in the first term's column (t ≥ 1)."""
+        if self._entry_of is not None and self._entry_of[0] is inverse.dest:
+            return self._entry_of[1]
+        k = len(self._shapes)
+        entry_of = np.zeros((k, self.n_obs), dtype=np.int64)
+        for t in range(1, k):
+            pair = self.blocks.pair_index(t, 0)
+            entry_of[t] = inverse.dest[t - 1][pair * self._shapes[t][1]]
+        self._entry_of = (inverse.dest, entry_of)
+        return entry_of
+
+    def _gradient_pieces(
+        self, at: Point, lams: np.ndarray, inverse: SelectedInverse, deviance: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(c, score, observed, traces) at ``at``: c = h·dw/dη (+ the aic excess)."""
+        state = self._state_at(at)
+        score, observed, slope = self._derivatives(state.eta)
+        kernels = row_kernels()
+        blocks = self.blocks
+        k = len(self._shapes)
+        q_max = lams.shape[1]
+        leverage = np.empty(self.n_obs)
+        traces = np.empty((k, q_max, q_max))
+        kernels["leverages"](
+            blocks.codes,
+            blocks.z,
+            blocks.zcol,
+            lams,
+            state.weights,
+            inverse.s00,
+            inverse.s0t,
+            inverse.s_tt,
+            self._entries(inverse),
+            inverse.t_offset,
+            leverage,
+            traces,
+        )
+        c = leverage * slope
+        excess = self.family.aic_excess_slope(self.y, state.mu, self.prior_weights, deviance)
+        if excess is not None:
+            # aic − deviance depends on μ too (through the dispersion): its slope in η.
+            c += excess * self.family.link.mu_eta(state.eta)
+        self._gradient_rows = (at, c, score, observed)
+        return c, score, observed, traces
+
+    def gradient_rhs(
+        self, at: Point, lams: np.ndarray, inverse: SelectedInverse, deviance: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        c, _, _, traces = self._gradient_pieces(at, lams, inverse, deviance)
+        n_u = int(self.u_offsets[-1])
+        rhs = np.empty(n_u + (self.n_fixed if self.fixed_inside else 0))
+        blocks = self.blocks
+        row_kernels()["transpose_times"](
+            blocks.codes, blocks.z, blocks.zcol, lams, self.u_offsets, c, rhs[:n_u]
+        )
+        if self.fixed_inside:
+            rhs[n_u:] = self.x.T @ c
+        return traces, rhs
+
+    def gradient_sums(
+        self,
+        at: Point,
+        lams: np.ndarray,
+        inverse: SelectedInverse,
+        u: np.ndarray,
+        solved: np.ndarray,
+        deviance: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        cached = self._gradient_rows
+        if cached is not None and cached[0] is at:
+            _, c, score, observed = cached
+        else:
+            c, score, observed, _ = self._gradient_pieces(at, lams, inverse, deviance)
+        n_u = int(self.u_offsets[-1])
+        # X dβ̂ enters the linear predictor's response with the modes' (nAGQ = 0).
+        shift = self.x @ solved[n_u:] if self.fixed_inside else np.zeros(self.n_obs)
+        k = len(self._shapes)
+        q_max = lams.shape[1]
+        residual = np.empty(self.n_obs)
+        first = np.empty((k, q_max, q_max))
+        second = np.empty_like(first)
+        blocks = self.blocks
+        row_kernels()["gradient"](
+            blocks.codes,
+            blocks.z,
+            blocks.zcol,
+            lams,
+            self.u_offsets,
+            u,
+            solved,
+            shift,
+            c,
+            observed,
+            score,
+            residual,
+            first,
+            second,
+        )
+        grad_beta = None if self.fixed_inside else self.x.T @ (residual + 2.0 * score)
+        return first, second, grad_beta
+
+
+class RowData:
+    """A GLMM's rows in memory: response, prior weights, offset, X and the terms.
+
+    Parameters
+    ----------
+    y, prior_weights, offset : ndarray, shape (n,)
+        Response (proportions for binomial responses with trials as weights),
+        prior weights and offset.
+    x : ndarray, shape (n, p)
+        Fixed-effects model matrix.
+    terms : sequence of RandomEffectsTerm
+        The random-effects terms with their rows, in the engine's order.
+    """
+
+    def __init__(
+        self,
+        y: np.ndarray,
+        prior_weights: np.ndarray,
+        offset: np.ndarray,
+        x: np.ndarray,
+        terms: Sequence[RandomEffectsTerm],
+    ) -> None:
+        self.y = np.ascontiguousarray(y, dtype=np.float64)
+        self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float64)
+        self.offset = np.ascontiguousarray(offset, dtype=np.float64)
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self.terms = list(terms)
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_fixed(self) -> int:
+        return self.x.shape[1]
+
+    def working(self, fixed_inside: bool, family: Family) -> RowsInMemory:
+        """Working rows for one PIRLS solver (X among the blocks when ``fixed_inside``)."""
+        return RowsInMemory(
+            self.y,
+            self.prior_weights,
+            self.offset,
+            self.x,
+            [t.codes for t in self.terms],
+            [t.z for t in self.terms],
+            [t.n_levels for t in self.terms],
+            family,
+            fixed_inside=fixed_inside,
+        )
+
+    def saturated_aic(self, family: Family) -> float | None:
+        """The family's saturated constant on these rows (see :meth:`Family.saturated_aic`)."""
+        return family.saturated_aic(self.y, self.prior_weights)
