@@ -76,8 +76,8 @@ def test_z_tests_and_wald_intervals_are_lme4_s(mmmec):
     assert np.isnan(table["lower"].iloc[0])
     np.testing.assert_allclose(table["lower"].iloc[1:], wald["lower"][1:], rtol=2e-3)
     np.testing.assert_allclose(table["upper"].iloc[1:], wald["upper"][1:], rtol=2e-3)
-    with pytest.raises(ArgumentError, match="not available for GLMMs yet"):
-        m.confint("profile")
+    with pytest.raises(mm.MixedModelsError, match="unknown method 'likelihood'"):
+        m.confint("likelihood")
 
 
 def test_predictions_on_both_scales(cbpp):

@@ -165,6 +165,13 @@ class GeneralizedProblem:
         """The problem on rows in memory (terms with their codes and Z)."""
         return cls(RowData(y, prior_weights, offset, x, terms), terms, family)
 
+    def with_response(self, y: np.ndarray) -> GeneralizedProblem:
+        """The same model for another response on the same rows (rows in memory only)."""
+        with_response = getattr(self.rows, "with_response", None)
+        if with_response is None:
+            raise TypeError("a new response needs the rows in memory")
+        return GeneralizedProblem(with_response(y), self.terms, self.family)
+
     def with_family(self, family: Family) -> GeneralizedProblem:
         """The same rows with another family (e.g. another negative binomial θ)."""
         return GeneralizedProblem(self.rows, self.terms, family)
@@ -300,6 +307,13 @@ class GeneralizedProblem:
         value, solution = self.joint(theta, ws)
         gradient = ws.gradient(True)(self.lambdas(theta), solution)
         return value, gradient
+
+    def factor_at_modes(self, theta: np.ndarray, beta: np.ndarray):
+        """The factor of ΛᵀZᵀWZΛ + I at the modes for (θ, β), W the working weights there
+        (on a workspace of its own: what lme4's ``condVar`` reads)."""
+        ws = self.workspace()
+        self.modes(np.asarray(theta, dtype=np.float64), np.asarray(beta, dtype=np.float64), ws)
+        return ws.solver(False).factor
 
     def fixed_effect_scale(
         self, theta: np.ndarray, solution: PirlsSolution, workspace: PirlsWorkspace | None = None

@@ -536,6 +536,10 @@ class RowData:
     def n_fixed(self) -> int:
         return self.x.shape[1]
 
+    def with_response(self, y: np.ndarray) -> RowData:
+        """The same rows with another response (a simulated one: the bootstrap)."""
+        return RowData(y, self.prior_weights, self.offset, self.x, self.terms)
+
     def working(self, fixed_inside: bool, family: Family) -> RowsInMemory:
         """Working rows for one PIRLS solver (X among the blocks when ``fixed_inside``)."""
         return RowsInMemory(

@@ -93,14 +93,15 @@ class BootstrapResult:
         """Per replicate, the random-effect sds and correlations (lme4's names) and σ."""
         from .profile import sdcor_from_theta
 
+        names = self.model.sdcor_names
         rows = []
         for theta, sigma in zip(
             self.replicates[self.theta_names].to_numpy(),
             self.replicates["sigma"].to_numpy(),
             strict=True,
         ):
-            rows.append(sdcor_from_theta(self.model, theta, sigma))
-        names = self.model.sdcor_names
+            # A GLMM without a scale parameter names no sigma: its σ (1) is left out.
+            rows.append(sdcor_from_theta(self.model, theta, sigma)[: len(names)])
         return pd.DataFrame(rows, columns=names)
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:

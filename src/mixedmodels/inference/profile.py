@@ -233,7 +233,21 @@ def _offset_blocks(cp: CrossProducts, j: int, value: float) -> CrossProducts:
 # -- the profile walk ---------------------------------------------------------------
 
 
-def _walk(
+def walk_settings(n_parameters: int, level: float) -> tuple[float, float, float]:
+    """(cutoff, δ, z): how far and in what steps of ζ lme4's walk goes, and the ζ of
+    an interval at ``level``.
+
+    lme4 walks to the 99 % cutoff of all ``n_parameters`` jointly in steps of
+    1/8 of it; the walk here stops two steps past the interval's ζ (the points
+    beyond never enter the interval).
+    """
+    cutoff = math.sqrt(stats.chi2.ppf(1 - _ALPHA_MAX, n_parameters))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    delta = cutoff * _DELTA_FRACTION
+    return min(cutoff, z + 2 * delta), delta, z
+
+
+def walk_profile(
     zeta_at: Callable[[float, np.ndarray], tuple[float, np.ndarray]],
     estimate: float,
     first: float,
@@ -243,7 +257,14 @@ def _walk(
     cutoff: float,
     delta: float,
 ) -> list[tuple[float, float]]:
-    """(value, ζ) pairs along one parameter in both directions, lme4's step rule."""
+    """(value, ζ) pairs along one parameter in both directions, lme4's step rule.
+
+    ``zeta_at(value, start)`` gives ζ at ``value`` and the other parameters'
+    optimum there (the next point's start); the walk runs from ``first`` away
+    from the estimate, then from the estimate the other way, each until |ζ|
+    passes ``cutoff`` or the parameter its bound, with steps meant to advance
+    ζ by ``delta``.
+    """
     z_first, rest_first = zeta_at(first, start)
     points = [(estimate, 0.0), (first, z_first)]
 
@@ -311,7 +332,9 @@ def _back_spline(values: np.ndarray, zetas: np.ndarray) -> Callable[[float], flo
     return evaluate
 
 
-def _interval(points: list[tuple[float, float]], z: float, lower: float, upper: float):
+def profile_interval(points: list[tuple[float, float]], z: float, lower: float, upper: float):
+    """The interval's ends where a back-spline through the walked (value, ζ) reaches ∓z
+    (the bound where the walk did not reach it)."""
     table = np.array(sorted(set(points)))
     values, zetas = table[:, 0], table[:, 1]
     ok = np.isfinite(zetas)
@@ -360,14 +383,9 @@ def _profile(
     stderr = ml.state.std_errors
     nvp = len(opt)
     p = len(beta)
-    cutoff = math.sqrt(stats.chi2.ppf(1 - _ALPHA_MAX, nvp + p))
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    cutoff, delta, z = walk_settings(nvp + p, level)
     lower_b, upper_b = sdcor_bounds(ml)
     deviance = _variance_deviance(ml)
-    delta = cutoff * _DELTA_FRACTION
-    # The walk goes two steps past the interval's ζ, not to lme4's 99 % cutoff
-    # for all parameters jointly: the points beyond never enter the interval.
-    cutoff = min(cutoff, z + 2 * delta)
     last = [0.0]  # |ζ| at the previous point of the current walk
     is_cor = lower_b == -1.0
     rows = []
@@ -411,12 +429,12 @@ def _profile(
         pw = opt[w]
         first = 0.001 if pw == 0 else pw * 1.01
         last[0] = 0.0
-        points = _walk(
+        points = walk_profile(
             counting(zeta_at, bar), pw, first, opt[others], lower_b[w], upper_b[w], cutoff, delta
         )
         finished_parameter()
         walked.append(points)
-        rows.append(_interval(points, z, lower_b[w], upper_b[w]))
+        rows.append(profile_interval(points, z, lower_b[w], upper_b[w]))
     for j in range(p):
 
         def zeta_fixed(value, start, j=j):
@@ -432,10 +450,10 @@ def _profile(
 
         first = beta[j] + delta * stderr[j]
         zeta = counting(zeta_fixed, bar)
-        points = _walk(zeta, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta)
+        points = walk_profile(zeta, beta[j], first, np.empty(0), -math.inf, math.inf, cutoff, delta)
         finished_parameter()
         walked.append(points)
-        rows.append(_interval(points, z, -math.inf, math.inf))
+        rows.append(profile_interval(points, z, -math.inf, math.inf))
     bar.close()
     names = [*sdcor_names(model), *model.design.fixed_names]
     table = pd.DataFrame(

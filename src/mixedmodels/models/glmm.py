@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from .. import arguments
 from ..design import Design, as_data_frame, build_design
 from ..engine.fit import blas_threads
 from ..engine.glmm_fit import fit_glmm
@@ -44,13 +45,14 @@ from ..errors import (
     SingularFitWarning,
 )
 from ..families import Family, NegativeBinomial, get_family
+from ..inference.glmm_mixin import GeneralizedInferenceMixin
 from ..results.accessors import FitResultsMixin
 from ..results.glmm_state import GeneralizedFittedState
 from .glm_response import evaluate_expression, prepare_response
 from .glmm_rows import GlmmRows
 
 
-class GeneralizedLinearMixedModel(FitResultsMixin):
+class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
     """A generalized linear mixed model given by an lme4 formula and a family.
 
     Parameters
@@ -343,14 +345,21 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
             index=self.design.fixed_names,
         )
 
-    def coef_table(self, ddf: str | None = None) -> pd.DataFrame:  # noqa: ARG002 (the linear signature)
+    def coef_table(
+        self,
+        ddf: str | None = None,  # noqa: ARG002 (the linear signature)
+        *,
+        conf_int: bool = False,
+        level: float = 0.95,
+    ) -> pd.DataFrame:
         """The z tests as a coefficient table (``df`` = ∞: z is t with infinite df).
 
         ``ddf`` is accepted for the linear model's signature and ignored: a
-        GLMM's Wald tests are asymptotic, as lme4's.
+        GLMM's Wald tests are asymptotic, as lme4's.  ``conf_int`` adds
+        ``conf_low`` and ``conf_high``, the Wald intervals at ``level``.
         """
         coefs = self.coefs
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "estimate": coefs["estimate"],
                 "std_error": coefs["std_error"],
@@ -359,6 +368,11 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
                 "p_value": coefs["p_value"],
             }
         )
+        if conf_int:
+            from ..results.tidy import with_conf_int
+
+            table = with_conf_int(table, arguments.level(level))
+        return table
 
     @property
     def n_params(self) -> int:
@@ -460,37 +474,6 @@ class GeneralizedLinearMixedModel(FitResultsMixin):
         if len(values) != len(frame):
             raise DataError(f"offset must have one value per new row ({len(frame)})")
         return values
-
-    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
-        """Wald confidence intervals of the fixed effects (lme4's ``confint(method="Wald")``).
-
-        Rows are named as lme4's ``oldNames = FALSE``; the variance parameters
-        get NaN, as lme4 gives them for Wald intervals.  Profile and bootstrap
-        intervals for GLMMs are not available yet.
-        """
-        if str(method).lower() != "wald":
-            raise ArgumentError(
-                f"confint(method={method!r}) is not available for GLMMs yet; use 'wald'"
-            )
-        if not 0 < level < 1:
-            raise ArgumentError(f"level must be between 0 and 1, not {level!r}")
-        z = scipy.stats.norm.ppf(0.5 + level / 2)
-        coefs = self.coefs
-        names = [
-            f"sd_{t.column_names[i]}|{t.group_name}"
-            if i == j
-            else f"cor_{t.column_names[i]}.{t.column_names[j]}|{t.group_name}"
-            for t in self.design.terms
-            for i, j in zip(t.theta_rows, t.theta_cols, strict=True)
-        ]
-        if self.family.has_dispersion:
-            names.append("sigma")
-        nan = np.full(len(names), np.nan)
-        lower = np.concatenate([nan, coefs["estimate"] - z * coefs["std_error"]])
-        upper = np.concatenate([nan, coefs["estimate"] + z * coefs["std_error"]])
-        return pd.DataFrame(
-            {"lower": lower, "upper": upper}, index=[*names, *self.design.fixed_names]
-        )
 
     def summary(self, correlation: bool | None = None):  # type: ignore[override]
         """lme4's glmer summary (:class:`~mixedmodels.results.summary.ModelSummary`):
