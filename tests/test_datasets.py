@@ -27,6 +27,11 @@ PROMISED = {
     "Machines",
     "egsingle",
     "students",
+    # and issue 13, for generalized linear mixed models
+    "cbpp",
+    "Contraception",
+    "grouseticks",
+    "VerbAgg",
 }
 
 

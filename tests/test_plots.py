@@ -264,3 +264,46 @@ def test_profile_plot_of_a_model(tmp_path):
     sleep = mm.lmer("Reaction ~ Days + (Days | Subject)", mm.datasets.load("sleepstudy"))
     titles = [ax.get_title() for ax in plots.profile(sleep, progress=False).axes]
     assert "cor_Days.(Intercept)\n| Subject" in titles
+
+
+# -- generalized linear mixed models ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cbpp_glmm() -> mm.GeneralizedLinearMixedModel:
+    data = mm.datasets.load("cbpp")
+    return mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", data)
+
+
+def test_glmm_plots_draw(cbpp_glmm, tmp_path):
+    m = cbpp_glmm
+    caterpillar = plots.caterpillar(m)
+    # The intervals are the PIRLS factor's conditional variances (ranef_cov).
+    sd = np.sqrt(m.ranef_cov["herd"][:, 0, 0])
+    segments = caterpillar.axes[0].collections[0].get_segments()
+    half_widths = sorted(round((s[1, 0] - s[0, 0]) / 2, 10) for s in segments)
+    np.testing.assert_allclose(half_widths, np.sort(1.959963984540054 * sd), rtol=1e-8)
+    _assert_png_drawn(caterpillar, tmp_path / "caterpillar.png")
+    resid = plots.residuals(m)
+    ax = resid.axes[0]
+    assert ax.get_ylabel() == "Pearson residuals"
+    points = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(points[:, 1], m.residuals(type="pearson").to_numpy())
+    np.testing.assert_allclose(points[:, 0], m.fitted.to_numpy())
+    assert ax.get_title() == m.formula
+    _assert_png_drawn(resid, tmp_path / "residuals.png")
+    # Normal quantiles of the modes only: the residuals are not normal under the model.
+    quantiles = plots.qq(m)
+    assert [a.get_title() for a in quantiles.axes if a.get_visible()] == ["herd: (Intercept)"]
+    forest = plots.forest(m)
+    wald = m.confint("wald").loc[m.design.fixed_names]
+    bars = forest.axes[0].collections[0].get_segments()
+    np.testing.assert_allclose(sorted(b[0, 0] for b in bars), sorted(wald["lower"]), rtol=1e-10)
+    _assert_png_drawn(forest, tmp_path / "forest.png")
+
+
+def test_glmm_profile_plot(cbpp_glmm, tmp_path):
+    fig = plots.profile(cbpp_glmm, progress=False)
+    titles = [a.get_title() for a in fig.axes if a.get_visible()]
+    assert titles == ["sd_(Intercept)|herd", *cbpp_glmm.design.fixed_names]
+    _assert_png_drawn(fig, tmp_path / "profile.png")

@@ -39,11 +39,14 @@ _SUFFIX = ".csv.gz"
 # covariates); everything else keeps the type read_csv gives it.
 FACTORS: dict[str, tuple[str, ...]] = {
     "cake": ("replicate", "recipe"),
+    "cbpp": ("herd", "period"),
+    "Contraception": ("woman", "district", "use", "livch", "urban"),
     "dietox": ("Pig", "Evit", "Cu", "Litter"),
     "Dyestuff": ("Batch",),
     "Dyestuff2": ("Batch",),
     "egsingle": ("schoolid", "childid", "female"),
     "Exam": ("school", "student", "schgend", "vr", "intake", "sex", "type"),
+    "grouseticks": ("INDEX", "BROOD", "YEAR", "LOCATION"),
     "InstEval": ("s", "d", "dept"),
     "Machines": ("Worker", "Machine"),
     "Orthodont": ("Subject", "Sex"),
@@ -52,6 +55,7 @@ FACTORS: dict[str, tuple[str, ...]] = {
     "ScotsSec": ("primary", "second", "sex"),
     "sleepstudy": ("Subject",),
     "students": ("student_id", "province", "school", "classroom", "sex"),
+    "VerbAgg": ("id", "item", "Gender", "btype", "situ", "mode", "resp", "r2"),
 }
 
 

@@ -13,6 +13,13 @@ their own PNG rendering (``_repr_png_``).
 - :func:`residuals` — residuals against fitted values;
 - :func:`qq` — normal quantile plots of the residuals and of the modes;
 - :func:`profile` — profile ζ plots of a model (or of a table of ζ values).
+
+Each takes a linear or a generalized linear mixed model.  For a GLMM the
+residual plot shows Pearson residuals against the fitted means (lme4's
+``plot`` of a ``glmerMod``), the forest plot Wald intervals from the z tests,
+and the quantile plot only the conditional modes: a GLMM's residuals are not
+normal under the model (0/1 outcomes give two bands), so their normal
+quantiles would show nothing about the fit.
 """
 
 from __future__ import annotations
@@ -72,8 +79,23 @@ def _figure(n_panels: int, ncols: int, panel_size: tuple[float, float]) -> Figur
 
 def _require_fitted(model: Any) -> None:
     if not hasattr(model, "state"):
-        raise MixedModelsError(f"expected a fitted LinearMixedModel, got {type(model).__name__}")
+        raise MixedModelsError(
+            f"expected a fitted LinearMixedModel or GeneralizedLinearMixedModel, got "
+            f"{type(model).__name__}"
+        )
     model.state  # noqa: B018 - raises NotFittedError before a fit
+
+
+def _formula_text(model: Any) -> str:
+    """The formula as the user wrote it (a GLMM keeps it; its design's names a prepared
+    response column)."""
+    given = getattr(model, "formula", None)
+    return given if isinstance(given, str) else model.design.formula.source
+
+
+def _is_generalized(model: Any) -> bool:
+    """Whether the model is a GLMM (it has a family)."""
+    return getattr(model, "family", None) is not None
 
 
 # -- conditional variances of the modes ----------------------------------------------
@@ -190,7 +212,10 @@ def residuals(model: LinearMixedModel, *, scaled: bool = False) -> Figure:
     """
     _require_fitted(model)
     fitted = model.fitted.to_numpy()
-    resid = model.residuals.to_numpy()
+    generalized = _is_generalized(model)
+    # A GLMM's residuals are a method (of a type); lme4 plots the Pearson ones.
+    resid = model.residuals(type="pearson") if generalized else model.residuals
+    resid = resid.to_numpy()
     if scaled:
         resid = resid / model.sigma
     fig = _figure(1, 1, (5.5, 4.0))
@@ -199,9 +224,10 @@ def residuals(model: LinearMixedModel, *, scaled: bool = False) -> Figure:
     ax.axhline(0.0, color="0.3", linewidth=0.8, linestyle="--")
     centers, means = _binned_means(fitted, resid)
     ax.plot(centers, means, color="C3", linewidth=1.5, label="mean in bins of fitted")
-    ax.set_xlabel("fitted values")
-    ax.set_ylabel("scaled residuals" if scaled else "residuals")
-    ax.set_title(model.design.formula.source, fontsize=9)
+    ax.set_xlabel("fitted means" if generalized else "fitted values")
+    label = "Pearson residuals" if generalized else "residuals"
+    ax.set_ylabel(f"scaled {label}" if scaled else label)
+    ax.set_title(_formula_text(model), fontsize=9)
     ax.legend(fontsize=8, loc="best")
     return fig
 
@@ -242,6 +268,8 @@ def _qq_panel(ax, values: np.ndarray, title: str) -> None:
 def qq(model: LinearMixedModel, *, ncols: int = 3) -> Figure:
     """Normal quantile plots of the residuals and of each column of conditional modes.
 
+    For a GLMM, of the conditional modes only (see the module docstring).
+
     Parameters
     ----------
     model : LinearMixedModel
@@ -254,7 +282,9 @@ def qq(model: LinearMixedModel, *, ncols: int = 3) -> Figure:
     matplotlib.figure.Figure
     """
     _require_fitted(model)
-    panels: list[tuple[np.ndarray, str]] = [(model.residuals.to_numpy(), "residuals")]
+    panels: list[tuple[np.ndarray, str]] = []
+    if not _is_generalized(model):  # a GLMM's residuals are not normal (module docstring)
+        panels.append((model.residuals.to_numpy(), "residuals"))
     for group, frame in model.ranef.items():
         for column in frame.columns:
             panels.append((frame[column].to_numpy(), f"{group}: {column}"))
@@ -403,7 +433,8 @@ def forest(
         A fitted model.
     level : float, default 0.95
         Coverage of the intervals: estimate ± t quantile × standard error with
-        the ``ddf`` degrees of freedom (``coef_table(conf_int=True)``).
+        the ``ddf`` degrees of freedom (``coef_table(conf_int=True)``); a
+        GLMM's are Wald intervals (normal quantiles) whatever ``ddf``.
     ddf : str, default "satterthwaite"
         ``"satterthwaite"``, ``"kenward-roger"`` or ``"asymptotic"`` (Wald).
     intercept : bool, default True
@@ -440,5 +471,5 @@ def forest(
     ax.set_yticks(position, [str(name) for name in table.index], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel(f"estimate with {level:.0%} confidence interval")
-    ax.set_title(model.design.formula.source, fontsize=9)
+    ax.set_title(_formula_text(model), fontsize=9)
     return fig
