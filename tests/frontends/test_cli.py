@@ -249,3 +249,69 @@ def test_with_groups_keeps_an_existing_term():
     assert cli.with_groups("y ~ x + (x | g)", "g") == "y ~ x + (x | g)"
     assert cli.with_groups("y ~ x + (x | g)", "h") == "y ~ x + (x | g) + (1 | h)"
     assert cli.with_groups("y ~ x", None) == "y ~ x"
+
+
+# -- generalized linear mixed models ---------------------------------------------------
+
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+def test_family_fits_a_glmm_with_lme4s_numbers(capsys):
+    ref = read_reference("glmm/cbpp_trials_logit")
+    assert cli.main(["fit", "cbpp", CBPP, "--family", "binomial", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["family"], doc["link"], doc["nagq"]) == ("binomial", "logit", 1)
+    assert doc["method"] == "ML (Laplace)"
+    fixed = doc["fixed_effects"]
+    assert [f["term"] for f in fixed] == ref["fixef_names"]
+    se = np.array(ref["stderr"])
+    estimates = np.array([f["estimate"] for f in fixed])
+    want = np.array([ref["fixef"][n] for n in ref["fixef_names"]])
+    np.testing.assert_array_less(np.abs(estimates - want), 0.02 * se)
+    np.testing.assert_allclose([f["z_value"] for f in fixed], ref["zvalue"], rtol=0.02)
+    assert all(f["df"] is None for f in fixed)  # z tests: no df
+    assert doc["fit"]["objective"] <= ref["objective"] + 1e-4
+    assert doc["fit"]["deviance"] == pytest.approx(ref["deviance"], abs=1e-2)
+    assert doc["fit"]["aic"] == pytest.approx(ref["AIC"], abs=1e-2)
+    assert doc["summary"]["statistic"] == "z"
+
+
+def test_family_prints_lme4s_glmer_summary():
+    done = run("fit", "cbpp", CBPP, "--family", "binomial", "--link", "probit")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
+    )
+    assert lines[1] == " Family: binomial  ( probit )"
+    assert "            Estimate Std. Error z value Pr(>|z|)" in lines
+
+
+def test_quadrature_and_weights_from_the_command_line(tmp_path, capsys):
+    ref = read_reference("glmm/cbpp_nagq9")
+    path = tmp_path / "cbpp.csv"
+    data = mm.datasets.load("cbpp")
+    data["prop"] = data["incidence"] / data["size"]
+    data.to_csv(path, index=False)
+    args = ["fit", str(path), "prop ~ C(period) + (1 | herd)", "--family", "binomial"]
+    assert cli.main([*args, "--weights", "size", "--nagq", "9", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["nagq"] == 9
+    assert doc["fit"]["objective"] == pytest.approx(ref["objective"], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--family", "binomial", "--ml"], "--ml and --ddf are for linear models"),
+        (["--link", "probit"], "give --family too"),
+        (["--family", "bernoulli"], "--family bernoulli: unknown family"),
+        (["--family", "binomial", "--link", "sqrt"], "link 'sqrt' is not available"),
+        (["--family", "binomial", "--weights", "trials"], "--weights column 'trials'"),
+    ],
+)
+def test_glmm_option_errors_are_one_line(extra, fragment, capsys):
+    assert cli.main(["fit", "cbpp", CBPP, *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mixedmodels: error: ")
+    assert fragment in err[0], err[0]

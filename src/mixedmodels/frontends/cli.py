@@ -5,7 +5,14 @@
     mixedmodels fit data.csv "Reaction ~ Days + (Days | Subject)"
     mixedmodels fit data.parquet "y ~ x" --groups g --ml --json
     cat data.csv | mixedmodels fit - "y ~ x + (1 | g)" --ddf kenward-roger
+    mixedmodels fit cbpp "cbind(incidence, size - incidence) ~ period + (1 | herd)" \
+        --family binomial
+    mixedmodels fit data.csv "y ~ x + (1 | g)" --family poisson --link sqrt --nagq 9
     mixedmodels datasets
+
+``--family`` fits a generalized linear mixed model (lme4's ``glmer``) and
+prints lme4's glmer summary; ``--link``, ``--nagq`` and ``--weights`` go with it
+(``--weights`` also weights a linear model).
 
 ``python -m mixedmodels`` is the same command (without arguments it fits the
 sleepstudy example and says so).  The printed summary and the ``--json``
@@ -34,7 +41,9 @@ import pandas as pd
 
 from .. import __version__, datasets
 from ..errors import CommandError, MixedModelsError
+from ..families import get_family
 from ..formula import parse_formula, r_name
+from ..models.glmm import GeneralizedLinearMixedModel
 from ..models.lmm import LinearMixedModel
 from ..results.summary import ModelSummary, summarize
 from .data_file import DEFAULT_MAX_BYTES, parse_size, read_table
@@ -92,15 +101,36 @@ def with_groups(formula: str, groups: str | None) -> str:
 
 
 def fit_model(
-    data: pd.DataFrame, formula: str, *, ml: bool, groups: str | None
-) -> tuple[LinearMixedModel, list[str]]:
-    """Fit the model, collecting warnings as one-line messages."""
+    data: pd.DataFrame,
+    formula: str,
+    *,
+    ml: bool,
+    groups: str | None,
+    family: str | None = None,
+    link: str | None = None,
+    nagq: int = 1,
+    weights: str | None = None,
+) -> tuple[LinearMixedModel | GeneralizedLinearMixedModel, list[str]]:
+    """Fit the model (a GLMM when ``family`` is given), collecting warnings as one-line
+    messages."""
     if groups is not None and groups not in data.columns:
         raise CommandError(f"--groups column {groups!r} is not in the data")
+    if weights is not None and weights not in data.columns:
+        raise CommandError(f"--weights column {weights!r} is not in the data")
+    if family is None and (link is not None or nagq != 1):
+        raise CommandError("--link and --nagq are for a generalized model: give --family too")
     formula = with_groups(formula, groups)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = LinearMixedModel(formula, data, reml=not ml).fit()
+        if family is None:
+            model = LinearMixedModel(formula, data, reml=not ml, weights=weights).fit()
+        else:
+            try:
+                chosen = get_family(family, link)
+            except (TypeError, ValueError) as err:
+                raise CommandError(f"--family {family}: {err}") from None
+            model = GeneralizedLinearMixedModel(formula, data, chosen, weights=weights)
+            model.fit(nagq=nagq)
     messages = []
     for w in caught:
         text = " ".join(str(w.message).split())
@@ -121,7 +151,7 @@ def _json_number(value: Any) -> float | int | None:
 
 
 def result_document(
-    model: LinearMixedModel,
+    model: LinearMixedModel | GeneralizedLinearMixedModel,
     summary: ModelSummary,
     *,
     data_name: str,
@@ -135,13 +165,14 @@ def result_document(
     the text shows (:meth:`ModelSummary.as_dict`).
     """
     content = summary.as_dict()
+    statistic = f"{summary.statistic}_value"  # t_value, or z_value for a GLMM
     fixed = [
         {
             "term": f["term"],
             "estimate": f["estimate"],
             "std_error": f["std_error"],
             "df": f["df"],
-            "t_value": f["statistic"],
+            statistic: f["statistic"],
             "p_value": f["p_value"],
         }
         for f in content["fixed_effects"]
@@ -156,7 +187,7 @@ def result_document(
         }
         for row in model.varcorr.itertuples(index=False)
     ]
-    return {
+    document = {
         "formula": summary.formula,
         "data": data_name,
         "method": "REML" if model.reml else "ML",
@@ -181,20 +212,54 @@ def result_document(
         "summary": content,
         "warnings": messages,
     }
+    if isinstance(model, GeneralizedLinearMixedModel):
+        # Its deviance is lme4's: Σ squared deviance residuals (the objective is −2 log L).
+        document["family"] = model.family.name
+        document["link"] = model.family.link.name
+        document["nagq"] = model.state.nagq
+        document["method"] = (
+            "ML (Laplace)"
+            if model.state.nagq == 1
+            else (
+                f"ML (adaptive Gauss-Hermite quadrature, nAGQ = {model.state.nagq})"
+                if model.state.nagq > 1
+                else "ML (nAGQ = 0)"
+            )
+        )
+    return document
 
 
 # -- commands -------------------------------------------------------------------------
 
 
 def _cmd_fit(args: argparse.Namespace, out: io.TextIOBase) -> int:
+    family = getattr(args, "family", None)
+    if family is not None and (args.ml or args.ddf is not None):
+        raise CommandError(
+            "--ml and --ddf are for linear models: a GLMM is fitted by maximum likelihood "
+            "and tested by z tests"
+        )
     data, data_name = read_data(args.data, max_bytes=args.max_bytes)
-    model, messages = fit_model(data, args.formula, ml=args.ml, groups=args.groups)
+    model, messages = fit_model(
+        data,
+        args.formula,
+        ml=args.ml,
+        groups=args.groups,
+        family=family,
+        link=getattr(args, "link", None),
+        nagq=getattr(args, "nagq", 1),
+        weights=getattr(args, "weights", None),
+    )
     model.data_name = data_name
-    ddf = None if args.ddf == "none" else args.ddf
-    try:
-        summary = summarize(model, ddf=ddf)
-    except MixedModelsError as err:
-        raise CommandError(f"--ddf {args.ddf}: {err}") from None
+    if isinstance(model, GeneralizedLinearMixedModel):
+        summary = model.summary()
+    else:
+        requested = args.ddf or "satterthwaite"
+        ddf = None if requested == "none" else requested
+        try:
+            summary = summarize(model, ddf=ddf)
+        except MixedModelsError as err:
+            raise CommandError(f"--ddf {requested}: {err}") from None
     for message in messages:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     if args.json:
@@ -215,7 +280,7 @@ def _cmd_example(out: io.TextIOBase) -> int:
         data="sleepstudy",
         formula="Reaction ~ Days + (Days | Subject)",
         ml=False,
-        ddf="satterthwaite",
+        ddf=None,
         groups=None,
         json=False,
         max_bytes=DEFAULT_MAX_BYTES,
@@ -249,8 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser(
         "fit",
-        help="fit a linear mixed model and print its summary",
-        description="Fit a linear mixed model (REML unless --ml) and print lme4's summary.",
+        help="fit a linear (or, with --family, generalized linear) mixed model and print "
+        "its summary",
+        description="Fit a linear mixed model (REML unless --ml), or with --family a "
+        "generalized linear mixed model, and print lme4's summary.",
     )
     fit.add_argument(
         "data",
@@ -265,9 +332,33 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--ddf",
         choices=DDF_METHODS,
-        default="satterthwaite",
+        default=None,
         help="denominator degrees of freedom of the t tests on the fixed effects "
         "(default satterthwaite, as lmerTest; none: lme4's table without df and p values)",
+    )
+    fit.add_argument(
+        "--family",
+        metavar="NAME",
+        help="fit a generalized linear mixed model (lme4's glmer): binomial, poisson, Gamma "
+        "or inverse.gaussian",
+    )
+    fit.add_argument(
+        "--link",
+        metavar="NAME",
+        help="the family's link (default its canonical one): e.g. probit, cloglog, log, sqrt",
+    )
+    fit.add_argument(
+        "--nagq",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GLMM: 1 for the Laplace approximation (default), N > 1 adaptive quadrature "
+        "points (one scalar random-effects term), 0 for the fast approximation",
+    )
+    fit.add_argument(
+        "--weights",
+        metavar="COL",
+        help="column of prior weights (for a binomial GLMM of proportions: the trials)",
     )
     fit.add_argument(
         "--groups",
