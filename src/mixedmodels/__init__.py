@@ -17,6 +17,7 @@ from .errors import (
     NotFittedError,
     PredictorScaleWarning,
     RankDeficiencyWarning,
+    SeparationWarning,
     SingularFitWarning,
 )
 from .formula import parse_formula
@@ -46,6 +47,7 @@ __all__ = [
     "NotFittedError",
     "PredictorScaleWarning",
     "RankDeficiencyWarning",
+    "SeparationWarning",
     "SingularFitWarning",
     "VCSpec",
     "__version__",

@@ -53,6 +53,14 @@ class SingularFitWarning(UserWarning):
     """Some variance component was estimated on the boundary (zero or ±1 correlation)."""
 
 
+class SeparationWarning(SingularFitWarning):
+    """The fixed effects separate a GLMM's outcomes: some estimates head to ±∞.
+
+    A boundary fit: the likelihood has no maximum at finite values, the fit
+    returned is its limit (see :mod:`mixedmodels.models.separation`).
+    """
+
+
 class PredictorScaleWarning(UserWarning):
     """Columns of the fixed-effects matrix differ in scale by more than a factor of 1000.
 

@@ -114,6 +114,14 @@ def test_bad_cbind_responses(formula, family, error, message):
         mm.glmer(formula, data, family=family)
 
 
+@pytest.mark.parametrize(("value", "message"), [(0.0, "is zero"), (-2.0, "is negative")])
+def test_zero_or_negative_weights_are_refused(value, message):
+    data = _binary(n=40, groups=4)
+    weights = np.r_[value, np.full(39, 3.0)]
+    with pytest.raises(DataError, match=f"weights must be positive: 1 {message}"):
+        mm.glmer("y ~ x + (1 | g)", data, family="binomial", weights=weights)
+
+
 def test_bad_binomial_responses():
     data = _binary(n=40, groups=4)
     with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
@@ -208,11 +216,66 @@ def test_nagq0_and_laplace_reach_close_optima(binary_fit):
     assert laplace.objective <= laplace.objective_at(fast.theta, fast.fixef) + 1e-8
 
 
-def test_complete_separation_is_a_clear_error():
+def test_complete_separation_is_a_boundary_fit_with_a_warning():
+    """Every outcome predicted by x: lme4 stops ("pwrssUpdate did not converge"); here the
+    likelihood's limit is returned, the separating coefficients far out, with a warning."""
     n = 200
     x = RNG.normal(size=n)
     data = pd.DataFrame(
         {"y": (x > 0).astype(float), "x": x, "g": RNG.integers(0, 10, n).astype(str)}
     )
-    with pytest.raises(mm.MixedModelsError, match="separates the outcomes"):
-        mm.glmer("y ~ x + (1 | g)", data, family="binomial")
+    with pytest.warns(mm.SeparationWarning, match=r"estimates of \(Intercept\), x head to ±∞"):
+        model = mm.glmer("y ~ x + (1 | g)", data, family="binomial")
+    assert model.separation == ["(Intercept)", "x"]
+    assert model.is_singular and not model.converged
+    assert issubclass(mm.SeparationWarning, mm.SingularFitWarning)
+    # Every row fitted exactly: probabilities at the ends, the variances not identified.
+    fitted = model.fitted.to_numpy()
+    np.testing.assert_allclose(fitted, data["y"], atol=1e-9)
+    assert model.theta[0] == 0.0
+    assert model.objective == pytest.approx(0.0, abs=1e-6)
+    assert any("separation" in note for note in model.summary().notes)
+
+
+def test_quasi_complete_separation_fits_the_other_rows_at_their_limit():
+    """One level of f has only successes: (Intercept) and fb head to ±∞ together while
+    their sum, the log-odds of level b, stays finite at the fit of b's rows alone."""
+    n = 240
+    g = RNG.integers(0, 12, n)
+    f = np.where(np.arange(n) % 4 == 0, "a", "b")
+    eta = 0.3 + RNG.normal(0, 0.6, 12)[g]
+    y = np.where(f == "a", 1.0, RNG.binomial(1, 1 / (1 + np.exp(-eta))).astype(float))
+    data = pd.DataFrame({"y": y, "f": f, "g": g.astype(str)})
+    with pytest.warns(mm.SeparationWarning, match="60 rows exactly"):
+        model = mm.glmer("y ~ f + (1 | g)", data, family="binomial")
+    assert model.separation == ["(Intercept)", "fb"]
+    beta = model.fixef
+    assert beta["(Intercept)"] > 20 and beta["fb"] < -20
+    assert model.coefs["std_error"].min() > 100  # meaningless, and shown to be
+    b_rows = data[data["f"] == "b"]
+    alone = _fit("y ~ 1 + (1 | g)", b_rows)
+    assert beta.sum() == pytest.approx(alone.fixef["(Intercept)"], abs=1e-5)
+    np.testing.assert_allclose(model.theta, alone.theta, rtol=1e-4)
+    # The limit's objective: level a's rows add nothing to −2 log L.
+    assert model.objective == pytest.approx(alone.objective, abs=1e-6)
+    np.testing.assert_allclose(model.fitted[data["f"] == "a"], 1.0, atol=1e-10)
+
+
+def test_a_level_without_counts_separates_poisson_outcomes():
+    data = _counts(n=160, groups=8)
+    data["k"] = np.where(np.arange(len(data)) % 5 == 0, "none", "some")
+    data.loc[data["k"] == "none", "n"] = 0.0
+    with pytest.warns(mm.SeparationWarning):
+        model = mm.glmer("n ~ x + k + (1 | g)", data, family="poisson")
+    assert model.separation == ["(Intercept)", "ksome"]
+
+
+def test_pirls_failure_names_the_model():
+    n = 200
+    x = RNG.normal(size=n)
+    data = pd.DataFrame(
+        {"y": RNG.poisson(np.exp(2 * x)).astype(float), "x": x, "g": RNG.integers(0, 8, n)}
+    )
+    family = mm.families.Poisson("identity")
+    with pytest.raises(mm.MixedModelsError, match=r"'y ~ x \+ \(1 \| g\)' \(poisson, identity"):
+        mm.glmer("y ~ x + (1 | g)", data.astype({"g": str}), family=family)

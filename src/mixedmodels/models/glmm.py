@@ -42,6 +42,7 @@ from ..errors import (
     MixedModelsError,
     NotFittedError,
     PirlsError,
+    SeparationWarning,
     SingularFitWarning,
 )
 from ..families import Family, NegativeBinomial, get_family
@@ -50,6 +51,7 @@ from ..results.accessors import FitResultsMixin
 from ..results.glmm_state import GeneralizedFittedState
 from .glm_response import evaluate_expression, prepare_response
 from .glmm_rows import GlmmRows
+from .separation import Separation, find_separation, fit_limit
 
 
 class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
@@ -128,6 +130,8 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
         self.data_name: str | None = None
         self._workspace = self.problem.workspace()
         self._state: GeneralizedFittedState | None = None
+        # The coefficients heading to ±∞ when the fit found separation.
+        self._separation: list[str] | None = None
 
     # -- what the model is --------------------------------------------------------------
 
@@ -207,8 +211,9 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
         """
         nagq = self._check_nagq(nagq)
         given = self._check_start(start) if start is not None else None
-        try:
-            with blas_threads(1):
+        self._separation = None
+        with blas_threads(1):
+            try:
                 optimum = fit_glmm(
                     self.problem,
                     nagq,
@@ -219,28 +224,76 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
                 )
                 beta = None if nagq == 0 else optimum.beta
                 solution = self.problem.solve(optimum.theta, beta, nagq, self._workspace)
-        except PirlsError as err:
-            raise MixedModelsError(
-                f"the conditional modes of {self.formula!r} ({self.family.name}, "
-                f"{self.family.link.name} link) could not be found: {err}.  Often a predictor "
-                "separates the outcomes completely (estimates heading to ±∞), or the link "
-                "cannot reach the responses (an identity or log link giving means outside "
-                "the family's range); check the data or change the link"
-            ) from None
+                failure = None
+            except PirlsError as err:
+                failure = err
+            # A fit that fails or does not converge may be heading to ±∞: separation?
+            if failure is not None or not optimum.summary.converged:
+                separation = find_separation(self.design.x, self.design.y, self.family)
+                if separation is not None:
+                    optimum, solution = self._fit_limit(separation, nagq)
+                elif failure is not None:
+                    raise MixedModelsError(
+                        f"the conditional modes of {self.formula!r} ({self.family.name}, "
+                        f"{self.family.link.name} link) could not be found: {failure}.  The "
+                        "link may not reach the responses (an identity or log link giving "
+                        "means outside the family's range), or the model may be too rich for "
+                        "the data; check the data or change the link"
+                    ) from None
         if not math.isfinite(solution.objective):
             raise DataError("the objective is not finite at the estimates")
         self._state = GeneralizedFittedState.from_fit(solution, optimum, nagq, self.family)
         if warn:
-            for message in self.state.optimizer.messages:
-                warnings.warn(message, ConvergenceWarning, stacklevel=2)
-            if self.is_singular:
-                warnings.warn(
-                    "boundary (singular) fit: some variance component is estimated as zero "
-                    "or a correlation as ±1; see is_singular",
-                    SingularFitWarning,
-                    stacklevel=2,
-                )
+            self._warn()
         return self
+
+    def _fit_limit(self, separation: Separation, nagq: int):
+        """The separated fit's limit (:mod:`~mixedmodels.models.separation`) and its solution."""
+        names = separation.coefficients(self.design.fixed_names)
+        message = (
+            f"complete separation: the fixed effects predict the outcomes of "
+            f"{int(separation.rows.sum())} rows exactly, so the estimates of "
+            f"{', '.join(names)} head to ±∞; they are reported where those rows' fitted "
+            "values are within 1e-10 of the end of their range, with meaningless standard "
+            "errors (a boundary fit: the likelihood has no maximum at finite values)"
+        )
+        try:
+            limit = fit_limit(
+                self.problem,
+                self.design.x,
+                self.design.y,
+                self.prior_weights,
+                self.offset,
+                self.design.terms,
+                separation,
+                nagq,
+                message,
+            )
+            solution = self.problem.solve(
+                limit.theta, limit.beta, max(nagq, 1), self.problem.workspace()
+            )
+        except (PirlsError, ValueError) as err:
+            raise MixedModelsError(
+                f"the fixed effects of {self.formula!r} separate the outcomes completely "
+                f"(the estimates of {', '.join(names)} head to ±∞) and the rest cannot be "
+                f"fitted: {err}"
+            ) from None
+        self._separation = names
+        return limit.optimum, solution
+
+    def _warn(self) -> None:
+        if self._separation:
+            warnings.warn(self.state.optimizer.messages[0], SeparationWarning, stacklevel=3)
+            return
+        for message in self.state.optimizer.messages:
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        if self.is_singular:
+            warnings.warn(
+                "boundary (singular) fit: some variance component is estimated as zero "
+                "or a correlation as ±1; see is_singular",
+                SingularFitWarning,
+                stacklevel=3,
+            )
 
     def _check_start(self, start: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(start, dict) or not {"theta", "beta"} <= set(start):
@@ -289,10 +342,19 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
 
     @property
     def is_singular(self) -> bool:
-        """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
+        """lme4's ``isSingular`` (a diagonal element of some λ within 1e-4 of zero), or a
+        separated fit (:attr:`separation`): estimates on the boundary either way."""
         theta = self.state.theta
         finite = np.isfinite(self.lower_bounds)
-        return bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
+        at_bound = bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
+        return at_bound or bool(self.separation)
+
+    @property
+    def separation(self) -> list[str]:
+        """The fixed effects heading to ±∞ because they separate the outcomes (empty when
+        they do not; see :mod:`~mixedmodels.models.separation`)."""
+        self.state  # noqa: B018 - raises NotFittedError before a fit
+        return list(self._separation or [])
 
     @property
     def converged(self) -> bool:
