@@ -3,6 +3,10 @@
 ##
 ## Usage: Rscript bench/lme4_fit.R --data FILE.csv --formula "y ~ x + (1 | g)"
 ##          --reml TRUE --factors g,h --repeat 5 --budget 10 --warmup TRUE
+##          [--family binomial --weights size]
+##
+## With --family the model is a GLMM, fitted by glmer() with its defaults
+## (Laplace; bobyqa then Nelder-Mead), and its objective is -2 log L.
 ##
 ## Speaks the worker protocol of bench/worker.py: one JSON object per line on
 ## stdout -- {"event": "ready"} once the data are read, then
@@ -45,6 +49,8 @@ main <- function() {
   repeats <- as.integer(option("repeat", "5"))
   budget <- as.numeric(option("budget", "10"))
   warmup <- as.logical(option("warmup", "TRUE"))
+  family <- option("family", "")
+  weights <- option("weights", "")
 
   ## data.table reads 10^7 rows in seconds where read.csv takes minutes.
   data <- if (requireNamespace("data.table", quietly = TRUE)) {
@@ -55,11 +61,23 @@ main <- function() {
   for (column in factors[nzchar(factors)]) data[[column]] <- factor(data[[column]])
   emit(event = "ready")
 
+  fit_glmer <- function() {
+    ## glmer's weights are looked up in the data, as the formula's columns are.
+    if (nzchar(weights)) {
+      eval(substitute(glmer(formula, data = data, family = family, weights = w),
+                      list(w = as.name(weights))))
+    } else {
+      glmer(formula, data = data, family = family)
+    }
+  }
+
   fit_once <- function(is_warmup) {
     start <- proc.time()[["elapsed"]]
-    fitted <- lmer(formula, data = data, REML = reml)
+    fitted <- if (nzchar(family)) fit_glmer() else lmer(formula, data = data, REML = reml)
     seconds <- proc.time()[["elapsed"]] - start
-    objective <- if (reml) REMLcrit(fitted) else deviance(fitted)
+    objective <- if (nzchar(family)) {
+      -2 * as.numeric(logLik(fitted))
+    } else if (reml) REMLcrit(fitted) else deviance(fitted)
     emit(event = "fit", seconds = seconds, objective = objective, warmup = is_warmup,
          peak_rss_bytes = peak_rss_bytes())
     seconds

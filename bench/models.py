@@ -69,9 +69,15 @@ class BenchModel:
     target : Target or None
         The issue's target for mixedmodels.
     kind : str
-        ``"issue"`` (the issue's table), ``"extra"`` (similar shapes) or ``"sweep"``.
+        ``"issue"`` (the issue's table), ``"extra"`` (similar shapes), ``"sweep"``
+        or ``"glmm"`` (issue 13's generalized linear mixed models).
     rows : int
         Number of rows (for ordering and for the sweep's x axis).
+    family : str or None
+        A GLMM's family (R's name: ``binomial``, ``poisson``); None for a
+        linear mixed model.
+    weights : str or None
+        Column of prior weights (a GLMM's binomial trials).
     """
 
     id: str
@@ -83,6 +89,8 @@ class BenchModel:
     statsmodels: StatsmodelsSpec | None = None
     target: Target | None = None
     kind: str = "issue"
+    family: str | None = None
+    weights: str | None = None
 
 
 def _dataset(name: str) -> Callable[[], pd.DataFrame]:
@@ -215,7 +223,79 @@ _EXTRA_MODELS.append(
     )
 )
 
-MODELS: dict[str, BenchModel] = {m.id: m for m in _ISSUE_MODELS + _EXTRA_MODELS}
+
+def _glmm_dataset(name: str, **columns: Callable[[pd.DataFrame], pd.Series]):
+    """A bundled GLMM data set with the columns every engine reads alike: 0/1
+    responses as numbers, factors as text (the Rust peers take no categoricals)."""
+
+    def load() -> pd.DataFrame:
+        import mixedmodels as mm
+
+        data = mm.datasets.load(name)
+        data = data.assign(**{k: f(data) for k, f in columns.items()})
+        factors = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)]
+        return data.astype({c: str for c in factors})
+
+    return load
+
+
+# Issue 13's models: lme4's GLMM examples and a synthetic one over 5 000 rows.  The
+# same model for every engine: cbpp as proportions with the trials as weights (what
+# cbind(incidence, size - incidence) means), Contraception's age² as a column.
+_GLMM_MODELS = [
+    BenchModel(
+        "cbpp",
+        "prop ~ period + (1 | herd)",
+        _glmm_dataset("cbpp", prop=lambda d: d["incidence"] / d["size"]),
+        rows=56,
+        factors=("herd", "period"),
+        kind="glmm",
+        family="binomial",
+        weights="size",
+    ),
+    BenchModel(
+        "grouseticks",
+        "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+        _glmm_dataset("grouseticks"),
+        rows=403,
+        factors=("YEAR", "BROOD", "INDEX", "LOCATION"),
+        kind="glmm",
+        family="poisson",
+    ),
+    BenchModel(
+        "contraception",
+        "use ~ age + age2 + urban + livch + (1 | district)",
+        _glmm_dataset(
+            "Contraception",
+            use=lambda d: (d["use"] == "Y").astype(float),
+            age2=lambda d: d["age"] ** 2,
+        ),
+        rows=1_934,
+        factors=("district", "urban", "livch"),
+        kind="glmm",
+        family="binomial",
+    ),
+    BenchModel(
+        "verbagg",
+        "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+        _glmm_dataset("VerbAgg", r2=lambda d: (d["r2"] == "Y").astype(float)),
+        rows=7_584,
+        factors=("id", "item", "Gender", "btype", "situ"),
+        kind="glmm",
+        family="binomial",
+    ),
+    BenchModel(
+        "binary_crossed",
+        "y ~ x + (1 | subject) + (1 | item)",
+        synthetic.binary_crossed,
+        rows=50_000,
+        factors=("subject", "item"),
+        kind="glmm",
+        family="binomial",
+    ),
+]
+
+MODELS: dict[str, BenchModel] = {m.id: m for m in _ISSUE_MODELS + _EXTRA_MODELS + _GLMM_MODELS}
 """The named models, the issue's first, in table order."""
 
 QUICK_MODELS = (

@@ -69,8 +69,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--models",
-        help="comma-separated model ids, or 'issue', 'extra', 'none' (default: issue,extra; "
-        "with --quick: " + ",".join(QUICK_MODELS) + ")",
+        help="comma-separated model ids, or 'issue', 'extra', 'glmm', 'none' "
+        "(default: issue,extra; with --quick: " + ",".join(QUICK_MODELS) + ")",
     )
     parser.add_argument(
         "--engines", help=f"comma-separated engines (default: all of {','.join(ENGINE_NAMES)})"
@@ -119,7 +119,7 @@ def _pick_models(spec: str | None, quick: bool) -> list[BenchModel]:
     for name in filter(None, (part.strip() for part in spec.split(","))):
         if name == "none":
             continue
-        if name in ("issue", "extra"):
+        if name in ("issue", "extra", "glmm"):
             chosen += [m for m in MODELS.values() if m.kind == name]
         else:
             try:
@@ -242,11 +242,19 @@ def _notes(payload: dict, results: list[RunResult]) -> list[str]:
         )
         if reason:
             notes.append(f"{name} not run: {reason}.")
-    if any(r.engine == "statsmodels" and r.status == UNSUPPORTED for r in results):
+    unsupported = {
+        r.message for r in results if r.engine == "statsmodels" and r.status == UNSUPPORTED
+    }
+    if any("MixedLM" in message for message in unsupported):
         notes.append(
             "statsmodels n/a: MixedLM takes one grouping factor with independent variance "
             "components nested in it; crossed factors and correlated slopes at a nested "
             "level cannot be written."
+        )
+    if any("GLMM" in message for message in unsupported):
+        notes.append(
+            "statsmodels n/a for GLMMs: it has no frequentist GLMM, only the Bayesian "
+            "approximations of BinomialBayesMixedGLM and PoissonBayesMixedGLM."
         )
     for r in results:
         if r.status == FAILED:

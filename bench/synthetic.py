@@ -193,3 +193,26 @@ def students_teachers(
     return pd.DataFrame(
         {"score": y, "grade": grade, "student": student, "teacher": teacher, "school": school}
     )
+
+
+def binary_crossed(
+    n_subjects: int = 1_000, n_items: int = 200, n_rows: int = 50_000, seed: int = 20261207
+) -> pd.DataFrame:
+    """Crossed subjects × items with a 0/1 outcome, for ``y ~ x + (1 | subject) + (1 | item)``.
+
+    A logistic model: subjects' intercepts with sd 1.0, items' with sd 0.6,
+    slope 0.5 in a standard normal ``x``, overall log-odds −0.3.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``y`` (0/1 as float64), ``x``, ``subject``, ``item`` (int64 labels).
+    """
+    rng = np.random.default_rng(seed)
+    subject = _balanced_codes(rng, n_rows, n_subjects)
+    item = _balanced_codes(rng, n_rows, n_items)
+    x = rng.standard_normal(n_rows)
+    eta = -0.3 + 0.5 * x + rng.normal(0, 1.0, n_subjects)[subject]
+    eta += rng.normal(0, 0.6, n_items)[item]
+    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-eta))).astype(np.float64)
+    return pd.DataFrame({"y": y, "x": x, "subject": subject, "item": item})

@@ -116,3 +116,15 @@ def test_times_print_in_readable_units() -> None:
     assert format_seconds(0.00045) == "0.45 ms"
     assert format_seconds(0.0123) == "12.3 ms"
     assert format_seconds(2.5) == "2.5 s"
+
+
+def test_glmm_models_run_and_reach_lme4s_optimum(tmp_path: Path) -> None:
+    """A GLMM of the bench (cbpp as proportions with trials as weights) is lme4's model."""
+    result = run_engine("mixedmodels", get_model("cbpp"), Options(repeat=1, data_dir=tmp_path))
+    assert result.status == OK, result.message
+    reference = json.loads(
+        (Path(__file__).parent / "data" / "glmm" / "cbpp_weights_logit.json").read_text()
+    )
+    assert result.objective == pytest.approx(reference["objective"], abs=1e-3)
+    statsmodels = run_engine("statsmodels", get_model("cbpp"), Options(data_dir=tmp_path))
+    assert statsmodels.status in (UNSUPPORTED, UNAVAILABLE)

@@ -34,5 +34,10 @@ def fit(model: BenchModel, data: pd.DataFrame) -> float:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = glmm.fit(data, model.formula, reml=model.reml, satterthwaite=False)
+        if model.family is not None:
+            # A GLMM: Laplace by default, as lme4 (its documented call).
+            weights = None if model.weights is None else data[model.weights].to_numpy(float)
+            fitted = glmm.fit(data, model.formula, family=model.family, weights=weights)
+        else:
+            fitted = glmm.fit(data, model.formula, reml=model.reml, satterthwaite=False)
     return -2.0 * float(fitted.loglik)

@@ -53,6 +53,10 @@ def command(
         str(budget),
         "--warmup",
         "TRUE" if warmup else "FALSE",
+        "--family",
+        model.family or "",
+        "--weights",
+        model.weights or "",
     ]
 
 

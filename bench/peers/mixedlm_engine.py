@@ -30,5 +30,13 @@ def fit(model: BenchModel, data: pd.DataFrame) -> float:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = mixedlm.lmer(model.formula, data, REML=model.reml)
+        if model.family is not None:
+            # A GLMM: mixedlm's glmer, Laplace by default (nAGQ = 1), as lme4.
+            family = {"binomial": mixedlm.families.Binomial, "poisson": mixedlm.families.Poisson}
+            weights = None if model.weights is None else data[model.weights].to_numpy(float)
+            fitted = mixedlm.glmer(
+                model.formula, data, family=family[model.family](), weights=weights
+            )
+        else:
+            fitted = mixedlm.lmer(model.formula, data, REML=model.reml)
     return -2.0 * float(fitted.logLik().value)

@@ -24,11 +24,15 @@ def unsupported(_model: BenchModel) -> str | None:
 
 
 def fit(model: BenchModel, data: pd.DataFrame) -> float:
-    """Fit with the defaults a user gets; return the REML criterion or deviance."""
+    """Fit with the defaults a user gets; return the REML criterion or deviance
+    (−2 log L of a GLMM, lme4's Laplace objective)."""
     import mixedmodels as mm
 
     with warnings.catch_warnings():
         # Singular or near-boundary fits warn; the bench only times them.
         warnings.simplefilter("ignore")
-        fitted = mm.lmer(model.formula, data, reml=model.reml)
+        if model.family is not None:
+            fitted = mm.glmer(model.formula, data, model.family, weights=model.weights)
+        else:
+            fitted = mm.lmer(model.formula, data, reml=model.reml)
     return float(fitted.objective)

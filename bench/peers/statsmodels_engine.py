@@ -28,6 +28,8 @@ def unsupported(model: BenchModel) -> str | None:
     components nested in it: crossed factors and correlated slopes at a
     nested level cannot be written.
     """
+    if model.family is not None:
+        return "statsmodels has no frequentist GLMM (only the Bayesian BinomialBayesMixedGLM)"
     if model.statsmodels is None:
         return "not expressible in MixedLM (crossed factors or correlated nested slopes)"
     return None

@@ -6,7 +6,7 @@
 """
 
 from . import datasets, families
-from .api import anova, lmer
+from .api import anova, glmer, lmer
 from .errors import (
     ArgumentError,
     ConvergenceWarning,
@@ -24,7 +24,7 @@ from .formula import parse_formula
 from .frontends.dask import DaskLinearMixedModel
 from .frontends.statsmodels import MixedLM, MixedLMParams, MixedLMResults, VCSpec, mixedlm
 from .inference import BootstrapResult
-from .models.glmm import GeneralizedLinearMixedModel, glmer
+from .models.glmm import GeneralizedLinearMixedModel
 from .models.lmm import LinearMixedModel
 from .models.negbin import glmer_nb
 

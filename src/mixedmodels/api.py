@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import arguments
 from .errors import ArgumentError, MixedModelsError
+from .families import Family
 from .frontends.dask import fit_dask, is_dask_dataframe
 from .inference.lrt import f_test_table, likelihood_ratio_table
 from .models.glmm import GeneralizedLinearMixedModel
@@ -88,6 +89,69 @@ def lmer(
         contrasts=contrasts,
     )
     return model.fit(start=start, check_convergence=check_convergence)
+
+
+def glmer(
+    formula: str,
+    data: Any,
+    family: str | Family = "binomial",
+    *,
+    weights: Any = None,
+    offset: Any = None,
+    nagq: int = 1,
+    missing: str = "drop",
+    check_convergence: bool = True,
+    progress: bool | None = None,
+) -> GeneralizedLinearMixedModel:
+    """Fit a generalized linear mixed model, as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula; ``cbind(successes, failures) ~ ...`` for binomial counts.
+    data : pandas.DataFrame, dict of columns or dask.dataframe.DataFrame
+        The data; never modified.  A Dask DataFrame is fitted on its cluster,
+        each PIRLS iteration one map-reduce over its persisted partitions
+        (:func:`mixedmodels.frontends.dask.fit_dask_glmm`).
+    family : str or Family, default "binomial"
+        See :class:`GeneralizedLinearMixedModel`.
+    weights, offset, missing
+        See :class:`GeneralizedLinearMixedModel` (for a Dask DataFrame, a
+        column name, and for the offset a column or an expression of columns).
+    nagq : int, default 1
+        Laplace (1), adaptive quadrature points (> 1) or 0; see
+        :meth:`GeneralizedLinearMixedModel.fit`.
+    check_convergence : bool, default True
+        Check the optimum by its gradient and Hessian.
+    progress : bool, optional
+        A Dask fit's bar over its passes on the data (in memory: unused).
+
+    Examples
+    --------
+    >>> import mixedmodels as mm
+    >>> cbpp = mm.datasets.load("cbpp")
+    >>> m = mm.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+    >>> m.fixef.round(3).to_dict()
+    {'(Intercept)': -1.399, 'period2': -0.992, 'period3': -1.129, 'period4': -1.58}
+    """
+    if is_dask_dataframe(data):
+        from .frontends.dask.glmm import fit_dask_glmm
+
+        return fit_dask_glmm(
+            formula,
+            data,
+            family,
+            weights=weights,
+            offset=offset,
+            nagq=nagq,
+            missing=missing,
+            check_convergence=check_convergence,
+            progress=progress,
+        )
+    model = GeneralizedLinearMixedModel(
+        formula, data, family, weights=weights, offset=offset, missing=missing
+    )
+    return model.fit(nagq=nagq, check_convergence=check_convergence)
 
 
 def _reml_argument(reml: Any, lme4_spelling: Any) -> bool:

@@ -137,3 +137,21 @@ def test_a_part_with_a_pair_the_structure_lacks_is_refused():
             fixed_inside=False,
             structure=structure,
         )
+
+
+def test_working_rows_survive_pickling():
+    """A Dask partition's rows move between worker processes: their blocks must stay
+    views of the buffer that the partition's results are read from."""
+    import pickle
+
+    design = _design()
+    whole, _ = _parts(design, Poisson(), True, [150])
+    moved = pickle.loads(pickle.dumps(whole))
+    n_b = sum(t.n_levels * t.q for t in design.terms)
+    at = Point(np.array([0.9, 0.3]), RNG.normal(0, 0.1, n_b))
+    whole.evaluate(at, fill="fisher")
+    moved.evaluate(at, fill="fisher")
+    np.testing.assert_array_equal(moved.blocks.buffer, whole.blocks.buffer)
+    assert moved.blocks.cp.xx.base is not None
+    np.testing.assert_array_equal(moved.blocks.cp.xx, whole.blocks.cp.xx)
+    assert np.all(moved.blocks.cp.xx.diagonal()[:-1] > 0)

@@ -241,6 +241,22 @@ class WeightedCrossProducts:
                 raise ValueError(f"some rows pair levels of terms {i} and {j} the structure lacks")
             self._pair_of_row[p] = found
 
+    def __setstate__(self, state: dict) -> None:
+        # Pickling (a Dask partition moving between workers) copies the blocks apart
+        # from the buffer: make them views of it again, as fill() and the factor expect.
+        self.__dict__.update(state)
+        cp = self.cp
+        buffer = self.buffer
+
+        def view(start: int, block: np.ndarray) -> np.ndarray:
+            return buffer[start : start + block.size].reshape(block.shape)
+
+        cp.diag = [view(int(a), d) for a, d in zip(self._diag_at, cp.diag, strict=True)]
+        for a, pairs in zip(self._pair_at, cp.off.values(), strict=True):
+            pairs.data = view(int(a), pairs.data)
+        cp.xz = [view(int(a), xz) for a, xz in zip(self._xz_at, cp.xz, strict=True)]
+        cp.xx = view(self._xx_at, cp.xx)
+
     @property
     def n_rows(self) -> int:
         return self.xy.shape[0]

@@ -63,6 +63,14 @@ class Point:
     def is_start(self) -> bool:
         return self.beta is None
 
+    def same_as(self, other: Point) -> bool:
+        """Whether ``other`` is the same linear predictor (equal β and modes)."""
+        if self.is_start or other.is_start:
+            return self.is_start and other.is_start
+        return bool(
+            np.array_equal(self.beta, other.beta) and np.array_equal(self.modes, other.modes)
+        )
+
 
 @dataclass(frozen=True)
 class PassResult:
@@ -249,10 +257,16 @@ class RowsInMemory:
     # -- one point ----------------------------------------------------------------------
 
     def _holding(self, at: Point | None) -> _RowState | None:
+        """A state computed at ``at`` (the same object, or equal values: a point
+        shipped to a Dask worker arrives as a copy of the one evaluated last time)."""
         if at is None:
             return None
-        for state in (*self._states, self._scratch):
-            if state is not None and state.point is at:
+        states = [state for state in (*self._states, self._scratch) if state is not None]
+        for state in states:
+            if state.point is at:
+                return state
+        for state in states:
+            if state.point is not None and state.point.same_as(at):
                 return state
         return None
 

@@ -1,4 +1,5 @@
-"""Responses of generalized linear mixed models, as R's ``glm`` and lme4's ``glmer`` accept them.
+"""Responses (and offsets) of generalized linear mixed models, as R's ``glm`` and lme4's
+``glmer`` accept them.
 
 Before the design is built, the response side of the formula is turned into
 one numeric column (and, for binomial counts, prior weights):
@@ -161,6 +162,19 @@ def _binary_codes(column: pd.Series, name: str) -> tuple[np.ndarray, list[str]]:
     return y, levels
 
 
+def cbind_formula(formula: str, columns: Any) -> tuple[str, str] | None:
+    """For a ``cbind(s, f) ~ ...`` formula, the prepared formula and the name of its
+    proportion column (as :func:`prepare_response` makes them for data with these
+    ``columns``); None for any other response."""
+    lhs, rhs = _split_tilde(formula)
+    if not lhs or _cbind_arguments(lhs) is None:
+        return None
+    column = lhs
+    while column in columns:
+        column = f"{column}_"
+    return f"`{column}` ~ {rhs}", column
+
+
 def prepare_response(formula: str, data: Any, family: Family, weights: Any) -> PreparedResponse:
     """Turn the response side into one numeric column (and weights); see the module docstring."""
     if not isinstance(formula, str):
@@ -224,3 +238,21 @@ def prepare_response(formula: str, data: Any, family: Family, weights: Any) -> P
                 response_levels=levels,
             )
     return PreparedResponse(formula=formula, frame=frame, weights=user_weights, response_name=lhs)
+
+
+def offset_values(offset: Any, n_rows: int) -> np.ndarray:
+    """An offset given as an array for the ``n_rows`` rows used."""
+    values = np.asarray(offset, dtype=np.float64).reshape(-1)
+    if len(values) != n_rows:
+        raise DataError(f"offset must have one value per row used ({n_rows})")
+    return values
+
+
+def offset_in_formula(formula: str, offset: Any, frame: pd.DataFrame) -> tuple[str, Any]:
+    """(formula, offset=) for the design: an offset given as an expression of columns
+    (``"log(expected)"``, not a column's name) becomes the formula term
+    ``offset(log(expected))``, which the design computes on the fit's rows and on new
+    ones; a column name or an array stays the design's ``offset=``."""
+    if isinstance(offset, str) and offset not in frame.columns:
+        return f"{formula} + offset({offset})", None
+    return formula, offset

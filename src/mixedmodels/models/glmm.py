@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.stats
 
 from .. import arguments
-from ..design import Design, as_data_frame, build_design
+from ..design import build_design
 from ..engine.fit import blas_threads
 from ..engine.glmm_fit import fit_glmm
 from ..engine.glmm_problem import GeneralizedProblem
@@ -44,12 +44,13 @@ from ..errors import (
     PirlsError,
     SeparationWarning,
     SingularFitWarning,
+    user_stacklevel,
 )
 from ..families import Family, NegativeBinomial, get_family
 from ..inference.glmm_mixin import GeneralizedInferenceMixin
 from ..results.accessors import FitResultsMixin
 from ..results.glmm_state import GeneralizedFittedState
-from .glm_response import evaluate_expression, prepare_response
+from .glm_response import offset_in_formula, offset_values, prepare_response
 from .glmm_rows import GlmmRows
 from .separation import Separation, find_separation, fit_limit
 
@@ -102,33 +103,82 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
         frame = prepared.frame
         if not frame.index.is_unique:
             frame = frame.reset_index(drop=True)
+        # The offset is the design's: formula terms and offset= (an expression of columns
+        # becomes a formula term, so that new rows compute it too).
+        design_formula, design_offset = offset_in_formula(prepared.formula, offset, frame)
         design = build_design(
-            prepared.formula, frame, weights=prepared.weights, missing=missing, allow_n=True
+            design_formula,
+            frame,
+            weights=prepared.weights,
+            offset=design_offset,
+            missing=missing,
+            allow_n=True,
         )
         if not design.terms:
             raise FormulaError(
                 f"no random-effects terms in {formula!r}: add at least one term such as (1 | group)"
             )
+        n = len(design.y)
+        prior_weights = np.ones(n) if design.weights is None else design.weights
+        offset_rows = np.zeros(n) if design.offset is None else design.offset
+        family.check_response(design.y, design.weights, prepared.response_name)
+        problem = GeneralizedProblem.in_memory(
+            design.y, prior_weights, offset_rows, design.x, design.terms, family
+        )
+        self._compose(
+            design,
+            problem,
+            GlmmRows(design, prior_weights, offset_rows),
+            formula,
+            prepared.response_name,
+            prepared.response_levels,
+        )
+
+    @classmethod
+    def from_problem(
+        cls,
+        problem: GeneralizedProblem,
+        design: Any,
+        rows: Any,
+        formula: str,
+        response_name: str,
+    ) -> GeneralizedLinearMixedModel:
+        """A model whose rows are elsewhere (a front end built its problem: Dask).
+
+        Parameters
+        ----------
+        problem : GeneralizedProblem
+            The objectives, on the front end's row source.
+        design : Design or a description with its naming attributes
+            ``formula``, ``fixed_names``, ``terms``, ``dropped_columns``,
+            ``n_dropped_missing`` (see :meth:`LinearMixedModel.from_cross_products`).
+        rows : object
+            Where fitted values, residuals and predictions come from.
+        formula, response_name : str
+            The formula as given and its response as written.
+        """
+        model = cls.__new__(cls)
+        cls._compose(model, design, problem, rows, formula, response_name, None)
+        return model
+
+    def _compose(
+        self,
+        design: Any,
+        problem: GeneralizedProblem,
+        rows: Any,
+        formula: str,
+        response_name: str,
+        response_levels: list[str] | None,
+    ) -> None:
         self.design = design
         #: The formula as given (the design's holds the prepared response column).
         self.formula = formula
-        self.response_name = prepared.response_name
-        self.response_levels = prepared.response_levels
-        n = len(design.y)
-        prior_weights = np.ones(n) if design.weights is None else design.weights
-        offset_rows = _offset_rows(offset, frame, design)
-        if design.offset is not None:  # the formula's offset() terms
-            offset_rows = offset_rows + design.offset
-        family.check_response(design.y, design.weights, prepared.response_name)
-        self.problem = GeneralizedProblem.in_memory(
-            design.y, prior_weights, offset_rows, design.x, design.terms, family
-        )
-        self.rows = GlmmRows(design, prior_weights, offset_rows)
-        # How to evaluate the offset on new rows: its column or expression (None:
-        # no offset; an array given at fit time must be given again to predict).
-        self._offset_source = offset if (offset is None or isinstance(offset, str)) else ...
+        self.response_name = response_name
+        self.response_levels = response_levels
+        self.problem = problem
+        self.rows = rows
         self.data_name: str | None = None
-        self._workspace = self.problem.workspace()
+        self._workspace = problem.workspace()
         self._state: GeneralizedFittedState | None = None
         # The coefficients heading to ±∞ when the fit found separation.
         self._separation: list[str] | None = None
@@ -228,18 +278,22 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
             except PirlsError as err:
                 failure = err
             # A fit that fails or does not converge may be heading to ±∞: separation?
-            if failure is not None or not optimum.summary.converged:
+            # (Checked on rows in memory.)
+            if isinstance(self.rows, GlmmRows) and (
+                failure is not None or not optimum.summary.converged
+            ):
                 separation = find_separation(self.design.x, self.design.y, self.family)
                 if separation is not None:
                     optimum, solution = self._fit_limit(separation, nagq)
-                elif failure is not None:
-                    raise MixedModelsError(
-                        f"the conditional modes of {self.formula!r} ({self.family.name}, "
-                        f"{self.family.link.name} link) could not be found: {failure}.  The "
-                        "link may not reach the responses (an identity or log link giving "
-                        "means outside the family's range), or the model may be too rich for "
-                        "the data; check the data or change the link"
-                    ) from None
+                    failure = None
+        if failure is not None:
+            raise MixedModelsError(
+                f"the conditional modes of {self.formula!r} ({self.family.name}, "
+                f"{self.family.link.name} link) could not be found: {failure}.  The "
+                "link may not reach the responses (an identity or log link giving "
+                "means outside the family's range), or the model may be too rich for "
+                "the data; check the data or change the link"
+            ) from None
         if not math.isfinite(solution.objective):
             raise DataError("the objective is not finite at the estimates")
         self._state = GeneralizedFittedState.from_fit(solution, optimum, nagq, self.family)
@@ -283,16 +337,18 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
 
     def _warn(self) -> None:
         if self._separation:
-            warnings.warn(self.state.optimizer.messages[0], SeparationWarning, stacklevel=3)
+            warnings.warn(
+                self.state.optimizer.messages[0], SeparationWarning, stacklevel=user_stacklevel()
+            )
             return
         for message in self.state.optimizer.messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+            warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())
         if self.is_singular:
             warnings.warn(
                 "boundary (singular) fit: some variance component is estimated as zero "
                 "or a correlation as ±1; see is_singular",
                 SingularFitWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def _check_start(self, start: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -490,52 +546,34 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
             Add the conditional modes (``False``: lme4's ``re.form = NA``).
         allow_new_levels : bool, default False
             Give levels not seen in the fit a zero random effect.
-        offset : array-like or str, optional
-            The new rows' offset.  By default the fit's offset column or
-            expression is evaluated on ``newdata``; an offset given as an
-            array to the fit must be given here again.
+        offset : array-like, optional
+            The new rows' offset, for a model fitted with an offset given as an
+            array (one fitted with offset terms or an offset column or
+            expression computes the new rows' own).
         """
         from ..inference.predict import predict_new_rows
 
         if type not in ("link", "response"):
             raise ArgumentError(f"type must be 'link' or 'response', not {type!r}")
         state = self.state
+        if not isinstance(self.rows, GlmmRows):  # rows elsewhere (Dask): lazy predictions
+            return self.rows.predict(self, newdata, type, random, allow_new_levels)
         if newdata is None:
             if random and offset is None:
                 eta = np.asarray(state.eta)
             else:
-                given = self.offset if offset is None else _offset_values(offset, self.design)
+                given = self.offset if offset is None else offset_values(offset, len(self.design.y))
                 eta = given + self.design.x @ state.beta
                 if random:
                     eta = eta + (np.asarray(state.eta) - self.offset - self.design.x @ state.beta)
             index = self.design.row_index
         else:
-            frame = as_data_frame(newdata)
-            eta = predict_new_rows(
-                self, frame, random=random, allow_new_levels=allow_new_levels
-            ).to_numpy()
-            eta = eta + self._new_offset(offset, frame)
-            index = frame.index
+            predicted = predict_new_rows(
+                self, newdata, random=random, allow_new_levels=allow_new_levels, offset=offset
+            )
+            eta, index = predicted.to_numpy(), predicted.index
         values = self.family.link.inverse(eta) if type == "response" else eta
         return pd.Series(values, index=index, name="prediction")
-
-    def _new_offset(self, offset: Any, frame: pd.DataFrame) -> np.ndarray:
-        source = self._offset_source if offset is None else offset
-        if source is None:
-            return np.zeros(len(frame))
-        if source is ...:
-            raise ArgumentError(
-                "the model was fitted with an offset given as an array: pass offset= for the "
-                "new rows"
-            )
-        if isinstance(source, str):
-            if source in frame.columns:
-                return pd.to_numeric(frame[source], errors="coerce").to_numpy(dtype=np.float64)
-            return evaluate_expression(source, frame, "the offset")
-        values = np.asarray(source, dtype=np.float64).reshape(-1)
-        if len(values) != len(frame):
-            raise DataError(f"offset must have one value per new row ({len(frame)})")
-        return values
 
     def summary(self, correlation: bool | None = None):  # type: ignore[override]
         """lme4's glmer summary (:class:`~mixedmodels.results.summary.ModelSummary`):
@@ -543,78 +581,3 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
         from ..results.glmm_summary import summarize_glmm
 
         return summarize_glmm(self, correlation=correlation)
-
-
-def _offset_values(offset: Any, design: Design) -> np.ndarray:
-    values = np.asarray(offset, dtype=np.float64).reshape(-1)
-    if len(values) != len(design.y):
-        raise DataError(f"offset must have one value per row used ({len(design.y)})")
-    return values
-
-
-def _offset_rows(offset: Any, frame: pd.DataFrame, design: Design) -> np.ndarray:
-    """The offset on the rows used (zeros if none)."""
-    n = len(design.y)
-    if offset is None:
-        return np.zeros(n)
-    if isinstance(offset, str):
-        if offset in frame.columns:
-            values = pd.to_numeric(frame[offset], errors="coerce").to_numpy(dtype=np.float64)
-        else:
-            values = evaluate_expression(offset, frame, "the offset")
-    else:
-        values = np.asarray(offset, dtype=np.float64).reshape(-1)
-        if values.shape[0] != len(frame):
-            raise DataError(
-                f"offset must have one value per row of the data ({len(frame)}), "
-                f"got {values.shape[0]}"
-            )
-    used = values[frame.index.get_indexer(design.row_index)]
-    bad = np.flatnonzero(~np.isfinite(used))
-    if bad.size:
-        raise DataError(
-            f"the offset is missing or infinite in {bad.size} row"
-            f"{'s' if bad.size > 1 else ''} used (first at row {design.row_index[bad[0]]!r})"
-        )
-    return used
-
-
-def glmer(
-    formula: str,
-    data: Any,
-    family: str | Family = "binomial",
-    *,
-    weights: Any = None,
-    offset: Any = None,
-    nagq: int = 1,
-    missing: str = "drop",
-    check_convergence: bool = True,
-) -> GeneralizedLinearMixedModel:
-    """Fit a generalized linear mixed model, as lme4's ``glmer``.
-
-    Parameters
-    ----------
-    formula : str
-        lme4 formula; ``cbind(successes, failures) ~ ...`` for binomial counts.
-    data : pandas.DataFrame or dict of columns
-        The data; never modified.
-    family : str or Family, default "binomial"
-        See :class:`GeneralizedLinearMixedModel`.
-    weights, offset, missing
-        See :class:`GeneralizedLinearMixedModel`.
-    nagq : int, default 1
-        Laplace (1), adaptive quadrature points (> 1) or 0; see
-        :meth:`GeneralizedLinearMixedModel.fit`.
-    check_convergence : bool, default True
-        Check the optimum by its gradient and Hessian.
-
-    Examples
-    --------
-    >>> import mixedmodels as mm  # doctest: +SKIP
-    >>> m = mm.glmer("r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)",
-    ...              verbagg, family="binomial")  # doctest: +SKIP
-    """
-    model = GeneralizedLinearMixedModel(
-        formula, data, family, weights=weights, offset=offset, missing=missing
-    )
-    return model.fit(nagq=nagq, check_convergence=check_convergence)

@@ -12,9 +12,40 @@ import pandas as pd
 
 from ..design import Design
 from ..errors import ArgumentError
+from ..families import Family
 from ..results.glmm_state import GeneralizedFittedState
 
 RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
+
+
+def check_residual_type(kind: str) -> str:
+    """``kind`` if it is one of :data:`RESIDUAL_TYPES`, else a clear error."""
+    if kind not in RESIDUAL_TYPES:
+        raise ArgumentError(
+            f"type must be one of {', '.join(map(repr, RESIDUAL_TYPES))}, not {kind!r}"
+        )
+    return kind
+
+
+def residual_values(
+    family: Family,
+    y: np.ndarray,
+    mu: np.ndarray,
+    eta: np.ndarray,
+    weights: np.ndarray,
+    kind: str,
+) -> np.ndarray:
+    """Residuals of rows with response y, means μ, linear predictor η and prior weights,
+    of one of :data:`RESIDUAL_TYPES` (lme4's ``residuals(fit, type)``)."""
+    kind = check_residual_type(kind)
+    if kind == "deviance":
+        d = family.deviance_residuals(y, mu, weights)
+        return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+    if kind == "pearson":
+        return (y - mu) * np.sqrt(weights / family.variance(mu))
+    if kind == "response":
+        return y - mu
+    return (y - mu) / family.link.mu_eta(eta)
 
 
 class GlmmRows:
@@ -47,18 +78,8 @@ class GlmmRows:
 
     def residual_values(self, state: GeneralizedFittedState, kind: str) -> np.ndarray:
         """Residuals of one of :data:`RESIDUAL_TYPES`, as lme4's ``residuals(fit, type)``."""
-        family, y, mu, w = state.family, self.design.y, state.mu, self.prior_weights
-        if kind == "deviance":
-            d = family.deviance_residuals(y, mu, w)
-            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
-        if kind == "pearson":
-            return (y - mu) * np.sqrt(w / family.variance(mu))
-        if kind == "response":
-            return y - mu
-        if kind == "working":
-            return (y - mu) / family.link.mu_eta(state.eta)
-        raise ArgumentError(
-            f"type must be one of {', '.join(map(repr, RESIDUAL_TYPES))}, not {kind!r}"
+        return residual_values(
+            state.family, self.design.y, state.mu, state.eta, self.prior_weights, kind
         )
 
     def residuals(self, state: GeneralizedFittedState, kind: str = "deviance") -> pd.Series:

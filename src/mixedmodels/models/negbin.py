@@ -19,7 +19,7 @@ import numpy as np
 import scipy.optimize
 import scipy.special as sc
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, DataError
 from ..families import NegativeBinomial, Poisson
 from .glmm import GeneralizedLinearMixedModel
 
@@ -100,6 +100,12 @@ def glmer_nb(
         Fitted with ``family`` the negative binomial at the estimated θ
         (``model.family.theta``).
     """
+    if type(data).__module__.split(".")[0] == "dask":
+        raise DataError(
+            "glmer_nb needs the rows in memory (θ is estimated from the means of a Poisson "
+            "fit): call .compute() on the Dask DataFrame, or fit mm.glmer with "
+            "family=mm.families.NegativeBinomial(theta=...) for a given θ"
+        )
     model = GeneralizedLinearMixedModel(
         formula, data, Poisson(link), weights=weights, offset=offset, missing=missing
     )

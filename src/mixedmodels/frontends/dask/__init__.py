@@ -1,6 +1,8 @@
-"""The Dask front end: a linear mixed model fitted to a Dask DataFrame, out of core."""
+"""The Dask front end: linear and generalized linear mixed models fitted to a Dask
+DataFrame, out of core."""
 
 from .detect import is_dask_dataframe
+from .glmm import dask_glmm, fit_dask_glmm
 from .model import DaskDesign, dask_model, fit_dask
 from .rows import DaskRows
 
@@ -11,7 +13,9 @@ __all__ = [
     "DaskDesign",
     "DaskLinearMixedModel",
     "DaskRows",
+    "dask_glmm",
     "dask_model",
     "fit_dask",
+    "fit_dask_glmm",
     "is_dask_dataframe",
 ]

@@ -222,12 +222,12 @@ def _build(
     blocks = [block_task(p, plan_ref) for p in parts]
     cp: CrossProducts = dask.compute(tree_reduce(blocks, sum_blocks, split_every))[0]
     bar.update()
-    design = _describe(plan, labels, names, dropped, cp.n_obs, scan.n_bad)
+    design = describe_design(plan, labels, names, dropped, cp.n_obs, scan.n_bad)
     rows = DaskRows(plan, data, cp.n_obs)
     return LinearMixedModel.from_cross_products(cp, design, reml=reml, rows=rows)
 
 
-def _describe(
+def describe_design(
     plan: Plan,
     labels: list[pd.Index],
     names: list[str],
