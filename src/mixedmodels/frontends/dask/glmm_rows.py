@@ -166,14 +166,25 @@ class DaskRowSource:
         """``function(part, *args)`` on every partition, combined in a tree; one compute.
 
         Each argument is one graph key, sent to a worker once whatever the
-        number of partitions.
+        number of partitions.  On a distributed cluster each partition's task
+        is pinned to the worker that holds the partition: the scheduler would
+        otherwise move idle workers' share of the tasks, and with them the
+        partitions' arrays (hundreds of megabytes each), at every iteration.
         """
         import dask
 
         refs = [dask.delayed(a, traverse=False) for a in args]
         task = dask.delayed(function, pure=False)
-        mapped = [task(part, *refs) for part in self.parts]
-        return dask.compute(tree_reduce(mapped, combine, self.split_every))[0]
+        holders = _holders(self.parts)
+        mapped = []
+        for part, holder in zip(self.parts, holders, strict=True):
+            if holder is None:
+                mapped.append(task(part, *refs))
+                continue
+            with dask.annotate(workers=holder, allow_other_workers=False):
+                mapped.append(task(part, *refs))
+        total = tree_reduce(mapped, combine, self.split_every)
+        return dask.compute(total, optimize_graph=False)[0]
 
     def working(self, fixed_inside: bool, family: Family) -> ClusterRows:
         """The working rows of a PIRLS solver (shared by workspaces: evaluations on a
@@ -186,6 +197,21 @@ class DaskRowSource:
 
     def saturated_aic(self, family: Family) -> float | None:
         return self.map_reduce(_sum_optional, PartitionRows.saturated_aic, family)
+
+
+def _holders(parts: Sequence[Any]) -> list[list[str] | None]:
+    """The workers holding each persisted partition (None without a distributed client)."""
+    try:
+        from distributed import futures_of, get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return [None] * len(parts)
+    futures = [futures_of(part) for part in parts]
+    if not all(len(f) == 1 for f in futures):
+        return [None] * len(parts)
+    where = client.who_has([f[0] for f in futures])
+    return [list(where.get(f[0].key, ())) or None for f in futures]
 
 
 class ClusterRows:
