@@ -163,13 +163,37 @@ def test_offset_follows_the_rows_dropped_for_missing_values():
     ("offset", "message"),
     [
         (np.zeros(5), "one value per row"),
-        (np.r_[np.nan, np.zeros(199)], "missing or infinite"),
+        (np.r_[np.inf, np.zeros(199)], "offset 'offset=' is infinite"),
         ("nonexistent_column + 1", "cannot evaluate|not"),
     ],
 )
 def test_bad_offsets(offset, message):
     with pytest.raises((DataError, FormulaError), match=message):
         mm.glmer("n ~ x + (1 | g)", _counts(), family="poisson", offset=offset)
+
+
+def test_a_missing_offset_drops_its_row_as_r_does():
+    """R's model.frame puts the offset among the variables: NA there drops the row."""
+    data = _counts()
+    offset = np.log(data["e"].to_numpy())
+    offset[7] = np.nan
+    model = _fit("n ~ x + (1 | g)", data, "poisson", offset=offset)
+    assert model.nobs == len(data) - 1
+    assert 7 not in model.fitted.index
+    keep = np.arange(len(data)) != 7
+    _same_fit(model, _fit("n ~ x + (1 | g)", data[keep], "poisson", offset=offset[keep]))
+
+
+def test_offset_terms_in_the_formula_and_the_argument_add_up():
+    data = _counts()
+    data["half"] = 0.5 * np.log(data["e"])
+    both = _fit("n ~ x + offset(half) + (1 | g)", data, "poisson", offset="half")
+    whole = _fit("n ~ x + (1 | g)", data, "poisson", offset="log(e)")
+    _same_fit(both, whole)
+    # New rows compute their own offset, from the formula term or the expression.
+    new = data.head(5)
+    np.testing.assert_allclose(both.predict(new), whole.predict(new), rtol=1e-7)
+    np.testing.assert_allclose(whole.predict(new), whole.predict().iloc[:5], rtol=1e-7)
 
 
 def test_count_responses():

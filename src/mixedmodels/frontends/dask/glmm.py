@@ -29,52 +29,43 @@ separation checks).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ...design.checks import check_finite
+from ...design.checks import check_finite, check_missing_option
 from ...engine.glmm_problem import GeneralizedProblem
-from ...errors import DataError, FormulaError, RankDeficiencyWarning, user_stacklevel
+from ...errors import DataError
 from ...families import Binomial, Family, get_family
 from ...formula import parse_formula
-from ...models.glm_response import cbind_formula, evaluate_expression, prepare_response
+from ...models.glm_response import cbind_formula, offset_in_formula, prepare_response
 from ...models.glmm import GeneralizedLinearMixedModel
 from ...progress import step_bar
 from .detect import is_dask_dataframe
 from .glmm_fitted import DaskGlmmRows
-from .glmm_rows import OFFSET, WEIGHTS, DaskRowSource, PartitionRows
-from .model import describe_design
-from .passes import SPLIT_EVERY, Plan, fixed_part, partition_gram, sum_grams, tree_reduce
-from .planning import aliased_from_gram, check_weights_column, learn_levels, make_plan
+from .glmm_rows import WEIGHTS, DaskRowSource, PartitionRows
+from .model import PlannedPasses, plan_passes, read_formula
+from .passes import SPLIT_EVERY, Plan, fixed_part, tree_reduce
+from .planning import check_weights_column
 
 
 @dataclass(frozen=True)
 class ResponseSpec:
-    """How a partition prepares its response, weights and offset (shipped to workers)."""
+    """How a partition prepares its response and prior weights (shipped to workers)."""
 
     formula: str
     family: Family
     weights: str | None
-    offset: str | None
 
 
 def prepare_partition(frame: pd.DataFrame, spec: ResponseSpec) -> pd.DataFrame:
-    """The partition with its response prepared as in memory, and the prior-weights and
-    offset columns (NaN where missing: those rows are dropped or refused later)."""
+    """The partition with its response prepared as in memory and a prior-weights column
+    (NaN where missing: those rows are dropped or refused later)."""
     prepared = prepare_response(spec.formula, frame, spec.family, spec.weights)
-    out = prepared.frame
-    weights = np.ones(len(out)) if prepared.weights is None else prepared.weights
-    if spec.offset is None:
-        offset = np.zeros(len(out))
-    elif spec.offset in out.columns:
-        offset = pd.to_numeric(out[spec.offset], errors="coerce").to_numpy(dtype=np.float64)
-    else:
-        offset = evaluate_expression(spec.offset, out, "the offset")
-    return out.assign(**{WEIGHTS: weights, OFFSET: offset})
+    weights = np.ones(len(frame)) if prepared.weights is None else prepared.weights
+    return prepared.frame.assign(**{WEIGHTS: weights})
 
 
 def build_partition(
@@ -82,17 +73,15 @@ def build_partition(
 ) -> PartitionRows:
     """One partition's rows as arrays (the model's rows: complete, factors coded)."""
     frame, x, y = fixed_part(frame, plan)
+    offset = plan.offset(frame)
+    if offset is None:
+        offset = np.zeros(len(y))
+    else:
+        y = y + offset  # fixed_part gives y − offset, the linear model's response
     codes, z = plan.random_parts(frame)
     for spec, zi in zip(plan.term_specs, z, strict=True):
         check_finite(zi, list(spec.column_names), "the random-effects column", frame.index)
     weights = frame[WEIGHTS].to_numpy(dtype=np.float64)
-    offset = frame[OFFSET].to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(offset))
-    if bad.size:
-        raise DataError(
-            f"the offset is missing or infinite in {bad.size} row"
-            f"{'s' if bad.size > 1 else ''} used (first at row {frame.index[bad[0]]!r})"
-        )
     if len(y):
         family.check_response(y, weights, response_name)
     return PartitionRows(y, weights, offset, x[:, plan.keep], codes, z, plan.n_levels)
@@ -144,7 +133,8 @@ def dask_glmm(
     Parameters
     ----------
     formula : str
-        lme4 formula; ``cbind(successes, failures) ~ ...`` for binomial counts.
+        lme4 formula; ``cbind(successes, failures) ~ ...`` for binomial counts,
+        ``offset(...)`` terms allowed.
     data : dask.dataframe.DataFrame
         The data; never modified (the partitions are read once and kept, as
         arrays, in the workers' memory until the model is dropped).
@@ -166,81 +156,44 @@ def dask_glmm(
 
     family = get_family(family)
     _check_arguments(formula, data, family, weights, offset)
-    if missing not in ("drop", "raise"):
-        raise ValueError(f"missing must be 'drop' or 'raise', not {missing!r}")
+    check_missing_option(missing)
     cbind = cbind_formula(formula, data.columns)
     prepared_formula = formula if cbind is None else cbind[0]
-    parsed = parse_formula(prepared_formula)
-    if not parsed.random:
-        raise FormulaError(
-            f"no random-effects terms in {formula!r}: add at least one term such as (1 | group)"
-        )
-    spec = ResponseSpec(formula, family, weights, offset)
+    # An offset expression is a formula term, which every partition (and new rows) computes.
+    prepared_formula, offset_column = offset_in_formula(prepared_formula, offset, make_meta(data))
+    response = parse_formula(prepared_formula).response
+    spec = ResponseSpec(formula, family, weights)
     # The columns prepare_partition gives, in its order.
     meta = make_meta(data)
     if cbind is not None:
         meta = meta.assign(**{cbind[1]: 0.0})
-    elif parsed.response in meta.columns and pd.api.types.is_bool_dtype(meta[parsed.response]):
-        meta = meta.assign(**{parsed.response: 0.0})
-    meta = meta.assign(**{WEIGHTS: 1.0, OFFSET: 0.0})
+    elif response in meta.columns and pd.api.types.is_bool_dtype(meta[response]):
+        meta = meta.assign(**{response: 0.0})
+    meta = meta.assign(**{WEIGHTS: 1.0})
     prepared = data.map_partitions(prepare_partition, spec, meta=meta)
-    columns = list(parsed.columns)
-    absent = [c for c in columns if c not in prepared.columns]
-    if absent:
-        raise DataError(
-            f"column {absent[0]!r} used in the formula is not in the data "
-            f"(columns: {', '.join(map(str, data.columns[:20]))})"
-        )
+    read = read_formula(prepared_formula, prepared, WEIGHTS, offset_column, None)
     response_name = formula.split("~", 1)[0].strip()
     with step_bar(4, "Dask passes", enabled=progress, unit="pass") as bar:
-        return _build(
-            parsed, prepared, columns, family, response_name, missing, split_every, bar, spec
-        )
+        planned = plan_passes(read, prepared, missing, split_every, bar)
+        source = _persist_rows(planned, family, response_name, split_every, bar)
+    design = planned.describe(source.n_obs, allow_n=True)
+    problem = GeneralizedProblem(source, design.terms, family)
+    rows = DaskGlmmRows(planned.plan, prepared, source.n_obs, spec)
+    return GeneralizedLinearMixedModel.from_problem(problem, design, rows, formula, response_name)
 
 
-def _build(parsed, prepared, columns, family, response_name, missing, split_every, bar, spec):
-    """The passes over the partitions (module docstring), then the model."""
+def _persist_rows(
+    planned: PlannedPasses, family: Family, response_name: str, split_every: int, bar: Any
+) -> DaskRowSource:
+    """The build pass: the rows as arrays kept on the workers, their level pairs (the
+    block layout), then each partition's working rows laid out on it."""
     import dask
 
-    read = list(dict.fromkeys([*columns, WEIGHTS, OFFSET]))
-    parts = prepared[read].to_delayed()
-    scan, factor_columns = learn_levels(
-        parts, parsed, columns, prepared.dtypes, WEIGHTS, split_every
-    )
-    bar.update()
-    if scan.n_bad and missing == "raise":
-        culprits = [c for c in columns if scan.na_counts[c]]
-        raise DataError(
-            f"{scan.n_bad} rows have missing values (in {', '.join(map(repr, culprits))}); "
-            "drop them or use missing='drop'"
-        )
-    if scan.n_rows - scan.n_bad == 0:
-        raise DataError("no rows left to fit (the data are empty or every row has a missing value)")
-    if scan.min_weight <= 0:
-        raise DataError("weights must be positive")
-    plan, labels = make_plan(parsed, columns, WEIGHTS, scan, factor_columns, prepared.dtypes)
-
-    names = parsed.column_names(plan.fixed_specs.rhs.column_names)
-    plan_ref = dask.delayed(plan, traverse=False)
-    gram_task = dask.delayed(partition_gram, pure=True)
-    xtx, _ = dask.compute(tree_reduce([gram_task(p, plan_ref) for p in parts], sum_grams))[0]
-    bar.update()
-    aliased = aliased_from_gram(xtx) if len(names) else []
-    dropped = [names[j] for j in aliased]
-    if aliased:
-        warnings.warn(
-            "fixed-effect model matrix is rank deficient so dropping "
-            f"{len(dropped)} column{'s' if len(dropped) > 1 else ''}: {', '.join(dropped)}",
-            RankDeficiencyWarning,
-            stacklevel=user_stacklevel(),
-        )
-    plan.keep = [j for j in range(len(names)) if j not in set(aliased)]
-
-    # The rows as arrays, kept on the workers; their level pairs give the layout.
+    plan = planned.plan
     plan_ref = dask.delayed(plan, traverse=False)
     family_ref = dask.delayed(family, traverse=False)
     build = dask.delayed(build_partition, pure=False)
-    rows = dask.persist(*[build(p, plan_ref, family_ref, response_name) for p in parts])
+    rows = dask.persist(*[build(p, plan_ref, family_ref, response_name) for p in planned.parts])
     bar.update()
     structure = dask.compute(
         tree_reduce([dask.delayed(PartitionRows.structure)(r) for r in rows], _sum_structures)
@@ -249,13 +202,7 @@ def _build(parsed, prepared, columns, family, response_name, missing, split_ever
     attach = dask.delayed(PartitionRows.attach, pure=False)
     rows = dask.persist(*[attach(r, structure_ref, family_ref) for r in rows])
     bar.update()
-    design = describe_design(plan, labels, names, dropped, structure.n_obs, scan.n_bad)
-    source = DaskRowSource(rows, structure, structure.n_obs, len(plan.keep), split_every)
-    problem = GeneralizedProblem(source, design.terms, family)
-    fitted_rows = DaskGlmmRows(plan, prepared, structure.n_obs, spec)
-    return GeneralizedLinearMixedModel.from_problem(
-        problem, design, fitted_rows, spec.formula, response_name, spec.offset
-    )
+    return DaskRowSource(rows, structure, structure.n_obs, len(plan.keep), split_every)
 
 
 def _sum_structures(*parts):

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ...design.matrices import evaluation_frame
 from ...errors import DataError, RowsNeededError
 from ...families import Family
 from ...formula import TRANSFORMS
-from ...models.glm_response import evaluate_expression
 from ...models.glmm_rows import check_residual_type, residual_values
 from ...results.glmm_state import GeneralizedFittedState
 from .detect import is_dask_dataframe
-from .glmm_rows import OFFSET, WEIGHTS
+from .glmm_rows import WEIGHTS
 from .passes import Plan, complete_rows
-from .rows import EXACT_QUANTILE_ROWS, Estimates, linear_predictor
+from .rows import EXACT_QUANTILE_ROWS, Estimates, linear_predictor, predictions
 
 if TYPE_CHECKING:
     from ...models.glmm import GeneralizedLinearMixedModel
@@ -57,7 +57,7 @@ class DaskGlmmRows:
     n_obs : int
         Rows used by the fit.
     spec : ResponseSpec
-        How the response, weights and offset were prepared (for new rows' offsets).
+        How the response and weights were prepared.
     """
 
     def __init__(self, plan: Plan, data: Any, n_obs: int, spec: Any) -> None:
@@ -114,14 +114,7 @@ class DaskGlmmRows:
             raise DataError(f"newdata must be a Dask DataFrame, not {type(newdata).__name__}")
         data = self.data if newdata is None else newdata
         kind = "predict_response" if scale == "response" else "predict_link"
-        return self._lazy(
-            data,
-            model.state,
-            kind,
-            random=random,
-            allow_new_levels=allow_new_levels,
-            offset=self.spec.offset,
-        )
+        return self._lazy(data, model.state, kind, random=random, allow_new_levels=allow_new_levels)
 
     @property
     def prior_weights(self):
@@ -152,27 +145,22 @@ def _partition_values(
     kind: str,
     random: bool = True,
     allow_new_levels: bool = False,
-    offset: str | None = None,
 ) -> pd.Series:
-    """One partition's fitted values, residuals or predictions."""
+    """One partition's fitted values, residuals or predictions (η = o + Xβ̂ + Zb̂, the
+    offset the plan's)."""
     plan, family = estimates.linear.plan, estimates.family
     if kind.startswith("predict"):
-        rows = frame.loc[:, plan.predictors]
-        complete = ~rows.isna().any(axis=1).to_numpy()
-        result = pd.Series(np.nan, index=frame.index, name=kind, dtype=np.float64)
-        if complete.any():
-            used = plan.factorize(rows.loc[complete], strict=True)
-            eta = linear_predictor(used, estimates.linear, random, allow_new_levels)
-            eta = eta + _offset(frame.loc[complete], offset)
-            result.loc[complete] = family.link.inverse(eta) if kind.endswith("response") else eta
-        return result
+        eta = predictions(frame, estimates.linear, random, allow_new_levels).to_numpy()
+        values = family.link.inverse(eta) if kind.endswith("response") else eta
+        return pd.Series(values, index=frame.index, name=kind)
     used, _ = complete_rows(frame, plan.columns, plan.weights)
     if used.empty:
         return pd.Series(np.empty(0), index=used.index, name=kind)
     used = plan.factorize(used, strict=False)
-    mats = plan.fixed_specs.get_model_matrix(used, context=TRANSFORMS, na_action="ignore")
+    mats = plan.fixed_specs.get_model_matrix(
+        evaluation_frame(used, None), context=TRANSFORMS, na_action="ignore"
+    )
     eta = linear_predictor(used, estimates.linear, True, False, mats.rhs)
-    eta = eta + used[OFFSET].to_numpy(dtype=np.float64)
     mu = family.link.inverse(eta)
     if kind == "fitted":
         values = mu
@@ -183,12 +171,3 @@ def _partition_values(
         weights = used[WEIGHTS].to_numpy(dtype=np.float64)
         values = residual_values(family, y, mu, eta, weights, kind)
     return pd.Series(values, index=used.index, name=kind)
-
-
-def _offset(frame: pd.DataFrame, offset: str | None) -> np.ndarray:
-    """The offset of new rows, from the fit's column or expression."""
-    if offset is None:
-        return np.zeros(len(frame))
-    if offset in frame.columns:
-        return pd.to_numeric(frame[offset], errors="coerce").to_numpy(dtype=np.float64)
-    return evaluate_expression(offset, frame, "the offset")

@@ -27,9 +27,8 @@ from ...engine.working_rows import PassResult, Point, RowsInMemory, SelectedInve
 from ...families import Family
 from .passes import SPLIT_EVERY, tree_reduce
 
-#: Columns a prepared partition adds: the prior weights and the offset of every row.
+#: The column a prepared partition adds: the prior weights of every row.
 WEIGHTS = "__mixedmodels_prior_weights__"
-OFFSET = "__mixedmodels_offset__"
 
 
 class PartitionRows:

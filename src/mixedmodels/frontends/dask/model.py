@@ -110,6 +110,42 @@ def dask_model(
     if not is_dask_dataframe(data):
         raise DataError(f"data must be a Dask DataFrame, not {type(data).__name__}")
     check_missing_option(missing)
+    read = read_formula(formula, data, weights, offset, contrasts)
+    with step_bar(3, "Dask passes", enabled=progress, unit="pass") as bar:
+        planned = plan_passes(read, data, missing, split_every, bar)
+        # Pass 3: the partial blocks, summed in a tree.
+        import dask
+
+        plan = planned.plan
+        plan_ref = dask.delayed(plan, traverse=False)
+        block_task = dask.delayed(partition_blocks, pure=True)
+        blocks = [block_task(p, plan_ref) for p in planned.parts]
+        cp: CrossProducts = dask.compute(tree_reduce(blocks, sum_blocks, split_every))[0]
+        bar.update()
+    design = planned.describe(cp.n_obs)
+    rows = DaskRows(plan, data, cp.n_obs)
+    return LinearMixedModel.from_cross_products(cp, design, reml=reml, rows=rows)
+
+
+@dataclass(frozen=True, eq=False)
+class FormulaRead:
+    """A formula checked against a Dask DataFrame's columns, before any pass over it."""
+
+    parsed: ParsedFormula
+    columns: list[str]
+    weights: str | None
+    computed: ComputedSpec
+
+
+def read_formula(
+    formula: str, data: Any, weights: str | None, offset: str | None, contrasts: Any
+) -> FormulaRead:
+    """The formula parsed, coded and checked against the columns (no pass over the data).
+
+    Refuses, by name, what a Dask DataFrame cannot take: no random-effects
+    term, a grouping expression, an offset that is not a column's name, a
+    column that is not in the data.
+    """
     parsed = parse_formula(formula)
     if not parsed.random:
         raise FormulaError(
@@ -140,27 +176,39 @@ def dask_model(
     parsed = coded_formula(
         parsed, {c: pd.Series(dtype=data.dtypes[c]) for c in parsed.columns}, contrasts
     )
-    computed = ComputedSpec.of(parsed, offset, False)
-    with step_bar(3, "Dask passes", enabled=progress, unit="pass") as bar:
-        return _build(parsed, data, columns, wcol, reml, missing, split_every, bar, computed)
+    return FormulaRead(parsed, columns, wcol, ComputedSpec.of(parsed, offset, False))
 
 
-def _build(
-    parsed: ParsedFormula,
-    data: Any,
-    columns: list[str],
-    wcol: str | None,
-    reml: bool,
-    missing: str,
-    split_every: int,
-    bar: Any,
-    computed: ComputedSpec,
-) -> LinearMixedModel:
-    """The three passes over the partitions, then the model from the summed blocks."""
+@dataclass(frozen=True, eq=False)
+class PlannedPasses:
+    """What the first two passes over the data found: the plan every partition follows,
+    the level labels and the names of X's columns (dropped ones apart)."""
+
+    plan: Plan
+    labels: list[pd.Index]
+    names: list[str]
+    dropped: list[str]
+    n_dropped: int
+    # The partitions (delayed), restricted to the columns the model reads.
+    parts: list[Any]
+
+    def describe(self, n_obs: int, allow_n: bool = False) -> DaskDesign:
+        """The model's description (see :func:`describe_design`)."""
+        return describe_design(
+            self.plan, self.labels, self.names, self.dropped, n_obs, self.n_dropped, allow_n
+        )
+
+
+def plan_passes(
+    read: FormulaRead, data: Any, missing: str, split_every: int, bar: Any
+) -> PlannedPasses:
+    """Pass 1 (the level sets and counts) and pass 2 (XᵀX and Xᵀy: the rank check, the
+    least-squares β₀, the checks of y and X), and the plan between them."""
     import dask
 
-    read = columns + ([wcol] if wcol is not None and wcol not in columns else [])
-    parts = data[read].to_delayed()
+    parsed, columns, wcol, computed = read.parsed, read.columns, read.weights, read.computed
+    read_columns = columns + ([wcol] if wcol is not None and wcol not in columns else [])
+    parts = data[read_columns].to_delayed()
     scan, factor_columns = learn_levels(parts, parsed, columns, data.dtypes, wcol, split_every)
     bar.update()
     if scan.n_bad and missing == "raise":
@@ -215,16 +263,7 @@ def _build(
                 gram.indicator[plan.keep],
                 [names[j] for j in plan.keep],
             )
-
-    # Pass 3: the partial blocks, summed in a tree.
-    plan_ref = dask.delayed(plan, traverse=False)
-    block_task = dask.delayed(partition_blocks, pure=True)
-    blocks = [block_task(p, plan_ref) for p in parts]
-    cp: CrossProducts = dask.compute(tree_reduce(blocks, sum_blocks, split_every))[0]
-    bar.update()
-    design = describe_design(plan, labels, names, dropped, cp.n_obs, scan.n_bad)
-    rows = DaskRows(plan, data, cp.n_obs)
-    return LinearMixedModel.from_cross_products(cp, design, reml=reml, rows=rows)
+    return PlannedPasses(plan, labels, names, dropped, scan.n_bad, parts)
 
 
 def describe_design(
@@ -234,8 +273,10 @@ def describe_design(
     dropped: list[str],
     n_obs: int,
     n_dropped: int,
+    allow_n: bool = False,
 ) -> DaskDesign:
-    """The model's names, levels and specs, as results need them."""
+    """The model's names, levels and specs, as results need them (``allow_n``: as many
+    levels as rows allowed, as for a GLMM's observation-level effects)."""
     terms = [
         TermStructure(
             group_name=spec.name,
@@ -244,7 +285,7 @@ def describe_design(
         )
         for spec, term_spec, levels in zip(plan.random_specs, plan.term_specs, labels, strict=True)
     ]
-    check_grouping_factors(terms, n_obs)
+    check_grouping_factors(terms, n_obs, allow_n=allow_n)
     check_random_effects_size(terms, n_obs)
     return DaskDesign(
         formula=plan.parsed,

@@ -146,7 +146,7 @@ def _partition_values(
     """Fitted values, residuals or predictions of one partition's rows."""
     plan = estimates.plan
     if kind == "predict":
-        return _predictions(frame, estimates, random, allow_new_levels)
+        return predictions(frame, estimates, random, allow_new_levels)
     used, _ = complete_rows(frame, plan.columns, plan.weights)
     if used.empty:
         return pd.Series(np.empty(0), index=used.index, name=kind)
@@ -154,7 +154,7 @@ def _partition_values(
     mats = plan.fixed_specs.get_model_matrix(
         evaluation_frame(used, None), context=TRANSFORMS, na_action="ignore"
     )
-    fitted = _linear_predictor(used, estimates, True, False, mats.rhs)
+    fitted = linear_predictor(used, estimates, True, False, mats.rhs)
     if kind == "fitted":
         return pd.Series(fitted, index=used.index, name=kind)
     resid = np.asarray(mats.lhs, dtype=np.float64).ravel() - fitted
@@ -163,7 +163,7 @@ def _partition_values(
     return pd.Series(resid, index=used.index, name=kind)
 
 
-def _predictions(
+def predictions(
     frame: pd.DataFrame, estimates: Estimates, random: bool, allow_new_levels: bool
 ) -> pd.Series:
     """Predictions for one partition of new rows, read as the in-memory ``predict`` reads
@@ -186,11 +186,11 @@ def _predictions(
     result = np.full(len(frame), np.nan)
     if not incomplete.all():
         rows = plan.factorize(frame.loc[~incomplete], strict=True)
-        result[~incomplete] = _linear_predictor(rows, estimates, random, allow_new_levels)
+        result[~incomplete] = linear_predictor(rows, estimates, random, allow_new_levels)
     return pd.Series(result, index=frame.index, name="predict")
 
 
-def _linear_predictor(
+def linear_predictor(
     frame: pd.DataFrame,
     estimates: Estimates,
     random: bool,
