@@ -71,7 +71,9 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
         Prior weights (or their column): numbers of trials for binomial proportions.
     offset : array-like or str, optional
         A known term of the linear predictor: an array, a column name or an
-        R expression of columns (``"log(expected)"``).
+        R expression of columns (``"log(expected)"``, which is the formula
+        term ``offset(log(expected))``); added to the formula's ``offset()``
+        terms.  A row whose offset is missing is dropped, as R does.
     missing : {"drop", "raise"}, default "drop"
         Rows with missing values in a used column are dropped (lme4's
         ``na.omit``) or refused.
