@@ -13,9 +13,7 @@ import pandas as pd
 
 from . import arguments
 from .errors import ArgumentError, MixedModelsError
-from .frontends.dask import fit_dask, is_dask_dataframe
-from .inference.lrt import f_test_table, likelihood_ratio_table
-from .models.glmm import GeneralizedLinearMixedModel
+from .frontends.dask.detect import is_dask_dataframe
 from .models.lmm import LinearMixedModel
 from .results.anova_table import REFIT_NOTE, as_anova_table, lrt_heading, model_labels
 
@@ -67,6 +65,8 @@ def lmer(
     """
     reml = _reml_argument(reml, REML)
     if is_dask_dataframe(data):
+        from .frontends.dask import fit_dask
+
         return fit_dask(
             formula,
             data,
@@ -171,6 +171,10 @@ def anova(
     temp              1  222.000   94.163
     recipe:temp       2  222.000    0.042
     """
+    # The GLMM and the tests' distributions are imported here, not with the package.
+    from .inference.lrt import f_test_table, likelihood_ratio_table
+    from .models.glmm import GeneralizedLinearMixedModel
+
     if named_models:
         if names is not None:
             raise ArgumentError("give the models' names either by keyword or as names=, not both")
