@@ -39,7 +39,12 @@ import scipy.sparse as sp
 
 from .blocks import CrossProducts
 from .kernels import LevelColumns
-from .smallmatrix import batched_lower_solve_transposed, congruence
+from .smallmatrix import (
+    batched_lower_inverse,
+    batched_lower_solve_transposed,
+    batched_matmul,
+    congruence,
+)
 from .sparse_factor import SparseTrailing
 from .sparse_symbolic import analyse
 
@@ -367,6 +372,48 @@ class BlockedCholesky:
         u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
         modes = [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
         return (beta if offset is None else beta + offset), modes
+
+    def forward_solve(self, rhs_terms: list[np.ndarray], rhs_x: np.ndarray) -> np.ndarray:
+        """z with L z = c for the random effects' and fixed effects' rows of L (not y's).
+
+        ``rhs_terms`` holds c on each term's rows, arrays (levels, q, K);
+        ``rhs_x`` on the fixed effects' rows, (p, K).  Returns z (rows, K), the
+        rows in the factor's own order (first term, then T's rows in
+        :meth:`random_effects_order`'s order, then the fixed effects): what a
+        Gram matrix zᵀz, c_kᵀ Ω⁻¹ c_l, needs.
+        """
+        n_rhs = rhs_x.shape[1]
+        p = self.n_xy - 1
+        if not self.k:
+            return np.zeros((p, n_rhs)) if not p else self._solve_trailing(rhs_x)
+        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
+        z0 = batched_matmul(batched_lower_inverse(self.L00), rhs_terms[0])  # (m0, q0, K)
+        # T's right-hand side less L_T0 z0 (the y row is left at zero and not returned).
+        rhs = np.zeros((self.n_t, n_rhs))
+        for j in range(1, self.k):
+            rhs[self.offsets[j - 1] : self.offsets[j]] = rhs_terms[j].reshape(-1, n_rhs)
+        rhs[self.n_re_trailing : self.n_re_trailing + p] = rhs_x
+        col0 = self.col0
+        level = np.repeat(np.arange(m0), np.diff(col0.level_ptr))
+        subtract = np.einsum("ea,eak->ek", col0.values, z0[level])
+        for c in range(n_rhs):
+            rhs[:, c] -= np.bincount(col0.rows, subtract[:, c], minlength=self.n_t)
+        z_t = self._solve_trailing(rhs[:-1])
+        return np.concatenate([z0.reshape(m0 * q0, n_rhs), z_t])
+
+    def _solve_trailing(self, rhs: np.ndarray) -> np.ndarray:
+        """z with L_T z = rhs on T's leading rows (all but y's), rows in the factor's order."""
+        n = rhs.shape[0]
+        if self.sparse is not None:
+            return self.sparse.solve_lower(rhs[self.sparse.order[:n]], n)
+        # T's lower triangle (C order) is the upper triangle of T.T (Fortran order):
+        # L z = rhs is (T.T)ᵀ z = rhs.
+        full = np.zeros((self.n_t, rhs.shape[1]))
+        full[:n] = rhs
+        z, info = scipy.linalg.lapack.dtrtrs(self.T.T, full, lower=0, trans=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the factor is singular")
+        return z[:n]
 
     def inverse_rx(self) -> np.ndarray:
         """R_X⁻¹ where R_X R_Xᵀ = the fixed-effects block of the Schur complement."""

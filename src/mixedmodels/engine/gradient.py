@@ -411,7 +411,7 @@ class ProfiledGradient:
             # Term i's Y: Σ_(i,r),(j,c) λ_jᵀ G_(j,c),(i,r).
             acc[i, : cp.q[i], : cp.q[i]] += np.einsum("bac,dc,bid->ai", block, lambdas[j], g)
         # r²: ∂r²/∂λ_t[i, j] = −2 Σ_ℓ (Z_tᵀe)_ℓ[i] û_ℓ[j].
-        ze = _z_residual(cp, lambdas, beta, modes)
+        ze = z_residual(cp, lambdas, beta, modes)
         r2 = f.pwrss()
         dof = cp.n_obs - p if reml else cp.n_obs
         out = []
@@ -424,7 +424,7 @@ class ProfiledGradient:
         return np.concatenate(out)
 
 
-def _z_residual(
+def z_residual(
     cp: CrossProducts, lambdas: list[np.ndarray], beta: np.ndarray, modes: list[np.ndarray]
 ) -> list[np.ndarray]:
     """Z_tᵀe for every term, (levels, q): from the blocks of G, e = y − Xβ − ZΛu."""

@@ -12,9 +12,10 @@ approximation B of the Hessian with an active set fits that shape:
   B_FF d_F = −g_F, projected onto the bounds, with a backtracking (Armijo)
   line search along the projected path, extended while the slope at the
   accepted point is still steep (Wolfe's curvature condition);
-* B starts as forward differences of the gradient (n more gradients) or as
-  a multiple of the identity fitted to the first step, and is updated by
-  BFGS when the curvature condition holds;
+* B starts as the caller's approximation (the fit gives the average
+  information, :mod:`~mixedmodels.engine.information`), forward differences
+  of the gradient (n more gradients) or a multiple of the identity fitted to
+  the first step, and is updated by BFGS when the curvature condition holds;
 * a coordinate λ_jj on its bound 0 whose column below is not zero is a
   mirror of itself: the objective depends on λλᵀ only, so the column with
   its signs flipped is the same model, where the derivative into the
@@ -92,7 +93,12 @@ def _difference_hessian(
         point[i] += h[i]
         value(np.maximum(point, lower))
         rows.append((gradient() - g) / h[i])
-    b = np.array(rows)
+    return positive_definite(np.array(rows))
+
+
+def positive_definite(b: np.ndarray) -> np.ndarray | None:
+    """A Hessian approximation symmetrised, its eigenvalues made positive (|λ|, at
+    least 1e-6 of the largest); None where it is not finite."""
     if not np.all(np.isfinite(b)):
         return None
     b = 0.5 * (b + b.T)
