@@ -168,6 +168,8 @@ class BlockedCholesky:
         self._re_diagonal = self.trailing_index(np.arange(r), np.arange(r))
         self.L00 = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self._half_logdet0 = 0.0
+        # The λ of the last successful update (None before one, or after a failure).
+        self.updated_with: list[np.ndarray] | None = None
 
     def trailing_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Where T's entries (rows, cols) are stored: flat indices into the dense T (as
@@ -201,10 +203,13 @@ class BlockedCholesky:
         rows, level = rows[in_terms], level[in_terms]
         term = np.searchsorted(np.asarray(self.offsets[1:]), rows, side="right")
         node = node_start[term] + (rows - np.asarray(self.offsets)[term]) // np.asarray(q)[term]
-        key = np.unique(level.astype(np.int64) * (int(node_start[-1]) + 1) + node)
-        level_of = key // (int(node_start[-1]) + 1)
-        members = key % (int(node_start[-1]) + 1)
-        pointers = np.searchsorted(level_of, np.arange(col0.n_levels + 1))
+        # A level's entries ascend by row, hence by node: its q rows of one node
+        # are consecutive, and a comparison with the previous entry drops the
+        # repeats (np.unique's sort took most of the analysis of a dense T).
+        first = np.ones(len(node), dtype=bool)
+        first[1:] = (node[1:] != node[:-1]) | (level[1:] != level[:-1])
+        members = node[first]
+        pointers = np.searchsorted(level[first], np.arange(col0.n_levels + 1))
         sparse = analyse(
             n_levels, q, self.offsets, self.n_xy, pairs, (pointers, members), force=force
         )
@@ -233,6 +238,7 @@ class BlockedCholesky:
     def update(self, lambdas: list[np.ndarray]) -> bool:
         """Refactor for new relative covariance factors; False if not positive definite."""
         cp = self.cp
+        self.updated_with = None
         self._fill_trailing(lambdas)
         if self.k:
             out = self.T if self.sparse is None else self._storage.reshape(1, -1)
@@ -243,12 +249,24 @@ class BlockedCholesky:
             except np.linalg.LinAlgError:
                 return False
         if self.sparse is not None:
-            return self.sparse.factorize() and bool(np.isfinite(self.sparse.diagonal()[-1]))
-        # T is C-ordered with its lower triangle filled: as a Fortran array its
-        # transpose holds the same numbers in the upper triangle, which LAPACK
-        # factors in place (an upper factor of Tᵀ is the lower factor of T).
-        _, info = scipy.linalg.lapack.dpotrf(self.T.T, lower=0, clean=0, overwrite_a=1)
-        return info == 0 and bool(np.isfinite(self.T[-1, -1]))
+            ok = self.sparse.factorize() and bool(np.isfinite(self.sparse.diagonal()[-1]))
+        else:
+            # T is C-ordered with its lower triangle filled: as a Fortran array its
+            # transpose holds the same numbers in the upper triangle, which LAPACK
+            # factors in place (an upper factor of Tᵀ is the lower factor of T).
+            _, info = scipy.linalg.lapack.dpotrf(self.T.T, lower=0, clean=0, overwrite_a=1)
+            ok = info == 0 and bool(np.isfinite(self.T[-1, -1]))
+        if ok:
+            self.updated_with = [np.array(lam) for lam in lambdas]
+        return ok
+
+    def is_current(self, lambdas: list[np.ndarray]) -> bool:
+        """Whether the last update succeeded with exactly these λ (and the
+        cross-products were not changed since: the caller knows)."""
+        done = self.updated_with
+        return done is not None and all(
+            np.array_equal(a, b) for a, b in zip(done, lambdas, strict=True)
+        )
 
     def _fill_trailing(self, lambdas: list[np.ndarray]) -> None:
         """T ← Λᵀ A Λ + diag(I, 0) on its lower triangle (terms 1 … k−1 and [X y])."""

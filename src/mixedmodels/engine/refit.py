@@ -106,7 +106,10 @@ class ResponseRefitter:
             summary = fit_quasi_newton(self.evaluator, start_phi, hessian=h_phi)
         if summary is None:
             raise FloatingPointError("the criterion is not finite at the start of the refit")
-        solution = self.problem.solve(summary.final, workspace=self.evaluator.workspace)
+        # The workspace was last updated after set_response: current if at the optimum.
+        solution = self.problem.solve(
+            summary.final, workspace=self.evaluator.workspace, refresh=False
+        )
         summary = replace(summary, objective=solution.objective)
         cp = self.blocks
         own = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())
