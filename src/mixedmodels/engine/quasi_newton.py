@@ -433,7 +433,9 @@ def minimize_quasi_newton(
         # the last step gained little too (or the prediction is far below it:
         # superlinear convergence, B is accurate).
         small = predicted <= tolerance and (
-            last_decrease <= tolerance or predicted <= 1e-3 * tolerance
+            last_decrease <= tolerance
+            or predicted <= 1e-2 * tolerance
+            or predicted <= 1e-3 * last_decrease
         )
         if small or not d.any():
             converged = True
