@@ -44,6 +44,7 @@ from .smallmatrix import (
     batched_lower_solve_transposed,
     batched_matmul,
     congruence,
+    lower_indices,
 )
 from .sparse_factor import SparseTrailing
 from .sparse_symbolic import analyse
@@ -158,11 +159,11 @@ class BlockedCholesky:
         self._xz_index = {
             j: self.trailing_index(
                 np.repeat(xy_rows, self.sizes[j]),
-                np.tile(self.offsets[j - 1] + np.arange(self.sizes[j]), self.n_xy),
+                self.offsets[j - 1] + np.arange(self.sizes[j] * self.n_xy) % self.sizes[j],
             )
             for j in range(1, k)
         }
-        low_r, low_c = np.tril_indices(self.n_xy)
+        low_r, low_c = lower_indices(self.n_xy)
         self._xx_lower = (low_r, low_c)
         self._xx_index = self.trailing_index(r + low_r, r + low_c)
         self._re_diagonal = self.trailing_index(np.arange(r), np.arange(r))
@@ -374,7 +375,7 @@ class BlockedCholesky:
         factor, Lᵀw = (0, …, 0, r) for w = (−u_T, −β, 1), which reads T in
         place (the solve with its leading block alone copies it).
         """
-        if self.sparse is not None or not self.n_re_trailing:
+        if self.sparse is not None:
             beta = self.fixed_effects()
             return beta, self.spherical_modes(beta)
         r = self.n_re_trailing

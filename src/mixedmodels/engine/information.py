@@ -31,23 +31,30 @@ from .gradient import z_residual
 from .smallmatrix import batched_matmul
 
 
-def _times_g(cp: CrossProducts, t: int, u: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """(Z_sᵀ Z_t u for every term s, X ᵀ Z_t u) for u over term t's levels (levels, q)."""
-    out = [np.zeros((m, q)) for m, q in zip(cp.n_levels, cp.q, strict=True)]
-    out[t] = batched_matmul(cp.diag[t], u[:, :, None])[:, :, 0]
+def _times_g(
+    cp: CrossProducts, t: int, u: np.ndarray, out: list[np.ndarray], out_x: np.ndarray
+) -> None:
+    """Add Z_sᵀZ_t u to ``out[s]`` for every term s and XᵀZ_t u to ``out_x``, for the
+    columns u (levels, q, K) over term t's levels."""
+    out[t] += np.matmul(cp.diag[t], u)
     for (i, j), pairs in cp.off.items():
         g = pairs.data  # (pairs, q_i, q_j): Z_iᵀZ_j, rows levels of i, cols levels of j
         if j == t:
-            below = batched_matmul(g, u[pairs.cols][:, :, None])[:, :, 0]
-            for a in range(cp.q[i]):
-                out[i][:, a] += np.bincount(pairs.rows, below[:, a], minlength=cp.n_levels[i])
+            out[i] += _sum_by_level(pairs.rows, np.matmul(g, u[pairs.cols]), cp.n_levels[i])
         if i == t:
-            above = batched_matmul(g.transpose(0, 2, 1), u[pairs.rows][:, :, None])[:, :, 0]
-            for a in range(cp.q[j]):
-                out[j][:, a] += np.bincount(pairs.cols, above[:, a], minlength=cp.n_levels[j])
+            above = np.matmul(g.transpose(0, 2, 1), u[pairs.rows])
+            out[j] += _sum_by_level(pairs.cols, above, cp.n_levels[j])
     p = cp.n_fixed
-    xz = cp.xz[t][:p]  # (p, levels, q)
-    return out, np.einsum("xla,la->x", xz, u)
+    out_x += np.einsum("xla,lak->xk", cp.xz[t][:p], u)
+
+
+def _sum_by_level(levels: np.ndarray, values: np.ndarray, m: int) -> np.ndarray:
+    """Σ over b with levels[b] = ℓ of values[b], for every ℓ < m (bincount per column:
+    np.add.at is slow)."""
+    _, q, k = values.shape
+    flat = values.reshape(len(levels), q * k)
+    sums = [np.bincount(levels, flat[:, c], minlength=m) for c in range(q * k)]
+    return np.stack(sums, axis=1).reshape(m, q, k)
 
 
 def average_information(
@@ -81,33 +88,33 @@ def average_information(
     ze = z_residual(cp, lambdas, beta, modes)
     dof = cp.n_obs - p if reml else cp.n_obs
     sigma2 = factor.pwrss() / dof
-    # u_k and what the blocks give of them, one θ at a time.
-    terms, us, a = [], [], []
-    products, fixed = [], []
+    n_theta = sum(len(r) for r in theta_rows)
+    # Per term, u_k for its θ (levels, q, its θ), then G u_k on every term's
+    # levels and Xᵀ Z u_k (all θ's columns, each filled by its own term's u).
+    us, columns = [], []
+    products = [np.zeros((m, q, n_theta)) for m, q in zip(cp.n_levels, cp.q, strict=True)]
+    fixed = np.zeros((p, n_theta))
+    a = np.zeros(n_theta)
+    first = 0
     for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True)):
-        lam = lambdas[t]
-        for i, j in zip(rows, cols, strict=True):
-            u = ze[t][:, i : i + 1] * lam[:, j][None, :]
-            u[:, i] += ze[t] @ lam[:, j]
-            terms.append(t)
-            us.append(u)
-            a.append(float(np.sum(ze[t] * u)))
-            g, gx = _times_g(cp, t, u)
-            products.append(g)
-            fixed.append(gx)
-    n_theta = len(us)
-    a = np.asarray(a)
-    ww = np.empty((n_theta, n_theta))
-    for k in range(n_theta):
-        for m in range(n_theta):
-            ww[k, m] = np.sum(us[k] * products[m][terms[k]])
-    # c_k = [ΛᵀZᵀw_k; Xᵀw_k], per term (levels, q, n_θ), and the X part (p, n_θ).
-    rhs_terms = [
-        np.stack([products[k][s] @ lambdas[s] for k in range(n_theta)], axis=-1)
-        for s in range(cp.n_terms)
-    ]
-    rhs_x = np.stack(fixed, axis=-1) if n_theta else np.zeros((p, 0))
-    z = factor.forward_solve(rhs_terms, rhs_x)
+        k = len(rows)
+        mine = slice(first, first + k)
+        lam, zt = lambdas[t], ze[t]
+        # u_k = (E_ij λᵀ + λ E_ji) zₗ: zₗ[i] λ[:, j], plus (λᵀzₗ)[j] in row i.
+        u = zt[:, rows][:, None, :] * lam[:, cols][None, :, :]
+        u[:, rows, np.arange(k)] += zt @ lam[:, cols]
+        a[mine] = np.einsum("la,lak->k", zt, u)
+        own = [g[:, :, mine] for g in products]
+        _times_g(cp, t, u, own, fixed[:, mine])
+        us.append(u)
+        columns.append(mine)
+        first += k
+    ww = np.zeros((n_theta, n_theta))
+    for t, (u, mine) in enumerate(zip(us, columns, strict=True)):
+        ww[mine] = np.einsum("lak,lam->km", u, products[t])
+    # c_k = [ΛᵀZᵀw_k; Xᵀw_k] on each term's levels (λᵀ per level) and X's rows.
+    rhs_terms = [np.einsum("ba,lbk->lak", lam, g) for lam, g in zip(lambdas, products, strict=True)]
+    z = factor.forward_solve(rhs_terms, fixed)
     b = ww - z.T @ z
     b = 0.5 * (b + b.T)
     return b / sigma2 - np.outer(a, a) / (dof * sigma2 * sigma2)

@@ -235,17 +235,18 @@ class LevelColumns:
                 offset + (term_rows.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
             )
             terms.append(np.full(len(term_rows) * q, t, dtype=np.int32))
-            comps.append(np.tile(np.arange(q, dtype=np.int32), len(term_rows)))
+            comps.append((np.arange(len(term_rows) * q) % q).astype(np.int32))
         levels.append(np.repeat(np.arange(n_levels, dtype=np.int64), n_xy))
-        rows.append(np.tile(xy_offset + np.arange(n_xy, dtype=np.int64), n_levels))
+        xy_comp = np.arange(n_levels * n_xy, dtype=np.int64) % n_xy if n_xy else np.zeros(0, int)
+        rows.append(xy_offset + xy_comp)
         terms.append(np.full(n_levels * n_xy, -1, dtype=np.int32))
-        comps.append(np.tile(np.arange(n_xy, dtype=np.int32), n_levels))
+        comps.append(xy_comp.astype(np.int32))
         level = np.concatenate(levels)
         row = np.concatenate(rows)
         order = np.lexsort((row, level))
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
-        bounds = np.cumsum([0, *(len(r) for r in rows)])
+        bounds = [0, *itertools.accumulate(len(r) for r in rows)]
         # Where each source's entries land in the level-major layout.
         self.dest = [position[a:b] for a, b in itertools.pairwise(bounds)]
         self.level_ptr = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=n_levels))])
@@ -298,11 +299,13 @@ class LevelColumns:
         They do when the work is large (milliseconds) against the extra pass
         that adds the second thread's n_rows² buffer into T.
         """
+        counts = np.diff(self.level_ptr).astype(np.float64)
+        total = float(counts @ counts)
+        if total < _THREAD_MIN_WORK or total < _THREAD_WORK_PER_ROW2 * n_rows**2:
+            return None
         if available_cpus() < 2:
             return None
-        work = np.cumsum(np.diff(self.level_ptr).astype(np.float64) ** 2)
-        if work[-1] < _THREAD_MIN_WORK or work[-1] < _THREAD_WORK_PER_ROW2 * n_rows**2:
-            return None
+        work = np.cumsum(counts**2)
         return int(np.searchsorted(work, work[-1] / 2)) + 1
 
     def lambda_stack(self, lambdas: list[np.ndarray]) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import CrossProducts
+from .smallmatrix import batched_determinant_inverse, batched_matmul
 from .terms import RandomEffectsTerm
 
 # Eigenvalues of Σ_b/σ² are floored at this fraction of the largest (or of 1):
@@ -44,15 +45,18 @@ def moment_start(cp: CrossProducts, terms: list[RandomEffectsTerm]) -> np.ndarra
         d = cp.diag[j]
         s = cp.xz[j][-1]  # (levels, q): Σ z·r per level
         q = term.q
-        scale = np.abs(d).max(axis=(1, 2))
-        det = d[:, 0, 0] if q == 1 else np.linalg.det(d)
+        scale = np.abs(d).reshape(len(d), -1).max(axis=1)
+        det, inverses = batched_determinant_inverse(d)
         full_rank = det > 1e-10 * np.maximum(scale, 1.0) ** q
-        m = int(full_rank.sum())
+        m = int(np.count_nonzero(full_rank))
         if m == 0:
             return None
-        d_inv = np.linalg.inv(d[full_rank])
-        b = np.einsum("lab,lb->la", d_inv, s[full_rank])
-        explained = float(np.einsum("la,la->", b, s[full_rank]))
+        if m < len(d):
+            d_inv, s = inverses[full_rank], s[full_rank]
+        else:
+            d_inv = inverses
+        b = batched_matmul(d_inv, s[:, :, None])[:, :, 0]
+        explained = float(np.vdot(b, s))
         dof = max(n - m * q, 1)
         within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
         spread.append((b.T @ b / m, d_inv.mean(axis=0)))
@@ -62,9 +66,15 @@ def moment_start(cp: CrossProducts, terms: list[RandomEffectsTerm]) -> np.ndarra
     thetas = []
     for term, (bb, d_inv_mean) in zip(terms, spread, strict=True):
         relative = (bb - sigma2 * d_inv_mean) / sigma2
-        w, v = np.linalg.eigh((relative + relative.T) / 2)
-        w = np.maximum(w, _EIGEN_FLOOR * max(w.max(), 1.0))
-        lam = np.linalg.cholesky((v * w) @ v.T)
+        if term.q == 1:
+            # The scalar case of the floor and the factor below (numpy's eigh
+            # and cholesky cost more than the rest of the start).
+            value = float(relative[0, 0])
+            lam = np.array([[np.sqrt(max(value, _EIGEN_FLOOR * max(value, 1.0)))]])
+        else:
+            w, v = np.linalg.eigh((relative + relative.T) / 2)
+            w = np.maximum(w, _EIGEN_FLOOR * max(w.max(), 1.0))
+            lam = np.linalg.cholesky((v * w) @ v.T)
         thetas.append(lam[term.theta_rows, term.theta_cols])
     theta = np.concatenate(thetas)
     return theta if np.all(np.isfinite(theta)) else None
