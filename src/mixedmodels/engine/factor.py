@@ -39,10 +39,8 @@ import scipy.sparse as sp
 
 from .blocks import CrossProducts
 from .kernels import LevelColumns
+from .small_trailing import SmallTrailing
 from .smallmatrix import (
-    batched_lower_inverse,
-    batched_lower_solve_transposed,
-    batched_matmul,
     congruence,
     lower_indices,
 )
@@ -92,9 +90,21 @@ class BlockedCholesky:
         The blocks of AᵀA, terms in the engine's order (the largest first).
     use_numba : bool, optional
         Force or refuse the compiled downdate (default: use it when available).
+    trailing : {"auto", "dense", "sparse"}
+        How T is held (default: chosen from its structure).
+    small : bool, default True
+        Update and differentiate a small dense T in one compiled call each
+        (:mod:`~mixedmodels.engine.small_trailing`); False keeps the general
+        path (the tests compare the two).
     """
 
-    def __init__(self, cp: CrossProducts, use_numba: bool | None = None, trailing: str = "auto"):
+    def __init__(
+        self,
+        cp: CrossProducts,
+        use_numba: bool | None = None,
+        trailing: str = "auto",
+        small: bool = True,
+    ):
         if trailing not in TRAILING_MODES:
             raise ValueError(f"trailing must be one of {TRAILING_MODES}, got {trailing!r}")
         self.cp = cp
@@ -171,6 +181,8 @@ class BlockedCholesky:
         self._half_logdet0 = 0.0
         # The λ of the last successful update (None before one, or after a failure).
         self.updated_with: list[np.ndarray] | None = None
+        # The compiled path of a small dense T: None until decided, False when not used.
+        self._small: SmallTrailing | bool | None = None if small else False
 
     def trailing_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Where T's entries (rows, cols) are stored: flat indices into the dense T (as
@@ -236,10 +248,24 @@ class BlockedCholesky:
 
     # -- the update -----------------------------------------------------------------
 
+    def small_path(self) -> SmallTrailing | None:
+        """The compiled update and gradient of a small dense T (decided at first use)."""
+        if self._small is None:
+            self._small = SmallTrailing.for_factor(self) or False
+        return self._small or None
+
     def update(self, lambdas: list[np.ndarray]) -> bool:
         """Refactor for new relative covariance factors; False if not positive definite."""
         cp = self.cp
         self.updated_with = None
+        small = self.small_path()
+        if small is not None:
+            done = small.update(lambdas)
+            if done is None:
+                return False
+            self.L00, self._half_logdet0 = done
+            self.updated_with = [np.array(lam) for lam in lambdas]
+            return True
         self._fill_trailing(lambdas)
         if self.k:
             out = self.T if self.sparse is None else self._storage.reshape(1, -1)
@@ -363,9 +389,7 @@ class BlockedCholesky:
             if info != 0:
                 raise np.linalg.LinAlgError("the factor is singular")
             w[:r] = -solved
-        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
-        rhs0 = self.col0.transpose_times(w)
-        u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
+        u0 = self.col0.modes(self.L00, w).reshape(-1)
         return [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
 
     def solution(self) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -386,9 +410,7 @@ class BlockedCholesky:
         w = scipy.linalg.blas.dtrsv(self.T.T, rhs, lower=0)
         beta = -w[r : r + p]
         offset = self.cp.beta_offset
-        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
-        rhs0 = self.col0.transpose_times(w)
-        u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
+        u0 = self.col0.modes(self.L00, w).reshape(-1)
         modes = [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
         return (beta if offset is None else beta + offset), modes
 
@@ -406,17 +428,12 @@ class BlockedCholesky:
         if not self.k:
             return np.zeros((p, n_rhs)) if not p else self._solve_trailing(rhs_x)
         m0, q0 = self.cp.n_levels[0], self.cp.q[0]
-        z0 = batched_matmul(batched_lower_inverse(self.L00), rhs_terms[0])  # (m0, q0, K)
         # T's right-hand side less L_T0 z0 (the y row is left at zero and not returned).
         rhs = np.zeros((self.n_t, n_rhs))
         for j in range(1, self.k):
             rhs[self.offsets[j - 1] : self.offsets[j]] = rhs_terms[j].reshape(-1, n_rhs)
         rhs[self.n_re_trailing : self.n_re_trailing + p] = rhs_x
-        col0 = self.col0
-        level = np.repeat(np.arange(m0), np.diff(col0.level_ptr))
-        subtract = np.einsum("ea,eak->ek", col0.values, z0[level])
-        for c in range(n_rhs):
-            rhs[:, c] -= np.bincount(col0.rows, subtract[:, c], minlength=self.n_t)
+        z0 = self.col0.forward(self.L00, rhs_terms[0], rhs)  # (m0, q0, K)
         z_t = self._solve_trailing(rhs[:-1])
         return np.concatenate([z0.reshape(m0 * q0, n_rhs), z_t])
 
@@ -437,6 +454,9 @@ class BlockedCholesky:
     def inverse_rx(self) -> np.ndarray:
         """R_X⁻¹ where R_X R_Xᵀ = the fixed-effects block of the Schur complement."""
         p = self.n_xy - 1
+        if not p:
+            # No fixed effects (y ~ 0 + (1 | g)): LAPACK refuses an empty matrix.
+            return np.zeros((0, 0))
         # LAPACK's triangular inverse: a triangular solve against I (BLAS trsm)
         # took milliseconds for a 2×2 R_X when OpenBLAS runs on several threads.
         inverse, info = scipy.linalg.lapack.dtrtri(self.L_xx[:p, :p], lower=1)

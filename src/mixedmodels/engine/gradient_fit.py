@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from .factor import BlockedCholesky
-from .gradient import ProfiledGradient
+from .gradient import ProfiledGradient, Residuals
 from .information import average_information
 from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
@@ -56,16 +56,21 @@ class Evaluator:
             [t.theta_cols for t in problem.terms],
         )
         self.theta: np.ndarray | None = None
+        # What the last gradient read off the factor, for the information at its θ.
+        self._residuals: Residuals | None = None
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
         self.theta = phi * self.scale
+        self._residuals = None
         return self.problem.objective(self.theta, workspace=self.workspace)
 
     def gradient(self) -> np.ndarray:
         """∇φ at the point of the last :meth:`value`."""
         lambdas = self.problem.lambdas(self.theta)
-        g = self.gradient_of.gradient(self.workspace, lambdas, self.problem.reml)
+        g, self._residuals = self.gradient_of.gradient_and_residuals(
+            self.workspace, lambdas, self.problem.reml
+        )
         return g * self.scale
 
     def information(self) -> np.ndarray:
@@ -78,6 +83,7 @@ class Evaluator:
             self.gradient_of.theta_rows,
             self.gradient_of.theta_cols,
             problem.reml,
+            self._residuals,
         )
         return h * np.outer(self.scale, self.scale)
 

@@ -27,8 +27,7 @@ import numpy as np
 
 from .blocks import CrossProducts
 from .factor import BlockedCholesky
-from .gradient import z_residual
-from .smallmatrix import batched_matmul
+from .gradient import Residuals, z_residual
 
 
 def _times_g(
@@ -63,6 +62,7 @@ def average_information(
     theta_rows: list[np.ndarray],
     theta_cols: list[np.ndarray],
     reml: bool,
+    residuals: Residuals | None = None,
 ) -> np.ndarray:
     """The average-information Hessian of the criterion in θ at the factor's θ.
 
@@ -76,6 +76,8 @@ def average_information(
         Per term, the (row, column) of λ of each θ (lme4's order).
     reml : bool
         REML criterion or ML deviance (their residual degrees of freedom).
+    residuals : Residuals, optional
+        What the gradient at this θ read off the factor (computed when not given).
 
     Returns
     -------
@@ -84,8 +86,11 @@ def average_information(
     """
     cp = factor.cp
     p = cp.n_fixed
-    beta, modes = factor.solution()
-    ze = z_residual(cp, lambdas, beta, modes)
+    if residuals is None:
+        beta, modes = factor.solution()
+        ze = z_residual(cp, lambdas, beta, modes)
+    else:
+        ze = residuals.z_residual
     dof = cp.n_obs - p if reml else cp.n_obs
     sigma2 = factor.pwrss() / dof
     n_theta = sum(len(r) for r in theta_rows)

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from .smallmatrix import (
     batched_cholesky,
     batched_lower_inverse,
+    batched_lower_solve_transposed,
     batched_matmul,
     congruence,
 )
@@ -73,11 +74,11 @@ def compiled_kernel():
     global _COMPILED, _TRIED
     if not _TRIED:
         _TRIED = True
-        _COMPILED = compiled(_first_term_levels)
+        _COMPILED = compiled(first_term_levels)
     return _COMPILED
 
 
-def _first_term_levels(
+def first_term_levels(
     lo,
     hi,
     lam0,
@@ -200,6 +201,55 @@ def _first_term_levels(
     return logdet
 
 
+def first_term_modes(level_ptr, rows, values, l00, w, out):  # pragma: no cover - numba
+    """out[ℓ] = Lₗ⁻ᵀ Σ_e values[e] w[rows[e]] over level ℓ's entries, for every level."""
+    q0 = l00.shape[1]
+    r = np.empty(q0)
+    for level in range(l00.shape[0]):
+        for c in range(q0):
+            r[c] = 0.0
+        for e in range(level_ptr[level], level_ptr[level + 1]):
+            we = w[rows[e]]
+            for c in range(q0):
+                r[c] += values[e, c] * we
+        for i in range(q0 - 1, -1, -1):
+            s = r[i]
+            for j in range(i + 1, q0):
+                s -= l00[level, j, i] * out[level, j]
+            out[level, i] = s / l00[level, i, i]
+
+
+def first_term_forward(level_ptr, rows, values, l00, c0, rhs):  # pragma: no cover - numba
+    """c0[ℓ] ← Lₗ⁻¹ c0[ℓ] (columns K) and rhs[rows[e]] −= values[e] · c0[ℓ] for its entries."""
+    q0 = l00.shape[1]
+    n_rhs = c0.shape[2]
+    for level in range(l00.shape[0]):
+        for k in range(n_rhs):
+            for i in range(q0):
+                s = c0[level, i, k]
+                for j in range(i):
+                    s -= l00[level, i, j] * c0[level, j, k]
+                c0[level, i, k] = s / l00[level, i, i]
+        for e in range(level_ptr[level], level_ptr[level + 1]):
+            row = rows[e]
+            for k in range(n_rhs):
+                s = 0.0
+                for c in range(q0):
+                    s += values[e, c] * c0[level, c, k]
+                rhs[row, k] -= s
+
+
+_SOLVES = None
+
+
+def _solve_kernels():
+    """(modes, forward) compiled, or (None, None) without numba."""
+    global _SOLVES
+    if _SOLVES is None:
+        _SOLVES = (compiled(first_term_modes), compiled(first_term_forward))
+    return _SOLVES
+
+
 class LevelColumns:
     """L_T0, the first term's column of L below its diagonal, held level by level.
 
@@ -283,6 +333,11 @@ class LevelColumns:
             # The kernel tells the modes apart by the length: pad a tiny problem.
             self.pair_pos = np.concatenate([self.pair_pos, [0, 0]])
         self._split = None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the level loop runs compiled (numba)."""
+        return self._kernel is not None
 
     @property
     def sparse_destinations(self) -> bool:
@@ -402,6 +457,30 @@ class LevelColumns:
             self._pattern = pattern
         self._pattern.data = values.reshape(-1)[self._order]
         return self._pattern
+
+    def modes(self, l00: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Lₗ⁻ᵀ (L_T0ᵀ w)ₗ for every level ℓ: (levels, q₀), for w over the rows of T."""
+        kernel = _solve_kernels()[0] if self._kernel is not None else None
+        if kernel is None:
+            return batched_lower_solve_transposed(l00, self.transpose_times(w))
+        out = np.empty((self.n_levels, self.q0))
+        kernel(self.level_ptr, self.rows, self.values, l00, w, out)
+        return out
+
+    def forward(self, l00: np.ndarray, c0: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """z0 = Lₗ⁻¹ c0ₗ for every level (c0 (levels, q₀, K)), and rhs (rows of T, K) less
+        L_T0 z0 in place; returns z0."""
+        kernel = _solve_kernels()[1] if self._kernel is not None else None
+        if kernel is None:
+            z0 = batched_matmul(batched_lower_inverse(l00), c0)
+            level = np.repeat(np.arange(self.n_levels), np.diff(self.level_ptr))
+            subtract = np.einsum("ea,eak->ek", self.values, z0[level])
+            for c in range(rhs.shape[1]):
+                rhs[:, c] -= np.bincount(self.rows, subtract[:, c], minlength=rhs.shape[0])
+            return z0
+        z0 = np.array(c0, dtype=np.float64, order="C")
+        kernel(self.level_ptr, self.rows, self.values, l00, z0, rhs)
+        return z0
 
     def transpose_times(self, w: np.ndarray) -> np.ndarray:
         """L_T0ᵀ w as an array (levels, q₀), for w over the rows of T."""
