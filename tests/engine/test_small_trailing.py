@@ -82,7 +82,7 @@ def test_update_gradient_and_residuals_agree(levels, qs, p, weighted, reml):
 
 def test_not_positive_definite_is_refused_as_by_the_general_path():
     prob = random_problem(2, 80, [10, 4], [1, 1])
-    cp, general, small = _pair(prob)
+    _, general, small = _pair(prob)
     # λ with a NaN: neither path may report a factor.
     lambdas = [np.array([[np.nan]]), np.array([[1.0]])]
     assert not small.update(lambdas)
