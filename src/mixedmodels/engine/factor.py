@@ -31,6 +31,7 @@ does).
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
@@ -331,6 +332,23 @@ class BlockedCholesky:
         if self.sparse is not None:
             return self.sparse.lower_block(r)
         return np.tril(self.T[r:, r:])
+
+    def profiled_parts(self) -> tuple[float, float, float]:
+        """(log|ΛᵀZᵀZΛ + I|, log|R_XᵀR_X|, r²) from one read of the diagonal (the
+        three pieces of the profiled criteria; see :meth:`logdet_theta`)."""
+        r = self.n_re_trailing
+        p = self.n_xy - 1
+        diagonal = self._diagonal()
+        if len(diagonal) <= 64:
+            # Python floats: numpy's per-call cost dominates on a few values.
+            d = diagonal.tolist()
+            log = math.log
+            try:
+                theta_part = 2.0 * (self._half_logdet0 + sum(map(log, d[:r]))) if self.k else 0.0
+                return theta_part, 2.0 * sum(map(log, d[r : r + p])), d[-1] * d[-1]
+            except ValueError:
+                pass  # a diagonal not positive (no factor): numpy's -inf and nan below
+        return self.logdet_theta(), self.logdet_x(), self.pwrss()
 
     def logdet_theta(self) -> float:
         """log |Λᵀ ZᵀZ Λ + I| = 2 Σ log diag of the random-effects part of L."""

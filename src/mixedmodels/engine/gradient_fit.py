@@ -56,6 +56,7 @@ class Evaluator:
             [t.theta_cols for t in problem.terms],
         )
         self.theta: np.ndarray | None = None
+        self._lambdas: list[np.ndarray] = []
         # What the last gradient read off the factor, for the information at its θ.
         self._residuals: Residuals | None = None
 
@@ -63,13 +64,13 @@ class Evaluator:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
         self.theta = phi * self.scale
         self._residuals = None
-        return self.problem.objective(self.theta, workspace=self.workspace)
+        self._lambdas = self.problem.lambdas(self.theta)
+        return self.problem.objective_of(self._lambdas, self.workspace)
 
     def gradient(self) -> np.ndarray:
         """∇φ at the point of the last :meth:`value`."""
-        lambdas = self.problem.lambdas(self.theta)
         g, self._residuals = self.gradient_of.gradient_and_residuals(
-            self.workspace, lambdas, self.problem.reml
+            self.workspace, self._lambdas, self.problem.reml
         )
         return g * self.scale
 
@@ -79,7 +80,7 @@ class Evaluator:
         problem = self.problem
         h = average_information(
             self.workspace,
-            problem.lambdas(self.theta),
+            self._lambdas,
             self.gradient_of.theta_rows,
             self.gradient_of.theta_cols,
             problem.reml,

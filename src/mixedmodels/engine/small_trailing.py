@@ -382,23 +382,22 @@ class SmallTrailing:
         k = cp.n_terms
         m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
         self.lam_stack = np.zeros((k, max(q), max(q)))
-        re_at = np.cumsum([0, *(a * b for a, b in zip(m, q, strict=True))])
-        diag_at = np.cumsum([0, *(a * b * b for a, b in zip(m, q, strict=True))])
-        xz_at = np.cumsum([0, *(n_xy * a * b for a, b in zip(m, q, strict=True))])
+        # Start of each term's values in the flat layouts (Python integers: numpy's
+        # cumsum on short lists costs more than the arithmetic).
+        re_at = [0, *itertools.accumulate(a * b for a, b in zip(m, q, strict=True))]
+        diag_at = [0, *itertools.accumulate(a * b * b for a, b in zip(m, q, strict=True))]
+        xz_at = [0, *itertools.accumulate(n_xy * a * b for a, b in zip(m, q, strict=True))]
         self.layout = np.array(
             [[m[t], q[t], diag_at[t], xz_at[t], re_at[t]] for t in range(k)], dtype=np.int64
         )
         self.offsets = np.array([0, *factor.offsets[: k - 1]], dtype=np.int64)
         keys = list(cp.off)
-        counts = [cp.off[key].n_pairs for key in keys]
-        pair_at = np.cumsum([0, *counts])
-        data_at = np.cumsum([0, *(cp.off[key].data.size for key in keys)])
+        pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
+        data_at = [0, *itertools.accumulate(cp.off[key].data.size for key in keys)]
         self.off_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
-        self.off_pairs = (
-            np.column_stack([pair_at[:-1], pair_at[1:], data_at[:-1]])
-            .astype(np.int64)
-            .reshape(-1, 3)
-        )
+        self.off_pairs = np.array(
+            [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))], dtype=np.int64
+        ).reshape(-1, 3)
         self.pair_levels = (
             np.column_stack(
                 [
@@ -411,7 +410,7 @@ class SmallTrailing:
         )
         n = factor.n_t
         self.sigma = np.zeros((n, n))
-        self.n_re = int(re_at[-1])
+        self.n_re = re_at[-1]
 
     @classmethod
     def for_factor(cls, factor) -> SmallTrailing | None:

@@ -20,6 +20,7 @@ estimate ignores the other terms, which is why it is only a start.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from .blocks import CrossProducts
 from .smallmatrix import batched_determinant_inverse, batched_matmul
@@ -72,9 +73,14 @@ def moment_start(cp: CrossProducts, terms: list[RandomEffectsTerm]) -> np.ndarra
             value = float(relative[0, 0])
             lam = np.array([[np.sqrt(max(value, _EIGEN_FLOOR * max(value, 1.0)))]])
         else:
-            w, v = np.linalg.eigh((relative + relative.T) / 2)
+            # LAPACK directly (numpy.linalg's per-call cost dominates at q = 2 or 3).
+            w, v, info = scipy.linalg.lapack.dsyev((relative + relative.T) / 2)
+            if info != 0 or not np.all(np.isfinite(w)):
+                return None
             w = np.maximum(w, _EIGEN_FLOOR * max(w.max(), 1.0))
-            lam = np.linalg.cholesky((v * w) @ v.T)
+            lam, info = scipy.linalg.lapack.dpotrf((v * w) @ v.T, lower=1)
+            if info != 0:
+                return None
         thetas.append(lam[term.theta_rows, term.theta_cols])
     theta = np.concatenate(thetas)
     return theta if np.all(np.isfinite(theta)) else None
