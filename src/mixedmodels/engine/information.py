@@ -91,6 +91,17 @@ def average_information(
         ze = z_residual(cp, lambdas, beta, modes)
     else:
         ze = residuals.z_residual
+    small = factor.small_path()
+    if small is not None:
+        index = np.array(
+            [
+                (t, i, j)
+                for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True))
+                for i, j in zip(rows, cols, strict=True)
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 3)
+        return small.information(lambdas, index, reml, ze)
     dof = cp.n_obs - p if reml else cp.n_obs
     sigma2 = factor.pwrss() / dof
     n_theta = sum(len(r) for r in theta_rows)

@@ -4,8 +4,8 @@ A new response changes only the y row and column of AᵀA — the per-level
 sums ZⱼᵀWy, XᵀWy and yᵀWy — which one sparse product per term gives.  A
 :class:`ResponseRefitter` keeps a private copy of those y blocks (ZᵀZ, ZᵀX and
 XᵀX stay shared with the model), one workspace and the gradient's index maps,
-so that each refit costs a few quasi-Newton steps from the fit's θ with the
-fit's curvature: no formula, no pass over the rows inside the θ loop, no
+so that each refit costs a few quasi-Newton steps from the new response's
+moment estimates: no formula, no pass over the rows inside the θ loop, no
 symbolic analysis.  For simulation studies and power analyses (MixedModels.jl's
 ``refit!``, lme4's ``refit``).
 """
@@ -85,10 +85,11 @@ class ResponseRefitter:
     def refit(
         self, y: np.ndarray, fallback: np.ndarray, hessian: np.ndarray | None = None
     ) -> tuple[OptimizationSummary, Solution, CrossProducts]:
-        """Fit θ to ``y`` (Hessian ``hessian`` in θ at the start, or differences).
+        """Fit θ to ``y`` (Hessian ``hessian`` in θ at the start, or the average
+        information there, as a fit starts).
 
         The start is the moment estimate for ``y`` (as a fit starts; over
-        simulated responses of sleepstudy it saves a step on the fit's θ),
+        simulated responses of sleepstudy it saves steps on the fit's θ),
         or θ = ``fallback`` where there is none.  Returns the optimizer's
         summary, the solution at its θ and a copy of the blocks for ``y``
         (its y parts its own, the rest shared).
@@ -101,6 +102,9 @@ class ResponseRefitter:
             start_phi = np.asarray(fallback, dtype=np.float64) / scale
         else:
             start_phi, _ = start_steps(moments / scale, lower)
+        # Without a Hessian, the average information at the start (as a fit
+        # starts): over simulated responses of sleepstudy 4.95 evaluations,
+        # against 7.2 from the fit's final Hessian.
         h_phi = None if hessian is None else hessian * np.outer(scale, scale)
         with blas_threads(1):
             summary = fit_quasi_newton(self.evaluator, start_phi, hessian=h_phi)

@@ -342,11 +342,158 @@ def _gradient(
         out[kk] = 2.0 * acc[term, j, i] + dof * d_r2 / r2
 
 
+def _information(
+    lam_stack,
+    l00,
+    level_ptr,
+    rows,
+    values,
+    t,
+    layout,
+    offsets,
+    diag_flat,
+    xz_flat,
+    off_terms,
+    off_pairs,
+    pair_levels,
+    data_flat,
+    ze_flat,
+    theta_index,
+    p,
+    sigma2,
+    dof,
+    out,
+):  # pragma: no cover - compiled by numba
+    """The average information (see :mod:`~mixedmodels.engine.information`) into ``out``."""
+    n = t.shape[0]
+    k = layout.shape[0]
+    n_re = ze_flat.shape[0]
+    n_theta = theta_index.shape[0]
+    r = n - 1 - p
+    # u_k = (E_ij λᵀ + λ E_ji) Zᵀe on its term's levels, and a_k = eᵀV_k e.
+    u = np.zeros((n_re, n_theta))
+    a = np.zeros(n_theta)
+    for kk in range(n_theta):
+        term, i, j = theta_index[kk, 0], theta_index[kk, 1], theta_index[kk, 2]
+        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
+        for level in range(m):
+            base = at + level * q
+            s = 0.0
+            for c in range(q):
+                s += lam_stack[term, c, j] * ze_flat[base + c]
+            for c in range(q):
+                u[base + c, kk] = ze_flat[base + i] * lam_stack[term, c, j]
+            u[base + i, kk] += s
+            for c in range(q):
+                a[kk] += ze_flat[base + c] * u[base + c, kk]
+    # G u on every term's levels, Xᵀ Z u.
+    gu = np.zeros((n_re, n_theta))
+    gx = np.zeros((max(p, 1), n_theta))
+    for term in range(k):
+        m, q, d_at, x_at, at = (
+            layout[term, 0],
+            layout[term, 1],
+            layout[term, 2],
+            layout[term, 3],
+            layout[term, 4],
+        )
+        for level in range(m):
+            base = at + level * q
+            block = d_at + level * q * q
+            for c in range(q):
+                for e in range(q):
+                    d = diag_flat[block + c * q + e]
+                    for kk in range(n_theta):
+                        gu[base + c, kk] += d * u[base + e, kk]
+            for x in range(p):
+                for c in range(q):
+                    v = xz_flat[x_at + (x * m + level) * q + c]
+                    for kk in range(n_theta):
+                        gx[x, kk] += v * u[base + c, kk]
+    for o in range(off_terms.shape[0]):
+        i, j = off_terms[o, 0], off_terms[o, 1]
+        qi, qj = layout[i, 1], layout[j, 1]
+        for b in range(off_pairs[o, 0], off_pairs[o, 1]):
+            g = off_pairs[o, 2] + (b - off_pairs[o, 0]) * qi * qj
+            ri = layout[i, 4] + pair_levels[b, 0] * qi
+            cj = layout[j, 4] + pair_levels[b, 1] * qj
+            for c in range(qi):
+                for e in range(qj):
+                    gce = data_flat[g + c * qj + e]
+                    for kk in range(n_theta):
+                        gu[ri + c, kk] += gce * u[cj + e, kk]
+                        gu[cj + e, kk] += gce * u[ri + c, kk]
+    for k1 in range(n_theta):
+        for k2 in range(n_theta):
+            s = 0.0
+            for e in range(n_re):
+                s += u[e, k1] * gu[e, k2]
+            out[k1, k2] = s
+    # c = [λᵀ G u; Xᵀ Z u], then z = L⁻¹c: the first term level by level, T's rows
+    # less L_T0 z₀, T's leading rows (all but y's) by forward substitution.
+    c_vec = np.empty((n_re, n_theta))
+    for term in range(k):
+        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
+        for level in range(m):
+            base = at + level * q
+            for a2 in range(q):
+                for kk in range(n_theta):
+                    s = 0.0
+                    for c in range(q):
+                        s += lam_stack[term, c, a2] * gu[base + c, kk]
+                    c_vec[base + a2, kk] = s
+    m0, q0 = layout[0, 0], layout[0, 1]
+    rhs = np.zeros((n, n_theta))
+    for term in range(1, k):
+        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
+        for e in range(m * q):
+            for kk in range(n_theta):
+                rhs[offsets[term] + e, kk] = c_vec[at + e, kk]
+    for x in range(p):
+        for kk in range(n_theta):
+            rhs[r + x, kk] = gx[x, kk]
+    zz = np.zeros((n_theta, n_theta))
+    z0 = np.empty(q0)
+    for kk in range(n_theta):
+        for level in range(m0):
+            for i in range(q0):
+                s = c_vec[level * q0 + i, kk]
+                for j in range(i):
+                    s -= l00[level, i, j] * z0[j]
+                z0[i] = s / l00[level, i, i]
+            for e in range(level_ptr[level], level_ptr[level + 1]):
+                s = 0.0
+                for c in range(q0):
+                    s += values[e, c] * z0[c]
+                rhs[rows[e], kk] -= s
+            for i in range(q0):
+                c_vec[level * q0 + i, kk] = z0[i]
+        for i in range(n - 1):
+            s = rhs[i, kk]
+            for j in range(i):
+                s -= t[i, j] * rhs[j, kk]
+            rhs[i, kk] = s / t[i, i]
+    for k1 in range(n_theta):
+        for k2 in range(n_theta):
+            s = 0.0
+            for e in range(m0 * q0):
+                s += c_vec[e, k1] * c_vec[e, k2]
+            for e in range(n - 1):
+                s += rhs[e, k1] * rhs[e, k2]
+            zz[k1, k2] = s
+    for k1 in range(n_theta):
+        for k2 in range(k1 + 1):
+            b = 0.5 * (out[k1, k2] - zz[k1, k2] + out[k2, k1] - zz[k2, k1])
+            h = b / sigma2 - a[k1] * a[k2] / (dof * sigma2 * sigma2)
+            out[k1, k2] = h
+            out[k2, k1] = h
+
+
 _COMPILED = None
 
 
 def _kernels():
-    """(update, gradient) compiled, or None without numba.
+    """(update, gradient, information) compiled, or None without numba.
 
     The first term's loops they call are compiled here as globals of this
     module, so that numba links them into the two kernels (and caches them).
@@ -364,7 +511,7 @@ def _kernels():
         names["_first_modes"] = jit(kernels.first_term_modes)
         names["_first_gradient"] = jit(gradient.first_term_gradient)
         names["_cholesky"] = jit(_cholesky_in_place)
-        _COMPILED = (jit(_update), jit(_gradient))
+        _COMPILED = (jit(_update), jit(_gradient), jit(_information))
     return _COMPILED or None
 
 
@@ -375,10 +522,11 @@ class SmallTrailing:
     and the first term's column), so that the factor reads as after any update.
     """
 
-    def __init__(self, factor, update, gradient_kernel) -> None:
+    def __init__(self, factor, update, gradient_kernel, information_kernel) -> None:
         cp: CrossProducts = factor.cp
         self.factor = factor
         self._update, self._gradient = update, gradient_kernel
+        self._information = information_kernel
         k = cp.n_terms
         m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
         self.lam_stack = np.zeros((k, max(q), max(q)))
@@ -544,3 +692,43 @@ class SmallTrailing:
             for a, b, m, q in zip(bounds[:-1], bounds[1:], cp.n_levels, cp.q, strict=True)
         ]
         return out, beta, modes, ze
+
+    def information(
+        self,
+        lambdas: list[np.ndarray],
+        theta_index: np.ndarray,
+        reml: bool,
+        z_residual: list[np.ndarray],
+    ) -> np.ndarray:
+        """The average-information Hessian in θ at the factor's θ (Zᵀe per term given)."""
+        for t, lam in enumerate(lambdas):
+            self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        factor = self.factor
+        cp = factor.cp
+        column = factor.col0
+        diag, xz, data = self._blocks()
+        dof = cp.n_obs - cp.n_fixed if reml else cp.n_obs
+        out = np.empty((len(theta_index), len(theta_index)))
+        self._information(
+            self.lam_stack,
+            factor.L00,
+            column.level_ptr,
+            column.rows,
+            column.values,
+            factor.T,
+            self.layout,
+            self.offsets,
+            diag,
+            xz,
+            self.off_terms,
+            self.off_pairs,
+            self.pair_levels,
+            data,
+            np.concatenate([z.reshape(-1) for z in z_residual]),
+            theta_index,
+            cp.n_fixed,
+            factor.pwrss() / dof,
+            float(dof),
+            out,
+        )
+        return out

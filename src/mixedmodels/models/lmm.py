@@ -358,12 +358,13 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         return twin
 
     def refit(self, y: Any) -> LinearMixedModel:
-        """This model fitted to a new response: same design and blocks, started at this fit.
+        """This model fitted to a new response: same design and blocks.
 
         For simulation studies, power analyses and bootstraps (lme4's
         ``refit``, MixedModels.jl's ``refit!``): only the response's blocks
-        are recomputed, and θ is re-optimised with this fit's curvature as the
-        optimizer's first Hessian.
+        are recomputed, and θ is re-optimised from the new response's moment
+        estimates (this fit's θ where there are none) with the average
+        information as the optimizer's first Hessian.
 
         Parameters
         ----------
@@ -396,9 +397,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             )
         # With an offset the blocks hold y − offset, as the fit's do.
         response = values if design.offset is None else values - design.offset
-        summary, solution, blocks = self._refitter.refit(
-            response, state.theta, state.optimizer.hessian
-        )
+        summary, solution, blocks = self._refitter.refit(response, state.theta)
         new_design = replace(design, y=values.copy())
         twin = LinearMixedModel.__new__(LinearMixedModel)
         LinearMixedModel._compose(twin, new_design, blocks, self.reml, InMemoryRows(new_design))
