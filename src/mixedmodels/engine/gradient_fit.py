@@ -59,6 +59,12 @@ class Evaluator:
         self._lambdas: list[np.ndarray] = []
         # What the last gradient read off the factor, for the information at its θ.
         self._residuals: Residuals | None = None
+        # The problem's θ structure, read by every fit on this evaluator (a refit
+        # makes many): the mirrored columns of λ and the θ of scalar terms.
+        self.mirrors = _column_mirrors(problem)
+        self.scalar = np.concatenate(
+            [np.full(t.n_theta, t.q == 1) for t in problem.terms] or [np.zeros(0, bool)]
+        )
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
@@ -277,8 +283,8 @@ def fit_quasi_newton(
     scale = evaluator.scale
     lower = problem.lower_bounds
     clock = time.perf_counter()
-    mirrors = _column_mirrors(problem)
-    scalar = np.concatenate([np.full(t.n_theta, t.q == 1) for t in problem.terms])
+    mirrors = evaluator.mirrors
+    scalar = evaluator.scalar
     result = _minimize(
         evaluator, start, lower, mirrors, scalar, "information" if hessian is None else hessian
     )

@@ -11,6 +11,7 @@ on a workspace it owns, or on the problem's per-thread default one.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import threading
@@ -90,8 +91,13 @@ class LinearProblem:
     # -- variants sharing the blocks ------------------------------------------------------
 
     def with_cross_products(self, cross_products: CrossProducts) -> LinearProblem:
-        """The same terms and criterion on other cross-products of the same structure."""
-        return LinearProblem(cross_products, self.terms, self.reml)
+        """The same terms and criterion on other cross-products of the same structure
+        (the θ layout is shared, not rebuilt: a refit makes one per response)."""
+        # copy.copy goes through __getstate__/__setstate__: the copy gets its own
+        # per-thread workspaces.
+        twin = copy.copy(self)
+        twin.cross_products = cross_products
+        return twin
 
     def with_private_response(self) -> LinearProblem:
         """A problem whose y blocks are its own copy (the rest shared), to be changed in place.

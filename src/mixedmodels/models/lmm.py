@@ -160,9 +160,21 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             cls._set_state(model, fitted_at)
         return model
 
-    def _compose(self, design: Any, cp: CrossProducts, reml: Any, rows: RowSource) -> None:
+    def _compose(
+        self,
+        design: Any,
+        cp: CrossProducts,
+        reml: Any,
+        rows: RowSource,
+        problem: LinearProblem | None = None,
+    ) -> None:
+        """Set the model's parts (``problem``: one already built on ``cp``, or None)."""
         self.design = design
-        self.problem = LinearProblem(cp, design.terms, arguments.boolean(reml, "reml"))
+        self.problem = (
+            LinearProblem(cp, design.terms, arguments.boolean(reml, "reml"))
+            if problem is None
+            else problem
+        )
         self.rows = rows
         self.data_name: str | None = None
         self._state: FittedState | None = None
@@ -400,7 +412,14 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         summary, solution, blocks = self._refitter.refit(response, state.theta)
         new_design = replace(design, y=values.copy())
         twin = LinearMixedModel.__new__(LinearMixedModel)
-        LinearMixedModel._compose(twin, new_design, blocks, self.reml, InMemoryRows(new_design))
+        LinearMixedModel._compose(
+            twin,
+            new_design,
+            blocks,
+            self.reml,
+            InMemoryRows(new_design),
+            self.problem.with_cross_products(blocks),
+        )
         LinearMixedModel._set_state(twin, summary, solution)
         twin.data_name = self.data_name
         return twin
