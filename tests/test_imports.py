@@ -10,8 +10,8 @@ import sys
 import pytest
 
 # Modules a plain ``import mixedmodels`` must not import: the Dask and
-# statsmodels front ends' libraries, plotting, and the scipy parts only the
-# inference, the GLMM, splines or BOBYQA need.
+# statsmodels front ends' libraries, plotting, the scipy parts only the
+# inference, the GLMM, splines or BOBYQA need, and formulaic.
 NOT_AT_IMPORT = (
     "dask",
     "matplotlib",
@@ -24,6 +24,10 @@ NOT_AT_IMPORT = (
     "numba",
     "polars",
     "tqdm",
+    # The formula language and the design stage come with the first fit.
+    "formulaic",
+    "mixedmodels.formula",
+    "mixedmodels.design",
 )
 
 
@@ -48,6 +52,7 @@ def test_import_leaves_optional_modules_unloaded():
         ("mixedlm", "mixedmodels.frontends.statsmodels"),
         ("DaskLinearMixedModel", "mixedmodels.frontends.dask.model"),
         ("BootstrapResult", "mixedmodels.inference.bootstrap"),
+        ("parse_formula", "mixedmodels.formula"),
     ],
 )
 def test_lazy_names_resolve(name, module):
@@ -64,3 +69,12 @@ def test_unknown_name_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no_such_name"):
         mixedmodels.no_such_name  # noqa: B018
+
+
+def test_a_fit_imports_what_it_needs():
+    loaded = _modules_after(
+        "import mixedmodels as mm\n"
+        "mm.lmer('Reaction ~ Days + (Days | Subject)', mm.datasets.load('sleepstudy'))"
+    )
+    assert "mixedmodels.design" in loaded
+    assert not {"dask", "matplotlib", "statsmodels"} & loaded

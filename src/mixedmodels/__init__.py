@@ -21,11 +21,11 @@ from .errors import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
-from .formula import parse_formula
 from .models.lmm import LinearMixedModel
 
 if TYPE_CHECKING:
     from . import families
+    from .formula import parse_formula
     from .frontends.dask import DaskLinearMixedModel
     from .frontends.statsmodels import MixedLM, MixedLMParams, MixedLMResults, VCSpec, mixedlm
     from .inference import BootstrapResult
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from .models.negbin import glmer_nb
 
 # Names whose modules are imported on first use (PEP 562): the GLMM (scipy.special),
-# the Dask and statsmodels front ends and the bootstrap's result are not needed to
-# fit a linear model, and importing them all made ``import mixedmodels`` take a second.
+# the Dask and statsmodels front ends, the bootstrap's result and the formula
+# language (formulaic) are not needed to import the package, and importing them
+# all made ``import mixedmodels`` take a second (the first fit imports the formula
+# and design stages).
 _LAZY = {
     "families": (".families", None),
     "BootstrapResult": (".inference.bootstrap", "BootstrapResult"),
@@ -47,6 +49,7 @@ _LAZY = {
     "MixedLMResults": (".frontends.statsmodels", "MixedLMResults"),
     "VCSpec": (".frontends.statsmodels", "VCSpec"),
     "mixedlm": (".frontends.statsmodels", "mixedlm"),
+    "parse_formula": (".formula", "parse_formula"),
 }
 
 

@@ -33,14 +33,19 @@ back to a derivative-free method.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
 
 from .blocks import CrossProducts
-from .factor import BlockedCholesky
 from .kernels import compiled, worker
 from .smallmatrix import batched_matmul
+
+if TYPE_CHECKING:
+    # Annotations only: the factor's small path compiles this module's first-term
+    # loop (engine.small_trailing), so importing the factor here would be a cycle.
+    from .factor import BlockedCholesky
 
 _COMPILED = None
 _TRIED = False

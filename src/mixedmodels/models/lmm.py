@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import arguments
-from ..design import Design, build_design
 from ..engine.blocks import CrossProducts, cross_products
 from ..engine.fit import blas_threads, optimize_theta
 from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
@@ -46,6 +45,9 @@ from ..inference.mixin import InferenceMixin
 from ..results.accessors import FitResultsMixin
 from ..results.state import FittedState
 from .rows import InMemoryRows, RowSource
+
+if TYPE_CHECKING:
+    from ..design import Design
 
 
 class LinearMixedModel(InferenceMixin, FitResultsMixin):
@@ -105,6 +107,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         contrasts: Any = None,
     ) -> None:
         reml = arguments.boolean(reml, "reml")
+        # The design stage (and formulaic with it) is imported on first use, not
+        # with the package.
+        from ..design import build_design
+
         try:
             design = build_design(
                 formula, data, weights=weights, missing=missing, offset=offset, contrasts=contrasts
