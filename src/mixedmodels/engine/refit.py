@@ -23,7 +23,7 @@ from .fit import blas_threads, theta_scale
 from .gradient_fit import Evaluator, fit_quasi_newton
 from .optimize import OptimizationSummary
 from .problem import LinearProblem, Solution
-from .start import moment_start, start_steps
+from .start import MomentStart, start_steps
 
 
 class ResponseRefitter:
@@ -67,6 +67,8 @@ class ResponseRefitter:
             self._operators.append(sp.csr_matrix((values, (rows, cols)), shape=(m * q, n)))
         self.scale = theta_scale(self.problem)
         self.evaluator = Evaluator(self.problem, self.scale)
+        # ZᵀZ's part of the moment start, read once for all responses.
+        self._moments = MomentStart(self.blocks, self.problem.terms)
 
     def set_response(self, y: np.ndarray) -> None:
         """Write the y blocks of ``y`` (length n, finite) into the private copy."""
@@ -97,7 +99,7 @@ class ResponseRefitter:
         self.set_response(np.asarray(y, dtype=np.float64))
         scale = self.scale
         lower = self.problem.lower_bounds
-        moments = moment_start(self.blocks, self.problem.terms)
+        moments = self._moments.theta(self.blocks)
         if moments is None:
             start_phi = np.asarray(fallback, dtype=np.float64) / scale
         else:
