@@ -404,6 +404,12 @@ def minimize_quasi_newton(
             b = _difference_hessian(search.value, search.gradient, x, g, lower)
     elif hessian is not None:
         b = np.array(hessian, dtype=np.float64)
+    # Where f's rounding level sets the tolerance (|f| above 10⁴ for 1e-10), a
+    # decrease well below it cannot be measured: superlinear convergence (the
+    # predicted decrease a thousandth of the last step's) then ends the search
+    # one step early.  Below, the absolute tolerance pins θ (a flat criterion
+    # such as Dyestuff's moves θ by 5e-7 for a decrease of 1e-12).
+    noise_limited = _NOISE * abs(f) > tolerance
     tolerance = max(tolerance, _NOISE * abs(f))
     status = "maximum number of iterations reached"
     converged = False
@@ -440,7 +446,7 @@ def minimize_quasi_newton(
         small = predicted <= tolerance and (
             last_decrease <= tolerance
             or predicted <= 1e-2 * tolerance
-            or predicted <= 1e-3 * last_decrease
+            or (noise_limited and predicted <= 1e-3 * last_decrease)
         )
         if small or not d.any():
             converged = True
