@@ -6,19 +6,20 @@ dict of columns) is fitted in memory, a Dask DataFrame out of core.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from . import arguments
 from .errors import ArgumentError, MixedModelsError
-from .families import Family
-from .frontends.dask import fit_dask, is_dask_dataframe
-from .inference.lrt import f_test_table, likelihood_ratio_table
-from .models.glmm import GeneralizedLinearMixedModel
+from .frontends.dask.detect import is_dask_dataframe
 from .models.lmm import LinearMixedModel
 from .results.anova_table import REFIT_NOTE, as_anova_table, lrt_heading, model_labels
+
+if TYPE_CHECKING:
+    from .families import Family
+    from .models.glmm import GeneralizedLinearMixedModel
 
 
 def lmer(
@@ -68,6 +69,8 @@ def lmer(
     """
     reml = _reml_argument(reml, REML)
     if is_dask_dataframe(data):
+        from .frontends.dask import fit_dask
+
         return fit_dask(
             formula,
             data,
@@ -148,6 +151,8 @@ def glmer(
             check_convergence=check_convergence,
             progress=progress,
         )
+    from .models.glmm import GeneralizedLinearMixedModel
+
     model = GeneralizedLinearMixedModel(
         formula, data, family, weights=weights, offset=offset, missing=missing
     )
@@ -235,6 +240,10 @@ def anova(
     temp              1  222.000   94.163
     recipe:temp       2  222.000    0.042
     """
+    # The GLMM and the tests' distributions are imported here, not with the package.
+    from .inference.lrt import f_test_table, likelihood_ratio_table
+    from .models.glmm import GeneralizedLinearMixedModel
+
     if named_models:
         if names is not None:
             raise ArgumentError("give the models' names either by keyword or as names=, not both")

@@ -31,6 +31,7 @@ does).
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
@@ -39,7 +40,11 @@ import scipy.sparse as sp
 
 from .blocks import CrossProducts
 from .kernels import LevelColumns
-from .smallmatrix import batched_lower_solve_transposed, congruence
+from .small_trailing import SmallTrailing
+from .smallmatrix import (
+    congruence,
+    lower_indices,
+)
 from .sparse_factor import SparseTrailing
 from .sparse_symbolic import analyse
 
@@ -86,9 +91,21 @@ class BlockedCholesky:
         The blocks of AᵀA, terms in the engine's order (the largest first).
     use_numba : bool, optional
         Force or refuse the compiled downdate (default: use it when available).
+    trailing : {"auto", "dense", "sparse"}
+        How T is held (default: chosen from its structure).
+    small : bool, default True
+        Update and differentiate a small dense T in one compiled call each
+        (:mod:`~mixedmodels.engine.small_trailing`); False keeps the general
+        path (the tests compare the two).
     """
 
-    def __init__(self, cp: CrossProducts, use_numba: bool | None = None, trailing: str = "auto"):
+    def __init__(
+        self,
+        cp: CrossProducts,
+        use_numba: bool | None = None,
+        trailing: str = "auto",
+        small: bool = True,
+    ):
         if trailing not in TRAILING_MODES:
             raise ValueError(f"trailing must be one of {TRAILING_MODES}, got {trailing!r}")
         self.cp = cp
@@ -153,16 +170,20 @@ class BlockedCholesky:
         self._xz_index = {
             j: self.trailing_index(
                 np.repeat(xy_rows, self.sizes[j]),
-                np.tile(self.offsets[j - 1] + np.arange(self.sizes[j]), self.n_xy),
+                self.offsets[j - 1] + np.arange(self.sizes[j] * self.n_xy) % self.sizes[j],
             )
             for j in range(1, k)
         }
-        low_r, low_c = np.tril_indices(self.n_xy)
+        low_r, low_c = lower_indices(self.n_xy)
         self._xx_lower = (low_r, low_c)
         self._xx_index = self.trailing_index(r + low_r, r + low_c)
         self._re_diagonal = self.trailing_index(np.arange(r), np.arange(r))
         self.L00 = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self._half_logdet0 = 0.0
+        # The λ of the last successful update (None before one, or after a failure).
+        self.updated_with: list[np.ndarray] | None = None
+        # The compiled path of a small dense T: None until decided, False when not used.
+        self._small: SmallTrailing | bool | None = None if small else False
 
     def trailing_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Where T's entries (rows, cols) are stored: flat indices into the dense T (as
@@ -196,10 +217,13 @@ class BlockedCholesky:
         rows, level = rows[in_terms], level[in_terms]
         term = np.searchsorted(np.asarray(self.offsets[1:]), rows, side="right")
         node = node_start[term] + (rows - np.asarray(self.offsets)[term]) // np.asarray(q)[term]
-        key = np.unique(level.astype(np.int64) * (int(node_start[-1]) + 1) + node)
-        level_of = key // (int(node_start[-1]) + 1)
-        members = key % (int(node_start[-1]) + 1)
-        pointers = np.searchsorted(level_of, np.arange(col0.n_levels + 1))
+        # A level's entries ascend by row, hence by node: its q rows of one node
+        # are consecutive, and a comparison with the previous entry drops the
+        # repeats (np.unique's sort took most of the analysis of a dense T).
+        first = np.ones(len(node), dtype=bool)
+        first[1:] = (node[1:] != node[:-1]) | (level[1:] != level[:-1])
+        members = node[first]
+        pointers = np.searchsorted(level[first], np.arange(col0.n_levels + 1))
         sparse = analyse(
             n_levels, q, self.offsets, self.n_xy, pairs, (pointers, members), force=force
         )
@@ -225,9 +249,24 @@ class BlockedCholesky:
 
     # -- the update -----------------------------------------------------------------
 
+    def small_path(self) -> SmallTrailing | None:
+        """The compiled update and gradient of a small dense T (decided at first use)."""
+        if self._small is None:
+            self._small = SmallTrailing.for_factor(self) or False
+        return self._small or None
+
     def update(self, lambdas: list[np.ndarray]) -> bool:
         """Refactor for new relative covariance factors; False if not positive definite."""
         cp = self.cp
+        self.updated_with = None
+        small = self.small_path()
+        if small is not None:
+            done = small.update(lambdas)
+            if done is None:
+                return False
+            self.L00, self._half_logdet0 = done
+            self.updated_with = [np.array(lam) for lam in lambdas]
+            return True
         self._fill_trailing(lambdas)
         if self.k:
             out = self.T if self.sparse is None else self._storage.reshape(1, -1)
@@ -238,12 +277,24 @@ class BlockedCholesky:
             except np.linalg.LinAlgError:
                 return False
         if self.sparse is not None:
-            return self.sparse.factorize() and bool(np.isfinite(self.sparse.diagonal()[-1]))
-        # T is C-ordered with its lower triangle filled: as a Fortran array its
-        # transpose holds the same numbers in the upper triangle, which LAPACK
-        # factors in place (an upper factor of Tᵀ is the lower factor of T).
-        _, info = scipy.linalg.lapack.dpotrf(self.T.T, lower=0, clean=0, overwrite_a=1)
-        return info == 0 and bool(np.isfinite(self.T[-1, -1]))
+            ok = self.sparse.factorize() and bool(np.isfinite(self.sparse.diagonal()[-1]))
+        else:
+            # T is C-ordered with its lower triangle filled: as a Fortran array its
+            # transpose holds the same numbers in the upper triangle, which LAPACK
+            # factors in place (an upper factor of Tᵀ is the lower factor of T).
+            _, info = scipy.linalg.lapack.dpotrf(self.T.T, lower=0, clean=0, overwrite_a=1)
+            ok = info == 0 and bool(np.isfinite(self.T[-1, -1]))
+        if ok:
+            self.updated_with = [np.array(lam) for lam in lambdas]
+        return ok
+
+    def is_current(self, lambdas: list[np.ndarray]) -> bool:
+        """Whether the last update succeeded with exactly these λ (and the
+        cross-products were not changed since: the caller knows)."""
+        done = self.updated_with
+        return done is not None and all(
+            np.array_equal(a, b) for a, b in zip(done, lambdas, strict=True)
+        )
 
     def _fill_trailing(self, lambdas: list[np.ndarray]) -> None:
         """T ← Λᵀ A Λ + diag(I, 0) on its lower triangle (terms 1 … k−1 and [X y])."""
@@ -281,6 +332,23 @@ class BlockedCholesky:
         if self.sparse is not None:
             return self.sparse.lower_block(r)
         return np.tril(self.T[r:, r:])
+
+    def profiled_parts(self) -> tuple[float, float, float]:
+        """(log|ΛᵀZᵀZΛ + I|, log|R_XᵀR_X|, r²) from one read of the diagonal (the
+        three pieces of the profiled criteria; see :meth:`logdet_theta`)."""
+        r = self.n_re_trailing
+        p = self.n_xy - 1
+        diagonal = self._diagonal()
+        if len(diagonal) <= 64:
+            # Python floats: numpy's per-call cost dominates on a few values.
+            d = diagonal.tolist()
+            log = math.log
+            try:
+                theta_part = 2.0 * (self._half_logdet0 + sum(map(log, d[:r]))) if self.k else 0.0
+                return theta_part, 2.0 * sum(map(log, d[r : r + p])), d[-1] * d[-1]
+            except ValueError:
+                pass  # a diagonal not positive (no factor): numpy's -inf and nan below
+        return self.logdet_theta(), self.logdet_x(), self.pwrss()
 
     def logdet_theta(self) -> float:
         """log |Λᵀ ZᵀZ Λ + I| = 2 Σ log diag of the random-effects part of L."""
@@ -339,9 +407,7 @@ class BlockedCholesky:
             if info != 0:
                 raise np.linalg.LinAlgError("the factor is singular")
             w[:r] = -solved
-        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
-        rhs0 = self.col0.transpose_times(w)
-        u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
+        u0 = self.col0.modes(self.L00, w).reshape(-1)
         return [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
 
     def solution(self) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -351,7 +417,7 @@ class BlockedCholesky:
         factor, Lᵀw = (0, …, 0, r) for w = (−u_T, −β, 1), which reads T in
         place (the solve with its leading block alone copies it).
         """
-        if self.sparse is not None or not self.n_re_trailing:
+        if self.sparse is not None:
             beta = self.fixed_effects()
             return beta, self.spherical_modes(beta)
         r = self.n_re_trailing
@@ -362,15 +428,53 @@ class BlockedCholesky:
         w = scipy.linalg.blas.dtrsv(self.T.T, rhs, lower=0)
         beta = -w[r : r + p]
         offset = self.cp.beta_offset
-        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
-        rhs0 = self.col0.transpose_times(w)
-        u0 = batched_lower_solve_transposed(self.L00, rhs0.reshape(m0, q0)).reshape(-1)
+        u0 = self.col0.modes(self.L00, w).reshape(-1)
         modes = [u0, *(-w[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True))]
         return (beta if offset is None else beta + offset), modes
+
+    def forward_solve(self, rhs_terms: list[np.ndarray], rhs_x: np.ndarray) -> np.ndarray:
+        """z with L z = c for the random effects' and fixed effects' rows of L (not y's).
+
+        ``rhs_terms`` holds c on each term's rows, arrays (levels, q, K);
+        ``rhs_x`` on the fixed effects' rows, (p, K).  Returns z (rows, K), the
+        rows in the factor's own order (first term, then T's rows in
+        :meth:`random_effects_order`'s order, then the fixed effects): what a
+        Gram matrix zᵀz, c_kᵀ Ω⁻¹ c_l, needs.
+        """
+        n_rhs = rhs_x.shape[1]
+        p = self.n_xy - 1
+        if not self.k:
+            return np.zeros((p, n_rhs)) if not p else self._solve_trailing(rhs_x)
+        m0, q0 = self.cp.n_levels[0], self.cp.q[0]
+        # T's right-hand side less L_T0 z0 (the y row is left at zero and not returned).
+        rhs = np.zeros((self.n_t, n_rhs))
+        for j in range(1, self.k):
+            rhs[self.offsets[j - 1] : self.offsets[j]] = rhs_terms[j].reshape(-1, n_rhs)
+        rhs[self.n_re_trailing : self.n_re_trailing + p] = rhs_x
+        z0 = self.col0.forward(self.L00, rhs_terms[0], rhs)  # (m0, q0, K)
+        z_t = self._solve_trailing(rhs[:-1])
+        return np.concatenate([z0.reshape(m0 * q0, n_rhs), z_t])
+
+    def _solve_trailing(self, rhs: np.ndarray) -> np.ndarray:
+        """z with L_T z = rhs on T's leading rows (all but y's), rows in the factor's order."""
+        n = rhs.shape[0]
+        if self.sparse is not None:
+            return self.sparse.solve_lower(rhs[self.sparse.order[:n]], n)
+        # T's lower triangle (C order) is the upper triangle of T.T (Fortran order):
+        # L z = rhs is (T.T)ᵀ z = rhs.
+        full = np.zeros((self.n_t, rhs.shape[1]))
+        full[:n] = rhs
+        z, info = scipy.linalg.lapack.dtrtrs(self.T.T, full, lower=0, trans=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the factor is singular")
+        return z[:n]
 
     def inverse_rx(self) -> np.ndarray:
         """R_X⁻¹ where R_X R_Xᵀ = the fixed-effects block of the Schur complement."""
         p = self.n_xy - 1
+        if not p:
+            # No fixed effects (y ~ 0 + (1 | g)): LAPACK refuses an empty matrix.
+            return np.zeros((0, 0))
         # LAPACK's triangular inverse: a triangular solve against I (BLAS trsm)
         # took milliseconds for a 2×2 R_X when OpenBLAS runs on several threads.
         inverse, info = scipy.linalg.lapack.dtrtri(self.L_xx[:p, :p], lower=1)

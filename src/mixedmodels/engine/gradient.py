@@ -32,13 +32,20 @@ back to a derivative-free method.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.linalg
 
 from .blocks import CrossProducts
-from .factor import BlockedCholesky
 from .kernels import compiled, worker
 from .smallmatrix import batched_matmul
+
+if TYPE_CHECKING:
+    # Annotations only: the factor's small path compiles this module's first-term
+    # loop (engine.small_trailing), so importing the factor here would be a cycle.
+    from .factor import BlockedCholesky
 
 _COMPILED = None
 _TRIED = False
@@ -48,7 +55,7 @@ def _kernel():
     global _COMPILED, _TRIED
     if not _TRIED:
         _TRIED = True
-        _COMPILED = compiled(_first_term_gradient)
+        _COMPILED = compiled(first_term_gradient)
     return _COMPILED
 
 
@@ -57,7 +64,7 @@ def gradient_available() -> bool:
     return _kernel() is not None
 
 
-def _first_term_gradient(
+def first_term_gradient(
     lo,
     hi,
     lam0,
@@ -232,6 +239,16 @@ def _first_term_gradient(
                 acc[t, a, i] += s
 
 
+@dataclass(frozen=True)
+class Residuals:
+    """What the gradient reads off a factor at θ besides Σ: β̂, the spherical modes û
+    (per term) and Zᵀe for the conditional residual e (per term, (levels, q))."""
+
+    beta: np.ndarray
+    modes: list[np.ndarray]
+    z_residual: list[np.ndarray]
+
+
 def _lower_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     """Flat indices of (row, col) in an n×n matrix held on and below its diagonal."""
     r = rows.astype(np.int64)
@@ -259,6 +276,15 @@ class ProfiledGradient:
     ) -> None:
         self.theta_rows = theta_rows
         self.theta_cols = theta_cols
+        # Each θ's term, row and column in λ (the compiled small path's layout).
+        self._theta_index = np.array(
+            [
+                (t, i, j)
+                for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True))
+                for i, j in zip(rows, cols, strict=True)
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 3)
         cp = structure.cp
         q = cp.q
         self._offsets = list(structure.offsets)
@@ -336,6 +362,17 @@ class ProfiledGradient:
         reml : bool
             REML criterion (True) or ML deviance.
         """
+        return self.gradient_and_residuals(factor, lambdas, reml)[0]
+
+    def gradient_and_residuals(
+        self, factor: BlockedCholesky, lambdas: list[np.ndarray], reml: bool
+    ) -> tuple[np.ndarray, Residuals]:
+        """:meth:`gradient`, and the solution and Zᵀe it read off the factor (which the
+        average information at the same θ needs again)."""
+        small = factor.small_path()
+        if small is not None:
+            g, beta, modes, ze = small.gradient(lambdas, self._theta_index, reml)
+            return g, Residuals(beta, modes, ze)
         f = factor
         cp = f.cp
         k = cp.n_terms
@@ -411,7 +448,7 @@ class ProfiledGradient:
             # Term i's Y: Σ_(i,r),(j,c) λ_jᵀ G_(j,c),(i,r).
             acc[i, : cp.q[i], : cp.q[i]] += np.einsum("bac,dc,bid->ai", block, lambdas[j], g)
         # r²: ∂r²/∂λ_t[i, j] = −2 Σ_ℓ (Z_tᵀe)_ℓ[i] û_ℓ[j].
-        ze = _z_residual(cp, lambdas, beta, modes)
+        ze = z_residual(cp, lambdas, beta, modes)
         r2 = f.pwrss()
         dof = cp.n_obs - p if reml else cp.n_obs
         out = []
@@ -421,10 +458,10 @@ class ProfiledGradient:
             d_r2 = -2.0 * ze[t].T @ u  # [i, j]
             rows, cols = self.theta_rows[t], self.theta_cols[t]
             out.append(2.0 * acc[t, cols, rows] + dof * d_r2[rows, cols] / r2)
-        return np.concatenate(out)
+        return np.concatenate(out), Residuals(beta, modes, ze)
 
 
-def _z_residual(
+def z_residual(
     cp: CrossProducts, lambdas: list[np.ndarray], beta: np.ndarray, modes: list[np.ndarray]
 ) -> list[np.ndarray]:
     """Z_tᵀe for every term, (levels, q): from the blocks of G, e = y − Xβ − ZΛu."""
@@ -434,7 +471,8 @@ def _z_residual(
     out = []
     for t in range(cp.n_terms):
         xz = cp.xz[t]
-        ze = xz[p] - (shift @ xz[:p].reshape(p, -1)).reshape(xz.shape[1:])
+        # tensordot, not a reshape to (p, −1): without fixed effects p = 0.
+        ze = xz[p] - np.tensordot(shift, xz[:p], axes=(0, 0))
         ze -= batched_matmul(cp.diag[t], b[t][:, :, None])[:, :, 0]
         out.append(ze)
     for (i, j), pairs in cp.off.items():

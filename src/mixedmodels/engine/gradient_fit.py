@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 from .factor import BlockedCholesky
-from .gradient import ProfiledGradient
+from .gradient import ProfiledGradient, Residuals
+from .information import average_information
 from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
-from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton
+from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
 
 # A coordinate left on its bound is probed this far inside (in φ) when its
 # derivative there is below _PROBE_SLOPE: a zero variance is a stationary point
@@ -55,17 +56,43 @@ class Evaluator:
             [t.theta_cols for t in problem.terms],
         )
         self.theta: np.ndarray | None = None
+        self._lambdas: list[np.ndarray] = []
+        # What the last gradient read off the factor, for the information at its θ.
+        self._residuals: Residuals | None = None
+        # The problem's θ structure, read by every fit on this evaluator (a refit
+        # makes many): the mirrored columns of λ and the θ of scalar terms.
+        self.mirrors = _column_mirrors(problem)
+        self.scalar = np.concatenate(
+            [np.full(t.n_theta, t.q == 1) for t in problem.terms] or [np.zeros(0, bool)]
+        )
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
         self.theta = phi * self.scale
-        return self.problem.objective(self.theta, workspace=self.workspace)
+        self._residuals = None
+        self._lambdas = self.problem.lambdas(self.theta)
+        return self.problem.objective_of(self._lambdas, self.workspace)
 
     def gradient(self) -> np.ndarray:
         """∇φ at the point of the last :meth:`value`."""
-        lambdas = self.problem.lambdas(self.theta)
-        g = self.gradient_of.gradient(self.workspace, lambdas, self.problem.reml)
+        g, self._residuals = self.gradient_of.gradient_and_residuals(
+            self.workspace, self._lambdas, self.problem.reml
+        )
         return g * self.scale
+
+    def information(self) -> np.ndarray:
+        """The average-information Hessian in φ at the point of the last :meth:`value`
+        (:mod:`~mixedmodels.engine.information`)."""
+        problem = self.problem
+        h = average_information(
+            self.workspace,
+            self._lambdas,
+            self.gradient_of.theta_rows,
+            self.gradient_of.theta_cols,
+            problem.reml,
+            self._residuals,
+        )
+        return h * np.outer(self.scale, self.scale)
 
 
 def _probe_boundary(
@@ -116,6 +143,28 @@ def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.nda
     return point
 
 
+def _information_start(
+    evaluator: Evaluator, start: np.ndarray, logged: np.ndarray
+) -> tuple[np.ndarray | str, tuple[float, np.ndarray] | None]:
+    """(first Hessian in ψ, (f, ∇ψ f) at the start) from the average information.
+
+    ψ = log φ on the logged coordinates: ∂²f/∂ψ² = φ² ∂²f/∂φ² + φ ∂f/∂φ.
+    Where the information is not finite the Hessian is "differences"; where
+    the criterion or its gradient is not, the start is None.
+    """
+    f = evaluator.value(start)
+    if not math.isfinite(f):
+        return "differences", None
+    g = evaluator.gradient()
+    if not np.all(np.isfinite(g)):
+        return "differences", None
+    d = np.where(logged, start, 1.0)
+    b = positive_definite(
+        evaluator.information() * np.outer(d, d) + np.diag(np.where(logged, g * start, 0.0))
+    )
+    return ("differences" if b is None else b), (f, g * d)
+
+
 def _minimize(
     evaluator: Evaluator,
     start: np.ndarray,
@@ -125,9 +174,29 @@ def _minimize(
     hessian: np.ndarray | str,
 ) -> QuasiNewtonResult:
     """The quasi-Newton method in ψ (log φ for the θ of scalar terms above _LOG_SWITCH,
-    φ for the others), the result in φ; ``hessian`` an array in φ or "differences"."""
+    φ for the others), the result in φ; ``hessian`` an array in φ, "information"
+    (the average information at the start) or "differences"."""
     logged = scalar & (start - lower > _LOG_START) & (lower == 0)
-    if not isinstance(hessian, str):
+    initial = None
+    n_values = n_gradients = 0
+    if isinstance(hessian, str) and hessian == "information":
+        hessian, initial = _information_start(evaluator, start, logged)
+        n_values = n_gradients = 1
+        if initial is None:
+            return QuasiNewtonResult(
+                x=start,
+                value=math.inf,
+                gradient=np.full(len(start), math.nan),
+                hessian=np.eye(len(start)),
+                n_values=1,
+                n_gradients=0,
+                n_iterations=0,
+                converged=False,
+                status="the objective is not finite at the start",
+                predicted_decrease=math.inf,
+                held=np.zeros(len(start), dtype=bool),
+            )
+    elif not isinstance(hessian, str):
         # A Hessian given in φ, carried to ψ: H_ψ ≈ D H_φ D on the logged coordinates.
         d = np.where(logged, start, 1.0)
         hessian = hessian * np.outer(d, d)
@@ -136,8 +205,6 @@ def _minimize(
     with np.errstate(divide="ignore"):
         floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
     x = start
-    n_values = n_gradients = 0
-    initial = None
     while True:
         fixed = logged.copy()
 
@@ -216,10 +283,10 @@ def fit_quasi_newton(
     scale = evaluator.scale
     lower = problem.lower_bounds
     clock = time.perf_counter()
-    mirrors = _column_mirrors(problem)
-    scalar = np.concatenate([np.full(t.n_theta, t.q == 1) for t in problem.terms])
+    mirrors = evaluator.mirrors
+    scalar = evaluator.scalar
     result = _minimize(
-        evaluator, start, lower, mirrors, scalar, "differences" if hessian is None else hessian
+        evaluator, start, lower, mirrors, scalar, "information" if hessian is None else hessian
     )
     if not math.isfinite(result.value):
         return None
@@ -237,11 +304,22 @@ def fit_quasi_newton(
             escaped = True
         if inside is None:
             break
-        again = minimize_quasi_newton(
-            evaluator.value, evaluator.gradient, inside, lower, mirrors=mirrors
+        restart_hessian, initial = _information_start(
+            evaluator, inside, np.zeros(len(inside), dtype=bool)
         )
-        n_values += again.n_values
-        n_gradients += again.n_gradients
+        if initial is None:
+            break
+        again = minimize_quasi_newton(
+            evaluator.value,
+            evaluator.gradient,
+            inside,
+            lower,
+            mirrors=mirrors,
+            hessian=restart_hessian,
+            initial=initial,
+        )
+        n_values += again.n_values + 1
+        n_gradients += again.n_gradients + 1
         if not again.value < result.value:
             break
         result = again

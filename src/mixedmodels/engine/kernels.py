@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from .smallmatrix import (
     batched_cholesky,
     batched_lower_inverse,
+    batched_lower_solve_transposed,
     batched_matmul,
     congruence,
 )
@@ -73,11 +74,11 @@ def compiled_kernel():
     global _COMPILED, _TRIED
     if not _TRIED:
         _TRIED = True
-        _COMPILED = compiled(_first_term_levels)
+        _COMPILED = compiled(first_term_levels)
     return _COMPILED
 
 
-def _first_term_levels(
+def first_term_levels(
     lo,
     hi,
     lam0,
@@ -200,6 +201,55 @@ def _first_term_levels(
     return logdet
 
 
+def first_term_modes(level_ptr, rows, values, l00, w, out):  # pragma: no cover - numba
+    """out[ℓ] = Lₗ⁻ᵀ Σ_e values[e] w[rows[e]] over level ℓ's entries, for every level."""
+    q0 = l00.shape[1]
+    r = np.empty(q0)
+    for level in range(l00.shape[0]):
+        for c in range(q0):
+            r[c] = 0.0
+        for e in range(level_ptr[level], level_ptr[level + 1]):
+            we = w[rows[e]]
+            for c in range(q0):
+                r[c] += values[e, c] * we
+        for i in range(q0 - 1, -1, -1):
+            s = r[i]
+            for j in range(i + 1, q0):
+                s -= l00[level, j, i] * out[level, j]
+            out[level, i] = s / l00[level, i, i]
+
+
+def first_term_forward(level_ptr, rows, values, l00, c0, rhs):  # pragma: no cover - numba
+    """c0[ℓ] ← Lₗ⁻¹ c0[ℓ] (columns K) and rhs[rows[e]] −= values[e] · c0[ℓ] for its entries."""
+    q0 = l00.shape[1]
+    n_rhs = c0.shape[2]
+    for level in range(l00.shape[0]):
+        for k in range(n_rhs):
+            for i in range(q0):
+                s = c0[level, i, k]
+                for j in range(i):
+                    s -= l00[level, i, j] * c0[level, j, k]
+                c0[level, i, k] = s / l00[level, i, i]
+        for e in range(level_ptr[level], level_ptr[level + 1]):
+            row = rows[e]
+            for k in range(n_rhs):
+                s = 0.0
+                for c in range(q0):
+                    s += values[e, c] * c0[level, c, k]
+                rhs[row, k] -= s
+
+
+_SOLVES = None
+
+
+def _solve_kernels():
+    """(modes, forward) compiled, or (None, None) without numba."""
+    global _SOLVES
+    if _SOLVES is None:
+        _SOLVES = (compiled(first_term_modes), compiled(first_term_forward))
+    return _SOLVES
+
+
 class LevelColumns:
     """L_T0, the first term's column of L below its diagonal, held level by level.
 
@@ -235,17 +285,18 @@ class LevelColumns:
                 offset + (term_rows.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
             )
             terms.append(np.full(len(term_rows) * q, t, dtype=np.int32))
-            comps.append(np.tile(np.arange(q, dtype=np.int32), len(term_rows)))
+            comps.append((np.arange(len(term_rows) * q) % q).astype(np.int32))
         levels.append(np.repeat(np.arange(n_levels, dtype=np.int64), n_xy))
-        rows.append(np.tile(xy_offset + np.arange(n_xy, dtype=np.int64), n_levels))
+        xy_comp = np.arange(n_levels * n_xy, dtype=np.int64) % n_xy if n_xy else np.zeros(0, int)
+        rows.append(xy_offset + xy_comp)
         terms.append(np.full(n_levels * n_xy, -1, dtype=np.int32))
-        comps.append(np.tile(np.arange(n_xy, dtype=np.int32), n_levels))
+        comps.append(xy_comp.astype(np.int32))
         level = np.concatenate(levels)
         row = np.concatenate(rows)
         order = np.lexsort((row, level))
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
-        bounds = np.cumsum([0, *(len(r) for r in rows)])
+        bounds = [0, *itertools.accumulate(len(r) for r in rows)]
         # Where each source's entries land in the level-major layout.
         self.dest = [position[a:b] for a, b in itertools.pairwise(bounds)]
         self.level_ptr = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=n_levels))])
@@ -284,6 +335,11 @@ class LevelColumns:
         self._split = None
 
     @property
+    def compiled(self) -> bool:
+        """Whether the level loop runs compiled (numba)."""
+        return self._kernel is not None
+
+    @property
     def sparse_destinations(self) -> bool:
         return len(self.pair_pos) > 1
 
@@ -298,11 +354,13 @@ class LevelColumns:
         They do when the work is large (milliseconds) against the extra pass
         that adds the second thread's n_rows² buffer into T.
         """
+        counts = np.diff(self.level_ptr).astype(np.float64)
+        total = float(counts @ counts)
+        if total < _THREAD_MIN_WORK or total < _THREAD_WORK_PER_ROW2 * n_rows**2:
+            return None
         if available_cpus() < 2:
             return None
-        work = np.cumsum(np.diff(self.level_ptr).astype(np.float64) ** 2)
-        if work[-1] < _THREAD_MIN_WORK or work[-1] < _THREAD_WORK_PER_ROW2 * n_rows**2:
-            return None
+        work = np.cumsum(counts**2)
         return int(np.searchsorted(work, work[-1] / 2)) + 1
 
     def lambda_stack(self, lambdas: list[np.ndarray]) -> np.ndarray:
@@ -399,6 +457,30 @@ class LevelColumns:
             self._pattern = pattern
         self._pattern.data = values.reshape(-1)[self._order]
         return self._pattern
+
+    def modes(self, l00: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Lₗ⁻ᵀ (L_T0ᵀ w)ₗ for every level ℓ: (levels, q₀), for w over the rows of T."""
+        kernel = _solve_kernels()[0] if self._kernel is not None else None
+        if kernel is None:
+            return batched_lower_solve_transposed(l00, self.transpose_times(w))
+        out = np.empty((self.n_levels, self.q0))
+        kernel(self.level_ptr, self.rows, self.values, l00, w, out)
+        return out
+
+    def forward(self, l00: np.ndarray, c0: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """z0 = Lₗ⁻¹ c0ₗ for every level (c0 (levels, q₀, K)), and rhs (rows of T, K) less
+        L_T0 z0 in place; returns z0."""
+        kernel = _solve_kernels()[1] if self._kernel is not None else None
+        if kernel is None:
+            z0 = batched_matmul(batched_lower_inverse(l00), c0)
+            level = np.repeat(np.arange(self.n_levels), np.diff(self.level_ptr))
+            subtract = np.einsum("ea,eak->ek", self.values, z0[level])
+            for c in range(rhs.shape[1]):
+                rhs[:, c] -= np.bincount(self.rows, subtract[:, c], minlength=rhs.shape[0])
+            return z0
+        z0 = np.array(c0, dtype=np.float64, order="C")
+        kernel(self.level_ptr, self.rows, self.values, l00, z0, rhs)
+        return z0
 
     def transpose_times(self, w: np.ndarray) -> np.ndarray:
         """L_T0ᵀ w as an array (levels, q₀), for w over the rows of T."""

@@ -15,8 +15,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import nlopt
 import numpy as np
+import scipy.linalg
 
 # lme4 warns when the scaled gradient R⁻ᵀg (H = RᵀR; the plain gradient when
 # H is not positive definite) exceeds this.
@@ -24,13 +24,14 @@ GRADIENT_TOLERANCE = 2e-3
 # θ coordinates this close to their bound count as on the boundary.
 BOUNDARY_TOLERANCE = 1e-4
 
+# nlopt's result codes by name (nlopt is imported when BOBYQA first runs).
 _NLOPT_MESSAGES = {
-    nlopt.SUCCESS: "success",
-    nlopt.STOPVAL_REACHED: "stopval reached",
-    nlopt.FTOL_REACHED: "ftol reached",
-    nlopt.XTOL_REACHED: "xtol reached",
-    nlopt.MAXEVAL_REACHED: "maximum number of evaluations reached",
-    nlopt.MAXTIME_REACHED: "maximum time reached",
+    "SUCCESS": "success",
+    "STOPVAL_REACHED": "stopval reached",
+    "FTOL_REACHED": "ftol reached",
+    "XTOL_REACHED": "xtol reached",
+    "MAXEVAL_REACHED": "maximum number of evaluations reached",
+    "MAXTIME_REACHED": "maximum time reached",
 }
 
 
@@ -68,6 +69,8 @@ def minimize_bobyqa(
     max_evaluations: int = 100_000,
 ) -> tuple[np.ndarray, float, int, str]:
     """Run BOBYQA from ``start``; returns (θ, f(θ), evaluations, nlopt's status)."""
+    import nlopt
+
     n = len(start)
     count = 0
     start = np.maximum(start, lower)
@@ -91,7 +94,11 @@ def minimize_bobyqa(
     opt.set_maxeval(max_evaluations)
     try:
         opt.optimize(start)
-        status = _NLOPT_MESSAGES.get(opt.last_optimize_result(), "stopped")
+        result = opt.last_optimize_result()
+        status = next(
+            (text for name, text in _NLOPT_MESSAGES.items() if getattr(nlopt, name) == result),
+            "stopped",
+        )
     except nlopt.RoundoffLimited:
         # Rounding stopped the trust region from shrinking further: the best
         # point seen is as good an answer as BOBYQA has.
@@ -212,13 +219,20 @@ def check_stationarity(
     moving = ~on_bound | pushing_in
     if not np.any(moving):
         return True, []
-    g = gradient[moving]
-    h = hessian[np.ix_(moving, moving)]
-    try:
-        chol = np.linalg.cholesky(h)
-        scaled = np.abs(np.linalg.solve(chol.T, g))
+    if moving.all():
+        g, h = gradient, hessian
+    else:
+        g = gradient[moving]
+        h = hessian[np.ix_(moving, moving)]
+    # LAPACK directly: numpy.linalg's per-call cost is several times the work
+    # on these few coordinates.
+    chol, info = scipy.linalg.lapack.dpotrf(h, lower=1)
+    if info == 0:
+        step, info = scipy.linalg.lapack.dtrtrs(chol, g, lower=1, trans=1)
+    if info == 0 and np.all(np.isfinite(step)):
+        scaled = np.abs(step)
         measure = "scaled gradient"
-    except np.linalg.LinAlgError:
+    else:
         scaled = np.abs(g)
         measure = "gradient"
     messages = []

@@ -11,6 +11,7 @@ on a workspace it owns, or on the problem's per-thread default one.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import threading
@@ -66,13 +67,37 @@ class LinearProblem:
         self.lower_bounds = np.concatenate(
             [t.theta_lower_bounds() for t in self.terms] or [np.empty(0)]
         )
+        # Where each θ lands in the terms' λ laid end to end (row-major), so that
+        # lambdas() is one scatter and k views (a λ per term costs microseconds).
+        sizes = [t.q * t.q for t in self.terms]
+        starts = np.cumsum([0, *sizes])
+        self._lambda_size = int(starts[-1])
+        self._lambda_at = (
+            np.concatenate(
+                [
+                    start + t.theta_rows * t.q + t.theta_cols
+                    for start, t in zip(starts[:-1], self.terms, strict=True)
+                ]
+            )
+            if self.terms
+            else np.zeros(0, dtype=np.intp)
+        )
+        self._lambda_views = [
+            (int(a), int(b), t.q)
+            for a, b, t in zip(starts[:-1], starts[1:], self.terms, strict=True)
+        ]
         self._local = threading.local()
 
     # -- variants sharing the blocks ------------------------------------------------------
 
     def with_cross_products(self, cross_products: CrossProducts) -> LinearProblem:
-        """The same terms and criterion on other cross-products of the same structure."""
-        return LinearProblem(cross_products, self.terms, self.reml)
+        """The same terms and criterion on other cross-products of the same structure
+        (the θ layout is shared, not rebuilt: a refit makes one per response)."""
+        # copy.copy goes through __getstate__/__setstate__: the copy gets its own
+        # per-thread workspaces.
+        twin = copy.copy(self)
+        twin.cross_products = cross_products
+        return twin
 
     def with_private_response(self) -> LinearProblem:
         """A problem whose y blocks are its own copy (the rest shared), to be changed in place.
@@ -92,11 +117,10 @@ class LinearProblem:
         return len(self.lower_bounds)
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Per term, the relative covariance factor λ at θ."""
-        theta = np.asarray(theta, dtype=np.float64)
-        return [
-            t.lambda_matrix(theta[s]) for t, s in zip(self.terms, self.theta_slices, strict=True)
-        ]
+        """Per term, the relative covariance factor λ at θ (new arrays: the caller's)."""
+        flat = np.zeros(self._lambda_size)
+        flat[self._lambda_at] = theta
+        return [flat[a:b].reshape(q, q) for a, b, q in self._lambda_views]
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
@@ -134,38 +158,56 @@ class LinearProblem:
     ) -> float:
         """The REML criterion or ML deviance at θ, on lme4's scale (inf where undefined)."""
         factor = self.default_workspace() if workspace is None else workspace
-        if not factor.update(self.lambdas(theta)):
+        return self.objective_of(self.lambdas(theta), factor, reml)
+
+    def objective_of(
+        self, lambdas: list[np.ndarray], workspace: BlockedCholesky, reml: bool | None = None
+    ) -> float:
+        """:meth:`objective` at the θ whose λ are ``lambdas``, on ``workspace``."""
+        if not workspace.update(lambdas):
             return math.inf
-        return self.criterion(factor, self.reml if reml is None else reml)
+        return self.criterion(workspace, self.reml if reml is None else reml)
 
     def criterion(self, factor: BlockedCholesky, reml: bool) -> float:
         """The profiled criterion read off a factor already refreshed at θ."""
         cp = self.cross_products
         n, p = cp.n_obs, cp.n_fixed
-        r2 = factor.pwrss()
+        logdet_theta, logdet_x, r2 = factor.profiled_parts()
         if not r2 > 0.0:
             return math.inf
-        value = factor.logdet_theta() - cp.sum_log_weights
+        value = logdet_theta - cp.sum_log_weights
         if reml:
             dof = n - p
-            value += factor.logdet_x() + dof * (1.0 + _LOG_2PI + math.log(r2 / dof))
+            value += logdet_x + dof * (1.0 + _LOG_2PI + math.log(r2 / dof))
         else:
             value += n * (1.0 + _LOG_2PI + math.log(r2 / n))
         return value
 
-    def solve(self, theta: np.ndarray, workspace: BlockedCholesky | None = None) -> Solution:
+    def solve(
+        self,
+        theta: np.ndarray,
+        workspace: BlockedCholesky | None = None,
+        *,
+        refresh: bool = True,
+    ) -> Solution:
         """β, the conditional modes, σ and (R_XᵀR_X)⁻¹ at θ (on this thread's workspace
-        unless one is given)."""
+        unless one is given).
+
+        ``refresh=False`` reads a workspace already updated at exactly this θ
+        as it is (a fit's optimizer leaves it at its optimum, on InstEval a
+        Cholesky of 1159² saved); the caller vouches that the cross-products
+        have not changed since that update.
+        """
         theta = np.array(theta, dtype=np.float64)
         factor = self.default_workspace() if workspace is None else workspace
-        if not factor.update(self.lambdas(theta)):
+        lambdas = self.lambdas(theta)
+        if not (refresh is False and factor.is_current(lambdas)) and not factor.update(lambdas):
             raise np.linalg.LinAlgError("the factor is not positive definite at this θ")
         value = self.criterion(factor, self.reml)
-        beta = factor.fixed_effects()
-        u = factor.spherical_modes(beta)
+        beta, u = factor.solution()
         modes = tuple(
             ui.reshape(t.n_levels, t.q) @ lam.T
-            for ui, t, lam in zip(u, self.terms, self.lambdas(theta), strict=True)
+            for ui, t, lam in zip(u, self.terms, lambdas, strict=True)
         )
         cp = self.cross_products
         dof = cp.n_obs - cp.n_fixed if self.reml else cp.n_obs

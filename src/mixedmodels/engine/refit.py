@@ -4,8 +4,8 @@ A new response changes only the y row and column of AᵀA — the per-level
 sums ZⱼᵀWy, XᵀWy and yᵀWy — which one sparse product per term gives.  A
 :class:`ResponseRefitter` keeps a private copy of those y blocks (ZᵀZ, ZᵀX and
 XᵀX stay shared with the model), one workspace and the gradient's index maps,
-so that each refit costs a few quasi-Newton steps from the fit's θ with the
-fit's curvature: no formula, no pass over the rows inside the θ loop, no
+so that each refit costs a few quasi-Newton steps from the new response's
+moment estimates: no formula, no pass over the rows inside the θ loop, no
 symbolic analysis.  For simulation studies and power analyses (MixedModels.jl's
 ``refit!``, lme4's ``refit``).
 """
@@ -23,7 +23,7 @@ from .fit import blas_threads, theta_scale
 from .gradient_fit import Evaluator, fit_quasi_newton
 from .optimize import OptimizationSummary
 from .problem import LinearProblem, Solution
-from .start import moment_start, start_steps
+from .start import MomentStart, start_steps
 
 
 class ResponseRefitter:
@@ -67,6 +67,8 @@ class ResponseRefitter:
             self._operators.append(sp.csr_matrix((values, (rows, cols)), shape=(m * q, n)))
         self.scale = theta_scale(self.problem)
         self.evaluator = Evaluator(self.problem, self.scale)
+        # ZᵀZ's part of the moment start, read once for all responses.
+        self._moments = MomentStart(self.blocks, self.problem.terms)
 
     def set_response(self, y: np.ndarray) -> None:
         """Write the y blocks of ``y`` (length n, finite) into the private copy."""
@@ -85,10 +87,11 @@ class ResponseRefitter:
     def refit(
         self, y: np.ndarray, fallback: np.ndarray, hessian: np.ndarray | None = None
     ) -> tuple[OptimizationSummary, Solution, CrossProducts]:
-        """Fit θ to ``y`` (Hessian ``hessian`` in θ at the start, or differences).
+        """Fit θ to ``y`` (Hessian ``hessian`` in θ at the start, or the average
+        information there, as a fit starts).
 
         The start is the moment estimate for ``y`` (as a fit starts; over
-        simulated responses of sleepstudy it saves a step on the fit's θ),
+        simulated responses of sleepstudy it saves steps on the fit's θ),
         or θ = ``fallback`` where there is none.  Returns the optimizer's
         summary, the solution at its θ and a copy of the blocks for ``y``
         (its y parts its own, the rest shared).
@@ -96,17 +99,23 @@ class ResponseRefitter:
         self.set_response(np.asarray(y, dtype=np.float64))
         scale = self.scale
         lower = self.problem.lower_bounds
-        moments = moment_start(self.blocks, self.problem.terms)
+        moments = self._moments.theta(self.blocks)
         if moments is None:
             start_phi = np.asarray(fallback, dtype=np.float64) / scale
         else:
             start_phi, _ = start_steps(moments / scale, lower)
+        # Without a Hessian, the average information at the start (as a fit
+        # starts): over simulated responses of sleepstudy 4.95 evaluations,
+        # against 7.2 from the fit's final Hessian.
         h_phi = None if hessian is None else hessian * np.outer(scale, scale)
         with blas_threads(1):
             summary = fit_quasi_newton(self.evaluator, start_phi, hessian=h_phi)
         if summary is None:
             raise FloatingPointError("the criterion is not finite at the start of the refit")
-        solution = self.problem.solve(summary.final, workspace=self.evaluator.workspace)
+        # The workspace was last updated after set_response: current if at the optimum.
+        solution = self.problem.solve(
+            summary.final, workspace=self.evaluator.workspace, refresh=False
+        )
         summary = replace(summary, objective=solution.objective)
         cp = self.blocks
         own = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())

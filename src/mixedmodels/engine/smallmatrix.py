@@ -8,10 +8,23 @@ magnitude faster; larger blocks fall back to numpy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # Beyond this many scalar products per block, numpy's matmul is the better tool.
 _EXPLICIT_LIMIT = 27
+
+
+@functools.lru_cache(maxsize=64)
+def lower_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.tril_indices(n)`` (row-major), read-only and made once per n: numpy's
+    builds an n×n mask every call (20 µs, a tenth of a small model's setup)."""
+    rows = np.repeat(np.arange(n), np.arange(1, n + 1))
+    cols = np.arange(len(rows)) - np.repeat(np.cumsum(np.arange(n)), np.arange(1, n + 1))
+    rows.flags.writeable = False
+    cols.flags.writeable = False
+    return rows, cols
 
 
 def congruence(lam: np.ndarray, blocks: np.ndarray, right: np.ndarray | None = None) -> np.ndarray:
@@ -30,7 +43,12 @@ def batched_matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """``left @ right`` for stacks (n, r, k) @ (n, k, c)."""
     n, r, k = left.shape
     c = right.shape[2]
-    if r * k * c > _EXPLICIT_LIMIT:
+    products = r * k * c
+    if products == 1:
+        return left * right
+    # Measured (µs): numpy's matmul ≈ 0.6 + 0.022 n; the explicit formulas ≈
+    # products × (0.35 + 0.0028 n), whose fixed cost loses on few levels.
+    if products > _EXPLICIT_LIMIT or products * (0.35 + 0.0028 * n) > 0.6 + 0.022 * n:
         return left @ right
     out = np.empty((n, r, c))
     for i in range(r):
@@ -96,3 +114,29 @@ def batched_lower_solve_transposed(lower: np.ndarray, rhs: np.ndarray) -> np.nda
         out[:, 0] /= lower[:, 0, 0]
         return out
     return np.linalg.solve(lower.transpose(0, 2, 1), rhs[:, :, None])[:, :, 0]
+
+
+def batched_determinant_inverse(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(determinants, inverses) of a stack of square matrices (n, q, q); an inverse is
+    meaningless where its determinant is 0 (numpy's raises for a singular block:
+    callers select the regular ones first)."""
+    q = blocks.shape[1]
+    if q == 1:
+        det = blocks[:, 0, 0]
+        with np.errstate(divide="ignore"):
+            return det, 1.0 / blocks
+    if q == 2:
+        a, b, c, d = blocks[:, 0, 0], blocks[:, 0, 1], blocks[:, 1, 0], blocks[:, 1, 1]
+        det = a * d - b * c
+        out = np.empty_like(blocks)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, 0, 0] = d / det
+            out[:, 0, 1] = -b / det
+            out[:, 1, 0] = -c / det
+            out[:, 1, 1] = a / det
+        return det, out
+    det = np.linalg.det(blocks)
+    regular = det != 0
+    out = np.full_like(blocks, np.nan)
+    out[regular] = np.linalg.inv(blocks[regular])
+    return det, out

@@ -138,6 +138,20 @@ def _solve_front_transposed(n, front, colptr, rowidx, values, rhs):  # pragma: n
         rhs[j] = s / values[colptr[j]]
 
 
+def _solve_front(n, front, colptr, rowidx, values, rhs):  # pragma: no cover - numba
+    """Forward substitution with the front's columns of L (rows ≥ n ignored): rhs (n, K)
+    in place, the tail's rows left with the front's contributions subtracted."""
+    for j in range(min(n, front)):
+        d = values[colptr[j]]
+        for c in range(rhs.shape[1]):
+            rhs[j, c] /= d
+        for p in range(colptr[j] + 1, colptr[j + 1]):
+            i = rowidx[p]
+            if i < n:
+                for c in range(rhs.shape[1]):
+                    rhs[i, c] -= values[p] * rhs[j, c]
+
+
 def _pair_positions(level_ptr, rows, position, front, tail, colptr, rowidx):  # pragma: no cover
     """Storage positions of every pair e₁ ≥ e₂ of a level's entries (the kernels' order).
 
@@ -189,6 +203,7 @@ def _kernels():
             compiled(_selected_inverse),
             compiled(_solve_front_transposed),
             compiled(_pair_positions),
+            compiled(_solve_front),
         )
     return _KERNELS
 
@@ -282,7 +297,7 @@ class SparseTrailing:
     def factorize(self) -> bool:
         """Factor in place (values hold T's lower triangle); False if T is not positive
         definite."""
-        factor, downdate, _, _, _ = _kernels()
+        factor, downdate = _kernels()[:2]
         failed = factor(
             self.front,
             self.colptr,
@@ -335,6 +350,21 @@ class SparseTrailing:
             x[self.front : n] = solved
         _kernels()[3](n, self.front, self.colptr, self.rowidx, self.values, x)
         return x
+
+    def solve_lower(self, rhs: np.ndarray, n: int) -> np.ndarray:
+        """z with L_nn z = rhs for the leading n rows (new order); rhs (n, K)."""
+        z = np.array(rhs, dtype=np.float64, order="C")
+        _kernels()[5](n, self.front, self.colptr, self.rowidx, self.values, z)
+        k = n - self.front
+        if k > 0:
+            # The tail's lower triangle (C order) is the upper one of its transpose.
+            solved, info = scipy.linalg.lapack.dtrtrs(
+                self.tail_block[:k, :k].T, z[self.front : n], lower=0, trans=1
+            )
+            if info != 0:
+                raise np.linalg.LinAlgError("the factor is singular")
+            z[self.front : n] = solved
+        return z
 
     def lower_block(self, start: int) -> np.ndarray:
         """The dense lower triangle of L's rows and columns from ``start`` (in the tail) on."""

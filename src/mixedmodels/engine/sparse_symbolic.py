@@ -169,19 +169,17 @@ def _column_pattern(order, eliminated, node_ptr, node_nbrs, size, n_xy):  # prag
     for step in range(eliminated):
         v = order[step]
         nbrs = node_nbrs[node_ptr[step] : node_ptr[step + 1]]
-        firsts = np.sort(start[nbrs])
+        # The neighbours by their first row (the rows ascend within a column).
+        by_row = nbrs[np.argsort(start[nbrs])]
         for a in range(size[v]):
             p = colptr[col]
             for i in range(start[v] + a, start[v] + size[v]):
                 rowidx[p] = i
                 p += 1
-            for b in range(len(firsts)):
-                # The rows of the neighbour starting at firsts[b].
-                for c in range(len(nbrs)):
-                    if start[nbrs[c]] == firsts[b]:
-                        for i in range(firsts[b], firsts[b] + size[nbrs[c]]):
-                            rowidx[p] = i
-                            p += 1
+            for u in by_row:
+                for i in range(start[u], start[u] + size[u]):
+                    rowidx[p] = i
+                    p += 1
             for i in range(n - n_xy, n):
                 rowidx[p] = i
                 p += 1

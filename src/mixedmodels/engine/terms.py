@@ -13,10 +13,25 @@ structure.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from .smallmatrix import lower_indices
+
+
+@functools.lru_cache(maxsize=32)
+def _theta_positions(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) in λ of each θ, lme4's order: the lower triangle column-major
+    (read-only, made once per q)."""
+    rows, cols = lower_indices(q)
+    order = np.lexsort((rows, cols))
+    out = rows[order].astype(np.intp), cols[order].astype(np.intp)
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 @dataclass(eq=False)
@@ -42,11 +57,7 @@ class TermStructure:
     theta_cols: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rows, cols = np.tril_indices(self.q)
-        # np.tril_indices runs row-major; lme4 orders θ column-major.
-        order = np.lexsort((rows, cols))
-        self.theta_rows = rows[order].astype(np.intp)
-        self.theta_cols = cols[order].astype(np.intp)
+        self.theta_rows, self.theta_cols = _theta_positions(len(self.column_names))
 
     @property
     def q(self) -> int:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from formulaic.materializers.types import FactorValues
 from formulaic.utils.stateful_transforms import stateful_transform
-from scipy.interpolate import BSpline
 
 from .limits import MAX_BASIS_COLUMNS
 
@@ -40,6 +39,9 @@ def _design(knots: np.ndarray, x: np.ndarray, order: int, derivative: int = 0) -
     the last interval, as in R.
     """
     n_basis = len(knots) - order
+    # scipy.interpolate is imported on first use (a tenth of a second at import).
+    from scipy.interpolate import BSpline
+
     spline = BSpline(knots, np.eye(n_basis), order - 1, extrapolate=False)
     values = spline(x, nu=derivative) if derivative else spline(x)
     return np.nan_to_num(np.asarray(values).reshape(len(x), n_basis))

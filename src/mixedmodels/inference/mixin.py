@@ -8,19 +8,20 @@ bases; it reads the state a fit leaves (θ, β, σ, the factor and the blocks).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .. import arguments
 from ..errors import MixedModelsError
-from .bootstrap import BootstrapResult, parametric_bootstrap, simulate_responses
-from .condvar import conditional_covariances
-from .kenward_roger import kenward_roger_table
-from .profile import profile_confint, profile_table, sdcor_names
-from .satterthwaite import satterthwaite_table
+
+if TYPE_CHECKING:
+    from .bootstrap import BootstrapResult
+
+# The methods import their modules (and scipy.stats, nlopt, scipy.interpolate
+# through them) on first use: a fit needs none of them, and importing them with
+# the package cost a quarter of a second.
 
 _DDF_ALIASES = {
     "kenward_roger": "kenward-roger",
@@ -77,12 +78,18 @@ class InferenceMixin:
             level = arguments.level(level)
         beta = self.state.beta
         if method == "kenward-roger":
+            from .kenward_roger import kenward_roger_table
+
             se, df, p = kenward_roger_table(self)
         else:
             se = self.state.std_errors
             if method == "satterthwaite":
+                from .satterthwaite import satterthwaite_table
+
                 df, p = satterthwaite_table(self, progress)
             else:
+                from scipy import stats
+
                 df = np.full(len(beta), np.inf)
                 p = 2 * stats.norm.sf(np.abs(beta / se))
         table = pd.DataFrame(
@@ -98,6 +105,8 @@ class InferenceMixin:
     @property
     def sdcor_names(self) -> list[str]:
         """lme4's names of the variance parameters (``sd_(Intercept)|Subject``, ``sigma``)."""
+        from .profile import sdcor_names
+
         return sdcor_names(self)
 
     def confint(
@@ -135,8 +144,12 @@ class InferenceMixin:
         level = arguments.level(level)
         method = arguments.choice(method, "method", ["profile", "wald", "bootstrap"])
         if method == "profile":
+            from .profile import profile_confint
+
             return profile_confint(self, level, progress=progress)
         if method == "wald":
+            from scipy import stats
+
             z = stats.norm.ppf(0.5 + level / 2)
             state = self.state
             se = state.std_errors
@@ -155,6 +168,8 @@ class InferenceMixin:
         Grouping factor → array (levels, q, q), levels in the order of
         :attr:`ranef`; terms sharing a grouping factor are taken together.
         """
+        from .condvar import conditional_covariances
+
         return conditional_covariances(self)
 
     def profile(self, level: float = 0.95, progress: bool | None = None) -> pd.DataFrame:
@@ -164,6 +179,8 @@ class InferenceMixin:
         ``value`` and ``zeta`` (the signed square root of the change in the
         ML deviance), what :func:`mixedmodels.plots.profile` draws.
         """
+        from .profile import profile_table
+
         return profile_table(self, arguments.level(level), progress=progress)
 
     def predict(
@@ -212,6 +229,8 @@ class InferenceMixin:
         n = arguments.positive_int(n, "n")
         rng = arguments.seed(seed)
         design = self.rows.in_memory("simulate()")
+        from .bootstrap import simulate_responses
+
         values = simulate_responses(self, n, rng)
         return pd.DataFrame(
             values, index=design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
@@ -230,6 +249,8 @@ class InferenceMixin:
         """
         n = arguments.positive_int(n, "n")
         rng = arguments.seed(seed)
+        from .bootstrap import parametric_bootstrap
+
         return parametric_bootstrap(self, n, seed=rng, progress=progress)
 
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import arguments
-from ..design import Design, build_design
 from ..engine.blocks import CrossProducts, cross_products
-from ..engine.fit import optimize_theta
+from ..engine.fit import blas_threads, optimize_theta
 from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
 from ..engine.problem import LinearProblem, Solution
 from ..engine.refit import ResponseRefitter
@@ -46,6 +45,9 @@ from ..inference.mixin import InferenceMixin
 from ..results.accessors import FitResultsMixin
 from ..results.state import FittedState
 from .rows import InMemoryRows, RowSource
+
+if TYPE_CHECKING:
+    from ..design import Design
 
 
 class LinearMixedModel(InferenceMixin, FitResultsMixin):
@@ -105,6 +107,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         contrasts: Any = None,
     ) -> None:
         reml = arguments.boolean(reml, "reml")
+        # The design stage (and formulaic with it) is imported on first use, not
+        # with the package.
+        from ..design import build_design
+
         try:
             design = build_design(
                 formula, data, weights=weights, missing=missing, offset=offset, contrasts=contrasts
@@ -160,9 +166,21 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             cls._set_state(model, fitted_at)
         return model
 
-    def _compose(self, design: Any, cp: CrossProducts, reml: Any, rows: RowSource) -> None:
+    def _compose(
+        self,
+        design: Any,
+        cp: CrossProducts,
+        reml: Any,
+        rows: RowSource,
+        problem: LinearProblem | None = None,
+    ) -> None:
+        """Set the model's parts (``problem``: one already built on ``cp``, or None)."""
         self.design = design
-        self.problem = LinearProblem(cp, design.terms, arguments.boolean(reml, "reml"))
+        self.problem = (
+            LinearProblem(cp, design.terms, arguments.boolean(reml, "reml"))
+            if problem is None
+            else problem
+        )
         self.rows = rows
         self.data_name: str | None = None
         self._state: FittedState | None = None
@@ -241,21 +259,24 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             raise ArgumentError(
                 f"max_restarts must be a non-negative integer, not {max_restarts!r}"
             )
-        summary = optimize_theta(
-            self.problem,
-            start,
-            check=check_convergence,
-            max_restarts=max_restarts,
-            optimizer=optimizer,
-        )
-        if not math.isfinite(summary.objective):
-            criterion = "REML criterion" if self.reml else "deviance"
-            raise DataError(
-                f"the {criterion} is not finite at any θ the optimizer tried: the fixed "
-                "effects fit the response exactly (no residual variation left), or the "
-                "response's values are too large to square in floating point"
+        # One BLAS thread: under load, OpenBLAS's second thread made a 1159²
+        # Cholesky fifty times slower here (the θ loop and the solution alike).
+        with blas_threads(1):
+            summary = optimize_theta(
+                self.problem,
+                start,
+                check=check_convergence,
+                max_restarts=max_restarts,
+                optimizer=optimizer,
             )
-        self._set_state(summary)
+            if not math.isfinite(summary.objective):
+                criterion = "REML criterion" if self.reml else "deviance"
+                raise DataError(
+                    f"the {criterion} is not finite at any θ the optimizer tried: the fixed "
+                    "effects fit the response exactly (no residual variation left), or the "
+                    "response's values are too large to square in floating point"
+                )
+            self._set_state(summary)
         if warn:
             for message in summary.messages:
                 warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())
@@ -271,7 +292,10 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
     def _set_state(self, summary: OptimizationSummary, solution: Solution | None = None) -> None:
         """The fitted state at the summary's θ (from ``solution`` when the caller has it)."""
         if solution is None:
-            solution = self.problem.solve(summary.final)
+            # The optimizer evaluated on this thread's workspace of the problem,
+            # whose blocks do not change: where it stopped at the optimum, the
+            # factor is read as it is.
+            solution = self.problem.solve(summary.final, refresh=False)
             summary = replace(summary, objective=solution.objective)
         self._state = FittedState.from_solution(solution, self.reml, summary)
 
@@ -352,12 +376,13 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         return twin
 
     def refit(self, y: Any) -> LinearMixedModel:
-        """This model fitted to a new response: same design and blocks, started at this fit.
+        """This model fitted to a new response: same design and blocks.
 
         For simulation studies, power analyses and bootstraps (lme4's
         ``refit``, MixedModels.jl's ``refit!``): only the response's blocks
-        are recomputed, and θ is re-optimised with this fit's curvature as the
-        optimizer's first Hessian.
+        are recomputed, and θ is re-optimised from the new response's moment
+        estimates (this fit's θ where there are none) with the average
+        information as the optimizer's first Hessian.
 
         Parameters
         ----------
@@ -390,12 +415,17 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             )
         # With an offset the blocks hold y − offset, as the fit's do.
         response = values if design.offset is None else values - design.offset
-        summary, solution, blocks = self._refitter.refit(
-            response, state.theta, state.optimizer.hessian
-        )
+        summary, solution, blocks = self._refitter.refit(response, state.theta)
         new_design = replace(design, y=values.copy())
         twin = LinearMixedModel.__new__(LinearMixedModel)
-        LinearMixedModel._compose(twin, new_design, blocks, self.reml, InMemoryRows(new_design))
+        LinearMixedModel._compose(
+            twin,
+            new_design,
+            blocks,
+            self.reml,
+            InMemoryRows(new_design),
+            self.problem.with_cross_products(blocks),
+        )
         LinearMixedModel._set_state(twin, summary, solution)
         twin.data_name = self.data_name
         return twin

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from ..design import Design
 from ..results.state import FittedState
 
 if TYPE_CHECKING:
+    from ..design import Design
     from .lmm import LinearMixedModel
 
 

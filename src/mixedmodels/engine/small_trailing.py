@@ -1,0 +1,258 @@
+"""The factor's update, the gradient and the average information in one compiled
+call each, for a small dense T.
+
+On small models (sleepstudy: 18 levels and a 3×3 trailing block; Penicillin:
+24 plates, 6 samples) the arithmetic of an evaluation is a few thousand
+operations, and the forty-odd numpy and LAPACK calls of
+:meth:`BlockedCholesky.update <mixedmodels.engine.factor.BlockedCholesky.update>`
+and :meth:`ProfiledGradient.gradient
+<mixedmodels.engine.gradient.ProfiledGradient.gradient>` (each a microsecond
+or more) are what it costs.  Here the same computations run as loops compiled
+by numba (:mod:`~mixedmodels.engine.small_kernels`), on the same arrays, so
+that a factor updated here is read by the rest of the engine as any other:
+
+* the update: T ← the later terms' blocks and [X y] (Λ applied), the first
+  term's levels and their downdate, then T's Cholesky factor in place;
+* the gradient: β̂ and û from one back-substitution, Σ_TT from the factor,
+  the first term's part of the gradient, the later terms' parts, Zᵀe and ∂r²;
+* the average information (:mod:`~mixedmodels.engine.information`).
+
+The blocks of every term are laid out flat (:class:`SmallTrailing` prepares
+them once per factor; the y parts are read from the cross-products at each
+update, since a refit rewrites them).  Used when T has at most
+:data:`MAX_ROWS` rows: beyond, LAPACK's blocked routines are faster than
+these loops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .blocks import CrossProducts
+from .small_kernels import compiled_kernels
+
+# T's rows up to which the compiled loops beat numpy and LAPACK (a Cholesky and
+# an inverse of n³/3 operations each, against a few microseconds per call).
+MAX_ROWS = 24
+
+
+class SmallTrailing:
+    """A factor's compiled update and gradient when its trailing block is small and dense.
+
+    Built by :meth:`for_factor`; it writes into the factor's own arrays (T, L₀₀
+    and the first term's column), so that the factor reads as after any update.
+    """
+
+    def __init__(self, factor, update, gradient_kernel, information_kernel) -> None:
+        cp: CrossProducts = factor.cp
+        self.factor = factor
+        self._update, self._gradient = update, gradient_kernel
+        self._information = information_kernel
+        k = cp.n_terms
+        m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
+        self.lam_stack = np.zeros((k, max(q), max(q)))
+        # Start of each term's values in the flat layouts (Python integers: numpy's
+        # cumsum on short lists costs more than the arithmetic).
+        re_at = [0, *itertools.accumulate(a * b for a, b in zip(m, q, strict=True))]
+        diag_at = [0, *itertools.accumulate(a * b * b for a, b in zip(m, q, strict=True))]
+        xz_at = [0, *itertools.accumulate(n_xy * a * b for a, b in zip(m, q, strict=True))]
+        self.layout = np.array(
+            [[m[t], q[t], diag_at[t], xz_at[t], re_at[t]] for t in range(k)], dtype=np.int64
+        )
+        self.offsets = np.array([0, *factor.offsets[: k - 1]], dtype=np.int64)
+        keys = list(cp.off)
+        pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
+        data_at = [0, *itertools.accumulate(cp.off[key].data.size for key in keys)]
+        self.off_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
+        self.off_pairs = np.array(
+            [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))], dtype=np.int64
+        ).reshape(-1, 3)
+        self.pair_levels = (
+            np.column_stack(
+                [
+                    np.concatenate([cp.off[key].rows for key in keys]),
+                    np.concatenate([cp.off[key].cols for key in keys]),
+                ]
+            ).astype(np.int64)
+            if keys
+            else np.zeros((0, 2), dtype=np.int64)
+        )
+        n = factor.n_t
+        self.sigma = np.zeros((n, n))
+        self.n_re = re_at[-1]
+
+    @classmethod
+    def for_factor(cls, factor) -> SmallTrailing | None:
+        """The compiled path for ``factor``, or None when it does not apply (a sparse
+        or large T, the first term's loop on two threads, numba missing)."""
+        if factor.sparse is not None or not factor.k or factor.n_t > MAX_ROWS:
+            return None
+        column = factor.col0
+        if not column.compiled or column.thread_split is not None:
+            return None
+        kernels_ = compiled_kernels()
+        if kernels_ is None:
+            return None
+        return cls(factor, *kernels_)
+
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The blocks flat, read from the cross-products now (a refit or the GLMM's
+        working weights rewrite them between updates)."""
+        cp = self.factor.cp
+        if cp.n_terms == 1:
+            diag, xz = cp.diag[0].reshape(-1), cp.xz[0].reshape(-1)
+        else:
+            diag = np.concatenate([d.reshape(-1) for d in cp.diag])
+            xz = np.concatenate([x.reshape(-1) for x in cp.xz])
+        data = (
+            np.concatenate([pairs.data.reshape(-1) for pairs in cp.off.values()])
+            if cp.off
+            else np.zeros(0)
+        )
+        return diag, xz, data
+
+    def update(self, lambdas: list[np.ndarray]) -> tuple[np.ndarray, float] | None:
+        """Refactor at these λ: (L₀₀, Σ log diag L₀₀), or None if not positive definite."""
+        factor = self.factor
+        cp = factor.cp
+        stack = self.lam_stack
+        for t, lam in enumerate(lambdas):
+            stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        column = factor.col0
+        l00 = np.empty_like(cp.diag[0])
+        diag, xz, data = self._blocks()
+        logdet = self._update(
+            stack,
+            cp.diag[0],
+            column.level_ptr,
+            column.rows,
+            column.raw,
+            column.entry_term,
+            column.entry_comp,
+            column.term_q,
+            np.ascontiguousarray(cp.xz[0]),
+            l00,
+            column.values,
+            column.pair_base,
+            column.pair_pos,
+            factor.T,
+            self.layout,
+            self.offsets,
+            diag,
+            xz,
+            np.ascontiguousarray(cp.xx),
+            self.off_terms,
+            self.off_pairs,
+            self.pair_levels,
+            data,
+        )
+        if math.isnan(logdet):
+            return None
+        return l00, logdet
+
+    def gradient(
+        self, lambdas: list[np.ndarray], theta_index: np.ndarray, reml: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """(∇θ, β̂, û per term, Zᵀe per term) at the θ of the factor's last update.
+
+        ``lambdas`` are λ at that θ; ``theta_index`` (n_θ, 3) gives each θ's
+        term and its (row, column) in λ.
+        """
+        for t, lam in enumerate(lambdas):
+            self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        factor = self.factor
+        cp = factor.cp
+        p = cp.n_fixed
+        n = factor.n_t
+        column = factor.col0
+        diag, xz, data = self._blocks()
+        w = np.zeros(n)
+        u_flat = np.empty(self.n_re)
+        ze_flat = np.empty(self.n_re)
+        out = np.empty(len(theta_index))
+        self._gradient(
+            self.lam_stack,
+            cp.diag[0],
+            factor.L00,
+            column.level_ptr,
+            column.rows,
+            column.raw,
+            column.entry_term,
+            column.entry_comp,
+            column.term_q,
+            np.ascontiguousarray(cp.xz[0]),
+            column.values,
+            column.pair_base,
+            column.pair_pos,
+            factor.T,
+            self.layout,
+            self.offsets,
+            diag,
+            xz,
+            self.off_terms,
+            self.off_pairs,
+            self.pair_levels,
+            data,
+            factor.n_re_trailing + (p if reml else 0),
+            float(cp.n_obs - p if reml else cp.n_obs),
+            theta_index,
+            self.sigma,
+            w,
+            u_flat,
+            ze_flat,
+            out,
+        )
+        r = factor.n_re_trailing
+        beta = -w[r : r + p]
+        if cp.beta_offset is not None:
+            beta = beta + cp.beta_offset
+        bounds = [*self.layout[:, 4].tolist(), self.n_re]
+        modes = [u_flat[a:b] for a, b in itertools.pairwise(bounds)]
+        ze = [
+            ze_flat[a:b].reshape(m, q)
+            for a, b, m, q in zip(bounds[:-1], bounds[1:], cp.n_levels, cp.q, strict=True)
+        ]
+        return out, beta, modes, ze
+
+    def information(
+        self,
+        lambdas: list[np.ndarray],
+        theta_index: np.ndarray,
+        reml: bool,
+        z_residual: list[np.ndarray],
+    ) -> np.ndarray:
+        """The average-information Hessian in θ at the factor's θ (Zᵀe per term given)."""
+        for t, lam in enumerate(lambdas):
+            self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        factor = self.factor
+        cp = factor.cp
+        column = factor.col0
+        diag, xz, data = self._blocks()
+        dof = cp.n_obs - cp.n_fixed if reml else cp.n_obs
+        out = np.empty((len(theta_index), len(theta_index)))
+        self._information(
+            self.lam_stack,
+            factor.L00,
+            column.level_ptr,
+            column.rows,
+            column.values,
+            factor.T,
+            self.layout,
+            self.offsets,
+            diag,
+            xz,
+            self.off_terms,
+            self.off_pairs,
+            self.pair_levels,
+            data,
+            np.concatenate([z.reshape(-1) for z in z_residual]),
+            theta_index,
+            cp.n_fixed,
+            factor.pwrss() / dof,
+            float(dof),
+            out,
+        )
+        return out
