@@ -33,14 +33,12 @@ from ..design import build_design
 from ..engine.fit import blas_threads
 from ..engine.glmm_fit import fit_glmm
 from ..engine.glmm_problem import GeneralizedProblem
-from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
 from ..errors import (
     ArgumentError,
     ConvergenceWarning,
     DataError,
     FormulaError,
     MixedModelsError,
-    NotFittedError,
     PirlsError,
     SeparationWarning,
     SingularFitWarning,
@@ -383,29 +381,10 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
     # -- state ---------------------------------------------------------------------------
 
     @property
-    def state(self) -> GeneralizedFittedState:
-        """The fitted state (:class:`NotFittedError` before :meth:`fit`)."""
-        if self._state is None:
-            raise NotFittedError("the model has not been fitted yet: call .fit() first")
-        return self._state
-
-    @property
-    def is_fitted(self) -> bool:
-        return self._state is not None
-
-    @property
-    def optsum(self) -> OptimizationSummary:
-        """What the optimizer did."""
-        return self.state.optimizer
-
-    @property
     def is_singular(self) -> bool:
         """lme4's ``isSingular`` (a diagonal element of some λ within 1e-4 of zero), or a
         separated fit (:attr:`separation`): estimates on the boundary either way."""
-        theta = self.state.theta
-        finite = np.isfinite(self.lower_bounds)
-        at_bound = bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
-        return at_bound or bool(self.separation)
+        return super().is_singular or bool(self.separation)
 
     @property
     def separation(self) -> list[str]:
@@ -413,14 +392,6 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
         they do not; see :mod:`~mixedmodels.models.separation`)."""
         self.state  # noqa: B018 - raises NotFittedError before a fit
         return list(self._separation or [])
-
-    @property
-    def converged(self) -> bool:
-        return bool(self.state.optimizer.converged)
-
-    @property
-    def convergence_messages(self) -> list[str]:
-        return list(self.state.optimizer.messages)
 
     # -- results that differ from the linear model's ------------------------------------
 

@@ -28,7 +28,7 @@ import numpy as np
 from .. import arguments
 from ..engine.blocks import CrossProducts, cross_products
 from ..engine.fit import blas_threads, optimize_theta
-from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
+from ..engine.optimize import OptimizationSummary
 from ..engine.problem import LinearProblem, Solution
 from ..engine.refit import ResponseRefitter
 from ..errors import (
@@ -37,7 +37,6 @@ from ..errors import (
     DataError,
     FormulaError,
     MixedModelsError,
-    NotFittedError,
     SingularFitWarning,
     user_stacklevel,
 )
@@ -448,39 +447,6 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         on_bound = np.isfinite(self.lower_bounds) & (theta - self.lower_bounds < 1e-4)
         theta[on_bound] = 0.1
         return ml.fit(start=theta, check_convergence=False, warn=False)
-
-    # -- state ------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> FittedState:
-        """The fitted state (:class:`NotFittedError` before :meth:`fit`)."""
-        if self._state is None:
-            raise NotFittedError("the model has not been fitted yet: call .fit() first")
-        return self._state
-
-    @property
-    def is_fitted(self) -> bool:
-        return self._state is not None
-
-    @property
-    def optsum(self) -> OptimizationSummary:
-        """What the optimizer did (lme4's and MixedModels.jl's ``optsum``)."""
-        return self.state.optimizer
-
-    @property
-    def is_singular(self) -> bool:
-        """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
-        theta = self.state.theta
-        finite = np.isfinite(self.lower_bounds)
-        return bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
-
-    @property
-    def converged(self) -> bool:
-        return bool(self.state.optimizer.converged)
-
-    @property
-    def convergence_messages(self) -> list[str]:
-        return list(self.state.optimizer.messages)
 
 
 def _cross_products_of(design: Design) -> CrossProducts:

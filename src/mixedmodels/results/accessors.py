@@ -15,9 +15,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.optimize import BOUNDARY_TOLERANCE, OptimizationSummary
+from ..errors import NotFittedError
+
 
 class FitResultsMixin:
-    """Results API of a fitted model (lme4's accessors, Pythonic names)."""
+    """Results API of a fitted model (lme4's accessors, Pythonic names).
+
+    A model keeps its fitted state in ``self._state`` (``None`` before a fit).
+    """
+
+    _state: Any
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> Any:
+        """The fitted state (:class:`NotFittedError` before :meth:`fit`)."""
+        if self._state is None:
+            raise NotFittedError("the model has not been fitted yet: call .fit() first")
+        return self._state
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._state is not None
+
+    @property
+    def optsum(self) -> OptimizationSummary:
+        """What the optimizer did (lme4's and MixedModels.jl's ``optsum``)."""
+        return self.state.optimizer
+
+    @property
+    def is_singular(self) -> bool:
+        """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
+        theta = self.state.theta
+        finite = np.isfinite(self.lower_bounds)
+        return bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.state.optimizer.converged)
+
+    @property
+    def convergence_messages(self) -> list[str]:
+        return list(self.state.optimizer.messages)
 
     # -- fixed effects --------------------------------------------------------------
 
