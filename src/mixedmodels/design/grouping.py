@@ -38,7 +38,13 @@ def combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.In
     first factor varies fastest, as in R's ``interaction()``, and only the
     combinations that occur are kept.
     """
-    per_factor = [_factor_codes(column) for column in columns]
+    return _combined([_factor_codes(column) for column in columns], columns, n)
+
+
+def _combined(
+    per_factor: list[tuple[np.ndarray, pd.Index]], columns: list[pd.Series], n: int
+) -> tuple[np.ndarray, pd.Index]:
+    """:func:`combine_factors` from each column's codes and labels."""
     if len(per_factor) == 1:
         codes, labels = per_factor[0]
         return codes.astype(np.int32), labels
@@ -49,22 +55,26 @@ def combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.In
         key = key * len(labels) + codes
     # Hashing then sorting only the distinct keys: np.unique would sort all n.
     combined, unique_keys = pd.factorize(key, sort=True)
+    # The labels joined in Python: there are as many as levels, and pandas'
+    # text methods cost more per call than joining a few hundred strings.
     parts = []
     rest = unique_keys
     for _codes, labels in per_factor:
-        parts.append(pd.Series(np.asarray(labels, dtype=object)[rest % len(labels)]))
-        rest = rest // len(labels)
-    names = pd.Index(parts[0].str.cat(parts[1:], sep=":").to_numpy(dtype=object), dtype=object)
-    if not names.is_unique:
+        texts = labels.tolist()
+        parts.append([texts[k] for k in (rest % len(texts)).tolist()])
+        rest = rest // len(texts)
+    joined = [":".join(combination) for combination in zip(*parts, strict=True)]
+    if len(set(joined)) < len(joined):
         # Levels holding ":" can join into the same label ("a:b" + "c" and
         # "a" + "b:c"): new rows could not be told apart by their labels.
-        clash = names[names.duplicated()][0]
+        seen: set[str] = set()
+        clash = next(label for label in joined if label in seen or seen.add(label))
         raise DataError(
             f"two combinations of the grouping factors "
             f"{', '.join(repr(str(c.name)) for c in columns)} are both labelled {clash!r}: "
             "a level contains ':'; replace ':' in their levels"
         )
-    return combined.astype(np.int32), names
+    return combined.astype(np.int32), pd.Index(joined, dtype=object)
 
 
 def group_codes(frame: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
@@ -112,11 +122,18 @@ def random_effects_terms(
         as observations, more random effects than observations.
     """
     terms = []
+    # Each column coded once: nested terms share their outer factor ((1 | a/b)).
+    coded: dict[str, tuple[pd.Series, tuple[np.ndarray, pd.Index]]] = {}
     for spec, matrix in zip(parsed.random, matrices, strict=True):
-        group = [frame.columns[name] for name in spec.group]
-        if rows.selection is not None:
-            group = [column[rows.selection] for column in group]
-        codes, levels = combine_factors(group, rows.n)
+        for name in spec.group:
+            if name not in coded:
+                column = frame.columns[name]
+                if rows.selection is not None:
+                    column = column[rows.selection]
+                coded[name] = (column, _factor_codes(column))
+        codes, levels = _combined(
+            [coded[name][1] for name in spec.group], [coded[name][0] for name in spec.group], rows.n
+        )
         terms.append(
             RandomEffectsTerm(
                 group_name=spec.name,

@@ -190,8 +190,10 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
     """
     categorical = isinstance(values.dtype, pd.CategoricalDtype)
     if categorical:
-        codes = values.array.codes
-        categories = values.cat.categories
+        # The Categorical itself: pandas' .cat accessor costs more than the work here.
+        array = values.array
+        codes = array.codes
+        categories = array.categories
         valid = codes >= 0
         all_valid = bool(valid.all())
         # Only the categories that occur (R's drop.unused.levels).
@@ -209,7 +211,7 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         codes, uniques, labels = _merged(codes, uniques, list(labels), categorical)
     if not isinstance(labels.dtype, pd.StringDtype):
         labels = labels.astype(str)
-    ordered = bool(categorical and values.cat.ordered)
+    ordered = bool(categorical and values.dtype.ordered)
     return codes, Levels(labels, uniques, categorical, ordered)
 
 

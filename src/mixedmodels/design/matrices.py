@@ -14,6 +14,7 @@ labels.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "TermMatrix",
     "aliased_columns",
     "check_magnitudes",
+    "checked_peaks",
     "evaluate",
     "evaluation_frame",
     "fixed_effects",
@@ -397,15 +399,13 @@ def fixed_effects(
         x = np.asarray(rhs, dtype=np.float64)[rows.keep]
         raw_names = list(rhs.columns)
         spec = rhs.model_spec
-    check_finite(y, [parsed.response_label], "the response", rows.index)
-    check_magnitudes(y, [parsed.response_label], "the response")
+    checked_peaks(y, [parsed.response_label], "the response", rows.index)
     check_response(y, parsed.response_label)
     names = parsed.column_names(raw_names)
-    check_finite(x, names, "the fixed-effects column", rows.index)
-    check_magnitudes(x, names, "the fixed-effects column")
+    peak = checked_peaks(x, names, "the fixed-effects column", rows.index)
 
     dropped: list[str] = []
-    aliased = aliased_columns(x)
+    aliased = aliased_columns(x, peak=peak)
     if aliased:
         dropped = [names[j] for j in aliased]
         kept = [j for j in range(x.shape[1]) if j not in set(aliased)]
@@ -421,18 +421,22 @@ def fixed_effects(
     return FixedEffects(y=y, x=x, names=names, dropped=dropped, spec=spec)
 
 
-def aliased_columns(x: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
+def aliased_columns(
+    x: np.ndarray, tol: float = RANK_TOLERANCE, *, peak: np.ndarray | None = None
+) -> list[int]:
     """Columns of X that are (numerically) linear combinations of earlier ones.
 
     Like R's ``qr()``, columns are taken in order and one is kept when its
     component orthogonal to the kept columns is larger than ``tol`` times its
     norm.  The test does not depend on the columns' scales: each is divided
     by its largest magnitude first, so a column of values near 1e-300 (whose
-    squares underflow) is not taken for a column of zeros.
+    squares underflow) is not taken for a column of zeros.  ``peak``, the
+    columns' largest magnitudes, when the caller has them.
     """
     if x.shape[1] == 0:
         return []
-    peak = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    if peak is None:
+        peak = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
     zero = ~(peak > 0.0)
     scaled = x / np.where(zero, 1.0, peak)[None, :]
     # Householder QR without pivoting: |R_jj| is the norm of column j's
@@ -465,12 +469,40 @@ def check_magnitudes(values: np.ndarray, names: list[str], what: str) -> None:
     matrix = values.reshape(len(values), -1)
     if matrix.shape[0] == 0:
         return
+    _check_peaks(np.max(np.abs(matrix), axis=0), matrix.shape[0], names, what)
+
+
+def checked_peaks(
+    values: np.ndarray, names: list[str], what: str, index: pd.Index | None = None
+) -> np.ndarray:
+    """:func:`~.checks.check_finite` and :func:`check_magnitudes` in one pass over the values.
+
+    Returns the largest magnitude of each column (zeros without rows).  A
+    column's largest magnitude is NaN or infinite exactly when the column has
+    a NaN or infinite value; only then is :func:`~.checks.check_finite` run,
+    for its message.
+
+    Raises
+    ------
+    DataError
+    """
+    matrix = values.reshape(len(values), -1)
+    if matrix.shape[0] == 0:
+        return np.zeros(matrix.shape[1])
     peak = np.max(np.abs(matrix), axis=0)
-    norm = peak * np.sqrt(matrix.shape[0])
+    if not np.isfinite(peak).all():
+        check_finite(values, names, what, index)
+    _check_peaks(peak, matrix.shape[0], names, what)
+    return peak
+
+
+def _check_peaks(peak: np.ndarray, n: int, names: list[str], what: str) -> None:
+    """:func:`check_magnitudes` from the columns' largest magnitudes over ``n`` rows."""
+    norm = peak * math.sqrt(n)
     low, high = MAGNITUDE_BOUNDS
-    bad = np.flatnonzero((norm > high) | ((peak > 0) & (norm < low)))
-    if bad.size:
-        j = int(bad[0])
+    out = (norm > high) | ((peak > 0) & (norm < low))
+    if out.any():
+        j = int(np.flatnonzero(out)[0])
         direction = "large" if norm[j] > high else "small"
         raise DataError(
             f"{what} {names[j]!r} has values too {direction} to square in floating point "
@@ -524,7 +556,6 @@ def term_matrices(
             z = np.asarray(lhs, dtype=np.float64)[rows.keep]
             raw_names, z_spec = lhs.columns, lhs.model_spec
         names = parsed.column_names(raw_names)
-        check_finite(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
-        check_magnitudes(z, names, f"in {random_term_to_lme4(spec)}, the column")
+        checked_peaks(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
         out.append(TermMatrix(z, names, z_spec))
     return out
