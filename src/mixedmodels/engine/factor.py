@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -40,7 +41,7 @@ import scipy.sparse as sp
 
 from .blocks import CrossProducts
 from .kernels import LevelColumns
-from .small_trailing import SmallTrailing
+from .small_trailing import MAX_ROWS, SmallTrailing
 from .smallmatrix import (
     congruence,
     lower_indices,
@@ -65,6 +66,20 @@ def _cached_analysis(cp: CrossProducts, make) -> tuple[SparseTrailing, np.ndarra
     _ANALYSES[key] = (weakref.ref(cp), result)
     weakref.finalize(cp, _ANALYSES.pop, key, None)
     return result
+
+
+@dataclass(frozen=True)
+class _TrailingIndices:
+    """Where the blocks of T are stored: the later terms' diagonal blocks, their
+    off-diagonal blocks, [X y] × each term, [X y]'s lower triangle (and which of
+    XᵀX's entries go there), the random effects' diagonal."""
+
+    diag: dict[int, np.ndarray]
+    off: dict[tuple[int, int], np.ndarray]
+    xz: dict[int, np.ndarray]
+    xx_lower: tuple[np.ndarray, np.ndarray]
+    xx: np.ndarray
+    re_diagonal: np.ndarray
 
 
 def block_coordinates(
@@ -120,7 +135,10 @@ class BlockedCholesky:
             self._init_first_column(use_numba)
         # The sparse factor of T, or None when T is held dense.
         self.sparse: SparseTrailing | None = None
-        if k and trailing != "dense" and use_numba is not False:
+        # A T small enough for the compiled dense path is held dense without an
+        # analysis (which cost more than a small fit's evaluations).
+        small_dense = trailing == "auto" and n <= MAX_ROWS
+        if k and trailing != "dense" and use_numba is not False and not small_dense:
             if trailing == "sparse":
                 analysis = self._analyse_trailing(force=True)
             else:
@@ -137,47 +155,9 @@ class BlockedCholesky:
         else:
             self.T = None
             self._storage = self.sparse.values
-        r = self.n_re_trailing
-        self._diag_index = {
-            j: self.trailing_index(
-                *block_coordinates(
-                    np.arange(cp.n_levels[j]),
-                    np.arange(cp.n_levels[j]),
-                    cp.q[j],
-                    cp.q[j],
-                    self.offsets[j - 1],
-                    self.offsets[j - 1],
-                )
-            )
-            for j in range(1, k)
-        }
-        self._off_index = {
-            (i, j): self.trailing_index(
-                *block_coordinates(
-                    pairs.rows,
-                    pairs.cols,
-                    cp.q[i],
-                    cp.q[j],
-                    self.offsets[i - 1],
-                    self.offsets[j - 1],
-                )
-            )
-            for (i, j), pairs in cp.off.items()
-            if j > 0
-        }
-        # [X y] × term j (rows r…, the term's columns) and [X y] × [X y] (lower).
-        xy_rows = r + np.arange(self.n_xy)
-        self._xz_index = {
-            j: self.trailing_index(
-                np.repeat(xy_rows, self.sizes[j]),
-                self.offsets[j - 1] + np.arange(self.sizes[j] * self.n_xy) % self.sizes[j],
-            )
-            for j in range(1, k)
-        }
-        low_r, low_c = lower_indices(self.n_xy)
-        self._xx_lower = (low_r, low_c)
-        self._xx_index = self.trailing_index(r + low_r, r + low_c)
-        self._re_diagonal = self.trailing_index(np.arange(r), np.arange(r))
+        # Where _fill_trailing writes each block in T: built on first use (the
+        # compiled path of a small T does not need them).
+        self._indices: _TrailingIndices | None = None
         self.L00 = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self._half_logdet0 = 0.0
         # The λ of the last successful update (None before one, or after a failure).
@@ -193,6 +173,57 @@ class BlockedCholesky:
         if self.sparse is not None:
             return self.sparse.storage_index(rows, cols)
         return rows * self.n_t + cols
+
+    def _trailing_indices(self) -> _TrailingIndices:
+        """Where each block of T is stored (see :meth:`trailing_index`)."""
+        cp = self.cp
+        k = self.k
+        r = self.n_re_trailing
+        diag = {
+            j: self.trailing_index(
+                *block_coordinates(
+                    np.arange(cp.n_levels[j]),
+                    np.arange(cp.n_levels[j]),
+                    cp.q[j],
+                    cp.q[j],
+                    self.offsets[j - 1],
+                    self.offsets[j - 1],
+                )
+            )
+            for j in range(1, k)
+        }
+        off = {
+            (i, j): self.trailing_index(
+                *block_coordinates(
+                    pairs.rows,
+                    pairs.cols,
+                    cp.q[i],
+                    cp.q[j],
+                    self.offsets[i - 1],
+                    self.offsets[j - 1],
+                )
+            )
+            for (i, j), pairs in cp.off.items()
+            if j > 0
+        }
+        # [X y] × term j (rows r…, the term's columns) and [X y] × [X y] (lower).
+        xy_rows = r + np.arange(self.n_xy)
+        xz = {
+            j: self.trailing_index(
+                np.repeat(xy_rows, self.sizes[j]),
+                self.offsets[j - 1] + np.arange(self.sizes[j] * self.n_xy) % self.sizes[j],
+            )
+            for j in range(1, k)
+        }
+        low_r, low_c = lower_indices(self.n_xy)
+        return _TrailingIndices(
+            diag=diag,
+            off=off,
+            xz=xz,
+            xx_lower=(low_r, low_c),
+            xx=self.trailing_index(r + low_r, r + low_c),
+            re_diagonal=self.trailing_index(np.arange(r), np.arange(r)),
+        )
 
     def _analyse_trailing(self, force: bool = False) -> tuple[SparseTrailing, np.ndarray] | None:
         """A sparse factor of T when its fill is sparse (see sparse_factor.analyse), and
@@ -301,6 +332,9 @@ class BlockedCholesky:
         cp = self.cp
         r = self.n_re_trailing
         flat = self._storage
+        if self._indices is None:
+            self._indices = self._trailing_indices()
+        at = self._indices
         if self.sparse is None:
             # The [X y] rows are overwritten whole below; the terms' rows are sparse.
             self.T[:r].fill(0.0)
@@ -308,13 +342,13 @@ class BlockedCholesky:
             flat.fill(0.0)
         for j in range(1, self.k):
             lam = lambdas[j]
-            flat[self._diag_index[j]] = congruence(lam, cp.diag[j]).reshape(-1)
-            flat[self._xz_index[j]] = (cp.xz[j] @ lam).reshape(-1)
-        for (i, j), index in self._off_index.items():
+            flat[at.diag[j]] = congruence(lam, cp.diag[j]).reshape(-1)
+            flat[at.xz[j]] = (cp.xz[j] @ lam).reshape(-1)
+        for (i, j), index in at.off.items():
             flat[index] = congruence(lambdas[i], cp.off[(i, j)].data, lambdas[j]).reshape(-1)
         if r:
-            flat[self._re_diagonal] += 1.0
-        flat[self._xx_index] = cp.xx[self._xx_lower]
+            flat[at.re_diagonal] += 1.0
+        flat[at.xx] = cp.xx[at.xx_lower]
 
     def _diagonal(self) -> np.ndarray:
         """The diagonal of T's factor (dense order, or the sparse factor's order: the
