@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import decimal
 import fractions
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -176,10 +177,27 @@ def _spelled(values: pd.Index) -> tuple[pd.Index, bool]:
     if isinstance(dtype, pd.StringDtype) and not values.hasnans:
         return values, True
     if isinstance(dtype, np.dtype) and dtype.kind in "iu":
-        return values.astype(str), True
+        if len(values) > _MEMO_MAX_LEVELS:
+            return values.astype(str), True
+        array = values.to_numpy()
+        # A view: the caller may name its Index without touching the memo's.
+        return _integer_texts(array.dtype.str, array.tobytes()).view(), True
     if isinstance(dtype, np.dtype) and dtype.kind == "O" and values.inferred_type == "string":
         return values, True
     return pd.Index([level_label(v) for v in values], dtype=object), False
+
+
+# Integer levels are spelled through pandas' text type, tens of microseconds a
+# call (a good part of a small model's design); the same levels come back in
+# every refit of a data set (bootstraps, simulations, benchmarks), so their
+# texts are kept, keyed by the values themselves (up to this many levels).
+_MEMO_MAX_LEVELS = 10_000
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_texts(dtype: str, data: bytes) -> pd.Index:
+    """The text of each integer in ``data`` (numpy ``dtype``), as an Index of text."""
+    return pd.Index(np.frombuffer(data, dtype=dtype)).astype(str)
 
 
 def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
