@@ -216,9 +216,15 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         all_valid = bool(valid.all())
         # Only the categories that occur (R's drop.unused.levels).
         present = np.bincount(codes if all_valid else codes[valid], minlength=len(categories)) > 0
-        renumber = np.cumsum(present, dtype=np.int64) - 1
-        codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
-        uniques = categories[present]
+        if present.all():
+            # Every category occurs (the usual case): nothing to renumber, and
+            # no selection from the categories (a pyarrow filter for text).
+            codes = codes.astype(np.int64)  # −1 stays −1 for a missing value
+            uniques = categories
+        else:
+            renumber = np.cumsum(present, dtype=np.int64) - 1
+            codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
+            uniques = categories[present]
         in_order = True
     else:
         codes, uniques, in_order = _factorize(values, sort=True)
