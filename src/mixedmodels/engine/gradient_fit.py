@@ -61,10 +61,8 @@ class Evaluator:
         self._residuals: Residuals | None = None
         # The problem's θ structure, read by every fit on this evaluator (a refit
         # makes many): the mirrored columns of λ and the θ of scalar terms.
-        self.mirrors = _column_mirrors(problem)
-        self.scalar = np.concatenate(
-            [np.full(t.n_theta, t.q == 1) for t in problem.terms] or [np.zeros(0, bool)]
-        )
+        self.mirrors = problem.layout.mirrors
+        self.scalar = problem.layout.scalar
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
@@ -118,18 +116,6 @@ def _probe_boundary(
         if evaluator.gradient()[i] < 0:
             return point, used
     return None, used
-
-
-def _column_mirrors(problem: LinearProblem) -> dict[int, np.ndarray]:
-    """For each diagonal θ, the θ below it in its column of λ (see quasi_newton)."""
-    mirrors = {}
-    for term, where in zip(problem.terms, problem.theta_slices, strict=True):
-        rows, cols = term.theta_rows, term.theta_cols
-        for k in np.flatnonzero(rows == cols):
-            below = np.flatnonzero((cols == cols[k]) & (rows > rows[k]))
-            if below.size:
-                mirrors[where.start + int(k)] = where.start + below
-    return mirrors
 
 
 def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.ndarray | None:

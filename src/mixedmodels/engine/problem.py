@@ -12,6 +12,7 @@ on a workspace it owns, or on the problem's per-thread default one.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from .blocks import CrossProducts
 from .factor import BlockedCholesky
@@ -43,6 +45,83 @@ class Solution:
     pwrss: float
 
 
+@dataclass(frozen=True, eq=False)
+class ThetaLayout:
+    """Where θ goes, for terms of given q (the same for every problem of that shape).
+
+    Attributes
+    ----------
+    slices : tuple of slice
+        Each term's θ in the whole.
+    lower : ndarray
+        Lower bounds of θ (read-only; problems hold a copy).
+    lambda_size : int
+        The terms' λ laid end to end (row-major): their total size.
+    lambda_at : ndarray
+        Where each θ lands in that layout, so that λ of all terms is one
+        scatter and k views (a λ per term costs microseconds).
+    lambda_views : tuple of (start, stop, q)
+        Each term's λ in that layout.
+    mirrors : dict of int to ndarray
+        For each diagonal θ, the θ below it in its column of λ (they change
+        sign with it at no cost to the criterion when it is zero).
+    scalar : ndarray of bool
+        The θ of scalar (q = 1) terms.
+    """
+
+    slices: tuple[slice, ...]
+    lower: np.ndarray
+    lambda_size: int
+    lambda_at: np.ndarray
+    lambda_views: tuple[tuple[int, int, int], ...]
+    mirrors: dict[int, np.ndarray]
+    scalar: np.ndarray
+
+
+@functools.lru_cache(maxsize=64)
+def theta_layout(qs: tuple[int, ...]) -> ThetaLayout:
+    """The :class:`ThetaLayout` of terms with ``qs`` random effects per level (made once
+    per shape: a small model's fit spent tens of microseconds building it)."""
+    structures = [TermStructure("", pd.RangeIndex(0), [str(c) for c in range(q)]) for q in qs]
+    bounds = np.cumsum([0] + [t.n_theta for t in structures])
+    slices = tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(bounds))
+    lower = np.concatenate([t.theta_lower_bounds() for t in structures] or [np.empty(0)])
+    sizes = [q * q for q in qs]
+    starts = np.cumsum([0, *sizes])
+    lambda_at = (
+        np.concatenate(
+            [
+                start + t.theta_rows * t.q + t.theta_cols
+                for start, t in zip(starts[:-1], structures, strict=True)
+            ]
+        )
+        if structures
+        else np.zeros(0, dtype=np.intp)
+    )
+    views = tuple((int(a), int(b), q) for a, b, q in zip(starts[:-1], starts[1:], qs, strict=True))
+    mirrors = {}
+    for t, where in zip(structures, slices, strict=True):
+        rows, cols = t.theta_rows, t.theta_cols
+        for k in np.flatnonzero(rows == cols):
+            below = np.flatnonzero((cols == cols[k]) & (rows > rows[k]))
+            if below.size:
+                mirrors[where.start + int(k)] = where.start + below
+    scalar = np.concatenate(
+        [np.full(t.n_theta, t.q == 1) for t in structures] or [np.zeros(0, bool)]
+    )
+    for array in (lower, lambda_at, scalar, *mirrors.values()):
+        array.flags.writeable = False
+    return ThetaLayout(
+        slices=slices,
+        lower=lower,
+        lambda_size=int(starts[-1]),
+        lambda_at=lambda_at,
+        lambda_views=views,
+        mirrors=mirrors,
+        scalar=scalar,
+    )
+
+
 class LinearProblem:
     """The profiled REML criterion or ML deviance as a function of θ.
 
@@ -62,30 +141,13 @@ class LinearProblem:
         self.cross_products = cross_products
         self.terms = [t.structure() if type(t) is not TermStructure else t for t in terms]
         self.reml = bool(reml)
-        bounds = np.cumsum([0] + [t.n_theta for t in self.terms])
-        self.theta_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        self.lower_bounds = np.concatenate(
-            [t.theta_lower_bounds() for t in self.terms] or [np.empty(0)]
-        )
-        # Where each θ lands in the terms' λ laid end to end (row-major), so that
-        # lambdas() is one scatter and k views (a λ per term costs microseconds).
-        sizes = [t.q * t.q for t in self.terms]
-        starts = np.cumsum([0, *sizes])
-        self._lambda_size = int(starts[-1])
-        self._lambda_at = (
-            np.concatenate(
-                [
-                    start + t.theta_rows * t.q + t.theta_cols
-                    for start, t in zip(starts[:-1], self.terms, strict=True)
-                ]
-            )
-            if self.terms
-            else np.zeros(0, dtype=np.intp)
-        )
-        self._lambda_views = [
-            (int(a), int(b), t.q)
-            for a, b, t in zip(starts[:-1], starts[1:], self.terms, strict=True)
-        ]
+        layout = theta_layout(tuple(t.q for t in self.terms))
+        self.layout = layout
+        self.theta_slices = list(layout.slices)
+        self.lower_bounds = layout.lower.copy()
+        self._lambda_size = layout.lambda_size
+        self._lambda_at = layout.lambda_at
+        self._lambda_views = layout.lambda_views
         self._local = threading.local()
 
     # -- variants sharing the blocks ------------------------------------------------------
