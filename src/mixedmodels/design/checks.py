@@ -11,6 +11,7 @@ refused up front, naming the column, level or term at fault.
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -339,7 +340,12 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
     if x.shape[0] < 2:
         return
     indicator = ((x == 0.0) | (x == 1.0)).all(axis=0)
-    warn_predictor_scales(x.std(axis=0, ddof=1), indicator, names)
+    if indicator.all():
+        return
+    continuous = np.flatnonzero(~indicator)
+    sd = np.zeros(x.shape[1])
+    sd[continuous] = x[:, continuous].std(axis=0, ddof=1)
+    warn_predictor_scales(sd, indicator, names)
 
 
 def warn_predictor_scales(sd: np.ndarray, indicator: np.ndarray, names: Sequence[str]) -> None:
@@ -352,9 +358,10 @@ def warn_predictor_scales(sd: np.ndarray, indicator: np.ndarray, names: Sequence
     usable = sd > 0
     if not usable.any():
         return
-    log_sd = np.log(sd[usable])
-    limit = np.log(_SCALE_RATIO)
-    if np.all(np.abs(log_sd) <= limit) and np.ptp(log_sd) <= limit:
+    # In Python floats: a model has a few predictors, and numpy's calls cost more.
+    log_sd = [math.log(v) for v in sd[usable].tolist()]
+    limit = math.log(_SCALE_RATIO)
+    if max(map(abs, log_sd)) <= limit and max(log_sd) - min(log_sd) <= limit:
         return
     cols = [names[j] for j, ok in zip(continuous, usable, strict=True) if ok]
     detail = ", ".join(f"{c} (sd {s:.3g})" for c, s in zip(cols, sd[usable], strict=True))

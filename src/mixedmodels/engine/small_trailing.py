@@ -83,6 +83,9 @@ class SmallTrailing:
         n = factor.n_t
         self.sigma = np.zeros((n, n))
         self.n_re = re_at[-1]
+        # The blocks as the last update read them (flat, contiguous): the gradient
+        # and the information at that θ read the same.
+        self._read: tuple[np.ndarray, ...] | None = None
 
     @classmethod
     def for_factor(cls, factor) -> SmallTrailing | None:
@@ -98,9 +101,11 @@ class SmallTrailing:
             return None
         return cls(factor, *kernels_)
 
-    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _blocks(self) -> tuple[np.ndarray, ...]:
         """The blocks flat, read from the cross-products now (a refit or the GLMM's
-        working weights rewrite them between updates)."""
+        working weights rewrite them between updates): the later terms' diagonal
+        blocks, [X y]ᵀZ and the off-diagonal pairs of all terms, the first term's
+        [X y]ᵀZ and [X y]ᵀ[X y] (contiguous)."""
         cp = self.factor.cp
         if cp.n_terms == 1:
             diag, xz = cp.diag[0].reshape(-1), cp.xz[0].reshape(-1)
@@ -112,7 +117,11 @@ class SmallTrailing:
             if cp.off
             else np.zeros(0)
         )
-        return diag, xz, data
+        return diag, xz, data, np.ascontiguousarray(cp.xz[0]), np.ascontiguousarray(cp.xx)
+
+    def _blocks_read(self) -> tuple[np.ndarray, ...]:
+        """The blocks as the last update read them (read now before any update)."""
+        return self._blocks() if self._read is None else self._read
 
     def update(self, lambdas: list[np.ndarray]) -> tuple[np.ndarray, float] | None:
         """Refactor at these λ: (L₀₀, Σ log diag L₀₀), or None if not positive definite."""
@@ -123,7 +132,8 @@ class SmallTrailing:
             stack[t, : lam.shape[0], : lam.shape[1]] = lam
         column = factor.col0
         l00 = np.empty_like(cp.diag[0])
-        diag, xz, data = self._blocks()
+        self._read = blocks = self._blocks()
+        diag, xz, data, xz0, xx = blocks
         logdet = self._update(
             stack,
             cp.diag[0],
@@ -133,7 +143,7 @@ class SmallTrailing:
             column.entry_term,
             column.entry_comp,
             column.term_q,
-            np.ascontiguousarray(cp.xz[0]),
+            xz0,
             l00,
             column.values,
             column.pair_base,
@@ -143,7 +153,7 @@ class SmallTrailing:
             self.offsets,
             diag,
             xz,
-            np.ascontiguousarray(cp.xx),
+            xx,
             self.off_terms,
             self.off_pairs,
             self.pair_levels,
@@ -168,7 +178,7 @@ class SmallTrailing:
         p = cp.n_fixed
         n = factor.n_t
         column = factor.col0
-        diag, xz, data = self._blocks()
+        diag, xz, data, xz0, _ = self._blocks_read()
         w = np.zeros(n)
         u_flat = np.empty(self.n_re)
         ze_flat = np.empty(self.n_re)
@@ -183,7 +193,7 @@ class SmallTrailing:
             column.entry_term,
             column.entry_comp,
             column.term_q,
-            np.ascontiguousarray(cp.xz[0]),
+            xz0,
             column.values,
             column.pair_base,
             column.pair_pos,
@@ -230,7 +240,7 @@ class SmallTrailing:
         factor = self.factor
         cp = factor.cp
         column = factor.col0
-        diag, xz, data = self._blocks()
+        diag, xz, data, _, _ = self._blocks_read()
         dof = cp.n_obs - cp.n_fixed if reml else cp.n_obs
         out = np.empty((len(theta_index), len(theta_index)))
         self._information(
