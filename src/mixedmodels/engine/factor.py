@@ -511,7 +511,10 @@ class BlockedCholesky:
             return np.zeros((0, 0))
         # LAPACK's triangular inverse: a triangular solve against I (BLAS trsm)
         # took milliseconds for a 2×2 R_X when OpenBLAS runs on several threads.
-        inverse, info = scipy.linalg.lapack.dtrtri(self.L_xx[:p, :p], lower=1)
+        # dtrtri reads the lower triangle only: a dense T's block as it is.
+        r = self.n_re_trailing
+        block = self.L_xx[:p, :p] if self.sparse is not None else self.T[r : r + p, r : r + p]
+        inverse, info = scipy.linalg.lapack.dtrtri(block, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError("R_X is singular")
         return np.tril(inverse)

@@ -61,15 +61,21 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas").lib_controllers
     libraries = _BLAS_CONTROLLER
     before = [library.get_num_threads() for library in libraries]
+    # Libraries already at the limit are left alone (a refit loop enters here per fit).
+    change = [
+        (library, count)
+        for library, count in zip(libraries, before, strict=True)
+        if count != threads
+    ]
     outer = _ACTIVE_LIMIT
-    for library in libraries:
+    for library, _ in change:
         library.set_num_threads(threads)
     _ACTIVE_LIMIT = threads
     try:
         yield
     finally:
         _ACTIVE_LIMIT = outer
-        for library, count in zip(libraries, before, strict=True):
+        for library, count in change:
             library.set_num_threads(count)
 
 

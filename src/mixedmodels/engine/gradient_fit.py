@@ -212,13 +212,15 @@ def _minimize(
 
         psi = x.copy()
         psi[fixed] = np.log(x[fixed])
+        any_fixed = bool(np.any(fixed))
         result = minimize_quasi_newton(
-            value,
-            gradient,
+            # Without logged coordinates ψ is φ: the evaluator's own methods.
+            value if any_fixed else evaluator.value,
+            gradient if any_fixed else evaluator.gradient,
             psi,
             np.where(fixed, -np.inf, lower),
             mirrors={i: b for i, b in mirrors.items() if not fixed[i]},
-            stop=leaving if np.any(fixed) else None,
+            stop=leaving if any_fixed else None,
             hessian=hessian,
             initial=initial,
             # On the log scale a step may double or halve a value.

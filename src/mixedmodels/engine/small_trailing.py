@@ -83,6 +83,8 @@ class SmallTrailing:
         n = factor.n_t
         self.sigma = np.zeros((n, n))
         self.n_re = re_at[-1]
+        # Each term's part of the flat modes and Zᵀe: (start, stop, levels, q).
+        self._term_slices = [(re_at[t], re_at[t + 1], m[t], q[t]) for t in range(k)]
         # The blocks as the last update read them (flat, contiguous): the gradient
         # and the information at that θ read the same.
         self._read: tuple[np.ndarray, ...] | None = None
@@ -219,12 +221,9 @@ class SmallTrailing:
         beta = -w[r : r + p]
         if cp.beta_offset is not None:
             beta = beta + cp.beta_offset
-        bounds = [*self.layout[:, 4].tolist(), self.n_re]
-        modes = [u_flat[a:b] for a, b in itertools.pairwise(bounds)]
-        ze = [
-            ze_flat[a:b].reshape(m, q)
-            for a, b, m, q in zip(bounds[:-1], bounds[1:], cp.n_levels, cp.q, strict=True)
-        ]
+        slices = self._term_slices
+        modes = [u_flat[a:b] for a, b, _, _ in slices]
+        ze = [ze_flat[a:b].reshape(m, q) for a, b, m, q in slices]
         return out, beta, modes, ze
 
     def information(
