@@ -119,16 +119,22 @@ def _flip_mirrored(
     b: np.ndarray | None,
     lower: np.ndarray,
     mirrors: dict[int, np.ndarray],
-) -> None:
-    """Flip (in place) the columns whose diagonal is on its bound and pushed outward."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """x and g with the columns whose diagonal is on its bound and pushed outward
+    flipped (copies where any is; B in place)."""
+    copied = False
     for i, below in mirrors.items():
         if x[i] - lower[i] <= 0.0 and g[i] > 0 and np.any(x[below] != 0):
+            if not copied:
+                x, g = x.copy(), g.copy()
+                copied = True
             column = np.append(below, i)
             x[below] = -x[below]
             g[column] = -g[column]
             if b is not None:
                 b[column, :] = -b[column, :]
                 b[:, column] = -b[:, column]
+    return x, g
 
 
 def _newton_direction(b: np.ndarray, g: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -423,8 +429,7 @@ def minimize_quasi_newton(
     while iteration < max_iterations:
         iteration += 1
         if mirrors:
-            x, g = x.copy(), g.copy()
-            _flip_mirrored(x, g, b, lower, mirrors)
+            x, g = _flip_mirrored(x, g, b, lower, mirrors)
         if b is None:
             held = _held(x, g, lower)
             d = np.where(held, 0.0, -g)

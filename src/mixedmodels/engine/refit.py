@@ -26,6 +26,10 @@ from .problem import LinearProblem, Solution
 from .start import MomentStart, start_steps
 
 
+# Entries of Zⱼᵀ W up to which it is held dense (8 MB).
+_DENSE_OPERATOR_SIZE = 1_000_000
+
+
 class ResponseRefitter:
     """Refits a problem's θ to new responses.
 
@@ -64,7 +68,12 @@ class ResponseRefitter:
             rows = (np.asarray(c, dtype=np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
             cols = np.repeat(np.arange(n), q)
             values = (zj * w[:, None]).ravel()
-            self._operators.append(sp.csr_matrix((values, (rows, cols)), shape=(m * q, n)))
+            operator = sp.csr_matrix((values, (rows, cols)), shape=(m * q, n))
+            # Small designs dense: scipy's sparse product costs microseconds per call
+            # in Python, more than a dense product of this size.
+            self._operators.append(
+                operator.toarray() if m * q * n <= _DENSE_OPERATOR_SIZE else operator
+            )
         self.scale = theta_scale(self.problem)
         self.evaluator = Evaluator(self.problem, self.scale)
         # ZᵀZ's part of the moment start, read once for all responses.
