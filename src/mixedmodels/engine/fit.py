@@ -33,6 +33,7 @@ from .optimize import (
     restart_steps,
 )
 from .problem import LinearProblem
+from .small_trailing import MAX_ROWS as SMALL_TRAILING_ROWS
 from .start import moment_start, start_steps
 
 # The convergence check evaluates on two threads above this time per evaluation.
@@ -77,6 +78,17 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         _ACTIVE_LIMIT = outer
         for library, count in change:
             library.set_num_threads(count)
+
+
+def optimizer_threads(problem: LinearProblem) -> int | None:
+    """The BLAS threads for the θ loop of ``problem``: 1, or None (BLAS left as it is)
+    when the trailing block is small enough for the compiled path (at most 24
+    rows), where every BLAS call is on a matrix too small for OpenBLAS to
+    split across threads and setting the limit would cost more than the fit's
+    algebra (a refit loop enters the loop per response)."""
+    cp = problem.cross_products
+    later = sum(m * q for m, q in zip(cp.n_levels[1:], cp.q[1:], strict=True))
+    return None if later + cp.xx.shape[0] <= SMALL_TRAILING_ROWS else 1
 
 
 def theta_scale(problem: LinearProblem) -> np.ndarray:
@@ -143,7 +155,7 @@ def optimize_theta(
     # The θ loop works on many small matrices, and even InstEval's 1128×1128
     # Cholesky ran no faster with two OpenBLAS threads than with one
     # (measured on this 2-core machine): BLAS stays single-threaded here.
-    with blas_threads(1):
+    with blas_threads(optimizer_threads(problem)):
         if optimizer == "quasi-newton":
             evaluator = Evaluator(problem, scale)
             summary = fit_quasi_newton(evaluator, start_phi, check=check, max_restarts=max_restarts)

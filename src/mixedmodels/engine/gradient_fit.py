@@ -121,7 +121,7 @@ def _probe_boundary(
 def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.ndarray | None:
     """x with its coordinates on a bound moved back to their start (or 0.1 inside)."""
     on_bound = np.isfinite(lower) & (x - lower <= 0.0)
-    if not np.any(on_bound):
+    if not on_bound.any():
         return None
     point = x.copy()
     inside = start - lower > 1e-3
@@ -142,7 +142,7 @@ def _information_start(
     if not math.isfinite(f):
         return "differences", None
     g = evaluator.gradient()
-    if not np.all(np.isfinite(g)):
+    if not np.isfinite(g).all():
         return "differences", None
     d = np.where(logged, start, 1.0)
     b = positive_definite(
@@ -208,11 +208,11 @@ def _minimize(
             return g
 
         def leaving(psi: np.ndarray, fixed: np.ndarray = fixed) -> bool:
-            return bool(np.any(psi[fixed] < floor[fixed]))
+            return bool((psi[fixed] < floor[fixed]).any())
 
         psi = x.copy()
         psi[fixed] = np.log(x[fixed])
-        any_fixed = bool(np.any(fixed))
+        any_fixed = bool(fixed.any())
         result = minimize_quasi_newton(
             # Without logged coordinates ψ is φ: the evaluator's own methods.
             value if any_fixed else evaluator.value,

@@ -214,10 +214,10 @@ def check_stationarity(
     on_bound = np.isfinite(lower) & (x - lower <= 0.0)
     flippable = np.zeros(len(x), dtype=bool)
     for i, below in (mirrors or {}).items():
-        flippable[i] = bool(np.any(x[below] != 0))
+        flippable[i] = bool((x[below] != 0).any())
     pushing_in = on_bound & ((gradient < 0) | flippable)
     moving = ~on_bound | pushing_in
-    if not np.any(moving):
+    if not moving.any():
         return True, []
     if moving.all():
         g, h = gradient, hessian
@@ -229,7 +229,7 @@ def check_stationarity(
     chol, info = scipy.linalg.lapack.dpotrf(h, lower=1)
     if info == 0:
         step, info = scipy.linalg.lapack.dtrtrs(chol, g, lower=1, trans=1)
-    if info == 0 and np.all(np.isfinite(step)):
+    if info == 0 and np.isfinite(step).all():
         scaled = np.abs(step)
         measure = "scaled gradient"
     else:

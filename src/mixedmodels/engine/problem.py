@@ -11,7 +11,6 @@ on a workspace it owns, or on the problem's per-thread default one.
 
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 import math
@@ -155,9 +154,10 @@ class LinearProblem:
     def with_cross_products(self, cross_products: CrossProducts) -> LinearProblem:
         """The same terms and criterion on other cross-products of the same structure
         (the θ layout is shared, not rebuilt: a refit makes one per response)."""
-        # copy.copy goes through __getstate__/__setstate__: the copy gets its own
-        # per-thread workspaces.
-        twin = copy.copy(self)
+        # As copy.copy would (the twin gets its own per-thread workspaces through
+        # __setstate__), without copy's generic machinery: a refit makes one per response.
+        twin = LinearProblem.__new__(LinearProblem)
+        twin.__setstate__(self.__getstate__())
         twin.cross_products = cross_products
         return twin
 

@@ -100,7 +100,7 @@ def _difference_hessian(
 def positive_definite(b: np.ndarray) -> np.ndarray | None:
     """A Hessian approximation symmetrised, its eigenvalues made positive (|λ|, at
     least 1e-6 of the largest); None where it is not finite."""
-    if not np.all(np.isfinite(b)):
+    if not np.isfinite(b).all():
         return None
     b = 0.5 * (b + b.T)
     # LAPACK's symmetric eigensolver directly (numpy.linalg.eigh costs several
@@ -124,7 +124,7 @@ def _flip_mirrored(
     flipped (copies where any is; B in place)."""
     copied = False
     for i, below in mirrors.items():
-        if x[i] - lower[i] <= 0.0 and g[i] > 0 and np.any(x[below] != 0):
+        if x[i] - lower[i] <= 0.0 and g[i] > 0 and (x[below] != 0).any():
             if not copied:
                 x, g = x.copy(), g.copy()
                 copied = True
@@ -388,7 +388,7 @@ def minimize_quasi_newton(
     else:
         f = search.value(x)
         g = search.gradient() if math.isfinite(f) else None
-    if g is None or not np.all(np.isfinite(g)):
+    if g is None or not np.isfinite(g).all():
         return QuasiNewtonResult(
             x=x,
             value=math.inf,

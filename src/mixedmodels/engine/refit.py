@@ -19,12 +19,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .blocks import CrossProducts
-from .fit import blas_threads, theta_scale
+from .fit import blas_threads, optimizer_threads, theta_scale
 from .gradient_fit import Evaluator, fit_quasi_newton
 from .optimize import OptimizationSummary
 from .problem import LinearProblem, Solution
 from .start import MomentStart, start_steps
-
 
 # Entries of Zⱼᵀ W up to which it is held dense (8 MB).
 _DENSE_OPERATOR_SIZE = 1_000_000
@@ -75,6 +74,7 @@ class ResponseRefitter:
                 operator.toarray() if m * q * n <= _DENSE_OPERATOR_SIZE else operator
             )
         self.scale = theta_scale(self.problem)
+        self._threads = optimizer_threads(self.problem)
         self.evaluator = Evaluator(self.problem, self.scale)
         # ZᵀZ's part of the moment start, read once for all responses.
         self._moments = MomentStart(self.blocks, self.problem.terms)
@@ -117,7 +117,7 @@ class ResponseRefitter:
         # starts): over simulated responses of sleepstudy 4.95 evaluations,
         # against 7.2 from the fit's final Hessian.
         h_phi = None if hessian is None else hessian * np.outer(scale, scale)
-        with blas_threads(1):
+        with blas_threads(self._threads):
             summary = fit_quasi_newton(self.evaluator, start_phi, hessian=h_phi)
         if summary is None:
             raise FloatingPointError("the criterion is not finite at the start of the refit")
@@ -125,7 +125,8 @@ class ResponseRefitter:
         solution = self.problem.solve(
             summary.final, workspace=self.evaluator.workspace, refresh=False
         )
-        summary = replace(summary, objective=solution.objective)
+        if solution.objective != summary.objective:
+            summary = replace(summary, objective=solution.objective)
         cp = self.blocks
         own = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())
         return summary, solution, own

@@ -100,7 +100,7 @@ class MomentStart:
             else:
                 # LAPACK directly (numpy.linalg's per-call cost dominates at q = 2 or 3).
                 w, v, info = scipy.linalg.lapack.dsyev((relative + relative.T) / 2)
-                if info != 0 or not np.all(np.isfinite(w)):
+                if info != 0 or not np.isfinite(w).all():
                     return None
                 w = np.maximum(w, _EIGEN_FLOOR * max(w.max(), 1.0))
                 lam, info = scipy.linalg.lapack.dpotrf((v * w) @ v.T, lower=1)
@@ -108,7 +108,7 @@ class MomentStart:
                     return None
             thetas.append(lam[term.theta_rows, term.theta_cols])
         theta = np.concatenate(thetas)
-        return theta if np.all(np.isfinite(theta)) else None
+        return theta if np.isfinite(theta).all() else None
 
 
 def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ import scipy.linalg
 
 from .. import arguments
 from ..engine.blocks import CrossProducts, cross_products
-from ..engine.fit import blas_threads, optimize_theta
+from ..engine.fit import blas_threads, optimize_theta, optimizer_threads
 from ..engine.optimize import OptimizationSummary
 from ..engine.problem import LinearProblem, Solution
 from ..engine.refit import ResponseRefitter
@@ -261,7 +261,7 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             )
         # One BLAS thread: under load, OpenBLAS's second thread made a 1159²
         # Cholesky fifty times slower here (the θ loop and the solution alike).
-        with blas_threads(1):
+        with blas_threads(optimizer_threads(self.problem)):
             summary = optimize_theta(
                 self.problem,
                 start,
@@ -296,7 +296,8 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             # whose blocks do not change: where it stopped at the optimum, the
             # factor is read as it is.
             solution = self.problem.solve(summary.final, refresh=False)
-            summary = replace(summary, objective=solution.objective)
+            if solution.objective != summary.objective:
+                summary = replace(summary, objective=solution.objective)
         self._state = FittedState.from_solution(solution, self.reml, summary)
 
     def update(
