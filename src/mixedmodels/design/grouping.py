@@ -31,6 +31,10 @@ def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes, levels.labels
 
 
+# Rows up to which an interaction's combinations are found by sorting every row.
+_SORT_ROWS = 10_000
+
+
 def combine_factors(columns: list[pd.Series], n: int) -> tuple[np.ndarray, pd.Index]:
     """Codes and labels of the grouping factor made of ``columns`` (``n`` rows each).
 
@@ -53,8 +57,12 @@ def _combined(
     key = np.zeros(n, dtype=np.int64)
     for codes, labels in reversed(per_factor):
         key = key * len(labels) + codes
-    # Hashing then sorting only the distinct keys: np.unique would sort all n.
-    combined, unique_keys = pd.factorize(key, sort=True)
+    if n <= _SORT_ROWS:
+        # Few rows: numpy's sort costs less than pandas' hashing call.
+        unique_keys, combined = np.unique(key, return_inverse=True)
+    else:
+        # Hashing then sorting only the distinct keys: np.unique would sort all n.
+        combined, unique_keys = pd.factorize(key, sort=True)
     # The labels joined in Python: there are as many as levels, and pandas'
     # text methods cost more per call than joining a few hundred strings.
     parts = []

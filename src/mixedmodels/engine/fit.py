@@ -15,6 +15,7 @@ into its fitted state.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -101,12 +102,16 @@ def theta_scale(problem: LinearProblem) -> np.ndarray:
     scales keep θ = φ, so the path is lme4's.
     """
     cp = problem.cross_products
+    n = max(cp.n_obs, 1)
     factors = []
     for term, diag in zip(problem.terms, cp.diag, strict=True):
-        rms = np.sqrt(np.einsum("lii->i", diag) / max(cp.n_obs, 1))
-        extreme = (rms > 0) & ((rms < 1e-3) | (rms > 1e3))
-        row_factor = np.where(extreme, 1.0 / np.where(rms > 0, rms, 1.0), 1.0)
-        factors.append(row_factor[term.theta_rows])
+        # Python floats: a term has a few columns, and numpy's calls cost more.
+        row_factor = []
+        for total in np.einsum("lii->i", diag).tolist():
+            rms = math.sqrt(total / n) if total >= 0 else math.nan
+            extreme = rms > 0 and (rms < 1e-3 or rms > 1e3)
+            row_factor.append(1.0 / rms if extreme else 1.0)
+        factors.append(np.array(row_factor)[term.theta_rows])
     return np.concatenate(factors) if factors else np.empty(0)
 
 
@@ -114,12 +119,13 @@ def starting_point(
     problem: LinearProblem, start: np.ndarray | str | None, scale: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | float]:
     """(φ at the start, BOBYQA's initial steps) for ``start`` (None, "lme4" or θ)."""
-    identity = np.concatenate([t.theta_start() for t in problem.terms])
     if start is None:
         moments = moment_start(problem.cross_products, problem.terms)
-        if moments is None:
-            return identity, 0.75
-        return start_steps(moments / scale, problem.lower_bounds)
+        if moments is not None:
+            return start_steps(moments / scale, problem.lower_bounds)
+    identity = np.concatenate([t.theta_start() for t in problem.terms])
+    if start is None:
+        return identity, 0.75
     if isinstance(start, str):
         if start != "lme4":
             raise ValueError(f"start must be an array of θ or 'lme4', got {start!r}")
