@@ -439,6 +439,10 @@ def aliased_columns(
     if peak is None:
         peak = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
     zero = ~(peak > 0.0)
+    if x.shape[1] == 1:
+        # One column (an intercept-only X): aliased exactly when it is zero (its
+        # own norm is its component orthogonal to nothing).
+        return [0] if zero[0] or x.shape[0] == 0 else []
     scaled = x / np.where(zero, 1.0, peak)[None, :]
     # Householder QR without pivoting: |R_jj| is the norm of column j's
     # component orthogonal to the columns before it (aliased ones add nothing

@@ -256,6 +256,19 @@ def _lower_index(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return np.maximum(r, c) * n + np.minimum(r, c)
 
 
+def theta_index(theta_rows: list[np.ndarray], theta_cols: list[np.ndarray]) -> np.ndarray:
+    """Each θ's term, row and column in λ, shape (n_θ, 3) (the compiled small path's
+    layout of θ)."""
+    return np.array(
+        [
+            (t, i, j)
+            for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True))
+            for i, j in zip(rows, cols, strict=True)
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 3)
+
+
 class ProfiledGradient:
     """∇θ of the ML deviance or REML criterion, read off a factor updated at θ.
 
@@ -277,14 +290,7 @@ class ProfiledGradient:
         self.theta_rows = theta_rows
         self.theta_cols = theta_cols
         # Each θ's term, row and column in λ (the compiled small path's layout).
-        self._theta_index = np.array(
-            [
-                (t, i, j)
-                for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True))
-                for i, j in zip(rows, cols, strict=True)
-            ],
-            dtype=np.int64,
-        ).reshape(-1, 3)
+        self.theta_index = theta_index(theta_rows, theta_cols)
         cp = structure.cp
         q = cp.q
         self._offsets = list(structure.offsets)
@@ -371,7 +377,7 @@ class ProfiledGradient:
         average information at the same θ needs again)."""
         small = factor.small_path()
         if small is not None:
-            g, beta, modes, ze = small.gradient(lambdas, self._theta_index, reml)
+            g, beta, modes, ze = small.gradient(lambdas, self.theta_index, reml)
             return g, Residuals(beta, modes, ze)
         f = factor
         cp = f.cp

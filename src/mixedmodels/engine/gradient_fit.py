@@ -89,6 +89,7 @@ class Evaluator:
             self.gradient_of.theta_cols,
             problem.reml,
             self._residuals,
+            self.gradient_of.theta_index,
         )
         return h * np.outer(self.scale, self.scale)
 

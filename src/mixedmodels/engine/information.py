@@ -27,7 +27,7 @@ import numpy as np
 
 from .blocks import CrossProducts
 from .factor import BlockedCholesky
-from .gradient import Residuals, z_residual
+from .gradient import Residuals, theta_index, z_residual
 
 
 def _times_g(
@@ -63,6 +63,7 @@ def average_information(
     theta_cols: list[np.ndarray],
     reml: bool,
     residuals: Residuals | None = None,
+    index: np.ndarray | None = None,
 ) -> np.ndarray:
     """The average-information Hessian of the criterion in θ at the factor's θ.
 
@@ -78,6 +79,9 @@ def average_information(
         REML criterion or ML deviance (their residual degrees of freedom).
     residuals : Residuals, optional
         What the gradient at this θ read off the factor (computed when not given).
+    index : ndarray, optional
+        :func:`~mixedmodels.engine.gradient.theta_index` of ``theta_rows`` and
+        ``theta_cols``, when the caller holds it.
 
     Returns
     -------
@@ -93,14 +97,8 @@ def average_information(
         ze = residuals.z_residual
     small = factor.small_path()
     if small is not None:
-        index = np.array(
-            [
-                (t, i, j)
-                for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True))
-                for i, j in zip(rows, cols, strict=True)
-            ],
-            dtype=np.int64,
-        ).reshape(-1, 3)
+        if index is None:
+            index = theta_index(theta_rows, theta_cols)
         return small.information(lambdas, index, reml, ze)
     dof = cp.n_obs - p if reml else cp.n_obs
     sigma2 = factor.pwrss() / dof
