@@ -343,8 +343,12 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
     if indicator.all():
         return
     continuous = np.flatnonzero(~indicator)
+    # The standard deviations (ddof 1) by ufuncs directly: numpy's std goes
+    # through several Python layers, more than the arithmetic on a small X.
+    values = x[:, continuous]
+    centred = values - values.sum(axis=0) / len(values)
     sd = np.zeros(x.shape[1])
-    sd[continuous] = x[:, continuous].std(axis=0, ddof=1)
+    sd[continuous] = np.sqrt(np.einsum("ij,ij->j", centred, centred) / (len(values) - 1))
     warn_predictor_scales(sd, indicator, names)
 
 
