@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from ..engine.threads import blas_threads, threads_for
 from ..errors import (
     DataError,
     FormulaError,
@@ -449,9 +450,10 @@ def aliased_columns(
     # to their span), in one LAPACK pass over X.
     # (LAPACK's dgeqrf directly, as numpy's qr calls it, without numpy's wrapping:
     # a tenth of the time on a small X.)
-    r, _, _, info = scipy.linalg.lapack.dgeqrf(scaled)
-    if info != 0:
-        r = np.linalg.qr(scaled, mode="r")
+    with blas_threads(threads_for(*scaled.shape)):
+        r, _, _, info = scipy.linalg.lapack.dgeqrf(scaled)
+        if info != 0:
+            r = np.linalg.qr(scaled, mode="r")
     norms = np.sqrt(np.einsum("ij,ij->j", scaled, scaled))
     diag = np.zeros(x.shape[1])  # columns beyond the n-th are aliased
     diag[: min(r.shape)] = np.abs(np.diagonal(r))

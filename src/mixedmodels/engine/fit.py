@@ -14,14 +14,11 @@ into its fitted state.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from .gradient import gradient_available
 from .gradient_fit import Evaluator, fit_quasi_newton
@@ -36,49 +33,11 @@ from .optimize import (
 from .problem import LinearProblem
 from .small_trailing import MAX_ROWS as SMALL_TRAILING_ROWS
 from .start import moment_start, start_steps
+from .threads import blas_threads
 
 # The convergence check evaluates on two threads above this time per evaluation.
 _PARALLEL_MIN_SECONDS = 2e-3
 OPTIMIZERS = ("auto", "quasi-newton", "bobyqa")
-# Inspecting the loaded BLAS libraries takes milliseconds: do it once.
-_BLAS_CONTROLLER: list | None = None
-# The limit blas_threads set last (None: BLAS's own default).
-_ACTIVE_LIMIT: int | None = None
-
-
-@contextlib.contextmanager
-def blas_threads(threads: int | None) -> Iterator[None]:
-    """Context manager limiting the BLAS threads (the θ loop runs on one).
-
-    The loaded BLAS libraries are found once and their thread counts set
-    directly (threadpoolctl's ``limit`` inspects them on every call: about
-    ten microseconds, a hundredth of a small fit); nested inside a limit to
-    the same number it does nothing.
-    """
-    global _BLAS_CONTROLLER, _ACTIVE_LIMIT
-    if threads is None or threads == _ACTIVE_LIMIT:
-        yield
-        return
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas").lib_controllers
-    libraries = _BLAS_CONTROLLER
-    before = [library.get_num_threads() for library in libraries]
-    # Libraries already at the limit are left alone (a refit loop enters here per fit).
-    change = [
-        (library, count)
-        for library, count in zip(libraries, before, strict=True)
-        if count != threads
-    ]
-    outer = _ACTIVE_LIMIT
-    for library, _ in change:
-        library.set_num_threads(threads)
-    _ACTIVE_LIMIT = threads
-    try:
-        yield
-    finally:
-        _ACTIVE_LIMIT = outer
-        for library, count in change:
-            library.set_num_threads(count)
 
 
 def optimizer_threads(problem: LinearProblem) -> int | None:

@@ -28,10 +28,11 @@ import scipy.linalg
 
 from .. import arguments
 from ..engine.blocks import CrossProducts, cross_products
-from ..engine.fit import blas_threads, optimize_theta, optimizer_threads
+from ..engine.fit import optimize_theta, optimizer_threads
 from ..engine.optimize import OptimizationSummary
 from ..engine.problem import LinearProblem, Solution
 from ..engine.refit import ResponseRefitter
+from ..engine.threads import blas_threads, threads_for
 from ..errors import (
     ArgumentError,
     ConvergenceWarning,
@@ -474,9 +475,10 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     columns): LAPACK's QR solver, called directly (numpy's SVD-based lstsq took
     several times as long on small models); the SVD where it fails."""
     n, p = x.shape
-    if n >= p:
-        _, solution, info = scipy.linalg.lapack.dgels(x, y)
-        beta = solution[:p]
-        if info == 0 and np.all(np.isfinite(beta)):
-            return beta
-    return np.linalg.lstsq(x, y, rcond=None)[0]
+    with blas_threads(threads_for(n, p)):
+        if n >= p:
+            _, solution, info = scipy.linalg.lapack.dgels(x, y)
+            beta = solution[:p]
+            if info == 0 and np.all(np.isfinite(beta)):
+                return beta
+        return np.linalg.lstsq(x, y, rcond=None)[0]
