@@ -38,11 +38,15 @@ from .optimize import (
     OptimizationSummary,
     minimize_bobyqa,
 )
+from .quasi_newton import minimize_quasi_newton, positive_definite
 
 # L-BFGS-B's stopping rules: relative change of the objective, projected gradient
 # (in θ and in units of β's standard errors).
 _FTOL = 1e-15
 _GTOL = 1e-7
+# The quasi-Newton main stage stops when a Newton step would gain less than this
+# (deviance units; the references ask for lme4's objective + 1e-4).
+_QN_TOLERANCE = 1e-8
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,30 +225,11 @@ def fit_glmm(
 
 
 def _main_stage(problem, ws, x0, lower, split, scale, nagq):
-    """(θ, β/scale) from x0: L-BFGS-B on the Laplace gradient, or BOBYQA."""
+    """(θ, β/scale) from x0: quasi-Newton on the Laplace gradient, or BOBYQA."""
+    if problem.has_gradient:
+        return _quasi_newton_stage(problem, ws, x0, lower, split, scale)
     n_theta = problem.n_theta
     count = [0]
-    if problem.has_gradient:
-
-        def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
-            count[0] += 1
-            theta, beta = split(x)
-            try:
-                value, gradient = problem.value_and_gradient(theta, beta, ws)
-            except PirlsError:
-                return math.inf, np.zeros_like(x)
-            gradient[n_theta:] *= scale
-            return value, gradient
-
-        result = scipy.optimize.minimize(
-            value_and_gradient,
-            x0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=_bounds(lower),
-            options={"ftol": _FTOL, "gtol": _GTOL, "maxiter": 1000, "maxcor": 20},
-        )
-        return result.x, count[0], str(result.message)
 
     def objective(x: np.ndarray) -> float:
         count[0] += 1
@@ -261,6 +246,87 @@ def _main_stage(problem, ws, x0, lower, split, scale, nagq):
         objective, x0, lower, initial_step=steps, ftol_rel=1e-12, ftol_abs=1e-9
     )
     return x, count[0], status
+
+
+def _quasi_newton_stage(problem, ws, x0, lower, split, scale):
+    """The Laplace objective minimised by the engine's bounded quasi-Newton method.
+
+    Trial points of its line search cost a PIRLS solve only; the gradient is
+    taken at accepted points.  The start's Hessian approximation: in β's
+    units (its R_X standard errors) the β block is about 2I (the objective is
+    −2 log L), and the θ columns are forward differences of the gradient
+    (one gradient per θ).
+    """
+    n_theta = problem.n_theta
+    count = [0]
+    last: list = [None]
+
+    def value(x: np.ndarray) -> float:
+        count[0] += 1
+        theta, beta = split(x)
+        try:
+            solution = problem.modes(theta, beta, ws)
+        except PirlsError:
+            last[0] = None
+            return math.inf
+        last[0] = (theta, solution)
+        return problem.laplace(solution, ws.solver(False).rows)
+
+    def gradient() -> np.ndarray:
+        if last[0] is None:
+            return np.full(len(x0), math.nan)
+        theta, solution = last[0]
+        g = ws.gradient(False)(problem.lambdas(theta), solution)
+        g[n_theta:] *= scale
+        return g
+
+    f0 = value(x0)
+    g0 = gradient()
+    hessian = _start_hessian(value, gradient, x0, g0, lower, n_theta)
+    result = minimize_quasi_newton(
+        value,
+        gradient,
+        x0,
+        lower,
+        tolerance=_QN_TOLERANCE,
+        hessian=hessian,
+        initial=(f0, g0),
+        mirrors=_column_mirrors(problem),
+        # β (in units of its standard errors) may move freely; θ by the default caps.
+        max_step=np.concatenate([np.full(n_theta, np.nan), np.full(len(x0) - n_theta, np.inf)]),
+    )
+    return result.x, count[0], result.status
+
+
+def _start_hessian(value, gradient, x, g, lower, n_theta):
+    """2I in β's units, θ's columns by forward differences of the gradient."""
+    b = 2.0 * np.eye(len(x))
+    if not np.all(np.isfinite(g)):
+        return b
+    for i in range(n_theta):
+        h = 1e-4 * max(abs(x[i]), 0.1)
+        point = x.copy()
+        point[i] += h
+        value(np.maximum(point, lower))
+        column = (gradient() - g) / h
+        if not np.all(np.isfinite(column)):
+            return b
+        b[:, i] = column
+        b[i, :] = column
+    return positive_definite(b)
+
+
+def _column_mirrors(problem: GeneralizedProblem) -> dict[int, np.ndarray]:
+    """For each diagonal θ, the θ below it in its column of λ (the objective depends
+    on λλᵀ: that column with its signs flipped is the same model)."""
+    mirrors = {}
+    for term, where in zip(problem.terms, problem.theta_slices, strict=True):
+        rows, cols = term.theta_rows, term.theta_cols
+        for k in np.flatnonzero(rows == cols):
+            below = np.flatnonzero((cols == cols[k]) & (rows > rows[k]))
+            if below.size:
+                mirrors[where.start + int(k)] = where.start + below
+    return mirrors
 
 
 def _quadrature_polish(problem, ws, x, lower, split, nagq):
