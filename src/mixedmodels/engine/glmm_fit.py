@@ -30,7 +30,7 @@ import numpy as np
 import scipy.optimize
 
 from ..errors import PirlsError
-from .curvature import central_derivatives, hessian_from_gradient
+from .curvature import central_derivatives, hessian_from_gradient_pairs
 from .glmm_problem import GeneralizedProblem, PirlsWorkspace
 from .optimize import (
     BOUNDARY_TOLERANCE,
@@ -46,7 +46,7 @@ _FTOL = 1e-15
 _GTOL = 1e-7
 # The quasi-Newton main stage stops when a Newton step would gain less than this
 # (deviance units; the references ask for lme4's objective + 1e-4).
-_QN_TOLERANCE = 1e-8
+_QN_TOLERANCE = 1e-7
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,18 +188,25 @@ def fit_glmm(
         return x[:n_theta], beta0 + scale * x[n_theta:]
 
     x0 = np.concatenate([theta0, np.zeros(problem.n_fixed)])
-    x, n_main, status = _main_stage(problem, ws, x0, lower, split, scale, nagq)
+    x, n_main, status, gradient_x = _main_stage(problem, ws, x0, lower, split, scale, nagq)
     n_polish = 0
     if nagq > 1 and problem.has_gradient:
         x, n_polish, status = _quadrature_polish(problem, ws, x, lower, split, nagq)
-    x = _snap(x, lower)
+        gradient_x = None
+    snapped = _snap(x, lower)
+    # The gradient in (θ, β) at the estimates, when the main stage's is there.
+    known_gradient = None
+    if gradient_x is not None and np.array_equal(snapped, x):
+        known_gradient = gradient_x.copy()
+        known_gradient[n_theta:] /= scale
+    x = snapped
     theta, beta = split(x)
     value = problem.objective(theta, beta, nagq, ws)
     seconds = time.perf_counter() - clock
     messages: list[str] = []
     curvature = vcov = gradient = None
     if hessian:
-        gradient, curvature = derivatives(problem, theta, beta, nagq, value, ws)
+        gradient, curvature = derivatives(problem, theta, beta, nagq, value, ws, known_gradient)
         vcov = _vcov_from_hessian(curvature, n_theta)
         if vcov is None:
             messages.append(
@@ -225,7 +232,10 @@ def fit_glmm(
 
 
 def _main_stage(problem, ws, x0, lower, split, scale, nagq):
-    """(θ, β/scale) from x0: quasi-Newton on the Laplace gradient, or BOBYQA."""
+    """(θ, β/scale) from x0: quasi-Newton on the Laplace gradient, or BOBYQA.
+
+    Returns (x, evaluations, status, the gradient at x in these units or None).
+    """
     if problem.has_gradient:
         return _quasi_newton_stage(problem, ws, x0, lower, split, scale)
     n_theta = problem.n_theta
@@ -245,7 +255,7 @@ def _main_stage(problem, ws, x0, lower, split, scale, nagq):
     x, _, _, status = minimize_bobyqa(
         objective, x0, lower, initial_step=steps, ftol_rel=1e-12, ftol_abs=1e-9
     )
-    return x, count[0], status
+    return x, count[0], status, None
 
 
 def _quasi_newton_stage(problem, ws, x0, lower, split, scale):
@@ -295,7 +305,7 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale):
         # β (in units of its standard errors) may move freely; θ by the default caps.
         max_step=np.concatenate([np.full(n_theta, np.nan), np.full(len(x0) - n_theta, np.inf)]),
     )
-    return result.x, count[0], result.status
+    return result.x, count[0], result.status, result.gradient
 
 
 def _start_hessian(value, gradient, x, g, lower, n_theta):
@@ -362,19 +372,35 @@ def derivatives(
     nagq: int,
     value: float,
     workspace: PirlsWorkspace,
+    gradient_here: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and Hessian of the objective in (θ, β) (lme4's calc.derivs)."""
+    """Gradient and Hessian of the objective in (θ, β) (lme4's calc.derivs).
+
+    The workspace must hold the modes at (θ, β) (its ``last_u``); it is left
+    there.  ``gradient_here``, the gradient at (θ, β) if known, saves an
+    evaluation.
+    """
     n_theta = len(theta)
     point = np.concatenate([theta, beta])
     start_u = workspace.last_u
     if nagq == 1 and problem.has_gradient:
 
-        def gradient(x: np.ndarray) -> np.ndarray:
-            workspace.last_u = start_u
+        def gradient(x: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
+            workspace.last_u = modes
             return problem.value_and_gradient(x[:n_theta], x[n_theta:], workspace)[1]
 
-        curvature = hessian_from_gradient(gradient, point)
-        return gradient(point), curvature
+        def pair(plus: np.ndarray, minus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            g_plus = gradient(plus, start_u)
+            # The modes move linearly with a small step: the other side's reflected
+            # through the estimates' start PIRLS within O(step²) of its answer.
+            reflected = None if start_u is None else 2.0 * start_u - workspace.last_u
+            return g_plus, gradient(minus, reflected)
+
+        curvature = hessian_from_gradient_pairs(pair, point)
+        if gradient_here is None:
+            gradient_here = gradient(point, start_u)
+        workspace.last_u = start_u
+        return gradient_here, curvature
 
     def objective(x: np.ndarray) -> float:
         workspace.last_u = start_u
