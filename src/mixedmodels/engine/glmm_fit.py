@@ -6,10 +6,12 @@ quadrature objective by Nelder–Mead.  Here:
 
 * the Laplace objective has an analytic gradient
   (:mod:`~mixedmodels.engine.laplace_gradient`), so (θ, β) are optimised by
-  L-BFGS-B from lme4's initial PIRLS solution, with β measured in units of
-  its R_X standard errors; the first stage, whose purpose is a start for β,
-  is not needed (on the reference models it reaches the same optima in no
-  more evaluations);
+  the engine's bounded quasi-Newton method (values at line-search trial
+  points, gradients at accepted ones) from lme4's initial PIRLS solution,
+  with β measured in units of its R_X standard errors and, for scalar terms,
+  θ moved by one EM step from that solution (:func:`_em_step`, no extra
+  PIRLS); the first stage, whose purpose is a start for β, is not needed (on
+  the reference models it reaches the same optima in no more evaluations);
 * nAGQ = 0 is the first stage alone, by L-BFGS-B on its own gradient in θ;
 * adaptive quadrature (nAGQ > 1) starts from the Laplace optimum and is
   polished by BOBYQA (its objective has no analytic gradient here);
@@ -119,6 +121,39 @@ def _first_stage(
     return theta, solution.beta.copy(), count[0], status
 
 
+def _em_step(
+    problem: GeneralizedProblem, ws: PirlsWorkspace, theta: np.ndarray, solution
+) -> np.ndarray | None:
+    """θ after one EM step from lme4's initial PIRLS solution (scalar terms only).
+
+    For a scalar term k, θₖ² ← the mean over its levels of E[bₗ² | y] =
+    b̂ₗ² + Var(bₗ | y), with b = θu and the conditional variances θ²·diag M⁻¹
+    read off the joint factor at the solution (its selected inverse).  From
+    θ = 1 that moves θ most of the way to the optimum on the reference models
+    (VerbAgg (1, 1) → (1.14, 0.49) against (1.34, 0.50)), and costs no PIRLS.
+    None for models with vector-valued terms (θ stays at lme4's start).
+    """
+    if any(t.q != 1 for t in problem.terms) or not np.all(theta > 0):
+        return None
+    try:
+        inverse = ws.gradient(True).selected_inverse()
+    except PirlsError:
+        return None
+    variances = np.concatenate([inverse.s00[:, 0, 0], np.diagonal(inverse.s_tt)])
+    u = solution.u
+    if len(variances) != len(u):
+        return None
+    moved = np.empty(len(theta))
+    start = 0
+    for k, term in enumerate(problem.terms):
+        block = slice(start, start + term.n_levels)
+        moved[k] = theta[k] * math.sqrt(float(np.mean(u[block] ** 2 + variances[block])))
+        start += term.n_levels
+    if not np.all(np.isfinite(moved) & (moved > 0)):
+        return None
+    return moved
+
+
 def _snap(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """Values within rounding of a bound onto it, as lme4 reports them."""
     return np.where(np.isfinite(lower) & (x - lower < 1e-10), lower, x)
@@ -176,6 +211,12 @@ def fit_glmm(
         theta0, joint_solution = problem.initial(ws)
         beta0 = joint_solution.beta.copy()
         ws.last_u = joint_solution.u
+        moved = _em_step(problem, ws, theta0, joint_solution)
+        if moved is not None:
+            # The same modes b = λu at the new θ.
+            levels = [t.n_levels for t in problem.terms]
+            ws.last_u = joint_solution.u * np.repeat(theta0 / moved, levels)
+            theta0 = moved
     else:
         theta0, beta0, n_first, _ = _first_stage(problem, ws)
         _, joint_solution = problem.joint(theta0, ws)
