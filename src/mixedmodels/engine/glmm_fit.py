@@ -12,7 +12,8 @@ quadrature objective by Nelder–Mead.  Here:
   θ moved by one EM step from that solution (:func:`_em_step`, no extra
   PIRLS); the first stage, whose purpose is a start for β, is not needed (on
   the reference models it reaches the same optima in no more evaluations);
-* nAGQ = 0 is the first stage alone, by L-BFGS-B on its own gradient in θ;
+* nAGQ = 0 is the first stage alone, by the same method on its own gradient in θ
+  (from the EM step; B from forward differences);
 * adaptive quadrature (nAGQ > 1) starts from the Laplace optimum and is
   polished by BOBYQA (its objective has no analytic gradient here);
 * without numba (no gradient) the stages are lme4's, both by BOBYQA.
@@ -29,7 +30,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 
 from ..errors import PirlsError
 from .curvature import central_derivatives, hessian_from_gradient_pairs
@@ -42,10 +42,6 @@ from .optimize import (
 )
 from .quasi_newton import minimize_quasi_newton, positive_definite
 
-# L-BFGS-B's stopping rules: relative change of the objective, projected gradient
-# (in θ and in units of β's standard errors).
-_FTOL = 1e-15
-_GTOL = 1e-7
 # The quasi-Newton main stage stops when a Newton step would gain less than this
 # (deviance units; the references ask for lme4's objective + 1e-4).
 _QN_TOLERANCE = 1e-7
@@ -77,34 +73,44 @@ class GlmmOptimum:
     stage_evaluations: tuple[int, ...] = field(default_factory=tuple)
 
 
-def _bounds(lower: np.ndarray) -> list[tuple[float | None, None]]:
-    return [(float(lo) if np.isfinite(lo) else None, None) for lo in lower]
-
-
 def _first_stage(
     problem: GeneralizedProblem, ws: PirlsWorkspace
 ) -> tuple[np.ndarray, np.ndarray, int, str]:
     """θ with β inside PIRLS (lme4's nAGQ = 0); returns (θ, β, evaluations, status)."""
-    theta0, _ = problem.initial(ws)
+    theta0, initial = problem.initial(ws)
     count = [0]
     if problem.has_gradient:
+        moved = _em_step(problem, ws, theta0, initial)
+        if moved is not None:
+            theta0 = moved
+        last: list = [None]
 
-        def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        def value(theta: np.ndarray) -> float:
             count[0] += 1
             try:
-                return problem.joint_value_and_gradient(theta, ws)
+                found, solution = problem.joint(theta, ws)
             except PirlsError:
-                return math.inf, np.zeros_like(theta)
+                last[0] = None
+                return math.inf
+            last[0] = (theta, solution)
+            return found
 
-        result = scipy.optimize.minimize(
-            value_and_gradient,
+        def gradient() -> np.ndarray:
+            if last[0] is None:
+                return np.full(len(theta0), math.nan)
+            theta, solution = last[0]
+            return ws.gradient(True)(problem.lambdas(theta), solution)
+
+        result = minimize_quasi_newton(
+            value,
+            gradient,
             theta0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=_bounds(problem.lower_bounds),
-            options={"ftol": _FTOL, "gtol": _GTOL, "maxiter": 1000},
+            problem.lower_bounds,
+            tolerance=_QN_TOLERANCE,
+            hessian="differences",
+            mirrors=_column_mirrors(problem),
         )
-        theta, status = result.x, str(result.message)
+        theta, status = result.x, result.status
     else:
 
         def objective(theta: np.ndarray) -> float:
