@@ -92,3 +92,39 @@ def test_hessian_from_an_exact_gradient():
     a = np.array([[2.0, 0.3], [0.3, 1.0]])
     hessian = hessian_from_gradient(lambda x: a @ x + np.array([x[0] ** 3, 0.0]), np.zeros(2))
     np.testing.assert_allclose(hessian, a, atol=1e-7)
+
+
+@pytest.mark.parametrize("fixed_inside", [False, True], ids=["theta_beta", "theta_only"])
+@pytest.mark.parametrize("family", [Poisson(), Binomial()], ids=repr)
+def test_gradient_with_a_small_dense_trailing_block(family, fixed_inside):
+    """Two scalar terms, the second with 6 levels: T is the factor's small dense
+    path (its own compiled update), whose triangle the selected inverse reads."""
+    n = 300
+    g = RNG.integers(0, 30, n)
+    h = RNG.integers(0, 6, n)
+    x = RNG.normal(size=n)
+    eta = 0.1 + 0.4 * x + RNG.normal(0, 0.5, 30)[g] + RNG.normal(0, 0.3, 6)[h]
+    if isinstance(family, Binomial):
+        y = RNG.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        y = RNG.poisson(np.exp(eta))
+    data = pd.DataFrame({"y": y.astype(float), "x": x, "g": g.astype(str), "h": h.astype(str)})
+    design = build_design("y ~ x + (1 | g) + (1 | h)", data)
+    rows = RowData(design.y, np.ones(n), np.zeros(n), design.x, design.terms)
+    pirls = Pirls(rows.working(fixed_inside, family), [(t.n_levels, t.q) for t in design.terms])
+    assert pirls.factor.small_path() is not None
+    gradient = LaplaceGradient(pirls, design.terms)
+    theta, beta = np.array([0.6, 0.4]), np.array([0.1, 0.3])
+    saturated = family.saturated_aic(design.y, np.ones(n))
+    first = pirls.solve(_lambdas(design, theta), beta)
+
+    def objective(x):
+        th, b = (x, first.beta) if fixed_inside else (x[:2], x[2:])
+        solution = pirls.solve(_lambdas(design, th), b, first.u)
+        return solution.logdet + solution.sum_u2 + solution.deviance + saturated
+
+    point = theta if fixed_inside else np.concatenate([theta, beta])
+    numeric, _ = central_derivatives(objective, point, step=1e-5)
+    solution = pirls.solve(_lambdas(design, theta), beta, first.u)
+    analytic = gradient(_lambdas(design, theta), solution)
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-5, atol=2e-5 * np.abs(numeric).max())

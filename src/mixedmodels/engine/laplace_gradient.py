@@ -52,6 +52,7 @@ def _kernels():
                 ("levels", _selected_inverse_levels),
                 ("forward", _forward_levels),
                 ("backward", _backward_levels),
+                ("mirror", _mirror_upper),
             )
         }
     return _KERNELS
@@ -69,6 +70,14 @@ def _lower_inverse(lower, out):  # pragma: no cover - compiled by numba
             for k in range(j, i):
                 s += lower[i, k] * out[k, j]
             out[i, j] = -s / lower[i, i]
+
+
+def _mirror_upper(matrix):  # pragma: no cover - compiled by numba
+    """Copy a square matrix's upper triangle onto its lower one, in place."""
+    n = matrix.shape[0]
+    for j in range(n):
+        for i in range(j + 1, n):
+            matrix[i, j] = matrix[j, i]
 
 
 def _selected_inverse_levels(
@@ -227,11 +236,14 @@ class LaplaceGradient:
         column = factor.col0
         r = factor.n_re_trailing
         if r:
-            lower = np.tril(factor.T[:r, :r])
-            inverse, info = scipy.linalg.lapack.dpotri(lower, lower=1)
+            # Read as a Fortran array, T[:r, :r]ᵀ has the upper factor U = Lᵀ in its
+            # upper triangle, the only one dpotri reads (no tril copy); it leaves
+            # the upper triangle of (UᵀU)⁻¹ = (LLᵀ)⁻¹ in a copy.
+            inverse, info = scipy.linalg.lapack.dpotri(factor.T[:r, :r].T, lower=0)
             if info:
                 raise PirlsError("the trailing factor is singular")
-            s_tt = np.tril(inverse) + np.tril(inverse, -1).T
+            self.kernels["mirror"](inverse)
+            s_tt = inverse.T  # C-ordered (the kernels read its rows)
         else:
             s_tt = np.zeros((0, 0))
         m0, q0 = factor.L00.shape[0], factor.L00.shape[1]
