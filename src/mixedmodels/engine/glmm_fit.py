@@ -227,7 +227,12 @@ def fit_glmm(
         theta0, beta0, n_first, _ = _first_stage(problem, ws)
         _, joint_solution = problem.joint(theta0, ws)
         ws.last_u = joint_solution.u
-    scale = problem.fixed_effect_scale(theta0, joint_solution, ws)
+    covariance = problem.fixed_effect_covariance(theta0, joint_solution, ws)
+    se = np.sqrt(np.diagonal(covariance))
+    scale = np.where(np.isfinite(se) & (se > 0), se, 1.0)
+    # In these units the Hessian of −2 log L in β is about twice the inverse of
+    # β's correlation matrix (2 R_X R_Xᵀ: the log-determinant's curvature aside).
+    beta_block = _beta_curvature(covariance, scale)
     n_theta = problem.n_theta
     lower = np.concatenate([lower_theta, np.full(problem.n_fixed, -np.inf)])
 
@@ -235,7 +240,9 @@ def fit_glmm(
         return x[:n_theta], beta0 + scale * x[n_theta:]
 
     x0 = np.concatenate([theta0, np.zeros(problem.n_fixed)])
-    x, n_main, status, gradient_x = _main_stage(problem, ws, x0, lower, split, scale, nagq)
+    x, n_main, status, gradient_x = _main_stage(
+        problem, ws, x0, lower, split, scale, nagq, beta_block
+    )
     n_polish = 0
     if nagq > 1 and problem.has_gradient:
         x, n_polish, status = _quadrature_polish(problem, ws, x, lower, split, nagq)
@@ -278,13 +285,13 @@ def fit_glmm(
     return GlmmOptimum(theta, beta, summary, curvature, vcov, (n_first, n_main, n_polish))
 
 
-def _main_stage(problem, ws, x0, lower, split, scale, nagq):
+def _main_stage(problem, ws, x0, lower, split, scale, nagq, beta_block):
     """(θ, β/scale) from x0: quasi-Newton on the Laplace gradient, or BOBYQA.
 
     Returns (x, evaluations, status, the gradient at x in these units or None).
     """
     if problem.has_gradient:
-        return _quasi_newton_stage(problem, ws, x0, lower, split, scale)
+        return _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block)
     n_theta = problem.n_theta
     count = [0]
 
@@ -305,14 +312,13 @@ def _main_stage(problem, ws, x0, lower, split, scale, nagq):
     return x, count[0], status, None
 
 
-def _quasi_newton_stage(problem, ws, x0, lower, split, scale):
+def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
     """The Laplace objective minimised by the engine's bounded quasi-Newton method.
 
     Trial points of its line search cost a PIRLS solve only; the gradient is
-    taken at accepted points.  The start's Hessian approximation: in β's
-    units (its R_X standard errors) the β block is about 2I (the objective is
-    −2 log L), and the θ columns are forward differences of the gradient
-    (one gradient per θ).
+    taken at accepted points.  The start's Hessian approximation: the β
+    block ``beta_block`` (from R_X), the θ columns forward differences of the
+    gradient (one gradient per θ).
     """
     n_theta = problem.n_theta
     count = [0]
@@ -339,7 +345,7 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale):
 
     f0 = value(x0)
     g0 = gradient()
-    hessian = _start_hessian(value, gradient, x0, g0, lower, n_theta)
+    hessian = _start_hessian(value, gradient, x0, g0, lower, n_theta, beta_block)
     result = minimize_quasi_newton(
         value,
         gradient,
@@ -355,9 +361,25 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale):
     return result.x, count[0], result.status, result.gradient
 
 
-def _start_hessian(value, gradient, x, g, lower, n_theta):
-    """2I in β's units, θ's columns by forward differences of the gradient."""
-    b = 2.0 * np.eye(len(x))
+def _beta_curvature(covariance: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """2 × the inverse of β's correlation matrix (2I where that is not usable)."""
+    p = len(scale)
+    if not p:
+        return np.zeros((0, 0))
+    correlation = covariance / np.outer(scale, scale)
+    try:
+        block = 2.0 * np.linalg.inv(correlation)
+    except np.linalg.LinAlgError:
+        return 2.0 * np.eye(p)
+    if not np.all(np.isfinite(block)):
+        return 2.0 * np.eye(p)
+    return 0.5 * (block + block.T)
+
+
+def _start_hessian(value, gradient, x, g, lower, n_theta, beta_block):
+    """``beta_block`` for β, θ's columns by forward differences of the gradient."""
+    b = np.eye(len(x))
+    b[n_theta:, n_theta:] = beta_block
     if not np.all(np.isfinite(g)):
         return b
     for i in range(n_theta):

@@ -315,16 +315,23 @@ class GeneralizedProblem:
         self.modes(np.asarray(theta, dtype=np.float64), np.asarray(beta, dtype=np.float64), ws)
         return ws.solver(False).factor
 
+    def fixed_effect_covariance(
+        self, theta: np.ndarray, solution: PirlsSolution, workspace: PirlsWorkspace | None = None
+    ) -> np.ndarray:
+        """(R_X R_Xᵀ)⁻¹ at a solution's working weights (β's covariance with σ = 1)."""
+        if not self.n_fixed:
+            return np.zeros((0, 0))
+        joint = self._default(workspace).solver(True)
+        joint.refactor_at(self.lambdas(theta), solution)
+        rinv = joint.factor.inverse_rx()
+        return rinv.T @ rinv
+
     def fixed_effect_scale(
         self, theta: np.ndarray, solution: PirlsSolution, workspace: PirlsWorkspace | None = None
     ) -> np.ndarray:
         """R_X-based standard errors of β at a solution (units for the optimizer's β)."""
-        if not self.n_fixed:
-            return np.ones(0)
-        joint = self._default(workspace).solver(True)
-        joint.refactor_at(self.lambdas(theta), solution)
-        rinv = joint.factor.inverse_rx()
-        se = np.sqrt(np.einsum("ij,ij->j", rinv, rinv))
+        covariance = self.fixed_effect_covariance(theta, solution, workspace)
+        se = np.sqrt(np.diagonal(covariance))
         return np.where(np.isfinite(se) & (se > 0), se, 1.0)
 
     # -- the solution a fit reports ----------------------------------------------------
