@@ -128,3 +128,39 @@ def test_gradient_with_a_small_dense_trailing_block(family, fixed_inside):
     solution = pirls.solve(_lambdas(design, theta), beta, first.u)
     analytic = gradient(_lambdas(design, theta), solution)
     np.testing.assert_allclose(analytic, numeric, rtol=2e-5, atol=2e-5 * np.abs(numeric).max())
+
+
+def test_scalar_row_loops_match_the_general_ones():
+    """The scalar terms' leverages and gradient row sums equal the general loops'."""
+    from mixedmodels.engine.laplace_rows import row_kernels
+
+    kernels = row_kernels()
+    n, levels = 200, [7, 5, 4]
+    k = len(levels)
+    codes = np.vstack([RNG.integers(0, m, n) for m in levels]).astype(np.int64)
+    z = RNG.normal(size=(n, k))
+    zcol = np.arange(k + 1, dtype=np.int64)
+    lam = RNG.uniform(0.2, 1.5, k)
+    lams = lam.reshape(k, 1, 1).copy()
+    weights = RNG.uniform(0.1, 1.0, n)
+    s00 = RNG.normal(size=(levels[0], 1, 1))
+    entries = 40
+    s0t = RNG.normal(size=(entries, 1))
+    t_offset = np.array([0, 0, levels[1]], dtype=np.int64)
+    s_tt = RNG.normal(size=(levels[1] + levels[2],) * 2)
+    entry_of = RNG.integers(0, entries, (k, n)).astype(np.int64)
+    out = [(np.empty(n), np.empty((k, 1, 1))) for _ in range(2)]
+    common = (weights, s00, s0t, s_tt, entry_of, t_offset)
+    kernels["leverages"](codes, z, zcol, lams, *common, *out[0])
+    kernels["leverages_scalar"](codes, z, lam, *common, *out[1])
+    for a, b in zip(out[0], out[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+    u_offset = np.concatenate([[0], np.cumsum(levels)]).astype(np.int64)
+    u, x = RNG.normal(size=sum(levels)), RNG.normal(size=sum(levels))
+    rows = [RNG.normal(size=n) for _ in range(4)]  # shift, c, observed, score
+    found = [(np.empty(n), np.empty((k, 1, 1)), np.empty((k, 1, 1))) for _ in range(2)]
+    kernels["gradient"](codes, z, zcol, lams, u_offset, u, x, *rows, *found[0])
+    kernels["gradient_scalar"](codes, z, lam, u_offset, u, x, *rows, *found[1])
+    for a, b in zip(found[0], found[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -236,6 +236,8 @@ class RowsInMemory:
         self._z = [np.asarray(zi, dtype=np.float64) for zi in z]
         self._shapes = [(int(m), zi.shape[1]) for m, zi in zip(n_levels, self._z, strict=True)]
         self.u_offsets = np.cumsum([0, *(m * q for m, q in self._shapes)]).astype(np.int64)
+        # Every term scalar: the gradient's row loops without the loops over q.
+        self._scalar_terms = all(q == 1 for _, q in self._shapes)
         passes = compiled_row_pass()
         self._row_pass = passes[0] if passes is not None else None
         self._derivative_pass = passes[1] if passes is not None else None
@@ -435,20 +437,35 @@ class RowsInMemory:
         q_max = lams.shape[1]
         leverage = np.empty(self.n_obs)
         traces = np.empty((k, q_max, q_max))
-        kernels["leverages"](
-            blocks.codes,
-            blocks.z,
-            blocks.zcol,
-            lams,
-            state.weights,
-            inverse.s00,
-            inverse.s0t,
-            inverse.s_tt,
-            self._entries(inverse),
-            inverse.t_offset,
-            leverage,
-            traces,
-        )
+        if self._scalar_terms:
+            kernels["leverages_scalar"](
+                blocks.codes,
+                blocks.z,
+                np.ascontiguousarray(lams[:, 0, 0]),
+                state.weights,
+                inverse.s00,
+                inverse.s0t,
+                inverse.s_tt,
+                self._entries(inverse),
+                inverse.t_offset,
+                leverage,
+                traces,
+            )
+        else:
+            kernels["leverages"](
+                blocks.codes,
+                blocks.z,
+                blocks.zcol,
+                lams,
+                state.weights,
+                inverse.s00,
+                inverse.s0t,
+                inverse.s_tt,
+                self._entries(inverse),
+                inverse.t_offset,
+                leverage,
+                traces,
+            )
         c = leverage * slope
         excess = self.family.aic_excess_slope(self.y, state.mu, self.prior_weights, deviance)
         if excess is not None:
@@ -494,11 +511,17 @@ class RowsInMemory:
         first = np.empty((k, q_max, q_max))
         second = np.empty_like(first)
         blocks = self.blocks
-        row_kernels()["gradient"](
+        if self._scalar_terms:
+            kernel, lam_argument = (
+                row_kernels()["gradient_scalar"],
+                (np.ascontiguousarray(lams[:, 0, 0]),),
+            )
+        else:
+            kernel, lam_argument = row_kernels()["gradient"], (blocks.zcol, lams)
+        kernel(
             blocks.codes,
             blocks.z,
-            blocks.zcol,
-            lams,
+            *lam_argument,
             self.u_offsets,
             u,
             solved,
