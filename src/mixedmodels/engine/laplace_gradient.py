@@ -53,6 +53,7 @@ def _kernels():
                 ("forward", _forward_levels),
                 ("backward", _backward_levels),
                 ("mirror", _mirror_upper),
+                ("levels_scalar", _selected_inverse_scalar),
             )
         }
     return _KERNELS
@@ -125,6 +126,39 @@ def _selected_inverse_levels(
                     for j in range(q0):
                         s += inverse[i, a] * inner[i, j] * inverse[j, b]
                 s00[level, a, b] = s
+
+
+def _selected_inverse_scalar(
+    l00, values, rows, level_ptr, n_trailing, s_tt, s00, s0t, g
+):  # pragma: no cover - compiled by numba
+    """:func:`_selected_inverse_levels` for a scalar first term, S_TT read once per pair.
+
+    A level's entries in T's rows (ascending, before any [X y] row) give
+    g = S_EE v by the pairs e₂ < e₁, each adding to both ends; ``g`` is scratch
+    (at least the largest level's entries).
+    """
+    for level in range(l00.shape[0]):
+        inverse = 1.0 / l00[level, 0, 0]
+        start = level_ptr[level]
+        stop = start
+        while stop < level_ptr[level + 1] and rows[stop] < n_trailing:
+            stop += 1
+        for e in range(start, stop):
+            g[e - start] = s_tt[rows[e], rows[e]] * values[e, 0]
+        for e1 in range(start + 1, stop):
+            row = s_tt[rows[e1]]
+            v1 = values[e1, 0]
+            acc = 0.0
+            for e2 in range(start, e1):
+                s = row[rows[e2]]
+                acc += s * values[e2, 0]
+                g[e2 - start] += s * v1
+            g[e1 - start] += acc
+        inner = 1.0
+        for e in range(start, stop):
+            s0t[e, 0] = -g[e - start] * inverse
+            inner += values[e, 0] * g[e - start]
+        s00[level, 0, 0] = inner * inverse * inverse
 
 
 def _forward_levels(l00, values, rows, level_ptr, n_trailing, rhs0, rhs_t):  # pragma: no cover
@@ -249,9 +283,12 @@ class LaplaceGradient:
         m0, q0 = factor.L00.shape[0], factor.L00.shape[1]
         s00 = np.empty((m0, q0, q0))
         s0t = np.zeros_like(column.values)
-        self.kernels["levels"](
-            factor.L00, column.values, column.rows, column.level_ptr, r, s_tt, s00, s0t
-        )
+        arguments = (factor.L00, column.values, column.rows, column.level_ptr, r, s_tt, s00, s0t)
+        if q0 == 1:
+            longest = int(np.max(np.diff(column.level_ptr))) if m0 else 0
+            self.kernels["levels_scalar"](*arguments, np.empty(longest))
+        else:
+            self.kernels["levels"](*arguments)
         return SelectedInverse(s00, s0t, s_tt, self.t_offset, self.dest)
 
     def __call__(self, lambdas: list[np.ndarray], solution: PirlsSolution) -> np.ndarray:
