@@ -122,6 +122,9 @@ class Pirls:
         self.factor: BlockedCholesky = rows.blocks.new_factor()
         self._shapes = [(int(m), int(q)) for m, q in shapes]
         self.u_offsets = np.cumsum([0, *(m * q for m, q in self._shapes)]).astype(np.int64)
+        self._scalar_terms = all(q == 1 for _, q in self._shapes)
+        self._level_key: tuple[float, ...] | None = None
+        self._level_values = np.zeros(0)
 
     @property
     def family(self) -> Family:
@@ -160,9 +163,20 @@ class Pirls:
 
     def point(self, lambdas: Sequence[np.ndarray], beta: np.ndarray, u: np.ndarray) -> Point:
         """The linear predictor at β and spherical modes u."""
+        if self._scalar_terms:
+            # b = λu level by level: one product with each level's λ.
+            return Point(np.asarray(beta, dtype=np.float64), u * self._level_lambdas(lambdas))
         modes = self.modes(lambdas, u)
         b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
         return Point(np.asarray(beta, dtype=np.float64), b)
+
+    def _level_lambdas(self, lambdas: Sequence[np.ndarray]) -> np.ndarray:
+        """Scalar terms: each level's λ, in u's order (kept while λ stays the same)."""
+        key = tuple(float(lam[0, 0]) for lam in lambdas)
+        if self._level_key != key:
+            self._level_key = key
+            self._level_values = np.repeat(np.array(key), [m for m, _ in self._shapes])
+        return self._level_values
 
     # -- factoring -----------------------------------------------------------------------
 

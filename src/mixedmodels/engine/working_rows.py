@@ -247,6 +247,7 @@ class RowsInMemory:
         # The last gradient_rhs's per-row pieces, reused by gradient_sums.
         self._gradient_rows: tuple[Point, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._entry_of: tuple[list[np.ndarray], np.ndarray] | None = None
+        self._fixed_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_obs(self) -> int:
@@ -290,10 +291,41 @@ class RowsInMemory:
         working_base = self.offset if self.fixed_inside else base
         return base, working_base, modes
 
+    def _fixed_part(self, beta: np.ndarray) -> np.ndarray:
+        """o + Xβ (kept for the last β: PIRLS with β held fixed asks for it each iteration)."""
+        cached = self._fixed_cache
+        if cached is not None and np.array_equal(cached[0], beta):
+            return cached[1]
+        base = self.offset + self.x @ beta if self.n_fixed else self.offset
+        self._fixed_cache = (beta.copy(), base)
+        return base
+
     def _compute(self, state: _RowState, at: Point) -> None:
         """Fill ``state`` at ``at``."""
-        base, working_base, modes = self._bases(at)
         state.point = None
+        if self._row_pass is not None and not at.is_start:
+            # The compiled pass reads b whole; η's base is o + Xβ.
+            base = self._fixed_part(at.beta)
+            deviance = self._row_pass(
+                *family_codes(self.family),
+                self.y,
+                self.prior_weights,
+                base,
+                self.offset if self.fixed_inside else base,
+                self.blocks.codes,
+                self.blocks.z,
+                self.blocks.zcol,
+                at.modes,
+                self.u_offsets,
+                state.eta,
+                state.mu,
+                state.weights,
+                state.response,
+            )
+            state.deviance = float(deviance)
+            state.point = at
+            return
+        base, working_base, modes = self._bases(at)
         if self._row_pass is None:
             deviance, eta, mu, weights, response = row_pass_numpy(
                 self.family,
