@@ -139,6 +139,45 @@ def test_compiled_row_pass_matches_the_family(family):
     np.testing.assert_allclose(response, eta - working_base + (y - mu) / d, rtol=1e-10, atol=1e-10)
 
 
+def test_compiled_logit_rows_match_the_family_far_out_and_for_proportions():
+    """The binomial-logit rows' direct formulas, and the general ones beyond |η| = 15."""
+    row_pass = compiled()[0] if compiled() is not None else None
+    if row_pass is None:
+        pytest.skip("numba is not installed")
+    family = Binomial()
+    eta = np.concatenate([np.linspace(-40.0, 40.0, 81), RNG.normal(0.0, 3.0, 200)])
+    n = len(eta)
+    y = np.where(RNG.random(n) < 0.3, RNG.integers(1, 4, n) / 4.0, RNG.integers(0, 2, n))
+    w = RNG.uniform(0.5, 2.0, n)
+    out = [np.empty(n) for _ in range(4)]
+    deviance = row_pass(
+        *family_codes(family),
+        y,
+        w,
+        eta,
+        np.zeros(n),
+        np.zeros((1, n), dtype=np.int64),
+        np.zeros((n, 1)),
+        np.array([0, 1]),
+        np.zeros(1),
+        np.array([0, 1]),
+        *out,
+    )
+    _, mu, weights, response = out
+    np.testing.assert_allclose(mu, family.link.inverse(eta), rtol=1e-12)
+    assert deviance == pytest.approx(family.deviance(y, mu, w), rel=1e-12)
+    d = family.link.mu_eta(eta)
+    # Both a(dμ/dη)²/V(μ) = a·dμ/dη, rounded differently: 1 − μ has a relative
+    # rounding error of ε·e^|η| (1e-9 at |η| = 15, 1e-8 beyond, where the kernel's
+    # general formulas and scipy's expit round it each their own way).
+    expected = w * d * d / family.variance(mu)
+    np.testing.assert_allclose(weights, expected, rtol=5e-8, atol=1e-15)
+    # (y − μ)/(dμ/dη) is e^|η| times a rounded difference: compared where it is not
+    # rounding alone.
+    near = np.abs(eta) <= 15.0
+    np.testing.assert_allclose(response[near], (eta + (y - mu) / d)[near], rtol=1e-8, atol=1e-10)
+
+
 def test_compiled_row_pass_reports_an_invalid_mean():
     row_pass = compiled()[0] if compiled() is not None else None
     if row_pass is None:

@@ -22,6 +22,8 @@ import numpy as np
 from ..families import Family
 
 _EPS = float(np.finfo(np.float64).eps)
+# |η| up to which binomial-logit rows take the direct formulas.
+_LOGIT_DIRECT = 15.0
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _COMPILED = None
 _TRIED = False
@@ -192,6 +194,68 @@ def _row_pass(
                 for a in range(q):
                     s += z[r, c0 + a] * b[at + a]
                 eta[r] += s
+    if family == 0 and link == 0:
+        return _logit_rows(y, prior, working_base, eta, mu, weights, response, theta)
+    return _general_rows(family, link, theta, y, prior, working_base, eta, mu, weights, response)
+
+
+def _logit_rows(y, prior, working_base, eta, mu, weights, response, theta):  # pragma: no cover
+    """:func:`_general_rows` for binomial responses with the logit link.
+
+    There V(μ) = dμ/dη, and log μ and log(1 − μ) share log(1 + e^−|η|): one
+    exp, one log and two divisions a row.  Rows with |η| above
+    ``_LOGIT_DIRECT`` take the general formulas (μ's clamps to [ε, 1 − ε] and
+    the variance's rounding there are lme4's).
+    """
+    total = 0.0
+    for r in range(y.shape[0]):
+        e = eta[r]
+        if abs(e) > _LOGIT_DIRECT:
+            row = _general_row(0, 0, theta, y[r], prior[r], working_base[r], e)
+            if not row[0] <= math.inf:  # nan: stop as the general pass does
+                return math.nan
+            if row[0] == math.inf:
+                return math.inf
+            total += row[0]
+            mu[r], weights[r], response[r] = row[1], row[2], row[3]
+            continue
+        ex = math.exp(-abs(e))
+        inverse = 1.0 / (1.0 + ex)
+        m = inverse if e >= 0.0 else ex * inverse
+        g = ex * inverse * inverse
+        yr = y[r]
+        softplus = math.log(1.0 + ex)
+        d = yr * (softplus + max(-e, 0.0)) + (1.0 - yr) * (softplus + max(e, 0.0))
+        if 0.0 < yr < 1.0:  # proportions: the saturated model's part
+            d += yr * math.log(yr) + (1.0 - yr) * math.log(1.0 - yr)
+        total += prior[r] * 2.0 * d
+        mu[r] = m
+        weights[r] = prior[r] * g
+        response[r] = (e - working_base[r]) + (yr - m) / g
+    return total
+
+
+def _general_row(family, link, theta, y, prior, working_base, e):  # pragma: no cover
+    """One row's (aᵢdᵢ, μ, w, working response); aᵢdᵢ inf outside the family's range, nan
+    when w or the response is not finite."""
+    m, g = _link_inverse(link, e)
+    d = _unit_deviance(family, y, m, theta)
+    if not math.isfinite(d):
+        return math.inf, m, 0.0, 0.0
+    w = prior * g * g / _variance(family, m, theta)
+    v = (e - working_base) + (y - m) / g
+    if not (math.isfinite(w) and math.isfinite(v)):
+        return math.nan, m, w, v
+    return prior * d, m, w, v
+
+
+def _general_rows(
+    family, link, theta, y, prior, working_base, eta, mu, weights, response
+):  # pragma: no cover - compiled by numba
+    """μ, working weights and response at η, for any family and link; returns Σ aᵢdᵢ
+    (inf if some μ is outside the family's range, nan if some w or response is not
+    finite)."""
+    n = y.shape[0]
     total = 0.0
     for r in range(n):
         e = eta[r]
@@ -250,6 +314,9 @@ def compiled():
             "_variance_slope",
             "_y_log_y",
             "_unit_deviance",
+            "_general_row",
+            "_logit_rows",
+            "_general_rows",
         ):
             scope[name] = inline(scope[name])
         jit = numba.njit(cache=True, nogil=True)
