@@ -195,3 +195,39 @@ def test_scalar_selected_inverse_matches_the_general_loop():
             found.append((s00, s0t))
         np.testing.assert_allclose(found[1][0], found[0][0], rtol=1e-12)
         np.testing.assert_allclose(found[1][1], found[0][1], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("family", [Poisson(), Binomial(), Binomial("probit")], ids=repr)
+def test_mode_slopes_predict_the_modes_to_first_order(family):
+    """du/d(θ, β) from the factor: the modes at a step h away are predicted within O(h²)
+    (exactly the observed information's for canonical links, Fisher's otherwise)."""
+    n = 300
+    g = RNG.integers(0, 30, n)
+    h = RNG.integers(0, 8, n)
+    x = RNG.normal(size=n)
+    eta = 0.1 + 0.4 * x + RNG.normal(0, 0.5, 30)[g] + RNG.normal(0, 0.3, 8)[h]
+    if isinstance(family, Binomial):
+        y = RNG.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        y = RNG.poisson(np.exp(eta))
+    data = pd.DataFrame({"y": y.astype(float), "x": x, "g": g.astype(str), "h": h.astype(str)})
+    design = build_design("y ~ x + (1 | g) + (1 | h)", data)
+    rows = RowData(design.y, np.ones(n), np.zeros(n), design.x, design.terms)
+    pirls = Pirls(rows.working(False, family), [(t.n_levels, 1) for t in design.terms])
+    gradient = LaplaceGradient(pirls, design.terms)
+    point = np.array([0.6, 0.4, 0.1, 0.3])
+    solution = pirls.solve(_lambdas(design, point[:2]), point[2:])
+    step = 1e-3
+    slopes = gradient.mode_slopes(_lambdas(design, point[:2]), solution, np.eye(4) * step)
+    for i in range(4):
+        moved = point + np.eye(4)[i] * step
+        found = pirls.solve(_lambdas(design, moved[:2]), moved[2:], solution.u)
+        change = found.u - solution.u
+        error = np.max(np.abs(change - slopes[:, i]))
+        # First order: the error is a small fraction of the change (O(h²) against
+        # O(h)); with Fisher's weights for the observed ones (probit) a start only.
+        bound = 0.05 if family.is_canonical else 0.5
+        assert error < bound * np.max(np.abs(change))
+    # Not available with β inside PIRLS or a vector-valued term.
+    joint = Pirls(rows.working(True, family), [(t.n_levels, 1) for t in design.terms])
+    assert LaplaceGradient(joint, design.terms).mode_slopes([], solution, np.eye(4)) is None

@@ -73,19 +73,19 @@ def hessian_from_gradient(
 ) -> np.ndarray:
     """Hessian by central differences of an exact gradient (2n gradients), symmetrized."""
 
-    def pair(plus: np.ndarray, minus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pair(_: int, plus: np.ndarray, minus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return gradient(plus), gradient(minus)
 
     return hessian_from_gradient_pairs(pair, x, step)
 
 
 def hessian_from_gradient_pairs(
-    pair: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    pair: Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     x: np.ndarray,
     step: float | np.ndarray = STEP,
 ) -> np.ndarray:
     """:func:`hessian_from_gradient` with the gradients on both sides of each coordinate
-    from one call, ``pair(x + hᵢeᵢ, x − hᵢeᵢ)`` (the caller may carry work from one
+    from one call, ``pair(i, x + hᵢeᵢ, x − hᵢeᵢ)`` (the caller may carry work from one
     side to the other)."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
@@ -94,7 +94,7 @@ def hessian_from_gradient_pairs(
     for i in range(n):
         e = np.zeros(n)
         e[i] = h[i]
-        plus, minus = pair(x + e, x - e)
+        plus, minus = pair(i, x + e, x - e)
         columns.append((plus - minus) / (2.0 * h[i]))
     hessian = np.column_stack(columns)
     return 0.5 * (hessian + hessian.T)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PirlsError
-from .curvature import central_derivatives, hessian_from_gradient_pairs
+from .curvature import STEP, central_derivatives, hessian_from_gradient_pairs
 from .glmm_problem import GeneralizedProblem, PirlsWorkspace
 from .optimize import (
     BOUNDARY_TOLERANCE,
@@ -40,6 +40,7 @@ from .optimize import (
     OptimizationSummary,
     minimize_bobyqa,
 )
+from .pirls import PirlsSolution
 from .quasi_newton import minimize_quasi_newton, positive_definite
 
 # The quasi-Newton main stage stops when a Newton step would gain less than this
@@ -255,12 +256,14 @@ def fit_glmm(
         known_gradient[n_theta:] /= scale
     x = snapped
     theta, beta = split(x)
-    value = problem.objective(theta, beta, nagq, ws)
+    value, at_estimates = problem.evaluate(theta, beta, nagq, ws)
     seconds = time.perf_counter() - clock
     messages: list[str] = []
     curvature = vcov = gradient = None
     if hessian:
-        gradient, curvature = derivatives(problem, theta, beta, nagq, value, ws, known_gradient)
+        gradient, curvature = derivatives(
+            problem, theta, beta, nagq, value, ws, known_gradient, at_estimates
+        )
         vcov = _vcov_from_hessian(curvature, n_theta)
         if vcov is None:
             messages.append(
@@ -323,24 +326,35 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
     n_theta = problem.n_theta
     count = [0]
     last: list = [None]
+    modes = _ModePredictor(problem, ws, n_theta, scale)
 
     def value(x: np.ndarray) -> float:
         count[0] += 1
         theta, beta = split(x)
+        predicted = modes.predict(x)
         try:
-            solution = problem.modes(theta, beta, ws)
+            if predicted is None:
+                solution = problem.modes(theta, beta, ws)
+            else:
+                fallback, ws.last_u = ws.last_u, predicted
+                try:
+                    solution = problem.modes(theta, beta, ws)
+                except PirlsError:
+                    ws.last_u = fallback
+                    solution = problem.modes(theta, beta, ws)
         except PirlsError:
             last[0] = None
             return math.inf
-        last[0] = (theta, solution)
+        last[0] = (x, theta, solution)
         return problem.laplace(solution, ws.solver(False).rows)
 
     def gradient() -> np.ndarray:
         if last[0] is None:
             return np.full(len(x0), math.nan)
-        theta, solution = last[0]
+        x, theta, solution = last[0]
         g = ws.gradient(False)(problem.lambdas(theta), solution)
         g[n_theta:] *= scale
+        modes.accepted(x, theta, solution)
         return g
 
     f0 = value(x0)
@@ -359,6 +373,52 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
         max_step=np.concatenate([np.full(n_theta, np.nan), np.full(len(x0) - n_theta, np.inf)]),
     )
     return result.x, count[0], result.status, result.gradient
+
+
+class _ModePredictor:
+    """Starts for PIRLS along the quasi-Newton method's line searches.
+
+    At the point whose gradient was taken last (its factor still in the
+    workspace), the modes' first-order change along the step to the next trial
+    point is one solve (:meth:`LaplaceGradient.mode_slopes`); trial points on
+    the same line reuse it.  PIRLS then starts within O(step²) of its answer
+    instead of O(step).
+    """
+
+    def __init__(self, problem, ws, n_theta, scale) -> None:
+        self.problem, self.ws, self.n_theta, self.scale = problem, ws, n_theta, scale
+        self.origin = None  # (x, θ, solution) where the gradient was taken
+        self.fresh = False  # the workspace's factor is still the origin's
+        self.line = None  # (direction, slope of the modes along it)
+
+    def accepted(self, x: np.ndarray, theta: np.ndarray, solution) -> None:
+        self.origin = (x.copy(), theta, solution)
+        self.fresh, self.line = True, None
+
+    def predict(self, x: np.ndarray) -> np.ndarray | None:
+        if self.origin is None:
+            return None
+        x_origin, theta, solution = self.origin
+        step = x - x_origin
+        if self.fresh:
+            self.fresh = False
+            direction = step.copy()
+            direction[self.n_theta :] *= self.scale
+            slopes = self.ws.gradient(False).mode_slopes(
+                self.problem.lambdas(theta), solution, direction[None, :]
+            )
+            self.line = None if slopes is None else (step, slopes[:, 0])
+            return None if slopes is None else solution.u + slopes[:, 0]
+        if self.line is None:
+            return None
+        direction, slope = self.line
+        length = float(direction @ direction)
+        if not length:
+            return None
+        alpha = float(step @ direction) / length
+        if np.max(np.abs(step - alpha * direction)) > 1e-12 * np.max(np.abs(direction)):
+            return None
+        return solution.u + alpha * slope
 
 
 def _beta_curvature(covariance: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -442,24 +502,33 @@ def derivatives(
     value: float,
     workspace: PirlsWorkspace,
     gradient_here: np.ndarray | None = None,
+    solution: PirlsSolution | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gradient and Hessian of the objective in (θ, β) (lme4's calc.derivs).
 
     The workspace must hold the modes at (θ, β) (its ``last_u``); it is left
     there.  ``gradient_here``, the gradient at (θ, β) if known, saves an
-    evaluation.
+    evaluation; ``solution``, the PIRLS solution there with the workspace's
+    factor still at it, lets each side's PIRLS start from the modes predicted
+    to first order (:meth:`LaplaceGradient.mode_slopes`).
     """
     n_theta = len(theta)
     point = np.concatenate([theta, beta])
     start_u = workspace.last_u
     if nagq == 1 and problem.has_gradient:
+        slopes = None
+        if solution is not None and start_u is not None:
+            slopes = workspace.gradient(False).mode_slopes(
+                problem.lambdas(theta), solution, np.eye(len(point)) * STEP
+            )
 
         def gradient(x: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
             workspace.last_u = modes
             return problem.value_and_gradient(x[:n_theta], x[n_theta:], workspace)[1]
 
-        def pair(plus: np.ndarray, minus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            g_plus = gradient(plus, start_u)
+        def pair(i: int, plus: np.ndarray, minus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            predicted = start_u if slopes is None else start_u + slopes[:, i]
+            g_plus = gradient(plus, predicted)
             # The modes move linearly with a small step: the other side's reflected
             # through the estimates' start PIRLS within O(step²) of its answer.
             reflected = None if start_u is None else 2.0 * start_u - workspace.last_u

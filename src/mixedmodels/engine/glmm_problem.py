@@ -254,11 +254,17 @@ class GeneralizedProblem:
         workspace: PirlsWorkspace | None = None,
     ) -> float:
         """lme4's objective at (θ, β): Laplace (nagq = 1) or adaptive quadrature (> 1)."""
-        return self._evaluate(theta, beta, nagq, self._default(workspace))[0]
+        return self.evaluate(theta, beta, nagq, workspace)[0]
 
-    def _evaluate(
-        self, theta: np.ndarray, beta: np.ndarray, nagq: int, ws: PirlsWorkspace
+    def evaluate(
+        self,
+        theta: np.ndarray,
+        beta: np.ndarray,
+        nagq: int = 1,
+        workspace: PirlsWorkspace | None = None,
     ) -> tuple[float, PirlsSolution]:
+        """lme4's objective at (θ, β) and the PIRLS solution it was computed at."""
+        ws = self._default(workspace)
         solution = self.modes(theta, beta, ws)
         if nagq <= 1:
             return self.laplace(solution, ws.solver(False).rows), solution
@@ -350,7 +356,7 @@ class GeneralizedProblem:
             value, solution = self.joint(theta, ws)
             rows = ws.solver(True).rows
         else:
-            value, solution = self._evaluate(theta, np.asarray(beta, dtype=np.float64), nagq, ws)
+            value, solution = self.evaluate(theta, np.asarray(beta, dtype=np.float64), nagq, ws)
             rows = ws.solver(False).rows
         lambdas = self.lambdas(theta)
         modes_solver = ws.solver(False)

@@ -291,6 +291,43 @@ class LaplaceGradient:
             self.kernels["levels"](*arguments)
         return SelectedInverse(s00, s0t, s_tt, self.t_offset, self.dest)
 
+    def mode_slopes(
+        self, lambdas: list[np.ndarray], solution: PirlsSolution, steps: np.ndarray
+    ) -> np.ndarray | None:
+        """How the modes move with steps in (θ, β): one column du per row of ``steps``.
+
+        From the stationarity of the penalized deviance, F(u; θ, β) = ΛᵀZᵀs + u = 0
+        (s = ½ ddev/dη): du = −M⁻¹(∂F/∂θ dθ + ∂F/∂β dβ), with M the factor's
+        matrix at ``solution`` (Fisher's weights: the observed ones for canonical
+        links, an approximation otherwise).  For scalar terms with θ > 0,
+        ∂F/∂θₖ = −uₖ/θₖ on term k's levels plus ΛᵀZᵀW Zₖuₖ.  None where that does
+        not apply (vector terms, θ on its bound, β estimated inside PIRLS, rows
+        without ``weighted_transpose``); the caller then starts PIRLS as before.
+        Only a start for PIRLS: its convergence test decides the modes.
+        """
+        pirls = self.pirls
+        weighted = getattr(pirls.rows, "weighted_transpose", None)
+        theta = np.array([float(lam[0, 0]) for lam in lambdas])
+        if (
+            weighted is None
+            or pirls.fixed_inside
+            or any(q != 1 for q in self.q)
+            or not np.all(theta > 0)
+        ):
+            return None
+        lams = self.packed(lambdas)
+        levels = np.diff(pirls.u_offsets)
+        u = solution.u
+        k = len(theta)
+        out = np.empty((len(u), len(steps)))
+        for i, step in enumerate(steps):
+            # A step dθₖ moves b = θu by dθₖ·u at fixed u.
+            scale = np.repeat(step[:k], levels)
+            rhs = weighted(solution.point, lams, scale * u, step[k:])
+            rhs -= scale * u / np.repeat(theta, levels)
+            out[:, i] = -self._solve(rhs)
+        return out
+
     def __call__(self, lambdas: list[np.ndarray], solution: PirlsSolution) -> np.ndarray:
         """∂f/∂(θ, β), or ∂f/∂θ with β inside PIRLS, at ``solution`` (the factor's).
 

@@ -506,6 +506,24 @@ class RowsInMemory:
         self._gradient_rows = (at, c, score, observed)
         return c, score, observed, traces
 
+    def weighted_transpose(
+        self, at: Point, lams: np.ndarray, mode_step: np.ndarray, beta_step: np.ndarray
+    ) -> np.ndarray:
+        """ΛᵀZᵀW δη at ``at``'s working weights, for δη = Z·``mode_step`` + X·``beta_step``
+        (scalar terms: ``mode_step`` one value per level, in the modes' order)."""
+        state = self._state_at(at)
+        direction = self.x @ beta_step if self.n_fixed else np.zeros(self.n_obs)
+        codes, z = self.blocks.codes, self.blocks.z
+        for t in range(codes.shape[0]):
+            step = mode_step[self.u_offsets[t] : self.u_offsets[t + 1]]
+            if step.any():
+                direction += z[:, t] * step[codes[t]]
+        out = np.empty(int(self.u_offsets[-1]))
+        row_kernels()["transpose_times"](
+            codes, z, self.blocks.zcol, lams, self.u_offsets, state.weights * direction, out
+        )
+        return out
+
     def gradient_rhs(
         self, at: Point, lams: np.ndarray, inverse: SelectedInverse, deviance: float
     ) -> tuple[np.ndarray, np.ndarray]:
