@@ -178,6 +178,27 @@ def test_compiled_logit_rows_match_the_family_far_out_and_for_proportions():
     np.testing.assert_allclose(response[near], (eta + (y - mu) / d)[near], rtol=1e-8, atol=1e-10)
 
 
+def test_compiled_logit_derivatives_are_the_binomial_s():
+    """Score, observed weight and its slope in η for binomial-logit rows (the direct
+    formulas, used up to |η| = 15)."""
+    if compiled() is None:
+        pytest.skip("numba is not installed")
+    derivative_pass = compiled()[1]
+    family = Binomial()
+    eta = np.concatenate([np.linspace(-15.0, 15.0, 31), RNG.normal(0.0, 2.0, 100)])
+    n = len(eta)
+    y = np.where(RNG.random(n) < 0.3, 0.25, RNG.integers(0, 2, n)).astype(float)
+    a = RNG.uniform(0.5, 2.0, n)
+    score, observed, slope = np.empty(n), np.empty(n), np.empty(n)
+    derivative_pass(*family_codes(family), y, a, eta, score, observed, slope)
+    mu = family.link.inverse(eta)
+    variance = mu * (1.0 - mu)
+    # μ(1 − μ) rounds 1 − μ: relative ε·e^|η| (1e-9 at |η| = 15).
+    np.testing.assert_allclose(score, -a * (y - mu), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(observed, a * variance, rtol=5e-8, atol=1e-15)
+    np.testing.assert_allclose(slope, a * variance * (1.0 - 2.0 * mu), rtol=5e-8, atol=1e-15)
+
+
 def test_compiled_row_pass_reports_an_invalid_mean():
     row_pass = compiled()[0] if compiled() is not None else None
     if row_pass is None:

@@ -104,8 +104,21 @@ def _derivative_pass(
     its half-derivative is the observed weight w − a(y − μ)(g′V − g²V′)/V²,
     which equals w for canonical links.
     """
+    logit = family == 0 and link == 0
     for r in range(y.shape[0]):
         e = eta[r]
+        if logit and abs(e) <= _LOGIT_DIRECT:
+            # V(μ) = dμ/dη = g, dV/dμ = 1 − 2μ, d²μ/dη² = g(1 − 2μ): the observed
+            # weight is w = a·g and dw/dη = a·g(1 − 2μ).
+            ex = math.exp(-abs(e))
+            inverse = 1.0 / (1.0 + ex)
+            m = inverse if e >= 0.0 else ex * inverse
+            g = ex * inverse * inverse
+            a = prior[r]
+            score[r] = -a * (y[r] - m)
+            observed[r] = a * g
+            weight_slope[r] = a * g * (1.0 - 2.0 * m)
+            continue
         m, g = _link_inverse(link, e)
         g2 = _link_second(link, e, g)
         v = _variance(family, m, theta)
