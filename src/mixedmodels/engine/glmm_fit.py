@@ -9,9 +9,10 @@ quadrature objective by Nelder–Mead.  Here:
   the engine's bounded quasi-Newton method (values at line-search trial
   points, gradients at accepted ones) from lme4's initial PIRLS solution,
   with β measured in units of its R_X standard errors and, for scalar terms,
-  θ moved by one EM step from that solution (:func:`_em_step`, no extra
-  PIRLS); the first stage, whose purpose is a start for β, is not needed (on
-  the reference models it reaches the same optima in no more evaluations);
+  θ moved by one EM step from that solution (no extra PIRLS; the starts are
+  :mod:`~mixedmodels.engine.glmm_starts`'); the first stage, whose purpose is
+  a start for β, is not needed (on the reference models it reaches the same
+  optima in no more evaluations);
 * nAGQ = 0 is the first stage alone, by the same method on its own gradient in θ
   (from the EM step; B from forward differences);
 * adaptive quadrature (nAGQ > 1) starts from the Laplace optimum and is
@@ -34,6 +35,7 @@ import numpy as np
 from ..errors import PirlsError
 from .curvature import STEP, central_derivatives, hessian_from_gradient_pairs
 from .glmm_problem import GeneralizedProblem, PirlsWorkspace
+from .glmm_starts import ModePredictor, beta_curvature, column_mirrors, em_step, start_hessian
 from .optimize import (
     BOUNDARY_TOLERANCE,
     GRADIENT_TOLERANCE,
@@ -41,7 +43,7 @@ from .optimize import (
     minimize_bobyqa,
 )
 from .pirls import PirlsSolution
-from .quasi_newton import minimize_quasi_newton, positive_definite
+from .quasi_newton import minimize_quasi_newton
 
 # The quasi-Newton main stage stops when a Newton step would gain less than this
 # (deviance units; the references ask for lme4's objective + 1e-4).
@@ -81,7 +83,7 @@ def _first_stage(
     theta0, initial = problem.initial(ws)
     count = [0]
     if problem.has_gradient:
-        moved = _em_step(problem, ws, theta0, initial)
+        moved = em_step(problem, ws, theta0, initial)
         if moved is not None:
             theta0 = moved
         last: list = [None]
@@ -109,7 +111,7 @@ def _first_stage(
             problem.lower_bounds,
             tolerance=_QN_TOLERANCE,
             hessian="differences",
-            mirrors=_column_mirrors(problem),
+            mirrors=column_mirrors(problem),
         )
         theta, status = result.x, result.status
     else:
@@ -126,39 +128,6 @@ def _first_stage(
         )
     _, solution = problem.joint(theta, ws)
     return theta, solution.beta.copy(), count[0], status
-
-
-def _em_step(
-    problem: GeneralizedProblem, ws: PirlsWorkspace, theta: np.ndarray, solution
-) -> np.ndarray | None:
-    """θ after one EM step from lme4's initial PIRLS solution (scalar terms only).
-
-    For a scalar term k, θₖ² ← the mean over its levels of E[bₗ² | y] =
-    b̂ₗ² + Var(bₗ | y), with b = θu and the conditional variances θ²·diag M⁻¹
-    read off the joint factor at the solution (its selected inverse).  From
-    θ = 1 that moves θ most of the way to the optimum on the reference models
-    (VerbAgg (1, 1) → (1.14, 0.49) against (1.34, 0.50)), and costs no PIRLS.
-    None for models with vector-valued terms (θ stays at lme4's start).
-    """
-    if any(t.q != 1 for t in problem.terms) or not np.all(theta > 0):
-        return None
-    try:
-        inverse = ws.gradient(True).selected_inverse()
-    except PirlsError:
-        return None
-    variances = np.concatenate([inverse.s00[:, 0, 0], np.diagonal(inverse.s_tt)])
-    u = solution.u
-    if len(variances) != len(u):
-        return None
-    moved = np.empty(len(theta))
-    start = 0
-    for k, term in enumerate(problem.terms):
-        block = slice(start, start + term.n_levels)
-        moved[k] = theta[k] * math.sqrt(float(np.mean(u[block] ** 2 + variances[block])))
-        start += term.n_levels
-    if not np.all(np.isfinite(moved) & (moved > 0)):
-        return None
-    return moved
 
 
 def _snap(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -218,7 +187,7 @@ def fit_glmm(
         theta0, joint_solution = problem.initial(ws)
         beta0 = joint_solution.beta.copy()
         ws.last_u = joint_solution.u
-        moved = _em_step(problem, ws, theta0, joint_solution)
+        moved = em_step(problem, ws, theta0, joint_solution)
         if moved is not None:
             # The same modes b = λu at the new θ.
             levels = [t.n_levels for t in problem.terms]
@@ -233,7 +202,7 @@ def fit_glmm(
     scale = np.where(np.isfinite(se) & (se > 0), se, 1.0)
     # In these units the Hessian of −2 log L in β is about twice the inverse of
     # β's correlation matrix (2 R_X R_Xᵀ: the log-determinant's curvature aside).
-    beta_block = _beta_curvature(covariance, scale)
+    beta_block = beta_curvature(covariance, scale)
     n_theta = problem.n_theta
     lower = np.concatenate([lower_theta, np.full(problem.n_fixed, -np.inf)])
 
@@ -326,7 +295,7 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
     n_theta = problem.n_theta
     count = [0]
     last: list = [None]
-    modes = _ModePredictor(problem, ws, n_theta, scale)
+    modes = ModePredictor(problem, ws, n_theta, scale)
 
     def value(x: np.ndarray) -> float:
         count[0] += 1
@@ -359,7 +328,7 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
 
     f0 = value(x0)
     g0 = gradient()
-    hessian = _start_hessian(value, gradient, x0, g0, lower, n_theta, beta_block)
+    hessian = start_hessian(value, gradient, x0, g0, lower, n_theta, beta_block)
     result = minimize_quasi_newton(
         value,
         gradient,
@@ -368,104 +337,11 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
         tolerance=_QN_TOLERANCE,
         hessian=hessian,
         initial=(f0, g0),
-        mirrors=_column_mirrors(problem),
+        mirrors=column_mirrors(problem),
         # β (in units of its standard errors) may move freely; θ by the default caps.
         max_step=np.concatenate([np.full(n_theta, np.nan), np.full(len(x0) - n_theta, np.inf)]),
     )
     return result.x, count[0], result.status, result.gradient
-
-
-class _ModePredictor:
-    """Starts for PIRLS along the quasi-Newton method's line searches.
-
-    At the point whose gradient was taken last (its factor still in the
-    workspace), the modes' first-order change along the step to the next trial
-    point is one solve (:meth:`LaplaceGradient.mode_slopes`); trial points on
-    the same line reuse it.  PIRLS then starts within O(step²) of its answer
-    instead of O(step).
-    """
-
-    def __init__(self, problem, ws, n_theta, scale) -> None:
-        self.problem, self.ws, self.n_theta, self.scale = problem, ws, n_theta, scale
-        self.origin = None  # (x, θ, solution) where the gradient was taken
-        self.fresh = False  # the workspace's factor is still the origin's
-        self.line = None  # (direction, slope of the modes along it)
-
-    def accepted(self, x: np.ndarray, theta: np.ndarray, solution) -> None:
-        self.origin = (x.copy(), theta, solution)
-        self.fresh, self.line = True, None
-
-    def predict(self, x: np.ndarray) -> np.ndarray | None:
-        if self.origin is None:
-            return None
-        x_origin, theta, solution = self.origin
-        step = x - x_origin
-        if self.fresh:
-            self.fresh = False
-            direction = step.copy()
-            direction[self.n_theta :] *= self.scale
-            slopes = self.ws.gradient(False).mode_slopes(
-                self.problem.lambdas(theta), solution, direction[None, :]
-            )
-            self.line = None if slopes is None else (step, slopes[:, 0])
-            return None if slopes is None else solution.u + slopes[:, 0]
-        if self.line is None:
-            return None
-        direction, slope = self.line
-        length = float(direction @ direction)
-        if not length:
-            return None
-        alpha = float(step @ direction) / length
-        if np.max(np.abs(step - alpha * direction)) > 1e-12 * np.max(np.abs(direction)):
-            return None
-        return solution.u + alpha * slope
-
-
-def _beta_curvature(covariance: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """2 × the inverse of β's correlation matrix (2I where that is not usable)."""
-    p = len(scale)
-    if not p:
-        return np.zeros((0, 0))
-    correlation = covariance / np.outer(scale, scale)
-    try:
-        block = 2.0 * np.linalg.inv(correlation)
-    except np.linalg.LinAlgError:
-        return 2.0 * np.eye(p)
-    if not np.all(np.isfinite(block)):
-        return 2.0 * np.eye(p)
-    return 0.5 * (block + block.T)
-
-
-def _start_hessian(value, gradient, x, g, lower, n_theta, beta_block):
-    """``beta_block`` for β, θ's columns by forward differences of the gradient."""
-    b = np.eye(len(x))
-    b[n_theta:, n_theta:] = beta_block
-    if not np.all(np.isfinite(g)):
-        return b
-    for i in range(n_theta):
-        h = 1e-4 * max(abs(x[i]), 0.1)
-        point = x.copy()
-        point[i] += h
-        value(np.maximum(point, lower))
-        column = (gradient() - g) / h
-        if not np.all(np.isfinite(column)):
-            return b
-        b[:, i] = column
-        b[i, :] = column
-    return positive_definite(b)
-
-
-def _column_mirrors(problem: GeneralizedProblem) -> dict[int, np.ndarray]:
-    """For each diagonal θ, the θ below it in its column of λ (the objective depends
-    on λλᵀ: that column with its signs flipped is the same model)."""
-    mirrors = {}
-    for term, where in zip(problem.terms, problem.theta_slices, strict=True):
-        rows, cols = term.theta_rows, term.theta_cols
-        for k in np.flatnonzero(rows == cols):
-            below = np.flatnonzero((cols == cols[k]) & (rows > rows[k]))
-            if below.size:
-                mirrors[where.start + int(k)] = where.start + below
-    return mirrors
 
 
 def _quadrature_polish(problem, ws, x, lower, split, nagq):
