@@ -48,6 +48,8 @@ from .quasi_newton import minimize_quasi_newton
 # The quasi-Newton main stage stops when a Newton step would gain less than this
 # (deviance units; the references ask for lme4's objective + 1e-4).
 _QN_TOLERANCE = 1e-7
+# PIRLS tolerance of lme4's initial solution when it is only the main stage's start.
+_START_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +186,8 @@ def fit_glmm(
         theta0, beta0 = start
         _, joint_solution = problem.joint(theta0, ws)
     elif problem.has_gradient:
-        theta0, joint_solution = problem.initial(ws)
+        # A start only: the main stage's PIRLS solves set the modes' accuracy.
+        theta0, joint_solution = problem.initial(ws, tolerance=_START_TOLERANCE)
         beta0 = joint_solution.beta.copy()
         ws.last_u = joint_solution.u
         moved = em_step(problem, ws, theta0, joint_solution)

@@ -283,12 +283,18 @@ class GeneralizedProblem:
         value = self.laplace(solution, ws.solver(False).rows)
         return value, ws.gradient(False)(self.lambdas(theta), solution)
 
-    def initial(self, workspace: PirlsWorkspace | None = None) -> tuple[np.ndarray, PirlsSolution]:
-        """lme4's first PIRLS: θ at λ = I, β and u from the family's starting means."""
+    def initial(
+        self, workspace: PirlsWorkspace | None = None, tolerance: float | None = None
+    ) -> tuple[np.ndarray, PirlsSolution]:
+        """lme4's first PIRLS: θ at λ = I, β and u from the family's starting means
+        (to ``tolerance`` when given, e.g. for a start only)."""
         ws = self._default(workspace)
         theta = np.concatenate([t.theta_start() for t in self.terms])
         solution = ws.solver(True).solve(
-            self.lambdas(theta), np.zeros(self.n_fixed), from_start_means=True
+            self.lambdas(theta),
+            np.zeros(self.n_fixed),
+            from_start_means=True,
+            tolerance=tolerance,
         )
         ws.last_joint = solution
         return theta, solution

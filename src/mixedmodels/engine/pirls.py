@@ -224,13 +224,15 @@ class Pirls:
         u: np.ndarray | None = None,
         *,
         from_start_means: bool = False,
+        tolerance: float | None = None,
     ) -> PirlsSolution:
         """The conditional modes at Λ and β (β the start when ``fixed_inside``).
 
         ``u`` is the starting value of the modes (default zero).  With
         ``from_start_means`` the first iterate is instead the family's starting
         means (as lme4 starts): the first iteration's weights are computed
-        there and its step is taken whole.
+        there and its step is taken whole.  ``tolerance`` replaces the
+        solver's for this solve (a start that need not be exact).
 
         Raises
         ------
@@ -255,6 +257,7 @@ class Pirls:
                 raise PirlsError("the starting linear predictor gives an invalid mean")
             pdev = start.deviance + float(u @ u)
         p = self.n_fixed
+        limit = self.tolerance if tolerance is None else tolerance
         for iteration in range(1, self.max_iterations + 1):
             # The blocks hold the current iterate's (filled when it was evaluated).
             if not self._update(lambdas):
@@ -286,7 +289,7 @@ class Pirls:
                 )
             step_u = float(np.max(np.abs(new_u - u))) if len(u) else 0.0
             current, u, beta, pdev = candidate, new_u, new_beta, new_pdev
-            if max(step_u, found.eta_change) < self.tolerance:
+            if max(step_u, found.eta_change) < limit:
                 # The factor at the final modes, with Fisher's weights, for the
                 # Laplace log-determinant (the blocks are already there for them).
                 if fill == "fisher":
