@@ -30,7 +30,13 @@ from .computed import ComputedSpec, computed_columns
 from .frame import ModelFrame, UsedRows, read_frame
 from .grouping import random_effects_terms
 from .levels import Levels, factor_codes
-from .matrices import evaluate, fixed_effects, formulaic_parts, term_matrices
+from .matrices import (
+    evaluate,
+    evaluation_frame,
+    fixed_effects,
+    formulaic_parts,
+    term_matrices,
+)
 
 __all__ = ["Design", "SpecBuilder", "build_design"]
 
@@ -126,9 +132,10 @@ class SpecBuilder:
     ----------
     parsed : ParsedFormula
         The model's formula.
-    sample : dict of str to ndarray
-        The first rows used of every column of the parts to build (all
-        numeric, so the specs do not depend on the values).
+    sample : dict of str to array
+        A few rows used of every column of the parts to build, holding every
+        level of each factor (:meth:`.plain.PlainRows.sample`): the specs
+        depend on a factor's levels, not on the values of numbers.
     n_rows : int
         The number of rows in ``sample`` (it may have no columns).
     fixed : bool
@@ -146,7 +153,8 @@ class SpecBuilder:
 
     def fill(self, design: Design) -> None:
         """Set the missing specs of ``design`` (reading its fields, not its descriptors)."""
-        frame = pd.DataFrame(self.sample, index=pd.RangeIndex(self.n_rows))
+        # Read as the fit read its columns (integers as floats).
+        frame = evaluation_frame(pd.DataFrame(self.sample, index=pd.RangeIndex(self.n_rows)), None)
         if self.fixed:
             formula = f"{self.parsed.response} ~ {self.parsed.fixed}"
             design.fixed_spec = evaluate(formula, frame, "formula").rhs.model_spec
@@ -187,9 +195,9 @@ def build_design(
 ) -> Design:
     """Evaluate a parsed lme4 formula on data, checking the data on the way.
 
-    Parts of the formula that are only an intercept and numeric columns joined
-    by ``+`` are built straight from the columns (:mod:`.plain`); the rest goes
-    through formulaic.
+    Parts of the formula that are only an intercept, numeric columns and
+    factors joined by ``+`` are built straight from the columns (:mod:`.plain`);
+    the rest goes through formulaic.
 
     Parameters
     ----------
@@ -248,19 +256,20 @@ def build_design(
     if offset_all is not None:
         offset_used = offset_all if rows.selection is None else offset_all[rows.selection]
         computed.check_offset(offset_used, rows.index)
-    fixed = fixed_effects(parsed, plan, frame, evaluated, rows)
-    matrices = term_matrices(parsed, plan, frame, evaluated, rows)
+    plain_rows = plain.PlainRows(frame.columns, frame.values, rows.keep, rows.selection, rows.n)
+    fixed = fixed_effects(parsed, plan, plain_rows, evaluated, rows)
+    matrices = term_matrices(parsed, plan, plain_rows, evaluated, rows)
     terms, order = random_effects_terms(parsed, frame, rows, matrices, allow_n=allow_n)
     term_specs = [matrices[i].spec for i in order]
 
     builder = None
     if fixed.spec is None or None in term_specs:
-        # A few rows used are enough: the parts to build are numeric columns.
-        first = np.flatnonzero(rows.keep)[:3]
+        # A few rows used are enough, with every level of the factors among them.
+        sample, n_rows = plain_rows.sample(plan.columns)
         builder = SpecBuilder(
             parsed=parsed,
-            sample={name: frame.values(name)[first] for name in plan.columns},
-            n_rows=len(first),
+            sample=sample,
+            n_rows=n_rows,
             fixed=fixed.spec is None,
             terms=[
                 parsed.random[i] if term_specs[k] is None else None for k, i in enumerate(order)

@@ -35,9 +35,10 @@ from ..errors import (
 )
 from ..formula import TRANSFORMS, ParsedFormula, random_term_to_lme4
 from ..formula.factors import ROWS_USED, check_dense_size
+from ..formula.limits import MAX_DENSE_BYTES
 from .checks import check_finite, check_predictor_scales, check_response, no_rows_left
 from .frame import ModelFrame, UsedRows
-from .plain import PlainPlan
+from .plain import PlainPlan, PlainRows
 
 __all__ = [
     "MAGNITUDE_BOUNDS",
@@ -164,8 +165,6 @@ def formulaic_parts(
     the second round.
     """
     keep = ~frame.missing
-    if plan.everything:
-        return FormulaicParts(keep, None, [None] * len(parsed.random))
     # formulaic sees only the columns its parts use (pandas' cost grows with
     # the columns, and grouping factors need no evaluation).
     used: set[str] = set()
@@ -174,16 +173,16 @@ def formulaic_parts(
     for spec, part in zip(parsed.random, plan.terms, strict=True):
         if part is None:
             used |= set(spec.part.columns)
-    data = frame.data[[name for name in frame.columns if name in used]]
-    for name in data.columns:
-        column = frame.columns[name]
-        if not pd.api.types.is_numeric_dtype(column.dtype) or isinstance(
-            column.dtype, pd.CategoricalDtype
+    factors = set(plan.factors)
+    for name, column in frame.columns.items():
+        if (name in used or name in factors) and (
+            not pd.api.types.is_numeric_dtype(column.dtype)
+            or isinstance(column.dtype, pd.CategoricalDtype)
         ):
-            try:
-                check_dense_size(len(column), int(column.nunique()), f"column {name!r}")
-            except ValueError as err:
-                raise DataError(str(err)) from None
+            _check_factor_size(name, column)
+    if plan.everything:
+        return FormulaicParts(keep, None, [None] * len(parsed.random))
+    data = frame.data[[name for name in frame.columns if name in used]]
     for _ in range(2):
         evaluation = evaluation_frame(data, keep)
         fixed = None
@@ -235,6 +234,24 @@ def formulaic_parts(
         if not keep.any():
             raise no_rows_left(frame.columns, [*frame.culprits, *nan_columns])
     return FormulaicParts(keep, fixed, terms)
+
+
+def _check_factor_size(name: str, column: pd.Series) -> None:
+    """Refuse a factor too large for its indicator columns (:func:`check_dense_size`).
+
+    Its levels are counted only when their bound (the rows, or the
+    categories) could exceed the limit.
+    """
+    n = len(column)
+    bound = n
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        bound = min(n, len(column.dtype.categories))
+    if n * bound * 8 <= MAX_DENSE_BYTES:
+        return
+    try:
+        check_dense_size(n, int(column.nunique()), f"column {name!r}")
+    except ValueError as err:
+        raise DataError(str(err)) from None
 
 
 def _refuse_overflow(
@@ -369,7 +386,7 @@ class FixedEffects:
 def fixed_effects(
     parsed: ParsedFormula,
     plan: PlainPlan,
-    frame: ModelFrame,
+    plain_rows: PlainRows,
     parts: FormulaicParts,
     rows: UsedRows,
 ) -> FixedEffects:
@@ -390,10 +407,8 @@ def fixed_effects(
     """
     if parts.fixed is None:
         assert plan.fixed is not None and plan.response is not None
-        response = frame.values(plan.response)
-        y = np.array(response if rows.selection is None else response[rows.selection], dtype=float)
-        x = plan.fixed.matrix(frame.values, rows.selection, rows.n)
-        raw_names = plan.fixed.names
+        y = np.array(plain_rows.numbers(plan.response), dtype=float)
+        x, raw_names = plan.fixed.matrix(plain_rows)
         spec = None
     else:
         y_all, rhs = parts.fixed
@@ -543,7 +558,7 @@ class TermMatrix:
 def term_matrices(
     parsed: ParsedFormula,
     plan: PlainPlan,
-    frame: ModelFrame,
+    plain_rows: PlainRows,
     parts: FormulaicParts,
     rows: UsedRows,
 ) -> list[TermMatrix]:
@@ -558,11 +573,7 @@ def term_matrices(
     for spec, part, lhs in zip(parsed.random, plan.terms, parts.terms, strict=True):
         if lhs is None:
             assert part is not None
-            z, raw_names, z_spec = (
-                part.matrix(frame.values, rows.selection, rows.n),
-                part.names,
-                None,
-            )
+            (z, raw_names), z_spec = part.matrix(plain_rows), None
         else:
             z = np.asarray(lhs, dtype=np.float64)[rows.keep]
             raw_names, z_spec = lhs.columns, lhs.model_spec

@@ -1,18 +1,37 @@
-"""Plain model parts: X and Z built straight from numeric columns, without formulaic.
+"""Plain model parts: X and Z built straight from the data's columns, without formulaic.
 
-Most models use only an intercept and numeric columns joined by ``+``, as in
-``Reaction ~ Days + (Days | Subject)``.  For such a part formulaic's model
-matrix is just the columns side by side, yet building it through formulaic
-costs about a millisecond per part, more than the rest of a small fit.  This
-module recognises those parts (from the parsed formula's terms) and builds
-their matrices directly; everything else (factors, interactions, transforms,
-``I()``, ``C()``, ``poly()``...) is left to formulaic.
+Most models use only an intercept and columns joined by ``+``, as in
+``Reaction ~ Days + (Days | Subject)`` or ``attain ~ verbal + sex + (1 | school)``.
+For such a part formulaic's model matrix is the numeric columns as they are
+and each factor's treatment-contrast indicators, yet building it through
+formulaic costs a millisecond or several per part, more than the rest of a
+small fit.  This module recognises those parts (from the parsed formula's
+terms) and builds their matrices directly; everything else (interactions,
+transforms, ``I()``, ``C()``, ``poly()``, logical and ordered columns, which
+the formula codes explicitly...) is left to formulaic.
 
 The rules are deliberately narrow, so that a plain part gives exactly what
-formulaic would: the part must be an intercept (or none) and columns by name
-joined by ``+``, and every column must be a numpy integer or float column.
-Booleans, pandas' nullable types, categories and text go through formulaic,
-which decides how to code them.
+formulaic gives:
+
+- the part is an intercept (or none) and columns by name joined by ``+``
+  (formulaic drops repeated terms; so does :attr:`.ModelPart.plain_columns`),
+  a factor written as its bare name (not coded by lme4's ``contrasts=``);
+- a numeric column is a numpy integer or float column; a factor is a text
+  column (object or pandas' ``str``, which the data's reading leaves holding
+  text only) or an unordered pandas categorical whose categories are text or
+  integers.  Booleans, pandas' nullable types and anything else go through
+  formulaic;
+- a factor's levels are those the rows used take (R's ``drop.unused.levels``,
+  as :func:`.matrices.evaluation_frame` gives formulaic): sorted text, or the
+  categories' own order;
+- with an intercept every factor drops its first level (columns named
+  ``f[T.level]``); without one the first factor of the part keeps every level
+  (``f[level]``) and later factors drop their first, formulaic's full-rank
+  rule for main effects.
+
+A design whose parts are plain gets formulaic's model specs (for new data)
+only when asked, built from a few rows: :meth:`PlainRows.sample` gives rows
+holding every level of each factor, so the specs code factors as the fit did.
 """
 
 from __future__ import annotations
@@ -20,22 +39,157 @@ from __future__ import annotations
 import keyword
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..formula import ModelPart, ParsedFormula
 
-__all__ = ["PlainPart", "PlainPlan", "plain_plan"]
+__all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "plain_plan"]
 
 # formulaic's name for the intercept column; a data column of that name would
 # collide with it, so it is left to formulaic.
 _INTERCEPT = "Intercept"
+# The rows a model spec is built from, besides those giving a factor's levels.
+_SAMPLE_ROWS = 3
+
+
+@dataclass(frozen=True)
+class FactorCoding:
+    """A factor column on the rows used, as formulaic codes it.
+
+    Attributes
+    ----------
+    codes : ndarray of int64
+        Each row's level, 0 to ``len(levels) - 1``.
+    levels : Index
+        The levels the rows used take, in formulaic's order, as the data
+        hold them (text, or the categories' values).
+    categorical : bool
+        Whether the column is a pandas categorical (else text).
+    """
+
+    codes: np.ndarray
+    levels: pd.Index
+    categorical: bool
+
+
+class PlainRows:
+    """The columns of the plain parts on the rows used, each read (and coded) once.
+
+    Parameters
+    ----------
+    columns : mapping of str to Series
+        The columns as the model reads them, on every row of the data.
+    values : callable
+        Column name → the column's values on every row (a numpy array).
+    keep : ndarray of bool
+        The rows used.
+    selection : ndarray of bool or None
+        ``keep``, or None when every row is used.
+    n : int
+        The number of rows used.
+    """
+
+    def __init__(
+        self,
+        columns: Mapping[str, pd.Series],
+        values: Callable[[str], np.ndarray],
+        keep: np.ndarray,
+        selection: np.ndarray | None,
+        n: int,
+    ) -> None:
+        self.columns = columns
+        self.values = values
+        self.keep = keep
+        self.selection = selection
+        self.n = n
+        self._factors: dict[str, FactorCoding] = {}
+
+    def numbers(self, name: str) -> np.ndarray:
+        """A numeric column on the rows used."""
+        column = self.values(name)
+        return column if self.selection is None else column[self.selection]
+
+    def factor(self, name: str) -> FactorCoding:
+        """A factor column's levels and codes on the rows used (computed once)."""
+        coding = self._factors.get(name)
+        if coding is None:
+            coding = self._factors[name] = _coded(self.columns[name], self.selection)
+        return coding
+
+    def sample(self, names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+        """A few rows used of ``names``, every level of each factor among them.
+
+        The first rows used of the numeric columns (repeated as needed) and
+        each factor's levels in turn, the levels of a categorical kept as its
+        (only) categories: formulaic builds the same model spec from these as
+        from the rows used.  Returns the columns and their number of rows.
+        """
+        first = np.flatnonzero(self.keep)[:_SAMPLE_ROWS]
+        factors = {name: self.factor(name) for name in names if not _numeric(self.columns[name])}
+        n_rows = max([len(first), *(len(f.levels) for f in factors.values())])
+        sample: dict[str, Any] = {}
+        for name in names:
+            coding = factors.get(name)
+            if coding is None:
+                sample[name] = np.resize(self.values(name)[first], n_rows)
+                continue
+            codes = np.resize(np.arange(len(coding.levels)), n_rows)
+            if coding.categorical:
+                sample[name] = pd.Categorical.from_codes(codes, categories=coding.levels)
+            else:
+                sample[name] = np.asarray(coding.levels, dtype=object)[codes]
+        return sample, n_rows
+
+
+def _coded(column: pd.Series, selection: np.ndarray | None) -> FactorCoding:
+    """Levels and codes of a factor on the rows ``selection`` picks (all when None)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        array = column.array
+        codes = array.codes if selection is None else array.codes[selection]
+        categories = array.categories
+        # Only the categories the rows used take, in the categories' order.
+        present = np.bincount(codes, minlength=len(categories)) > 0
+        codes = codes.astype(np.int64)
+        if present.all():
+            return FactorCoding(codes, categories, True)
+        renumber = np.cumsum(present, dtype=np.int64) - 1
+        return FactorCoding(renumber[codes], categories[present], True)
+    # Text: formulaic makes a pandas categorical of it (its sorted distinct values).
+    used = column.array if selection is None else column.array[selection]
+    categorical = pd.Categorical(used)
+    return FactorCoding(categorical.codes.astype(np.int64), categorical.categories, False)
+
+
+def _numeric(column: pd.Series) -> bool:
+    dtype = column.dtype
+    return isinstance(dtype, np.dtype) and dtype.kind in "iuf"
+
+
+def _factor(column: pd.Series) -> bool:
+    """Whether formulaic codes ``column`` as a factor in a way this module matches."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories
+        return not dtype.ordered and (
+            categories.inferred_type == "string"
+            or (isinstance(categories.dtype, np.dtype) and categories.dtype.kind in "iu")
+        )
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.na_value is np.nan  # pandas' "str", which formulaic takes for text
+    # The data's reading leaves an object column holding text only (or nothing).
+    return (
+        isinstance(dtype, np.dtype)
+        and dtype.kind == "O"
+        and pd.api.types.infer_dtype(column, skipna=True) == "string"
+    )
 
 
 @dataclass(frozen=True)
 class PlainPart:
-    """A model part made of an optional intercept and numeric columns.
+    """A model part made of an optional intercept, numeric columns and factors.
 
     Attributes
     ----------
@@ -43,39 +197,42 @@ class PlainPart:
         Whether the part has an intercept column (first, as formulaic puts it).
     columns : tuple of str
         Data columns in formula order, each once (formulaic drops repeats).
+    factors : frozenset of str
+        Those of ``columns`` that are factors.
     """
 
     intercept: bool
     columns: tuple[str, ...]
+    factors: frozenset[str] = frozenset()
 
-    @property
-    def names(self) -> list[str]:
-        """formulaic's names of the part's columns (``Intercept``, then the columns)."""
-        return [_INTERCEPT, *self.columns] if self.intercept else list(self.columns)
-
-    def matrix(
-        self, values: Callable[[str], np.ndarray], rows: np.ndarray | None, n: int
-    ) -> np.ndarray:
-        """The part's model matrix (C order, float64) on the rows selected by ``rows``.
-
-        Parameters
-        ----------
-        values : callable
-            Column name → the column's values on all rows of the data.
-        rows : ndarray of bool, optional
-            Rows to keep; all when None.
-        n : int
-            The number of rows selected.
-        """
-        out = np.empty((n, len(self.names)), dtype=np.float64)
-        start = 0
+    def matrix(self, rows: PlainRows) -> tuple[np.ndarray, list[str]]:
+        """The part's model matrix (C order, float64) on the rows used, and formulaic's
+        names of its columns (``Intercept``, ``x``, ``f[T.b]``...)."""
+        names = [_INTERCEPT] if self.intercept else []
+        blocks: list[tuple[int, str, FactorCoding | None, int]] = []
+        full_rank = not self.intercept  # the first factor without an intercept
+        for name in self.columns:
+            if name not in self.factors:
+                blocks.append((len(names), name, None, 0))
+                names.append(name)
+                continue
+            coding = rows.factor(name)
+            dropped = 0 if full_rank else 1
+            full_rank = False
+            blocks.append((len(names), name, coding, dropped))
+            pattern = f"{name}[{{}}]" if dropped == 0 else f"{name}[T.{{}}]"
+            names += [pattern.format(level) for level in coding.levels[dropped:]]
+        # Indicators are zero but on one column per factor and row.
+        out = (np.zeros if self.factors else np.empty)((rows.n, len(names)), dtype=np.float64)
         if self.intercept:
             out[:, 0] = 1.0
-            start = 1
-        for j, name in enumerate(self.columns, start=start):
-            column = values(name)
-            out[:, j] = column if rows is None else column[rows]
-        return out
+        for start, name, coding, dropped in blocks:
+            if coding is None:
+                out[:, start] = rows.numbers(name)
+                continue
+            hit = np.flatnonzero(coding.codes >= dropped) if dropped else np.arange(rows.n)
+            out[hit, start + coding.codes[hit] - dropped] = 1.0
+        return out, names
 
 
 @dataclass(frozen=True)
@@ -109,6 +266,15 @@ class PlainPlan:
         return tuple(names)
 
     @property
+    def factors(self) -> tuple[str, ...]:
+        """Every column a plain part codes as a factor, each once."""
+        names: dict[str, None] = {}
+        for part in (self.fixed, *self.terms):
+            if part is not None:
+                names.update(dict.fromkeys(c for c in part.columns if c in part.factors))
+        return tuple(names)
+
+    @property
     def everything(self) -> bool:
         """Whether every part is plain (formulaic is not needed at all)."""
         return self.fixed is not None and None not in self.terms
@@ -116,31 +282,38 @@ class PlainPlan:
 
 def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> PlainPlan:
     """The parts of ``parsed`` that are plain, given the columns the formula uses."""
-    numeric: dict[str, bool] = {}
+    kinds: dict[str, str | None] = {}
 
-    def plain_column(name: str) -> bool:
+    def kind(name: str) -> str | None:
         # Names formulaic treats specially (its intercept, Python keywords) are
-        # left to it; only numpy integer and float columns (not bool, not a
-        # pandas extension type) are plain.
-        if name not in numeric:
-            dtype = columns[name].dtype
-            numeric[name] = (
-                name != _INTERCEPT
-                and not keyword.iskeyword(name)
-                and isinstance(dtype, np.dtype)
-                and dtype.kind in "iuf"
-            )
-        return numeric[name]
+        # left to it, as are columns that are neither numbers nor factors as
+        # defined in the module's docstring.
+        if name not in kinds:
+            column = columns[name]
+            found = None
+            if name != _INTERCEPT and not keyword.iskeyword(name):
+                found = "number" if _numeric(column) else "factor" if _factor(column) else None
+            kinds[name] = found
+        return kinds[name]
 
     def plain_part(part: ModelPart, response: str | None = None) -> PlainPart | None:
         names = part.plain_columns
-        if names is None or response in names or not all(map(plain_column, names)):
+        if names is None or response in names or not all(map(kind, names)):
             return None
-        return PlainPart(intercept=part.intercept, columns=names)
+        # A factor coded by the formula (lme4's contrasts=, C(f, Sum()) in its
+        # text) is formulaic's to build: only a bare name is plain.
+        if any(
+            term.text not in (term.column, f"`{term.column}`")
+            for term in part.terms
+            if kind(term.column) == "factor"  # type: ignore[arg-type]
+        ):
+            return None
+        factors = frozenset(name for name in names if kind(name) == "factor")
+        return PlainPart(intercept=part.intercept, columns=names, factors=factors)
 
     response = parsed.response_column
     fixed = None
-    if response is not None and plain_column(response):
+    if response is not None and kind(response) == "number":
         fixed = plain_part(parsed.fixed_part, response)
     terms = tuple(plain_part(spec.part) for spec in parsed.random)
     return PlainPlan(response=response if fixed is not None else None, fixed=fixed, terms=terms)
