@@ -21,6 +21,7 @@ import pytest
 import mixedmodels as mm
 from mixedmodels.design import build_design
 from mixedmodels.design import matrices as design_matrices
+from mixedmodels.design.codings import coded_formula
 from mixedmodels.design.plain import plain_plan
 from mixedmodels.errors import DataError, MixedModelsError
 from mixedmodels.formula import factors as formula_factors
@@ -278,6 +279,25 @@ def test_factor_models_skip_formulaic(source, formula):
     assert_same_both_ways(formula, data, data.iloc[::97])
 
 
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + b + (1 | g)",
+        "y ~ 0 + b + f + (b | g)",
+        "y ~ x + allTRUE + b + (0 + b | g)",  # a constant logical: aliased, dropped
+        "y ~ 0 + x + `my b` + (1 | g)",
+    ],
+)
+def test_logical_columns_skip_formulaic(formula):
+    data = _with(b=BASE["x"] > 0, allTRUE=True, **{"my b": BASE.index % 3 == 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with without_formulaic():
+            build_design(formula, data)
+    design = assert_same_both_ways(formula, data, data.iloc[[2, 9, 4]])
+    assert any(name.endswith("TRUE") for name in design.fixed_names)
+
+
 def test_names_levels_and_reference_are_r_s():
     data = _with(ci=pd.Categorical(BASE.index % 3 * 10 + 5, categories=[25, 15, 5, 0]))
     with without_formulaic():
@@ -364,10 +384,11 @@ def test_plain_plan_kinds():
         o=pd.Categorical(BASE["f"], ordered=True),
         cf=pd.Categorical(BASE.index % 3 * 0.5),
     )
-    parsed = parse_formula("y ~ x + f + s + c + (1 | g)")
+    parsed = coded_formula(parse_formula("y ~ x + f + s + c + b + (1 | g)"), data)
     plan = plain_plan(parsed, {c: data[c] for c in parsed.columns})
-    assert plan.fixed is not None and plan.fixed.factors == {"f", "s", "c"}
-    assert plan.factors == ("f", "s", "c")
+    assert plan.fixed is not None
+    assert plan.fixed.factors == {"f": "f", "s": "s", "c": "c", "b": "logical(b)"}
+    assert plan.factors == ("f", "s", "c", "b")
     for formula in ("y ~ x + cf + (1 | g)", "y ~ f:x + (1 | g)", "y ~ C(f) + (1 | g)"):
         parsed = parse_formula(formula)
         assert plain_plan(parsed, {c: data[c] for c in parsed.columns}).fixed is None

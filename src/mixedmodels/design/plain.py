@@ -7,8 +7,8 @@ and each factor's treatment-contrast indicators, yet building it through
 formulaic costs a millisecond or several per part, more than the rest of a
 small fit.  This module recognises those parts (from the parsed formula's
 terms) and builds their matrices directly; everything else (interactions,
-transforms, ``I()``, ``C()``, ``poly()``, logical and ordered columns, which
-the formula codes explicitly...) is left to formulaic.
+transforms, ``I()``, ``C()``, ``poly()``, ordered factors and columns given
+contrasts, which the formula codes explicitly...) is left to formulaic.
 
 The rules are deliberately narrow, so that a plain part gives exactly what
 formulaic gives:
@@ -18,9 +18,10 @@ formulaic gives:
   a factor written as its bare name (not coded by lme4's ``contrasts=``);
 - a numeric column is a numpy integer or float column; a factor is a text
   column (object or pandas' ``str``, which the data's reading leaves holding
-  text only) or an unordered pandas categorical whose categories are text or
-  integers.  Booleans, pandas' nullable types and anything else go through
-  formulaic;
+  text only), an unordered pandas categorical whose categories are text or
+  integers, or a numpy boolean column, R's logical (the formula codes it
+  ``logical(flag)``: levels FALSE and TRUE, both kept).  pandas' nullable
+  types and anything else go through formulaic;
 - a factor's levels are those the rows used take (R's ``drop.unused.levels``,
   as :func:`.matrices.evaluation_frame` gives formulaic): sorted text, or the
   categories' own order;
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ __all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "plain_plan"]
 _INTERCEPT = "Intercept"
 # The rows a model spec is built from, besides those giving a factor's levels.
 _SAMPLE_ROWS = 3
+# R's levels of a logical column, both kept (as formula.factors.logical codes it).
+_LOGICAL_LEVELS = pd.Index(["FALSE", "TRUE"], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,15 @@ class FactorCoding:
         Each row's level, 0 to ``len(levels) - 1``.
     levels : Index
         The levels the rows used take, in formulaic's order, as the data
-        hold them (text, or the categories' values).
-    categorical : bool
-        Whether the column is a pandas categorical (else text).
+        hold them (text, or the categories' values); ``FALSE`` and ``TRUE``
+        for a logical column, both kept whichever the rows take (R's coding).
+    kind : {"text", "categorical", "logical"}
+        What the column is.
     """
 
     codes: np.ndarray
     levels: pd.Index
-    categorical: bool
+    kind: str
 
 
 class PlainRows:
@@ -116,7 +120,13 @@ class PlainRows:
         """A factor column's levels and codes on the rows used (computed once)."""
         coding = self._factors.get(name)
         if coding is None:
-            coding = self._factors[name] = _coded(self.columns[name], self.selection)
+            column = self.columns[name]
+            if _logical(column):
+                codes = self.numbers(name).astype(np.int64)  # FALSE 0, TRUE 1
+                coding = FactorCoding(codes, _LOGICAL_LEVELS, "logical")
+            else:
+                coding = _coded(column, self.selection)
+            self._factors[name] = coding
         return coding
 
     def sample(self, names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
@@ -137,8 +147,10 @@ class PlainRows:
                 sample[name] = np.resize(self.values(name)[first], n_rows)
                 continue
             codes = np.resize(np.arange(len(coding.levels)), n_rows)
-            if coding.categorical:
+            if coding.kind == "categorical":
                 sample[name] = pd.Categorical.from_codes(codes, categories=coding.levels)
+            elif coding.kind == "logical":
+                sample[name] = codes.astype(bool)
             else:
                 sample[name] = np.asarray(coding.levels, dtype=object)[codes]
         return sample, n_rows
@@ -154,18 +166,24 @@ def _coded(column: pd.Series, selection: np.ndarray | None) -> FactorCoding:
         present = np.bincount(codes, minlength=len(categories)) > 0
         codes = codes.astype(np.int64)
         if present.all():
-            return FactorCoding(codes, categories, True)
+            return FactorCoding(codes, categories, "categorical")
         renumber = np.cumsum(present, dtype=np.int64) - 1
-        return FactorCoding(renumber[codes], categories[present], True)
+        return FactorCoding(renumber[codes], categories[present], "categorical")
     # Text: formulaic makes a pandas categorical of it (its sorted distinct values).
     used = column.array if selection is None else column.array[selection]
     categorical = pd.Categorical(used)
-    return FactorCoding(categorical.codes.astype(np.int64), categorical.categories, False)
+    return FactorCoding(categorical.codes.astype(np.int64), categorical.categories, "text")
 
 
 def _numeric(column: pd.Series) -> bool:
     dtype = column.dtype
     return isinstance(dtype, np.dtype) and dtype.kind in "iuf"
+
+
+def _logical(column: pd.Series) -> bool:
+    """A numpy boolean column (the data's reading makes nullable booleans numpy's)."""
+    dtype = column.dtype
+    return isinstance(dtype, np.dtype) and dtype.kind == "b"
 
 
 def _factor(column: pd.Series) -> bool:
@@ -197,17 +215,19 @@ class PlainPart:
         Whether the part has an intercept column (first, as formulaic puts it).
     columns : tuple of str
         Data columns in formula order, each once (formulaic drops repeats).
-    factors : frozenset of str
-        Those of ``columns`` that are factors.
+    factors : dict of str to str
+        Those of ``columns`` that are factors, each with formulaic's name of
+        the factor: the column's name, or ``logical(flag)`` for a logical
+        column (the formula codes it so).
     """
 
     intercept: bool
     columns: tuple[str, ...]
-    factors: frozenset[str] = frozenset()
+    factors: Mapping[str, str] = field(default_factory=dict)
 
     def matrix(self, rows: PlainRows) -> tuple[np.ndarray, list[str]]:
         """The part's model matrix (C order, float64) on the rows used, and formulaic's
-        names of its columns (``Intercept``, ``x``, ``f[T.b]``...)."""
+        names of its columns (``Intercept``, ``x``, ``f[T.b]``, ``logical(flag)[TRUE]``...)."""
         names = [_INTERCEPT] if self.intercept else []
         blocks: list[tuple[int, str, FactorCoding | None, int]] = []
         full_rank = not self.intercept  # the first factor without an intercept
@@ -220,8 +240,11 @@ class PlainPart:
             dropped = 0 if full_rank else 1
             full_rank = False
             blocks.append((len(names), name, coding, dropped))
-            pattern = f"{name}[{{}}]" if dropped == 0 else f"{name}[T.{{}}]"
-            names += [pattern.format(level) for level in coding.levels[dropped:]]
+            # formulaic marks a level of treatment contrasts "T."; the formula's
+            # own coding of a logical does not.
+            mark = "T." if dropped and coding.kind != "logical" else ""
+            factor = self.factors[name]
+            names += [f"{factor}[{mark}{level}]" for level in coding.levels[dropped:]]
         # Indicators are zero but on one column per factor and row.
         out = (np.zeros if self.factors else np.empty)((rows.n, len(names)), dtype=np.float64)
         if self.intercept:
@@ -280,6 +303,13 @@ class PlainPlan:
         return self.fixed is not None and None not in self.terms
 
 
+def _spellings(name: str, *, logical: bool) -> tuple[str, ...]:
+    """How the translated formula spells a factor's bare column (``f``, ```my f```),
+    or a logical column as it codes it (``logical(flag)``)."""
+    bare = (name, f"`{name}`")
+    return tuple(f"logical({b})" for b in bare) if logical else bare
+
+
 def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> PlainPlan:
     """The parts of ``parsed`` that are plain, given the columns the formula uses."""
     kinds: dict[str, str | None] = {}
@@ -292,7 +322,12 @@ def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> Plain
             column = columns[name]
             found = None
             if name != _INTERCEPT and not keyword.iskeyword(name):
-                found = "number" if _numeric(column) else "factor" if _factor(column) else None
+                if _numeric(column):
+                    found = "number"
+                elif _logical(column):
+                    found = "logical"
+                elif _factor(column):
+                    found = "factor"
             kinds[name] = found
         return kinds[name]
 
@@ -300,15 +335,19 @@ def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> Plain
         names = part.plain_columns
         if names is None or response in names or not all(map(kind, names)):
             return None
-        # A factor coded by the formula (lme4's contrasts=, C(f, Sum()) in its
-        # text) is formulaic's to build: only a bare name is plain.
-        if any(
-            term.text not in (term.column, f"`{term.column}`")
-            for term in part.terms
-            if kind(term.column) == "factor"  # type: ignore[arg-type]
-        ):
-            return None
-        factors = frozenset(name for name in names if kind(name) == "factor")
+        # A factor coded otherwise by the formula (lme4's contrasts=, as
+        # C(f, Sum()) in its text) is formulaic's to build: only a bare name,
+        # or logical(name) for a logical column, is plain.
+        factors: dict[str, str] = {}
+        for term in part.terms:
+            name = term.column
+            assert name is not None  # a plain part's terms are columns
+            found = kind(name)
+            if found == "number":
+                continue
+            if term.text not in _spellings(name, logical=found == "logical"):
+                return None
+            factors[name] = term.text if found == "logical" else name
         return PlainPart(intercept=part.intercept, columns=names, factors=factors)
 
     response = parsed.response_column
