@@ -12,6 +12,8 @@ compare the two paths; ``formulaic_only`` routes every part through formulaic.
 from __future__ import annotations
 
 import contextlib
+import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -179,8 +181,7 @@ def new_rows(rng, data: pd.DataFrame) -> pd.DataFrame:
     return picked
 
 
-@pytest.mark.parametrize("block", range(8))
-def test_random_formulas_match_formulaic(block):
+def _random_block(block: int) -> None:
     plain_factor_parts = 0
     for seed in range(block * 40, block * 40 + 40):
         rng = np.random.default_rng(seed)
@@ -193,6 +194,17 @@ def test_random_formulas_match_formulaic(block):
             plain_factor_parts += bool(plan.factors)
     # The comparison is not vacuous: many designs had factors on the plain path.
     assert plain_factor_parts >= 10
+
+
+@pytest.mark.parametrize("block", range(6))
+def test_random_formulas_match_formulaic(block):
+    _random_block(block)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", range(6, 56))
+def test_many_more_random_formulas_match_formulaic(block):
+    _random_block(block)
 
 
 # ---------------------------------------------------------------------------
@@ -252,6 +264,32 @@ CASES = [
     ("spaced-name", "y ~ `my f` + (1 | g)", _with(**{"my f": BASE["f"]})),
     ("non-ascii", "y ~ sexé + (1 | g)", _with(**{"sexé": BASE["s"]})),
     ("level-with-brackets", "y ~ br + (1 | g)", _with(br=BASE["f"].map(lambda v: f"[{v}]"))),
+    ("empty-text-level", "y ~ e + (1 | g)", _with(e=BASE["f"].replace("mid", ""))),
+    (
+        "function-named-factors",
+        "y ~ C + log + T + (1 | g)",
+        _with(C=BASE["f"], log=BASE["s"], T=BASE["c"]),
+    ),
+    ("keyword-named-factor", "y ~ `if` + (1 | g)", _with(**{"if": BASE["f"]})),
+    ("dotted-factor", "y ~ a.b + (a.b | g)", _with(**{"a.b": BASE["s"]})),
+    ("Q-factor", "y ~ Q('my f') + (1 | g)", _with(**{"my f": BASE["f"]})),
+    ("factor-grouped-by-itself", "y ~ x + (f | f)", BASE),
+    (
+        "object-categories",
+        "y ~ oc + (1 | g)",
+        _with(oc=BASE["c"].cat.set_categories(pd.Index(["r", "q", "p", "z"], dtype=object))),
+    ),
+    (
+        "mixed-categories",
+        "y ~ mc + (1 | g)",
+        _with(
+            mc=pd.Categorical(
+                np.array(["a", 1, "b"] * 20, dtype=object),
+                categories=pd.Index(["b", 1, "a"], dtype=object),
+            )
+        ),
+    ),
+    ("too-many-effects", "y ~ x + (0 + row | g)", _with(row=[f"r{i % 15}" for i in range(N)])),
 ]
 
 
@@ -364,6 +402,45 @@ def test_contrasts_argument_matches_formulaic(contrasts):
         slow = build_design(formula, BASE, contrasts=contrasts)
     _assert_same_design(fast, slow)
     assert fast.terms[0].column_names == ["(Intercept)", "flo", "fmid", "cq", "cp"]
+
+
+def test_arrow_text_matches_formulaic():
+    pytest.importorskip("pyarrow")
+    arrow = pd.Series(BASE["f"].to_numpy(), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    data = _with(a=arrow.where(BASE.index % 9 != 0))
+    with without_formulaic():
+        build_design("y ~ a + (1 | g)", data)
+    assert_same_both_ways("y ~ x + a + (a | g)", data, data.iloc[[1, 0, 7]])
+
+
+def test_polars_factors_match_formulaic():
+    pl = pytest.importorskip("polars")
+    data = pl.DataFrame(
+        {
+            "y": BASE["y"].to_numpy(),
+            "x": BASE["x"].to_numpy(),
+            "f": BASE["f"].tolist(),
+            "e": pl.Series(BASE["c"].astype(str).tolist(), dtype=pl.Enum(["r", "q", "p", "z"])),
+            "b": BASE["x"].to_numpy() > 0,
+            "g": BASE["g"].tolist(),
+        }
+    )
+    with without_formulaic():
+        build_design("y ~ x + f + e + b + (1 | g)", data)
+    assert_same_both_ways("y ~ x + f + e + b + (1 | g)", data)
+
+
+def test_lazy_specs_of_factors_survive_copy_and_pickle():
+    formula = "y ~ x + f + c + b + (s | g)"
+    data = _with(b=BASE["x"] > 0)
+    fast = build_design(formula, data)
+    with formulaic_only():
+        slow = build_design(formula, data)
+    assert fast.spec_builder is not None
+    for other in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):
+        assert other.spec_builder is not None
+        assert other.fixed_spec == slow.fixed_spec
+        assert other.term_specs == slow.term_specs
 
 
 def test_factor_too_large_for_dense_columns_is_refused(monkeypatch):
