@@ -289,6 +289,13 @@ CASES = [
             )
         ),
     ),
+    # Rows dropped by a formulaic part (log of a negative number) take level
+    # "lo" away from the plain term's factor.
+    (
+        "transform-nan-drops-level",
+        "y ~ log(v) + (f | g)",
+        _with(v=np.where(BASE["f"] == "lo", -1.0, 1.0 + BASE.index)),
+    ),
     ("too-many-effects", "y ~ x + (0 + row | g)", _with(row=[f"r{i % 15}" for i in range(N)])),
 ]
 
@@ -402,6 +409,16 @@ def test_contrasts_argument_matches_formulaic(contrasts):
         slow = build_design(formula, BASE, contrasts=contrasts)
     _assert_same_design(fast, slow)
     assert fast.terms[0].column_names == ["(Intercept)", "flo", "fmid", "cq", "cp"]
+
+
+def test_missing_weights_drop_a_level_alike():
+    weights = np.where(BASE["c"] == "q", np.nan, 1.0)
+    for formula in ("y ~ x + c + (1 | g)", "y ~ 0 + c + f + (0 + c | g)"):
+        fast = build_design(formula, BASE, weights=weights)
+        with formulaic_only():
+            slow = build_design(formula, BASE, weights=weights)
+        _assert_same_design(fast, slow)
+        assert not any(name.endswith("q") for name in fast.fixed_names)
 
 
 def test_arrow_text_matches_formulaic():
