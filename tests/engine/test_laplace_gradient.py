@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mixedmodels.design import build_design
-from mixedmodels.engine.curvature import central_derivatives, hessian_from_gradient
+from mixedmodels.engine.curvature import central_derivatives, hessian_from_forward_gradients
 from mixedmodels.engine.glm_kernels import compiled
 from mixedmodels.engine.laplace_gradient import LaplaceGradient
 from mixedmodels.engine.pirls import Pirls
@@ -90,8 +90,16 @@ def test_gradient_matches_central_differences(family, fixed_inside):
 
 def test_hessian_from_an_exact_gradient():
     a = np.array([[2.0, 0.3], [0.3, 1.0]])
-    hessian = hessian_from_gradient(lambda x: a @ x + np.array([x[0] ** 3, 0.0]), np.zeros(2))
-    np.testing.assert_allclose(hessian, a, atol=1e-7)
+    x = np.array([0.5, -1.0])
+
+    def gradient(x):
+        return a @ x + np.array([x[0] ** 3, 0.0])
+
+    hessian = hessian_from_forward_gradients(lambda _i, y: gradient(y), x, gradient(x))
+    exact = a + np.diag([3 * x[0] ** 2, 0.0])
+    # Forward differences: O(step) = O(1e-4) off where the third derivative is nonzero.
+    np.testing.assert_allclose(hessian, exact, atol=1e-3)
+    assert abs(hessian[0, 0] - exact[0, 0]) > 1e-6
 
 
 @pytest.mark.parametrize("fixed_inside", [False, True], ids=["theta_beta", "theta_only"])

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PirlsError
-from .curvature import STEP, central_derivatives, hessian_from_gradient_pairs
+from .curvature import STEP, central_derivatives, hessian_from_forward_gradients
 from .glmm_problem import GeneralizedProblem, PirlsWorkspace
 from .glmm_starts import ModePredictor, beta_curvature, column_mirrors, em_step, start_hessian
 from .optimize import (
@@ -405,17 +405,13 @@ def derivatives(
             workspace.last_u = modes
             return problem.value_and_gradient(x[:n_theta], x[n_theta:], workspace)[1]
 
-        def pair(i: int, plus: np.ndarray, minus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            predicted = start_u if slopes is None else start_u + slopes[:, i]
-            g_plus = gradient(plus, predicted)
-            # The modes move linearly with a small step: the other side's reflected
-            # through the estimates' start PIRLS within O(step²) of its answer.
-            reflected = None if start_u is None else 2.0 * start_u - workspace.last_u
-            return g_plus, gradient(minus, reflected)
-
-        curvature = hessian_from_gradient_pairs(pair, point)
         if gradient_here is None:
             gradient_here = gradient(point, start_u)
+
+        def gradient_along(i: int, x: np.ndarray) -> np.ndarray:
+            return gradient(x, start_u if slopes is None else start_u + slopes[:, i])
+
+        curvature = hessian_from_forward_gradients(gradient_along, point, gradient_here)
         workspace.last_u = start_u
         return gradient_here, curvature
 
