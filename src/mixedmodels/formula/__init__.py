@@ -1,9 +1,9 @@
 """Stage 1a: lme4 formula text → parsed formula (response, fixed part, random-effects terms).
 
 The stage, module by module: :mod:`.tokens` (R formula text → tokens),
-:mod:`.parser` (tokens → expression tree), :mod:`.translate` and
-:mod:`.calls` (tree → formulaic text, Python code inside calls checked
-against the function table, or R's text), :mod:`.functions` (the functions a
+:mod:`.parser` (tokens → expression tree), :mod:`.translate`,
+:mod:`.expressions` and :mod:`.calls` (tree → formulaic text, Python code
+inside calls checked against the function table, or R's text), :mod:`.functions` (the functions a
 formula may call and their parameters), :mod:`.transforms`, :mod:`.factors`,
 :mod:`.contrasts` and :mod:`.splines` (their implementations: R's arithmetic
 and logic, factors and contrasts, ``ns``/``bs``), :mod:`.rtext` (numbers and
