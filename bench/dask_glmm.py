@@ -32,7 +32,7 @@ import pandas as pd
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dask_large import MemorySampler
+from bench.dask_large import MemorySampler, local_cluster
 
 
 def write_parquet(directory: Path, rows: int, groups: int, chunk_rows: int, seed: int = 11):
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     import dask.dataframe as dd
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     import mixedmodels as mm
 
@@ -82,13 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     formula = "y ~ x + (1 | g)"
 
     with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=args.memory_limit,
-            dashboard_address=None,
-        ) as cluster,
+        local_cluster(args.workers, args.memory_limit) as cluster,
         Client(cluster),
         MemorySampler() as memory,
     ):

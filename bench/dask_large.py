@@ -98,6 +98,19 @@ class MemorySampler:
         self._thread.join()
 
 
+def local_cluster(workers: int, memory_limit: str):
+    """The benchmarks' cluster: worker processes of one thread each, no dashboard."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=float, default=1e8)
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     import dask.dataframe as dd
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from mixedmodels.frontends.dask import DaskLinearMixedModel
 
@@ -124,13 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     formula = "y ~ x + (x | user)" + (" + (1 | item)" if items else "")
 
     with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=args.memory_limit,
-            dashboard_address=None,
-        ) as cluster,
+        local_cluster(args.workers, args.memory_limit) as cluster,
         Client(cluster),
         MemorySampler() as memory,
     ):
