@@ -148,10 +148,6 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         model.fit()
         fit_seconds = time.perf_counter() - t0
-        # The driver keeps no per-row arrays: these are all empty.
-        per_row = [model.design.x.shape[0], model.design.y.shape[0]] + [
-            t.codes.shape[0] for t in model.design.terms
-        ]
 
     result = {
         "formula": formula,
@@ -168,7 +164,6 @@ def main(argv: list[str] | None = None) -> dict:
         "driver_peak_gb": round(memory.driver_peak / 1e9, 2),
         "worker_peaks_gb": sorted(round(v / 1e9, 2) for v in memory.worker_peaks.values()),
         "level_pairs": [p.n_pairs for p in model.cross_products.off.values()],
-        "driver_per_row_lengths": per_row,
         "objective": model.objective,
         "fixef": model.fixef.to_dict(),
         "sigma": model.sigma,
