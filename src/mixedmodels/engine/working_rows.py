@@ -162,30 +162,8 @@ class RowsInMemory:
     def _compute(self, state: _RowState, at: Point) -> None:
         """Fill ``state`` at ``at``."""
         state.point = None
-        if self._row_pass is not None and not at.is_start:
-            # The compiled pass reads b whole; η's base is o + Xβ.
-            base = self._fixed_part(at.beta)
-            deviance = self._row_pass(
-                *family_codes(self.family),
-                self.y,
-                self.prior_weights,
-                base,
-                self.offset if self.fixed_inside else base,
-                self.blocks.codes,
-                self.blocks.z,
-                self.blocks.zcol,
-                at.modes,
-                self.u_offsets,
-                state.eta,
-                state.mu,
-                state.weights,
-                state.response,
-            )
-            state.deviance = float(deviance)
-            state.point = at
-            return
-        base, working_base, modes = self._bases(at)
         if self._row_pass is None:
+            base, working_base, modes = self._bases(at)
             deviance, eta, mu, weights, response = row_pass_numpy(
                 self.family,
                 self.y,
@@ -199,17 +177,23 @@ class RowsInMemory:
             state.eta[:], state.mu[:] = eta, mu
             state.weights[:], state.response[:] = weights, response
         else:
-            blocks = self.blocks
-            b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
+            if at.is_start:
+                base, working_base, modes = self._bases(at)
+                b = np.concatenate([m.reshape(-1) for m in modes]) if modes else np.zeros(0)
+            else:
+                # The compiled pass reads b whole; η's base is o + Xβ.
+                base = self._fixed_part(at.beta)
+                working_base = self.offset if self.fixed_inside else base
+                b = at.modes
             deviance = self._row_pass(
                 *family_codes(self.family),
                 self.y,
                 self.prior_weights,
                 base,
                 working_base,
-                blocks.codes,
-                blocks.z,
-                blocks.zcol,
+                self.blocks.codes,
+                self.blocks.z,
+                self.blocks.zcol,
                 b,
                 self.u_offsets,
                 state.eta,
