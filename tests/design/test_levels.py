@@ -160,3 +160,27 @@ def test_codes_agree_with_labels_for_any_mixture(values):
         else:
             assert levels.labels[code] == label
     np.testing.assert_array_equal(levels.codes(pd.Series(values, dtype=object)), codes)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low"),
+    [(np.int64, 0), (np.int64, -1000), (np.int8, -128), (np.uint16, 7), (np.uint64, 2**64 - 300)],
+)
+def test_long_integer_columns_are_coded_as_pandas_sorts_them(dtype, low):
+    # Long integer columns in a short range are coded by counting: the codes,
+    # the order and the values' type must be those of a sorted factorize.
+    offsets = np.random.default_rng(3).integers(0, 250, 30_000)
+    values = pd.Series((offsets.astype(object) + low).astype(dtype))
+    codes, levels = factor_codes(values)
+    expected_codes, expected_uniques = pd.factorize(values, sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert levels.values.dtype == expected_uniques.dtype
+    assert list(levels.values) == list(expected_uniques)
+    assert list(levels.labels) == [str(v) for v in expected_uniques]
+
+
+def test_long_integer_columns_with_a_wide_range_keep_their_levels():
+    values = pd.Series(np.tile(np.array([10**12, -5, 3, 10**12]), 5_000))
+    codes, levels = factor_codes(values)
+    assert list(levels.labels) == ["-5", "3", "1000000000000"]
+    np.testing.assert_array_equal(codes[:4], [2, 0, 1, 2])
