@@ -97,6 +97,22 @@ def test_a_vector_term_gives_a_lower_triangular_factor_of_positive_diagonal():
     np.testing.assert_allclose(lam @ lam.T, [[4.0, -1.0], [-1.0, 1.0]], rtol=0.3, atol=0.3)
 
 
+def test_a_vector_term_weights_its_levels_by_their_precision():
+    """Levels of two to four rows with little spread in x give slopes estimated
+    so poorly that, unweighted, they swamp the many well-measured levels."""
+    rng = np.random.default_rng(10)
+    sizes = np.where(np.arange(200) % 2 == 0, 40, rng.integers(2, 5, 200))
+    g = np.repeat(np.arange(200), sizes).astype(np.int32)
+    spread = np.where(sizes >= 40, 1.0, 0.05)[g]
+    x = rng.normal(size=g.size) * spread
+    truth = np.array([[1.0, 0.3], [0.3, 0.25]])
+    b = rng.multivariate_normal([0, 0], truth, size=200)
+    y = 1 + 2 * x + b[g, 0] + b[g, 1] * x + rng.normal(size=g.size)
+    z = np.column_stack([np.ones_like(x), x])
+    lam = _term("g0", 200, 2).lambda_matrix(_start([g], [z], [200], z, y))
+    np.testing.assert_allclose(lam @ lam.T, truth, atol=0.15)
+
+
 def test_no_usable_level_gives_none():
     """A slope term whose every level has one row: no level's ZᵀZ can be inverted."""
     rng = np.random.default_rng(7)
