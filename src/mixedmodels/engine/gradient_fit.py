@@ -30,6 +30,11 @@ from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_def
 # of the objective (it is even in a scalar term's θ), minimum or not.
 _PROBE_STEP = 1e-2
 _PROBE_SLOPE = 1e-4
+# The restart from the escape point stops once back near the point the fit
+# ended on: every coordinate within _RETURN_STEP of it (relative, at least
+# absolute), its value within _RETURN_GAP.
+_RETURN_STEP = 1e-2
+_RETURN_GAP = 1e-3
 # Diagonal elements of λ are moved on a log scale while they stay above
 # _LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
 # variance away from zero (fewer steps), and a coordinate heading for its bound
@@ -130,6 +135,23 @@ def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.nda
     return point
 
 
+def _returned(result: QuasiNewtonResult):
+    """stop(x, f) for the restart from the escape point: True once it is back near
+    ``result.x`` (every coordinate within _RETURN_STEP, relative to its size
+    but at least absolute) with a value within _RETURN_GAP of ``result``'s.
+
+    From there the restart would converge to the same point again, at full
+    cost (on issue 18's reproducer 30 more evaluations); a restart that finds
+    a lower region elsewhere is not stopped.
+    """
+    near = _RETURN_STEP * np.maximum(np.abs(result.x), 1.0)
+
+    def returned(x: np.ndarray, f: float) -> bool:
+        return bool(abs(f - result.value) <= _RETURN_GAP and (np.abs(x - result.x) <= near).all())
+
+    return returned
+
+
 def _information_start(
     evaluator: Evaluator, start: np.ndarray, logged: np.ndarray
 ) -> tuple[np.ndarray | str, tuple[float, np.ndarray] | None]:
@@ -208,7 +230,7 @@ def _minimize(
             g[fixed] *= evaluator.theta[fixed] / evaluator.scale[fixed]
             return g
 
-        def leaving(psi: np.ndarray, fixed: np.ndarray = fixed) -> bool:
+        def leaving(psi: np.ndarray, _f: float, fixed: np.ndarray = fixed) -> bool:
             return bool((psi[fixed] < floor[fixed]).any())
 
         psi = x.copy()
@@ -290,9 +312,13 @@ def fit_quasi_newton(
             # variance that reached zero early on the path): restart once with
             # those coordinates back at their starting values.
             inside = _escape_point(result.x, start, lower)
-            escaped = True
+            escaped = used_escape = True
+        else:
+            used_escape = False
         if inside is None:
             break
+        # Only the restart from the escape point is stopped on its return.
+        stop = _returned(result) if used_escape else None
         restart_hessian, initial = _information_start(
             evaluator, inside, np.zeros(len(inside), dtype=bool)
         )
@@ -306,6 +332,7 @@ def fit_quasi_newton(
             mirrors=mirrors,
             hessian=restart_hessian,
             initial=initial,
+            stop=stop,
         )
         n_values += again.n_values + 1
         n_gradients += again.n_gradients + 1

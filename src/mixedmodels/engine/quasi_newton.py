@@ -342,7 +342,7 @@ def minimize_quasi_newton(
     max_iterations: int = 500,
     hessian: np.ndarray | str | None = "differences",
     mirrors: dict[int, np.ndarray] | None = None,
-    stop: Callable[[np.ndarray], bool] | None = None,
+    stop: Callable[[np.ndarray, float], bool] | None = None,
     initial: tuple[float, np.ndarray] | None = None,
     max_step: np.ndarray | None = None,
 ) -> QuasiNewtonResult:
@@ -372,8 +372,8 @@ def minimize_quasi_newton(
         sign with it without changing f when it is on its bound (a column of
         λ below its diagonal element).
     stop : callable, optional
-        Asked after every step; True stops the method there (status
-        "stopped by the caller", not converged).
+        (x, f) ↦ bool, asked after every step; True stops the method there
+        (status "stopped by the caller", not converged).
     initial : (float, ndarray), optional
         f and ∇f at ``start`` when the caller has them (not evaluated again).
     max_step : ndarray, optional
@@ -496,7 +496,7 @@ def minimize_quasi_newton(
             bs = b @ s
             b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
         x, f, g = x_new, f_new, g_new
-        if stop is not None and stop(x):
+        if stop is not None and stop(x, f):
             status = "stopped by the caller"
             break
     return QuasiNewtonResult(
