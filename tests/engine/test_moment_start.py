@@ -113,6 +113,26 @@ def test_a_vector_term_weights_its_levels_by_their_precision():
     np.testing.assert_allclose(lam @ lam.T, truth, atol=0.15)
 
 
+def test_levels_of_equal_precision_give_the_unweighted_moment_estimate():
+    """Where every level's Dₗ is the same, weighting by precision cannot move
+    the estimate (the steps are skipped there): the start is the unweighted one."""
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(60), 10).astype(np.int32)
+    x = np.tile(np.linspace(-1, 1, 10), 60)
+    b = rng.multivariate_normal([0, 0], [[1.0, 0.2], [0.2, 0.3]], size=60)
+    y = 1 + x + b[g, 0] + b[g, 1] * x + rng.normal(size=g.size)
+    z = np.column_stack([np.ones_like(x), x])
+    start = _start([g], [z], [60], z, y)
+    # The unweighted estimate, computed here: mean(b̂b̂ᵀ) − σ² D⁻¹, σ² pooled within levels.
+    d = z[:10].T @ z[:10]
+    r = y - z @ np.linalg.lstsq(z, y, rcond=None)[0]
+    bhat = np.array([np.linalg.solve(d, z[:10].T @ r[g == k]) for k in range(60)])
+    sigma2 = (r @ r - sum(bh @ d @ bh for bh in bhat)) / (600 - 120)
+    relative = (bhat.T @ bhat / 60 - sigma2 * np.linalg.inv(d)) / sigma2
+    lam = _term("g0", 60, 2).lambda_matrix(start)
+    np.testing.assert_allclose(lam @ lam.T, relative, rtol=1e-8)
+
+
 def test_no_usable_level_gives_none():
     """A slope term whose every level has one row: no level's ZᵀZ can be inverted."""
     rng = np.random.default_rng(7)

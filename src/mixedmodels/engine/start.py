@@ -22,6 +22,8 @@ estimate ignores the other terms, which is why it is only a start.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.linalg
 
@@ -36,6 +38,9 @@ _EIGEN_FLOOR = 1e-4
 # term (see _precision_weighted; 4 and 8 steps gave the same evaluation
 # counts on the 71 lme4 references, to within the noise of the boundary cases).
 _WEIGHTED_STEPS = 4
+# ... taken when the root-mean-square spread of the levels' Dₗ⁻¹ exceeds this
+# fraction of Σ_b/σ² + mean Dₗ⁻¹ (see _heterogeneous).
+_HETEROGENEITY = 0.25
 
 
 def moment_start(cp: CrossProducts, terms: list[RandomEffectsTerm]) -> np.ndarray | None:
@@ -136,6 +141,8 @@ def _precision_weighted(
     (standLRT | school): θ (0.31, −0.12, 0.05) → near the optimum
     (0.40, 0.09, 0.14), 15 evaluations → 5.
     """
+    if not _heterogeneous(relative, d_inv):
+        return relative
     outer = b[:, :, None] * b[:, None, :] - d_inv
     kernel = _compiled_steps()
     if kernel is not None:
@@ -143,6 +150,21 @@ def _precision_weighted(
     else:
         relative = _weighted_steps(relative, d_inv, outer, _WEIGHTED_STEPS, _EIGEN_FLOOR)
     return relative if np.isfinite(relative).all() else None
+
+
+def _heterogeneous(relative: np.ndarray, d_inv: np.ndarray) -> bool:
+    """Whether the levels' precisions differ enough for weighting to move the estimate.
+
+    The weights are Vₗ⁻¹ = (Σ_b/σ² + Dₗ⁻¹)⁻¹: where the Dₗ⁻¹ spread little
+    against Σ_b/σ² + mean Dₗ⁻¹ (many rows per level, or similar levels) they
+    are nearly equal, the weighted estimate is the unweighted one, and its
+    steps, linear in the levels, would only cost time (the bench sweep's 500
+    levels of 20 rows: 0.17 ms for a start that moved 0.4 %).
+    """
+    mean = d_inv.mean(axis=0)
+    deviation = d_inv - mean
+    spread = math.sqrt(float(np.vdot(deviation, deviation)) / len(d_inv))
+    return spread > _HETEROGENEITY * float(np.linalg.norm(relative + mean))
 
 
 def _weighted_steps(relative, d_inv, outer, steps, eigen_floor):  # pragma: no cover - numba
