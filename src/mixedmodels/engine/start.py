@@ -79,6 +79,8 @@ class MomentStart:
             else:
                 self.parts.append((None, inverses, None, m))
         self.parts = [(keep, d_inv, d_inv.mean(axis=0), m) for keep, d_inv, _, m in self.parts]
+        self.scalar_moments = _scalar_moment_system(cp, [m for *_, m in self.parts])
+        self.n_obs = cp.n_obs
 
     def theta(self, cp: CrossProducts) -> np.ndarray | None:
         """The moment start for the y blocks of ``cp`` (see :func:`moment_start`)."""
@@ -86,7 +88,7 @@ class MomentStart:
             return None
         rss = float(cp.xx[-1, -1])
         n = cp.n_obs
-        within, spread = [], []
+        within, spread, explained_by = [], [], []
         for j, (term, (keep, d_inv, d_inv_mean, m)) in enumerate(
             zip(self.terms, self.parts, strict=True)
         ):
@@ -94,10 +96,14 @@ class MomentStart:
             if keep is not None:
                 s = s[keep]
             b = batched_matmul(d_inv, s[:, :, None])[:, :, 0]
+            explained_by.append((b, s))
             explained = float(np.vdot(b, s))
             dof = max(n - m * term.q, 1)
             within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
             spread.append((b, d_inv, b.T @ b / m, d_inv_mean))
+        joint = self._joint_scalar(rss, [float(np.vdot(b, s)) for b, s in explained_by])
+        if joint is not None:
+            return joint
         sigma2 = min(within)
         if not (np.isfinite(sigma2) and sigma2 > 0):
             return None
@@ -125,6 +131,88 @@ class MomentStart:
             thetas.append(lam[term.theta_rows, term.theta_cols])
         theta = np.concatenate(thetas)
         return theta if np.isfinite(theta).all() else None
+
+    def _joint_scalar(self, rss: float, explained: list[float]) -> np.ndarray | None:
+        """θ of several scalar terms from their joint moment equations (see
+        :func:`_scalar_moment_system`), or None where there is no such system or
+        its solution has no positive residual variance."""
+        if self.scalar_moments is None:
+            return None
+        try:
+            solved = np.linalg.solve(self.scalar_moments, np.array([rss, *explained]))
+        except np.linalg.LinAlgError:
+            return None
+        sigma2 = float(solved[0])
+        if not (np.isfinite(solved).all() and sigma2 > 1e-12 * rss / max(self.n_obs, 1)):
+            return None
+        relative = solved[1:] / sigma2
+        return np.sqrt(np.maximum(relative, _EIGEN_FLOOR * np.maximum(relative, 1.0)))
+
+
+def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.ndarray | None:
+    """The expectations of the residual sum of squares and of each term's explained
+    sum of squares, linear in (σ², σ₁², …, σ_K²), for K ≥ 2 scalar terms; else None.
+
+    With one term the within-level residual variance is σ²; with several, the
+    other terms' effects vary within a level of each term wherever they are
+    crossed with it (Penicillin's plates and samples, Scottish schools) and add
+    to both its within- and its between-level spread, so that the smallest
+    within-level variance overstates σ² (scotssec_crossed: 11 evaluations from
+    that start).  For the least-squares residuals r = (I − H)y, a scalar term j
+    with Dⱼₗ = Σ z² over level ℓ's rows and sⱼ = Zⱼᵀr, and Cⱼₖ = Zⱼᵀ(I − H)Zₖ,
+
+        E[Σₗ sⱼₗ²/Dⱼₗ] = σ² (mⱼ − Σₗ uⱼₗᵀGuⱼₗ/Dⱼₗ) + Σₖ σₖ² Σₗₗ' Cⱼₖ[ℓ, ℓ']²/Dⱼₗ,
+        E[rᵀr]         = σ² (n − p) + Σₖ σₖ² (Σₗ Dₖₗ − tr(G UₖUₖᵀ)),
+
+    with Uₖ = XᵀZₖ (columns uₖₗ) and G = (XᵀX)⁻¹.  Cⱼₖ is the pair blocks Pⱼₖ
+    less UⱼᵀGUₖ, so the sums need no mⱼ×mₖ matrix: Σ C²/D = Σ P²/D −
+    2 Σ P·(uⱼₗᵀGuₖₗ')/D + Σₗ uⱼₗᵀG(UₖUₖᵀ)Guⱼₗ/Dⱼₗ, over the pairs that occur and the levels.
+    """
+    k = cp.n_terms
+    if k < 2 or any(q != 1 for q in cp.q):
+        return None
+    p = cp.n_fixed
+    d = [cp.diag[j][:, 0, 0] for j in range(k)]
+    inv_d = []
+    for dj in d:
+        with np.errstate(divide="ignore"):
+            inv_d.append(np.where(dj > 0, 1.0 / dj, 0.0))
+    if p:
+        try:
+            g = np.linalg.inv(cp.xx[:p, :p])
+        except np.linalg.LinAlgError:
+            return None
+        u = [cp.xz[j][:p, :, 0] for j in range(k)]  # (p, levels): Xᵀzₗ
+        gu = [g @ uj for uj in u]
+        w = [uj @ uj.T for uj in u]  # UₖUₖᵀ
+    system = np.zeros((k + 1, k + 1))
+    system[0, 0] = cp.n_obs - p
+    for j in range(k):
+        system[0, j + 1] = float(d[j].sum()) - (float(np.sum(g * w[j])) if p else 0.0)
+        system[j + 1, 0] = full_rank_levels[j] - (
+            float(np.sum(inv_d[j] * np.einsum("il,il->l", u[j], gu[j]))) if p else 0.0
+        )
+    for j in range(k):
+        for other in range(k):
+            if other == j:
+                # Cⱼⱼ = Dⱼ (diagonal) − UⱼᵀGUⱼ.
+                total = float(d[j].sum())
+                if p:
+                    total -= 2.0 * float(np.einsum("il,il->", u[j], gu[j]))
+            else:
+                pairs, rows_are_j = (
+                    (cp.off[(j, other)], True) if j > other else (cp.off[(other, j)], False)
+                )
+                mine, theirs = (pairs.rows, pairs.cols) if rows_are_j else (pairs.cols, pairs.rows)
+                data = pairs.data[:, 0, 0]
+                total = float(np.sum(data * data * inv_d[j][mine]))
+                if p:
+                    cross = np.einsum("ib,ib->b", u[j][:, mine], gu[other][:, theirs])
+                    total -= 2.0 * float(np.sum(data * cross * inv_d[j][mine]))
+            if p:
+                total += float(np.sum(inv_d[j] * np.einsum("il,il->l", gu[j], w[other] @ gu[j])))
+            system[j + 1, other + 1] = total
+    return system if np.isfinite(system).all() else None
 
 
 def _precision_weighted(
