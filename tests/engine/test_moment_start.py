@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 import mixedmodels as mm
-
 from mixedmodels.engine.blocks import cross_products
 from mixedmodels.engine.problem import LinearProblem
 from mixedmodels.engine.start import _scalar_moment_system, moment_start
