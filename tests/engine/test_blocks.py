@@ -165,3 +165,35 @@ def test_no_terms_leaves_only_the_fixed_block():
     xy = np.column_stack([problem.x, problem.y])
     np.testing.assert_allclose(cp.xx, xy.T @ xy, rtol=1e-12)
     assert math.isclose(cp.sum_log_weights, 0.0)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compiled_pass_matches_the_numpy_one(name, weighted):
+    """The compiled pass over the rows (numba) and the bincount fallback give the
+    same blocks (the fallback is what runs where numba is missing)."""
+    pytest.importorskip("numba")
+    problem = _problem(name, weighted)
+    beta0 = np.array([0.25, -1.0, 0.5])
+    compiled = problem.cross_products(beta_offset=beta0, use_numba=True)
+    fallback = problem.cross_products(beta_offset=beta0, use_numba=False)
+    assert (compiled.n_levels, compiled.q) == (fallback.n_levels, fallback.q)
+    for a, b in zip(compiled.diag + compiled.xz, fallback.diag + fallback.xz, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-12)
+    assert set(compiled.off) == set(fallback.off)
+    for key, pairs in fallback.off.items():
+        np.testing.assert_array_equal(compiled.off[key].rows, pairs.rows)
+        np.testing.assert_array_equal(compiled.off[key].cols, pairs.cols)
+        np.testing.assert_allclose(compiled.off[key].data, pairs.data, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(compiled.xx, fallback.xx, rtol=1e-13)
+    assert compiled.sum_log_weights == fallback.sum_log_weights
+    np.testing.assert_array_equal(compiled.beta_offset, beta0)
+
+
+def test_compiled_pass_finds_sparse_level_pairs_by_hashing():
+    """Many levels crossed in few rows (the pairs found by hashing, not a dense table)."""
+    pytest.importorskip("numba")
+    problem = random_problem(seed=11, n=300, levels=[400, 350], qs=[1, 2])
+    cp = problem.cross_products(use_numba=True)
+    _assert_blocks_equal_dense(cp, problem)

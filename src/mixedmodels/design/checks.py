@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..engine.terms import RandomEffectsTerm
 from ..errors import DataError, MixedModelsError, PredictorScaleWarning, user_stacklevel
+from .summary import summarize_columns
 
 __all__ = [
     "MISSING_OPTIONS",
@@ -339,17 +340,8 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
     """
     if x.shape[0] < 2:
         return
-    indicator = ((x == 0.0) | (x == 1.0)).all(axis=0)
-    if indicator.all():
-        return
-    continuous = np.flatnonzero(~indicator)
-    # The standard deviations (ddof 1) by ufuncs directly: numpy's std goes
-    # through several Python layers, more than the arithmetic on a small X.
-    values = x[:, continuous]
-    centred = values - values.sum(axis=0) / len(values)
-    sd = np.zeros(x.shape[1])
-    sd[continuous] = np.sqrt(np.einsum("ij,ij->j", centred, centred) / (len(values) - 1))
-    warn_predictor_scales(sd, indicator, names)
+    summary = summarize_columns(x)
+    warn_predictor_scales(summary.sd, summary.indicator, names)
 
 
 def warn_predictor_scales(sd: np.ndarray, indicator: np.ndarray, names: Sequence[str]) -> None:

@@ -36,9 +36,10 @@ from ..errors import (
 from ..formula import TRANSFORMS, ParsedFormula, random_term_to_lme4
 from ..formula.factors import ROWS_USED, check_dense_size
 from ..formula.limits import MAX_DENSE_BYTES
-from .checks import check_finite, check_predictor_scales, check_response, no_rows_left
+from .checks import check_finite, check_response, no_rows_left, warn_predictor_scales
 from .frame import ModelFrame, UsedRows
 from .plain import PlainPlan, PlainRows
+from .summary import ColumnSummary, summarize_columns
 
 __all__ = [
     "MAGNITUDE_BOUNDS",
@@ -49,6 +50,7 @@ __all__ = [
     "aliased_columns",
     "check_magnitudes",
     "checked_peaks",
+    "checked_summary",
     "evaluate",
     "evaluation_frame",
     "fixed_effects",
@@ -419,10 +421,11 @@ def fixed_effects(
     checked_peaks(y, [parsed.response_label], "the response", rows.index)
     check_response(y, parsed.response_label)
     names = parsed.column_names(raw_names)
-    peak = checked_peaks(x, names, "the fixed-effects column", rows.index)
+    summary = checked_summary(x, names, "the fixed-effects column", rows.index)
 
     dropped: list[str] = []
-    aliased = aliased_columns(x, peak=peak)
+    kept = list(range(x.shape[1]))
+    aliased = aliased_columns(x, peak=summary.peak)
     if aliased:
         dropped = [names[j] for j in aliased]
         kept = [j for j in range(x.shape[1]) if j not in set(aliased)]
@@ -434,7 +437,9 @@ def fixed_effects(
             RankDeficiencyWarning,
             stacklevel=user_stacklevel(),
         )
-    check_predictor_scales(x, names)
+    if x.shape[0] >= 2:
+        # check_predictor_scales on the kept columns, from the summary already made.
+        warn_predictor_scales(summary.sd[kept], summary.indicator[kept], names)
     return FixedEffects(y=y, x=x, names=names, dropped=dropped, spec=spec)
 
 
@@ -459,17 +464,26 @@ def aliased_columns(
         # One column (an intercept-only X): aliased exactly when it is zero (its
         # own norm is its component orthogonal to nothing).
         return [0] if zero[0] or x.shape[0] == 0 else []
-    scaled = x / np.where(zero, 1.0, peak)[None, :]
+    # Scaled into a Fortran-order copy, which LAPACK then factors in place
+    # (numpy's broadcast division of a tall row-major X is several times slower).
+    scale = np.where(zero, 1.0, peak)
+    scaled = np.asfortranarray(x, dtype=np.float64)
+    if np.may_share_memory(scaled, x):
+        scaled = scaled / scale  # never the caller's X in place
+    else:
+        scaled /= scale
     # Householder QR without pivoting: |R_jj| is the norm of column j's
     # component orthogonal to the columns before it (aliased ones add nothing
     # to their span), in one LAPACK pass over X.
     # (LAPACK's dgeqrf directly, as numpy's qr calls it, without numpy's wrapping:
     # a tenth of the time on a small X.)
     with blas_threads(threads_for(*scaled.shape)):
-        r, _, _, info = scipy.linalg.lapack.dgeqrf(scaled)
+        r, _, _, info = scipy.linalg.lapack.dgeqrf(scaled, overwrite_a=True)
         if info != 0:
-            r = np.linalg.qr(scaled, mode="r")
-    norms = np.sqrt(np.einsum("ij,ij->j", scaled, scaled))
+            r = np.linalg.qr(np.asarray(x, dtype=np.float64) / scale, mode="r")
+    # Column j of R has the norm of column j of the scaled X (Q is orthogonal).
+    upper = np.triu(r[: min(r.shape)])
+    norms = np.sqrt(np.einsum("ij,ij->j", upper, upper))
     diag = np.zeros(x.shape[1])  # columns beyond the n-th are aliased
     diag[: min(r.shape)] = np.abs(np.diagonal(r))
     return [j for j in range(x.shape[1]) if zero[j] or diag[j] <= tol * norms[j]]
@@ -504,22 +518,44 @@ def checked_peaks(
     """:func:`~.checks.check_finite` and :func:`check_magnitudes` in one pass over the values.
 
     Returns the largest magnitude of each column (zeros without rows).  A
-    column's largest magnitude is NaN or infinite exactly when the column has
-    a NaN or infinite value; only then is :func:`~.checks.check_finite` run,
-    for its message.
+    column's largest magnitude is NaN exactly when the column has a NaN or
+    infinite value; only then is :func:`~.checks.check_finite` run, for its
+    message.
 
     Raises
     ------
     DataError
     """
-    matrix = values.reshape(len(values), -1)
-    if matrix.shape[0] == 0:
-        return np.zeros(matrix.shape[1])
-    peak = np.max(np.abs(matrix), axis=0)
-    if not np.isfinite(peak).all():
+    return _checked(summarize_columns(values, spread=False), values, names, what, index).peak
+
+
+def checked_summary(
+    values: np.ndarray, names: list[str], what: str, index: pd.Index | None = None
+) -> ColumnSummary:
+    """:func:`checked_peaks`, returning the columns' whole :class:`~.summary.ColumnSummary`
+    (what the test for aliased columns and the scale warning read too).
+
+    Raises
+    ------
+    DataError
+    """
+    return _checked(summarize_columns(values), values, names, what, index)
+
+
+def _checked(
+    summary: ColumnSummary,
+    values: np.ndarray,
+    names: list[str],
+    what: str,
+    index: pd.Index | None,
+) -> ColumnSummary:
+    """Raise the error of :func:`checked_peaks` for ``summary``'s values, if any."""
+    if len(values) == 0:
+        return summary
+    if not np.isfinite(summary.peak).all():
         check_finite(values, names, what, index)
-    _check_peaks(peak, matrix.shape[0], names, what)
-    return peak
+    _check_peaks(summary.peak, len(values), names, what)
+    return summary
 
 
 def _check_peaks(peak: np.ndarray, n: int, names: list[str], what: str) -> None:

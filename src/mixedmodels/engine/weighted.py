@@ -8,7 +8,8 @@ once (from :func:`~mixedmodels.engine.blocks.cross_products`, so the blocks
 are laid out exactly as the blocked factor expects), puts every block's
 values in one flat buffer, and records where each row lands in it;
 :meth:`WeightedCrossProducts.fill` then recomputes all blocks in one compiled
-pass over the rows, writing into the same arrays.  A
+pass over the rows (:mod:`.block_sums`, shared with the linear model's
+stage 2), writing into the same arrays.  A
 :class:`~mixedmodels.engine.factor.BlockedCholesky` built on
 :attr:`WeightedCrossProducts.cp` reads the new values at its next update
 (after :meth:`WeightedCrossProducts.reload_factor`).
@@ -22,110 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .block_sums import block_sums_kernel
 from .blocks import CrossProducts, PairBlocks, cross_products
 from .factor import BlockedCholesky
-
-_KERNEL = None
-_TRIED = False
-
-
-def _kernel():
-    """The compiled fill, or None when numba is missing."""
-    global _KERNEL, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a dependency
-            return None
-        _KERNEL = numba.njit(cache=True, nogil=True)(_fill)
-    return _KERNEL
-
-
-def _fill(
-    codes,
-    z,
-    zcol,
-    xy,
-    w,
-    w_last,
-    out,
-    diag_at,
-    xz_at,
-    xz_stride,
-    pair_of_row,
-    pair_terms,
-    pair_at,
-    xx_at,
-):  # pragma: no cover - compiled by numba
-    """Every block of AᵀWA, summed row by row into the flat buffer ``out``.
-
-    Term t's diagonal block of level ℓ starts at ``diag_at[t] + ℓq²``; its
-    [X y]ᵀZ block, (columns of xy, levels, q), at ``xz_at[t]`` with
-    ``xz_stride[t]`` = levels·q between columns of xy; pair block p (terms
-    ``pair_terms[p]``) of the row's level pair ``pair_of_row[p, r]`` at
-    ``pair_at[p] + index·qᵢqⱼ``; [X y]ᵀ[X y] at ``xx_at`` (skipped when
-    ``xx_at`` < 0: with many columns a BLAS product is faster).  The last
-    column of xy (the response) is weighted by ``w_last`` instead of ``w``.
-    Block by block, so that each loop's offsets stay in registers.
-    """
-    out[:] = 0.0
-    n = xy.shape[0]
-    c = xy.shape[1]
-    last = c - 1
-    for t in range(codes.shape[0]):
-        c0 = zcol[t]
-        q = zcol[t + 1] - c0
-        d0 = diag_at[t]
-        x0 = xz_at[t]
-        stride = xz_stride[t]
-        level_codes = codes[t]
-        if q == 1:
-            for r in range(n):
-                level = level_codes[r]
-                zw = w[r] * z[r, c0]
-                out[d0 + level] += zw * z[r, c0]
-                for k in range(last):
-                    out[x0 + level + k * stride] += zw * xy[r, k]
-                out[x0 + level + last * stride] += w_last[r] * z[r, c0] * xy[r, last]
-        else:
-            for r in range(n):
-                level = level_codes[r]
-                at = d0 + level * q * q
-                at_xz = x0 + level * q
-                wr = w[r]
-                for a in range(q):
-                    za = wr * z[r, c0 + a]
-                    for bb in range(q):
-                        out[at + a * q + bb] += za * z[r, c0 + bb]
-                    for k in range(last):
-                        out[at_xz + a + k * stride] += za * xy[r, k]
-                    out[at_xz + a + last * stride] += w_last[r] * z[r, c0 + a] * xy[r, last]
-    for p in range(pair_terms.shape[0]):
-        i = pair_terms[p, 0]
-        j = pair_terms[p, 1]
-        ci = zcol[i]
-        cj = zcol[j]
-        qi = zcol[i + 1] - ci
-        qj = zcol[j + 1] - cj
-        p0 = pair_at[p]
-        index = pair_of_row[p]
-        if qi == 1 and qj == 1:
-            for r in range(n):
-                out[p0 + index[r]] += w[r] * z[r, ci] * z[r, cj]
-        else:
-            for r in range(n):
-                at = p0 + index[r] * qi * qj
-                for a in range(qi):
-                    za = w[r] * z[r, ci + a]
-                    for bb in range(qj):
-                        out[at + a * qj + bb] += za * z[r, cj + bb]
-    if xx_at >= 0:
-        for r in range(n):
-            for k1 in range(c):
-                v = (w_last[r] if k1 == last else w[r]) * xy[r, k1]
-                for k2 in range(c):
-                    out[xx_at + k1 * c + k2] += v * xy[r, k2]
 
 
 def _empty_like(structure: CrossProducts, n_fixed: int) -> CrossProducts:
@@ -201,7 +101,7 @@ class WeightedCrossProducts:
             structure = _empty_like(structure, self.n_fixed)
         self.cp: CrossProducts = structure
         self._layout(structure)
-        self._kernel = _kernel() if use_numba is not False else None
+        self._kernel = block_sums_kernel() if use_numba is not False else None
         if use_numba and self._kernel is None:
             raise ImportError("numba is not installed")
 
@@ -291,7 +191,8 @@ class WeightedCrossProducts:
             self.codes,
             self.z,
             self.zcol,
-            self.xy,
+            self.xy[:, :-1],
+            self.xy[:, -1],
             weights,
             weights if response_weights is None else response_weights,
             self.buffer,

@@ -472,13 +472,21 @@ def _cross_products_of(design: Design) -> CrossProducts:
 
 def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """β minimising |y − Xβ|² for an X of full column rank (the design dropped aliased
-    columns): LAPACK's QR solver, called directly (numpy's SVD-based lstsq took
-    several times as long on small models); the SVD where it fails."""
+    columns): LAPACK's Householder QR of a Fortran-order copy, factored in place,
+    then Qᵀy and the triangular solve (dgels does the same with a scaling pass
+    and copies: twice the time on a tall X); the SVD where it fails."""
     n, p = x.shape
     with blas_threads(threads_for(n, p)):
         if n >= p:
-            _, solution, info = scipy.linalg.lapack.dgels(x, y)
-            beta = solution[:p]
-            if info == 0 and np.all(np.isfinite(beta)):
-                return beta
+            lapack = scipy.linalg.lapack
+            qr, tau, _, info = lapack.dgeqrf(
+                np.array(x, dtype=np.float64, order="F"), overwrite_a=True
+            )
+            if info == 0:
+                qty, _, info = lapack.dormqr("L", "T", qr, tau, y.reshape(-1, 1), 64)
+            if info == 0:
+                beta, info = lapack.dtrtrs(qr[:p], qty[:p], lower=0)
+                beta = beta.ravel()
+                if info == 0 and np.all(np.isfinite(beta)):
+                    return beta
         return np.linalg.lstsq(x, y, rcond=None)[0]

@@ -1,0 +1,70 @@
+"""The one-pass column summary the design's checks share (design/summary.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixedmodels.design import aliased_columns
+from mixedmodels.design.summary import summarize_columns
+
+
+def _matrix() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    n = 57
+    return np.column_stack(
+        [
+            np.ones(n),
+            rng.integers(0, 2, n).astype(float),
+            rng.normal(5e3, 2.0, n),
+            -np.abs(rng.normal(size=n)) * 1e-200,
+            np.zeros(n),
+        ]
+    )
+
+
+@pytest.mark.parametrize("use_numba", [True, False], ids=["compiled", "numpy"])
+def test_summary_is_peak_indicator_and_sd(use_numba):
+    if use_numba:
+        pytest.importorskip("numba")
+    x = _matrix()
+    summary = summarize_columns(x, use_numba=use_numba)
+    np.testing.assert_array_equal(summary.peak, np.max(np.abs(x), axis=0))
+    assert summary.indicator.tolist() == [True, True, False, False, True]
+    np.testing.assert_allclose(summary.sd, np.std(x, axis=0, ddof=1), rtol=1e-12, atol=0)
+    assert summarize_columns(x, spread=False, use_numba=use_numba).sd is None
+
+
+@pytest.mark.parametrize("use_numba", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_column_with_nan_or_infinity_has_a_nan_peak(use_numba, bad):
+    if use_numba:
+        pytest.importorskip("numba")
+    x = _matrix()
+    x[10, 2] = bad
+    x[0, 4] = bad  # the first row: nothing before it to compare with
+    summary = summarize_columns(x, use_numba=use_numba)
+    assert np.isnan(summary.peak[[2, 4]]).all()
+    assert np.isfinite(summary.peak[[0, 1, 3]]).all()
+
+
+@pytest.mark.parametrize("use_numba", [True, False], ids=["compiled", "numpy"])
+def test_no_rows_and_one_row(use_numba):
+    if use_numba:
+        pytest.importorskip("numba")
+    empty = summarize_columns(np.zeros((0, 3)), use_numba=use_numba)
+    np.testing.assert_array_equal(empty.peak, np.zeros(3))
+    one = summarize_columns(np.array([[2.0, -3.0]]), use_numba=use_numba)
+    np.testing.assert_array_equal(one.peak, [2.0, 3.0])
+    np.testing.assert_array_equal(one.sd, [0.0, 0.0])
+    vector = summarize_columns(np.array([1.0, -4.0, 2.0]), use_numba=use_numba)
+    np.testing.assert_array_equal(vector.peak, [4.0])
+
+
+def test_aliased_columns_leaves_a_fortran_ordered_x_alone():
+    x = np.asfortranarray(_matrix()[:, :3])
+    x = np.column_stack([x, x[:, 0] + 2.0 * x[:, 2]])
+    x = np.asfortranarray(x)
+    before = x.copy()
+    assert aliased_columns(x) == [3]
+    np.testing.assert_array_equal(x, before)
