@@ -128,6 +128,8 @@ def _summary_numpy(matrix: np.ndarray, spread: bool) -> ColumnSummary:
     if spread:
         sd = np.zeros(p)
         if n >= 2:
-            centred = matrix - matrix.sum(axis=0) / n
-            sd = np.sqrt(np.einsum("ij,ij->j", centred, centred) / (n - 1))
+            # A column holding an infinity has no spread (NaN), as in the compiled pass.
+            with np.errstate(invalid="ignore", over="ignore"):
+                centred = matrix - matrix.sum(axis=0) / n
+                sd = np.sqrt(np.einsum("ij,ij->j", centred, centred) / (n - 1))
     return ColumnSummary(peak, indicator, sd)
