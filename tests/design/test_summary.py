@@ -68,3 +68,44 @@ def test_aliased_columns_leaves_a_fortran_ordered_x_alone():
     before = x.copy()
     assert aliased_columns(x) == [3]
     np.testing.assert_array_equal(x, before)
+
+
+def _screened(x: np.ndarray) -> bool:
+    return summarize_columns(x, rank=True, use_numba=True).full_rank
+
+
+def test_the_rank_screen_passes_only_matrices_the_qr_finds_full_rank():
+    # Whenever the compiled screen says "full rank", the QR must find no aliased
+    # column; it must say so for ordinary designs, and never near the tolerance.
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    passed = 0
+    for trial in range(400):
+        n = int(rng.integers(2, 300))
+        p = int(rng.integers(1, 9))
+        x = rng.normal(size=(n, p)) * 10.0 ** rng.integers(-8, 9, size=p)
+        if trial % 4 == 0:
+            x[:, 0] = 1.0
+        if trial % 3 == 0 and p > 1:
+            # Nearly aliased: a combination of the others plus a little noise.
+            eps = 10.0 ** rng.integers(-12, 0)
+            x[:, -1] = x[:, :-1] @ rng.normal(size=p - 1) + eps * rng.normal(size=n)
+        if _screened(x):
+            passed += 1
+            assert aliased_columns(x) == []
+    assert passed > 100
+
+
+def test_the_rank_screen_leaves_doubtful_matrices_to_the_qr():
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    n = 200
+    base = np.column_stack([np.ones(n), rng.normal(size=n), rng.integers(0, 2, n)])
+    assert _screened(base)
+    assert not _screened(np.column_stack([base, base[:, 1] * 2.0]))  # aliased
+    assert not _screened(np.column_stack([base, base[:, 1] + 1e-3 * rng.normal(size=n)]))
+    assert not _screened(np.column_stack([base, np.zeros(n)]))
+    assert not _screened(np.column_stack([base, np.full(n, 1e-150)]))
+    assert not _screened(base[:2])  # fewer rows than columns
+    assert not summarize_columns(base, use_numba=True).full_rank  # not asked for
+    assert not summarize_columns(base, rank=True, use_numba=False).full_rank

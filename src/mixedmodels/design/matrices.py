@@ -425,7 +425,8 @@ def fixed_effects(
 
     dropped: list[str] = []
     kept = list(range(x.shape[1]))
-    aliased = aliased_columns(x, peak=summary.peak)
+    # The summary's screen settles the usual case (no aliased columns) without the QR.
+    aliased = [] if summary.full_rank else aliased_columns(x, peak=summary.peak)
     if aliased:
         dropped = [names[j] for j in aliased]
         kept = [j for j in range(x.shape[1]) if j not in set(aliased)]
@@ -539,7 +540,7 @@ def checked_summary(
     ------
     DataError
     """
-    return _checked(summarize_columns(values), values, names, what, index)
+    return _checked(summarize_columns(values, rank=True), values, names, what, index)
 
 
 def _checked(

@@ -244,7 +244,9 @@ class PlainPart:
             # own coding of a logical does not.
             mark = "T." if dropped and coding.kind != "logical" else ""
             factor = self.factors[name]
-            names += [f"{factor}[{mark}{level}]" for level in coding.levels[dropped:]]
+            # The levels as a list first: slicing an Index of arrow text builds the
+            # whole Index's hash table (tens of microseconds, every fit).
+            names += [f"{factor}[{mark}{level}]" for level in coding.levels.tolist()[dropped:]]
         # Indicators are zero but on one column per factor and row.
         out = (np.zeros if self.factors else np.empty)((rows.n, len(names)), dtype=np.float64)
         if self.intercept:

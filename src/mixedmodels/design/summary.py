@@ -8,6 +8,11 @@ whether it is a 0/1 indicator, and its standard deviation.  Computed with
 numpy these take a dozen passes over a model matrix, each allocating a copy
 (slow on the tall, narrow, row-major matrices of a design); compiled, one pass
 for the first two and one more, centred, for the third.
+
+The compiled pass can also settle the test for aliased columns in the common
+case where there are none: from the columns' cross-products it tells a
+matrix whose columns are, beyond any rounding error, linearly independent
+(:func:`surely_full_rank`); only the others need the QR factorisation.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import numpy as np
 
 from ..engine.kernels import compiled
 
-__all__ = ["ColumnSummary", "summarize_columns"]
+__all__ = ["ColumnSummary", "summarize_columns", "surely_full_rank"]
 
 _KERNEL = None
 _TRIED = False
+_SCREEN = None
+_SCREEN_TRIED = False
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,16 @@ class ColumnSummary:
     sd : ndarray
         The standard deviation (ddof 1), or None when not asked for; zero
         with fewer than two rows.
+    full_rank : bool
+        True when the columns were found linearly independent beyond doubt
+        (:func:`surely_full_rank`, when asked for and compiled); False says
+        nothing: whether columns are aliased is then the QR's to tell.
     """
 
     peak: np.ndarray
     indicator: np.ndarray
     sd: np.ndarray | None
+    full_rank: bool = False
 
 
 def _kernel():
@@ -53,6 +65,15 @@ def _kernel():
         _TRIED = True
         _KERNEL = compiled(column_summary)
     return _KERNEL
+
+
+def _screen():
+    """The compiled :func:`surely_full_rank`, or None without numba (compiled on first use)."""
+    global _SCREEN, _SCREEN_TRIED
+    if not _SCREEN_TRIED:
+        _SCREEN_TRIED = True
+        _SCREEN = compiled(surely_full_rank)
+    return _SCREEN
 
 
 def column_summary(matrix, spread, peak, indicator, sd):  # pragma: no cover - numba
@@ -93,12 +114,105 @@ def column_summary(matrix, spread, peak, indicator, sd):  # pragma: no cover - n
             sd[j] = math.sqrt(squares / (n - 1))
 
 
+# The largest magnitudes of columns the screen takes: their products stay far
+# from overflow and from subnormal numbers.
+_SCREEN_MAGNITUDES = (1e-100, 1e100)
+# Columns up to which the compiled pass screens for full rank (beyond, the
+# cross-products cost about as much as the QR).
+_SCREEN_COLUMNS = 16
+# A column is independent beyond doubt when the part of it orthogonal to the
+# columns before it is at least this fraction of its norm (the QR's tolerance,
+# :data:`.matrices.RANK_TOLERANCE`, is 1e-7) ...
+_SCREEN_RESIDUAL = 0.03
+# ... and the columns scaled to unit norm have an inverse triangular factor of
+# at most this Frobenius norm (so that rounding cannot move those fractions).
+_SCREEN_INVERSE = 100.0
+
+
+def surely_full_rank(matrix, peak):  # pragma: no cover - numba
+    """Whether the columns of ``matrix`` (``peak``: their nonzero largest magnitudes) are
+    linearly independent with a margin no rounding error can cross.
+
+    The QR of :func:`.matrices.aliased_columns` keeps column j when the norm of
+    its part orthogonal to the columns before it, |R_jj|, exceeds 1e-7 of
+    its norm.  Here the same fractions come from the Cholesky factor of the
+    columns' cross-products (scaled to unit diagonal): when each is above
+    0.03 and that factor's inverse is small (its Frobenius norm below 100,
+    which bounds how far rounding in the cross-products, about n·ε, and in
+    the QR, can move them), the QR would keep every column: no column is
+    aliased.  Anything else returns False, and the QR decides.
+    """
+    n, p = matrix.shape
+    if p == 0 or p > _SCREEN_COLUMNS or n < p:
+        return False
+    scale = np.empty(p)
+    for j in range(p):
+        # Zero columns, NaN, and magnitudes whose products could be subnormal (and
+        # lose precision) are the QR's to judge.
+        if not (_SCREEN_MAGNITUDES[0] <= peak[j] <= _SCREEN_MAGNITUDES[1]):
+            return False
+        scale[j] = 1.0 / peak[j]
+    # Cross-products of the columns scaled by their peaks (no overflow or underflow).
+    gram = np.zeros((p, p))
+    for j in range(p):
+        for k in range(j + 1):
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            i = 0
+            while i + 4 <= n:
+                s0 += matrix[i, j] * matrix[i, k]
+                s1 += matrix[i + 1, j] * matrix[i + 1, k]
+                s2 += matrix[i + 2, j] * matrix[i + 2, k]
+                s3 += matrix[i + 3, j] * matrix[i + 3, k]
+                i += 4
+            while i < n:
+                s0 += matrix[i, j] * matrix[i, k]
+                i += 1
+            gram[j, k] = (s0 + s1 + s2 + s3) * scale[j] * scale[k]
+    # Unit diagonal: the cross-products of the columns scaled to norm 1.
+    for j in range(p):
+        if not (gram[j, j] > 0.0):
+            return False
+        scale[j] = 1.0 / math.sqrt(gram[j, j])
+    # Cholesky, lower factor L (R = Lᵀ): L_jj² is column j's orthogonal fraction squared.
+    low = np.zeros((p, p))
+    for j in range(p):
+        for k in range(j + 1):
+            s = gram[j, k] * scale[j] * scale[k]
+            for m in range(k):
+                s -= low[j, m] * low[k, m]
+            if k == j:
+                if not (s >= _SCREEN_RESIDUAL * _SCREEN_RESIDUAL):
+                    return False
+                low[j, j] = math.sqrt(s)
+            else:
+                low[j, k] = s / low[k, k]
+    # The inverse of L, column by column; its Frobenius norm bounds the rounding's effect.
+    total = 0.0
+    inverse = np.zeros((p, p))
+    for k in range(p):
+        for j in range(k, p):
+            s = 1.0 if j == k else 0.0
+            for m in range(k, j):
+                s -= low[j, m] * inverse[m, k]
+            inverse[j, k] = s / low[j, j]
+            total += inverse[j, k] * inverse[j, k]
+    return total <= _SCREEN_INVERSE * _SCREEN_INVERSE
+
+
 def summarize_columns(
-    values: np.ndarray, spread: bool = True, *, use_numba: bool | None = None
+    values: np.ndarray,
+    spread: bool = True,
+    *,
+    rank: bool = False,
+    use_numba: bool | None = None,
 ) -> ColumnSummary:
     """The :class:`ColumnSummary` of ``values`` (shape (n,) or (n, k)).
 
-    ``spread=False`` skips the standard deviations (a second pass).
+    ``spread=False`` skips the standard deviations (a second pass); ``rank``
+    asks for :attr:`ColumnSummary.full_rank` (compiled only).
     ``use_numba`` forces (True) or refuses (False) the compiled pass; by
     default it runs when numba is installed.
     """
@@ -111,8 +225,11 @@ def summarize_columns(
         peak = np.empty(p)
         indicator = np.empty(p, dtype=bool)
         sd = np.empty(p)
-        kernel(np.ascontiguousarray(matrix, dtype=np.float64), spread, peak, indicator, sd)
-        return ColumnSummary(peak, indicator, sd if spread else None)
+        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        kernel(matrix, spread, peak, indicator, sd)
+        screen = _screen() if rank else None
+        full_rank = screen is not None and bool(screen(matrix, peak))
+        return ColumnSummary(peak, indicator, sd if spread else None, full_rank)
     return _summary_numpy(matrix, spread)
 
 
