@@ -132,12 +132,10 @@ class SpecBuilder:
     ----------
     parsed : ParsedFormula
         The model's formula.
-    sample : dict of str to array
+    sample : PlainSample
         A few rows used of every column of the parts to build, holding every
         level of each factor (:meth:`.plain.PlainRows.sample`): the specs
         depend on a factor's levels, not on the values of numbers.
-    n_rows : int
-        The number of rows in ``sample`` (it may have no columns).
     fixed : bool
         Whether the spec of X is to be built.
     terms : list of (RandomTermSpec or None)
@@ -146,15 +144,15 @@ class SpecBuilder:
     """
 
     parsed: ParsedFormula
-    sample: dict[str, np.ndarray]
-    n_rows: int
+    sample: plain.PlainSample
     fixed: bool
     terms: list[RandomTermSpec | None]
 
     def fill(self, design: Design) -> None:
         """Set the missing specs of ``design`` (reading its fields, not its descriptors)."""
         # Read as the fit read its columns (integers as floats).
-        frame = evaluation_frame(pd.DataFrame(self.sample, index=pd.RangeIndex(self.n_rows)), None)
+        sample = pd.DataFrame(self.sample.columns(), index=pd.RangeIndex(self.sample.n_rows))
+        frame = evaluation_frame(sample, None)
         if self.fixed:
             formula = f"{self.parsed.response} ~ {self.parsed.fixed}"
             design.fixed_spec = evaluate(formula, frame, "formula").rhs.model_spec
@@ -265,11 +263,9 @@ def build_design(
     builder = None
     if fixed.spec is None or None in term_specs:
         # A few rows used are enough, with every level of the factors among them.
-        sample, n_rows = plain_rows.sample(plan.columns)
         builder = SpecBuilder(
             parsed=parsed,
-            sample=sample,
-            n_rows=n_rows,
+            sample=plain_rows.sample(plan.columns),
             fixed=fixed.spec is None,
             terms=[
                 parsed.random[i] if term_specs[k] is None else None for k, i in enumerate(order)

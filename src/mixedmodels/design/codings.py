@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, DataError, FormulaError
@@ -25,7 +26,10 @@ __all__ = ["coded_formula", "is_logical", "is_ordered"]
 
 def is_logical(column: pd.Series) -> bool:
     """Whether a column is R's logical (numpy bool or pandas boolean)."""
-    return pd.api.types.is_bool_dtype(column.dtype)
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype):  # the usual case, without pandas' dispatch
+        return dtype.kind == "b"
+    return pd.api.types.is_bool_dtype(dtype)
 
 
 def is_ordered(column: pd.Series) -> bool:

@@ -47,7 +47,7 @@ import pandas as pd
 
 from ..formula import ModelPart, ParsedFormula
 
-__all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "plain_plan"]
+__all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "PlainSample", "plain_plan"]
 
 # formulaic's name for the intercept column; a data column of that name would
 # collide with it, so it is left to formulaic.
@@ -129,31 +129,61 @@ class PlainRows:
             self._factors[name] = coding
         return coding
 
-    def sample(self, names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+    def sample(self, names: tuple[str, ...]) -> PlainSample:
         """A few rows used of ``names``, every level of each factor among them.
 
         The first rows used of the numeric columns (repeated as needed) and
         each factor's levels in turn, the levels of a categorical kept as its
         (only) categories: formulaic builds the same model spec from these as
-        from the rows used.  Returns the columns and their number of rows.
+        from the rows used.  Only what they are made of is taken here; the
+        columns themselves are built when a spec is asked for
+        (:meth:`PlainSample.columns`), which most fits never do.
         """
         first = np.flatnonzero(self.keep)[:_SAMPLE_ROWS]
-        factors = {name: self.factor(name) for name in names if not _numeric(self.columns[name])}
-        n_rows = max([len(first), *(len(f.levels) for f in factors.values())])
-        sample: dict[str, Any] = {}
+        parts: dict[str, np.ndarray | tuple[pd.Index, str]] = {}
+        n_rows = len(first)
         for name in names:
-            coding = factors.get(name)
-            if coding is None:
-                sample[name] = np.resize(self.values(name)[first], n_rows)
+            if _numeric(self.columns[name]):
+                parts[name] = self.values(name)[first]
+            else:
+                coding = self.factor(name)
+                parts[name] = (coding.levels, coding.kind)
+                n_rows = max(n_rows, len(coding.levels))
+        return PlainSample(parts, n_rows)
+
+
+@dataclass(frozen=True)
+class PlainSample:
+    """The makings of :meth:`PlainRows.sample`'s rows.
+
+    Attributes
+    ----------
+    parts : dict of str to (ndarray or (Index, str))
+        Per column, the first rows used of a numeric column, or a factor's
+        levels and kind (as :class:`FactorCoding`'s).
+    n_rows : int
+        The number of rows of the sample.
+    """
+
+    parts: Mapping[str, np.ndarray | tuple[pd.Index, str]]
+    n_rows: int
+
+    def columns(self) -> dict[str, Any]:
+        """The sample's columns: numbers repeated to ``n_rows``, each factor's levels in turn."""
+        sample: dict[str, Any] = {}
+        for name, part in self.parts.items():
+            if isinstance(part, np.ndarray):
+                sample[name] = np.resize(part, self.n_rows)
                 continue
-            codes = np.resize(np.arange(len(coding.levels)), n_rows)
-            if coding.kind == "categorical":
-                sample[name] = pd.Categorical.from_codes(codes, categories=coding.levels)
-            elif coding.kind == "logical":
+            levels, kind = part
+            codes = np.resize(np.arange(len(levels)), self.n_rows)
+            if kind == "categorical":
+                sample[name] = pd.Categorical.from_codes(codes, categories=levels)
+            elif kind == "logical":
                 sample[name] = codes.astype(bool)
             else:
-                sample[name] = np.asarray(coding.levels, dtype=object)[codes]
-        return sample, n_rows
+                sample[name] = np.asarray(levels, dtype=object)[codes]
+        return sample
 
 
 def _coded(column: pd.Series, selection: np.ndarray | None) -> FactorCoding:

@@ -164,6 +164,13 @@ class RandomTermSpec:
         """lme4's name of the grouping factor, e.g. ``"cask:batch"``, ``"c:(b:a)"``."""
         return self.group_label if self.group_label is not None else ":".join(self.group)
 
+    @cached_property
+    def lme4_text(self) -> str:
+        """The term in lme4 syntax (:func:`random_term_to_lme4`), spelled once: each fit
+        names its terms in its checks' messages."""
+        group = ":".join(name if name in self.computed else r_name(name) for name in self.group)
+        return f"({self.part.label} | {group})"
+
 
 def random_term_to_lme4(spec: RandomTermSpec) -> str:
     """A random-effects term in lme4 syntax, e.g. ``"(1 + Days | Subject)"``.
@@ -178,8 +185,7 @@ def random_term_to_lme4(spec: RandomTermSpec) -> str:
     str
         The term as lme4 would print it in a formula, for messages and summaries.
     """
-    group = ":".join(name if name in spec.computed else r_name(name) for name in spec.group)
-    return f"({spec.part.label} | {group})"
+    return spec.lme4_text
 
 
 @dataclass(frozen=True)
