@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Levels", "factor_codes", "level_label", "level_labels"]
+__all__ = ["Levels", "categories_present", "factor_codes", "level_label", "level_labels"]
 
 
 def level_label(value: Any) -> str | None:
@@ -238,6 +238,20 @@ def _integer_texts(dtype: str, data: bytes) -> pd.Index:
     return pd.Index(np.frombuffer(data, dtype=dtype)).astype(str)
 
 
+def categories_present(codes: np.ndarray, n_categories: int) -> np.ndarray | None:
+    """Which of ``n_categories`` categories the (valid, nonnegative) ``codes`` take, or None
+    when they take every one (the usual case).
+
+    With at most two categories the smallest and largest code tell, without
+    counting every category's rows.
+    """
+    if n_categories <= 2 and len(codes):
+        if int(codes.min()) == 0 and int(codes.max()) == n_categories - 1:
+            return None
+    present = np.bincount(codes, minlength=n_categories) > 0
+    return None if present.all() else present
+
+
 def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
     """Level codes (int64, −1 for missing) and the levels of one factor column.
 
@@ -253,8 +267,8 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         valid = codes >= 0
         all_valid = bool(valid.all())
         # Only the categories that occur (R's drop.unused.levels).
-        present = np.bincount(codes if all_valid else codes[valid], minlength=len(categories)) > 0
-        if present.all():
+        present = categories_present(codes if all_valid else codes[valid], len(categories))
+        if present is None:
             # Every category occurs (the usual case): nothing to renumber, and
             # no selection from the categories (a pyarrow filter for text).
             codes = codes.astype(np.int64)  # −1 stays −1 for a missing value

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ..formula import ModelPart, ParsedFormula
+from .levels import categories_present
 
 __all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "PlainSample", "plain_plan"]
 
@@ -193,9 +194,9 @@ def _coded(column: pd.Series, selection: np.ndarray | None) -> FactorCoding:
         codes = array.codes if selection is None else array.codes[selection]
         categories = array.categories
         # Only the categories the rows used take, in the categories' order.
-        present = np.bincount(codes, minlength=len(categories)) > 0
+        present = categories_present(codes, len(categories))
         codes = codes.astype(np.int64)
-        if present.all():
+        if present is None:
             return FactorCoding(codes, categories, "categorical")
         renumber = np.cumsum(present, dtype=np.int64) - 1
         return FactorCoding(renumber[codes], categories[present], "categorical")
@@ -284,6 +285,9 @@ class PlainPart:
         for start, name, coding, dropped in blocks:
             if coding is None:
                 out[:, start] = rows.numbers(name)
+                continue
+            if dropped and len(coding.levels) == 2:
+                out[:, start] = coding.codes  # one indicator: the codes themselves (0/1)
                 continue
             hit = np.flatnonzero(coding.codes >= dropped) if dropped else np.arange(rows.n)
             out[hit, start + coding.codes[hit] - dropped] = 1.0
