@@ -278,6 +278,48 @@ class LevelColumns:
         use_numba: bool | None = None,
     ):
         self.n_levels, self.q0, self.n_xy = n_levels, q0, n_xy
+        if blocks:
+            self._lay_out(blocks, n_levels, xy_offset, n_xy)
+        else:
+            # The first term alone: each level's entries are the [X y] rows, already
+            # in level-major order (no sort; a small model's fit spent 15 µs here).
+            total = n_levels * n_xy
+            xy_comp = np.arange(total, dtype=np.int64) % n_xy if n_xy else np.zeros(0, np.int64)
+            self.dest = [np.arange(total)]
+            self.level_ptr = (
+                np.arange(0, total + 1, n_xy, dtype=np.int64)
+                if n_xy
+                else np.zeros(n_levels + 1, dtype=np.int64)
+            )
+            self.rows = xy_offset + xy_comp
+            self.entry_term = np.full(total, -1, dtype=np.int32)
+            self.entry_comp = xy_comp.astype(np.int32)
+            self.term_q = np.zeros(1, dtype=np.int64)
+        q_max = max(1, *(b[3] for b in blocks)) if blocks else 1
+        self._lams = np.zeros((len(blocks) + 1, q_max, q_max))
+        self.raw = np.zeros((len(self.rows), q0))
+        for dest, (_, _, data, _, _) in zip(self.dest, blocks, strict=False):
+            self.raw[dest] = data.reshape(-1, q0)
+        self.values = np.zeros((len(self.rows), q0))
+        self.blocks = blocks
+        self._kernel = compiled_kernel() if use_numba is not False else None
+        if use_numba and self._kernel is None:
+            raise ImportError("numba is not installed")
+        self._pattern: sp.csr_matrix | None = None
+        self._split = self._two_way_split(xy_offset + n_xy) if self._kernel is not None else None
+        self._buffer: np.ndarray | None = None
+        # Dense T by default; see use_sparse_destinations.
+        self.pair_base = np.zeros(n_levels + 1, dtype=np.int64)
+        self.pair_pos = np.zeros(1, dtype=np.int64)
+
+    def _lay_out(
+        self,
+        blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]],
+        n_levels: int,
+        xy_offset: int,
+        n_xy: int,
+    ) -> None:
+        """The entries of the later terms' blocks and [X y], level-major, rows ascending."""
         levels, rows, terms, comps = [], [], [], []
         for t, (term_rows, term_levels, _, q, offset) in enumerate(blocks, start=1):
             levels.append(np.repeat(term_levels.astype(np.int64), q))
@@ -304,22 +346,6 @@ class LevelColumns:
         self.entry_term = np.concatenate(terms)[order]
         self.entry_comp = np.concatenate(comps)[order]
         self.term_q = np.array([0, *(b[3] for b in blocks)], dtype=np.int64)
-        q_max = max(1, *(b[3] for b in blocks)) if blocks else 1
-        self._lams = np.zeros((len(blocks) + 1, q_max, q_max))
-        self.raw = np.zeros((len(order), q0))
-        for dest, (_, _, data, _, _) in zip(self.dest, blocks, strict=False):
-            self.raw[dest] = data.reshape(-1, q0)
-        self.values = np.zeros((len(order), q0))
-        self.blocks = blocks
-        self._kernel = compiled_kernel() if use_numba is not False else None
-        if use_numba and self._kernel is None:
-            raise ImportError("numba is not installed")
-        self._pattern: sp.csr_matrix | None = None
-        self._split = self._two_way_split(xy_offset + n_xy) if self._kernel is not None else None
-        self._buffer: np.ndarray | None = None
-        # Dense T by default; see use_sparse_destinations.
-        self.pair_base = np.zeros(n_levels + 1, dtype=np.int64)
-        self.pair_pos = np.zeros(1, dtype=np.int64)
 
     def use_sparse_destinations(self, positions: np.ndarray) -> None:
         """Downdate into a sparse factor's values, the pair e₁ ≥ e₂ of level ℓ's entries
@@ -354,6 +380,8 @@ class LevelColumns:
         They do when the work is large (milliseconds) against the extra pass
         that adds the second thread's n_rows² buffer into T.
         """
+        if len(self.rows) ** 2 < _THREAD_MIN_WORK:
+            return None  # Σ counts² ≤ (Σ counts)²: a small model needs no sum.
         counts = np.diff(self.level_ptr).astype(np.float64)
         total = float(counts @ counts)
         if total < _THREAD_MIN_WORK or total < _THREAD_WORK_PER_ROW2 * n_rows**2:
