@@ -355,7 +355,7 @@ class BlockedCholesky:
         random effects first either way, [X y] last in its own order)."""
         if self.sparse is not None:
             return self.sparse.diagonal()
-        return np.diagonal(self.T)
+        return self.T.diagonal()
 
     # -- what is read off the factor ------------------------------------------------
 
@@ -517,7 +517,12 @@ class BlockedCholesky:
         inverse, info = scipy.linalg.lapack.dtrtri(block, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError("R_X is singular")
-        return np.tril(inverse)
+        if p > 8:
+            return np.tril(inverse)
+        # A few rows cleared above the diagonal cost less than np.tril's masks.
+        for i in range(p - 1):
+            inverse[i, i + 1 :] = 0.0
+        return inverse
 
     def random_effects_factor(self) -> sp.csc_matrix:
         """The random-effects part of L (all terms) as one sparse lower-triangular matrix.

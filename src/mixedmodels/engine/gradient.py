@@ -294,27 +294,18 @@ class ProfiledGradient:
         cp = structure.cp
         q = cp.q
         self._offsets = list(structure.offsets)
-        # (row, col) in T of the blocks the later terms read off Σ_TT.
-        self._diag_blocks = {}
-        for t in range(1, cp.n_terms):
-            base = structure.offsets[t - 1] + np.arange(cp.n_levels[t])[:, None, None] * q[t]
-            r = base + np.arange(q[t])[None, :, None]
-            c = base + np.arange(q[t])[None, None, :]
-            self._diag_blocks[t] = (r, c)
-        self._off_blocks = {}
-        for (i, j), pairs in cp.off.items():
-            if j == 0:
-                continue
-            r = structure.offsets[i - 1] + pairs.rows[:, None, None].astype(np.int64) * q[i]
-            c = structure.offsets[j - 1] + pairs.cols[:, None, None].astype(np.int64) * q[j]
-            r = r + np.arange(q[i])[None, :, None]
-            c = c + np.arange(q[j])[None, None, :]
-            self._off_blocks[(i, j)] = (r, c)
+        self._acc_shape = (max(cp.n_terms, 1), max(q, default=1), max(q, default=1))
         # Their flat indices in an n_s-wide Σ_TT, by n_s (REML and ML differ);
         # with a sparse T, their positions on its factor's pattern.
         self._flat: dict[int, tuple[dict, dict]] = {}
         self._sparse_index = None
+        self._cp = cp
+        # The blocks' coordinates in T, made when first needed: a small T's compiled
+        # path reads none of them (they cost a small fit tens of microseconds).
+        self._diag_blocks: dict | None = None
+        self._off_blocks: dict | None = None
         if structure.sparse is not None:
+            self._block_coordinates()
             r = structure.n_re_trailing
             p = cp.n_fixed
             x_index = {}
@@ -331,9 +322,31 @@ class ProfiledGradient:
                 },
                 x_index,
             )
-        self._acc_shape = (max(cp.n_terms, 1), max(q, default=1), max(q, default=1))
+
+    def _block_coordinates(self) -> None:
+        """(row, col) in T of the blocks the later terms read off Σ_TT."""
+        cp = self._cp
+        q = cp.q
+        offsets = self._offsets
+        self._diag_blocks = {}
+        for t in range(1, cp.n_terms):
+            base = offsets[t - 1] + np.arange(cp.n_levels[t])[:, None, None] * q[t]
+            r = base + np.arange(q[t])[None, :, None]
+            c = base + np.arange(q[t])[None, None, :]
+            self._diag_blocks[t] = (r, c)
+        self._off_blocks = {}
+        for (i, j), pairs in cp.off.items():
+            if j == 0:
+                continue
+            r = offsets[i - 1] + pairs.rows[:, None, None].astype(np.int64) * q[i]
+            c = offsets[j - 1] + pairs.cols[:, None, None].astype(np.int64) * q[j]
+            r = r + np.arange(q[i])[None, :, None]
+            c = c + np.arange(q[j])[None, None, :]
+            self._off_blocks[(i, j)] = (r, c)
 
     def _flat_indices(self, n_s: int) -> tuple[dict, dict]:
+        if self._diag_blocks is None:
+            self._block_coordinates()
         if n_s not in self._flat:
             self._flat[n_s] = (
                 {t: _lower_index(r, c, n_s) for t, (r, c) in self._diag_blocks.items()},

@@ -37,6 +37,9 @@ from .small_kernels import compiled_kernels
 # T's rows up to which the compiled loops beat numpy and LAPACK (a Cholesky and
 # an inverse of n³/3 operations each, against a few microseconds per call).
 MAX_ROWS = 24
+# The pairs' blocks of a model with one term (writeable: numba compiles a read-only
+# array's type anew; the kernels only read it).
+_NO_PAIRS = np.zeros(0)
 
 
 class SmallTrailing:
@@ -117,7 +120,7 @@ class SmallTrailing:
         data = (
             np.concatenate([pairs.data.reshape(-1) for pairs in cp.off.values()])
             if cp.off
-            else np.zeros(0)
+            else _NO_PAIRS
         )
         return diag, xz, data, np.ascontiguousarray(cp.xz[0]), np.ascontiguousarray(cp.xx)
 
