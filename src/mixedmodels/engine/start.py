@@ -174,30 +174,34 @@ def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.
         return None
     p = cp.n_fixed
     d = [cp.diag[j][:, 0, 0] for j in range(k)]
-    inv_d = []
-    for dj in d:
-        with np.errstate(divide="ignore"):
-            inv_d.append(np.where(dj > 0, 1.0 / dj, 0.0))
+    d_sums = [float(dj.sum()) for dj in d]
+    # 1/D where D > 0 (0 elsewhere), without a division by zero to silence.
+    inv_d = [np.divide(1.0, dj, out=np.zeros_like(dj), where=dj > 0) for dj in d]
     if p:
-        try:
-            g = np.linalg.inv(cp.xx[:p, :p])
-        except np.linalg.LinAlgError:
-            return None
+        if p == 1:
+            # What LAPACK's inverse of a 1×1 matrix is, without numpy.linalg's costs.
+            if cp.xx[0, 0] == 0.0:
+                return None
+            g = np.array([[1.0 / cp.xx[0, 0]]])
+        else:
+            try:
+                g = np.linalg.inv(cp.xx[:p, :p])
+            except np.linalg.LinAlgError:
+                return None
         u = [cp.xz[j][:p, :, 0] for j in range(k)]  # (p, levels): Xᵀzₗ
         gu = [g @ uj for uj in u]
         w = [uj @ uj.T for uj in u]  # UₖUₖᵀ
+        ugu = [np.einsum("il,il->l", uj, guj) for uj, guj in zip(u, gu, strict=True)]
     system = np.zeros((k + 1, k + 1))
     system[0, 0] = cp.n_obs - p
     for j in range(k):
-        system[0, j + 1] = float(d[j].sum()) - (float(np.sum(g * w[j])) if p else 0.0)
-        system[j + 1, 0] = full_rank_levels[j] - (
-            float(np.sum(inv_d[j] * np.einsum("il,il->l", u[j], gu[j]))) if p else 0.0
-        )
+        system[0, j + 1] = d_sums[j] - (float((g * w[j]).sum()) if p else 0.0)
+        system[j + 1, 0] = full_rank_levels[j] - (float((inv_d[j] * ugu[j]).sum()) if p else 0.0)
     for j in range(k):
         for other in range(k):
             if other == j:
                 # Cⱼⱼ = Dⱼ (diagonal) − UⱼᵀGUⱼ.
-                total = float(d[j].sum())
+                total = d_sums[j]
                 if p:
                     total -= 2.0 * float(np.einsum("il,il->", u[j], gu[j]))
             else:
@@ -206,12 +210,13 @@ def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.
                 )
                 mine, theirs = (pairs.rows, pairs.cols) if rows_are_j else (pairs.cols, pairs.rows)
                 data = pairs.data[:, 0, 0]
-                total = float(np.sum(data * data * inv_d[j][mine]))
+                inv_mine = inv_d[j][mine]
+                total = float((data * data * inv_mine).sum())
                 if p:
                     cross = np.einsum("ib,ib->b", u[j][:, mine], gu[other][:, theirs])
-                    total -= 2.0 * float(np.sum(data * cross * inv_d[j][mine]))
+                    total -= 2.0 * float((data * cross * inv_mine).sum())
             if p:
-                total += float(np.sum(inv_d[j] * np.einsum("il,il->l", gu[j], w[other] @ gu[j])))
+                total += float((inv_d[j] * np.einsum("il,il->l", gu[j], w[other] @ gu[j])).sum())
             system[j + 1, other + 1] = total
     return system if np.isfinite(system).all() else None
 
