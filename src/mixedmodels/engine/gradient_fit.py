@@ -167,6 +167,10 @@ def _information_start(
     g = evaluator.gradient()
     if not np.isfinite(g).all():
         return "differences", None
+    if not logged.any():
+        # ψ is φ: the information as it is (the scaling below would multiply by 1).
+        b = positive_definite(evaluator.information())
+        return ("differences" if b is None else b), (f, g)
     d = np.where(logged, start, 1.0)
     b = positive_definite(
         evaluator.information() * np.outer(d, d) + np.diag(np.where(logged, g * start, 0.0))

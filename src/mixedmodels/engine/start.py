@@ -67,9 +67,15 @@ class MomentStart:
         for j, term in enumerate(terms):
             d = cp.diag[j]
             q = term.q
-            scale = np.abs(d).reshape(len(d), -1).max(axis=1)
-            det, inverses = batched_determinant_inverse(d)
-            full_rank = det > 1e-10 * np.maximum(scale, 1.0) ** q
+            if q == 1:
+                # The scalar case of the lines below (the same numbers, fewer calls).
+                flat = d.reshape(-1)
+                full_rank = flat > 1e-10 * np.maximum(np.abs(flat), 1.0)
+                inverses = np.divide(1.0, d, out=np.zeros_like(d), where=full_rank[:, None, None])
+            else:
+                scale = np.abs(d).reshape(len(d), -1).max(axis=1)
+                det, inverses = batched_determinant_inverse(d)
+                full_rank = det > 1e-10 * np.maximum(scale, 1.0) ** q
             m = int(np.count_nonzero(full_rank))
             if m == 0:
                 self.parts = None
