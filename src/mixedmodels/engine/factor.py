@@ -31,6 +31,7 @@ does).
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ class BlockedCholesky:
         self.sizes = [m * q for m, q in zip(cp.n_levels, cp.q, strict=True)]
         self.n_xy = cp.xx.shape[0]
         # T holds terms 1 … k−1 then [X y].
-        self.offsets = np.cumsum([0, *self.sizes[1:]]).tolist()
+        self.offsets = [0, *itertools.accumulate(self.sizes[1:])]
         self.n_re_trailing = self.offsets[-1]
         n = self.n_t = self.n_re_trailing + self.n_xy
         if k:
@@ -324,7 +325,7 @@ class BlockedCholesky:
         cross-products were not changed since: the caller knows)."""
         done = self.updated_with
         return done is not None and all(
-            np.array_equal(a, b) for a, b in zip(done, lambdas, strict=True)
+            a.shape == b.shape and bool((a == b).all()) for a, b in zip(done, lambdas, strict=True)
         )
 
     def _fill_trailing(self, lambdas: list[np.ndarray]) -> None:

@@ -255,7 +255,11 @@ def _minimize(
         )
         n_values += result.n_values
         n_gradients += result.n_gradients
-        x = to_phi(result.x)
+        # Where the method took no step, x is where it started, as evaluated: exp(log x)
+        # can differ from x in its last bit, and the solution at the optimum would then
+        # refactor at a θ the criterion was never evaluated at.
+        if not (any_fixed and np.array_equal(result.x, psi)):
+            x = to_phi(result.x)
         if result.status == "stopped by the caller":
             leaving_now = fixed & (x < _LOG_SWITCH)
             logged &= ~leaving_now
