@@ -322,11 +322,17 @@ class LevelColumns:
         """The entries of the later terms' blocks and [X y], level-major, rows ascending."""
         levels, rows, terms, comps = [], [], [], []
         for t, (term_rows, term_levels, _, q, offset) in enumerate(blocks, start=1):
+            terms.append(np.full(len(term_rows) * q, t, dtype=np.int32))
+            if q == 1:
+                # The same arrays as below, with fewer calls.
+                levels.append(term_levels.astype(np.int64))
+                rows.append(offset + term_rows.astype(np.int64))
+                comps.append(np.zeros(len(term_rows), dtype=np.int32))
+                continue
             levels.append(np.repeat(term_levels.astype(np.int64), q))
             rows.append(
                 offset + (term_rows.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
             )
-            terms.append(np.full(len(term_rows) * q, t, dtype=np.int32))
             comps.append((np.arange(len(term_rows) * q) % q).astype(np.int32))
         levels.append(np.repeat(np.arange(n_levels, dtype=np.int64), n_xy))
         xy_comp = np.arange(n_levels * n_xy, dtype=np.int64) % n_xy if n_xy else np.zeros(0, int)
@@ -335,13 +341,16 @@ class LevelColumns:
         comps.append(xy_comp.astype(np.int32))
         level = np.concatenate(levels)
         row = np.concatenate(rows)
-        order = np.lexsort((row, level))
+        # Each (level, row) occurs once: one sort of a combined key orders them as
+        # np.lexsort((row, level)) does, in less time.
+        order = np.argsort(level * (int(row.max()) + 1) + row, kind="stable")
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         bounds = [0, *itertools.accumulate(len(r) for r in rows)]
         # Where each source's entries land in the level-major layout.
         self.dest = [position[a:b] for a, b in itertools.pairwise(bounds)]
-        self.level_ptr = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=n_levels))])
+        self.level_ptr = np.zeros(n_levels + 1, dtype=np.int64)
+        np.cumsum(np.bincount(level, minlength=n_levels), out=self.level_ptr[1:])
         self.rows = row[order]
         self.entry_term = np.concatenate(terms)[order]
         self.entry_comp = np.concatenate(comps)[order]
