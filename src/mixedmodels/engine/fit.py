@@ -63,6 +63,7 @@ def theta_scale(problem: LinearProblem) -> np.ndarray:
     cp = problem.cross_products
     n = max(cp.n_obs, 1)
     factors = []
+    ordinary = True
     for term, diag in zip(problem.terms, cp.diag, strict=True):
         # Python floats: a term has a few columns, and numpy's calls cost more.
         row_factor = []
@@ -70,8 +71,12 @@ def theta_scale(problem: LinearProblem) -> np.ndarray:
             rms = math.sqrt(total / n) if total >= 0 else math.nan
             extreme = rms > 0 and (rms < 1e-3 or rms > 1e3)
             row_factor.append(1.0 / rms if extreme else 1.0)
-        factors.append(np.array(row_factor)[term.theta_rows])
-    return np.concatenate(factors) if factors else np.empty(0)
+            ordinary = ordinary and not extreme
+        factors.append((row_factor, term.theta_rows))
+    if ordinary:
+        # Every column on an ordinary scale (nearly every model): θ = φ.
+        return np.ones(problem.n_theta)
+    return np.concatenate([np.array(f)[rows] for f, rows in factors])
 
 
 def starting_point(

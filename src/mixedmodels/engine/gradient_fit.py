@@ -312,6 +312,9 @@ def fit_quasi_newton(
     n_values, n_gradients = result.n_values, result.n_gradients
     escaped = False
     for _ in range(max_restarts):
+        if not (result.x - lower <= 0.0).any():
+            # Nothing on a bound: nothing to probe, nowhere to escape from.
+            break
         inside, used = _probe_boundary(evaluator, result, lower)
         n_values += used
         n_gradients += used

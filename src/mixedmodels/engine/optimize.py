@@ -211,19 +211,25 @@ def check_stationarity(
     too: flipping the column's signs gives the same model, with the
     derivative into the interior of the opposite sign.
     """
-    on_bound = np.isfinite(lower) & (x - lower <= 0.0)
-    flippable = np.zeros(len(x), dtype=bool)
-    for i, below in (mirrors or {}).items():
-        flippable[i] = bool((x[below] != 0).any())
-    pushing_in = on_bound & ((gradient < 0) | flippable)
-    moving = ~on_bound | pushing_in
-    if not moving.any():
-        return True, []
-    if moving.all():
+    # (x − (−∞) is +∞: a coordinate without a bound is never on it.)
+    on_bound = x - lower <= 0.0
+    pushing_in = None
+    if not on_bound.any():
+        # An interior point (the usual optimum): every coordinate moves, none inward.
         g, h = gradient, hessian
     else:
-        g = gradient[moving]
-        h = hessian[np.ix_(moving, moving)]
+        flippable = np.zeros(len(x), dtype=bool)
+        for i, below in (mirrors or {}).items():
+            flippable[i] = bool((x[below] != 0).any())
+        pushing_in = on_bound & ((gradient < 0) | flippable)
+        moving = ~on_bound | pushing_in
+        if not moving.any():
+            return True, []
+        if moving.all():
+            g, h = gradient, hessian
+        else:
+            g = gradient[moving]
+            h = hessian[np.ix_(moving, moving)]
     # LAPACK directly: numpy.linalg's per-call cost is several times the work
     # on these few coordinates.
     chol, info = scipy.linalg.lapack.dpotrf(h, lower=1)
@@ -236,13 +242,13 @@ def check_stationarity(
         scaled = np.abs(g)
         measure = "gradient"
     messages = []
-    largest = float(np.max(scaled))
+    largest = float(scaled.max())
     if largest > GRADIENT_TOLERANCE:
         messages.append(
             f"the optimizer may not have converged: max |{measure}| = {largest:.3g} "
             f"(tolerance {GRADIENT_TOLERANCE})"
         )
-    inward = scaled[pushing_in[moving]]
+    inward = scaled[pushing_in[moving]] if pushing_in is not None else scaled[:0]
     if inward.size and float(np.max(inward)) > GRADIENT_TOLERANCE:
         messages.append(
             "the objective decreases from the boundary into the interior: the fit "

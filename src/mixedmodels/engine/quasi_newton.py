@@ -108,8 +108,9 @@ def positive_definite(b: np.ndarray) -> np.ndarray | None:
     w, v, info = scipy.linalg.lapack.dsyev(b)
     if info != 0:
         w, v = np.linalg.eigh(b)
-    top = max(float(np.max(np.abs(w))), 1e-8)
-    w = np.maximum(np.abs(w), 1e-6 * top)
+    w = np.abs(w)
+    top = max(float(w.max()), 1e-8) if len(w) else 1e-8
+    np.maximum(w, 1e-6 * top, out=w)
     return (v * w) @ v.T
 
 
