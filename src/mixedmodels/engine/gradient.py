@@ -263,7 +263,8 @@ def theta_index(theta_rows: list[np.ndarray], theta_cols: list[np.ndarray]) -> n
         [
             (t, i, j)
             for t, (rows, cols) in enumerate(zip(theta_rows, theta_cols, strict=True))
-            for i, j in zip(rows, cols, strict=True)
+            # Python integers: numpy's scalars convert slowly.
+            for i, j in zip(rows.tolist(), cols.tolist(), strict=True)
         ],
         dtype=np.int64,
     ).reshape(-1, 3)

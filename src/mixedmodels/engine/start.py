@@ -344,8 +344,7 @@ def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.nd
     than its step is lifted to one step away, where BOBYQA would otherwise
     move it.
     """
-    steps = np.clip(0.3 * np.abs(start), 0.05, 0.5)
-    bounded = np.isfinite(lower)
-    start = start.copy()
-    start[bounded] = np.maximum(start[bounded], lower[bounded] + steps[bounded])
-    return start, steps
+    # np.clip's numbers, without its wrapper.
+    steps = np.minimum(np.maximum(0.3 * np.abs(start), 0.05), 0.5)
+    # An unbounded θ has lower + step = −∞ and keeps its value.
+    return np.maximum(start, lower + steps), steps
