@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .block_sums import block_sums_kernel
-from .threads import blas_threads, threads_for
+from .threads import blas_threads, products_threads
 
 # Above this many possible level pairs (and four per row), find the pairs that
 # occur by hashing rather than by counting into a dense table: a table of all
@@ -331,7 +331,7 @@ def _gram(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarra
     yw = y if weights is None else y * weights
     # On one thread below a hundred million operations: BLAS's threads on a busy
     # machine took 8 ms for the 10⁵ × 2 product that one thread does in 0.4 ms.
-    with blas_threads(threads_for(n, p + 1)):
+    with blas_threads(products_threads(n, p)):
         out[:p, :p] = xw.T @ x
         out[:p, p] = xw.T @ y
         out[p, p] = yw @ y

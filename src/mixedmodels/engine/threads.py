@@ -59,7 +59,34 @@ def blas_threads(threads: int | None) -> Iterator[None]:
             library.set_num_threads(count)
 
 
+# OpenBLAS runs these on one thread whatever its setting (the thresholds of its
+# interface, with its default GEMM_MULTITHREAD_THRESHOLD of 4): a matrix–vector
+# product or rank-one update of fewer entries, a matrix product of at most
+# this many multiplications, a dot product of at most this length.  Setting the
+# limit around them (four calls into the libraries: 5 µs, three times per small
+# fit) costs more than the products.
+_ONE_THREAD_MATVEC = 8192
+_ONE_THREAD_MATMUL = 262144
+_ONE_THREAD_DOT = 10000
+
+
 def threads_for(rows: int, columns: int) -> int | None:
     """One thread for a QR or least-squares problem of ``rows × columns`` below
-    :data:`SMALL_FLOPS` (about 2·rows·columns² operations), else BLAS's own count."""
+    :data:`SMALL_FLOPS` (about 2·rows·columns² operations), else BLAS's own count;
+    None (BLAS left as it is) where the matrix is so small that BLAS uses one
+    thread anyway (an unblocked QR: matrix–vector products and rank-one updates)."""
+    if rows * columns < _ONE_THREAD_MATVEC:
+        return None
     return 1 if 2.0 * rows * columns * columns < SMALL_FLOPS else None
+
+
+def products_threads(rows: int, columns: int) -> int | None:
+    """:func:`threads_for` for the products XᵀX, Xᵀy and yᵀy of a ``rows × columns``
+    X: None where BLAS computes all three on one thread anyway."""
+    if (
+        rows * columns < _ONE_THREAD_MATVEC
+        and rows * columns * columns <= _ONE_THREAD_MATMUL
+        and rows <= _ONE_THREAD_DOT
+    ):
+        return None
+    return threads_for(rows, columns + 1)
