@@ -19,6 +19,7 @@ What each block holds:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -289,25 +290,26 @@ def _blocks_compiled(
         *((len(rows), q[i], q[j]) for (i, j), (rows, _, _) in zip(keys, structures, strict=True)),
         *((c, m, qi) for m, qi in zip(n_levels, q, strict=True)),
     ]
-    sizes = [math.prod(shape) for shape in shapes]
-    starts = np.cumsum([0, *sizes])
-    buffer = np.empty(int(starts[-1]))
+    # Offsets as Python integers (numpy's cumsum on a few values costs more).
+    starts = [0, *itertools.accumulate(math.prod(shape) for shape in shapes)]
+    buffer = np.empty(starts[-1])
     w = np.ones(n) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    n_pairs = len(keys)
     kernel(
         codes_all,
         z_all,
-        np.cumsum([0, *q]).astype(np.int64),
+        np.array([0, *itertools.accumulate(q)], dtype=np.int64),
         x,
         y,
         w,
         w,
         buffer,
-        starts[:k].astype(np.int64),
-        starts[k + len(keys) : 2 * k + len(keys)].astype(np.int64),
+        np.array(starts[:k], dtype=np.int64),
+        np.array(starts[k + n_pairs : 2 * k + n_pairs], dtype=np.int64),
         np.array([m * qi for m, qi in zip(n_levels, q, strict=True)], dtype=np.int64),
         pair_of_row,
         np.array(keys, dtype=np.int64).reshape(-1, 2),
-        starts[k : k + len(keys)].astype(np.int64),
+        np.array(starts[k : k + n_pairs], dtype=np.int64),
         -1,
     )
     views = [
