@@ -68,6 +68,8 @@ class Evaluator:
         # makes many): the mirrored columns of λ and the θ of scalar terms.
         self.mirrors = problem.layout.mirrors
         self.scalar = problem.layout.scalar
+        # φ = θ (nearly every model: no column on an extreme scale): nothing to rescale.
+        self.unit_scale = bool((scale == 1.0).all())
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
@@ -96,7 +98,7 @@ class Evaluator:
             self._residuals,
             self.gradient_of.theta_index,
         )
-        return h * np.outer(self.scale, self.scale)
+        return h if self.unit_scale else h * np.outer(self.scale, self.scale)
 
 
 def _probe_boundary(
@@ -269,12 +271,17 @@ def _minimize(
             initial = (result.value, result.gradient / d)
             continue
         # Back to φ: g_φ = g_ψ / φ and H_φ ≈ D⁻¹ H_ψ D⁻¹ (g ≈ 0) on the logged coordinates.
-        scale = np.where(fixed, x, 1.0)
+        if any_fixed:
+            scale = np.where(fixed, x, 1.0)
+            gradient_phi = result.gradient / scale
+            hessian_phi = result.hessian / np.outer(scale, scale)
+        else:
+            gradient_phi, hessian_phi = result.gradient, result.hessian
         return QuasiNewtonResult(
             x=x,
             value=result.value,
-            gradient=result.gradient / scale,
-            hessian=result.hessian / np.outer(scale, scale),
+            gradient=gradient_phi,
+            hessian=hessian_phi,
             n_values=n_values,
             n_gradients=n_gradients,
             n_iterations=result.n_iterations,
@@ -375,5 +382,7 @@ def fit_quasi_newton(
         seconds=seconds,
         n_gradients=n_gradients,
         method="quasi-newton",
-        hessian=result.hessian / np.outer(scale, scale),
+        hessian=result.hessian.copy()
+        if evaluator.unit_scale
+        else result.hessian / np.outer(scale, scale),
     )
