@@ -45,13 +45,22 @@ _NO_PAIRS = np.zeros(0)
 class SmallTrailing:
     """A factor's compiled update and gradient when its trailing block is small and dense.
 
-    Built by :meth:`for_factor`; it writes into the factor's own arrays (T, L₀₀
-    and the first term's column), so that the factor reads as after any update.
+    Built by :meth:`for_factor`; it writes into the factor's own arrays (T and
+    the first term's column; L₀₀ is returned), so that the factor reads as after
+    any update.  It holds those arrays, not the factor that holds it: without a
+    reference cycle a fit's factor is freed as soon as it is dropped, not by the
+    cyclic garbage collector.
     """
 
     def __init__(self, factor, update, gradient_kernel, information_kernel) -> None:
         cp: CrossProducts = factor.cp
-        self.factor = factor
+        self.cp = cp
+        self.column = factor.col0
+        self.T = factor.T
+        self.n_t = factor.n_t
+        self.n_re_trailing = factor.n_re_trailing
+        # L₀₀ of the last update (what the factor holds after it).
+        self.l00: np.ndarray | None = None
         self._update, self._gradient = update, gradient_kernel
         self._information = information_kernel
         k = cp.n_terms
@@ -111,7 +120,7 @@ class SmallTrailing:
         working weights rewrite them between updates): the later terms' diagonal
         blocks, [X y]ᵀZ and the off-diagonal pairs of all terms, the first term's
         [X y]ᵀZ and [X y]ᵀ[X y] (contiguous)."""
-        cp = self.factor.cp
+        cp = self.cp
         if cp.n_terms == 1:
             diag, xz = cp.diag[0].reshape(-1), cp.xz[0].reshape(-1)
         else:
@@ -130,12 +139,11 @@ class SmallTrailing:
 
     def update(self, lambdas: list[np.ndarray]) -> tuple[np.ndarray, float] | None:
         """Refactor at these λ: (L₀₀, Σ log diag L₀₀), or None if not positive definite."""
-        factor = self.factor
-        cp = factor.cp
+        cp = self.cp
         stack = self.lam_stack
         for t, lam in enumerate(lambdas):
             stack[t, : lam.shape[0], : lam.shape[1]] = lam
-        column = factor.col0
+        column = self.column
         l00 = np.empty_like(cp.diag[0])
         self._read = blocks = self._blocks()
         diag, xz, data, xz0, xx = blocks
@@ -153,7 +161,7 @@ class SmallTrailing:
             column.values,
             column.pair_base,
             column.pair_pos,
-            factor.T,
+            self.T,
             self.layout,
             self.offsets,
             diag,
@@ -166,6 +174,7 @@ class SmallTrailing:
         )
         if math.isnan(logdet):
             return None
+        self.l00 = l00
         return l00, logdet
 
     def gradient(
@@ -178,11 +187,10 @@ class SmallTrailing:
         """
         for t, lam in enumerate(lambdas):
             self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
-        factor = self.factor
-        cp = factor.cp
+        cp = self.cp
         p = cp.n_fixed
-        n = factor.n_t
-        column = factor.col0
+        n = self.n_t
+        column = self.column
         diag, xz, data, xz0, _ = self._blocks_read()
         w = np.zeros(n)
         u_flat = np.empty(self.n_re)
@@ -191,7 +199,7 @@ class SmallTrailing:
         self._gradient(
             self.lam_stack,
             cp.diag[0],
-            factor.L00,
+            self.l00,
             column.level_ptr,
             column.rows,
             column.raw,
@@ -202,7 +210,7 @@ class SmallTrailing:
             column.values,
             column.pair_base,
             column.pair_pos,
-            factor.T,
+            self.T,
             self.layout,
             self.offsets,
             diag,
@@ -211,7 +219,7 @@ class SmallTrailing:
             self.off_pairs,
             self.pair_levels,
             data,
-            factor.n_re_trailing + (p if reml else 0),
+            self.n_re_trailing + (p if reml else 0),
             float(cp.n_obs - p if reml else cp.n_obs),
             theta_index,
             self.sigma,
@@ -220,7 +228,7 @@ class SmallTrailing:
             ze_flat,
             out,
         )
-        r = factor.n_re_trailing
+        r = self.n_re_trailing
         beta = -w[r : r + p]
         if cp.beta_offset is not None:
             beta = beta + cp.beta_offset
@@ -239,19 +247,18 @@ class SmallTrailing:
         """The average-information Hessian in θ at the factor's θ (Zᵀe per term given)."""
         for t, lam in enumerate(lambdas):
             self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
-        factor = self.factor
-        cp = factor.cp
-        column = factor.col0
+        cp = self.cp
+        column = self.column
         diag, xz, data, _, _ = self._blocks_read()
         dof = cp.n_obs - cp.n_fixed if reml else cp.n_obs
         out = np.empty((len(theta_index), len(theta_index)))
         self._information(
             self.lam_stack,
-            factor.L00,
+            self.l00,
             column.level_ptr,
             column.rows,
             column.values,
-            factor.T,
+            self.T,
             self.layout,
             self.offsets,
             diag,
@@ -263,7 +270,7 @@ class SmallTrailing:
             np.concatenate([z.reshape(-1) for z in z_residual]),
             theta_index,
             cp.n_fixed,
-            factor.pwrss() / dof,
+            float(self.T[-1, -1] ** 2) / dof,  # r², as the factor reads it
             float(dof),
             out,
         )
