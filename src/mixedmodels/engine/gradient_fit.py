@@ -217,8 +217,9 @@ def _minimize(
         hessian = hessian * np.outer(d, d)
     # A logged coordinate that falls below a quarter of its start is heading
     # for zero, where θ itself converges much faster: it goes back to θ.
-    with np.errstate(divide="ignore"):
-        floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
+    if logged.any():
+        with np.errstate(divide="ignore"):
+            floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
     x = start
     while True:
         fixed = logged.copy()
@@ -240,21 +241,33 @@ def _minimize(
             return bool((psi[fixed] < floor[fixed]).any())
 
         psi = x.copy()
-        psi[fixed] = np.log(x[fixed])
         any_fixed = bool(fixed.any())
-        result = minimize_quasi_newton(
-            # Without logged coordinates ψ is φ: the evaluator's own methods.
-            value if any_fixed else evaluator.value,
-            gradient if any_fixed else evaluator.gradient,
-            psi,
-            np.where(fixed, -np.inf, lower),
-            mirrors={i: b for i, b in mirrors.items() if not fixed[i]},
-            stop=leaving if any_fixed else None,
-            hessian=hessian,
-            initial=initial,
-            # On the log scale a step may double or halve a value.
-            max_step=np.where(fixed, math.log(2.0), np.nan),
-        )
+        if any_fixed:
+            psi[fixed] = np.log(x[fixed])
+            result = minimize_quasi_newton(
+                value,
+                gradient,
+                psi,
+                np.where(fixed, -np.inf, lower),
+                mirrors={i: b for i, b in mirrors.items() if not fixed[i]},
+                stop=leaving,
+                hessian=hessian,
+                initial=initial,
+                # On the log scale a step may double or halve a value.
+                max_step=np.where(fixed, math.log(2.0), np.nan),
+            )
+        else:
+            # Without logged coordinates ψ is φ: the evaluator's own methods, the
+            # bounds, mirrors and step caps as they are.
+            result = minimize_quasi_newton(
+                evaluator.value,
+                evaluator.gradient,
+                psi,
+                lower,
+                mirrors=mirrors,
+                hessian=hessian,
+                initial=initial,
+            )
         n_values += result.n_values
         n_gradients += result.n_gradients
         # Where the method took no step, x is where it started, as evaluated: exp(log x)

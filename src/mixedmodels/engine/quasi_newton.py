@@ -487,13 +487,13 @@ def minimize_quasi_newton(
         s = x_new - x
         y = g_new - g
         last_decrease = f - f_new
-        sy = float(s @ y)
         if b is None:
+            sy = float(s @ y)
             yy = float(y @ y)
             b = (yy / sy if sy > 0 and yy > 0 else 1.0) * np.eye(n)
         if bfgs_update is not None:
             bfgs_update(b, s, y)
-        elif sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
+        elif (sy := float(s @ y)) > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
             bs = b @ s
             b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
         x, f, g = x_new, f_new, g_new
