@@ -197,7 +197,7 @@ def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.
         u = [cp.xz[j][:p, :, 0] for j in range(k)]  # (p, levels): Xᵀzₗ
         gu = [g @ uj for uj in u]
         w = [uj @ uj.T for uj in u]  # UₖUₖᵀ
-        ugu = [np.einsum("il,il->l", uj, guj) for uj, guj in zip(u, gu, strict=True)]
+        ugu = [_per_level(uj, guj) for uj, guj in zip(u, gu, strict=True)]
     system = np.zeros((k + 1, k + 1))
     system[0, 0] = cp.n_obs - p
     for j in range(k):
@@ -219,12 +219,20 @@ def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.
                 inv_mine = inv_d[j][mine]
                 total = float((data * data * inv_mine).sum())
                 if p:
-                    cross = np.einsum("ib,ib->b", u[j][:, mine], gu[other][:, theirs])
+                    cross = _per_level(u[j][:, mine], gu[other][:, theirs])
                     total -= 2.0 * float((data * cross * inv_mine).sum())
             if p:
-                total += float((inv_d[j] * np.einsum("il,il->l", gu[j], w[other] @ gu[j])).sum())
+                total += float((inv_d[j] * _per_level(gu[j], w[other] @ gu[j])).sum())
             system[j + 1, other + 1] = total
     return system if np.isfinite(system).all() else None
+
+
+def _per_level(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σᵢ aᵢₗbᵢₗ for every column l (einsum's "il,il->l"; with one row, the products:
+    the same numbers, up to the sign of a zero, without einsum's parsing)."""
+    if a.shape[0] == 1:
+        return a[0] * b[0]
+    return np.einsum("il,il->l", a, b)
 
 
 def _precision_weighted(
