@@ -280,6 +280,9 @@ class ProfiledGradient:
         once, to find the entries of the inverse the gradient needs.
     theta_rows, theta_cols : list of int arrays
         For each term, the (row, column) in λ of each of its θ.
+    index : ndarray (n_θ, 3), optional
+        :func:`theta_index` of ``theta_rows`` and ``theta_cols``, when the caller
+        holds it (writable: the compiled kernels are typed for writable arrays).
     """
 
     def __init__(
@@ -287,11 +290,13 @@ class ProfiledGradient:
         structure: BlockedCholesky,
         theta_rows: list[np.ndarray],
         theta_cols: list[np.ndarray],
+        index: np.ndarray | None = None,
     ) -> None:
         self.theta_rows = theta_rows
         self.theta_cols = theta_cols
-        # Each θ's term, row and column in λ (the compiled small path's layout).
-        self.theta_index = theta_index(theta_rows, theta_cols)
+        # Each θ's term, row and column in λ (the compiled small path's layout;
+        # ``index`` when the caller has it: a writable array, as numba compiled for).
+        self.theta_index = theta_index(theta_rows, theta_cols) if index is None else index
         cp = structure.cp
         q = cp.q
         self._offsets = list(structure.offsets)

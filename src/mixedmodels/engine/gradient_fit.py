@@ -59,6 +59,8 @@ class Evaluator:
             self.workspace,
             [t.theta_rows for t in problem.terms],
             [t.theta_cols for t in problem.terms],
+            # The problem's shape has it (a copy: numba's kernels take writable arrays).
+            problem.layout.theta_index.copy(),
         )
         self.theta: np.ndarray | None = None
         self._lambdas: list[np.ndarray] = []

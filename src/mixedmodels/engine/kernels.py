@@ -334,7 +334,7 @@ class LevelColumns:
                 offset + (term_rows.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
             )
             comps.append((np.arange(len(term_rows) * q) % q).astype(np.int32))
-        levels.append(np.repeat(np.arange(n_levels, dtype=np.int64), n_xy))
+        levels.append(np.arange(n_levels * n_xy, dtype=np.int64) // max(n_xy, 1))
         xy_comp = np.arange(n_levels * n_xy, dtype=np.int64) % n_xy if n_xy else np.zeros(0, int)
         rows.append(xy_offset + xy_comp)
         terms.append(np.full(n_levels * n_xy, -1, dtype=np.int32))

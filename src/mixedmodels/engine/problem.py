@@ -66,6 +66,9 @@ class ThetaLayout:
         sign with it at no cost to the criterion when it is zero).
     scalar : ndarray of bool
         The θ of scalar (q = 1) terms.
+    theta_index : ndarray (n_θ, 3)
+        Each θ's term, row and column in λ (the compiled small path's layout;
+        read-only: callers handing it to numba take a copy).
     """
 
     slices: tuple[slice, ...]
@@ -75,6 +78,7 @@ class ThetaLayout:
     lambda_views: tuple[tuple[int, int, int], ...]
     mirrors: dict[int, np.ndarray]
     scalar: np.ndarray
+    theta_index: np.ndarray
 
 
 @functools.lru_cache(maxsize=64)
@@ -108,7 +112,15 @@ def theta_layout(qs: tuple[int, ...]) -> ThetaLayout:
     scalar = np.concatenate(
         [np.full(t.n_theta, t.q == 1) for t in structures] or [np.zeros(0, bool)]
     )
-    for array in (lower, lambda_at, scalar, *mirrors.values()):
+    index = np.array(
+        [
+            (t, i, j)
+            for t, term in enumerate(structures)
+            for i, j in zip(term.theta_rows.tolist(), term.theta_cols.tolist(), strict=True)
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 3)
+    for array in (lower, lambda_at, scalar, index, *mirrors.values()):
         array.flags.writeable = False
     return ThetaLayout(
         slices=slices,
@@ -118,6 +130,7 @@ def theta_layout(qs: tuple[int, ...]) -> ThetaLayout:
         lambda_views=views,
         mirrors=mirrors,
         scalar=scalar,
+        theta_index=index,
     )
 
 

@@ -82,16 +82,11 @@ class SmallTrailing:
         self.off_pairs = np.array(
             [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))], dtype=np.int64
         ).reshape(-1, 3)
-        self.pair_levels = (
-            np.column_stack(
-                [
-                    np.concatenate([cp.off[key].rows for key in keys]),
-                    np.concatenate([cp.off[key].cols for key in keys]),
-                ]
-            ).astype(np.int64)
-            if keys
-            else np.zeros((0, 2), dtype=np.int64)
-        )
+        # (rows, cols) of the pairs of all terms, in one (pairs, 2) array.
+        self.pair_levels = np.empty((pair_at[-1], 2), dtype=np.int64)
+        for key, a, b in zip(keys, pair_at[:-1], pair_at[1:], strict=True):
+            self.pair_levels[a:b, 0] = cp.off[key].rows
+            self.pair_levels[a:b, 1] = cp.off[key].cols
         n = factor.n_t
         self.sigma = np.zeros((n, n))
         self.n_re = re_at[-1]
