@@ -343,7 +343,8 @@ class LevelColumns:
         row = np.concatenate(rows)
         # Each (level, row) occurs once: one sort of a combined key orders them as
         # np.lexsort((row, level)) does, in less time.
-        order = np.argsort(level * (int(row.max()) + 1) + row, kind="stable")
+        width = int(row.max()) + 1 if len(row) else 1
+        order = np.argsort(level * width + row, kind="stable")
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         bounds = [0, *itertools.accumulate(len(r) for r in rows)]
