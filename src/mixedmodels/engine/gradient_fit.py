@@ -85,7 +85,8 @@ class Evaluator:
         g, self._residuals = self.gradient_of.gradient_and_residuals(
             self.workspace, self._lambdas, self.problem.reml
         )
-        return g * self.scale
+        # (g is a new array at every call: returned as it is where φ = θ.)
+        return g if self.unit_scale else g * self.scale
 
     def information(self) -> np.ndarray:
         """The average-information Hessian in φ at the point of the last :meth:`value`
