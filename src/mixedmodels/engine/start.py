@@ -103,22 +103,22 @@ class MomentStart:
             if keep is not None:
                 s = s[keep]
             b = batched_matmul(d_inv, s[:, :, None])[:, :, 0]
-            explained_by.append((b, s))
             explained = float(np.vdot(b, s))
+            explained_by.append(explained)
             dof = max(n - m * term.q, 1)
             within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
             spread.append((b, d_inv, b.T @ b / m, d_inv_mean))
-        joint = self._joint_scalar(rss, [float(np.vdot(b, s)) for b, s in explained_by])
+        joint = self._joint_scalar(rss, explained_by)
         if joint is not None:
             return joint
         sigma2 = min(within)
-        if not (np.isfinite(sigma2) and sigma2 > 0):
+        if not (math.isfinite(sigma2) and sigma2 > 0):
             return None
         thetas = []
         for term, (b, d_inv, bb, d_inv_mean) in zip(self.terms, spread, strict=True):
             relative = (bb - sigma2 * d_inv_mean) / sigma2
             if term.q > 1:
-                relative = _precision_weighted(relative, b / np.sqrt(sigma2), d_inv, d_inv_mean)
+                relative = _precision_weighted(relative, b, sigma2, d_inv, d_inv_mean)
                 if relative is None:
                     return None
             if term.q == 1:
@@ -136,7 +136,7 @@ class MomentStart:
                 if info != 0:
                     return None
             thetas.append(lam[term.theta_rows, term.theta_cols])
-        theta = np.concatenate(thetas)
+        theta = thetas[0] if len(thetas) == 1 else np.concatenate(thetas)
         return theta if np.isfinite(theta).all() else None
 
     def _joint_scalar(self, rss: float, explained: list[float]) -> np.ndarray | None:
@@ -236,7 +236,11 @@ def _per_level(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _precision_weighted(
-    relative: np.ndarray, b: np.ndarray, d_inv: np.ndarray, d_inv_mean: np.ndarray
+    relative: np.ndarray,
+    b: np.ndarray,
+    sigma2: float,
+    d_inv: np.ndarray,
+    d_inv_mean: np.ndarray,
 ) -> np.ndarray | None:
     """Σ_b/σ² re-estimated with each level weighted by its precision.
 
@@ -251,6 +255,7 @@ def _precision_weighted(
     """
     if not _heterogeneous(relative, d_inv, d_inv_mean):
         return relative
+    b = b / np.sqrt(sigma2)  # b̂ₗ/σ
     outer = b[:, :, None] * b[:, None, :] - d_inv
     kernel = _compiled_steps()
     if kernel is not None:
