@@ -347,20 +347,26 @@ def check_predictor_scales(x: np.ndarray, names: Sequence[str]) -> None:
 def warn_predictor_scales(sd: np.ndarray, indicator: np.ndarray, names: Sequence[str]) -> None:
     """:func:`check_predictor_scales` from the columns' standard deviations and whether each
     is a 0/1 indicator (what a pass over the rows in parts can sum up)."""
-    continuous = [j for j in range(len(sd)) if not indicator[j]]
-    if not continuous:
-        return
-    sd = np.asarray(sd, dtype=np.float64)[continuous]
-    usable = sd > 0
-    if not usable.any():
-        return
     # In Python floats: a model has a few predictors, and numpy's calls cost more.
-    log_sd = [math.log(v) for v in sd[usable].tolist()]
+    # The continuous columns (not 0/1 indicators) with a positive spread (not NaN).
+    usable = [
+        (names[j], s)
+        for j, (s, flag) in enumerate(
+            zip(
+                np.asarray(sd, dtype=np.float64).tolist(),
+                np.asarray(indicator).tolist(),
+                strict=True,
+            )
+        )
+        if not flag and s > 0
+    ]
+    if not usable:
+        return
+    log_sd = [math.log(s) for _, s in usable]
     limit = math.log(_SCALE_RATIO)
     if max(map(abs, log_sd)) <= limit and max(log_sd) - min(log_sd) <= limit:
         return
-    cols = [names[j] for j, ok in zip(continuous, usable, strict=True) if ok]
-    detail = ", ".join(f"{c} (sd {s:.3g})" for c, s in zip(cols, sd[usable], strict=True))
+    detail = ", ".join(f"{c} (sd {s:.3g})" for c, s in usable)
     warnings.warn(
         f"some predictor variables are on very different scales: consider rescaling them: {detail}",
         PredictorScaleWarning,

@@ -26,9 +26,21 @@ __all__ = ["coded_formula", "is_logical", "is_ordered"]
 
 def is_logical(column: pd.Series) -> bool:
     """Whether a column is R's logical (numpy bool or pandas boolean)."""
-    dtype = column.dtype
+    return _logical_dtype(column.dtype)
+
+
+def _logical_dtype(dtype: Any) -> bool:
+    """:func:`is_logical` from the column's dtype."""
     if isinstance(dtype, np.dtype):  # the usual case, without pandas' dispatch
         return dtype.kind == "b"
+    if isinstance(dtype, pd.CategoricalDtype):
+        # pandas' test reads the categories' inferred type: settled by their dtype
+        # for numbers and text (booleans only for a bool Index), without its dispatch.
+        categories = dtype.categories.dtype
+        if isinstance(categories, np.dtype) and categories.kind in "biuf":
+            return categories.kind == "b"
+        if isinstance(categories, pd.StringDtype):
+            return False
     return pd.api.types.is_bool_dtype(dtype)
 
 
@@ -70,9 +82,10 @@ def coded_formula(
     """
     everywhere: dict[str, str] = {}
     for name, column in columns.items():
-        if is_logical(column):
+        dtype = column.dtype  # read once: pandas' dtype property costs a few calls
+        if _logical_dtype(dtype):
             everywhere[name] = "logical({})"
-        elif is_ordered(column):
+        elif isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
             # Explicit, so that new rows given as plain text are coded alike.
             everywhere[name] = "C({}, Poly())"
     fixed: dict[str, str] = {}

@@ -239,6 +239,9 @@ def computed_columns(
     """
     from .checks import check_rows_left
 
+    if offset is None and not parsed.offsets and not parsed.group_expressions:
+        # Nothing to compute (most formulas): the general path's arrays are skipped.
+        return ComputedSpec.of(parsed, None, False), None
     given, column = offset_argument(offset, frame.data)
     spec = ComputedSpec.of(parsed, column, offset is not None and column is None)
     values = spec.offset(frame.data, given)

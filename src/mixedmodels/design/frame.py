@@ -141,12 +141,17 @@ def column_missing(series: pd.Series, values: np.ndarray | None = None) -> np.nd
 
     ``values`` is the column as a numpy array when it is already at hand.
     """
-    dtype = series.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
-        return None
-    if isinstance(dtype, np.dtype) and dtype.kind == "f":
-        return np.isnan(series.to_numpy() if values is None else values)
-    if isinstance(dtype, pd.CategoricalDtype):
+    return _missing(series, series.dtype, values)
+
+
+def _missing(series: pd.Series, dtype: Any, values: np.ndarray | None) -> np.ndarray | None:
+    """:func:`column_missing` given the column's dtype."""
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iub":
+            return None
+        if dtype.kind == "f":
+            return np.isnan(series.to_numpy() if values is None else values)
+    elif isinstance(dtype, pd.CategoricalDtype):
         return series.array.codes < 0  # what isna() tests, without its overhead
     return np.asarray(series.isna(), dtype=bool)
 
@@ -210,8 +215,9 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
             data[name] = column
     frame = ModelFrame(data, columns, w, np.zeros(len(data), dtype=bool), [])
     for name, column in columns.items():
-        floats = isinstance(column.dtype, np.dtype) and column.dtype.kind == "f"
-        bad = column_missing(column, frame.values(name) if floats else None)
+        dtype = column.dtype  # read once: pandas' dtype property costs a few calls
+        floats = isinstance(dtype, np.dtype) and dtype.kind == "f"
+        bad = _missing(column, dtype, frame.values(name) if floats else None)
         if name in changed:
             # Missing as given (a conversion may have put a placeholder there).
             before = column_missing(given[name])

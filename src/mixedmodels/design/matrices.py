@@ -440,7 +440,10 @@ def fixed_effects(
         )
     if x.shape[0] >= 2:
         # check_predictor_scales on the kept columns, from the summary already made.
-        warn_predictor_scales(summary.sd[kept], summary.indicator[kept], names)
+        sd, indicator = summary.sd, summary.indicator
+        if aliased:
+            sd, indicator = sd[kept], indicator[kept]
+        warn_predictor_scales(sd, indicator, names)
     return FixedEffects(y=y, x=x, names=names, dropped=dropped, spec=spec)
 
 
@@ -561,16 +564,18 @@ def _checked(
 
 def _check_peaks(peak: np.ndarray, n: int, names: list[str], what: str) -> None:
     """:func:`check_magnitudes` from the columns' largest magnitudes over ``n`` rows."""
-    norm = peak * math.sqrt(n)
+    root = math.sqrt(n)
     low, high = MAGNITUDE_BOUNDS
-    out = (norm > high) | ((peak > 0) & (norm < low))
-    if out.any():
-        j = int(np.flatnonzero(out)[0])
-        direction = "large" if norm[j] > high else "small"
-        raise DataError(
-            f"{what} {names[j]!r} has values too {direction} to square in floating point "
-            f"(largest magnitude {peak[j]:.3g}); rescale it, e.g. divide it by {peak[j]:.0e}"
-        )
+    # In Python floats: a design has a few columns, and numpy's calls cost more.
+    # (A NaN peak passes, as in numpy's comparisons: check_finite judges it.)
+    for j, top in enumerate(peak.tolist()):
+        norm = top * root
+        if norm > high or (top > 0 and norm < low):
+            direction = "large" if norm > high else "small"
+            raise DataError(
+                f"{what} {names[j]!r} has values too {direction} to square in floating point "
+                f"(largest magnitude {top:.3g}); rescale it, e.g. divide it by {top:.0e}"
+            )
 
 
 @dataclass(frozen=True)
