@@ -140,14 +140,21 @@ class PlainRows:
         columns themselves are built when a spec is asked for
         (:meth:`PlainSample.columns`), which most fits never do.
         """
-        first = np.flatnonzero(self.keep)[:_SAMPLE_ROWS]
+        if self.selection is None:  # every row used (flatnonzero's answer, without its pass)
+            first = np.arange(min(self.n, _SAMPLE_ROWS))
+        else:
+            first = np.flatnonzero(self.keep)[:_SAMPLE_ROWS]
         parts: dict[str, np.ndarray | tuple[pd.Index, str]] = {}
         n_rows = len(first)
         for name in names:
-            if _numeric(self.columns[name]):
+            # A factor of a plain part was coded with its matrix: its coding tells
+            # without reading the column's dtype again.
+            coding = self._factors.get(name)
+            if coding is None and _numeric(self.columns[name]):
                 parts[name] = self.values(name)[first]
             else:
-                coding = self.factor(name)
+                if coding is None:
+                    coding = self.factor(name)
                 parts[name] = (coding.levels, coding.kind)
                 n_rows = max(n_rows, len(coding.levels))
         return PlainSample(parts, n_rows)
