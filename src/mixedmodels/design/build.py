@@ -256,7 +256,7 @@ def build_design(
         computed.check_offset(offset_used, rows.index)
     plain_rows = plain.PlainRows(frame.columns, frame.values, rows.keep, rows.selection, rows.n)
     fixed = fixed_effects(parsed, plan, plain_rows, evaluated, rows)
-    matrices = term_matrices(parsed, plan, plain_rows, evaluated, rows)
+    matrices = term_matrices(parsed, plan, plain_rows, evaluated, rows, checked=plan.fixed)
     terms, order = random_effects_terms(parsed, frame, rows, matrices, allow_n=allow_n)
     term_specs = [matrices[i].spec for i in order]
 

@@ -38,7 +38,7 @@ from ..formula.factors import ROWS_USED, check_dense_size
 from ..formula.limits import MAX_DENSE_BYTES
 from .checks import check_finite, check_response, no_rows_left, warn_predictor_scales
 from .frame import ModelFrame, UsedRows
-from .plain import PlainPlan, PlainRows
+from .plain import PlainPart, PlainPlan, PlainRows
 from .summary import ColumnSummary, summarize_columns
 
 __all__ = [
@@ -603,8 +603,15 @@ def term_matrices(
     plain_rows: PlainRows,
     parts: FormulaicParts,
     rows: UsedRows,
+    *,
+    checked: PlainPart | None = None,
 ) -> list[TermMatrix]:
     """Z of each random-effects term of ``parsed``, in formula order, checked to be finite.
+
+    ``checked`` is a plain part whose matrix on these rows was checked
+    already (the fixed part's, by :func:`fixed_effects`): a term with the same
+    left-hand side (``y ~ x + (x | g)``) has the same values, which are not
+    checked again.
 
     Raises
     ------
@@ -620,6 +627,7 @@ def term_matrices(
             z = np.asarray(lhs, dtype=np.float64)[rows.keep]
             raw_names, z_spec = lhs.columns, lhs.model_spec
         names = parsed.column_names(raw_names)
-        checked_peaks(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
+        if lhs is not None or part != checked:
+            checked_peaks(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
         out.append(TermMatrix(z, names, z_spec))
     return out
