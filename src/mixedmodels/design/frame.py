@@ -259,7 +259,7 @@ class UsedRows:
     @classmethod
     def of(cls, keep: np.ndarray, index: pd.Index) -> UsedRows:
         """The rows of ``index`` that ``keep`` selects."""
-        n_dropped = int(np.count_nonzero(~keep))
+        n_dropped = len(keep) - int(np.count_nonzero(keep))
         if n_dropped:
             return cls(keep, keep, index[keep], len(keep) - n_dropped, n_dropped)
         return cls(keep, None, index, len(keep), 0)

@@ -258,14 +258,16 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
     Levels are sorted as R sorts a factor's (see the module's docstring) and
     values with the same canonical text share a level.
     """
-    categorical = isinstance(values.dtype, pd.CategoricalDtype)
+    dtype = values.dtype  # read once: pandas' dtype property costs a few calls
+    categorical = isinstance(dtype, pd.CategoricalDtype)
     if categorical:
         # The Categorical itself: pandas' .cat accessor costs more than the work here.
         array = values.array
         codes = array.codes
         categories = array.categories
-        valid = codes >= 0
-        all_valid = bool(valid.all())
+        # No code is −1 (missing) when the smallest is not: one reduction, no mask.
+        all_valid = not len(codes) or int(codes.min()) >= 0
+        valid = None if all_valid else codes >= 0
         # Only the categories that occur (R's drop.unused.levels).
         present = categories_present(codes if all_valid else codes[valid], len(categories))
         if present is None:
@@ -287,7 +289,7 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         codes, uniques, labels = _merged(codes, uniques, list(labels), categorical)
     if not isinstance(labels.dtype, pd.StringDtype):
         labels = labels.astype(str)
-    ordered = bool(categorical and values.dtype.ordered)
+    ordered = bool(categorical and dtype.ordered)
     return codes, Levels(labels, uniques, categorical, ordered)
 
 
