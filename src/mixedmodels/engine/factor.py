@@ -291,8 +291,11 @@ class BlockedCholesky:
         """Refactor for new relative covariance factors; False if not positive definite."""
         cp = self.cp
         self.updated_with = None
-        small = self.small_path()
-        if small is not None:
+        # small_path() without its call once decided (False: no compiled path).
+        small = self._small
+        if small is None:
+            small = self.small_path()
+        if small:
             done = small.update(lambdas)
             if done is None:
                 return False

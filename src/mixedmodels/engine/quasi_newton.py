@@ -109,7 +109,8 @@ def positive_definite(b: np.ndarray) -> np.ndarray | None:
     if info != 0:
         w, v = np.linalg.eigh(b)
     w = np.abs(w)
-    top = max(float(w.max()), 1e-8) if len(w) else 1e-8
+    # The largest |λ| as a Python float (numpy's reduction costs more on a few values).
+    top = max(max(w.tolist(), default=1e-8), 1e-8)
     np.maximum(w, 1e-6 * top, out=w)
     return (v * w) @ v.T
 
@@ -254,6 +255,18 @@ def _compiled():
 
         _COMPILED = (compiled(_direction), compiled(_bfgs_update))
     return _COMPILED
+
+
+# NaN caps (the default step cap for every coordinate) per number of coordinates:
+# only read, made once per size.
+_DEFAULT_CAPS: dict[int, np.ndarray] = {}
+
+
+def _default_caps(n: int) -> np.ndarray:
+    caps = _DEFAULT_CAPS.get(n)
+    if caps is None:
+        caps = _DEFAULT_CAPS[n] = np.full(n, np.nan)
+    return caps
 
 
 def _held(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -425,7 +438,7 @@ def minimize_quasi_newton(
     iteration = 0
     held = np.zeros(n, dtype=bool)
     direction, bfgs_update = _compiled()
-    caps = np.full(n, np.nan) if max_step is None else np.asarray(max_step, dtype=np.float64)
+    caps = _default_caps(n) if max_step is None else np.asarray(max_step, dtype=np.float64)
     reach = 0.0
     while iteration < max_iterations:
         iteration += 1
