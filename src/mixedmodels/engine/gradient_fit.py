@@ -380,7 +380,9 @@ def fit_quasi_newton(
     seconds = time.perf_counter() - clock
     # A variance shrinking to zero along the path approaches its bound
     # geometrically; within rounding of it, it is reported on it, as lme4 does.
-    x = np.where(np.isfinite(lower) & (result.x - lower < 1e-10), lower, result.x)
+    # (x − (−∞) is +∞: a coordinate without a bound is never near it.)
+    near = result.x - lower < 1e-10
+    x = np.where(near, lower, result.x) if near.any() else result.x
     messages: list[str] = []
     ok = result.converged
     if not ok:

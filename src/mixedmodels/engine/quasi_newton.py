@@ -102,7 +102,8 @@ def positive_definite(b: np.ndarray) -> np.ndarray | None:
     least 1e-6 of the largest); None where it is not finite."""
     if not np.isfinite(b).all():
         return None
-    b = 0.5 * (b + b.T)
+    b = b + b.T
+    b *= 0.5
     # LAPACK's symmetric eigensolver directly (numpy.linalg.eigh costs several
     # times more on a few coordinates).
     w, v, info = scipy.linalg.lapack.dsyev(b)
@@ -304,12 +305,15 @@ class _Search:
         lower = self.lower
         alpha = 1.0
         for _ in range(max_backtracks):
-            x_new = np.maximum(x + alpha * d, lower)
+            # (The full step first: 1·d is d, one product fewer; the bound in place.)
+            x_new = x + d if alpha == 1.0 else x + alpha * d
+            np.maximum(x_new, lower, out=x_new)
             step = x_new - x
             if not step.any():
                 return None
             f_new = self.value(x_new)
-            if f_new <= f + _ARMIJO * float(g @ step):
+            along = float(g @ step)
+            if f_new <= f + _ARMIJO * along:
                 g_new = self.gradient()
                 if math.isfinite(float(g_new.sum())):
                     break
@@ -317,7 +321,7 @@ class _Search:
             # Quadratic interpolation, kept within [0.1, 0.5] of the step.
             shrink = 0.5
             if math.isfinite(f_new):
-                slope = float(g @ step) / alpha
+                slope = along / alpha
                 curvature = f_new - f - slope * alpha
                 if curvature > 0:
                     shrink = min(0.5, max(0.1, -slope * alpha / (2 * curvature)))
