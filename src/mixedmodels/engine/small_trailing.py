@@ -66,32 +66,43 @@ class SmallTrailing:
         k = cp.n_terms
         m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
         self.lam_stack = np.zeros((k, max(q), max(q)))
-        # Start of each term's values in the flat layouts (Python integers: numpy's
-        # cumsum on short lists costs more than the arithmetic).
-        re_at = [0, *itertools.accumulate(a * b for a, b in zip(m, q, strict=True))]
-        diag_at = [0, *itertools.accumulate(a * b * b for a, b in zip(m, q, strict=True))]
-        xz_at = [0, *itertools.accumulate(n_xy * a * b for a, b in zip(m, q, strict=True))]
-        self.layout = np.array(
-            [[m[t], q[t], diag_at[t], xz_at[t], re_at[t]] for t in range(k)], dtype=np.int64
-        )
+        # Each term's (levels, q) and the start of its values in the flat layouts
+        # (Python integers: numpy's cumsum on short lists costs more than the
+        # arithmetic), and its part of the flat modes and Zᵀe: (start, stop, levels, q).
+        rows = []
+        self._term_slices = []
+        re_at = diag_at = xz_at = 0
+        for levels, qt in zip(m, q, strict=True):
+            rows.append((levels, qt, diag_at, xz_at, re_at))
+            size = levels * qt
+            self._term_slices.append((re_at, re_at + size, levels, qt))
+            re_at += size
+            diag_at += size * qt
+            xz_at += n_xy * size
+        self.layout = np.array(rows, dtype=np.int64)
         self.offsets = np.array([0, *factor.offsets[: k - 1]], dtype=np.int64)
-        keys = list(cp.off)
-        pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
-        data_at = [0, *itertools.accumulate(cp.off[key].data.size for key in keys)]
-        self.off_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
-        self.off_pairs = np.array(
-            [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))], dtype=np.int64
-        ).reshape(-1, 3)
-        # (rows, cols) of the pairs of all terms, in one (pairs, 2) array.
-        self.pair_levels = np.empty((pair_at[-1], 2), dtype=np.int64)
-        for key, a, b in zip(keys, pair_at[:-1], pair_at[1:], strict=True):
-            self.pair_levels[a:b, 0] = cp.off[key].rows
-            self.pair_levels[a:b, 1] = cp.off[key].cols
+        self.n_re = re_at
         n = factor.n_t
         self.sigma = np.zeros((n, n))
-        self.n_re = re_at[-1]
-        # Each term's part of the flat modes and Zᵀe: (start, stop, levels, q).
-        self._term_slices = [(re_at[t], re_at[t + 1], m[t], q[t]) for t in range(k)]
+        if not cp.off:
+            # One term: no pairs (empty arrays of the kernels' shapes).
+            self.off_terms = np.zeros((0, 2), dtype=np.int64)
+            self.off_pairs = np.zeros((0, 3), dtype=np.int64)
+            self.pair_levels = np.zeros((0, 2), dtype=np.int64)
+        else:
+            keys = list(cp.off)
+            pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
+            data_at = [0, *itertools.accumulate(cp.off[key].data.size for key in keys)]
+            self.off_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
+            self.off_pairs = np.array(
+                [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))],
+                dtype=np.int64,
+            ).reshape(-1, 3)
+            # (rows, cols) of the pairs of all terms, in one (pairs, 2) array.
+            self.pair_levels = np.empty((pair_at[-1], 2), dtype=np.int64)
+            for key, a, b in zip(keys, pair_at[:-1], pair_at[1:], strict=True):
+                self.pair_levels[a:b, 0] = cp.off[key].rows
+                self.pair_levels[a:b, 1] = cp.off[key].cols
         # The blocks as the last update read them (flat, contiguous): the gradient
         # and the information at that θ read the same.
         self._read: tuple[np.ndarray, ...] | None = None
