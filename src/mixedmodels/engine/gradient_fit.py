@@ -230,26 +230,26 @@ def _minimize(
     x = start
     while True:
         fixed = logged.copy()
-
-        def to_phi(psi: np.ndarray, fixed: np.ndarray = fixed) -> np.ndarray:
-            phi = psi.copy()
-            phi[fixed] = np.exp(psi[fixed])
-            return phi
-
-        def value(psi: np.ndarray, to_phi=to_phi) -> float:
-            return evaluator.value(to_phi(psi))
-
-        def gradient(fixed: np.ndarray = fixed) -> np.ndarray:
-            g = evaluator.gradient()
-            g[fixed] *= evaluator.theta[fixed] / evaluator.scale[fixed]
-            return g
-
-        def leaving(psi: np.ndarray, _f: float, fixed: np.ndarray = fixed) -> bool:
-            return bool((psi[fixed] < floor[fixed]).any())
-
         psi = x.copy()
         any_fixed = bool(fixed.any())
         if any_fixed:
+
+            def to_phi(psi: np.ndarray, fixed: np.ndarray = fixed) -> np.ndarray:
+                phi = psi.copy()
+                phi[fixed] = np.exp(psi[fixed])
+                return phi
+
+            def value(psi: np.ndarray, to_phi=to_phi) -> float:
+                return evaluator.value(to_phi(psi))
+
+            def gradient(fixed: np.ndarray = fixed) -> np.ndarray:
+                g = evaluator.gradient()
+                g[fixed] *= evaluator.theta[fixed] / evaluator.scale[fixed]
+                return g
+
+            def leaving(psi: np.ndarray, _f: float, fixed: np.ndarray = fixed) -> bool:
+                return bool((psi[fixed] < floor[fixed]).any())
+
             psi[fixed] = np.log(x[fixed])
             result = minimize_quasi_newton(
                 value,
@@ -265,7 +265,7 @@ def _minimize(
             )
         else:
             # Without logged coordinates ψ is φ: the evaluator's own methods, the
-            # bounds, mirrors and step caps as they are.
+            # bounds, mirrors and step caps as they are (no closures to build).
             result = minimize_quasi_newton(
                 evaluator.value,
                 evaluator.gradient,
@@ -280,7 +280,9 @@ def _minimize(
         # Where the method took no step, x is where it started, as evaluated: exp(log x)
         # can differ from x in its last bit, and the solution at the optimum would then
         # refactor at a θ the criterion was never evaluated at.
-        if not (any_fixed and np.array_equal(result.x, psi)):
+        if not any_fixed:
+            x = result.x.copy()
+        elif not np.array_equal(result.x, psi):
             x = to_phi(result.x)
         if result.status == "stopped by the caller":
             leaving_now = fixed & (x < _LOG_SWITCH)
