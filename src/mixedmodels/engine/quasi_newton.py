@@ -246,6 +246,29 @@ def _bfgs_update(b, s, y):  # pragma: no cover - numba
     return True
 
 
+def _trial_point(x, d, alpha, lower):  # pragma: no cover - numba
+    """(x + αd projected onto the bounds, its step from x, whether it moves).
+
+    One compiled call for what numpy does in four on a few coordinates, with
+    numpy's numbers: the product then the sum, and np.maximum's choice (the
+    bound where the point is not above it, NaN kept).
+    """
+    n = len(x)
+    x_new = np.empty(n)
+    step = np.empty(n)
+    moved = False
+    for i in range(n):
+        v = x[i] + alpha * d[i]
+        if not (v > lower[i] or v != v):
+            v = lower[i]
+        x_new[i] = v
+        s = v - x[i]
+        step[i] = s
+        if s != 0.0:
+            moved = True
+    return x_new, step, moved
+
+
 _COMPILED = None
 
 
@@ -254,7 +277,12 @@ def _compiled():
     if _COMPILED is None:
         from .kernels import compiled
 
-        _COMPILED = (compiled(_direction), compiled(_bfgs_update))
+        # The trial point's loop runs as Python where numba is missing (the same numbers).
+        _COMPILED = (
+            compiled(_direction),
+            compiled(_bfgs_update),
+            compiled(_trial_point) or _trial_point,
+        )
     return _COMPILED
 
 
@@ -303,13 +331,11 @@ class _Search:
         Returns (x, f, g) of the accepted point, or None.
         """
         lower = self.lower
+        trial_point = _compiled()[2]
         alpha = 1.0
         for _ in range(max_backtracks):
-            # (The full step first: 1·d is d, one product fewer; the bound in place.)
-            x_new = x + d if alpha == 1.0 else x + alpha * d
-            np.maximum(x_new, lower, out=x_new)
-            step = x_new - x
-            if not step.any():
+            x_new, step, moved = trial_point(x, d, alpha, lower)
+            if not moved:
                 return None
             f_new = self.value(x_new)
             along = float(g @ step)
@@ -441,7 +467,7 @@ def minimize_quasi_newton(
     predicted = math.inf
     iteration = 0
     held = np.zeros(n, dtype=bool)
-    direction, bfgs_update = _compiled()
+    direction, bfgs_update, _ = _compiled()
     caps = _default_caps(n) if max_step is None else np.asarray(max_step, dtype=np.float64)
     reach = 0.0
     while iteration < max_iterations:
