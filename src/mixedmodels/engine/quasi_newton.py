@@ -338,7 +338,7 @@ class _Search:
             if not moved:
                 return None
             f_new = self.value(x_new)
-            along = float(g @ step)
+            along = float(g.dot(step))
             if f_new <= f + _ARMIJO * along:
                 g_new = self.gradient()
                 if math.isfinite(float(g_new.sum())):
@@ -357,9 +357,10 @@ class _Search:
         # While the slope at the new point is still steep the step was too
         # short (far from the optimum the objective is far from quadratic in
         # θ): extend it towards the zero of the secant of the slope.
-        slope0 = float(g @ d)
+        # (ndarray.dot: numpy's matmul of two vectors, the same BLAS dot, called for less.)
+        slope0 = float(g.dot(d))
         for _ in range(_MAX_EXTENSIONS):
-            slope1 = float(g_new @ d)
+            slope1 = float(g_new.dot(d))
             drop = slope0 - slope1
             if not (slope1 < _CURVATURE * slope0 and drop > 0) or (x + alpha * d < lower).any():
                 break
@@ -501,7 +502,7 @@ def minimize_quasi_newton(
             converged = True
             status = "converged"
             break
-        if not float(g @ d) < 0:
+        if not float(g.dot(d)) < 0:
             status = "no descent direction"
             break
         if reach < 0:
