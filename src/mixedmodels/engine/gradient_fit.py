@@ -105,7 +105,12 @@ class Evaluator:
             self._residuals,
             self.gradient_of.theta_index,
         )
-        return h if self.unit_scale else h * np.outer(self.scale, self.scale)
+        return h if self.unit_scale else h * _outer(self.scale)
+
+
+def _outer(d: np.ndarray) -> np.ndarray:
+    """dᵢdⱼ: numpy.outer's numbers (the same product), without its wrapper."""
+    return d[:, None] * d
 
 
 def _probe_boundary(
@@ -182,7 +187,7 @@ def _information_start(
         return ("differences" if b is None else b), (f, g)
     d = np.where(logged, start, 1.0)
     b = positive_definite(
-        evaluator.information() * np.outer(d, d) + np.diag(np.where(logged, g * start, 0.0))
+        evaluator.information() * _outer(d) + np.diag(np.where(logged, g * start, 0.0))
     )
     return ("differences" if b is None else b), (f, g * d)
 
@@ -221,12 +226,12 @@ def _minimize(
     elif not isinstance(hessian, str):
         # A Hessian given in φ, carried to ψ: H_ψ ≈ D H_φ D on the logged coordinates.
         d = np.where(logged, start, 1.0)
-        hessian = hessian * np.outer(d, d)
+        hessian = hessian * _outer(d)
     # A logged coordinate that falls below a quarter of its start is heading
     # for zero, where θ itself converges much faster: it goes back to θ.
     if logged.any():
-        with np.errstate(divide="ignore"):
-            floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
+        # (At least _LOG_SWITCH > 0, or NaN: no division by zero to silence.)
+        floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
     x = start
     while True:
         fixed = logged.copy()
@@ -282,21 +287,21 @@ def _minimize(
         # refactor at a θ the criterion was never evaluated at.
         if not any_fixed:
             x = result.x.copy()
-        elif not np.array_equal(result.x, psi):
+        elif not (result.x == psi).all():
             x = to_phi(result.x)
         if result.status == "stopped by the caller":
             leaving_now = fixed & (x < _LOG_SWITCH)
             logged &= ~leaving_now
             # Carry the curvature over to the coordinates that change scale.
             d = np.where(leaving_now, x, 1.0)
-            hessian = result.hessian / np.outer(d, d)
+            hessian = result.hessian / _outer(d)
             initial = (result.value, result.gradient / d)
             continue
         # Back to φ: g_φ = g_ψ / φ and H_φ ≈ D⁻¹ H_ψ D⁻¹ (g ≈ 0) on the logged coordinates.
         if any_fixed:
             scale = np.where(fixed, x, 1.0)
             gradient_phi = result.gradient / scale
-            hessian_phi = result.hessian / np.outer(scale, scale)
+            hessian_phi = result.hessian / _outer(scale)
         else:
             gradient_phi, hessian_phi = result.gradient, result.hessian
         return QuasiNewtonResult(
@@ -406,7 +411,5 @@ def fit_quasi_newton(
         seconds=seconds,
         n_gradients=n_gradients,
         method="quasi-newton",
-        hessian=result.hessian.copy()
-        if evaluator.unit_scale
-        else result.hessian / np.outer(scale, scale),
+        hessian=result.hessian.copy() if evaluator.unit_scale else result.hessian / _outer(scale),
     )
