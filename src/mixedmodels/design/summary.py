@@ -22,14 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.kernels import compiled
+from ..engine.kernels import compiled_on_first_use
 
 __all__ = ["ColumnSummary", "summarize_columns", "surely_full_rank"]
-
-_KERNEL = None
-_TRIED = False
-_SCREEN = None
-_SCREEN_TRIED = False
 
 
 @dataclass(frozen=True)
@@ -56,24 +51,6 @@ class ColumnSummary:
     indicator: np.ndarray
     sd: np.ndarray | None
     full_rank: bool = False
-
-
-def _kernel():
-    """The compiled :func:`column_summary`, or None without numba (compiled on first use)."""
-    global _KERNEL, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        _KERNEL = compiled(column_summary)
-    return _KERNEL
-
-
-def _screen():
-    """The compiled :func:`surely_full_rank`, or None without numba (compiled on first use)."""
-    global _SCREEN, _SCREEN_TRIED
-    if not _SCREEN_TRIED:
-        _SCREEN_TRIED = True
-        _SCREEN = compiled(surely_full_rank)
-    return _SCREEN
 
 
 def column_summary(matrix, spread, peak, indicator, sd):  # pragma: no cover - numba
@@ -116,6 +93,12 @@ def column_summary(matrix, spread, peak, indicator, sd):  # pragma: no cover - n
 
 # The largest magnitudes of columns the screen takes: their products stay far
 # from overflow and from subnormal numbers.
+
+
+#: The compiled :func:`column_summary` (None without numba).
+_kernel = compiled_on_first_use(column_summary)
+
+
 _SCREEN_MAGNITUDES = (1e-100, 1e100)
 # Columns up to which the compiled pass screens for full rank (beyond, the
 # cross-products cost about as much as the QR).
@@ -200,6 +183,10 @@ def surely_full_rank(matrix, peak):  # pragma: no cover - numba
             inverse[j, k] = s / low[j, j]
             total += inverse[j, k] * inverse[j, k]
     return total <= _SCREEN_INVERSE * _SCREEN_INVERSE
+
+
+#: The compiled :func:`surely_full_rank` (None without numba).
+_screen = compiled_on_first_use(surely_full_rank)
 
 
 def summarize_columns(

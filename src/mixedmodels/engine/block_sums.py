@@ -14,22 +14,7 @@ flat buffer; the kernel is told where each block starts.
 
 from __future__ import annotations
 
-from .kernels import compiled
-
-_KERNEL = None
-_TRIED = False
-
-
-def block_sums_kernel():
-    """The compiled :func:`sum_blocks`, or None when numba is missing.
-
-    Compiled on first use (cached on disk), never at import.
-    """
-    global _KERNEL, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        _KERNEL = compiled(sum_blocks)
-    return _KERNEL
+from .kernels import compiled_on_first_use
 
 
 def sum_blocks(
@@ -152,3 +137,7 @@ def sum_blocks(
             for k2 in range(p):
                 out[xx_at + p * c + k2] += wy * x[r, k2]
             out[xx_at + p * c + p] += wy * y[r]
+
+
+#: The compiled :func:`sum_blocks` (None without numba), compiled at first use.
+block_sums_kernel = compiled_on_first_use(sum_blocks)

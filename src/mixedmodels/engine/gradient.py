@@ -39,24 +39,13 @@ import numpy as np
 import scipy.linalg
 
 from .blocks import CrossProducts
-from .kernels import compiled, worker
+from .kernels import compiled_on_first_use, worker
 from .smallmatrix import batched_matmul
 
 if TYPE_CHECKING:
     # Annotations only: the factor's small path compiles this module's first-term
     # loop (engine.small_trailing), so importing the factor here would be a cycle.
     from .factor import BlockedCholesky
-
-_COMPILED = None
-_TRIED = False
-
-
-def _kernel():
-    global _COMPILED, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        _COMPILED = compiled(first_term_gradient)
-    return _COMPILED
 
 
 def gradient_available() -> bool:
@@ -237,6 +226,10 @@ def first_term_gradient(
                         kc += lam0[c2, c] * raw[base + i, c2]
                     s += st0[e, c] * kc
                 acc[t, a, i] += s
+
+
+#: The compiled :func:`first_term_gradient` (None without numba).
+_kernel = compiled_on_first_use(first_term_gradient)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ numba is imported on first use (its compiled code is cached on disk).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -35,8 +36,6 @@ from .smallmatrix import (
     congruence,
 )
 
-_COMPILED = None
-_TRIED = False
 # Two threads split the downdate when it has at least this many products
 # (about a millisecond) and this many per element of T they must add up.
 _THREAD_MIN_WORK = 1e6
@@ -69,13 +68,16 @@ def compiled(function):
     return numba.njit(cache=True, nogil=True)(function)
 
 
-def compiled_kernel():
-    """The compiled level loop, or None when numba is not installed."""
-    global _COMPILED, _TRIED
-    if not _TRIED:
-        _TRIED = True
-        _COMPILED = compiled(first_term_levels)
-    return _COMPILED
+def compiled_on_first_use(function):
+    """A function of no arguments returning ``function`` compiled (:func:`compiled`;
+    None without numba), compiling it at its first call only: nothing compiles at
+    import, and later calls return the same object."""
+
+    @functools.cache
+    def get():
+        return compiled(function)
+
+    return get
 
 
 def first_term_levels(
@@ -199,6 +201,10 @@ def first_term_levels(
                         s += values[e1, c] * values[e2, c]
                     out_row[rows[e2]] -= s
     return logdet
+
+
+#: The compiled level loop (None without numba).
+compiled_kernel = compiled_on_first_use(first_term_levels)
 
 
 def first_term_modes(level_ptr, rows, values, l00, w, out):  # pragma: no cover - numba

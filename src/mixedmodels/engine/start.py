@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg
 
 from .blocks import CrossProducts
+from .kernels import compiled_on_first_use
 from .smallmatrix import batched_determinant_inverse, batched_matmul
 from .terms import RandomEffectsTerm
 
@@ -337,16 +338,8 @@ def _weighted_steps(relative, d_inv, outer, steps, eigen_floor):  # pragma: no c
     return relative
 
 
-_STEPS: list = []
-
-
-def _compiled_steps():
-    """The compiled :func:`_weighted_steps`, or None without numba."""
-    if not _STEPS:
-        from .kernels import compiled
-
-        _STEPS.append(compiled(_weighted_steps))
-    return _STEPS[0]
+#: The compiled :func:`_weighted_steps` (None without numba).
+_compiled_steps = compiled_on_first_use(_weighted_steps)
 
 
 def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
