@@ -11,7 +11,7 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.design import aliased_columns, build_design
-from mixedmodels.design.matrices import evaluation_frame
+from mixedmodels.design.evaluation import evaluation_frame
 from mixedmodels.errors import (
     ArgumentError,
     DataError,
@@ -85,7 +85,7 @@ def test_integer_and_logical_arithmetic_is_rs(dtype, values, term, expected) -> 
 
     logical = {"v": "logical({})"} if dtype in ("bool", "boolean") else {}
     text = parse(f"y ~ {term}", logical).fixed
-    matrix = mm.design.matrices.evaluate(text, evaluation_frame(frame, None), "x")
+    matrix = mm.design.evaluation.evaluate(text, evaluation_frame(frame, None), "x")
     np.testing.assert_array_equal(np.asarray(matrix, dtype=float)[:, 1], expected)
     assert TRANSFORMS  # the context formulaic evaluates with
 

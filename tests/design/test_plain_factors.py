@@ -22,7 +22,7 @@ import pytest
 
 import mixedmodels as mm
 from mixedmodels.design import build_design
-from mixedmodels.design import matrices as design_matrices
+from mixedmodels.design import evaluation as design_evaluation
 from mixedmodels.design.codings import coded_formula
 from mixedmodels.design.plain import plain_plan
 from mixedmodels.errors import DataError, MixedModelsError
@@ -462,7 +462,7 @@ def test_lazy_specs_of_factors_survive_copy_and_pickle():
 
 def test_factor_too_large_for_dense_columns_is_refused(monkeypatch):
     # The limit lowered, so that an ordinary factor trips it on both paths.
-    monkeypatch.setattr(design_matrices, "MAX_DENSE_BYTES", 8 * N * 2)
+    monkeypatch.setattr(design_evaluation, "MAX_DENSE_BYTES", 8 * N * 2)
     monkeypatch.setattr(formula_factors, "MAX_DENSE_BYTES", 8 * N * 2)
     data = _with(many=[f"v{i % 20}" for i in range(N)])
     fast = _outcome("y ~ many + (1 | g)", data, slow=False)

@@ -27,16 +27,11 @@ from .checks import check_missing_option, check_weights
 from .codings import coded_formula
 from .columns import is_numeric_column
 from .computed import ComputedSpec, computed_columns
+from .evaluation import evaluate, evaluation_frame, formulaic_parts
 from .frame import ModelFrame, UsedRows, read_frame
 from .grouping import random_effects_terms
 from .levels import Levels, factor_codes
-from .matrices import (
-    evaluate,
-    evaluation_frame,
-    fixed_effects,
-    formulaic_parts,
-    term_matrices,
-)
+from .matrices import fixed_effects, term_matrices
 
 __all__ = ["Design", "SpecBuilder", "build_design"]
 

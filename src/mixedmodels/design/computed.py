@@ -27,7 +27,7 @@ from ..errors import DataError, FormulaError
 from ..formula import TRANSFORMS, GroupExpression, Offset, ParsedFormula
 from ..formula.factors import ROWS_USED, as_labels
 from .checks import check_finite
-from .matrices import evaluation_frame
+from .evaluation import evaluation_frame
 
 __all__ = ["ComputedSpec", "computed_columns", "evaluate_code", "offset_argument"]
 

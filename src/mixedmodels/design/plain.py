@@ -23,7 +23,7 @@ formulaic gives:
   ``logical(flag)``: levels FALSE and TRUE, both kept).  pandas' nullable
   types and anything else go through formulaic;
 - a factor's levels are those the rows used take (R's ``drop.unused.levels``,
-  as :func:`.matrices.evaluation_frame` gives formulaic): sorted text, or the
+  as :func:`.evaluation.evaluation_frame` gives formulaic): sorted text, or the
   categories' own order;
 - with an intercept every factor drops its first level (columns named
   ``f[T.level]``); without one the first factor of the part keeps every level

@@ -31,9 +31,9 @@ import pandas as pd
 
 from ..design import as_data_frame
 from ..design.columns import grouping_column, is_numeric_column, predictor_column
+from ..design.evaluation import evaluation_frame
 from ..design.frame import column_missing
 from ..design.levels import level_labels
-from ..design.matrices import evaluation_frame
 from ..errors import DataError
 from ..formula import TRANSFORMS, RandomTermSpec
 

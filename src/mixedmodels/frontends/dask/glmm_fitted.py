@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ...design.matrices import evaluation_frame
+from ...design.evaluation import evaluation_frame
 from ...errors import DataError, RowsNeededError
 from ...families import Family
 from ...formula import TRANSFORMS

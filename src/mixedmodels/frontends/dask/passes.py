@@ -28,8 +28,8 @@ import pandas as pd
 from ...design import group_codes
 from ...design.checks import check_finite, check_weights, weights_array
 from ...design.columns import is_numeric_column, predictor_column
+from ...design.evaluation import evaluation_frame
 from ...design.levels import Levels, factor_codes, level_labels
-from ...design.matrices import evaluation_frame
 from ...engine.blocks import CrossProducts
 from ...engine.blocks import cross_products as _cross_products
 from ...errors import DataError

@@ -17,8 +17,8 @@ import scipy.linalg
 
 from ...design import RANK_TOLERANCE
 from ...design.columns import matrix_columns, predictor_column
+from ...design.evaluation import evaluation_frame
 from ...design.levels import Levels
-from ...design.matrices import evaluation_frame
 from ...errors import DataError, FormulaError
 from ...formula import TRANSFORMS, ParsedFormula
 from .passes import (

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ...design.evaluation import evaluation_frame
 from ...design.levels import level_labels
-from ...design.matrices import evaluation_frame
 from ...errors import DataError, RowsNeededError
 from ...formula import TRANSFORMS
 from ...results.state import FittedState
