@@ -75,14 +75,10 @@ class Evaluator:
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
-        problem = self.problem
         self.theta = phi * self.scale
         self._residuals = None
-        self._lambdas = lambdas = problem.lambdas(self.theta)
-        # problem.objective_of, one frame less (called at every trial point).
-        if not self.workspace.update(lambdas):
-            return math.inf
-        return problem.criterion(self.workspace, problem.reml)
+        self._lambdas = self.problem.lambdas(self.theta)
+        return self.problem.objective_of(self._lambdas, self.workspace)
 
     def gradient(self) -> np.ndarray:
         """∇φ at the point of the last :meth:`value`."""

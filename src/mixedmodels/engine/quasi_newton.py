@@ -31,6 +31,7 @@ approximation B of the Hessian with an active set fits that shape:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,33 +270,24 @@ def _trial_point(x, d, alpha, lower):  # pragma: no cover - numba
     return x_new, step, moved
 
 
-_COMPILED = None
-
-
+@functools.cache
 def _compiled():
-    global _COMPILED
-    if _COMPILED is None:
-        from .kernels import compiled
+    """(direction, BFGS update, trial point) compiled on first use; the first two
+    None without numba, the trial point's loop then run as Python (the same numbers)."""
+    from .kernels import compiled
 
-        # The trial point's loop runs as Python where numba is missing (the same numbers).
-        _COMPILED = (
-            compiled(_direction),
-            compiled(_bfgs_update),
-            compiled(_trial_point) or _trial_point,
-        )
-    return _COMPILED
+    return (
+        compiled(_direction),
+        compiled(_bfgs_update),
+        compiled(_trial_point) or _trial_point,
+    )
 
 
-# NaN caps (the default step cap for every coordinate) per number of coordinates:
-# only read, made once per size.
-_DEFAULT_CAPS: dict[int, np.ndarray] = {}
-
-
+@functools.cache
 def _default_caps(n: int) -> np.ndarray:
-    caps = _DEFAULT_CAPS.get(n)
-    if caps is None:
-        caps = _DEFAULT_CAPS[n] = np.full(n, np.nan)
-    return caps
+    """NaN caps (the default step cap of every coordinate) for n coordinates: only
+    read, made once per size."""
+    return np.full(n, np.nan)
 
 
 def _held(x: np.ndarray, g: np.ndarray, lower: np.ndarray) -> np.ndarray:
