@@ -19,8 +19,6 @@ numba is imported on first use (its compiled code is cached on disk).
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
+from .column_layout import lay_out
+from .jit import compiled, compiled_on_first_use
 from .smallmatrix import (
     batched_cholesky,
     batched_lower_inverse,
@@ -57,27 +57,6 @@ def worker() -> ThreadPoolExecutor:
     if _WORKER is None:
         _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixedmodels")
     return _WORKER
-
-
-def compiled(function):
-    """``function`` compiled by numba (cached on disk, GIL released), or None without numba."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - exercised where numba is absent
-        return None
-    return numba.njit(cache=True, nogil=True)(function)
-
-
-def compiled_on_first_use(function):
-    """A function of no arguments returning ``function`` compiled (:func:`compiled`;
-    None without numba), compiling it at its first call only: nothing compiles at
-    import, and later calls return the same object."""
-
-    @functools.cache
-    def get():
-        return compiled(function)
-
-    return get
 
 
 def first_term_levels(
@@ -284,23 +263,7 @@ class LevelColumns:
         use_numba: bool | None = None,
     ):
         self.n_levels, self.q0, self.n_xy = n_levels, q0, n_xy
-        if blocks:
-            self._lay_out(blocks, n_levels, xy_offset, n_xy)
-        else:
-            # The first term alone: each level's entries are the [X y] rows, already
-            # in level-major order (no sort; a small model's fit spent 15 µs here).
-            total = n_levels * n_xy
-            xy_comp = np.arange(total, dtype=np.int64) % n_xy if n_xy else np.zeros(0, np.int64)
-            self.dest = [np.arange(total)]
-            self.level_ptr = (
-                np.arange(0, total + 1, n_xy, dtype=np.int64)
-                if n_xy
-                else np.zeros(n_levels + 1, dtype=np.int64)
-            )
-            self.rows = xy_offset + xy_comp
-            self.entry_term = np.full(total, -1, dtype=np.int32)
-            self.entry_comp = xy_comp.astype(np.int32)
-            self.term_q = np.zeros(1, dtype=np.int64)
+        self._lay_out(blocks, n_levels, xy_offset, n_xy, use_numba is not False)
         q_max = max(1, *(b[3] for b in blocks)) if blocks else 1
         self._lams = np.zeros((len(blocks) + 1, q_max, q_max))
         self.raw = np.zeros((len(self.rows), q0))
@@ -324,43 +287,15 @@ class LevelColumns:
         n_levels: int,
         xy_offset: int,
         n_xy: int,
+        compiled: bool,
     ) -> None:
         """The entries of the later terms' blocks and [X y], level-major, rows ascending."""
-        levels, rows, terms, comps = [], [], [], []
-        for t, (term_rows, term_levels, _, q, offset) in enumerate(blocks, start=1):
-            terms.append(np.full(len(term_rows) * q, t, dtype=np.int32))
-            if q == 1:
-                # The same arrays as below, with fewer calls.
-                levels.append(term_levels.astype(np.int64))
-                rows.append(offset + term_rows.astype(np.int64))
-                comps.append(np.zeros(len(term_rows), dtype=np.int32))
-                continue
-            levels.append(np.repeat(term_levels.astype(np.int64), q))
-            rows.append(
-                offset + (term_rows.astype(np.int64)[:, None] * q + np.arange(q)[None, :]).ravel()
-            )
-            comps.append((np.arange(len(term_rows) * q) % q).astype(np.int32))
-        levels.append(np.arange(n_levels * n_xy, dtype=np.int64) // max(n_xy, 1))
-        xy_comp = np.arange(n_levels * n_xy, dtype=np.int64) % n_xy if n_xy else np.zeros(0, int)
-        rows.append(xy_offset + xy_comp)
-        terms.append(np.full(n_levels * n_xy, -1, dtype=np.int32))
-        comps.append(xy_comp.astype(np.int32))
-        level = np.concatenate(levels)
-        row = np.concatenate(rows)
-        # Each (level, row) occurs once: one sort of a combined key orders them as
-        # np.lexsort((row, level)) does, in less time.
-        width = int(row.max()) + 1 if len(row) else 1
-        order = np.argsort(level * width + row, kind="stable")
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        bounds = [0, *itertools.accumulate(len(r) for r in rows)]
-        # Where each source's entries land in the level-major layout.
-        self.dest = [position[a:b] for a, b in itertools.pairwise(bounds)]
-        self.level_ptr = np.zeros(n_levels + 1, dtype=np.int64)
-        np.cumsum(np.bincount(level, minlength=n_levels), out=self.level_ptr[1:])
-        self.rows = row[order]
-        self.entry_term = np.concatenate(terms)[order]
-        self.entry_comp = np.concatenate(comps)[order]
+        layout = lay_out(blocks, n_levels, xy_offset, n_xy, compiled)
+        self.dest = layout.dest
+        self.level_ptr = layout.level_ptr
+        self.rows = layout.rows
+        self.entry_term = layout.entry_term
+        self.entry_comp = layout.entry_comp
         self.term_q = np.array([0, *(b[3] for b in blocks)], dtype=np.int64)
 
     def use_sparse_destinations(self, positions: np.ndarray) -> None:
