@@ -162,21 +162,39 @@ def test_codes_agree_with_labels_for_any_mixture(values):
     np.testing.assert_array_equal(levels.codes(pd.Series(values, dtype=object)), codes)
 
 
+@pytest.mark.parametrize("n_rows", [30_000, 200, 1])
+@pytest.mark.parametrize("every_id", [False, True])
 @pytest.mark.parametrize(
     ("dtype", "low"),
     [(np.int64, 0), (np.int64, -1000), (np.int8, -128), (np.uint16, 7), (np.uint64, 2**64 - 300)],
 )
-def test_long_integer_columns_are_coded_as_pandas_sorts_them(dtype, low):
-    # Long integer columns in a short range are coded by counting: the codes,
-    # the order and the values' type must be those of a sorted factorize.
-    offsets = np.random.default_rng(3).integers(0, 250, 30_000)
+def test_integer_columns_in_a_short_range_are_coded_as_pandas_sorts_them(
+    dtype, low, every_id, n_rows
+):
+    # Integer columns in a short range are coded by counting, with or without
+    # gaps among the values: the codes, the order and the values' type must be
+    # those of a sorted factorize.
+    rng = np.random.default_rng(3)
+    span = min(250, n_rows)
+    offsets = (
+        rng.permutation(np.resize(np.arange(span), n_rows))
+        if every_id
+        else (rng.integers(0, span, n_rows))
+    )
     values = pd.Series((offsets.astype(object) + low).astype(dtype))
     codes, levels = factor_codes(values)
     expected_codes, expected_uniques = pd.factorize(values, sort=True)
     np.testing.assert_array_equal(codes, expected_codes)
+    assert codes.dtype == np.int64
     assert levels.values.dtype == expected_uniques.dtype
     assert list(levels.values) == list(expected_uniques)
     assert list(levels.labels) == [str(v) for v in expected_uniques]
+    # The levels are shared with later fits of the same values: a caller's copy
+    # cannot change them.
+    again = factor_codes(values)[1]
+    levels.values.name = "renamed"
+    assert again.values.name is None
+    assert not np.asarray(levels.values).flags.writeable
 
 
 def test_long_integer_columns_with_a_wide_range_keep_their_levels():
