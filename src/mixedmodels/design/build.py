@@ -28,9 +28,9 @@ from .codings import coded_formula
 from .columns import is_numeric_column
 from .computed import ComputedSpec, computed_columns
 from .evaluation import evaluate, evaluation_frame, formulaic_parts
-from .frame import ModelFrame, UsedRows, read_frame
+from .frame import UsedRows, read_frame
 from .grouping import random_effects_terms
-from .levels import Levels, factor_codes
+from .levels import Levels
 from .matrices import fixed_effects, term_matrices
 
 __all__ = ["Design", "SpecBuilder", "build_design"]
@@ -159,20 +159,16 @@ class SpecBuilder:
         design.term_specs = specs
 
 
-def _predictor_levels(
-    parsed: ParsedFormula, frame: ModelFrame, rows: UsedRows
-) -> dict[str, Levels | None]:
+def _predictor_levels(parsed: ParsedFormula, rows: plain.PlainRows) -> dict[str, Levels | None]:
     """The levels of the rows used of each factor the model's matrices read (None for a
     number): text, categories, and columns inside ``factor()``/``C()``."""
     names = [*parsed.fixed_part.columns, *(c for spec in parsed.random for c in spec.part.columns)]
     out: dict[str, Levels | None] = {}
     for name in dict.fromkeys(names):
-        column = frame.columns[name]
-        if is_numeric_column(column) and name not in parsed.factor_columns:
+        if is_numeric_column(rows.columns[name]) and name not in parsed.factor_columns:
             out[name] = None
         else:
-            used = column if rows.selection is None else column[rows.selection]
-            out[name] = factor_codes(used)[1]
+            out[name] = rows.levels(name)[1]  # as a plain part coded it, if one did
     return out
 
 
@@ -267,7 +263,7 @@ def build_design(
             ],
         )
     return Design(
-        predictor_levels=_predictor_levels(parsed, frame, rows),
+        predictor_levels=_predictor_levels(parsed, plain_rows),
         formula=parsed,
         y=fixed.y,
         x=fixed.x,

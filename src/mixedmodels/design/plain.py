@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ..formula import ModelPart, ParsedFormula
-from .levels import categories_present
+from .levels import Levels, factor_codes
 
 __all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "PlainSample", "plain_plan"]
 
@@ -111,6 +111,7 @@ class PlainRows:
         self.selection = selection
         self.n = n
         self._factors: dict[str, FactorCoding] = {}
+        self._levels: dict[str, tuple[np.ndarray, Levels]] = {}
 
     def numbers(self, name: str) -> np.ndarray:
         """A numeric column on the rows used."""
@@ -126,9 +127,25 @@ class PlainRows:
                 codes = self.numbers(name).astype(np.int64)  # FALSE 0, TRUE 1
                 coding = FactorCoding(codes, _LOGICAL_LEVELS, "logical")
             else:
-                coding = _coded(column, self.selection)
+                # A plain part's text or categorical column: its levels as a factor's
+                # (text sorted, the categories that occur in their order) are those
+                # formulaic codes, each known by its value.
+                codes, levels = self.levels(name)
+                kind = "categorical" if levels.categorical else "text"
+                coding = FactorCoding(codes, levels.values, kind)
             self._factors[name] = coding
         return coding
+
+    def levels(self, name: str) -> tuple[np.ndarray, Levels]:
+        """A column's level codes and :class:`~.levels.Levels` as a factor on the rows used
+        (:func:`~.levels.factor_codes`, computed once: the matrices and the design's
+        record of the levels read the same)."""
+        found = self._levels.get(name)
+        if found is None:
+            column = self.columns[name]
+            used = column if self.selection is None else column[self.selection]
+            found = self._levels[name] = factor_codes(used)
+        return found
 
     def sample(self, names: tuple[str, ...]) -> PlainSample:
         """A few rows used of ``names``, every level of each factor among them.
@@ -192,25 +209,6 @@ class PlainSample:
             else:
                 sample[name] = np.asarray(levels, dtype=object)[codes]
         return sample
-
-
-def _coded(column: pd.Series, selection: np.ndarray | None) -> FactorCoding:
-    """Levels and codes of a factor on the rows ``selection`` picks (all when None)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        array = column.array
-        codes = array.codes if selection is None else array.codes[selection]
-        categories = array.categories
-        # Only the categories the rows used take, in the categories' order.
-        present = categories_present(codes, len(categories))
-        codes = codes.astype(np.int64)
-        if present is None:
-            return FactorCoding(codes, categories, "categorical")
-        renumber = np.cumsum(present, dtype=np.int64) - 1
-        return FactorCoding(renumber[codes], categories[present], "categorical")
-    # Text: formulaic makes a pandas categorical of it (its sorted distinct values).
-    used = column.array if selection is None else column.array[selection]
-    categorical = pd.Categorical(used)
-    return FactorCoding(categorical.codes.astype(np.int64), categorical.categories, "text")
 
 
 def _numeric(column: pd.Series) -> bool:
