@@ -22,6 +22,7 @@ estimate ignores the other terms, which is why it is only a start.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -174,66 +175,127 @@ def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.
 
     with Uₖ = XᵀZₖ (columns uₖₗ) and G = (XᵀX)⁻¹.  Cⱼₖ is the pair blocks Pⱼₖ
     less UⱼᵀGUₖ, so the sums need no mⱼ×mₖ matrix: Σ C²/D = Σ P²/D −
-    2 Σ P·(uⱼₗᵀGuₖₗ')/D + Σₗ uⱼₗᵀG(UₖUₖᵀ)Guⱼₗ/Dⱼₗ, over the pairs that occur and the levels.
+    2 Σ P·(uⱼₗᵀGuₖₗ')/D + tr(UₖUₖᵀ G Aⱼ G) with Aⱼ = Σₗ uⱼₗuⱼₗᵀ/Dⱼₗ, over the
+    pairs that occur and the levels (:func:`_moment_sums`).
     """
     k = cp.n_terms
     if k < 2 or any(q != 1 for q in cp.q):
         return None
     p = cp.n_fixed
-    d = [cp.diag[j][:, 0, 0] for j in range(k)]
-    d_sums = [float(dj.sum()) for dj in d]
-    # 1/D where D > 0 (0 elsewhere), without a division by zero to silence.
-    inv_d = [np.divide(1.0, dj, out=np.zeros_like(dj), where=dj > 0) for dj in d]
-    if p:
-        if p == 1:
-            # What LAPACK's inverse of a 1×1 matrix is, without numpy.linalg's costs.
-            if cp.xx[0, 0] == 0.0:
-                return None
-            g = np.array([[1.0 / cp.xx[0, 0]]])
-        else:
-            try:
-                g = np.linalg.inv(cp.xx[:p, :p])
-            except np.linalg.LinAlgError:
-                return None
-        u = [cp.xz[j][:p, :, 0] for j in range(k)]  # (p, levels): Xᵀzₗ
-        gu = [g @ uj for uj in u]
-        w = [uj @ uj.T for uj in u]  # UₖUₖᵀ
-        ugu = [_per_level(uj, guj) for uj, guj in zip(u, gu, strict=True)]
-    system = np.zeros((k + 1, k + 1))
-    system[0, 0] = cp.n_obs - p
-    for j in range(k):
-        system[0, j + 1] = d_sums[j] - (float((g * w[j]).sum()) if p else 0.0)
-        system[j + 1, 0] = full_rank_levels[j] - (float((inv_d[j] * ugu[j]).sum()) if p else 0.0)
-    for j in range(k):
-        for other in range(k):
-            if other == j:
-                # Cⱼⱼ = Dⱼ (diagonal) − UⱼᵀGUⱼ.
-                total = d_sums[j]
-                if p:
-                    total -= 2.0 * float(np.einsum("il,il->", u[j], gu[j]))
-            else:
-                pairs, rows_are_j = (
-                    (cp.off[(j, other)], True) if j > other else (cp.off[(other, j)], False)
-                )
-                mine, theirs = (pairs.rows, pairs.cols) if rows_are_j else (pairs.cols, pairs.rows)
-                data = pairs.data[:, 0, 0]
-                inv_mine = inv_d[j][mine]
-                total = float((data * data * inv_mine).sum())
-                if p:
-                    cross = _per_level(u[j][:, mine], gu[other][:, theirs])
-                    total -= 2.0 * float((data * cross * inv_mine).sum())
-            if p:
-                total += float((inv_d[j] * _per_level(gu[j], w[other] @ gu[j])).sum())
-            system[j + 1, other + 1] = total
+    keys = list(cp.off)
+    pairs = [cp.off[key] for key in keys]
+    # The terms' levels, and the level pairs of every two terms, end to end.
+    system = np.empty((k + 1, k + 1))
+    kernel = _compiled_sums()
+    try:
+        (kernel or _moment_sums)(
+            np.concatenate([block.reshape(-1) for block in cp.diag]),
+            np.array([0, *itertools.accumulate(cp.n_levels)], dtype=np.int64),
+            np.concatenate([block[:p, :, 0] for block in cp.xz], axis=1),
+            np.array(full_rank_levels, dtype=np.float64),
+            np.array(keys, dtype=np.int64),
+            np.array([0, *itertools.accumulate(b.n_pairs for b in pairs)], dtype=np.int64),
+            np.concatenate([b.rows for b in pairs]),
+            np.concatenate([b.cols for b in pairs]),
+            np.concatenate([b.data.reshape(-1) for b in pairs]),
+            np.ascontiguousarray(cp.xx[:p, :p]),
+            cp.n_obs,
+            system,
+        )
+    except np.linalg.LinAlgError:
+        return None
     return system if np.isfinite(system).all() else None
 
 
-def _per_level(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Σᵢ aᵢₗbᵢₗ for every column l (einsum's "il,il->l"; with one row, the products:
-    the same numbers, up to the sign of a zero, without einsum's parsing)."""
-    if a.shape[0] == 1:
-        return a[0] * b[0]
-    return np.einsum("il,il->l", a, b)
+def _moment_sums(
+    d, level_at, u, full_rank, pair_terms, pair_at, rows, cols, data, gram, n_obs, system
+):  # pragma: no cover - numba
+    """The sums of :func:`_scalar_moment_system` into ``system``, compiled where
+    numba is (as numpy, a few dozen calls on arrays of a few levels cost more than
+    the rest of the start).
+
+    ``d`` holds every term's Dₗ, term j's at ``level_at[j]:level_at[j + 1]``, and
+    ``u`` (p, levels) their Xᵀzₗ; pair block b (terms ``pair_terms[b]``, the first
+    the later) holds its pairs at ``pair_at[b]:pair_at[b + 1]``.  Raises
+    LinAlgError where XᵀX (``gram``) is singular.
+    """
+    k = level_at.shape[0] - 1
+    p = u.shape[0]
+    g = np.linalg.inv(gram) if p > 0 else np.zeros((0, 0))
+    inv_d = np.zeros(d.shape[0])
+    for level in range(d.shape[0]):
+        # 1/D where D > 0 (0 elsewhere: a level without rows).
+        if d[level] > 0:
+            inv_d[level] = 1.0 / d[level]
+    # Guₗ for every level.
+    gu = np.zeros((p, d.shape[0]))
+    for level in range(d.shape[0]):
+        for a in range(p):
+            acc = 0.0
+            for c in range(p):
+                acc += g[a, c] * u[c, level]
+            gu[a, level] = acc
+    # Per term: Σ D, Wⱼ = UⱼUⱼᵀ, Aⱼ = Σ uuᵀ/D and Mⱼ = G Aⱼ G.
+    d_sums = np.zeros(k)
+    w = np.zeros((k, p, p))
+    m = np.zeros((k, p, p))
+    for j in range(k):
+        aj = np.zeros((p, p))
+        for level in range(level_at[j], level_at[j + 1]):
+            d_sums[j] += d[level]
+            for a in range(p):
+                for c in range(p):
+                    product = u[a, level] * u[c, level]
+                    w[j, a, c] += product
+                    aj[a, c] += inv_d[level] * product
+        trace_gw = 0.0
+        trace_ga = 0.0
+        for a in range(p):
+            for c in range(p):
+                trace_gw += g[a, c] * w[j, a, c]
+                trace_ga += g[a, c] * aj[a, c]
+                acc = 0.0
+                for e in range(p):
+                    for f in range(p):
+                        acc += g[a, e] * aj[e, f] * g[f, c]
+                m[j, a, c] = acc
+        system[0, j + 1] = d_sums[j] - trace_gw
+        system[j + 1, 0] = full_rank[j] - trace_ga
+        # Cⱼⱼ = Dⱼ (diagonal) − UⱼᵀGUⱼ.
+        system[j + 1, j + 1] = d_sums[j] - 2.0 * trace_gw
+    system[0, 0] = n_obs - p
+    for j in range(k):
+        for other in range(k):
+            if other != j:
+                system[j + 1, other + 1] = 0.0
+            # tr(Wₒ Mⱼ) = Σₗ uⱼₗᵀG Wₒ Guⱼₗ/Dⱼₗ.
+            acc = 0.0
+            for a in range(p):
+                for c in range(p):
+                    acc += w[other, a, c] * m[j, a, c]
+            system[j + 1, other + 1] += acc
+    # Σ P²/D − 2 Σ P·(uⱼₗᵀGuₒₗ')/D over the pairs, both ways round.
+    for b in range(pair_terms.shape[0]):
+        j = pair_terms[b, 0]
+        other = pair_terms[b, 1]
+        squares_j = squares_other = cross_j = cross_other = 0.0
+        for pair in range(pair_at[b], pair_at[b + 1]):
+            mine = level_at[j] + rows[pair]
+            theirs = level_at[other] + cols[pair]
+            value = data[pair]
+            shared = 0.0
+            for a in range(p):
+                shared += u[a, mine] * gu[a, theirs]
+            squares_j += value * value * inv_d[mine]
+            squares_other += value * value * inv_d[theirs]
+            cross_j += value * shared * inv_d[mine]
+            cross_other += value * shared * inv_d[theirs]
+        system[j + 1, other + 1] += squares_j - 2.0 * cross_j
+        system[other + 1, j + 1] += squares_other - 2.0 * cross_other
+
+
+#: The compiled :func:`_moment_sums` (None without numba).
+_compiled_sums = compiled_on_first_use(_moment_sums)
 
 
 def _precision_weighted(
