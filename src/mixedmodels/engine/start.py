@@ -26,7 +26,6 @@ import itertools
 import math
 
 import numpy as np
-import scipy.linalg
 
 from .blocks import CrossProducts
 from .kernels import compiled_on_first_use
@@ -37,11 +36,11 @@ from .terms import RandomEffectsTerm
 # a start on the boundary would stall BOBYQA's first steps.
 _EIGEN_FLOOR = 1e-4
 # Precision-weighted steps after the unweighted estimate of a vector-valued
-# term (see _precision_weighted; 4 and 8 steps gave the same evaluation
+# term (see _factor; 4 and 8 steps gave the same evaluation
 # counts on the 71 lme4 references, to within the noise of the boundary cases).
 _WEIGHTED_STEPS = 4
 # ... taken when the root-mean-square spread of the levels' Dₗ⁻¹ exceeds this
-# fraction of Σ_b/σ² + mean Dₗ⁻¹ (see _heterogeneous).
+# fraction of Σ_b/σ² + mean Dₗ⁻¹ (see _factor).
 _HETEROGENEITY = 0.25
 
 
@@ -119,23 +118,14 @@ class MomentStart:
         thetas = []
         for term, (b, d_inv, bb, d_inv_mean) in zip(self.terms, spread, strict=True):
             relative = (bb - sigma2 * d_inv_mean) / sigma2
-            if term.q > 1:
-                relative = _precision_weighted(relative, b, sigma2, d_inv, d_inv_mean)
-                if relative is None:
-                    return None
             if term.q == 1:
-                # The scalar case of the floor and the factor below (numpy's eigh
-                # and cholesky cost more than the rest of the start).
+                # The scalar case of the floor and the factor (numpy's eigh and
+                # cholesky cost more than the rest of the start).
                 value = float(relative[0, 0])
                 lam = np.array([[np.sqrt(max(value, _EIGEN_FLOOR * max(value, 1.0)))]])
             else:
-                # LAPACK directly (numpy.linalg's per-call cost dominates at q = 2 or 3).
-                w, v, info = scipy.linalg.lapack.dsyev((relative + relative.T) / 2)
-                if info != 0 or not np.isfinite(w).all():
-                    return None
-                w = np.maximum(w, _EIGEN_FLOOR * max(w.max(), 1.0))
-                lam, info = scipy.linalg.lapack.dpotrf((v * w) @ v.T, lower=1)
-                if info != 0:
+                lam = _vector_factor(relative, b / math.sqrt(sigma2), d_inv, d_inv_mean)
+                if lam is None:
                     return None
             thetas.append(lam[term.theta_rows, term.theta_cols])
         theta = thetas[0] if len(thetas) == 1 else np.concatenate(thetas)
@@ -298,67 +288,81 @@ def _moment_sums(
 _compiled_sums = compiled_on_first_use(_moment_sums)
 
 
-def _precision_weighted(
-    relative: np.ndarray,
-    b: np.ndarray,
-    sigma2: float,
-    d_inv: np.ndarray,
-    d_inv_mean: np.ndarray,
+def _vector_factor(
+    relative: np.ndarray, b: np.ndarray, d_inv: np.ndarray, d_inv_mean: np.ndarray
 ) -> np.ndarray | None:
-    """Σ_b/σ² re-estimated with each level weighted by its precision.
+    """λ of a vector-valued term from its unweighted Σ_b/σ² (``relative``), the
+    levels' b̂ₗ/σ (``b``) and Dₗ⁻¹, or None where it fails (see :func:`_factor`)."""
+    kernel = _compiled_factor()
+    try:
+        lam = (kernel or _factor)(
+            relative, b, d_inv, d_inv_mean, _WEIGHTED_STEPS, _EIGEN_FLOOR, _HETEROGENEITY
+        )
+    except np.linalg.LinAlgError:
+        return None
+    return lam if np.isfinite(lam).all() else None
+
+
+def _factor(
+    relative, b, d_inv, d_inv_mean, steps, eigen_floor, heterogeneity
+):  # pragma: no cover - numba
+    """Σ_b/σ² re-estimated with each level weighted by its precision where the
+    levels' precisions differ, its eigenvalues floored, and its Cholesky factor
+    (NaN where a solve fails; LinAlgError where the factor does).  Compiled where
+    numba is: numpy's per-call costs on q×q matrices made these steps cost more
+    than the evaluations they save (0.85 ms on 500 levels, against 0.03 ms).
 
     b̂ₗ/σ has covariance Vₗ = Σ_b/σ² + Dₗ⁻¹; the unweighted mean of
     b̂ₗb̂ₗᵀ − Dₗ⁻¹ lets the levels with the largest Dₗ⁻¹ (a slope over a few
     rows with little spread) dominate.  Solving the score equation of the
     per-level estimates, Σₗ Wₗ (S − b̂ₗb̂ₗᵀ + Dₗ⁻¹) Wₗ = 0 with Wₗ = Vₗ⁻¹ at
     the previous S (a q²×q² linear system), weights them by their precision;
-    _WEIGHTED_STEPS such steps from the unweighted estimate.  Exam's
+    ``steps`` such steps from the unweighted estimate.  Exam's
     (standLRT | school): θ (0.31, −0.12, 0.05) → near the optimum
     (0.40, 0.09, 0.14), 15 evaluations → 5.
-    """
-    if not _heterogeneous(relative, d_inv, d_inv_mean):
-        return relative
-    b = b / np.sqrt(sigma2)  # b̂ₗ/σ
-    outer = b[:, :, None] * b[:, None, :] - d_inv
-    kernel = _compiled_steps()
-    if kernel is not None:
-        relative = kernel(relative, d_inv, outer, _WEIGHTED_STEPS, _EIGEN_FLOOR)
-    else:
-        relative = _weighted_steps(relative, d_inv, outer, _WEIGHTED_STEPS, _EIGEN_FLOOR)
-    return relative if np.isfinite(relative).all() else None
-
-
-def _heterogeneous(relative: np.ndarray, d_inv: np.ndarray, mean: np.ndarray) -> bool:
-    """Whether the levels' precisions differ enough for weighting to move the estimate.
 
     The weights are Vₗ⁻¹ = (Σ_b/σ² + Dₗ⁻¹)⁻¹: where the Dₗ⁻¹ spread little
-    against Σ_b/σ² + mean Dₗ⁻¹ (many rows per level, or similar levels) they
-    are nearly equal, the weighted estimate is the unweighted one, and its
-    steps, linear in the levels, would only cost time (the bench sweep's 500
-    levels of 20 rows: 0.17 ms for a start that moved 0.4 %).
+    (root-mean-square deviation at most ``heterogeneity`` times the size of
+    Σ_b/σ² + mean Dₗ⁻¹: many rows per level, or similar levels) they are nearly
+    equal, the weighted estimate is the unweighted one, and the steps, linear
+    in the levels, would only cost time (the bench sweep's 500 levels of 20
+    rows: 0.17 ms for a start that moved 0.4 %).
     """
-    deviation = d_inv - mean
-    spread = math.sqrt(float(np.vdot(deviation, deviation)) / len(d_inv))
-    total = relative + mean
-    return spread > _HETEROGENEITY * math.sqrt(float(np.vdot(total, total)))
-
-
-def _weighted_steps(relative, d_inv, outer, steps, eigen_floor):  # pragma: no cover - numba
-    """The steps of :func:`_precision_weighted` (NaN where a solve fails), compiled
-    where numba is: numpy's per-call costs on q×q matrices made them cost more
-    than the evaluations they save (0.85 ms on 500 levels, against 0.03 ms)."""
     levels, q, _ = d_inv.shape
-    for _ in range(steps):
+    spread = 0.0
+    total = 0.0
+    for i in range(q):
+        for j in range(q):
+            for level in range(levels):
+                deviation = d_inv[level, i, j] - d_inv_mean[i, j]
+                spread += deviation * deviation
+            value = relative[i, j] + d_inv_mean[i, j]
+            total += value * value
+    if not math.sqrt(spread / levels) > heterogeneity * math.sqrt(total):
+        steps = 0
+    outer = np.empty((levels, q, q))
+    for level in range(levels):
+        for i in range(q):
+            for j in range(q):
+                outer[level, i, j] = b[level, i] * b[level, j] - d_inv[level, i, j]
+    system = np.zeros((q * q, q * q))
+    rhs = np.zeros((q, q))
+    v = np.empty((q, q))
+    w = np.empty((q, q))
+    t = np.empty((q, q))
+    for step in range(steps + 1):
+        if not np.isfinite(relative).all():
+            return np.full((q, q), np.nan)
+        # The eigenvalues floored (see _EIGEN_FLOOR).
         values, vectors = np.linalg.eigh(0.5 * (relative + relative.T))
         values = np.maximum(values, eigen_floor * max(values.max(), 1.0))
         current = (vectors * values) @ vectors.T
+        if step == steps:
+            return np.linalg.cholesky(current)
         # Σₗ Wₗ S Wₗ as a linear map of S ([(i, k), (j, m)] = Σₗ Wₗᵢⱼ Wₗₘₖ) and
         # Σₗ Wₗ outerₗ Wₗ, with Wₗ = (current + d_invₗ)⁻¹.
-        system = np.zeros((q * q, q * q))
-        rhs = np.zeros((q, q))
-        v = np.empty((q, q))
-        w = np.empty((q, q))
-        t = np.empty((q, q))
+        system[:] = 0.0
+        rhs[:] = 0.0
         for level in range(levels):
             # W = V⁻¹ by Gauss–Jordan on the symmetric positive definite V.
             for i in range(q):
@@ -397,11 +401,11 @@ def _weighted_steps(relative, d_inv, outer, steps, eigen_floor):  # pragma: no c
             return np.full((q, q), np.nan)
         relative = np.linalg.solve(system, rhs.reshape(-1)).reshape(q, q)
         relative = 0.5 * (relative + relative.T)
-    return relative
+    return np.full((q, q), np.nan)  # not reached: the last step returns
 
 
-#: The compiled :func:`_weighted_steps` (None without numba).
-_compiled_steps = compiled_on_first_use(_weighted_steps)
+#: The compiled :func:`_factor` (None without numba).
+_compiled_factor = compiled_on_first_use(_factor)
 
 
 def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
