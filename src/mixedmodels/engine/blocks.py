@@ -132,7 +132,8 @@ def _pair_structure(
     codes_i: np.ndarray, n_levels_i: int, codes_j: np.ndarray, n_levels_j: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The level pairs (i, j) that share a row, sorted: (rows, cols, each row's pair)."""
-    key = codes_i.astype(np.int64) * n_levels_j + codes_j
+    # (No copy of codes already int64: the product is a new array.)
+    key = codes_i.astype(np.int64, copy=False) * n_levels_j + codes_j
     if n_levels_i * n_levels_j <= max(_DENSE_PAIR_TABLE_LIMIT, 4 * len(key)):
         present = np.flatnonzero(np.bincount(key, minlength=n_levels_i * n_levels_j))
         slot = np.empty(n_levels_i * n_levels_j, dtype=np.int64)
