@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixedmodels.engine.column_layout import lay_out
+from mixedmodels.engine.column_layout import _sorted_layout, lay_out
 
 
 def _random_blocks(rng: np.random.Generator, n_levels: int, shuffle: bool):
@@ -53,3 +53,14 @@ def test_layout_is_level_major_with_ascending_rows():
     # Pair 0 (level 1, rows 0-1) landed at 4-5; pair 1 (level 0, rows 2-3) at 0-1.
     np.testing.assert_array_equal(layout.dest[0], [4, 5, 0, 1, 6, 7])
     np.testing.assert_array_equal(layout.dest[1], [2, 3, 8, 9])
+
+
+@pytest.mark.parametrize("n_xy", [0, 1, 3])
+def test_one_term_layout_is_the_sorted_layout(n_xy):
+    # A first term alone is laid out without a sort: the same arrays.
+    layout = lay_out([], n_levels=5, xy_offset=0, n_xy=n_xy)
+    level_ptr, rows, entry_term, entry_comp, position = _sorted_layout([], 5, 0, n_xy)
+    for a, b in zip(layout[:4], (level_ptr, rows, entry_term, entry_comp), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(layout.dest[0], position)

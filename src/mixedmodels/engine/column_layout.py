@@ -11,7 +11,8 @@ by term, then [X y] level by level) landed.
 Compiled, the layout is a counting sort by level: two passes over the entries
 (the pairs come sorted by the later term's level, so a level's entries arrive
 in ascending rows; an insertion pass keeps any other order correct).  The
-numpy version, where numba is missing, sorts a combined key.
+numpy version, where numba is missing, sorts a combined key.  A first term
+alone needs neither: its entries are the [X y] rows, in order.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def lay_out(
     q and its first row in T.  ``compiled=False`` (or numba missing) sorts
     with numpy.
     """
+    if not blocks:
+        return _xy_layout(n_levels, xy_offset, n_xy)
     # Where each source's entries start: the later terms' (q per pair), then [X y].
     bounds = [0, *itertools.accumulate(len(b[0]) * b[3] for b in blocks)]
     kernel = counting_layout_kernel() if compiled else None
@@ -135,16 +138,13 @@ def lay_out(
             blocks, n_levels, xy_offset, n_xy
         )
     else:
-        if blocks:
-            later = (
-                np.concatenate([b[0] for b in blocks]).astype(np.int64, copy=False),
-                np.concatenate([b[1] for b in blocks]).astype(np.int64, copy=False),
-                np.array([0, *itertools.accumulate(len(b[0]) for b in blocks)]),
-                np.array([b[3] for b in blocks], dtype=np.int64),
-                np.array([b[4] for b in blocks], dtype=np.int64),
-            )
-        else:
-            later = _NO_LATER_TERMS
+        later = (
+            np.concatenate([b[0] for b in blocks]).astype(np.int64, copy=False),
+            np.concatenate([b[1] for b in blocks]).astype(np.int64, copy=False),
+            np.array([0, *itertools.accumulate(len(b[0]) for b in blocks)]),
+            np.array([b[3] for b in blocks], dtype=np.int64),
+            np.array([b[4] for b in blocks], dtype=np.int64),
+        )
         total = bounds[-1] + n_levels * n_xy
         level_ptr = np.empty(n_levels + 1, dtype=np.int64)
         rows = np.empty(total, dtype=np.int64)
@@ -162,20 +162,28 @@ def lay_out(
             entry_comp,
             position,
         )
-    dest = [position[a:b] for a, b in itertools.pairwise(bounds)] if blocks else []
+    dest = [position[a:b] for a, b in itertools.pairwise(bounds)]
     dest.append(position[bounds[-1] :])
     return Layout(level_ptr, rows, entry_term, entry_comp, dest)
 
 
-# The kernel's arrays of the later terms when there are none (it only reads them):
-# their levels, the first term's levels, the pairs' pointer, q and offsets.
-_NO_LATER_TERMS = (
-    np.zeros(0, dtype=np.int64),
-    np.zeros(0, dtype=np.int64),
-    np.zeros(1, dtype=np.int64),
-    np.zeros(0, dtype=np.int64),
-    np.zeros(0, dtype=np.int64),
-)
+def _xy_layout(n_levels: int, xy_offset: int, n_xy: int) -> Layout:
+    """The layout of a first term alone: each level's entries are the [X y] rows, in
+    order already (no sort, and no kernel to load for a one-term model's first fit)."""
+    total = n_levels * n_xy
+    xy_comp = np.arange(total, dtype=np.int64) % n_xy if n_xy else np.zeros(0, np.int64)
+    level_ptr = (
+        np.arange(0, total + 1, n_xy, dtype=np.int64)
+        if n_xy
+        else np.zeros(n_levels + 1, dtype=np.int64)
+    )
+    return Layout(
+        level_ptr,
+        xy_offset + xy_comp,
+        np.full(total, -1, dtype=np.int32),
+        xy_comp.astype(np.int32),
+        [np.arange(total)],
+    )
 
 
 def _sorted_layout(
