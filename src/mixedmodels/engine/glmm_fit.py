@@ -68,6 +68,9 @@ class GlmmOptimum:
         2 H⁻¹ restricted to β, when H is positive definite.
     stage_evaluations : tuple of int
         Objective evaluations of the stages (first stage, main, quadrature polish).
+    solution : PirlsSolution or None
+        PIRLS's solution at the estimates, whose objective is ``summary.objective``
+        (None for nAGQ = 0): what :meth:`GeneralizedProblem.solve` reports on.
     """
 
     theta: np.ndarray
@@ -76,6 +79,11 @@ class GlmmOptimum:
     hessian: np.ndarray | None = None
     vcov: np.ndarray | None = None
     stage_evaluations: tuple[int, ...] = field(default_factory=tuple)
+    solution: PirlsSolution | None = None
+
+    def known(self) -> tuple[float, PirlsSolution] | None:
+        """(objective, solution) at the estimates, for :meth:`GeneralizedProblem.solve`."""
+        return None if self.solution is None else (self.summary.objective, self.solution)
 
 
 def _first_stage(
@@ -213,22 +221,27 @@ def fit_glmm(
         return x[:n_theta], beta0 + scale * x[n_theta:]
 
     x0 = np.concatenate([theta0, np.zeros(problem.n_fixed)])
-    x, n_main, status, gradient_x = _main_stage(
+    x, n_main, status, gradient_x, final = _main_stage(
         problem, ws, x0, lower, split, scale, nagq, beta_block
     )
     n_polish = 0
     if nagq > 1 and problem.has_gradient:
         x, n_polish, status = _quadrature_polish(problem, ws, x, lower, split, nagq)
-        gradient_x = None
+        gradient_x = final = None
     snapped = _snap(x, lower)
     # The gradient in (θ, β) at the estimates, when the main stage's is there.
     known_gradient = None
     if gradient_x is not None and np.array_equal(snapped, x):
         known_gradient = gradient_x.copy()
         known_gradient[n_theta:] /= scale
+    else:
+        final = None
     x = snapped
     theta, beta = split(x)
-    value, at_estimates = problem.evaluate(theta, beta, nagq, ws)
+    if final is None:
+        value, at_estimates = problem.evaluate(theta, beta, nagq, ws)
+    else:
+        value, at_estimates = problem.laplace(final, ws.solver(False).rows), final
     seconds = time.perf_counter() - clock
     messages: list[str] = []
     curvature = vcov = gradient = None
@@ -257,13 +270,16 @@ def fit_glmm(
         gradient=gradient,
         seconds=seconds,
     )
-    return GlmmOptimum(theta, beta, summary, curvature, vcov, (n_first, n_main, n_polish))
+    return GlmmOptimum(
+        theta, beta, summary, curvature, vcov, (n_first, n_main, n_polish), at_estimates
+    )
 
 
 def _main_stage(problem, ws, x0, lower, split, scale, nagq, beta_block):
     """(θ, β/scale) from x0: quasi-Newton on the Laplace gradient, or BOBYQA.
 
-    Returns (x, evaluations, status, the gradient at x in these units or None).
+    Returns (x, evaluations, status, the gradient at x in these units or None, the
+    PIRLS solution at x with the workspace's factor still at it, or None).
     """
     if problem.has_gradient:
         return _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block)
@@ -284,7 +300,7 @@ def _main_stage(problem, ws, x0, lower, split, scale, nagq, beta_block):
     x, _, _, status = minimize_bobyqa(
         objective, x0, lower, initial_step=steps, ftol_rel=1e-12, ftol_abs=1e-9
     )
-    return x, count[0], status, None
+    return x, count[0], status, None, None
 
 
 def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
@@ -317,7 +333,7 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
         except PirlsError:
             last[0] = None
             return math.inf
-        last[0] = (x, theta, solution)
+        last[0] = (x.copy(), theta, solution)
         return problem.laplace(solution, ws.solver(False).rows)
 
     def gradient() -> np.ndarray:
@@ -344,7 +360,12 @@ def _quasi_newton_stage(problem, ws, x0, lower, split, scale, beta_block):
         # β (in units of its standard errors) may move freely; θ by the default caps.
         max_step=np.concatenate([np.full(n_theta, np.nan), np.full(len(x0) - n_theta, np.inf)]),
     )
-    return result.x, count[0], result.status, result.gradient
+    # The last value taken at x (no trial point after it) and, the link canonical, its
+    # gradient leaving the factor as it was: the solution there with its factor.
+    final = None
+    if last[0] is not None and problem.family.is_canonical and np.array_equal(last[0][0], result.x):
+        final = last[0][2]
+    return result.x, count[0], result.status, result.gradient, final
 
 
 def _quadrature_polish(problem, ws, x, lower, split, nagq):

@@ -354,11 +354,19 @@ class GeneralizedProblem:
         beta: np.ndarray | None,
         nagq: int,
         workspace: PirlsWorkspace | None = None,
+        known: tuple[float, PirlsSolution] | None = None,
     ) -> GlmmSolution:
-        """Everything a fit reports at θ and β (β estimated inside PIRLS when None)."""
+        """Everything a fit reports at θ and β (β estimated inside PIRLS when None).
+
+        ``known``, the objective and PIRLS's solution at (θ, β) when the caller has
+        them (a fit's at its estimates, on this workspace), saves solving again.
+        """
         ws = self._default(workspace)
         theta = np.array(theta, dtype=np.float64)
-        if beta is None:
+        if known is not None and beta is not None:
+            value, solution = known
+            rows = ws.solver(False).rows
+        elif beta is None:
             value, solution = self.joint(theta, ws)
             rows = ws.solver(True).rows
         else:

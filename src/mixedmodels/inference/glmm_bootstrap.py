@@ -130,7 +130,7 @@ def glmm_parametric_bootstrap(
                     problem, nagq, start, hessian=False, check=False, workspace=workspace
                 )
                 beta = None if nagq == 0 else optimum.beta
-                solution = problem.solve(optimum.theta, beta, nagq, workspace)
+                solution = problem.solve(optimum.theta, beta, nagq, workspace, optimum.known())
             except PirlsError:
                 failed += 1
                 continue

@@ -273,7 +273,9 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
                     workspace=self._workspace,
                 )
                 beta = None if nagq == 0 else optimum.beta
-                solution = self.problem.solve(optimum.theta, beta, nagq, self._workspace)
+                solution = self.problem.solve(
+                    optimum.theta, beta, nagq, self._workspace, optimum.known()
+                )
                 failure = None
             except PirlsError as err:
                 failure = err
