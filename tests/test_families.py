@@ -117,7 +117,8 @@ def test_compiled_row_pass_matches_the_family(family):
     base = eta - np.einsum("nq,nq->n", z, b[codes])
     working_base = RNG.normal(size=n)
     out = [np.empty(n) for _ in range(4)]
-    deviance = row_pass(
+    previous = eta + RNG.normal(0, 0.1, n)
+    deviance, change = row_pass(
         *family_codes(family),
         y,
         w,
@@ -128,10 +129,12 @@ def test_compiled_row_pass_matches_the_family(family):
         np.array([0, 2]),
         b.ravel(),
         np.array([0, 6]),
+        previous,
         *out,
     )
     eta_out, mu, weights, response = out
     np.testing.assert_allclose(eta_out, eta, rtol=1e-13, atol=1e-13)
+    assert change == pytest.approx(np.max(np.abs(eta - previous)), rel=1e-12)
     np.testing.assert_allclose(mu, family.link.inverse(eta), rtol=1e-12)
     assert deviance == pytest.approx(family.deviance(y, mu, w), rel=1e-12)
     d = family.link.mu_eta(eta)
@@ -150,7 +153,7 @@ def test_compiled_logit_rows_match_the_family_far_out_and_for_proportions():
     y = np.where(RNG.random(n) < 0.3, RNG.integers(1, 4, n) / 4.0, RNG.integers(0, 2, n))
     w = RNG.uniform(0.5, 2.0, n)
     out = [np.empty(n) for _ in range(4)]
-    deviance = row_pass(
+    deviance, change = row_pass(
         *family_codes(family),
         y,
         w,
@@ -161,8 +164,10 @@ def test_compiled_logit_rows_match_the_family_far_out_and_for_proportions():
         np.array([0, 1]),
         np.zeros(1),
         np.array([0, 1]),
+        np.empty(0),
         *out,
     )
+    assert change == 0.0  # no previous η
     _, mu, weights, response = out
     np.testing.assert_allclose(mu, family.link.inverse(eta), rtol=1e-12)
     assert deviance == pytest.approx(family.deviance(y, mu, w), rel=1e-12)
@@ -205,7 +210,7 @@ def test_compiled_row_pass_reports_an_invalid_mean():
         pytest.skip("numba is not installed")
     family = Poisson("identity")
     out = [np.empty(2) for _ in range(4)]
-    value = row_pass(
+    value, _ = row_pass(
         *family_codes(family),
         np.ones(2),
         np.ones(2),
@@ -216,6 +221,7 @@ def test_compiled_row_pass_reports_an_invalid_mean():
         np.array([0, 1]),
         np.zeros(1),
         np.array([0, 1]),
+        np.empty(0),
         *out,
     )
     assert value == math.inf

@@ -177,17 +177,19 @@ def _row_pass(
     zcol,
     b,
     boff,
+    previous,
     eta,
     mu,
     weights,
     response,
 ):  # pragma: no cover - compiled by numba
-    """One pass over the rows at modes b: η, μ, working weights and response; the deviance.
+    """One pass over the rows at modes b: η, μ, working weights and response; the deviance
+    and the largest change of η from ``previous`` (0 when ``previous`` is empty).
 
-    η = base + Σₜ zₜ·bₜ[level], μ = g⁻¹(η); returns Σ aᵢdᵢ, inf if some μ is
-    outside the family's range and nan if some working weight or response is
-    not finite.  Term t's columns of ``z`` are ``zcol[t]:zcol[t+1]`` and its
-    modes (levels × q, row-major) ``b[boff[t]:boff[t+1]]``.
+    η = base + Σₜ zₜ·bₜ[level], μ = g⁻¹(η); returns (Σ aᵢdᵢ, change), Σ aᵢdᵢ inf if
+    some μ is outside the family's range and nan if some working weight or
+    response is not finite.  Term t's columns of ``z`` are ``zcol[t]:zcol[t+1]``
+    and its modes (levels × q, row-major) ``b[boff[t]:boff[t+1]]``.
     """
     n = y.shape[0]
     eta[:] = base
@@ -207,9 +209,16 @@ def _row_pass(
                 for a in range(q):
                     s += z[r, c0 + a] * b[at + a]
                 eta[r] += s
+    change = 0.0
+    if previous.shape[0] == n:
+        for r in range(n):
+            change = max(change, abs(eta[r] - previous[r]))
     if family == 0 and link == 0:
-        return _logit_rows(y, prior, working_base, eta, mu, weights, response, theta)
-    return _general_rows(family, link, theta, y, prior, working_base, eta, mu, weights, response)
+        return _logit_rows(y, prior, working_base, eta, mu, weights, response, theta), change
+    deviance = _general_rows(
+        family, link, theta, y, prior, working_base, eta, mu, weights, response
+    )
+    return deviance, change
 
 
 def _logit_rows(y, prior, working_base, eta, mu, weights, response, theta):  # pragma: no cover

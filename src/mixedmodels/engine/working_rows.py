@@ -33,6 +33,9 @@ from .row_protocol import FILLS, PassResult, Point, SelectedInverse, WorkingRows
 from .terms import RandomEffectsTerm
 from .weighted import WeightedCrossProducts
 
+# No previous η to measure the change from (the row pass's empty argument).
+_NO_ETA = np.empty(0)
+
 
 class _RowState:
     """η, μ, working weights and response at one point (buffers reused between points)."""
@@ -152,16 +155,22 @@ class RowsInMemory:
 
     def _fixed_part(self, beta: np.ndarray) -> np.ndarray:
         """o + Xβ (kept for the last β: PIRLS with β held fixed asks for it each iteration)."""
+        # β's bytes as the key: compared in a fraction of np.array_equal's time.
+        key = beta.tobytes()
         cached = self._fixed_cache
-        if cached is not None and np.array_equal(cached[0], beta):
+        if cached is not None and cached[0] == key:
             return cached[1]
         base = self.offset + self.x @ beta if self.n_fixed else self.offset
-        self._fixed_cache = (beta.copy(), base)
+        self._fixed_cache = (key, base)
         return base
 
-    def _compute(self, state: _RowState, at: Point) -> None:
-        """Fill ``state`` at ``at``."""
+    def _compute(
+        self, state: _RowState, at: Point, previous_eta: np.ndarray | None = None
+    ) -> float:
+        """Fill ``state`` at ``at``; returns the largest change of η from ``previous_eta``
+        (0 without it)."""
         state.point = None
+        change = 0.0
         if self._row_pass is None:
             base, working_base, modes = self._bases(at)
             deviance, eta, mu, weights, response = row_pass_numpy(
@@ -176,6 +185,8 @@ class RowsInMemory:
             )
             state.eta[:], state.mu[:] = eta, mu
             state.weights[:], state.response[:] = weights, response
+            if previous_eta is not None and self.n_obs:
+                change = float(np.max(np.abs(eta - previous_eta)))
         else:
             if at.is_start:
                 base, working_base, modes = self._bases(at)
@@ -185,7 +196,7 @@ class RowsInMemory:
                 base = self._fixed_part(at.beta)
                 working_base = self.offset if self.fixed_inside else base
                 b = at.modes
-            deviance = self._row_pass(
+            deviance, change = self._row_pass(
                 *family_codes(self.family),
                 self.y,
                 self.prior_weights,
@@ -196,6 +207,7 @@ class RowsInMemory:
                 self.blocks.zcol,
                 b,
                 self.u_offsets,
+                _NO_ETA if previous_eta is None else previous_eta,
                 state.eta,
                 state.mu,
                 state.weights,
@@ -203,6 +215,7 @@ class RowsInMemory:
             )
         state.deviance = float(deviance)
         state.point = at
+        return change
 
     def _state_at(self, at: Point) -> _RowState:
         """A state holding ``at`` (computed into a scratch buffer if none does)."""
@@ -219,11 +232,10 @@ class RowsInMemory:
     ) -> PassResult:
         held = self._holding(previous)
         state = self._states[1] if held is self._states[0] else self._states[0]
-        self._compute(state, at)
-        change = 0.0
-        if previous is not None and self.n_obs:
+        previous_eta = None
+        if previous is not None:
             previous_eta = held.eta if held is not None else self._state_at(previous).eta
-            change = float(np.max(np.abs(state.eta - previous_eta)))
+        change = self._compute(state, at, previous_eta)
         if fill is not None and math.isfinite(state.deviance):
             self._fill(state, fill)
         return PassResult(state.deviance, change)
