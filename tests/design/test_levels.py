@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixedmodels.design.levels import factor_codes, level_label, level_labels
+from mixedmodels.design.levels import as_list, factor_codes, level_label, level_labels
 
 
 @pytest.mark.parametrize(
@@ -202,3 +202,12 @@ def test_long_integer_columns_with_a_wide_range_keep_their_levels():
     codes, levels = factor_codes(values)
     assert list(levels.labels) == ["-5", "3", "1000000000000"]
     np.testing.assert_array_equal(codes[:4], [2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", "string[python]", object, "category"])
+def test_levels_as_a_list_are_the_index_values_whichever_the_text_type(dtype):
+    pytest.importorskip("pyarrow")
+    levels = pd.Index(["b", "a b", "é", "10"], dtype=dtype)
+    assert as_list(levels) == ["b", "a b", "é", "10"]
+    assert all(type(level) is str for level in as_list(levels))
+    assert as_list(pd.Index([3, 1])) == [3, 1]

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ..formula import ModelPart, ParsedFormula
-from .levels import Levels, factor_codes
+from .levels import Levels, as_list, factor_codes
 
 __all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "PlainSample", "plain_plan"]
 
@@ -282,7 +282,7 @@ class PlainPart:
             factor = self.factors[name]
             # The levels as a list first: slicing an Index of arrow text builds the
             # whole Index's hash table (tens of microseconds, every fit).
-            names += [f"{factor}[{mark}{level}]" for level in coding.levels.tolist()[dropped:]]
+            names += [f"{factor}[{mark}{level}]" for level in as_list(coding.levels)[dropped:]]
         # Indicators are zero but on one column per factor and row.
         out = (np.zeros if self.factors else np.empty)((rows.n, len(names)), dtype=np.float64)
         if self.intercept:
