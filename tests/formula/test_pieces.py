@@ -276,6 +276,16 @@ def test_column_names_from_factor_labels(formula: str, columns: list, names: lis
     assert parse_formula(formula).column_names(columns) == names
 
 
+def test_column_names_kept_per_formula_are_the_same_fresh_lists() -> None:
+    parsed = parse_formula("y ~ x + h + (1 | g)")
+    first = parsed.column_names(["Intercept", "x", "h[T.v]"])
+    first.append("changed by the caller")
+    assert parsed.column_names(("Intercept", "x", "h[T.v]")) == ["(Intercept)", "x", "hv"]
+    # Other columns (a level changes with the data) are named anew.
+    assert parsed.column_names(["Intercept", "x", "h[T.w]"]) == ["(Intercept)", "x", "hw"]
+    assert parse_formula("y ~ x + (1 | g)").column_names(["h[T.v]"]) == ["h[T.v]"]
+
+
 def test_term_labels_in_order_of_first_appearance_in_the_fixed_part() -> None:
     parsed = parse_formula("y ~ (Days | grp) + grp + Days + I(Days^2):grp + factor(f):x")
     assert parsed.term_label(["I(Days ** 2)", "grp"]) == "grp:I(Days^2)"

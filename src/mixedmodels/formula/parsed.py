@@ -28,6 +28,9 @@ __all__ = [
 
 #: formulaic's name for the intercept column, and lme4's.
 _INTERCEPT = ("Intercept", "(Intercept)")
+# The lists of column names :meth:`ParsedFormula.column_names` keeps per formula
+# (a model's fixed part and each term: a few; more as the data's levels vary).
+_NAMED_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -277,9 +280,25 @@ class ParsedFormula:
             for factor, level in pieces
         )
 
+    @cached_property
+    def _named(self) -> dict[tuple[str, ...], tuple[str, ...]]:
+        return {}
+
     def column_names(self, columns: Iterable[str]) -> list[str]:
-        """:meth:`column_name` of each of ``columns``."""
-        return [self.column_name(str(column)) for column in columns]
+        """:meth:`column_name` of each of ``columns``.
+
+        A refit with the same formula names the same columns again (parsing is
+        memoised, so this formula is the same object): the names are kept, by
+        the columns' names only, up to :data:`_NAMED_MAX` lists per formula.
+        """
+        columns = tuple(map(str, columns))
+        named = self._named
+        names = named.get(columns)
+        if names is None:
+            names = tuple(map(self.column_name, columns))
+            if len(named) < _NAMED_MAX:
+                named[columns] = names
+        return list(names)
 
     def term_label(self, factors: Iterable[str]) -> str:
         """R's label of the term made of formulaic's ``factors``, e.g. ``grp:I(Days^2)``.
