@@ -128,13 +128,16 @@ def formulaic_parts(
     for spec, part in zip(parsed.random, plan.terms, strict=True):
         if part is None:
             used |= set(spec.part.columns)
-    factors = set(plan.factors)
-    for name, column in frame.columns.items():
-        if (name in used or name in factors) and (
-            not pd.api.types.is_numeric_dtype(column.dtype)
-            or isinstance(column.dtype, pd.CategoricalDtype)
-        ):
-            _check_factor_size(name, column)
+    if len(keep) ** 2 * 8 > MAX_DENSE_BYTES:
+        # A factor has at most as many levels as rows: on fewer rows, none can be
+        # too large for its indicator columns.
+        factors = used | set(plan.factors)
+        for name, column in frame.columns.items():
+            if name in factors and (
+                not pd.api.types.is_numeric_dtype(column.dtype)
+                or isinstance(column.dtype, pd.CategoricalDtype)
+            ):
+                _check_factor_size(name, column)
     if plan.everything:
         return FormulaicParts(keep, None, [None] * len(parsed.random))
     data = frame.data[[name for name in frame.columns if name in used]]
