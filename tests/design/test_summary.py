@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,37 @@ def test_a_column_with_nan_or_infinity_has_a_nan_peak(use_numba, bad):
     summary = summarize_columns(x, use_numba=use_numba)
     assert np.isnan(summary.peak[[2, 4]]).all()
     assert np.isfinite(summary.peak[[0, 1, 3]]).all()
+
+
+@pytest.mark.parametrize("n", [56, 57])
+@pytest.mark.parametrize("row", [0, 1, 30, -2, -1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_the_compiled_pass_finds_a_bad_value_in_any_row(n, row, bad):
+    # It reads two rows a step (and the last row alone when their number is odd).
+    pytest.importorskip("numba")
+    x = _matrix()[:n].copy()
+    x[row, 1] = bad
+    x[row, 4] = 1e300  # the largest value, in the same row
+    summary = summarize_columns(x, use_numba=True)
+    assert np.isnan(summary.peak[1]) and np.isnan(summary.sd[1])
+    assert summary.peak[4] == 1e300 and not summary.indicator[4]
+
+
+@pytest.mark.parametrize("n", [2, 3, 56, 57])
+def test_the_compiled_standard_deviation_adds_the_rows_in_order(n):
+    pytest.importorskip("numba")
+    x = _matrix()[:n]
+    summary = summarize_columns(x, use_numba=True)
+    for j in range(x.shape[1]):
+        total = 0.0
+        for value in x[:, j].tolist():
+            total += value
+        mean = total / n
+        squares = 0.0
+        for value in x[:, j].tolist():
+            squares += (value - mean) * (value - mean)
+        assert summary.sd[j] == math.sqrt(squares / (n - 1))
+        assert summary.peak[j] == np.max(np.abs(x[:, j]))
 
 
 @pytest.mark.parametrize("use_numba", [True, False], ids=["compiled", "numpy"])
