@@ -18,7 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mixedmodels.design.levels import as_list, factor_codes, level_label, level_labels
+from mixedmodels.design.levels import (
+    as_list,
+    categories_present,
+    factor_codes,
+    level_label,
+    level_labels,
+)
 
 
 @pytest.mark.parametrize(
@@ -211,3 +217,30 @@ def test_levels_as_a_list_are_the_index_values_whichever_the_text_type(dtype):
     assert as_list(levels) == ["b", "a b", "é", "10"]
     assert all(type(level) is str for level in as_list(levels))
     assert as_list(pd.Index([3, 1])) == [3, 1]
+
+
+@pytest.mark.parametrize("use_numba", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+def test_categories_present_and_missing_codes(use_numba, dtype):
+    if use_numba:
+        pytest.importorskip("numba")
+
+    def present(codes, n):
+        found, missing = categories_present(np.array(codes, dtype=dtype), n, use_numba=use_numba)
+        return (None if found is None else found.tolist()), missing
+
+    assert present([1, 0, 2, 1], 3) == (None, False)
+    assert present([1, -1, 0], 2) == (None, True)
+    assert present([2, 0, 2], 4) == ([True, False, True, False], False)
+    assert present([-1, 1, 1], 2) == ([False, True], True)
+    assert present([0, 0], 2) == ([True, False], False)
+    assert present([-1, -1], 2) == ([False, False], True)
+    assert present([], 2) == ([False, False], False)
+
+
+def test_a_categorical_factor_keeps_the_categories_present_in_order():
+    values = pd.Series(pd.Categorical(["z", None, "x", "z"], categories=["z", "y", "x", "w"]))
+    codes, levels = factor_codes(values)
+    assert codes.tolist() == [0, -1, 1, 0]
+    assert levels.labels.tolist() == ["z", "x"]
+    assert levels.categorical

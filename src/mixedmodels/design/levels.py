@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.jit import compiled_on_first_use
+
 __all__ = [
     "Levels",
     "as_list",
@@ -275,18 +277,47 @@ def as_list(levels: pd.Index) -> list[Any]:
     return levels.tolist()
 
 
-def categories_present(codes: np.ndarray, n_categories: int) -> np.ndarray | None:
-    """Which of ``n_categories`` categories the (valid, nonnegative) ``codes`` take, or None
-    when they take every one (the usual case).
+def categories_taken(codes, present):  # pragma: no cover - numba
+    """Mark in ``present`` the categories ``codes`` take; whether a code is −1 (missing)."""
+    missing = False
+    for code in codes:
+        if code >= 0:
+            present[code] = True
+        else:
+            missing = True
+    return missing
 
-    With at most two categories the smallest and largest code tell, without
-    counting every category's rows.
+
+#: The compiled :func:`categories_taken` (None without numba).
+_taken = compiled_on_first_use(categories_taken)
+
+
+def categories_present(
+    codes: np.ndarray, n_categories: int, *, use_numba: bool | None = None
+) -> tuple[np.ndarray | None, bool]:
+    """Which of ``n_categories`` categories ``codes`` (−1 for missing) take, or None when
+    they take every one (the usual case); and whether a code is missing.
+
+    Compiled, one pass over the codes (numpy's count takes a pass for their
+    range and one more converting them to its own integers); with numpy, the
+    smallest and largest code tell for at most two categories.  ``use_numba``
+    forces (True) or refuses (False) the compiled pass; by default it runs
+    when numba is installed.
     """
-    if n_categories <= 2 and len(codes):
-        if int(codes.min()) == 0 and int(codes.max()) == n_categories - 1:
-            return None
-    present = np.bincount(codes, minlength=n_categories) > 0
-    return None if present.all() else present
+    kernel = _taken() if use_numba is not False else None
+    if use_numba and kernel is None:
+        raise ImportError("numba is not installed")
+    if kernel is not None:
+        present = np.zeros(n_categories, dtype=bool)
+        missing = bool(kernel(codes, present))
+        return (None if present.all() else present), missing
+    missing = bool(len(codes)) and int(codes.min()) < 0
+    valid = codes[codes >= 0] if missing else codes
+    if n_categories <= 2 and len(valid):
+        if int(valid.min()) == 0 and int(valid.max()) == n_categories - 1:
+            return None, missing
+    present = np.bincount(valid, minlength=n_categories) > 0
+    return (None if present.all() else present), missing
 
 
 def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
@@ -302,11 +333,8 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
         array = values.array
         codes = array.codes
         categories = array.categories
-        # No code is −1 (missing) when the smallest is not: one reduction, no mask.
-        all_valid = not len(codes) or int(codes.min()) >= 0
-        valid = None if all_valid else codes >= 0
         # Only the categories that occur (R's drop.unused.levels).
-        present = categories_present(codes if all_valid else codes[valid], len(categories))
+        present, missing = categories_present(codes, len(categories))
         if present is None:
             # Every category occurs (the usual case): nothing to renumber, and
             # no selection from the categories (a pyarrow filter for text).
@@ -314,7 +342,7 @@ def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
             uniques = categories
         else:
             renumber = np.cumsum(present, dtype=np.int64) - 1
-            codes = renumber[codes] if all_valid else np.where(valid, renumber[codes], -1)
+            codes = np.where(codes >= 0, renumber[codes], -1) if missing else renumber[codes]
             uniques = categories[present]
         in_order = True
     else:
