@@ -37,6 +37,7 @@ holding every level of each factor, so the specs code factors as the fit did.
 
 from __future__ import annotations
 
+import functools
 import keyword
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ class PlainRows:
         coding = self._factors.get(name)
         if coding is None:
             column = self.columns[name]
-            if _logical(column):
+            if _logical(column.dtype):
                 codes = self.numbers(name).astype(np.int64)  # FALSE 0, TRUE 1
                 coding = FactorCoding(codes, _LOGICAL_LEVELS, "logical")
             else:
@@ -167,7 +168,7 @@ class PlainRows:
             # A factor of a plain part was coded with its matrix: its coding tells
             # without reading the column's dtype again.
             coding = self._factors.get(name)
-            if coding is None and _numeric(self.columns[name]):
+            if coding is None and _numeric(self.columns[name].dtype):
                 parts[name] = self.values(name)[first]
             else:
                 if coding is None:
@@ -211,20 +212,19 @@ class PlainSample:
         return sample
 
 
-def _numeric(column: pd.Series) -> bool:
-    dtype = column.dtype
+def _numeric(dtype: Any) -> bool:
+    """A column's dtype a numpy number's."""
     return isinstance(dtype, np.dtype) and dtype.kind in "iuf"
 
 
-def _logical(column: pd.Series) -> bool:
-    """A numpy boolean column (the data's reading makes nullable booleans numpy's)."""
-    dtype = column.dtype
+def _logical(dtype: Any) -> bool:
+    """A column's dtype numpy's boolean (the data's reading makes nullable booleans numpy's)."""
     return isinstance(dtype, np.dtype) and dtype.kind == "b"
 
 
-def _factor(column: pd.Series) -> bool:
-    """Whether formulaic codes ``column`` as a factor in a way this module matches."""
-    dtype = column.dtype
+def _factor(column: pd.Series, dtype: Any) -> bool:
+    """Whether formulaic codes ``column`` (of ``dtype``) as a factor in a way this module
+    matches."""
     if isinstance(dtype, pd.CategoricalDtype):
         categories = dtype.categories
         return not dtype.ordered and (
@@ -353,28 +353,43 @@ def _spellings(name: str, *, logical: bool) -> tuple[str, ...]:
 
 def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> PlainPlan:
     """The parts of ``parsed`` that are plain, given the columns the formula uses."""
-    kinds: dict[str, str | None] = {}
+    # The columns a plain part could read, each once: the response's and those of
+    # every part made of columns joined by "+".
+    names = dict.fromkeys(() if parsed.response_column is None else (parsed.response_column,))
+    for part in (parsed.fixed_part, *(spec.part for spec in parsed.random)):
+        if part.plain_columns is not None:
+            names.update(dict.fromkeys(part.plain_columns))
+    return _plan(parsed, tuple((name, _kind(name, columns[name])) for name in names))
 
-    def kind(name: str) -> str | None:
-        # Names formulaic treats specially (its intercept, Python keywords) are
-        # left to it, as are columns that are neither numbers nor factors as
-        # defined in the module's docstring.
-        if name not in kinds:
-            column = columns[name]
-            found = None
-            if name != _INTERCEPT and not keyword.iskeyword(name):
-                if _numeric(column):
-                    found = "number"
-                elif _logical(column):
-                    found = "logical"
-                elif _factor(column):
-                    found = "factor"
-            kinds[name] = found
-        return kinds[name]
+
+def _kind(name: str, column: pd.Series) -> str | None:
+    """What a plain part reads ``column`` as: "number", "logical", "factor", or None."""
+    # Names formulaic treats specially (its intercept, Python keywords) are left
+    # to it, as are columns that are neither numbers nor factors as defined in
+    # the module's docstring.
+    if name == _INTERCEPT or keyword.iskeyword(name):
+        return None
+    dtype = column.dtype  # read once: pandas' dtype property costs a few calls
+    if _numeric(dtype):
+        return "number"
+    if _logical(dtype):
+        return "logical"
+    if _factor(column, dtype):
+        return "factor"
+    return None
+
+
+# A plan depends on the formula and on the kind of each column a plain part
+# could read, nothing else: refits (the same formula, parsing being memoised,
+# and columns of the same kinds) find it here.
+@functools.lru_cache(maxsize=128)
+def _plan(parsed: ParsedFormula, kinds: tuple[tuple[str, str | None], ...]) -> PlainPlan:
+    """:func:`plain_plan` given ``kinds``, each column's :func:`_kind`."""
+    kind = dict(kinds)
 
     def plain_part(part: ModelPart, response: str | None = None) -> PlainPart | None:
         names = part.plain_columns
-        if names is None or response in names or not all(map(kind, names)):
+        if names is None or response in names or not all(kind[name] for name in names):
             return None
         # A factor coded otherwise by the formula (lme4's contrasts=, as
         # C(f, Sum()) in its text) is formulaic's to build: only a bare name,
@@ -383,7 +398,7 @@ def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> Plain
         for term in part.terms:
             name = term.column
             assert name is not None  # a plain part's terms are columns
-            found = kind(name)
+            found = kind[name]
             if found == "number":
                 continue
             if term.text not in _spellings(name, logical=found == "logical"):
@@ -393,7 +408,7 @@ def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> Plain
 
     response = parsed.response_column
     fixed = None
-    if response is not None and kind(response) == "number":
+    if response is not None and kind[response] == "number":
         fixed = plain_part(parsed.fixed_part, response)
     terms = tuple(plain_part(spec.part) for spec in parsed.random)
     return PlainPlan(response=response if fixed is not None else None, fixed=fixed, terms=terms)
