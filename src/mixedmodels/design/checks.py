@@ -263,7 +263,7 @@ def check_finite(
 
 def check_response(y: np.ndarray, name: str) -> None:
     """The response must vary: a constant one leaves nothing to model."""
-    if y.size and np.all(y == y[0]):
+    if y.size and (y == y[0]).all():  # the method: np.all wraps it, a microsecond more
         raise DataError(
             f"the response {name!r} is constant (every value is {y[0]:g}); "
             "there is no variation to model"
