@@ -122,6 +122,11 @@ def test_an_overflowing_offset_is_refused_naming_it(data) -> None:
         ("y ~ x + (1 | g)", {"x": 1e300}, "column 'x' has values too large"),
         ("y ~ x + (1 | g)", {"y": 1e300}, "response 'y' has values too large"),
         ("y ~ 1 + (x | g)", {"x": 1e200}, "(1 + x | g), the column 'x'"),
+        # A term's numeric column the fixed part lacks is checked with the term's ...
+        ("y ~ f + (f + x | g)", {"x": 1e200}, "(1 + f + x | g), the column 'x'"),
+        # ... one it has, with the fixed part's.
+        ("y ~ x + f + (x | g)", {"x": 1e200}, "fixed-effects column 'x'"),
+        ("y ~ x + (0 + f | g) + (x | k)", {"x": 1e-300}, "fixed-effects column 'x'"),
         ("y ~ I(x * 1e160) + (1 | g)", {}, "column 'I(x * 1e+160)'"),
     ],
 )

@@ -298,9 +298,10 @@ def term_matrices(
     """Z of each random-effects term of ``parsed``, in formula order, checked to be finite.
 
     ``checked`` is a plain part whose matrix on these rows was checked
-    already (the fixed part's, by :func:`fixed_effects`): a term with the same
-    left-hand side (``y ~ x + (x | g)``) has the same values, which are not
-    checked again.
+    already (the fixed part's, by :func:`fixed_effects`).  A plain term's
+    intercept and indicators are 0 or 1: only its numeric columns can be
+    infinite or out of scale, and when ``checked`` has them all
+    (``y ~ x + f + (x | g)``, ``(1 | g)``) they are not checked again.
 
     Raises
     ------
@@ -308,15 +309,18 @@ def term_matrices(
         For a column of Z that is infinite (or NaN).
     """
     out = []
+    done = () if checked is None else checked.numbers
     for spec, part, lhs in zip(parsed.random, plan.terms, parts.terms, strict=True):
         if lhs is None:
             assert part is not None
             (z, raw_names), z_spec = part.matrix(plain_rows), None
+            unchecked = any(name not in done for name in part.numbers)
         else:
             z = np.asarray(lhs, dtype=np.float64)[rows.keep]
             raw_names, z_spec = lhs.columns, lhs.model_spec
+            unchecked = True
         names = parsed.column_names(raw_names)
-        if lhs is not None or part != checked:
+        if unchecked:
             checked_peaks(z, names, f"in {random_term_to_lme4(spec)}, the column", rows.index)
         out.append(TermMatrix(z, names, z_spec))
     return out

@@ -261,6 +261,11 @@ class PlainPart:
     columns: tuple[str, ...]
     factors: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """The numeric columns (those of ``columns`` not ``factors``)."""
+        return tuple(name for name in self.columns if name not in self.factors)
+
     def matrix(self, rows: PlainRows) -> tuple[np.ndarray, list[str]]:
         """The part's model matrix (C order, float64) on the rows used, and formulaic's
         names of its columns (``Intercept``, ``x``, ``f[T.b]``, ``logical(flag)[TRUE]``...)."""
