@@ -288,8 +288,9 @@ class PlainPart:
             # The levels as a list first: slicing an Index of arrow text builds the
             # whole Index's hash table (tens of microseconds, every fit).
             names += [f"{factor}[{mark}{level}]" for level in as_list(coding.levels)[dropped:]]
-        # Indicators are zero but on one column per factor and row.
-        out = (np.zeros if self.factors else np.empty)((rows.n, len(names)), dtype=np.float64)
+        # Every column is written below: no zeroing of the whole matrix (a few
+        # microseconds), only of the indicator blocks set one column per row.
+        out = np.empty((rows.n, len(names)), dtype=np.float64)
         if self.intercept:
             out[:, 0] = 1.0
         for start, name, coding, dropped in blocks:
@@ -299,6 +300,7 @@ class PlainPart:
             if dropped and len(coding.levels) == 2:
                 out[:, start] = coding.codes  # one indicator: the codes themselves (0/1)
                 continue
+            out[:, start : start + len(coding.levels) - dropped] = 0.0
             hit = np.flatnonzero(coding.codes >= dropped) if dropped else np.arange(rows.n)
             out[hit, start + coding.codes[hit] - dropped] = 1.0
         return out, names
