@@ -287,6 +287,19 @@ def test_missing_raise_names_the_columns(sleep: pd.DataFrame) -> None:
         mm.lmer(FORMULA, data, missing="raise")
 
 
+def test_missing_values_found_in_numbers_and_categories(sleep: pd.DataFrame) -> None:
+    data = sleep.copy()
+    data["Days"] = data["Days"].astype(float)
+    data.loc[7, "Days"] = np.nan
+    data.loc[3, "Reaction"] = np.inf  # with -inf, a sum is NaN without a missing value
+    data.loc[4, "Reaction"] = -np.inf
+    data["Subject"] = pd.Categorical(data["Subject"].where(data.index != 11))
+    with raises(DataError, "2 rows have missing values", "'Days', 'Subject'", "row 7"):
+        mm.lmer(FORMULA, data, missing="raise")
+    with raises(DataError, "'Reaction' is infinite or NaN in 2 rows"):
+        mm.lmer(FORMULA, data)
+
+
 def test_all_our_errors_are_value_errors() -> None:
     for cls in (MixedModelsError, FormulaError, DataError):
         assert issubclass(cls, ValueError)

@@ -9,6 +9,7 @@ drops them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,7 +138,8 @@ def _polars_integers(series: Any) -> Any:
 
 
 def column_missing(series: pd.Series, values: np.ndarray | None = None) -> np.ndarray | None:
-    """Where a column is missing, or None when it cannot be (integer and boolean columns).
+    """Where a column is missing, or None when it cannot be (integer and boolean columns)
+    or is not (numbers and categories whose one reduction says so).
 
     ``values`` is the column as a numpy array when it is already at hand.
     """
@@ -150,9 +152,13 @@ def _missing(series: pd.Series, dtype: Any, values: np.ndarray | None) -> np.nda
         if dtype.kind in "iub":
             return None
         if dtype.kind == "f":
-            return np.isnan(series.to_numpy() if values is None else values)
+            values = series.to_numpy() if values is None else values
+            # A sum is NaN when any value is (or infinities of both signs are):
+            # one reduction, without the mask, settles the usual case.
+            return np.isnan(values) if math.isnan(values.sum()) else None
     elif isinstance(dtype, pd.CategoricalDtype):
-        return series.array.codes < 0  # what isna() tests, without its overhead
+        codes = series.array.codes  # what isna() tests, without its overhead
+        return codes < 0 if len(codes) and codes.min() < 0 else None
     return np.asarray(series.isna(), dtype=bool)
 
 
