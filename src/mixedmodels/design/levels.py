@@ -278,14 +278,18 @@ def as_list(levels: pd.Index) -> list[Any]:
 
 
 def categories_taken(codes, present):  # pragma: no cover - numba
-    """Mark in ``present`` the categories ``codes`` take; whether a code is −1 (missing)."""
+    """Mark in ``present`` the categories ``codes`` take; whether a code is −1 (missing),
+    and whether every category is taken."""
     missing = False
     for code in codes:
         if code >= 0:
             present[code] = True
         else:
             missing = True
-    return missing
+    every = True
+    for taken in present:
+        every = every and taken
+    return missing, every
 
 
 #: The compiled :func:`categories_taken` (None without numba).
@@ -309,8 +313,8 @@ def categories_present(
         raise ImportError("numba is not installed")
     if kernel is not None:
         present = np.zeros(n_categories, dtype=bool)
-        missing = bool(kernel(codes, present))
-        return (None if present.all() else present), missing
+        missing, every = kernel(codes, present)
+        return (None if every else present), missing
     missing = bool(len(codes)) and int(codes.min()) < 0
     valid = codes[codes >= 0] if missing else codes
     if n_categories <= 2 and len(valid):
