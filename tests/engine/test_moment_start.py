@@ -15,7 +15,12 @@ import pytest
 import mixedmodels as mm
 from mixedmodels.engine.blocks import cross_products
 from mixedmodels.engine.problem import LinearProblem
-from mixedmodels.engine.start import _scalar_moment_system, moment_start
+from mixedmodels.engine.start import (
+    _compiled_factor,
+    _factor_numpy,
+    _scalar_moment_system,
+    moment_start,
+)
 from mixedmodels.engine.terms import TermStructure
 
 
@@ -178,6 +183,53 @@ def test_levels_of_equal_precision_give_the_unweighted_moment_estimate():
     relative = (bhat.T @ bhat / 60 - sigma2 * np.linalg.inv(d)) / sigma2
     lam = _term("g0", 60, 2).lambda_matrix(start)
     np.testing.assert_allclose(lam @ lam.T, relative, rtol=1e-8)
+
+
+def _factor_inputs(rng, q: int, levels: int, relative: np.ndarray):
+    """A vector term's inputs to the factor: levels whose Dₗ⁻¹ differ by orders of
+    magnitude (so that the weighted steps are taken) and their b̂ₗ/σ."""
+    root = rng.normal(size=(levels, q, q)) * np.logspace(-1, 1, levels)[:, None, None]
+    d_inv = root @ root.transpose(0, 2, 1) + 0.01 * np.eye(q)
+    b = rng.normal(size=(levels, q)) * 2.0
+    return relative, b, d_inv, d_inv.sum(axis=0) / levels
+
+
+@pytest.mark.parametrize("q", [2, 3, 4])
+@pytest.mark.parametrize(
+    "kind", ["random", "indefinite", "repeated eigenvalues", "rank one", "zero"]
+)
+def test_compiled_factor_matches_numpys_eigh_solve_and_cholesky(q, kind):
+    """The compiled factor's own Jacobi eigen-decomposition, elimination and Cholesky
+    factor (in place of numba's LAPACK wrappers, slow to load) give numpy's
+    numbers, with and without the weighted steps."""
+    compiled = _compiled_factor()
+    if compiled is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(q)
+    root = rng.normal(size=(q, q))
+    relative = {
+        "random": root @ root.T,
+        "indefinite": root @ root.T - 2.0 * np.eye(q),
+        "repeated eigenvalues": 3.0 * np.eye(q),
+        "rank one": np.outer(root[0], root[0]),
+        "zero": np.zeros((q, q)),
+    }[kind]
+    for levels, heterogeneity in [(30, 0.25), (30, np.inf)]:
+        inputs = _factor_inputs(rng, q, levels, relative)
+        expected = _factor_numpy(*inputs, 4, 1e-4, heterogeneity)
+        lam = compiled(*inputs, 4, 1e-4, heterogeneity)
+        assert np.all(np.triu(lam, 1) == 0.0)
+        np.testing.assert_allclose(lam, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+
+
+def test_compiled_factor_fails_with_nan_where_numpy_raises():
+    compiled = _compiled_factor()
+    if compiled is None:
+        pytest.skip("numba is not installed")
+    inputs = _factor_inputs(np.random.default_rng(1), 2, 10, np.full((2, 2), np.nan))
+    with pytest.raises(np.linalg.LinAlgError):
+        _factor_numpy(*inputs, 4, 1e-4, 0.25)
+    assert np.isnan(compiled(*inputs, 4, 1e-4, 0.25)).all()
 
 
 def test_no_usable_level_gives_none():

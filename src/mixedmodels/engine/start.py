@@ -295,7 +295,7 @@ def _vector_factor(
     levels' b̂ₗ/σ (``b``) and Dₗ⁻¹, or None where it fails (see :func:`_factor`)."""
     kernel = _compiled_factor()
     try:
-        lam = (kernel or _factor)(
+        lam = (kernel or _factor_numpy)(
             relative, b, d_inv, d_inv_mean, _WEIGHTED_STEPS, _EIGEN_FLOOR, _HETEROGENEITY
         )
     except np.linalg.LinAlgError:
@@ -308,9 +308,14 @@ def _factor(
 ):  # pragma: no cover - numba
     """Σ_b/σ² re-estimated with each level weighted by its precision where the
     levels' precisions differ, its eigenvalues floored, and its Cholesky factor
-    (NaN where a solve fails; LinAlgError where the factor does).  Compiled where
-    numba is: numpy's per-call costs on q×q matrices made these steps cost more
-    than the evaluations they save (0.85 ms on 500 levels, against 0.03 ms).
+    (NaN where a solve or the factor fails).  Compiled where numba is (numpy's
+    per-call costs on q×q matrices made these steps cost more than the
+    evaluations they save: 0.85 ms on 500 levels, against 0.03 ms); its
+    eigen-decomposition (cyclic Jacobi), solve and Cholesky factor are written
+    out here: numba's LAPACK wrappers for them made the cached code 2.6 times
+    larger and its load in a new process, which a fresh process's first fit
+    waits for, 15 ms instead of 6.5 (sleepstudy).  :func:`_factor_numpy` is the
+    same with numpy's calls, where numba is not.
 
     b̂ₗ/σ has covariance Vₗ = Σ_b/σ² + Dₗ⁻¹; the unweighted mean of
     b̂ₗb̂ₗᵀ − Dₗ⁻¹ lets the levels with the largest Dₗ⁻¹ (a slope over a few
@@ -329,6 +334,7 @@ def _factor(
     rows: 0.17 ms for a start that moved 0.4 %).
     """
     levels, q, _ = d_inv.shape
+    failed = np.full((q, q), np.nan)
     spread = 0.0
     total = 0.0
     for i in range(q):
@@ -345,20 +351,87 @@ def _factor(
         for i in range(q):
             for j in range(q):
                 outer[level, i, j] = b[level, i] * b[level, j] - d_inv[level, i, j]
-    system = np.zeros((q * q, q * q))
-    rhs = np.zeros((q, q))
+    n = q * q
+    system = np.zeros((n, n))
+    rhs = np.zeros(n)
+    estimate = relative.copy()
+    a = np.empty((q, q))
+    vectors = np.empty((q, q))
+    current = np.empty((q, q))
     v = np.empty((q, q))
     w = np.empty((q, q))
     t = np.empty((q, q))
     for step in range(steps + 1):
-        if not np.isfinite(relative).all():
-            return np.full((q, q), np.nan)
-        # The eigenvalues floored (see _EIGEN_FLOOR).
-        values, vectors = np.linalg.eigh(0.5 * (relative + relative.T))
-        values = np.maximum(values, eigen_floor * max(values.max(), 1.0))
-        current = (vectors * values) @ vectors.T
+        # The eigenvalues of the symmetric part floored (see _EIGEN_FLOOR), by
+        # cyclic Jacobi rotations until the off-diagonal part is below rounding.
+        scale = 0.0
+        for i in range(q):
+            for j in range(q):
+                a[i, j] = 0.5 * (estimate[i, j] + estimate[j, i])
+                vectors[i, j] = 1.0 if i == j else 0.0
+                scale += a[i, j] * a[i, j]
+        if not math.isfinite(scale):
+            return failed
+        for _sweep in range(100):
+            off = 0.0
+            for i in range(q):
+                for j in range(i):
+                    off += a[i, j] * a[i, j]
+            if off <= 1e-34 * scale:
+                break
+            for p in range(q - 1):
+                for r in range(p + 1, q):
+                    if a[p, r] == 0.0:
+                        continue
+                    # The rotation by (cosine, sine) in the (p, r) plane zeroing a[p, r]:
+                    # tangent = sine/cosine, the smaller root t of t² + 2θt − 1 = 0.
+                    theta = (a[r, r] - a[p, p]) / (2.0 * a[p, r])
+                    if abs(theta) > 1e150:
+                        tangent = 0.5 / theta
+                    else:
+                        tangent = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                        if theta < 0.0:
+                            tangent = -tangent
+                    cosine = 1.0 / math.sqrt(tangent * tangent + 1.0)
+                    sine = tangent * cosine
+                    for k in range(q):
+                        akp = a[k, p]
+                        a[k, p] = cosine * akp - sine * a[k, r]
+                        a[k, r] = sine * akp + cosine * a[k, r]
+                    for k in range(q):
+                        apk = a[p, k]
+                        a[p, k] = cosine * apk - sine * a[r, k]
+                        a[r, k] = sine * apk + cosine * a[r, k]
+                        vkp = vectors[k, p]
+                        vectors[k, p] = cosine * vkp - sine * vectors[k, r]
+                        vectors[k, r] = sine * vkp + cosine * vectors[k, r]
+                    a[p, r] = 0.0
+                    a[r, p] = 0.0
+        largest = 1.0
+        for i in range(q):
+            largest = max(largest, a[i, i])
+        for i in range(q):
+            for j in range(q):
+                acc = 0.0
+                for k in range(q):
+                    acc += vectors[i, k] * max(a[k, k], eigen_floor * largest) * vectors[j, k]
+                current[i, j] = acc
         if step == steps:
-            return np.linalg.cholesky(current)
+            # Its Cholesky factor (lower triangle; NaN if not positive definite).
+            lam = np.zeros((q, q))
+            for j in range(q):
+                acc = current[j, j]
+                for k in range(j):
+                    acc -= lam[j, k] * lam[j, k]
+                if not acc > 0.0:
+                    return failed
+                lam[j, j] = math.sqrt(acc)
+                for i in range(j + 1, q):
+                    acc = current[i, j]
+                    for k in range(j):
+                        acc -= lam[i, k] * lam[j, k]
+                    lam[i, j] = acc / lam[j, j]
+            return lam
         # Σₗ Wₗ S Wₗ as a linear map of S ([(i, k), (j, m)] = Σₗ Wₗᵢⱼ Wₗₘₖ) and
         # Σₗ Wₗ outerₗ Wₗ, with Wₗ = (current + d_invₗ)⁻¹.
         system[:] = 0.0
@@ -396,16 +469,70 @@ def _factor(
                     acc = 0.0
                     for m in range(q):
                         acc += t[i, m] * w[m, k]
-                    rhs[i, k] += acc
-        if not np.isfinite(system).all() or abs(np.linalg.det(system)) == 0.0:
-            return np.full((q, q), np.nan)
-        relative = np.linalg.solve(system, rhs.reshape(-1)).reshape(q, q)
-        relative = 0.5 * (relative + relative.T)
-    return np.full((q, q), np.nan)  # not reached: the last step returns
+                    rhs[i * q + k] += acc
+        # The next S by Gaussian elimination with partial pivoting (NaN where
+        # the system is singular or not finite).
+        for c in range(n):
+            best = c
+            for r in range(c + 1, n):
+                if abs(system[r, c]) > abs(system[best, c]):
+                    best = r
+            if not (abs(system[best, c]) > 0.0 and math.isfinite(system[best, c])):
+                return failed
+            if best != c:
+                for j in range(c, n):
+                    system[c, j], system[best, j] = system[best, j], system[c, j]
+                rhs[c], rhs[best] = rhs[best], rhs[c]
+            for r in range(c + 1, n):
+                factor = system[r, c] / system[c, c]
+                for j in range(c, n):
+                    system[r, j] -= factor * system[c, j]
+                rhs[r] -= factor * rhs[c]
+        for c in range(n - 1, -1, -1):
+            acc = rhs[c]
+            for j in range(c + 1, n):
+                acc -= system[c, j] * rhs[j]
+            rhs[c] = acc / system[c, c]
+        for i in range(q):
+            for j in range(q):
+                estimate[i, j] = 0.5 * (rhs[i * q + j] + rhs[j * q + i])
+    return failed  # not reached: the last step returns
 
 
 #: The compiled :func:`_factor` (None without numba).
 _compiled_factor = compiled_on_first_use(_factor)
+
+
+def _factor_numpy(
+    relative: np.ndarray,
+    b: np.ndarray,
+    d_inv: np.ndarray,
+    d_inv_mean: np.ndarray,
+    steps: int,
+    eigen_floor: float,
+    heterogeneity: float,
+) -> np.ndarray:
+    """:func:`_factor` with numpy's batched calls, where numba is not (raises
+    LinAlgError where a solve or the factor fails)."""
+    levels, q, _ = d_inv.shape
+    spread = math.sqrt(float(np.square(d_inv - d_inv_mean).sum()) / levels)
+    if not spread > heterogeneity * math.sqrt(float(np.square(relative + d_inv_mean).sum())):
+        steps = 0
+    outer = b[:, :, None] * b[:, None, :] - d_inv
+    for step in range(steps + 1):
+        if not np.isfinite(relative).all():
+            raise np.linalg.LinAlgError("the weighted moment estimate is not finite")
+        values, vectors = np.linalg.eigh(0.5 * (relative + relative.T))
+        values = np.maximum(values, eigen_floor * max(values.max(), 1.0))
+        current = (vectors * values) @ vectors.T
+        if step == steps:
+            return np.linalg.cholesky(current)
+        w = np.linalg.inv(current + d_inv)
+        system = np.einsum("lij,lmk->ikjm", w, w).reshape(q * q, q * q)
+        rhs = (w @ outer @ w).sum(axis=0).reshape(-1)
+        relative = np.linalg.solve(system, rhs).reshape(q, q)
+        relative = 0.5 * (relative + relative.T)
+    raise AssertionError("not reached: the last step returns")
 
 
 def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
