@@ -8,13 +8,13 @@ quadrature objective by Nelder–Mead.  Here:
   (:mod:`~mixedmodels.engine.laplace_gradient`), so (θ, β) are optimised by
   the engine's bounded quasi-Newton method (values at line-search trial
   points, gradients at accepted ones) from lme4's initial PIRLS solution,
-  with β measured in units of its R_X standard errors and, for scalar terms,
-  θ moved by one EM step from that solution (no extra PIRLS; the starts are
-  :mod:`~mixedmodels.engine.glmm_starts`'); the first stage, whose purpose is
+  with β measured in units of its R_X standard errors and θ moved from that
+  solution to a normal working model's estimate (no extra PIRLS; the starts
+  are :mod:`~mixedmodels.engine.glmm_starts`'); the first stage, whose purpose is
   a start for β, is not needed (on the reference models it reaches the same
   optima in no more evaluations);
 * nAGQ = 0 is the first stage alone, by the same method on its own gradient in θ
-  (from the EM step; B from forward differences);
+  (from the working model's start; B from forward differences);
 * adaptive quadrature (nAGQ > 1) starts from the Laplace optimum and is
   polished by BOBYQA (its objective has no analytic gradient here);
 * without numba (no gradient) the stages are lme4's, both by BOBYQA.
@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import PirlsError
 from .curvature import STEP, central_derivatives, hessian_from_forward_gradients
 from .glmm_problem import GeneralizedProblem, PirlsWorkspace
-from .glmm_starts import ModePredictor, beta_curvature, column_mirrors, em_step, start_hessian
+from .glmm_starts import ModePredictor, beta_curvature, column_mirrors, start_hessian, working_start
 from .optimize import (
     BOUNDARY_TOLERANCE,
     GRADIENT_TOLERANCE,
@@ -93,9 +93,9 @@ def _first_stage(
     theta0, initial = problem.initial(ws)
     count = [0]
     if problem.has_gradient:
-        moved = em_step(problem, ws, theta0, initial)
+        moved = working_start(problem, ws, theta0, initial)
         if moved is not None:
-            theta0 = moved
+            theta0 = moved[0]
         last: list = [None]
 
         def value(theta: np.ndarray) -> float:
@@ -198,12 +198,9 @@ def fit_glmm(
         theta0, joint_solution = problem.initial(ws, tolerance=_START_TOLERANCE)
         beta0 = joint_solution.beta.copy()
         ws.last_u = joint_solution.u
-        moved = em_step(problem, ws, theta0, joint_solution)
+        moved = working_start(problem, ws, theta0, joint_solution)
         if moved is not None:
-            # The same modes b = λu at the new θ.
-            levels = [t.n_levels for t in problem.terms]
-            ws.last_u = joint_solution.u * np.repeat(theta0 / moved, levels)
-            theta0 = moved
+            theta0, ws.last_u = moved
     else:
         theta0, beta0, n_first, _ = _first_stage(problem, ws)
         _, joint_solution = problem.joint(theta0, ws)
