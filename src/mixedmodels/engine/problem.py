@@ -30,7 +30,11 @@ _LOG_2PI = math.log(2 * math.pi)
 
 @dataclass(frozen=True, eq=False)
 class Solution:
-    """β, the modes and σ read off the factor at θ (what a fit reports)."""
+    """β, the modes and σ read off the factor at θ (what a fit reports).
+
+    Its arrays are its own and read-only (:meth:`LinearProblem.solve` makes
+    them so), so that a fitted state holds them as they are.
+    """
 
     theta: np.ndarray
     objective: float
@@ -288,13 +292,17 @@ class LinearProblem:
         dof = cp.n_obs - cp.n_fixed if self.reml else cp.n_obs
         r2 = factor.pwrss()
         rinv = factor.inverse_rx()
+        vcov = rinv.T @ rinv
+        # Every array here is new: made read-only, not copied (see Solution).
+        for array in (theta, beta, vcov, *modes):
+            array.flags.writeable = False
         return Solution(
             theta=theta,
             objective=value,
             beta=beta,
             modes=modes,
             sigma=math.sqrt(r2 / dof),
-            unscaled_vcov=rinv.T @ rinv,
+            unscaled_vcov=vcov,
             pwrss=r2,
         )
 

@@ -48,9 +48,8 @@ class FitResultsMixin:
     @property
     def is_singular(self) -> bool:
         """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
-        theta = self.state.theta
-        finite = np.isfinite(self.lower_bounds)
-        return bool(np.any(theta[finite] - self.lower_bounds[finite] < BOUNDARY_TOLERANCE))
+        # θ − (−∞) is +∞: a θ without a bound is never near it.
+        return bool((self.state.theta - self.lower_bounds < BOUNDARY_TOLERANCE).any())
 
     @property
     def converged(self) -> bool:

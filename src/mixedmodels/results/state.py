@@ -17,12 +17,6 @@ from ..engine.optimize import OptimizationSummary
 from ..engine.problem import Solution
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float64)
-    a.flags.writeable = False
-    return a
-
-
 @dataclass(frozen=True, eq=False)
 class FittedState:
     """Estimates of a fitted linear mixed model.
@@ -61,12 +55,13 @@ class FittedState:
     def from_solution(
         cls, solution: Solution, reml: bool, optimizer: OptimizationSummary
     ) -> FittedState:
+        """The state of a solution (its arrays, read-only and its own, are held as they are)."""
         return cls(
-            theta=_frozen(solution.theta),
-            beta=_frozen(solution.beta),
+            theta=solution.theta,
+            beta=solution.beta,
             sigma=float(solution.sigma),
-            modes=tuple(_frozen(m) for m in solution.modes),
-            unscaled_vcov=_frozen(solution.unscaled_vcov),
+            modes=solution.modes,
+            unscaled_vcov=solution.unscaled_vcov,
             objective=float(solution.objective),
             reml=bool(reml),
             optimizer=optimizer,
