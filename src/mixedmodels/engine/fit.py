@@ -8,8 +8,9 @@ idea) and the exact first-order check.  Where numba is missing, BOBYQA with
 restarts from a boundary optimum, a polish and lme4's finite-difference
 check.  The optimizer moves φ = θ/scale so that random-effect columns on
 extreme scales fit as well as rescaled ones (:func:`theta_scale`).  Returns an
-:class:`~mixedmodels.engine.optimize.OptimizationSummary`; the model turns it
-into its fitted state.
+:class:`~mixedmodels.engine.optimize.OptimizationSummary` and the
+:class:`~mixedmodels.engine.problem.Solution` at its θ, read off the workspace
+the optimizer left there; the model turns them into its fitted state.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .factor import BlockedCholesky
 from .gradient import gradient_available
 from .gradient_fit import Evaluator, fit_quasi_newton
 from .kernels import available_cpus
@@ -30,7 +32,7 @@ from .optimize import (
     minimize_bobyqa,
     restart_steps,
 )
-from .problem import LinearProblem
+from .problem import LinearProblem, Solution
 from .small_trailing import MAX_ROWS as SMALL_TRAILING_ROWS
 from .start import moment_start, start_steps
 from .threads import blas_threads
@@ -108,11 +110,13 @@ def optimize_theta(
     check: bool = True,
     max_restarts: int = 3,
     optimizer: str = "auto",
-) -> OptimizationSummary:
+) -> tuple[OptimizationSummary, Solution | None]:
     """Minimise the problem's criterion over θ; see :meth:`LinearMixedModel.fit`.
 
     ``optimizer`` is "quasi-newton" (exact gradient; needs numba), "bobyqa"
     (derivative-free, as lme4) or "auto" (the first where numba imports).
+    Returns the optimizer's summary and the solution at its θ (None when the
+    criterion was not finite anywhere the optimizer went).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -124,15 +128,26 @@ def optimize_theta(
     start_phi, steps = starting_point(problem, start, scale)
     # The θ loop works on many small matrices, and even InstEval's 1128×1128
     # Cholesky ran no faster with two OpenBLAS threads than with one
-    # (measured on this 2-core machine): BLAS stays single-threaded here.
+    # (measured on this 2-core machine): BLAS stays single-threaded here, and
+    # for the solution at the optimum (under load, OpenBLAS's second thread
+    # made a 1159² Cholesky fifty times slower).
     with blas_threads(optimizer_threads(problem)):
         if optimizer == "quasi-newton":
             evaluator = Evaluator(problem, scale)
             summary = fit_quasi_newton(evaluator, start_phi, check=check, max_restarts=max_restarts)
             if summary is not None:
-                return summary
+                return summary, solution_at(summary, evaluator)
             # The criterion is not finite at the start: BOBYQA searches more widely.
-        return _optimize(problem, start_phi, steps, scale, check, max_restarts)
+        summary, workspace = _optimize(problem, start_phi, steps, scale, check, max_restarts)
+        if not math.isfinite(summary.objective):
+            return summary, None
+        return summary, problem.solve(summary.final, workspace, refresh=False)
+
+
+def solution_at(summary: OptimizationSummary, evaluator: Evaluator) -> Solution:
+    """The solution at the summary's θ on the evaluator's workspace (read as it is
+    where the optimizer stopped there)."""
+    return evaluator.problem.solve(summary.final, evaluator.workspace, refresh=False)
 
 
 def _optimize(
@@ -142,7 +157,8 @@ def _optimize(
     scale: np.ndarray,
     check: bool,
     max_restarts: int,
-) -> OptimizationSummary:
+) -> tuple[OptimizationSummary, BlockedCholesky]:
+    """BOBYQA's fit: its summary and the workspace it evaluated on."""
     workspace = problem.workspace()
     lower = problem.lower_bounds
 
@@ -189,7 +205,7 @@ def _optimize(
         ok = ok and passed
         messages.extend(found)
     theta = theta * scale
-    return OptimizationSummary(
+    summary = OptimizationSummary(
         initial=start * scale,
         lower=lower.copy(),
         final=theta,
@@ -201,6 +217,7 @@ def _optimize(
         gradient=gradient,
         seconds=seconds,
     )
+    return summary, workspace
 
 
 def _parallel_evaluator(problem: LinearProblem, scale: np.ndarray, seconds_per_evaluation: float):

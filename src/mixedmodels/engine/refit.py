@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .blocks import CrossProducts
-from .fit import blas_threads, optimizer_threads, theta_scale
+from .fit import blas_threads, optimizer_threads, solution_at, theta_scale
 from .gradient_fit import Evaluator, fit_quasi_newton
 from .optimize import OptimizationSummary
 from .problem import LinearProblem, Solution
@@ -119,14 +119,10 @@ class ResponseRefitter:
         h_phi = None if hessian is None else hessian * np.outer(scale, scale)
         with blas_threads(self._threads):
             summary = fit_quasi_newton(self.evaluator, start_phi, hessian=h_phi)
-        if summary is None:
-            raise FloatingPointError("the criterion is not finite at the start of the refit")
-        # The workspace was last updated after set_response: current if at the optimum.
-        solution = self.problem.solve(
-            summary.final, workspace=self.evaluator.workspace, refresh=False
-        )
-        if solution.objective != summary.objective:
-            summary = replace(summary, objective=solution.objective)
+            if summary is None:
+                raise FloatingPointError("the criterion is not finite at the start of the refit")
+            # The workspace was last updated after set_response: current if at the optimum.
+            solution = solution_at(summary, self.evaluator)
         cp = self.blocks
         own = replace(cp, xz=[a.copy() for a in cp.xz], xx=cp.xx.copy())
         return summary, solution, own

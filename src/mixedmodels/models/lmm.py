@@ -260,24 +260,21 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
             raise ArgumentError(
                 f"max_restarts must be a non-negative integer, not {max_restarts!r}"
             )
-        # One BLAS thread: under load, OpenBLAS's second thread made a 1159²
-        # Cholesky fifty times slower here (the θ loop and the solution alike).
-        with blas_threads(optimizer_threads(self.problem)):
-            summary = optimize_theta(
-                self.problem,
-                start,
-                check=check_convergence,
-                max_restarts=max_restarts,
-                optimizer=optimizer,
+        summary, solution = optimize_theta(
+            self.problem,
+            start,
+            check=check_convergence,
+            max_restarts=max_restarts,
+            optimizer=optimizer,
+        )
+        if solution is None:
+            criterion = "REML criterion" if self.reml else "deviance"
+            raise DataError(
+                f"the {criterion} is not finite at any θ the optimizer tried: the fixed "
+                "effects fit the response exactly (no residual variation left), or the "
+                "response's values are too large to square in floating point"
             )
-            if not math.isfinite(summary.objective):
-                criterion = "REML criterion" if self.reml else "deviance"
-                raise DataError(
-                    f"the {criterion} is not finite at any θ the optimizer tried: the fixed "
-                    "effects fit the response exactly (no residual variation left), or the "
-                    "response's values are too large to square in floating point"
-                )
-            self._set_state(summary)
+        self._set_state(summary, solution)
         if warn:
             for message in summary.messages:
                 warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())
@@ -291,14 +288,15 @@ class LinearMixedModel(InferenceMixin, FitResultsMixin):
         return self
 
     def _set_state(self, summary: OptimizationSummary, solution: Solution | None = None) -> None:
-        """The fitted state at the summary's θ (from ``solution`` when the caller has it)."""
+        """The fitted state at the summary's θ (from ``solution`` when the caller has it),
+        with the criterion as the solution read it."""
         if solution is None:
-            # The optimizer evaluated on this thread's workspace of the problem,
-            # whose blocks do not change: where it stopped at the optimum, the
-            # factor is read as it is.
-            solution = self.problem.solve(summary.final, refresh=False)
-            if solution.objective != summary.objective:
-                summary = replace(summary, objective=solution.objective)
+            # On this thread's workspace of the problem, whose blocks do not
+            # change: where it was last updated at this θ, it is read as it is.
+            with blas_threads(optimizer_threads(self.problem)):
+                solution = self.problem.solve(summary.final, refresh=False)
+        if solution.objective != summary.objective:
+            summary = replace(summary, objective=solution.objective)
         self._state = FittedState.from_solution(solution, self.reml, summary)
 
     def update(
