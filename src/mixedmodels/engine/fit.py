@@ -145,9 +145,15 @@ def optimize_theta(
 
 
 def solution_at(summary: OptimizationSummary, evaluator: Evaluator) -> Solution:
-    """The solution at the summary's θ on the evaluator's workspace (read as it is
-    where the optimizer stopped there)."""
-    return evaluator.problem.solve(summary.final, evaluator.workspace, refresh=False)
+    """The solution at the summary's θ on the evaluator's workspace: read as it is
+    where the optimizer stopped there, and with the β̂ and û of its last gradient
+    where that was at the same θ (no triangular solve then)."""
+    return evaluator.problem.solve(
+        summary.final,
+        evaluator.workspace,
+        refresh=False,
+        solved=evaluator.solved_at(summary.final),
+    )
 
 
 def _optimize(

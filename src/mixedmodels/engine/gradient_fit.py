@@ -88,6 +88,14 @@ class Evaluator:
         # (g is a new array at every call: returned as it is where φ = θ.)
         return g if self.unit_scale else g * self.scale
 
+    def solved_at(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """(β̂, û per term) as the last :meth:`gradient` read them off the workspace, when
+        it was at exactly this θ (else None): the solution there needs no new solve."""
+        residuals = self._residuals
+        if residuals is None or not bool((self.theta == theta).all()):
+            return None
+        return residuals.beta, residuals.modes
+
     def information(self) -> np.ndarray:
         """The average-information Hessian in φ at the point of the last :meth:`value`
         (:mod:`~mixedmodels.engine.information`)."""

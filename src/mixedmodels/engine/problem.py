@@ -268,6 +268,7 @@ class LinearProblem:
         workspace: BlockedCholesky | None = None,
         *,
         refresh: bool = True,
+        solved: tuple[np.ndarray, list[np.ndarray]] | None = None,
     ) -> Solution:
         """β, the conditional modes, σ and (R_XᵀR_X)⁻¹ at θ (on this thread's workspace
         unless one is given).
@@ -275,7 +276,10 @@ class LinearProblem:
         ``refresh=False`` reads a workspace already updated at exactly this θ
         as it is (a fit's optimizer leaves it at its optimum, on InstEval a
         Cholesky of 1159² saved); the caller vouches that the cross-products
-        have not changed since that update.
+        have not changed since that update.  ``solved`` is (β̂, û per term)
+        already read off a factor at exactly this θ on these cross-products
+        (the optimizer's last gradient reads them), used in place of the
+        triangular solves; the arrays are copied, not kept.
         """
         theta = np.array(theta, dtype=np.float64)
         factor = self.default_workspace() if workspace is None else workspace
@@ -283,7 +287,10 @@ class LinearProblem:
         if not (refresh is False and factor.is_current(lambdas)) and not factor.update(lambdas):
             raise np.linalg.LinAlgError("the factor is not positive definite at this θ")
         value = self.criterion(factor, self.reml)
-        beta, u = factor.solution()
+        if solved is None:
+            beta, u = factor.solution()
+        else:
+            beta, u = solved[0].copy(), solved[1]
         modes = tuple(
             ui.reshape(t.n_levels, t.q) @ lam.T
             for ui, t, lam in zip(u, self.terms, lambdas, strict=True)
