@@ -105,6 +105,36 @@ def test_solution_is_the_dense_estimate(name, reml):
         np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-10)
 
 
+def test_solution_read_off_a_workspace_as_left_or_refactored():
+    """refresh=False reads a workspace left at θ as it is and refactors one left
+    elsewhere; β̂ and û given (as the optimizer's last gradient read them) stand in
+    for the solve.  The same numbers every way, in read-only arrays."""
+    problem, linear = _setup("crossed, vector and scalar, weighted")
+    qs = [zi.shape[1] for zi in problem.z]
+    theta = theta_of(linear.terms, random_lambdas(1, qs))
+    elsewhere = theta_of(linear.terms, random_lambdas(2, qs))
+    fresh = linear.solve(theta, linear.workspace())
+    workspace = linear.workspace()
+    linear.objective(theta, workspace=workspace)
+    as_left = linear.solve(theta, workspace, refresh=False)
+    linear.objective(elsewhere, workspace=workspace)
+    refactored = linear.solve(theta, workspace, refresh=False)
+    beta, modes = workspace.solution()
+    given = linear.solve(theta, workspace, refresh=False, solved=(beta, modes))
+    assert given.beta is not beta
+    for solution in (as_left, refactored, given):
+        assert solution.objective == fresh.objective
+        assert solution.sigma == fresh.sigma
+        for ours, theirs in [
+            (solution.theta, fresh.theta),
+            (solution.beta, fresh.beta),
+            (solution.unscaled_vcov, fresh.unscaled_vcov),
+            *zip(solution.modes, fresh.modes, strict=True),
+        ]:
+            np.testing.assert_array_equal(ours, theirs)
+            assert not ours.flags.writeable
+
+
 def test_lambda_templates_and_bounds():
     _, linear = _setup("crossed, vector and scalar, weighted")
     # A 2×2 λ has θ = (λ₁₁, λ₂₁, λ₂₂), lme4's column-major order; a scalar term one θ.
