@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.kernels import compiled_on_first_use
+from ..engine.jit import compiled_on_first_use
 
 __all__ = ["ColumnSummary", "summarize_columns", "surely_full_rank"]
 

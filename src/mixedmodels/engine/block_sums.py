@@ -14,7 +14,7 @@ flat buffer; the kernel is told where each block starts.
 
 from __future__ import annotations
 
-from .kernels import compiled_on_first_use
+from .jit import compiled_on_first_use
 
 
 def sum_blocks(

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from .jit import compiled
+
 # Armijo's sufficient-decrease constant.
 _ARMIJO = 1e-4
 # Extend an accepted step while the slope along it is still below this
@@ -274,8 +276,6 @@ def _trial_point(x, d, alpha, lower):  # pragma: no cover - numba
 def _compiled():
     """(direction, BFGS update, trial point) compiled on first use; the first two
     None without numba, the trial point's loop then run as Python (the same numbers)."""
-    from .kernels import compiled
-
     return (
         compiled(_direction),
         compiled(_bfgs_update),

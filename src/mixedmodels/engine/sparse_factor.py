@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .kernels import compiled
+from .jit import compiled
 
 
 def _factor_front(front, colptr, rowidx, values, work, head, link, first):  # pragma: no cover

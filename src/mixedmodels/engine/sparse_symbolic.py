@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import compiled
+from .jit import compiled
 from .sparse_factor import SparseTrailing
 
 # Relative costs per multiply-add, against LAPACK's blocked Cholesky of the

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from .blocks import CrossProducts
-from .kernels import compiled_on_first_use
+from .jit import compiled_on_first_use
 from .smallmatrix import batched_determinant_inverse, batched_matmul
 from .terms import RandomEffectsTerm
 
