@@ -243,12 +243,17 @@ class LaplaceGradient:
 
     def _solve(self, rhs: np.ndarray) -> np.ndarray:
         """H⁻¹rhs with the factor currently in ``pirls.factor`` (with β: the joint system)."""
+        x = rhs.copy()
+        self._solve_in_place(x)
+        return x
+
+    def _solve_in_place(self, x: np.ndarray) -> None:
+        """x ← H⁻¹x (``x`` contiguous)."""
         factor = self.pirls.factor
         column = factor.col0
         # The trailing rows solved for: later terms, and X when β is estimated too.
         n = factor.n_re_trailing + (self.pirls.n_fixed if self.pirls.fixed_inside else 0)
         m0q0 = factor.L00.shape[0] * factor.L00.shape[1]
-        x = rhs.copy()
         y0, y_t = x[:m0q0], x[m0q0:]
         self.kernels["forward"](
             factor.L00, column.values, column.rows, column.level_ptr, n, y0, y_t
@@ -264,7 +269,6 @@ class LaplaceGradient:
         self.kernels["backward"](
             factor.L00, column.values, column.rows, column.level_ptr, n, y0, y_t
         )
-        return x
 
     def selected_inverse(self) -> SelectedInverse:
         """M⁻¹ where the row sums need it, from the factor at the solution."""
@@ -321,13 +325,14 @@ class LaplaceGradient:
         levels = np.diff(pirls.u_offsets)
         u = solution.u
         k = len(theta)
-        out = np.empty((len(u), len(steps)))
-        for i, step in enumerate(steps):
-            # A step dθₖ moves b = θu by dθₖ·u at fixed u.
-            scale = np.repeat(step[:k], levels)
-            rhs = weighted(solution.point, lams, scale * u, step[k:])
-            rhs -= scale * u / np.repeat(theta, levels)
-            out[:, i] = -self._solve(rhs)
+        steps = np.asarray(steps, dtype=np.float64)
+        # A step dθₖ moves b = θu by dθₖ·u at fixed u: per level and step, (modes, steps).
+        mode_steps = np.repeat(steps[:, :k].T, levels, axis=0) * u[:, None]
+        out = weighted(solution.point, lams, mode_steps, steps[:, k:].T)
+        out -= mode_steps / np.repeat(theta, levels)[:, None]
+        for i in range(len(steps)):
+            self._solve_in_place(out[:, i])
+        np.negative(out, out=out)
         return out
 
     def __call__(self, lambdas: list[np.ndarray], solution: PirlsSolution) -> np.ndarray:
