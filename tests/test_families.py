@@ -302,3 +302,13 @@ def test_saturated_constant_turns_the_deviance_into_aic(family):
 
 def test_no_saturated_constant_for_rounded_binomial_successes():
     assert Binomial().saturated_aic(np.array([0.3, 0.5]), np.ones(2)) is None
+
+
+def test_bernoulli_rows_have_a_zero_saturated_constant():
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    mu = np.array([0.2, 0.7, 0.9, 0.4, 0.5])
+    w = np.ones(len(y))
+    family = Binomial()
+    assert family.saturated_aic(y, w) == 0.0
+    deviance = family.deviance(y, mu, w)
+    assert family.aic(y, mu, w, deviance) == pytest.approx(deviance, rel=1e-12)

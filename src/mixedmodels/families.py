@@ -318,6 +318,8 @@ class Binomial(Family):
             np.abs(weights - np.round(weights)) > 1e-8
         ):
             return None  # aic rounds the successes and trials; the deviance does not
+        if np.all(weights == 1.0):
+            return 0.0  # 0/1 outcomes: p(y | μ = y) = 1 in every row
         return self.aic(y, y, weights, 0.0)
 
     def check_response(self, y, weights, name):
