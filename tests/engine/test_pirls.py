@@ -69,6 +69,29 @@ def test_refilled_blocks_equal_fresh_cross_products(use_numba):
     np.testing.assert_allclose(cp.xx, fresh.xx, rtol=1e-12)
 
 
+def test_blocks_built_like_others_fill_as_fresh_ones():
+    design = _crossed()
+    terms = design.terms
+    args = ([t.codes for t in terms], [t.z for t in terms], [t.n_levels for t in terms])
+    joint = WeightedCrossProducts(*args, design.x)
+    no_x = np.empty((len(design.y), 0))
+    blocks = WeightedCrossProducts(*args, no_x, like=joint)
+    joint.fill(RNG.uniform(0.1, 3.0, len(design.y)), RNG.normal(size=len(design.y)))
+    w = RNG.uniform(0.1, 3.0, len(design.y))
+    r = RNG.normal(size=len(design.y))
+    blocks.fill(w, r)
+    fresh = cross_products(*args, no_x, r, w)
+    cp = blocks.cp
+    assert cp.xx.shape == fresh.xx.shape == (1, 1)
+    for a, b in zip(cp.diag, fresh.diag, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for key in fresh.off:
+        np.testing.assert_allclose(cp.off[key].data, fresh.off[key].data, rtol=1e-12, atol=1e-12)
+    for a, b in zip(cp.xz, fresh.xz, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cp.xx, fresh.xx, rtol=1e-12)
+
+
 def _score(pirls, design, family, solution, lambdas):
     """2u + ΛᵀZᵀd and Xᵀd, d = ∂deviance/∂η: zero at the modes (and at β̂ when inside)."""
     eta, mu = pirls.rows.means(solution.point)

@@ -62,6 +62,10 @@ class WeightedCrossProducts:
         these rows are a part of the data: the blocks then have the layout of
         the whole data's, so that the parts' buffers add up to the
         whole's (a Dask partition's share).  Default: the structure of these rows.
+    like : WeightedCrossProducts, optional
+        Blocks of the same rows and terms (other columns of X): their codes,
+        model matrices, level pairs and each row's pair are taken as they are
+        (a GLMM's two PIRLS solvers) instead of found again.
 
     Attributes
     ----------
@@ -83,30 +87,37 @@ class WeightedCrossProducts:
         x: np.ndarray,
         use_numba: bool | None = None,
         structure: CrossProducts | None = None,
+        like: WeightedCrossProducts | None = None,
     ) -> None:
         n = x.shape[0]
         self.n_levels = [int(m) for m in n_levels]
-        self.codes = np.ascontiguousarray(
-            np.vstack([np.asarray(c) for c in codes]) if len(codes) else np.zeros((0, n))
-        ).astype(np.int64)
-        self.z = np.ascontiguousarray(np.column_stack(list(z)), dtype=np.float64)
-        self.zcol = np.cumsum([0, *(zi.shape[1] for zi in z)]).astype(np.int64)
+        if like is not None:
+            self.codes, self.z, self.zcol = like.codes, like.z, like.zcol
+        else:
+            self.codes = np.ascontiguousarray(
+                np.vstack([np.asarray(c) for c in codes]) if len(codes) else np.zeros((0, n))
+            ).astype(np.int64)
+            self.z = np.ascontiguousarray(np.column_stack(list(z)), dtype=np.float64)
+            self.zcol = np.cumsum([0, *(zi.shape[1] for zi in z)]).astype(np.int64)
         self.n_fixed = x.shape[1]
         # [X y] with y refilled by each fill(): X's columns are written once.
         self.xy = np.zeros((n, self.n_fixed + 1))
         self.xy[:, : self.n_fixed] = x
-        if structure is None:
+        if like is not None:
+            structure = _empty_like(like.cp, self.n_fixed)
+        elif structure is None:
             structure = cross_products(list(self.codes), list(z), self.n_levels, x, self.xy[:, -1])
         else:
             structure = _empty_like(structure, self.n_fixed)
         self.cp: CrossProducts = structure
-        self._layout(structure)
+        self._layout(structure, None if like is None else like.row_pairs)
         self._kernel = block_sums_kernel() if use_numba is not False else None
         if use_numba and self._kernel is None:
             raise ImportError("numba is not installed")
 
-    def _layout(self, cp: CrossProducts) -> None:
-        """Move every block into one flat buffer (the blocks become views) and index it."""
+    def _layout(self, cp: CrossProducts, pair_of_row: np.ndarray | None = None) -> None:
+        """Move every block into one flat buffer (the blocks become views) and index it
+        (``pair_of_row``: each row's level pair per pair of terms, when known)."""
         blocks = [*cp.diag, *(pairs.data for pairs in cp.off.values()), *cp.xz, cp.xx]
         sizes = [b.size for b in blocks]
         starts = np.cumsum([0, *sizes])
@@ -130,6 +141,9 @@ class WeightedCrossProducts:
         )
         self._xx_at = int(starts[-2])
         self._pair_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
+        if pair_of_row is not None:
+            self._pair_of_row = pair_of_row
+            return
         self._pair_of_row = np.zeros((len(keys), self.xy.shape[0]), dtype=np.int64)
         for p, (i, j) in enumerate(keys):
             pairs = cp.off[(i, j)]
@@ -164,6 +178,11 @@ class WeightedCrossProducts:
     def load(self, buffer: np.ndarray) -> None:
         """Set every block from a flat buffer of this layout (e.g. the parts' buffers summed)."""
         self.buffer[:] = buffer
+
+    @property
+    def row_pairs(self) -> np.ndarray:
+        """Per pair of terms (in ``cp.off``'s order), each row's index among its level pairs."""
+        return self._pair_of_row
 
     def pair_index(self, i: int, j: int) -> np.ndarray:
         """For each row, the index of its level pair in ``cp.off[(i, j)]``."""

@@ -69,6 +69,8 @@ class RowsInMemory:
     structure : CrossProducts, optional
         The whole data's block structure, when these rows are a part of it
         (see :class:`~mixedmodels.engine.weighted.WeightedCrossProducts`).
+    like : WeightedCrossProducts, optional
+        Blocks already built on these rows and terms, whose structure is reused.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class RowsInMemory:
         *,
         fixed_inside: bool,
         structure=None,
+        like: WeightedCrossProducts | None = None,
     ) -> None:
         self.y = np.ascontiguousarray(y, dtype=np.float64)
         self.prior_weights = np.ascontiguousarray(prior_weights, dtype=np.float64)
@@ -93,7 +96,9 @@ class RowsInMemory:
         self.n_fixed = self.x.shape[1]
         n = len(self.y)
         carried = self.x if fixed_inside else np.empty((n, 0))
-        self.blocks = WeightedCrossProducts(codes, z, n_levels, carried, structure=structure)
+        self.blocks = WeightedCrossProducts(
+            codes, z, n_levels, carried, structure=structure, like=like
+        )
         self._codes = [np.asarray(c) for c in codes]
         self._z = [np.asarray(zi, dtype=np.float64) for zi in z]
         self._shapes = [(int(m), zi.shape[1]) for m, zi in zip(n_levels, self._z, strict=True)]
@@ -508,6 +513,8 @@ class RowData:
         self.offset = np.ascontiguousarray(offset, dtype=np.float64)
         self.x = np.ascontiguousarray(x, dtype=np.float64)
         self.terms = list(terms)
+        # The first working rows' blocks, whose structure later ones reuse.
+        self._blocks: WeightedCrossProducts | None = None
 
     @property
     def n_obs(self) -> int:
@@ -517,13 +524,17 @@ class RowData:
     def n_fixed(self) -> int:
         return self.x.shape[1]
 
+    def __getstate__(self) -> dict:
+        # The blocks are rebuilt where the rows arrive (they are as large as the rows).
+        return {**self.__dict__, "_blocks": None}
+
     def with_response(self, y: np.ndarray) -> RowData:
         """The same rows with another response (a simulated one: the bootstrap)."""
         return RowData(y, self.prior_weights, self.offset, self.x, self.terms)
 
     def working(self, fixed_inside: bool, family: Family) -> RowsInMemory:
         """Working rows for one PIRLS solver (X among the blocks when ``fixed_inside``)."""
-        return RowsInMemory(
+        rows = RowsInMemory(
             self.y,
             self.prior_weights,
             self.offset,
@@ -533,7 +544,11 @@ class RowData:
             [t.n_levels for t in self.terms],
             family,
             fixed_inside=fixed_inside,
+            like=self._blocks,
         )
+        if self._blocks is None:
+            self._blocks = rows.blocks
+        return rows
 
     def saturated_aic(self, family: Family) -> float | None:
         """The family's saturated constant on these rows (see :meth:`Family.saturated_aic`)."""
