@@ -128,7 +128,7 @@ def _per_level_products(
     return out
 
 
-def _pair_structure(
+def pair_structure(
     codes_i: np.ndarray, n_levels_i: int, codes_j: np.ndarray, n_levels_j: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The level pairs (i, j) that share a row, sorted: (rows, cols, each row's pair)."""
@@ -155,7 +155,7 @@ def _pair_blocks(
     z_j: np.ndarray,
     n_levels_j: int,
 ) -> PairBlocks:
-    rows, cols, pair_of_row = _pair_structure(codes_i, n_levels_i, codes_j, n_levels_j)
+    rows, cols, pair_of_row = pair_structure(codes_i, n_levels_i, codes_j, n_levels_j)
     n_pairs = len(rows)
     data = np.empty((n_pairs, z_i.shape[1], z_j.shape[1]))
     for a in range(z_i.shape[1]):
@@ -280,7 +280,7 @@ def _blocks_compiled(
         codes_all[t] = codes[t]
     keys = [(i, j) for i in range(k) for j in range(i)]
     structures = [
-        _pair_structure(codes_all[i], n_levels[i], codes_all[j], n_levels[j]) for i, j in keys
+        pair_structure(codes_all[i], n_levels[i], codes_all[j], n_levels[j]) for i, j in keys
     ]
     pair_of_row = np.empty((len(keys), n), dtype=np.int64)
     for b, (_, _, index) in enumerate(structures):

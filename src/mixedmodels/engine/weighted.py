@@ -4,7 +4,8 @@ Penalized iteratively reweighted least squares (PIRLS) solves one weighted
 least-squares problem per iteration: the rows, their level codes and the
 pairs of levels that share a row never change, only the working weights and
 the working response do.  :class:`WeightedCrossProducts` finds the structure
-once (from :func:`~mixedmodels.engine.blocks.cross_products`, so the blocks
+once (the level pairs that share rows as
+:func:`~mixedmodels.engine.blocks.cross_products` finds them, so the blocks
 are laid out exactly as the blocked factor expects), puts every block's
 values in one flat buffer, and records where each row lands in it;
 :meth:`WeightedCrossProducts.fill` then recomputes all blocks in one compiled
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .block_sums import block_sums_kernel
-from .blocks import CrossProducts, PairBlocks, cross_products
+from .blocks import CrossProducts, PairBlocks, cross_products, pair_structure
 from .factor import BlockedCholesky
 
 
@@ -43,6 +44,31 @@ def _empty_like(structure: CrossProducts, n_fixed: int) -> CrossProducts:
         xx=np.zeros((c, c)),
         n_obs=0,
     )
+
+
+def _zero_structure(
+    codes: np.ndarray, q: Sequence[int], n_levels: Sequence[int], n_fixed: int
+) -> tuple[CrossProducts, np.ndarray]:
+    """Zero blocks with the level pairs that share rows, and each row's pair per pair of
+    terms (the structure :func:`cross_products` would find, without its sums)."""
+    k = len(q)
+    keys = [(i, j) for i in range(k) for j in range(i)]
+    pair_of_row = np.empty((len(keys), codes.shape[1]), dtype=np.int64)
+    off = {}
+    for b, (i, j) in enumerate(keys):
+        rows, cols, pair_of_row[b] = pair_structure(codes[i], n_levels[i], codes[j], n_levels[j])
+        off[(i, j)] = PairBlocks(rows, cols, np.zeros((len(rows), q[i], q[j])))
+    c = n_fixed + 1
+    cp = CrossProducts(
+        n_levels=tuple(n_levels),
+        q=tuple(q),
+        diag=[np.zeros((m, qi, qi)) for m, qi in zip(n_levels, q, strict=True)],
+        off=off,
+        xz=[np.zeros((c, m, qi)) for m, qi in zip(n_levels, q, strict=True)],
+        xx=np.zeros((c, c)),
+        n_obs=0,
+    )
+    return cp, pair_of_row
 
 
 class WeightedCrossProducts:
@@ -103,14 +129,16 @@ class WeightedCrossProducts:
         # [X y] with y refilled by each fill(): X's columns are written once.
         self.xy = np.zeros((n, self.n_fixed + 1))
         self.xy[:, : self.n_fixed] = x
+        pair_of_row = None
         if like is not None:
-            structure = _empty_like(like.cp, self.n_fixed)
+            structure, pair_of_row = _empty_like(like.cp, self.n_fixed), like.row_pairs
         elif structure is None:
-            structure = cross_products(list(self.codes), list(z), self.n_levels, x, self.xy[:, -1])
+            q = [int(b - a) for a, b in zip(self.zcol[:-1], self.zcol[1:], strict=True)]
+            structure, pair_of_row = _zero_structure(self.codes, q, self.n_levels, self.n_fixed)
         else:
             structure = _empty_like(structure, self.n_fixed)
         self.cp: CrossProducts = structure
-        self._layout(structure, None if like is None else like.row_pairs)
+        self._layout(structure, pair_of_row)
         self._kernel = block_sums_kernel() if use_numba is not False else None
         if use_numba and self._kernel is None:
             raise ImportError("numba is not installed")
