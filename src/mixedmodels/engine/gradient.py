@@ -73,6 +73,7 @@ def first_term_gradient(
     acc,
     pair_base,
     pair_pos,
+    q0_tag,
 ):  # pragma: no cover - compiled by numba
     """Add Σ_ℓ Y for the first term's levels lo:hi, and their part of the later terms' Y.
 
@@ -83,9 +84,10 @@ def first_term_gradient(
     (:class:`~mixedmodels.engine.kernels.LevelColumns`); ``acc[t]`` collects
     Σ_ℓ Y_ℓ of term t, indexed
     [row of Σ, column of (BᵀG)].  The entries of a level are those of
-    :class:`~mixedmodels.engine.kernels.LevelColumns`, rows ascending.
+    :class:`~mixedmodels.engine.kernels.LevelColumns`, rows ascending;
+    ``q0_tag`` is :func:`~mixedmodels.engine.kernels.q0_tag` (q₀ as a type).
     """
-    q0 = diag0.shape[1]
+    q0 = len(q0_tag)
     max_entries = 0
     for level in range(lo, hi):
         max_entries = max(max_entries, level_ptr[level + 1] - level_ptr[level])
@@ -426,7 +428,7 @@ class ProfiledGradient:
             sigma,
             n_s,
         )
-        pairs = (col0.pair_base, col0.pair_pos)
+        pairs = (col0.pair_base, col0.pair_pos, col0.q0_tag)
         split = col0.thread_split
         if split is None:
             kernel(0, col0.n_levels, *arrays, acc, *pairs)

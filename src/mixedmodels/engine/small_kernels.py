@@ -63,9 +63,12 @@ def update_kernel(
     off_pairs,
     pair_levels,
     data_flat,
+    q0_tag,
 ):  # pragma: no cover - compiled by numba
     """Fill T (lower triangle) and factor the first term and T; returns Σ log diag L₀₀
-    (nan when some λᵀDλ + I or T is not positive definite)."""
+    (nan when some λᵀDλ + I or T is not positive definite).  ``q0_tag``: q₀ as a type
+    (:func:`~mixedmodels.engine.kernels.q0_tag`), so that numba compiles this kernel
+    once per q₀ with the first term's loops unrolled."""
     n = t.shape[0]
     n_xy = xx.shape[0]
     r = n - n_xy
@@ -136,6 +139,7 @@ def update_kernel(
         t,
         pair_base,
         pair_pos,
+        q0_tag,
     )
     if math.isnan(logdet) or not _cholesky(t, n) or not math.isfinite(t[n - 1, n - 1]):
         return math.nan
@@ -173,9 +177,11 @@ def gradient_kernel(
     u_flat,
     ze_flat,
     out,
+    q0_tag,
 ):  # pragma: no cover - compiled by numba
     """∇θ of the criterion at the θ of the last :func:`update_kernel`; also w (−û_T, −β, 1),
-    the spherical modes û and Zᵀe (flat, by term) for the caller."""
+    the spherical modes û and Zᵀe (flat, by term) for the caller (``q0_tag``: as for
+    :func:`update_kernel`)."""
     n = t.shape[0]
     n_xy = xz0.shape[0]
     r = n - n_xy
@@ -190,7 +196,7 @@ def gradient_kernel(
             s -= t[j, i] * w[j]
         w[i] = s / t[i, i]
     m0, q0 = layout[0, 0], layout[0, 1]
-    _first_modes(level_ptr, rows, values, l00, w, u_flat[: m0 * q0].reshape(m0, q0))
+    _first_modes(level_ptr, rows, values, l00, w, u_flat[: m0 * q0].reshape(m0, q0), q0_tag)
     for term in range(1, k):
         m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
         for e in range(m * q):
@@ -231,6 +237,7 @@ def gradient_kernel(
         acc,
         pair_base,
         pair_pos,
+        q0_tag,
     )
     # The later terms' diagonal blocks: Σ_(t,ℓ),(t,ℓ) λᵀDₗ, and with REML the X rows.
     for term in range(1, k):

@@ -177,6 +177,7 @@ class SmallTrailing:
             self.off_pairs,
             self.pair_levels,
             data,
+            column.q0_tag,
         )
         if math.isnan(logdet):
             return None
@@ -233,6 +234,7 @@ class SmallTrailing:
             u_flat,
             ze_flat,
             out,
+            column.q0_tag,
         )
         r = self.n_re_trailing
         beta = -w[r : r + p]
