@@ -108,7 +108,11 @@ def first_term_levels(
     s_mat = np.empty((q0, q0))
     chol = np.zeros((q0, q0))
     right = np.empty((q0, q0))
+    # Σ log of the diagonal of L₀₀ as log Π: a logarithm costs as much as the rest
+    # of a level's arithmetic, a product of diagonals (each ≥ 1 but for rounding)
+    # far less; the product is logged and restarted before it could overflow.
     logdet = 0.0
+    det = 1.0
     for level in range(lo, hi):
         # λᵀDₗλ + I, lower triangle.
         for i in range(q0):
@@ -128,7 +132,10 @@ def first_term_levels(
                 return math.nan
             d = math.sqrt(s)
             chol[j, j] = d
-            logdet += math.log(d)
+            det *= d
+            if not 1e-150 < det < 1e150:
+                logdet += math.log(det)
+                det = 1.0
             for i in range(j + 1, q0):
                 s = s_mat[i, j]
                 for kk in range(j):
@@ -191,7 +198,7 @@ def first_term_levels(
                     for c in range(q0):
                         s += values[e1, c] * values[e2, c]
                     out_row[rows[e2]] -= s
-    return logdet
+    return logdet + math.log(det)
 
 
 #: The compiled level loop (None without numba).
