@@ -19,6 +19,7 @@ from . import gradient, kernels
 # The compiled loops the kernels call: set by compiled_kernels() before it
 # compiles them (numba reads a global's value when it compiles the function).
 _first_levels = _first_modes = _first_gradient = _cholesky = None
+_term_residual = _term_products = None
 
 
 def _cholesky_in_place(t, n):  # pragma: no cover - numba
@@ -277,17 +278,11 @@ def gradient_kernel(
                             # Term j: Σ λ_i[d, a] G[d, i2]; term i: Σ λ_j[i2, c] G[d, i2].
                             acc[j, c, i2] += s_ac * lam_stack[i, d, a] * data_flat[g + d * qj + i2]
                             acc[i, a, d] += s_ac * lam_stack[j, i2, c] * data_flat[g + d * qj + i2]
-    # Zᵀe per term: [X y]ᵀZ's y row less β̂ᵀ[X]ᵀZ, less ZᵀZ b with b = λu.
+    # Zᵀe per term: [X y]ᵀZ's y row less β̂ᵀ[X]ᵀZ, less ZᵀZ b with b = λu (the first
+    # term with q₀ a constant), then less the pairs' G b.
     n_re = u_flat.shape[0]
     b_flat = np.empty(n_re)
-    for term in range(k):
-        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
-        for level in range(m):
-            for a in range(q):
-                s = 0.0
-                for c in range(a + 1):
-                    s += lam_stack[term, a, c] * u_flat[at + level * q + c]
-                b_flat[at + level * q + a] = s
+    q_runtime = np.empty(q_max)
     for term in range(k):
         m, q, d_at, x_at, at = (
             layout[term, 0],
@@ -296,14 +291,20 @@ def gradient_kernel(
             layout[term, 3],
             layout[term, 4],
         )
-        for level in range(m):
-            for a in range(q):
-                s = xz_flat[x_at + (p * m + level) * q + a]
-                for x in range(p):
-                    s += w[r + x] * xz_flat[x_at + (x * m + level) * q + a]
-                for c in range(q):
-                    s -= diag_flat[d_at + level * q * q + a * q + c] * b_flat[at + level * q + c]
-                ze_flat[at + level * q + a] = s
+        args = (
+            m,
+            lam_stack[term],
+            u_flat[at : at + m * q],
+            xz_flat[x_at : x_at + n_xy * m * q],
+            diag_flat[d_at : d_at + m * q * q],
+            w[r : r + p],
+            b_flat[at : at + m * q],
+            ze_flat[at : at + m * q],
+        )
+        if term == 0:
+            _term_residual(*args, q0_tag)
+        else:
+            _term_residual(*args, q_runtime[:q])
     for o in range(off_terms.shape[0]):
         i, j = off_terms[o, 0], off_terms[o, 1]
         qi, qj = layout[i, 1], layout[j, 1]
@@ -316,15 +317,56 @@ def gradient_kernel(
                     gac = data_flat[g + a * qj + c]
                     ze_flat[ri + a] -= gac * b_flat[cj + c]
                     ze_flat[cj + c] -= gac * b_flat[ri + a]
-    # ∂/∂θ = 2 Σ Y[j, i] + dof ∂r²/r², ∂r²/∂λ_t[i, j] = −2 Σₗ (Zᵀe)ₗ[i] ûₗ[j].
+    # ∂/∂θ = 2 Σ Y[j, i] + dof ∂r²/r², ∂r²/∂λ_t[i, j] = −2 Σₗ (Zᵀe)ₗ[i] ûₗ[j]: the sums
+    # Σₗ (Zᵀe)ₗ ûₗᵀ of every term in one pass over its levels.
+    products = np.zeros((k, q_max, q_max))
+    for term in range(k):
+        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
+        args2 = (m, ze_flat[at : at + m * q], u_flat[at : at + m * q], products[term])
+        if term == 0:
+            _term_products(*args2, q0_tag)
+        else:
+            _term_products(*args2, q_runtime[:q])
     r2 = t[n - 1, n - 1] * t[n - 1, n - 1]
     for kk in range(theta_index.shape[0]):
         term, i, j = theta_index[kk, 0], theta_index[kk, 1], theta_index[kk, 2]
-        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
-        d_r2 = 0.0
-        for level in range(m):
-            d_r2 -= 2.0 * ze_flat[at + level * q + i] * u_flat[at + level * q + j]
+        # −2 Σ (exactly the sum of the −2 ze·u: a power of two scales without rounding).
+        d_r2 = -2.0 * products[term, i, j]
         out[kk] = 2.0 * acc[term, j, i] + dof * d_r2 / r2
+
+
+def _term_residual_loop(m, lam, u, xz, diag, beta, b, ze, q_tag):  # pragma: no cover - numba
+    """One term's b = λu and Zᵀe less its diagonal blocks' ZᵀZ b, level by level
+    (``q_tag``: the term's q as a type, a tuple, for the first term, or as an
+    array's length for the others; ``beta`` is −β̂)."""
+    q = len(q_tag)
+    p = beta.shape[0]
+    for level in range(m):
+        base = level * q
+        for a in range(q):
+            s = 0.0
+            for c in range(a + 1):
+                s += lam[a, c] * u[base + c]
+            b[base + a] = s
+        for a in range(q):
+            s = xz[(p * m + level) * q + a]
+            for x in range(p):
+                s += beta[x] * xz[(x * m + level) * q + a]
+            for c in range(q):
+                s -= diag[level * q * q + a * q + c] * b[base + c]
+            ze[base + a] = s
+
+
+def _term_products_loop(m, ze, u, out, q_tag):  # pragma: no cover - numba
+    """out[i, j] += Σₗ (Zᵀe)ₗ[i] ûₗ[j] over one term's levels (``q_tag``: as for
+    :func:`_term_residual_loop`)."""
+    q = len(q_tag)
+    for level in range(m):
+        base = level * q
+        for i in range(q):
+            zi = ze[base + i]
+            for j in range(q):
+                out[i, j] += zi * u[base + j]
 
 
 def information_kernel(
@@ -496,5 +538,7 @@ def compiled_kernels():
         names["_first_modes"] = jit(kernels.first_term_modes)
         names["_first_gradient"] = jit(gradient.first_term_gradient)
         names["_cholesky"] = jit(_cholesky_in_place)
+        names["_term_residual"] = jit(_term_residual_loop)
+        names["_term_products"] = jit(_term_products_loop)
         _COMPILED = (jit(update_kernel), jit(gradient_kernel), jit(information_kernel))
     return _COMPILED or None
