@@ -19,7 +19,7 @@ from . import gradient, kernels
 # The compiled loops the kernels call: set by compiled_kernels() before it
 # compiles them (numba reads a global's value when it compiles the function).
 _first_levels = _first_modes = _first_gradient = _cholesky = None
-_term_residual = _term_products = None
+_term_residual = _term_products = _term_info = _first_info = None
 
 
 def _cholesky_in_place(t, n):  # pragma: no cover - numba
@@ -390,8 +390,10 @@ def information_kernel(
     sigma2,
     dof,
     out,
+    q0_tag,
 ):  # pragma: no cover - compiled by numba
-    """The average information (see :mod:`~mixedmodels.engine.information`) into ``out``."""
+    """The average information (see :mod:`~mixedmodels.engine.information`) into ``out``
+    (``q0_tag``: as for :func:`update_kernel`)."""
     n = t.shape[0]
     k = layout.shape[0]
     n_re = ze_flat.shape[0]
@@ -416,6 +418,7 @@ def information_kernel(
     # G u on every term's levels, Xᵀ Z u.
     gu = np.zeros((n_re, n_theta))
     gx = np.zeros((max(p, 1), n_theta))
+    q_runtime = np.empty(lam_stack.shape[1])
     for term in range(k):
         m, q, d_at, x_at, at = (
             layout[term, 0],
@@ -424,19 +427,19 @@ def information_kernel(
             layout[term, 3],
             layout[term, 4],
         )
-        for level in range(m):
-            base = at + level * q
-            block = d_at + level * q * q
-            for c in range(q):
-                for e in range(q):
-                    d = diag_flat[block + c * q + e]
-                    for kk in range(n_theta):
-                        gu[base + c, kk] += d * u[base + e, kk]
-            for x in range(p):
-                for c in range(q):
-                    v = xz_flat[x_at + (x * m + level) * q + c]
-                    for kk in range(n_theta):
-                        gx[x, kk] += v * u[base + c, kk]
+        args = (
+            m,
+            diag_flat[d_at : d_at + m * q * q],
+            xz_flat[x_at : x_at + (p + 1) * m * q],
+            u[at : at + m * q],
+            gu[at : at + m * q],
+            gx,
+            p,
+        )
+        if term == 0:
+            _term_info(*args, q0_tag)
+        else:
+            _term_info(*args, q_runtime[:q])
     for o in range(off_terms.shape[0]):
         i, j = off_terms[o, 0], off_terms[o, 1]
         qi, qj = layout[i, 1], layout[j, 1]
@@ -450,16 +453,23 @@ def information_kernel(
                     for kk in range(n_theta):
                         gu[ri + c, kk] += gce * u[cj + e, kk]
                         gu[cj + e, kk] += gce * u[ri + c, kk]
+    # uᵀ G u: u_k1 is 0 off its term's levels (the sums leave those zeros out).
     for k1 in range(n_theta):
+        m, q, at = (
+            layout[theta_index[k1, 0], 0],
+            layout[theta_index[k1, 0], 1],
+            layout[theta_index[k1, 0], 4],
+        )
         for k2 in range(n_theta):
             s = 0.0
-            for e in range(n_re):
+            for e in range(at, at + m * q):
                 s += u[e, k1] * gu[e, k2]
             out[k1, k2] = s
     # c = [λᵀ G u; Xᵀ Z u], then z = L⁻¹c: the first term level by level, T's rows
     # less L_T0 z₀, T's leading rows (all but y's) by forward substitution.
-    c_vec = np.empty((n_re, n_theta))
-    for term in range(k):
+    m0, q0 = layout[0, 0], layout[0, 1]
+    rhs = np.zeros((n, n_theta))
+    for term in range(1, k):
         m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
         for level in range(m):
             base = at + level * q
@@ -468,33 +478,13 @@ def information_kernel(
                     s = 0.0
                     for c in range(q):
                         s += lam_stack[term, c, a2] * gu[base + c, kk]
-                    c_vec[base + a2, kk] = s
-    m0, q0 = layout[0, 0], layout[0, 1]
-    rhs = np.zeros((n, n_theta))
-    for term in range(1, k):
-        m, q, at = layout[term, 0], layout[term, 1], layout[term, 4]
-        for e in range(m * q):
-            for kk in range(n_theta):
-                rhs[offsets[term] + e, kk] = c_vec[at + e, kk]
+                    rhs[offsets[term] + level * q + a2, kk] = s
     for x in range(p):
         for kk in range(n_theta):
             rhs[r + x, kk] = gx[x, kk]
     zz = np.zeros((n_theta, n_theta))
-    z0 = np.empty(q0)
+    _first_info(lam_stack[0], gu[: m0 * q0], l00, level_ptr, rows, values, rhs, zz, q0_tag)
     for kk in range(n_theta):
-        for level in range(m0):
-            for i in range(q0):
-                s = c_vec[level * q0 + i, kk]
-                for j in range(i):
-                    s -= l00[level, i, j] * z0[j]
-                z0[i] = s / l00[level, i, i]
-            for e in range(level_ptr[level], level_ptr[level + 1]):
-                s = 0.0
-                for c in range(q0):
-                    s += values[e, c] * z0[c]
-                rhs[rows[e], kk] -= s
-            for i in range(q0):
-                c_vec[level * q0 + i, kk] = z0[i]
         for i in range(n - 1):
             s = rhs[i, kk]
             for j in range(i):
@@ -502,9 +492,7 @@ def information_kernel(
             rhs[i, kk] = s / t[i, i]
     for k1 in range(n_theta):
         for k2 in range(n_theta):
-            s = 0.0
-            for e in range(m0 * q0):
-                s += c_vec[e, k1] * c_vec[e, k2]
+            s = zz[k1, k2]
             for e in range(n - 1):
                 s += rhs[e, k1] * rhs[e, k2]
             zz[k1, k2] = s
@@ -514,6 +502,56 @@ def information_kernel(
             h = b / sigma2 - a[k1] * a[k2] / (dof * sigma2 * sigma2)
             out[k1, k2] = h
             out[k2, k1] = h
+
+
+def _term_info_loop(m, diag, xz, u, gu, gx, p, q_tag):  # pragma: no cover - numba
+    """gu += G u on one term's diagonal blocks, gx += Xᵀ Z u on its levels (``q_tag``:
+    as for :func:`_term_residual_loop`)."""
+    q = len(q_tag)
+    n_theta = u.shape[1]
+    for level in range(m):
+        base = level * q
+        block = level * q * q
+        for c in range(q):
+            for e in range(q):
+                d = diag[block + c * q + e]
+                for kk in range(n_theta):
+                    gu[base + c, kk] += d * u[base + e, kk]
+        for x in range(p):
+            for c in range(q):
+                v = xz[(x * m + level) * q + c]
+                for kk in range(n_theta):
+                    gx[x, kk] += v * u[base + c, kk]
+
+
+def _first_info_loop(lam, gu, l00, level_ptr, rows, values, rhs, zz, q0_tag):  # pragma: no cover
+    """The first term's levels in one pass: z = Lₗ⁻¹ λᵀ (G u)ₗ, rhs[rows] −= values · z,
+    zz += zᵀz (``q0_tag``: :func:`~mixedmodels.engine.kernels.q0_tag`)."""
+    q0 = len(q0_tag)
+    n_theta = gu.shape[1]
+    z = np.empty((q0, n_theta))
+    for level in range(l00.shape[0]):
+        base = level * q0
+        for kk in range(n_theta):
+            for i in range(q0):
+                s = 0.0
+                for c in range(q0):
+                    s += lam[c, i] * gu[base + c, kk]
+                z[i, kk] = s
+            for i in range(q0):
+                s = z[i, kk]
+                for j in range(i):
+                    s -= l00[level, i, j] * z[j, kk]
+                z[i, kk] = s / l00[level, i, i]
+            for e in range(level_ptr[level], level_ptr[level + 1]):
+                s = 0.0
+                for c in range(q0):
+                    s += values[e, c] * z[c, kk]
+                rhs[rows[e], kk] -= s
+        for i in range(q0):
+            for k1 in range(n_theta):
+                for k2 in range(n_theta):
+                    zz[k1, k2] += z[i, k1] * z[i, k2]
 
 
 _COMPILED = None
@@ -540,5 +578,7 @@ def compiled_kernels():
         names["_cholesky"] = jit(_cholesky_in_place)
         names["_term_residual"] = jit(_term_residual_loop)
         names["_term_products"] = jit(_term_products_loop)
+        names["_term_info"] = jit(_term_info_loop)
+        names["_first_info"] = jit(_first_info_loop)
         _COMPILED = (jit(update_kernel), jit(gradient_kernel), jit(information_kernel))
     return _COMPILED or None

@@ -281,5 +281,6 @@ class SmallTrailing:
             float(self.T[-1, -1] ** 2) / dof,  # r², as the factor reads it
             float(dof),
             out,
+            column.q0_tag,
         )
         return out
