@@ -154,8 +154,12 @@ def _missing(series: pd.Series, dtype: Any, values: np.ndarray | None) -> np.nda
         if dtype.kind == "f":
             values = series.to_numpy() if values is None else values
             # A sum is NaN when any value is (or infinities of both signs are):
-            # one reduction, without the mask, settles the usual case.
-            return np.isnan(values) if math.isnan(values.sum()) else None
+            # one reduction, without the mask, settles the usual case.  (Those
+            # infinities, or huge values that overflow, are the caller's data, not a
+            # numerical accident: numpy's warnings about them are not the caller's.)
+            with np.errstate(invalid="ignore", over="ignore"):
+                total = values.sum()
+            return np.isnan(values) if math.isnan(total) else None
     elif isinstance(dtype, pd.CategoricalDtype):
         codes = series.array.codes  # what isna() tests, without its overhead
         return codes < 0 if len(codes) and codes.min() < 0 else None
