@@ -15,29 +15,12 @@ import math
 import numpy as np
 
 from . import gradient, kernels
+from .smallmatrix import cholesky_in_place
 
 # The compiled loops the kernels call: set by compiled_kernels() before it
 # compiles them (numba reads a global's value when it compiles the function).
 _first_levels = _first_modes = _first_gradient = _cholesky = None
 _term_residual = _term_products = _term_info = _first_info = None
-
-
-def _cholesky_in_place(t, n):  # pragma: no cover - numba
-    """T's lower triangle ← its Cholesky factor; False if not positive definite."""
-    for j in range(n):
-        s = t[j, j]
-        for k in range(j):
-            s -= t[j, k] * t[j, k]
-        if not s > 0.0:
-            return False
-        d = math.sqrt(s)
-        t[j, j] = d
-        for i in range(j + 1, n):
-            s = t[i, j]
-            for k in range(j):
-                s -= t[i, k] * t[j, k]
-            t[i, j] = s / d
-    return True
 
 
 def update_kernel(
@@ -575,7 +558,7 @@ def compiled_kernels():
         names["_first_levels"] = jit(kernels.first_term_levels)
         names["_first_modes"] = jit(kernels.first_term_modes)
         names["_first_gradient"] = jit(gradient.first_term_gradient)
-        names["_cholesky"] = jit(_cholesky_in_place)
+        names["_cholesky"] = jit(cholesky_in_place)
         names["_term_residual"] = jit(_term_residual_loop)
         names["_term_products"] = jit(_term_products_loop)
         names["_term_info"] = jit(_term_info_loop)

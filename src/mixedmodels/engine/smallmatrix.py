@@ -9,6 +9,7 @@ magnitude faster; larger blocks fall back to numpy.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -143,3 +144,24 @@ def batched_determinant_inverse(blocks: np.ndarray) -> tuple[np.ndarray, np.ndar
     out = np.full_like(blocks, np.nan)
     out[regular] = np.linalg.inv(blocks[regular])
     return det, out
+
+
+def cholesky_in_place(t, n):  # pragma: no cover - called from numba's kernels
+    """The leading n×n lower triangle of ``t`` ← its Cholesky factor (the upper
+    triangle untouched); False if not positive definite.  One small matrix as a
+    loop, for the compiled kernels to call (small_kernels' T, the vector start's λ).
+    """
+    for j in range(n):
+        s = t[j, j]
+        for k in range(j):
+            s -= t[j, k] * t[j, k]
+        if not s > 0.0:
+            return False
+        d = math.sqrt(s)
+        t[j, j] = d
+        for i in range(j + 1, n):
+            s = t[i, j]
+            for k in range(j):
+                s -= t[i, k] * t[j, k]
+            t[i, j] = s / d
+    return True

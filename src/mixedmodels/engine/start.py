@@ -22,14 +22,15 @@ estimate ignores the other terms, which is why it is only a start.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
 import numpy as np
 
 from .blocks import CrossProducts
-from .jit import compiled_on_first_use
-from .smallmatrix import batched_determinant_inverse, batched_matmul
+from .jit import compiled, compiled_on_first_use
+from .smallmatrix import batched_determinant_inverse, batched_matmul, cholesky_in_place
 from .terms import RandomEffectsTerm
 
 # Eigenvalues of Σ_b/σ² are floored at this fraction of the largest (or of 1):
@@ -419,19 +420,10 @@ def _factor(
         if step == steps:
             # Its Cholesky factor (lower triangle; NaN if not positive definite).
             lam = np.zeros((q, q))
-            for j in range(q):
-                acc = current[j, j]
-                for k in range(j):
-                    acc -= lam[j, k] * lam[j, k]
-                if not acc > 0.0:
-                    return failed
-                lam[j, j] = math.sqrt(acc)
-                for i in range(j + 1, q):
-                    acc = current[i, j]
-                    for k in range(j):
-                        acc -= lam[i, k] * lam[j, k]
-                    lam[i, j] = acc / lam[j, j]
-            return lam
+            for i in range(q):
+                for j in range(i + 1):
+                    lam[i, j] = current[i, j]
+            return lam if _cholesky(lam, q) else failed
         # Σₗ Wₗ S Wₗ as a linear map of S ([(i, k), (j, m)] = Σₗ Wₗᵢⱼ Wₗₘₖ) and
         # Σₗ Wₗ outerₗ Wₗ, with Wₗ = (current + d_invₗ)⁻¹.
         system[:] = 0.0
@@ -499,8 +491,17 @@ def _factor(
     return failed  # not reached: the last step returns
 
 
-#: The compiled :func:`_factor` (None without numba).
-_compiled_factor = compiled_on_first_use(_factor)
+# The Cholesky loop _factor calls, compiled: set by _compiled_factor() before it
+# compiles _factor (numba reads a global's value when it compiles the function).
+_cholesky = None
+
+
+@functools.cache
+def _compiled_factor():
+    """The compiled :func:`_factor` (None without numba), compiled on first use."""
+    global _cholesky
+    _cholesky = compiled(cholesky_in_place)
+    return None if _cholesky is None else compiled(_factor)
 
 
 def _factor_numpy(
