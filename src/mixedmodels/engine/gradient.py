@@ -32,8 +32,7 @@ back to a derivative-free method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -234,10 +233,13 @@ def first_term_gradient(
 _kernel = compiled_on_first_use(first_term_gradient)
 
 
-@dataclass(frozen=True)
-class Residuals:
+class Residuals(NamedTuple):
     """What the gradient reads off a factor at θ besides Σ: β̂, the spherical modes û
-    (per term) and Zᵀe for the conditional residual e (per term, (levels, q))."""
+    (per term) and Zᵀe for the conditional residual e (per term, (levels, q)).
+
+    (A named tuple: made at every gradient, and a frozen dataclass's
+    construction costs several times more.)
+    """
 
     beta: np.ndarray
     modes: list[np.ndarray]

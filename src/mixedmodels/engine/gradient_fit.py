@@ -24,6 +24,7 @@ from .information import average_information
 from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
 from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
+from .small_trailing import SmallTrailing
 
 # A coordinate left on its bound is probed this far inside (in φ) when its
 # derivative there is below _PROBE_SLOPE: a zero variance is a stationary point
@@ -62,6 +63,11 @@ class Evaluator:
             # The problem's shape has it (a copy: numba's kernels take writable arrays).
             problem.layout.theta_index.copy(),
         )
+        self.reml = problem.reml
+        # The workspace's compiled small path (None until the first gradient decides,
+        # False where there is none) and the θ layout its kernels read.
+        self._small: SmallTrailing | bool | None = None
+        self._theta_index = self.gradient_of.theta_index
         self.theta: np.ndarray | None = None
         self._lambdas: list[np.ndarray] = []
         # What the last gradient read off the factor, for the information at its θ.
@@ -75,16 +81,28 @@ class Evaluator:
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
-        self.theta = phi * self.scale
+        self.theta = theta = phi * self.scale
         self._residuals = None
-        self._lambdas = self.problem.lambdas(self.theta)
-        return self.problem.objective_of(self._lambdas, self.workspace)
+        self._lambdas = lambdas = self.problem.lambdas(theta)
+        # LinearProblem.objective_of's two steps, without its layer (every evaluation).
+        workspace = self.workspace
+        if not workspace.update(lambdas):
+            return math.inf
+        return self.problem.criterion(workspace, self.reml)
 
     def gradient(self) -> np.ndarray:
         """∇φ at the point of the last :meth:`value`."""
-        g, self._residuals = self.gradient_of.gradient_and_residuals(
-            self.workspace, self._lambdas, self.problem.reml
-        )
+        small = self._small
+        if small is None:
+            small = self._small = self.workspace.small_path() or False
+        if small:
+            # The compiled path's gradient directly (ProfiledGradient would only forward).
+            g, beta, modes, ze = small.gradient(self._lambdas, self._theta_index, self.reml)
+            self._residuals = Residuals(beta, modes, ze)
+        else:
+            g, self._residuals = self.gradient_of.gradient_and_residuals(
+                self.workspace, self._lambdas, self.reml
+            )
         # (g is a new array at every call: returned as it is where φ = θ.)
         return g if self.unit_scale else g * self.scale
 

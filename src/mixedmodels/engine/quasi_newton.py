@@ -250,7 +250,8 @@ def _bfgs_update(b, s, y):  # pragma: no cover - numba
 
 
 def _trial_point(x, d, alpha, lower):  # pragma: no cover - numba
-    """(x + αd projected onto the bounds, its step from x, whether it moves).
+    """(x + αd projected onto the bounds, its step from x, whether it moves, whether
+    x + αd is below a bound anywhere).
 
     One compiled call for what numpy does in four on a few coordinates, with
     numpy's numbers: the product then the sum, and np.maximum's choice (the
@@ -260,8 +261,11 @@ def _trial_point(x, d, alpha, lower):  # pragma: no cover - numba
     x_new = np.empty(n)
     step = np.empty(n)
     moved = False
+    outside = False
     for i in range(n):
         v = x[i] + alpha * d[i]
+        if v < lower[i]:
+            outside = True
         if not (v > lower[i] or v != v):
             v = lower[i]
         x_new[i] = v
@@ -269,7 +273,7 @@ def _trial_point(x, d, alpha, lower):  # pragma: no cover - numba
         step[i] = s
         if s != 0.0:
             moved = True
-    return x_new, step, moved
+    return x_new, step, moved, outside
 
 
 @functools.cache
@@ -326,7 +330,7 @@ class _Search:
         trial_point = _compiled()[2]
         alpha = 1.0
         for _ in range(max_backtracks):
-            x_new, step, moved = trial_point(x, d, alpha, lower)
+            x_new, step, moved, outside = trial_point(x, d, alpha, lower)
             if not moved:
                 return None
             f_new = self.value(x_new)
@@ -350,22 +354,25 @@ class _Search:
         # short (far from the optimum the objective is far from quadratic in
         # θ): extend it towards the zero of the secant of the slope.
         # (ndarray.dot: numpy's matmul of two vectors, the same BLAS dot, called for less.)
+        # (``outside``: x + αd below a bound somewhere, at the α accepted; the
+        # trial point's loop tells, without numpy's three calls.)
         slope0 = float(g.dot(d))
         for _ in range(_MAX_EXTENSIONS):
             slope1 = float(g_new.dot(d))
             drop = slope0 - slope1
-            if not (slope1 < _CURVATURE * slope0 and drop > 0) or (x + alpha * d < lower).any():
+            if not (slope1 < _CURVATURE * slope0 and drop > 0) or outside:
                 break
             # slope1 < slope0 / 2 < 0 here, so the secant's zero lies beyond α.
             longer = alpha * min(_MAX_GROWTH, max(1.5, slope0 / drop))
-            x_try = np.maximum(x + longer * d, lower)
+            # (np.maximum(x + longer·d, lower), by the trial point's loop.)
+            x_try, _, _, outside_try = trial_point(x, d, longer, lower)
             f_try = self.value(x_try)
             if not f_try < f_new:
                 break
             g_try = self.gradient()
             if not math.isfinite(float(g_try.sum())):
                 break
-            alpha, x_new, f_new, g_new = longer, x_try, f_try, g_try
+            alpha, x_new, f_new, g_new, outside = longer, x_try, f_try, g_try, outside_try
         return x_new, f_new, g_new
 
 

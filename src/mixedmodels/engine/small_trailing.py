@@ -106,6 +106,8 @@ class SmallTrailing:
         # The blocks as the last update read them (flat, contiguous): the gradient
         # and the information at that θ read the same.
         self._read: tuple[np.ndarray, ...] | None = None
+        # The list of λ last put into lam_stack (compared by identity).
+        self._stacked: list[np.ndarray] | None = None
 
     @classmethod
     def for_factor(cls, factor) -> SmallTrailing | None:
@@ -120,6 +122,15 @@ class SmallTrailing:
         if kernels_ is None:
             return None
         return cls(factor, *kernels_)
+
+    def _fill(self, lambdas: list[np.ndarray]) -> None:
+        """λ of every term into the kernels' stack (remembered: the gradient and the
+        information at the same θ, given the same list, need not fill it again)."""
+        stack = self.lam_stack
+        for t, lam in enumerate(lambdas):
+            q = lam.shape[0]
+            stack[t, :q, :q] = lam
+        self._stacked = lambdas
 
     def _blocks(self) -> tuple[np.ndarray, ...]:
         """The blocks flat, read from the cross-products now (a refit or the GLMM's
@@ -146,15 +157,13 @@ class SmallTrailing:
     def update(self, lambdas: list[np.ndarray]) -> tuple[np.ndarray, float] | None:
         """Refactor at these λ: (L₀₀, Σ log diag L₀₀), or None if not positive definite."""
         cp = self.cp
-        stack = self.lam_stack
-        for t, lam in enumerate(lambdas):
-            stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        self._fill(lambdas)
         column = self.column
         l00 = np.empty_like(cp.diag[0])
         self._read = blocks = self._blocks()
         diag, xz, data, xz0, xx = blocks
         logdet = self._update(
-            stack,
+            self.lam_stack,
             cp.diag[0],
             column.level_ptr,
             column.rows,
@@ -192,8 +201,8 @@ class SmallTrailing:
         ``lambdas`` are λ at that θ; ``theta_index`` (n_θ, 3) gives each θ's
         term and its (row, column) in λ.
         """
-        for t, lam in enumerate(lambdas):
-            self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        if lambdas is not self._stacked:
+            self._fill(lambdas)
         cp = self.cp
         p = cp.n_fixed
         n = self.n_t
@@ -253,8 +262,8 @@ class SmallTrailing:
         z_residual: list[np.ndarray],
     ) -> np.ndarray:
         """The average-information Hessian in θ at the factor's θ (Zᵀe per term given)."""
-        for t, lam in enumerate(lambdas):
-            self.lam_stack[t, : lam.shape[0], : lam.shape[1]] = lam
+        if lambdas is not self._stacked:
+            self._fill(lambdas)
         cp = self.cp
         column = self.column
         diag, xz, data, _, _ = self._blocks_read()
