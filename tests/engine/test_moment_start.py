@@ -217,7 +217,7 @@ def test_compiled_factor_matches_numpys_eigh_solve_and_cholesky(q, kind):
     for levels, heterogeneity in [(30, 0.25), (30, np.inf)]:
         inputs = _factor_inputs(rng, q, levels, relative)
         expected = _factor_numpy(*inputs, 4, 1e-4, heterogeneity)
-        lam = compiled(*inputs, 4, 1e-4, heterogeneity)
+        lam = compiled(*inputs, 4, 1e-4, heterogeneity, (0,) * q)
         assert np.all(np.triu(lam, 1) == 0.0)
         np.testing.assert_allclose(lam, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
 
@@ -229,7 +229,7 @@ def test_compiled_factor_fails_with_nan_where_numpy_raises():
     inputs = _factor_inputs(np.random.default_rng(1), 2, 10, np.full((2, 2), np.nan))
     with pytest.raises(np.linalg.LinAlgError):
         _factor_numpy(*inputs, 4, 1e-4, 0.25)
-    assert np.isnan(compiled(*inputs, 4, 1e-4, 0.25)).all()
+    assert np.isnan(compiled(*inputs, 4, 1e-4, 0.25, (0, 0))).all()
 
 
 def test_no_usable_level_gives_none():

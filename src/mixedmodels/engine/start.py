@@ -30,6 +30,7 @@ import numpy as np
 
 from .blocks import CrossProducts
 from .jit import compiled, compiled_on_first_use
+from .kernels import q0_tag
 from .smallmatrix import batched_determinant_inverse, batched_matmul, cholesky_in_place
 from .terms import RandomEffectsTerm
 
@@ -296,16 +297,28 @@ def _vector_factor(
     levels' b̂ₗ/σ (``b``) and Dₗ⁻¹, or None where it fails (see :func:`_factor`)."""
     kernel = _compiled_factor()
     try:
-        lam = (kernel or _factor_numpy)(
-            relative, b, d_inv, d_inv_mean, _WEIGHTED_STEPS, _EIGEN_FLOOR, _HETEROGENEITY
-        )
+        if kernel is None:
+            lam = _factor_numpy(
+                relative, b, d_inv, d_inv_mean, _WEIGHTED_STEPS, _EIGEN_FLOOR, _HETEROGENEITY
+            )
+        else:
+            lam = kernel(
+                relative,
+                b,
+                d_inv,
+                d_inv_mean,
+                _WEIGHTED_STEPS,
+                _EIGEN_FLOOR,
+                _HETEROGENEITY,
+                q0_tag(d_inv.shape[1]),
+            )
     except np.linalg.LinAlgError:
         return None
     return lam if np.isfinite(lam).all() else None
 
 
 def _factor(
-    relative, b, d_inv, d_inv_mean, steps, eigen_floor, heterogeneity
+    relative, b, d_inv, d_inv_mean, steps, eigen_floor, heterogeneity, q_tag
 ):  # pragma: no cover - numba
     """Σ_b/σ² re-estimated with each level weighted by its precision where the
     levels' precisions differ, its eigenvalues floored, and its Cholesky factor
@@ -333,8 +346,13 @@ def _factor(
     equal, the weighted estimate is the unweighted one, and the steps, linear
     in the levels, would only cost time (the bench sweep's 500 levels of 20
     rows: 0.17 ms for a start that moved 0.4 %).
+
+    ``q_tag`` is q as a type (:func:`~mixedmodels.engine.kernels.q0_tag`): numba
+    compiles the function once per q, with its loops over q unrolled (the
+    same operations in the same order; Exam's 65 levels and 4 steps: 18 → 8 us).
     """
-    levels, q, _ = d_inv.shape
+    levels = d_inv.shape[0]
+    q = len(q_tag)
     failed = np.full((q, q), np.nan)
     spread = 0.0
     total = 0.0
