@@ -25,6 +25,7 @@ from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
 from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
 from .small_trailing import SmallTrailing
+from .smallmatrix import all_finite
 
 # A coordinate left on its bound is probed this far inside (in φ) when its
 # derivative there is below _PROBE_SLOPE: a zero variance is a stationary point
@@ -77,7 +78,7 @@ class Evaluator:
         self.mirrors = problem.layout.mirrors
         self.scalar = problem.layout.scalar
         # φ = θ (nearly every model: no column on an extreme scale): nothing to rescale.
-        self.unit_scale = bool((scale == 1.0).all())
+        self.unit_scale = all(s == 1.0 for s in scale.tolist())
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
@@ -201,7 +202,7 @@ def _information_start(
     if not math.isfinite(f):
         return "differences", None
     g = evaluator.gradient()
-    if not np.isfinite(g).all():
+    if not all_finite(g):
         return "differences", None
     if not logged.any():
         # ψ is φ: the information as it is (the scaling below would multiply by 1).

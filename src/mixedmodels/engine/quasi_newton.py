@@ -40,6 +40,7 @@ import numpy as np
 import scipy.linalg
 
 from .jit import compiled
+from .smallmatrix import all_finite
 
 # Armijo's sufficient-decrease constant.
 _ARMIJO = 1e-4
@@ -103,7 +104,7 @@ def _difference_hessian(
 def positive_definite(b: np.ndarray) -> np.ndarray | None:
     """A Hessian approximation symmetrised, its eigenvalues made positive (|λ|, at
     least 1e-6 of the largest); None where it is not finite."""
-    if not np.isfinite(b).all():
+    if not all_finite(b):
         return None
     b = b + b.T
     b *= 0.5
@@ -432,7 +433,7 @@ def minimize_quasi_newton(
     else:
         f = search.value(x)
         g = search.gradient() if math.isfinite(f) else None
-    if g is None or not np.isfinite(g).all():
+    if g is None or not all_finite(g):
         return QuasiNewtonResult(
             x=x,
             value=math.inf,

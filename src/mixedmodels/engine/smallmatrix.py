@@ -146,6 +146,12 @@ def batched_determinant_inverse(blocks: np.ndarray) -> tuple[np.ndarray, np.ndar
     return det, out
 
 
+def all_finite(values: np.ndarray) -> bool:
+    """Whether every value of a small array is finite (as Python floats: numpy's
+    ``isfinite(...).all()`` costs a microsecond of wrappers on a few values)."""
+    return all(map(math.isfinite, values.reshape(-1).tolist()))
+
+
 def cholesky_in_place(t, n):  # pragma: no cover - called from numba's kernels
     """The leading n×n lower triangle of ``t`` ← its Cholesky factor (the upper
     triangle untouched); False if not positive definite.  One small matrix as a

@@ -27,11 +27,17 @@ import itertools
 import math
 
 import numpy as np
+import scipy.linalg
 
 from .blocks import CrossProducts
 from .jit import compiled, compiled_on_first_use
 from .kernels import q0_tag
-from .smallmatrix import batched_determinant_inverse, batched_matmul, cholesky_in_place
+from .smallmatrix import (
+    all_finite,
+    batched_determinant_inverse,
+    batched_matmul,
+    cholesky_in_place,
+)
 from .terms import RandomEffectsTerm
 
 # Eigenvalues of Σ_b/σ² are floored at this fraction of the largest (or of 1):
@@ -131,7 +137,7 @@ class MomentStart:
                     return None
             thetas.append(lam[term.theta_rows, term.theta_cols])
         theta = thetas[0] if len(thetas) == 1 else np.concatenate(thetas)
-        return theta if np.isfinite(theta).all() else None
+        return theta if all_finite(theta) else None
 
     def _joint_scalar(self, rss: float, explained: list[float]) -> np.ndarray | None:
         """θ of several scalar terms from their joint moment equations (see
@@ -139,12 +145,15 @@ class MomentStart:
         its solution has no positive residual variance."""
         if self.scalar_moments is None:
             return None
-        try:
-            solved = np.linalg.solve(self.scalar_moments, np.array([rss, *explained]))
-        except np.linalg.LinAlgError:
+        # LAPACK's LU solve directly (numpy.linalg.solve's checks and error state
+        # cost four times its work on these few equations; the same solve).
+        _, _, solved, info = scipy.linalg.lapack.dgesv(
+            self.scalar_moments, np.array([rss, *explained])
+        )
+        if info != 0:
             return None
         sigma2 = float(solved[0])
-        if not (np.isfinite(solved).all() and sigma2 > 1e-12 * rss / max(self.n_obs, 1)):
+        if not (all_finite(solved) and sigma2 > 1e-12 * rss / max(self.n_obs, 1)):
             return None
         relative = solved[1:] / sigma2
         return np.sqrt(np.maximum(relative, _EIGEN_FLOOR * np.maximum(relative, 1.0)))
@@ -196,7 +205,7 @@ def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.
         )
     except np.linalg.LinAlgError:
         return None
-    return system if np.isfinite(system).all() else None
+    return system if all_finite(system) else None
 
 
 def _moment_sums(
@@ -314,7 +323,7 @@ def _vector_factor(
             )
     except np.linalg.LinAlgError:
         return None
-    return lam if np.isfinite(lam).all() else None
+    return lam if all_finite(lam) else None
 
 
 def _factor(
