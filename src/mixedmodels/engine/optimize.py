@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from .smallmatrix import all_finite
+
 # lme4 warns when the scaled gradient R⁻ᵀg (H = RᵀR; the plain gradient when
 # H is not positive definite) exceeds this.
 GRADIENT_TOLERANCE = 2e-3
@@ -235,7 +237,7 @@ def check_stationarity(
     chol, info = scipy.linalg.lapack.dpotrf(h, lower=1)
     if info == 0:
         step, info = scipy.linalg.lapack.dtrtrs(chol, g, lower=1, trans=1)
-    if info == 0 and np.isfinite(step).all():
+    if info == 0 and all_finite(step):
         scaled = np.abs(step)
         measure = "scaled gradient"
     else:

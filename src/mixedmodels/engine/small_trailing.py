@@ -246,9 +246,9 @@ class SmallTrailing:
             column.q0_tag,
         )
         r = self.n_re_trailing
-        beta = -w[r : r + p]
-        if cp.beta_offset is not None:
-            beta = beta + cp.beta_offset
+        # β̂ = offset − w (one array operation; IEEE's a − b is a + (−b) exactly).
+        offset = cp.beta_offset
+        beta = -w[r : r + p] if offset is None else np.subtract(offset, w[r : r + p])
         slices = self._term_slices
         modes = [u_flat[a:b] for a, b, _, _ in slices]
         ze = [ze_flat[a:b].reshape(m, q) for a, b, m, q in slices]
