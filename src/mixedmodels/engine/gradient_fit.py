@@ -57,18 +57,18 @@ class Evaluator:
         self.problem = problem
         self.scale = scale
         self.workspace = problem.default_workspace() if workspace is None else workspace
-        self.gradient_of = ProfiledGradient(
-            self.workspace,
-            [t.theta_rows for t in problem.terms],
-            [t.theta_cols for t in problem.terms],
-            # The problem's shape has it (a copy: numba's kernels take writable arrays).
-            problem.layout.theta_index.copy(),
-        )
+        self.theta_rows = [t.theta_rows for t in problem.terms]
+        self.theta_cols = [t.theta_cols for t in problem.terms]
+        # Each θ's term, row and column in λ: the problem's shape has it (a copy:
+        # numba's kernels take writable arrays).
+        self.theta_index = problem.layout.theta_index.copy()
+        # The general gradient, made at its first use (the compiled small path,
+        # decided at the first gradient, needs none): None until then.
+        self._gradient_of: ProfiledGradient | None = None
         self.reml = problem.reml
         # The workspace's compiled small path (None until the first gradient decides,
-        # False where there is none) and the θ layout its kernels read.
+        # False where there is none).
         self._small: SmallTrailing | bool | None = None
-        self._theta_index = self.gradient_of.theta_index
         self.theta: np.ndarray | None = None
         self._lambdas: list[np.ndarray] = []
         # What the last gradient read off the factor, for the information at its θ.
@@ -98,10 +98,14 @@ class Evaluator:
             small = self._small = self.workspace.small_path() or False
         if small:
             # The compiled path's gradient directly (ProfiledGradient would only forward).
-            g, beta, modes, ze = small.gradient(self._lambdas, self._theta_index, self.reml)
+            g, beta, modes, ze = small.gradient(self._lambdas, self.theta_index, self.reml)
             self._residuals = Residuals(beta, modes, ze)
         else:
-            g, self._residuals = self.gradient_of.gradient_and_residuals(
+            if self._gradient_of is None:
+                self._gradient_of = ProfiledGradient(
+                    self.workspace, self.theta_rows, self.theta_cols, self.theta_index
+                )
+            g, self._residuals = self._gradient_of.gradient_and_residuals(
                 self.workspace, self._lambdas, self.reml
             )
         # (g is a new array at every call: returned as it is where φ = θ.)
@@ -111,7 +115,8 @@ class Evaluator:
         """(β̂, û per term) as the last :meth:`gradient` read them off the workspace, when
         it was at exactly this θ (else None): the solution there needs no new solve."""
         residuals = self._residuals
-        if residuals is None or not bool((self.theta == theta).all()):
+        # (As Python floats: numpy's comparison and all() cost more on a few values.)
+        if residuals is None or self.theta.tolist() != theta.tolist():
             return None
         return residuals.beta, residuals.modes
 
@@ -122,11 +127,11 @@ class Evaluator:
         h = average_information(
             self.workspace,
             self._lambdas,
-            self.gradient_of.theta_rows,
-            self.gradient_of.theta_cols,
+            self.theta_rows,
+            self.theta_cols,
             problem.reml,
             self._residuals,
-            self.gradient_of.theta_index,
+            self.theta_index,
         )
         return h if self.unit_scale else h * _outer(self.scale)
 

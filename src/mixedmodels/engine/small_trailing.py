@@ -37,9 +37,12 @@ from .small_kernels import compiled_kernels
 # T's rows up to which the compiled loops beat numpy and LAPACK (a Cholesky and
 # an inverse of n³/3 operations each, against a few microseconds per call).
 MAX_ROWS = 24
-# The pairs' blocks of a model with one term (writeable: numba compiles a read-only
-# array's type anew; the kernels only read it).
+# The pairs of a model with one term: their blocks, terms, ranges and levels, empty
+# (writeable: numba compiles a read-only array's type anew; the kernels only read them).
 _NO_PAIRS = np.zeros(0)
+_NO_PAIR_TERMS = np.zeros((0, 2), dtype=np.int64)
+_NO_PAIR_RANGES = np.zeros((0, 3), dtype=np.int64)
+_NO_PAIR_LEVELS = np.zeros((0, 2), dtype=np.int64)
 
 
 class SmallTrailing:
@@ -85,10 +88,10 @@ class SmallTrailing:
         n = factor.n_t
         self.sigma = np.zeros((n, n))
         if not cp.off:
-            # One term: no pairs (empty arrays of the kernels' shapes).
-            self.off_terms = np.zeros((0, 2), dtype=np.int64)
-            self.off_pairs = np.zeros((0, 3), dtype=np.int64)
-            self.pair_levels = np.zeros((0, 2), dtype=np.int64)
+            # One term: no pairs (empty arrays of the kernels' shapes, shared).
+            self.off_terms = _NO_PAIR_TERMS
+            self.off_pairs = _NO_PAIR_RANGES
+            self.pair_levels = _NO_PAIR_LEVELS
         else:
             keys = list(cp.off)
             pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
@@ -284,7 +287,10 @@ class SmallTrailing:
             self.off_pairs,
             self.pair_levels,
             data,
-            np.concatenate([z.reshape(-1) for z in z_residual]),
+            # (One term's Zᵀe is a view of the gradient's flat array: no copy.)
+            z_residual[0].reshape(-1)
+            if len(z_residual) == 1
+            else np.concatenate([z.reshape(-1) for z in z_residual]),
             theta_index,
             cp.n_fixed,
             float(self.T[-1, -1] ** 2) / dof,  # r², as the factor reads it

@@ -116,7 +116,7 @@ class MomentStart:
             explained_by.append(explained)
             dof = max(n - m * term.q, 1)
             within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
-            spread.append((b, d_inv, b.T @ b / m, d_inv_mean))
+            spread.append((b, d_inv, m, d_inv_mean))
         joint = self._joint_scalar(rss, explained_by)
         if joint is not None:
             return joint
@@ -124,8 +124,9 @@ class MomentStart:
         if not (math.isfinite(sigma2) and sigma2 > 0):
             return None
         thetas = []
-        for term, (b, d_inv, bb, d_inv_mean) in zip(self.terms, spread, strict=True):
-            relative = (bb - sigma2 * d_inv_mean) / sigma2
+        # (The levels' spread b̂ᵀb̂/m only here: the joint scalar start does not read it.)
+        for term, (b, d_inv, m, d_inv_mean) in zip(self.terms, spread, strict=True):
+            relative = (b.T @ b / m - sigma2 * d_inv_mean) / sigma2
             if term.q == 1:
                 # The scalar case of the floor and the factor (numpy's eigh and
                 # cholesky cost more than the rest of the start).
