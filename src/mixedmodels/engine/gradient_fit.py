@@ -265,7 +265,25 @@ def _minimize(
         fixed = logged.copy()
         psi = x.copy()
         any_fixed = bool(fixed.any())
-        if any_fixed:
+        if any_fixed and fixed.all():
+            # Every coordinate logged (models of scalar terms away from their bounds):
+            # the same element-wise numbers on whole arrays, without selecting them.
+
+            def to_phi(psi: np.ndarray) -> np.ndarray:
+                return np.exp(psi)
+
+            def value(psi: np.ndarray) -> float:
+                return evaluator.value(np.exp(psi))
+
+            def gradient() -> np.ndarray:
+                g = evaluator.gradient()
+                g *= evaluator.theta / evaluator.scale
+                return g
+
+            def leaving(psi: np.ndarray, _f: float) -> bool:
+                return bool((psi < floor).any())
+
+        elif any_fixed:
 
             def to_phi(psi: np.ndarray, fixed: np.ndarray = fixed) -> np.ndarray:
                 phi = psi.copy()
@@ -283,6 +301,7 @@ def _minimize(
             def leaving(psi: np.ndarray, _f: float, fixed: np.ndarray = fixed) -> bool:
                 return bool((psi[fixed] < floor[fixed]).any())
 
+        if any_fixed:
             psi[fixed] = np.log(x[fixed])
             result = minimize_quasi_newton(
                 value,
