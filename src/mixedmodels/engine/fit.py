@@ -130,18 +130,35 @@ def optimize_theta(
     # Cholesky ran no faster with two OpenBLAS threads than with one
     # (measured on this 2-core machine): BLAS stays single-threaded here, and
     # for the solution at the optimum (under load, OpenBLAS's second thread
-    # made a 1159² Cholesky fifty times slower).
-    with blas_threads(optimizer_threads(problem)):
-        if optimizer == "quasi-newton":
-            evaluator = Evaluator(problem, scale)
-            summary = fit_quasi_newton(evaluator, start_phi, check=check, max_restarts=max_restarts)
-            if summary is not None:
-                return summary, solution_at(summary, evaluator)
-            # The criterion is not finite at the start: BOBYQA searches more widely.
-        summary, workspace = _optimize(problem, start_phi, steps, scale, check, max_restarts)
-        if not math.isfinite(summary.objective):
-            return summary, None
-        return summary, problem.solve(summary.final, workspace, refresh=False)
+    # made a 1159² Cholesky fifty times slower).  Where BLAS is left as it is
+    # (small models), no context manager is entered at all.
+    threads = optimizer_threads(problem)
+    if threads is None:
+        return _fit(problem, optimizer, start_phi, steps, scale, check, max_restarts)
+    with blas_threads(threads):
+        return _fit(problem, optimizer, start_phi, steps, scale, check, max_restarts)
+
+
+def _fit(
+    problem: LinearProblem,
+    optimizer: str,
+    start_phi: np.ndarray,
+    steps: np.ndarray | float,
+    scale: np.ndarray,
+    check: bool,
+    max_restarts: int,
+) -> tuple[OptimizationSummary, Solution | None]:
+    """:func:`optimize_theta` from φ = ``start_phi`` with ``optimizer`` decided."""
+    if optimizer == "quasi-newton":
+        evaluator = Evaluator(problem, scale)
+        summary = fit_quasi_newton(evaluator, start_phi, check=check, max_restarts=max_restarts)
+        if summary is not None:
+            return summary, solution_at(summary, evaluator)
+        # The criterion is not finite at the start: BOBYQA searches more widely.
+    summary, workspace = _optimize(problem, start_phi, steps, scale, check, max_restarts)
+    if not math.isfinite(summary.objective):
+        return summary, None
+    return summary, problem.solve(summary.final, workspace, refresh=False)
 
 
 def solution_at(summary: OptimizationSummary, evaluator: Evaluator) -> Solution:

@@ -162,7 +162,7 @@ class SmallTrailing:
         cp = self.cp
         self._fill(lambdas)
         column = self.column
-        l00 = np.empty_like(cp.diag[0])
+        l00 = np.empty(cp.diag[0].shape)
         self._read = blocks = self._blocks()
         diag, xz, data, xz0, xx = blocks
         logdet = self._update(
