@@ -255,8 +255,9 @@ def beta_curvature(covariance: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return 0.5 * (block + block.T)
 
 
-def start_hessian(value, gradient, x, g, lower, n_theta, beta_block):
-    """``beta_block`` for β, θ's columns by forward differences of the gradient."""
+def start_hessian(gradient_at, x, g, lower, n_theta, beta_block):
+    """``beta_block`` for β, θ's columns by forward differences of the gradient
+    (``gradient_at(point)``, the gradient at a point h away from ``x``)."""
     b = np.eye(len(x))
     b[n_theta:, n_theta:] = beta_block
     if not np.all(np.isfinite(g)):
@@ -265,8 +266,7 @@ def start_hessian(value, gradient, x, g, lower, n_theta, beta_block):
         h = 1e-4 * max(abs(x[i]), 0.1)
         point = x.copy()
         point[i] += h
-        value(np.maximum(point, lower))
-        column = (gradient() - g) / h
+        column = (gradient_at(np.maximum(point, lower)) - g) / h
         if not np.all(np.isfinite(column)):
             return b
         b[:, i] = column
