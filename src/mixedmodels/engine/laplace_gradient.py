@@ -37,6 +37,8 @@ from .terms import TermStructure
 from .working_rows import SelectedInverse
 
 _KERNELS = None
+# S_TT of a factor without later terms (read only).
+_NO_TRAILING = np.zeros((0, 0))
 
 
 def _kernels():
@@ -228,6 +230,10 @@ class LaplaceGradient:
         for t in range(1, k):
             self.t_offset[t] = factor.offsets[t - 1]
         self.dest = list(factor.col0.dest) if k > 1 else []
+        # The scalar selected inverse's scratch: the longest level's entries (the
+        # factor's pattern does not change).
+        ptr = factor.col0.level_ptr
+        self._scratch = np.empty(int(np.max(np.diff(ptr))) if len(ptr) > 1 else 0)
         # Which (term, i, j) each θ is: column-major lower triangle per term.
         self.theta_index = [
             (t, int(i), int(j))
@@ -285,14 +291,13 @@ class LaplaceGradient:
             self.kernels["mirror"](inverse)
             s_tt = inverse.T  # C-ordered (the kernels read its rows)
         else:
-            s_tt = np.zeros((0, 0))
+            s_tt = _NO_TRAILING
         m0, q0 = factor.L00.shape[0], factor.L00.shape[1]
         s00 = np.empty((m0, q0, q0))
         s0t = np.zeros_like(column.values)
         arguments = (factor.L00, column.values, column.rows, column.level_ptr, r, s_tt, s00, s0t)
         if q0 == 1:
-            longest = int(np.max(np.diff(column.level_ptr))) if m0 else 0
-            self.kernels["levels_scalar"](*arguments, np.empty(longest))
+            self.kernels["levels_scalar"](*arguments, self._scratch)
         else:
             self.kernels["levels"](*arguments)
         return SelectedInverse(s00, s0t, s_tt, self.t_offset, self.dest)

@@ -117,10 +117,11 @@ def _transpose_times(codes, z, zcol, lams, u_offset, c, out):  # pragma: no cove
 
 
 def _row_gradient(
-    codes, z, zcol, lams, u_offset, u, x, shift, c, observed, score, residual, first, second
+    codes, z, zcol, lams, u_offset, u, x, shift, c, observed, score, total, first, second
 ):  # pragma: no cover - compiled by numba
-    """Row sums for the gradient: residual = c − D·(ZΛx + shift) (returned per row) and,
-    per term, first[t, i, j] = Σ (residual + 2s) z_i u_j, second[t, i, j] = Σ s z_i x_j."""
+    """Row sums for the gradient: with residual = c − D·(ZΛx + shift), total = residual + 2s
+    (returned per row: β's gradient is Xᵀtotal) and, per term,
+    first[t, i, j] = Σ total z_i u_j, second[t, i, j] = Σ s z_i x_j."""
     k = codes.shape[0]
     first[:] = 0.0
     second[:] = 0.0
@@ -135,10 +136,9 @@ def _row_gradient(
                 for b in range(a + 1):  # (λx)ₐ = Σ_b λ_ab x_b
                     s += lams[t, a, b] * x[at + b]
                 zlx += z[r, c0 + a] * s
-        res = c[r] - observed[r] * (zlx + shift[r])
-        residual[r] = res
-        total = res + 2.0 * score[r]
         sr = score[r]
+        row_total = c[r] - observed[r] * (zlx + shift[r]) + 2.0 * sr
+        total[r] = row_total
         for t in range(k):
             c0 = zcol[t]
             q = zcol[t + 1] - c0
@@ -146,7 +146,7 @@ def _row_gradient(
             for i in range(q):
                 zi = z[r, c0 + i]
                 for j in range(q):
-                    first[t, i, j] += total * zi * u[at + j]
+                    first[t, i, j] += row_total * zi * u[at + j]
                     second[t, i, j] += sr * zi * x[at + j]
 
 
@@ -186,7 +186,7 @@ def _row_leverages_scalar(
 
 
 def _row_gradient_scalar(
-    codes, z, lam, u_offset, u, x, shift, c, observed, score, residual, first, second
+    codes, z, lam, u_offset, u, x, shift, c, observed, score, total, first, second
 ):  # pragma: no cover - compiled by numba
     """:func:`_row_gradient` when every term is scalar (``lam[t]`` its λ, z's column t)."""
     k = codes.shape[0]
@@ -196,14 +196,13 @@ def _row_gradient_scalar(
         zlx = 0.0
         for t in range(k):
             zlx += z[r, t] * lam[t] * x[u_offset[t] + codes[t, r]]
-        res = c[r] - observed[r] * (zlx + shift[r])
-        residual[r] = res
-        total = res + 2.0 * score[r]
         sr = score[r]
+        row_total = c[r] - observed[r] * (zlx + shift[r]) + 2.0 * sr
+        total[r] = row_total
         for t in range(k):
             at = u_offset[t] + codes[t, r]
             zt = z[r, t]
-            acc_first[t] += total * zt * u[at]
+            acc_first[t] += row_total * zt * u[at]
             acc_second[t] += sr * zt * x[at]
     first[:] = 0.0
     second[:] = 0.0

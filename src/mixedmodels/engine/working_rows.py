@@ -110,6 +110,8 @@ class RowsInMemory:
         self._derivative_pass = passes[1] if passes is not None else None
         self.family = family
         self._states = [_RowState(n), _RowState(n)]
+        # The gradient's shift of η without β among the blocks (read only).
+        self._no_shift = np.zeros(n)
         self._scratch: _RowState | None = None
         # The last gradient_rhs's per-row pieces, reused by gradient_sums.
         self._gradient_rows: tuple[Point, np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -453,10 +455,10 @@ class RowsInMemory:
             c, score, observed, _ = self._gradient_pieces(at, lams, inverse, deviance)
         n_u = int(self.u_offsets[-1])
         # X dβ̂ enters the linear predictor's response with the modes' (nAGQ = 0).
-        shift = self.x @ solved[n_u:] if self.fixed_inside else np.zeros(self.n_obs)
+        shift = self.x @ solved[n_u:] if self.fixed_inside else self._no_shift
         k = len(self._shapes)
         q_max = lams.shape[1]
-        residual = np.empty(self.n_obs)
+        total = np.empty(self.n_obs)
         first = np.empty((k, q_max, q_max))
         second = np.empty_like(first)
         blocks = self.blocks
@@ -478,11 +480,11 @@ class RowsInMemory:
             c,
             observed,
             score,
-            residual,
+            total,
             first,
             second,
         )
-        grad_beta = None if self.fixed_inside else self.x.T @ (residual + 2.0 * score)
+        grad_beta = None if self.fixed_inside else self.x.T @ total
         return first, second, grad_beta
 
 
