@@ -230,6 +230,7 @@ class LaplaceGradient:
         for t in range(1, k):
             self.t_offset[t] = factor.offsets[t - 1]
         self.dest = list(factor.col0.dest) if k > 1 else []
+        self._levels = np.diff(pirls.u_offsets)
         # The scalar selected inverse's scratch: the longest level's entries (the
         # factor's pattern does not change).
         ptr = factor.col0.level_ptr
@@ -318,16 +319,16 @@ class LaplaceGradient:
         """
         pirls = self.pirls
         weighted = getattr(pirls.rows, "weighted_transpose", None)
-        theta = np.array([float(lam[0, 0]) for lam in lambdas])
+        theta = [float(lam[0, 0]) for lam in lambdas]
         if (
             weighted is None
             or pirls.fixed_inside
-            or any(q != 1 for q in self.q)
-            or not np.all(theta > 0)
+            or self.q_max != 1
+            or not all(value > 0 for value in theta)
         ):
             return None
         lams = self.packed(lambdas)
-        levels = np.diff(pirls.u_offsets)
+        levels = self._levels
         u = solution.u
         k = len(theta)
         steps = np.asarray(steps, dtype=np.float64)

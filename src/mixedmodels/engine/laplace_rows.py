@@ -17,7 +17,8 @@ _KERNELS = None
 
 
 def row_kernels() -> dict:
-    """The compiled row loops: ``leverages``, ``transpose_times``, ``gradient``, and
+    """The compiled row loops: ``leverages``, ``transpose_times``, ``gradient``,
+    ``weighted_steps``, and
     ``leverages_scalar``, ``gradient_scalar`` for models whose terms are all scalar
     (the same sums without the loops over each term's q, several times faster)."""
     global _KERNELS
@@ -31,6 +32,7 @@ def row_kernels() -> dict:
             "gradient": jit(_row_gradient),
             "leverages_scalar": jit(_row_leverages_scalar),
             "gradient_scalar": jit(_row_gradient_scalar),
+            "weighted_steps": jit(_weighted_steps),
         }
     return _KERNELS
 
@@ -114,6 +116,34 @@ def _transpose_times(codes, z, zcol, lams, u_offset, c, out):  # pragma: no cove
                     s += lams[t, b, a] * z[r, c0 + b]
                 out[at + a] += s * cr
     return out
+
+
+def _weighted_steps(
+    codes, z, zcol, lams, u_offset, direction, mode_steps, weights, out
+):  # pragma: no cover - compiled by numba
+    """out[:, s] = ΛᵀZᵀW δηₛ with δηₛ = ``direction[:, s]`` + Z·mode_steps[:, s] for every
+    step s (``mode_steps`` (modes, steps) in the modes' order; ``direction`` X's part),
+    step by step in one call."""
+    out[:] = 0.0
+    for s in range(out.shape[1]):
+        for r in range(codes.shape[1]):
+            step = direction[r, s]
+            for t in range(codes.shape[0]):
+                c0 = zcol[t]
+                q = zcol[t + 1] - c0
+                at = u_offset[t] + codes[t, r] * q
+                for a in range(q):
+                    step += z[r, c0 + a] * mode_steps[at + a, s]
+            step *= weights[r]
+            for t in range(codes.shape[0]):
+                c0 = zcol[t]
+                q = zcol[t + 1] - c0
+                at = u_offset[t] + codes[t, r] * q
+                for a in range(q):
+                    lz = 0.0
+                    for b in range(a, q):  # (λᵀz)ₐ, λ lower triangular
+                        lz += lams[t, b, a] * z[r, c0 + b]
+                    out[at + a, s] += lz * step
 
 
 def _row_gradient(

@@ -401,28 +401,26 @@ class RowsInMemory:
         self, at: Point, lams: np.ndarray, mode_steps: np.ndarray, beta_steps: np.ndarray
     ) -> np.ndarray:
         """ΛᵀZᵀW δη at ``at``'s working weights, one column per column of
-        δη = Z·``mode_steps`` + X·``beta_steps`` (scalar terms: ``mode_steps`` one row
-        per level, in the modes' order; ``beta_steps`` (p, steps)): (modes, steps)."""
+        δη = Z·``mode_steps`` + X·``beta_steps`` (``mode_steps`` one row per mode, in the
+        modes' order; ``beta_steps`` (p, steps)): (modes, steps)."""
         state = self._state_at(at)
-        n, n_steps = self.n_obs, mode_steps.shape[1]
-        # Steps as columns, each contiguous for the compiled sums.
-        direction = np.empty((n, n_steps), order="F")
+        blocks = self.blocks
+        n_steps = mode_steps.shape[1]
+        # X's part by BLAS; each column contiguous, here and in ``out`` (for the solves).
+        direction = np.empty((self.n_obs, n_steps), order="F")
         np.matmul(self.x, beta_steps, out=direction)
-        codes, z = self.blocks.codes, self.blocks.z
-        for t in range(codes.shape[0]):
-            step = mode_steps[self.u_offsets[t] : self.u_offsets[t + 1]]
-            moved = np.flatnonzero(step.any(axis=0))  # the steps that move this term
-            if len(moved) == n_steps:
-                direction += z[:, t, None] * step[codes[t]]
-            elif len(moved):
-                direction[:, moved] += z[:, t, None] * step[:, moved][codes[t]]
-        direction *= state.weights[:, None]
         out = np.empty((int(self.u_offsets[-1]), n_steps), order="F")
-        transpose_times = row_kernels()["transpose_times"]
-        for i in range(n_steps):
-            transpose_times(
-                codes, z, self.blocks.zcol, lams, self.u_offsets, direction[:, i], out[:, i]
-            )
+        row_kernels()["weighted_steps"](
+            blocks.codes,
+            blocks.z,
+            blocks.zcol,
+            lams,
+            self.u_offsets,
+            direction,
+            np.ascontiguousarray(mode_steps),
+            state.weights,
+            out,
+        )
         return out
 
     def gradient_rhs(
