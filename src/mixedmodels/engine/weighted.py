@@ -129,6 +129,10 @@ class WeightedCrossProducts:
         # [X y] with y refilled by each fill(): X's columns are written once.
         self.xy = np.zeros((n, self.n_fixed + 1))
         self.xy[:, : self.n_fixed] = x
+        # X contiguous for the compiled pass (which reads y from the caller's array), and
+        # the weighted [X y] of the BLAS product that gives [X y]ᵀW[X y] with many columns.
+        self._x = np.ascontiguousarray(self.xy[:, : self.n_fixed])
+        self._weighted = np.empty_like(self.xy) if self.n_fixed > 1 else None
         pair_of_row = None
         if like is not None:
             structure, pair_of_row = _empty_like(like.cp, self.n_fixed), like.row_pairs
@@ -228,18 +232,19 @@ class WeightedCrossProducts:
         of ``weights`` (a Newton step's right-hand side is not a weighted
         response; its [X y]ᵀ[X y] is then left for the caller to set).
         """
-        self.xy[:, -1] = response
         if self._kernel is None:
             if response_weights is not None:
                 raise NotImplementedError("separate response weights need numba")
+            self.xy[:, -1] = response
             self._fill_numpy(weights)
             return
+        response = np.ascontiguousarray(response, dtype=np.float64)
         self._kernel(
             self.codes,
             self.z,
             self.zcol,
-            self.xy[:, :-1],
-            self.xy[:, -1],
+            self._x,
+            response,
             weights,
             weights if response_weights is None else response_weights,
             self.buffer,
@@ -252,7 +257,8 @@ class WeightedCrossProducts:
             self._xx_at if self.xy.shape[1] <= 2 else -1,
         )
         if self.xy.shape[1] > 2:
-            weighted = self.xy * weights[:, None]
+            self.xy[:, -1] = response
+            weighted = np.multiply(self.xy, weights[:, None], out=self._weighted)
             if response_weights is not None:
                 weighted[:, -1] = self.xy[:, -1] * response_weights
             np.matmul(weighted.T, self.xy, out=self.cp.xx)
