@@ -313,12 +313,14 @@ class Binomial(Family):
         return (weights * y + 0.5) / (weights + 1.0)
 
     def saturated_aic(self, y, weights):
-        successes = weights * y
-        if np.any(np.abs(successes - np.round(successes)) > 1e-8) or np.any(
-            np.abs(weights - np.round(weights)) > 1e-8
+        # One trial a row (the common case) needs only y's check.
+        single = bool(np.all(weights == 1.0))
+        successes = y if single else weights * y
+        if np.any(np.abs(successes - np.round(successes)) > 1e-8) or (
+            not single and np.any(np.abs(weights - np.round(weights)) > 1e-8)
         ):
             return None  # aic rounds the successes and trials; the deviance does not
-        if np.all(weights == 1.0):
+        if single:
             return 0.0  # 0/1 outcomes: p(y | μ = y) = 1 in every row
         return self.aic(y, y, weights, 0.0)
 

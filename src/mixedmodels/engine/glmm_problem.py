@@ -147,7 +147,7 @@ class GeneralizedProblem:
         self.terms = list(terms)
         self.family = family
         self.saturated = rows.saturated_aic(family)
-        bounds = np.cumsum([0] + [t.n_theta for t in self.terms])
+        bounds = list(itertools.accumulate([t.n_theta for t in self.terms], initial=0))
         self.theta_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         self.lower_bounds = np.concatenate([t.theta_lower_bounds() for t in self.terms])
         self._local = threading.local()

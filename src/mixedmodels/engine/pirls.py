@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -121,7 +122,7 @@ class Pirls:
         self.max_iterations = max_iterations
         self.factor: BlockedCholesky = rows.blocks.new_factor()
         self._shapes = [(int(m), int(q)) for m, q in shapes]
-        self.u_offsets = np.cumsum([0, *(m * q for m, q in self._shapes)]).astype(np.int64)
+        self.u_offsets = np.array(list(accumulate((m * q for m, q in self._shapes), initial=0)))
         self._scalar_terms = all(q == 1 for _, q in self._shapes)
         self._level_key: tuple[float, ...] | None = None
         self._level_values = np.zeros(0)

@@ -21,6 +21,7 @@ Without numba the blocks are recomputed by ``cross_products`` and copied in.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class WeightedCrossProducts:
                 np.vstack([np.asarray(c) for c in codes]) if len(codes) else np.zeros((0, n))
             ).astype(np.int64)
             self.z = np.ascontiguousarray(np.column_stack(list(z)), dtype=np.float64)
-            self.zcol = np.cumsum([0, *(zi.shape[1] for zi in z)]).astype(np.int64)
+            self.zcol = np.array(list(accumulate((zi.shape[1] for zi in z), initial=0)))
         self.n_fixed = x.shape[1]
         # [X y] with y refilled by each fill(): X's columns are written once.
         self.xy = np.zeros((n, self.n_fixed + 1))
@@ -152,7 +153,7 @@ class WeightedCrossProducts:
         (``pair_of_row``: each row's level pair per pair of terms, when known)."""
         blocks = [*cp.diag, *(pairs.data for pairs in cp.off.values()), *cp.xz, cp.xx]
         sizes = [b.size for b in blocks]
-        starts = np.cumsum([0, *sizes])
+        starts = np.array(list(accumulate(sizes, initial=0)))
         self.buffer = np.zeros(int(starts[-1]))
         views = [
             self.buffer[a:b].reshape(block.shape)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 
@@ -102,7 +103,7 @@ class RowsInMemory:
         self._codes = [np.asarray(c) for c in codes]
         self._z = [np.asarray(zi, dtype=np.float64) for zi in z]
         self._shapes = [(int(m), zi.shape[1]) for m, zi in zip(n_levels, self._z, strict=True)]
-        self.u_offsets = np.cumsum([0, *(m * q for m, q in self._shapes)]).astype(np.int64)
+        self.u_offsets = np.array(list(accumulate((m * q for m, q in self._shapes), initial=0)))
         # Every term scalar: the gradient's row loops without the loops over q.
         self._scalar_terms = all(q == 1 for _, q in self._shapes)
         passes = compiled_row_pass()
