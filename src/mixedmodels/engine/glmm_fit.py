@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 from ..errors import PirlsError
 from .curvature import STEP, central_derivatives, hessian_from_forward_gradients
@@ -249,7 +250,8 @@ def fit_glmm(
         gradient, curvature = derivatives(
             problem, theta, beta, nagq, value, ws, known_gradient, at_estimates
         )
-        vcov = _vcov_from_hessian(curvature, n_theta)
+        upper = _upper_cholesky(curvature)
+        vcov = _vcov_from_hessian(curvature, n_theta, upper)
         if vcov is None:
             messages.append(
                 "the Hessian of the objective is not positive definite: standard errors "
@@ -257,7 +259,7 @@ def fit_glmm(
             )
         if check:
             point = np.concatenate([theta, beta])
-            messages.extend(convergence_messages(point, lower, gradient, curvature))
+            messages.extend(convergence_messages(point, lower, gradient, curvature, upper))
     summary = OptimizationSummary(
         initial=theta0.copy(),
         lower=lower_theta.copy(),
@@ -477,33 +479,58 @@ def derivatives(
     return found
 
 
-def _vcov_from_hessian(hessian: np.ndarray, n_theta: int) -> np.ndarray | None:
-    """2 H⁻¹ restricted to β (lme4's calc.vcov.hess), or None if H is not usable."""
-    try:
-        inverse = np.linalg.inv(hessian)
-    except np.linalg.LinAlgError:
-        return None
+def _upper_cholesky(a: np.ndarray) -> np.ndarray | None:
+    """U with a = UᵀU (LAPACK, without numpy.linalg's per-call overhead), or None when a is
+    not positive definite."""
+    if not len(a):
+        return np.zeros((0, 0))
+    upper, info = scipy.linalg.lapack.dpotrf(a, lower=0, clean=1)
+    return upper if info == 0 else None
+
+
+def _vcov_from_hessian(
+    hessian: np.ndarray, n_theta: int, upper: np.ndarray | None = None
+) -> np.ndarray | None:
+    """2 H⁻¹ restricted to β (lme4's calc.vcov.hess), or None if H is not usable.
+
+    ``upper``, H's Cholesky factor when H is positive definite, gives H⁻¹.
+    """
+    if upper is not None and len(upper):
+        found, info = scipy.linalg.lapack.dpotri(upper, lower=0)
+        if info:
+            return None
+        inverse = np.triu(found) + np.triu(found, 1).T
+    else:
+        try:
+            inverse = np.linalg.inv(hessian)
+        except np.linalg.LinAlgError:
+            return None
     block = inverse[n_theta:, n_theta:]
     vcov = block + block.T
-    if not np.all(np.isfinite(vcov)) or (len(vcov) and np.min(np.linalg.eigvalsh(vcov)) <= 0):
+    if not np.all(np.isfinite(vcov)) or (len(vcov) and _upper_cholesky(vcov) is None):
         return None
     return vcov
 
 
 def convergence_messages(
-    point: np.ndarray, lower: np.ndarray, gradient: np.ndarray, hessian: np.ndarray
+    point: np.ndarray,
+    lower: np.ndarray,
+    gradient: np.ndarray,
+    hessian: np.ndarray,
+    upper: np.ndarray | None = None,
 ) -> list[str]:
-    """lme4's checkConv: the scaled gradient R⁻ᵀg (H = RᵀR) at coordinates off their bound."""
+    """lme4's checkConv: the scaled gradient R⁻¹g (H = RᵀR) at coordinates off their bound
+    (``upper``: R of the whole H, if known)."""
     interior = ~(np.isfinite(lower) & (point - lower < BOUNDARY_TOLERANCE))
     g = gradient[interior]
-    h = hessian[np.ix_(interior, interior)]
     if not len(g):
         return []
-    try:
-        chol = np.linalg.cholesky(h)
-    except np.linalg.LinAlgError:
+    if upper is None or not interior.all():
+        upper = _upper_cholesky(hessian[np.ix_(interior, interior)])
+    if upper is None:
         return ["the Hessian at the optimum is not positive definite"]
-    scaled = float(np.max(np.abs(np.linalg.solve(chol.T, g))))
+    solved, _ = scipy.linalg.lapack.dtrtrs(upper, g, lower=0)
+    scaled = float(np.max(np.abs(solved)))
     if scaled > GRADIENT_TOLERANCE:
         return [
             f"the optimizer may not have converged: max |scaled gradient| = {scaled:.3g} "
