@@ -365,14 +365,16 @@ class GeneralizedProblem:
         theta = np.array(theta, dtype=np.float64)
         if known is not None and beta is not None:
             value, solution = known
-            rows = ws.solver(False).rows
         elif beta is None:
             value, solution = self.joint(theta, ws)
-            rows = ws.solver(True).rows
         else:
             value, solution = self.evaluate(theta, np.asarray(beta, dtype=np.float64), nagq, ws)
-            rows = ws.solver(False).rows
         lambdas = self.lambdas(theta)
+        # R_X at the solution's weights; the joint rows then hold its η and μ (the modes'
+        # rows may have moved on: a Hessian's sides).
+        joint = ws.solver(True)
+        joint.refactor_at(lambdas, solution)
+        rows = joint.rows
         modes_solver = ws.solver(False)
         modes = tuple(
             solution.u[modes_solver.u_offsets[k] : modes_solver.u_offsets[k + 1]].reshape(
@@ -388,8 +390,6 @@ class GeneralizedProblem:
             sigma = 1.0
         means = rows.means(solution.point)
         eta, mu = (None, None) if means is None else means
-        joint = ws.solver(True)
-        joint.refactor_at(lambdas, solution)
         rinv = joint.factor.inverse_rx()
         return GlmmSolution(
             theta=theta,
