@@ -24,15 +24,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.linalg
 
 from .. import arguments
-from ..engine.blocks import CrossProducts, cross_products
+from ..engine.blocks import CrossProducts, residual_cross_products
 from ..engine.fit import optimize_theta, optimizer_threads
 from ..engine.optimize import OptimizationSummary
 from ..engine.problem import LinearProblem, Solution
 from ..engine.refit import ResponseRefitter
-from ..engine.threads import blas_threads, threads_for
+from ..engine.threads import blas_threads
 from ..errors import (
     ArgumentError,
     ConvergenceWarning,
@@ -456,38 +455,12 @@ def _cross_products_of(design: Design) -> CrossProducts:
     With an offset the model is fitted to y − offset.
     """
     y = design.y if design.offset is None else design.y - design.offset
-    # One thread limit around the QR and the products XᵀX, Xᵀy (the limits inside
-    # are then the same and set nothing): setting and restoring it costs 5–10 µs.
-    with blas_threads(threads_for(*design.x.shape)):
-        beta0 = _least_squares(design.x, y) if design.x.shape[1] else None
-        return cross_products(
-            [t.codes for t in design.terms],
-            [t.z for t in design.terms],
-            [t.n_levels for t in design.terms],
-            design.x,
-            y,
-            design.weights,
-            beta_offset=beta0,
-        )
-
-
-def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """β minimising |y − Xβ|² for an X of full column rank (the design dropped aliased
-    columns): LAPACK's Householder QR of a Fortran-order copy, factored in place,
-    then Qᵀy and the triangular solve (dgels does the same with a scaling pass
-    and copies: twice the time on a tall X); the SVD where it fails."""
-    n, p = x.shape
-    with blas_threads(threads_for(n, p)):
-        if n >= p:
-            lapack = scipy.linalg.lapack
-            qr, tau, _, info = lapack.dgeqrf(
-                np.array(x, dtype=np.float64, order="F"), overwrite_a=True
-            )
-            if info == 0:
-                qty, _, info = lapack.dormqr("L", "T", qr, tau, y.reshape(-1, 1), 64)
-            if info == 0:
-                beta, info = lapack.dtrtrs(qr[:p], qty[:p], lower=0)
-                beta = beta.ravel()
-                if info == 0 and np.all(np.isfinite(beta)):
-                    return beta
-        return np.linalg.lstsq(x, y, rcond=None)[0]
+    terms = design.terms
+    return residual_cross_products(
+        [t.codes for t in terms],
+        [t.z for t in terms],
+        [t.n_levels for t in terms],
+        design.x,
+        y,
+        design.weights,
+    )
