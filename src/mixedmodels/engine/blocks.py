@@ -141,16 +141,18 @@ def pair_structure(
     # (No copy of codes already int64: the product is a new array.)
     key = codes_i.astype(np.int64, copy=False) * n_levels_j + codes_j
     if n_levels_i * n_levels_j <= max(_DENSE_PAIR_TABLE_LIMIT, 4 * len(key)):
-        present = np.flatnonzero(np.bincount(key, minlength=n_levels_i * n_levels_j))
-        slot = np.empty(n_levels_i * n_levels_j, dtype=np.int64)
+        # A table of flags (a bincount's counts are not needed: 18 -> 15 µs on 3 435 rows).
+        table = np.zeros(n_levels_i * n_levels_j, dtype=bool)
+        table[key] = True
+        present = np.flatnonzero(table)
+        slot = np.empty(len(table), dtype=np.int64)
         slot[present] = np.arange(len(present))
         pair_of_row = slot[key]
     else:
         # Hashing, then sorting only the distinct pairs (np.unique sorts all rows).
         pair_of_row, present = pd.factorize(key, sort=True)
-    rows = (present // n_levels_j).astype(np.int32)
-    cols = (present % n_levels_j).astype(np.int32)
-    return rows, cols, pair_of_row
+    rows, cols = np.divmod(present, n_levels_j)
+    return rows.astype(np.int32), cols.astype(np.int32), pair_of_row
 
 
 def _pair_blocks(
@@ -349,42 +351,61 @@ def _blocks_compiled(
     n_levels = [int(m) for m in n_levels]
     zs = [np.ascontiguousarray(zi, dtype=np.float64) for zi in z]
     q = [zi.shape[1] for zi in zs]
-    z_all = zs[0] if k == 1 else np.hstack(zs) if k else np.zeros((n, 0))
+    zcol = [0, *itertools.accumulate(q)]
+    if k == 1:
+        z_all = zs[0]
+    else:
+        # Column by column into one array (np.hstack of (n, 1) arrays costs more).
+        z_all = np.empty((n, zcol[-1]))
+        for zi, a, b in zip(zs, zcol[:-1], zcol[1:], strict=True):
+            z_all[:, a:b] = zi
     codes_all = np.empty((k, n), dtype=np.int64)
     for t in range(k):
         codes_all[t] = codes[t]
     keys = [(i, j) for i in range(k) for j in range(i)]
-    structures = [
-        pair_structure(codes_all[i], n_levels[i], codes_all[j], n_levels[j]) for i, j in keys
-    ]
-    pair_of_row = np.empty((len(keys), n), dtype=np.int64)
-    for b, (_, _, index) in enumerate(structures):
-        pair_of_row[b] = index
+    n_pairs = len(keys)
+    pair_of_row = np.empty((n_pairs, n), dtype=np.int64)
+    pairs = []
+    for b, (i, j) in enumerate(keys):
+        rows, cols, pair_of_row[b] = pair_structure(
+            codes_all[i], n_levels[i], codes_all[j], n_levels[j]
+        )
+        pairs.append((rows, cols))
     c = x.shape[1] + 1
     shapes = [
         *((m, qi, qi) for m, qi in zip(n_levels, q, strict=True)),
-        *((len(rows), q[i], q[j]) for (i, j), (rows, _, _) in zip(keys, structures, strict=True)),
+        *((len(rows), q[i], q[j]) for (i, j), (rows, _) in zip(keys, pairs, strict=True)),
         *((c, m, qi) for m, qi in zip(n_levels, q, strict=True)),
     ]
-    # Offsets as Python integers (numpy's cumsum on a few values costs more).
+    # Offsets as Python integers (numpy's cumsum on a few values costs more), and
+    # every integer the kernel reads in one array (one np.array call, then views).
     starts = [0, *itertools.accumulate(math.prod(shape) for shape in shapes)]
+    layout = np.array(
+        [
+            *zcol,
+            *starts[: 2 * k + n_pairs],
+            *(m * qi for m, qi in zip(n_levels, q, strict=True)),
+            *itertools.chain.from_iterable(keys),
+        ],
+        dtype=np.int64,
+    )
+    at = k + 1  # where the block offsets start in the layout
     buffer = np.empty(starts[-1])
-    n_pairs = len(keys)
     kernel(
         codes_all,
         z_all,
-        np.array([0, *itertools.accumulate(q)], dtype=np.int64),
+        layout[:at],
         x,
         y,
         w,
         w,
         buffer,
-        np.array(starts[:k], dtype=np.int64),
-        np.array(starts[k + n_pairs : 2 * k + n_pairs], dtype=np.int64),
-        np.array([m * qi for m, qi in zip(n_levels, q, strict=True)], dtype=np.int64),
+        layout[at : at + k],
+        layout[at + k + n_pairs : at + 2 * k + n_pairs],
+        layout[at + 2 * k + n_pairs : at + 3 * k + n_pairs],
         pair_of_row,
-        np.array(keys, dtype=np.int64).reshape(-1, 2),
-        np.array(starts[k : k + n_pairs], dtype=np.int64),
+        layout[at + 3 * k + n_pairs :].reshape(n_pairs, 2),
+        layout[at + k : at + k + n_pairs],
         -1,
     )
     views = [
@@ -393,11 +414,9 @@ def _blocks_compiled(
     ]
     off = {
         key: PairBlocks(rows=rows, cols=cols, data=data)
-        for key, (rows, cols, _), data in zip(
-            keys, structures, views[k : k + len(keys)], strict=True
-        )
+        for key, (rows, cols), data in zip(keys, pairs, views[k : k + n_pairs], strict=True)
     }
-    return views[:k], off, views[k + len(keys) :]
+    return views[:k], off, views[k + n_pairs :]
 
 
 def _gram(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
