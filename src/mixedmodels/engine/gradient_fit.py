@@ -209,10 +209,16 @@ def _information_start(
     g = evaluator.gradient()
     if not all_finite(g):
         return "differences", None
-    if not logged.any():
+    # (As Python booleans: numpy's any() and all() cost more on a few values.)
+    flags = logged.tolist()
+    if not any(flags):
         # ψ is φ: the information as it is (the scaling below would multiply by 1).
         b = positive_definite(evaluator.information())
         return ("differences" if b is None else b), (f, g)
+    if all(flags):
+        # Every coordinate logged: D = diag(φ) and the same numbers without the selections.
+        b = positive_definite(evaluator.information() * _outer(start) + np.diag(g * start))
+        return ("differences" if b is None else b), (f, g * start)
     d = np.where(logged, start, 1.0)
     b = positive_definite(
         evaluator.information() * _outer(d) + np.diag(np.where(logged, g * start, 0.0))
@@ -257,15 +263,17 @@ def _minimize(
         hessian = hessian * _outer(d)
     # A logged coordinate that falls below a quarter of its start is heading
     # for zero, where θ itself converges much faster: it goes back to θ.
-    if logged.any():
+    # (As Python booleans: numpy's any() and all() cost more on a few values.)
+    if any(logged.tolist()):
         # (At least _LOG_SWITCH > 0, or NaN: no division by zero to silence.)
         floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
     x = start
     while True:
         fixed = logged.copy()
-        psi = x.copy()
-        any_fixed = bool(fixed.any())
-        if any_fixed and fixed.all():
+        flags = fixed.tolist()
+        any_fixed = any(flags)
+        every_fixed = any_fixed and all(flags)
+        if every_fixed:
             # Every coordinate logged (models of scalar terms away from their bounds):
             # the same element-wise numbers on whole arrays, without selecting them.
 
@@ -301,7 +309,23 @@ def _minimize(
             def leaving(psi: np.ndarray, _f: float, fixed: np.ndarray = fixed) -> bool:
                 return bool((psi[fixed] < floor[fixed]).any())
 
-        if any_fixed:
+        if every_fixed:
+            # The branch below on whole arrays: ψ = log φ, no bound, no mirror
+            # (a scalar term has none), every step capped at a factor of two.
+            psi = np.log(x)
+            result = minimize_quasi_newton(
+                value,
+                gradient,
+                psi,
+                np.full(len(x), -np.inf),
+                mirrors={},
+                stop=leaving,
+                hessian=hessian,
+                initial=initial,
+                max_step=np.full(len(x), math.log(2.0)),
+            )
+        elif any_fixed:
+            psi = x.copy()
             psi[fixed] = np.log(x[fixed])
             result = minimize_quasi_newton(
                 value,
@@ -318,6 +342,7 @@ def _minimize(
         else:
             # Without logged coordinates ψ is φ: the evaluator's own methods, the
             # bounds, mirrors and step caps as they are (no closures to build).
+            psi = x.copy()
             result = minimize_quasi_newton(
                 evaluator.value,
                 evaluator.gradient,
@@ -345,7 +370,10 @@ def _minimize(
             initial = (result.value, result.gradient / d)
             continue
         # Back to φ: g_φ = g_ψ / φ and H_φ ≈ D⁻¹ H_ψ D⁻¹ (g ≈ 0) on the logged coordinates.
-        if any_fixed:
+        if every_fixed:
+            gradient_phi = result.gradient / x
+            hessian_phi = result.hessian / _outer(x)
+        elif any_fixed:
             scale = np.where(fixed, x, 1.0)
             gradient_phi = result.gradient / scale
             hessian_phi = result.hessian / _outer(scale)

@@ -71,8 +71,11 @@ class MomentStart:
 
     def __init__(self, cp: CrossProducts, terms: list[RandomEffectsTerm]) -> None:
         self.terms = terms
-        # Per term: the levels of full rank (None: all), D⁻¹ on them, its mean, their count.
-        self.parts: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, int]] | None = []
+        # Per term: the levels of full rank (None: all), D⁻¹ on them, their count.
+        self.parts: list[tuple[np.ndarray | None, np.ndarray, int]] | None = []
+        # Per term, the mean of D⁻¹ over those levels: formed at its first use (the
+        # joint scalar start does not read it).
+        self._means: list[np.ndarray | None] = [None] * len(terms)
         for j, term in enumerate(terms):
             d = cp.diag[j]
             q = term.q
@@ -80,21 +83,27 @@ class MomentStart:
                 # The scalar case of the lines below (the same numbers, fewer calls).
                 flat = d.reshape(-1)
                 full_rank = flat > 1e-10 * np.maximum(np.abs(flat), 1.0)
-                inverses = np.divide(1.0, d, out=np.zeros_like(d), where=full_rank[:, None, None])
+                m = int(np.count_nonzero(full_rank))
+                if m == len(d):
+                    # Every level of full rank (the usual case): 1/D as it is, the
+                    # numbers of the masked division below without its zeroed copy.
+                    inverses = 1.0 / d
+                else:
+                    inverses = np.divide(
+                        1.0, d, out=np.zeros(d.shape), where=full_rank[:, None, None]
+                    )
             else:
                 scale = np.abs(d).reshape(len(d), -1).max(axis=1)
                 det, inverses = batched_determinant_inverse(d)
                 full_rank = det > 1e-10 * np.maximum(scale, 1.0) ** q
-            m = int(np.count_nonzero(full_rank))
+                m = int(np.count_nonzero(full_rank))
             if m == 0:
                 self.parts = None
                 return
             if m < len(d):
-                self.parts.append((full_rank, inverses[full_rank], None, m))
+                self.parts.append((full_rank, inverses[full_rank], m))
             else:
-                self.parts.append((None, inverses, None, m))
-        # The sum over the levels over their count is numpy's mean, without its wrapper.
-        self.parts = [(keep, d_inv, d_inv.sum(axis=0) / m, m) for keep, d_inv, _, m in self.parts]
+                self.parts.append((None, inverses, m))
         self.scalar_moments = _scalar_moment_system(cp, [m for *_, m in self.parts])
         self.n_obs = cp.n_obs
 
@@ -105,9 +114,7 @@ class MomentStart:
         rss = float(cp.xx[-1, -1])
         n = cp.n_obs
         within, spread, explained_by = [], [], []
-        for j, (term, (keep, d_inv, d_inv_mean, m)) in enumerate(
-            zip(self.terms, self.parts, strict=True)
-        ):
+        for j, (term, (keep, d_inv, m)) in enumerate(zip(self.terms, self.parts, strict=True)):
             s = cp.xz[j][-1]  # (levels, q): Σ z·r per level
             if keep is not None:
                 s = s[keep]
@@ -116,7 +123,7 @@ class MomentStart:
             explained_by.append(explained)
             dof = max(n - m * term.q, 1)
             within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
-            spread.append((b, d_inv, m, d_inv_mean))
+            spread.append((b, d_inv, m))
         joint = self._joint_scalar(rss, explained_by)
         if joint is not None:
             return joint
@@ -125,7 +132,11 @@ class MomentStart:
             return None
         thetas = []
         # (The levels' spread b̂ᵀb̂/m only here: the joint scalar start does not read it.)
-        for term, (b, d_inv, m, d_inv_mean) in zip(self.terms, spread, strict=True):
+        for j, (term, (b, d_inv, m)) in enumerate(zip(self.terms, spread, strict=True)):
+            d_inv_mean = self._means[j]
+            if d_inv_mean is None:
+                # The sum over the levels over their count is numpy's mean, without its wrapper.
+                d_inv_mean = self._means[j] = d_inv.sum(axis=0) / m
             relative = (b.T @ b / m - sigma2 * d_inv_mean) / sigma2
             if term.q == 1:
                 # The scalar case of the floor and the factor (numpy's eigh and
