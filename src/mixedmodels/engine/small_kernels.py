@@ -20,39 +20,43 @@ from .smallmatrix import cholesky_in_place
 # The compiled loops the kernels call: set by compiled_kernels() before it
 # compiles them (numba reads a global's value when it compiles the function).
 _first_levels = _first_modes = _first_gradient = _cholesky = None
-_term_residual = _term_products = _term_info = _first_info = None
+_term_residual = _term_products = _term_info = _first_info = _unpack = None
 
 
 def update_kernel(
     lam_stack,
     diag0,
-    level_ptr,
-    rows,
+    integers,
     raw,
-    entry_term,
-    entry_comp,
-    term_q,
     xz0,
     l00,
     values,
-    pair_base,
-    pair_pos,
     t,
-    layout,
-    offsets,
     diag_flat,
     xz_flat,
     xx,
-    off_terms,
-    off_pairs,
-    pair_levels,
     data_flat,
     q0_tag,
 ):  # pragma: no cover - compiled by numba
     """Fill T (lower triangle) and factor the first term and T; returns Σ log diag L₀₀
     (nan when some λᵀDλ + I or T is not positive definite).  ``q0_tag``: q₀ as a type
     (:func:`~mixedmodels.engine.kernels.q0_tag`), so that numba compiles this kernel
-    once per q₀ with the first term's loops unrolled."""
+    once per q₀ with the first term's loops unrolled; ``integers``: the factor's integer
+    arrays packed, see :func:`unpack_integers`)."""
+    (
+        level_ptr,
+        rows,
+        entry_term,
+        entry_comp,
+        term_q,
+        pair_base,
+        pair_pos,
+        layout,
+        offsets,
+        off_terms,
+        off_pairs,
+        pair_levels,
+    ) = _unpack(integers)
     n = t.shape[0]
     n_xy = xx.shape[0]
     r = n - n_xy
@@ -134,24 +138,13 @@ def gradient_kernel(
     lam_stack,
     diag0,
     l00,
-    level_ptr,
-    rows,
+    integers,
     raw,
-    entry_term,
-    entry_comp,
-    term_q,
     xz0,
     values,
-    pair_base,
-    pair_pos,
     t,
-    layout,
-    offsets,
     diag_flat,
     xz_flat,
-    off_terms,
-    off_pairs,
-    pair_levels,
     data_flat,
     n_s,
     dof,
@@ -166,6 +159,20 @@ def gradient_kernel(
     """∇θ of the criterion at the θ of the last :func:`update_kernel`; also w (−û_T, −β, 1),
     the spherical modes û and Zᵀe (flat, by term) for the caller (``q0_tag``: as for
     :func:`update_kernel`)."""
+    (
+        level_ptr,
+        rows,
+        entry_term,
+        entry_comp,
+        term_q,
+        pair_base,
+        pair_pos,
+        layout,
+        offsets,
+        off_terms,
+        off_pairs,
+        pair_levels,
+    ) = _unpack(integers)
     n = t.shape[0]
     n_xy = xz0.shape[0]
     r = n - n_xy
@@ -318,6 +325,30 @@ def gradient_kernel(
         out[kk] = 2.0 * acc[term, j, i] + dof * d_r2 / r2
 
 
+def unpack_integers(integers):  # pragma: no cover - compiled by numba
+    """The factor's integer arrays from the one array
+    :class:`~mixedmodels.engine.small_trailing.SmallTrailing` packs them in (views):
+    the first term's level pointers, rows, entry terms and components, the terms' q,
+    the pair bases and positions, then the layout (terms, 5), the terms' first rows
+    in T, the pairs' terms (·, 2), ranges (·, 3) and levels (·, 2).  The array
+    starts with the 13 bounds of these 12 segments."""
+    b = integers
+    return (
+        integers[b[0] : b[1]],
+        integers[b[1] : b[2]],
+        integers[b[2] : b[3]],
+        integers[b[3] : b[4]],
+        integers[b[4] : b[5]],
+        integers[b[5] : b[6]],
+        integers[b[6] : b[7]],
+        integers[b[7] : b[8]].reshape((-1, 5)),
+        integers[b[8] : b[9]],
+        integers[b[9] : b[10]].reshape((-1, 2)),
+        integers[b[10] : b[11]].reshape((-1, 3)),
+        integers[b[11] : b[12]].reshape((-1, 2)),
+    )
+
+
 def _term_residual_loop(m, lam, u, xz, diag, beta, b, ze, q_tag):  # pragma: no cover - numba
     """One term's b = λu and Zᵀe less its diagonal blocks' ZᵀZ b, level by level
     (``q_tag``: the term's q as a type, a tuple, for the first term, or as an
@@ -355,17 +386,11 @@ def _term_products_loop(m, ze, u, out, q_tag):  # pragma: no cover - numba
 def information_kernel(
     lam_stack,
     l00,
-    level_ptr,
-    rows,
+    integers,
     values,
     t,
-    layout,
-    offsets,
     diag_flat,
     xz_flat,
-    off_terms,
-    off_pairs,
-    pair_levels,
     data_flat,
     ze_flat,
     theta_index,
@@ -376,7 +401,10 @@ def information_kernel(
     q0_tag,
 ):  # pragma: no cover - compiled by numba
     """The average information (see :mod:`~mixedmodels.engine.information`) into ``out``
-    (``q0_tag``: as for :func:`update_kernel`)."""
+    (``q0_tag``, ``integers``: as for :func:`update_kernel`)."""
+    level_ptr, rows, _, _, _, _, _, layout, offsets, off_terms, off_pairs, pair_levels = _unpack(
+        integers
+    )
     n = t.shape[0]
     k = layout.shape[0]
     n_re = ze_flat.shape[0]
@@ -563,5 +591,6 @@ def compiled_kernels():
         names["_term_products"] = jit(_term_products_loop)
         names["_term_info"] = jit(_term_info_loop)
         names["_first_info"] = jit(_first_info_loop)
+        names["_unpack"] = jit(unpack_integers)
         _COMPILED = (jit(update_kernel), jit(gradient_kernel), jit(information_kernel))
     return _COMPILED or None
