@@ -162,7 +162,7 @@ class BlockedCholesky:
         self.L00 = np.empty((cp.n_levels[0], cp.q[0], cp.q[0])) if k else None
         self._half_logdet0 = 0.0
         # The λ of the last successful update (None before one, or after a failure).
-        self.updated_with: list[np.ndarray] | None = None
+        self.updated_with: list[list[list[float]]] | None = None
         # The compiled path of a small dense T: None until decided, False when not used.
         self._small: SmallTrailing | bool | None = None if small else False
 
@@ -300,7 +300,8 @@ class BlockedCholesky:
             if done is None:
                 return False
             self.L00, self._half_logdet0 = done
-            self.updated_with = [np.array(lam) for lam in lambdas]
+            # As nested lists (what is_current compares; cheaper than array copies).
+            self.updated_with = [lam.tolist() for lam in lambdas]
             return True
         self._fill_trailing(lambdas)
         if self.k:
@@ -320,7 +321,7 @@ class BlockedCholesky:
             _, info = scipy.linalg.lapack.dpotrf(self.T.T, lower=0, clean=0, overwrite_a=1)
             ok = info == 0 and bool(np.isfinite(self.T[-1, -1]))
         if ok:
-            self.updated_with = [np.array(lam) for lam in lambdas]
+            self.updated_with = [lam.tolist() for lam in lambdas]
         return ok
 
     def is_current(self, lambdas: list[np.ndarray]) -> bool:
@@ -329,7 +330,7 @@ class BlockedCholesky:
         done = self.updated_with
         # As nested lists (shapes and values): numpy's comparison and all() cost a
         # microsecond per term on these few numbers.
-        return done is not None and [a.tolist() for a in done] == [b.tolist() for b in lambdas]
+        return done is not None and done == [b.tolist() for b in lambdas]
 
     def _fill_trailing(self, lambdas: list[np.ndarray]) -> None:
         """T ← Λᵀ A Λ + diag(I, 0) on its lower triangle (terms 1 … k−1 and [X y])."""

@@ -216,7 +216,8 @@ def check_stationarity(
     # (x − (−∞) is +∞: a coordinate without a bound is never on it.)
     on_bound = x - lower <= 0.0
     pushing_in = None
-    if not on_bound.any():
+    # (As Python booleans: numpy's any() costs more on a few values.)
+    if not any(on_bound.tolist()):
         # An interior point (the usual optimum): every coordinate moves, none inward.
         g, h = gradient, hessian
     else:
