@@ -68,7 +68,7 @@ SIMPLE = [
 def formulaic_only() -> Iterator[None]:
     """Inside: no part of a formula is plain, every part goes through formulaic."""
 
-    def no_plain_part(parsed, columns):
+    def no_plain_part(parsed, columns, dtypes=None):
         return PlainPlan(response=None, fixed=None, terms=(None,) * len(parsed.random))
 
     with pytest.MonkeyPatch.context() as patch:

@@ -25,7 +25,6 @@ from ..formula import ParsedFormula, RandomTermSpec, parse_formula, random_term_
 from . import plain
 from .checks import check_missing_option, check_weights
 from .codings import coded_formula
-from .columns import is_numeric_column
 from .computed import ComputedSpec, computed_columns
 from .evaluation import evaluate, evaluation_frame, formulaic_parts
 from .frame import UsedRows, read_frame
@@ -165,7 +164,9 @@ def _predictor_levels(parsed: ParsedFormula, rows: plain.PlainRows) -> dict[str,
     names = [*parsed.fixed_part.columns, *(c for spec in parsed.random for c in spec.part.columns)]
     out: dict[str, Levels | None] = {}
     for name in dict.fromkeys(names):
-        if is_numeric_column(rows.columns[name]) and name not in parsed.factor_columns:
+        dtype = rows.dtype(name)
+        numeric = isinstance(dtype, np.dtype) and dtype.kind in "biuf"  # is_numeric_column
+        if numeric and name not in parsed.factor_columns:
             out[name] = None
         else:
             out[name] = rows.levels(name)[1]  # as a plain part coded it, if one did
@@ -232,9 +233,9 @@ def build_design(
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
     check_missing_option(missing)
     frame = read_frame(parsed, data, weights, missing)
-    parsed = coded_formula(parsed, frame.columns, contrasts)
+    parsed = coded_formula(parsed, frame.columns, contrasts, dtypes=frame.dtypes)
     computed, offset_all = computed_columns(parsed, frame, offset, missing)
-    plan = plain.plain_plan(parsed, frame.columns)
+    plan = plain.plain_plan(parsed, frame.columns, frame.dtypes)
     evaluated = formulaic_parts(parsed, plan, frame, missing)
     rows = UsedRows.of(evaluated.keep, frame.data.index)
     w = frame.weights
@@ -245,7 +246,9 @@ def build_design(
     if offset_all is not None:
         offset_used = offset_all if rows.selection is None else offset_all[rows.selection]
         computed.check_offset(offset_used, rows.index)
-    plain_rows = plain.PlainRows(frame.columns, frame.values, rows.keep, rows.selection, rows.n)
+    plain_rows = plain.PlainRows(
+        frame.columns, frame.values, rows.keep, rows.selection, rows.n, frame.dtypes
+    )
     fixed = fixed_effects(parsed, plan, plain_rows, evaluated, rows)
     matrices = term_matrices(parsed, plan, plain_rows, evaluated, rows, checked=plan.fixed)
     terms, order = random_effects_terms(parsed, frame, rows, matrices, allow_n=allow_n)

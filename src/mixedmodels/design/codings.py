@@ -55,7 +55,11 @@ def _is_factor(column: pd.Series) -> bool:
 
 
 def coded_formula(
-    parsed: ParsedFormula, columns: Mapping[str, pd.Series], contrasts: Any = None
+    parsed: ParsedFormula,
+    columns: Mapping[str, pd.Series],
+    contrasts: Any = None,
+    *,
+    dtypes: Mapping[str, Any] | None = None,
 ) -> ParsedFormula:
     """``parsed`` with its logical, ordered and ``contrasts=`` columns coded as R codes them.
 
@@ -70,6 +74,8 @@ def coded_formula(
         ``"contr.treatment"``, ``"contr.SAS"``) or a call giving the base level
         of treatment contrasts (``"contr.treatment(base = 2)"``,
         ``'contr.treatment(base = "b")'``).
+    dtypes : mapping of str to dtype, optional
+        Each column's dtype, when the caller has read them.
 
     Raises
     ------
@@ -82,7 +88,8 @@ def coded_formula(
     """
     everywhere: dict[str, str] = {}
     for name, column in columns.items():
-        dtype = column.dtype  # read once: pandas' dtype property costs a few calls
+        # Read once: pandas' dtype property costs a few calls.
+        dtype = (dtypes and dtypes.get(name)) or column.dtype
         if _logical_dtype(dtype):
             everywhere[name] = "logical({})"
         elif isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:

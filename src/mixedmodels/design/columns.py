@@ -33,6 +33,7 @@ import decimal
 import fractions
 import numbers
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,15 +80,18 @@ def is_numeric_column(column: pd.Series) -> bool:
     return isinstance(dtype, np.dtype) and dtype.kind in "biuf"
 
 
-def predictor_column(name: str, column: pd.Series) -> pd.Series:
+def predictor_column(name: str, column: pd.Series, dtype: Any = None) -> pd.Series:
     """``column`` as the model's matrices read it (``column`` itself when it is fine).
+
+    ``dtype`` is the column's dtype when the caller has read it already.
 
     Raises
     ------
     DataError
         For values a model cannot use (see the module's docstring).
     """
-    dtype = column.dtype
+    if dtype is None:
+        dtype = column.dtype
     if isinstance(dtype, np.dtype):
         kind = dtype.kind
         if kind in "biuf":
@@ -236,15 +240,16 @@ def _mixed(name: str, column: pd.Series) -> pd.Series:
     )
 
 
-def grouping_column(name: str, column: pd.Series) -> pd.Series:
+def grouping_column(name: str, column: pd.Series, dtype: Any = None) -> pd.Series:
     """``column`` as the levels of a grouping factor: any values that can be levels.
 
     Numbers, text, booleans and categories are levels, and so are dates and
     times (as R's ``factor()`` of a date).  Bytes and containers (lists,
     tuples, dicts, sets) are refused naming the column.  A sparse column is
-    read dense.
+    read dense.  ``dtype`` is the column's dtype when the caller has read it.
     """
-    dtype = column.dtype
+    if dtype is None:
+        dtype = column.dtype
     if isinstance(dtype, pd.SparseDtype):
         return column.sparse.to_dense()
     if isinstance(dtype, np.dtype) and dtype.kind == "O":
@@ -284,8 +289,12 @@ def check_column_names(in_matrices: set[str]) -> None:
         )
 
 
-def read_columns(parsed: ParsedFormula, given: Mapping[str, pd.Series]) -> dict[str, pd.Series]:
-    """Each column the formula uses as the model reads it (see the module's docstring).
+def read_columns(
+    parsed: ParsedFormula, given: Mapping[str, pd.Series]
+) -> tuple[dict[str, pd.Series], dict[str, Any]]:
+    """Each column the formula uses as the model reads it (see the module's docstring),
+    and each one's dtype (read once here: pandas' dtype property costs a few calls, and
+    the design's later steps all ask what a column is).
 
     Raises
     ------
@@ -296,9 +305,15 @@ def read_columns(parsed: ParsedFormula, given: Mapping[str, pd.Series]) -> dict[
     """
     in_matrices = matrix_columns(parsed)
     check_column_names(in_matrices)
-    return {
-        name: predictor_column(name, column)
-        if name in in_matrices
-        else grouping_column(name, column)
-        for name, column in given.items()
-    }
+    columns: dict[str, pd.Series] = {}
+    dtypes: dict[str, Any] = {}
+    for name, column in given.items():
+        dtype = column.dtype
+        read = (
+            predictor_column(name, column, dtype)
+            if name in in_matrices
+            else grouping_column(name, column, dtype)
+        )
+        columns[name] = read
+        dtypes[name] = dtype if read is column else read.dtype
+    return columns, dtypes

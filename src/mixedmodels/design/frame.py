@@ -184,6 +184,8 @@ class ModelFrame:
         Rows with a missing value in a column used or in the weights.
     culprits : list of str
         The columns holding those missing values (``"weights"`` for the weights).
+    dtypes : dict of str to dtype
+        The dtype of each of ``columns`` read so far (see :meth:`dtype`).
     """
 
     data: pd.DataFrame
@@ -191,6 +193,7 @@ class ModelFrame:
     weights: np.ndarray | None
     missing: np.ndarray
     culprits: list[str]
+    dtypes: dict[str, Any] = field(default_factory=dict, repr=False)
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def values(self, name: str) -> np.ndarray:
@@ -199,6 +202,14 @@ class ModelFrame:
         if array is None:
             array = self._arrays[name] = self.columns[name].to_numpy()
         return array
+
+    def dtype(self, name: str) -> Any:
+        """Column ``name``'s dtype (read once: pandas' dtype property costs a few calls,
+        and every step of the design asks what a column is)."""
+        dtype = self.dtypes.get(name)
+        if dtype is None:
+            dtype = self.dtypes[name] = self.columns[name].dtype
+        return dtype
 
 
 def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> ModelFrame:
@@ -213,9 +224,10 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
     """
     data = as_data_frame(data)
     given = check_columns(data, parsed.columns)
-    columns = read_columns(parsed, given)
+    columns, dtypes = read_columns(parsed, given)
     w = None if weights is None else weights_array(weights, data)
-    if len(data) == 0:
+    n_rows = len(data)
+    if n_rows == 0:
         raise DataError("the data have no rows")
     changed = {name: column for name, column in columns.items() if column is not given[name]}
     if changed:
@@ -223,9 +235,9 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
         data = data.copy(deep=False)
         for name, column in changed.items():
             data[name] = column
-    frame = ModelFrame(data, columns, w, np.zeros(len(data), dtype=bool), [])
+    frame = ModelFrame(data, columns, w, np.zeros(n_rows, dtype=bool), [], dtypes)
     for name, column in columns.items():
-        dtype = column.dtype  # read once: pandas' dtype property costs a few calls
+        dtype = dtypes[name]
         floats = isinstance(dtype, np.dtype) and dtype.kind == "f"
         bad = _missing(column, dtype, frame.values(name) if floats else None)
         if name in changed:
@@ -238,7 +250,8 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
     if w is not None and np.isnan(w).any():
         frame.missing |= np.isnan(w)
         frame.culprits.append("weights")
-    check_rows_left(data.index, given, frame.missing, frame.culprits, missing)
+    if frame.culprits:  # without, no row is missing: nothing to refuse
+        check_rows_left(data.index, given, frame.missing, frame.culprits, missing)
     return frame
 
 

@@ -11,6 +11,8 @@ order and checked as lme4 checks them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -25,9 +27,9 @@ from .matrices import TermMatrix
 __all__ = ["combine_factors", "group_codes", "random_effects_terms"]
 
 
-def _factor_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def _factor_codes(values: pd.Series, dtype: Any = None) -> tuple[np.ndarray, pd.Index]:
     """Codes (−1 for missing) and canonical labels of one factor (see :mod:`.levels`)."""
-    codes, levels = factor_codes(values)
+    codes, levels = factor_codes(values, dtype)
     return codes, levels.labels
 
 
@@ -138,7 +140,7 @@ def random_effects_terms(
                 column = frame.columns[name]
                 if rows.selection is not None:
                     column = column[rows.selection]
-                coded[name] = (column, _factor_codes(column))
+                coded[name] = (column, _factor_codes(column, frame.dtype(name)))
         codes, levels = _combined(
             [coded[name][1] for name in spec.group], [coded[name][0] for name in spec.group], rows.n
         )

@@ -324,13 +324,15 @@ def categories_present(
     return (None if present.all() else present), missing
 
 
-def factor_codes(values: pd.Series) -> tuple[np.ndarray, Levels]:
+def factor_codes(values: pd.Series, dtype: Any = None) -> tuple[np.ndarray, Levels]:
     """Level codes (int64, −1 for missing) and the levels of one factor column.
 
     Levels are sorted as R sorts a factor's (see the module's docstring) and
-    values with the same canonical text share a level.
+    values with the same canonical text share a level.  ``dtype`` is the
+    column's dtype when the caller has read it.
     """
-    dtype = values.dtype  # read once: pandas' dtype property costs a few calls
+    if dtype is None:
+        dtype = values.dtype  # read once: pandas' dtype property costs a few calls
     categorical = isinstance(dtype, pd.CategoricalDtype)
     if categorical:
         # The Categorical itself: pandas' .cat accessor costs more than the work here.

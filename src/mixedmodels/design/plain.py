@@ -96,6 +96,8 @@ class PlainRows:
         ``keep``, or None when every row is used.
     n : int
         The number of rows used.
+    dtypes : mapping of str to dtype, optional
+        The columns' dtypes, as far as the caller has read them.
     """
 
     def __init__(
@@ -105,14 +107,23 @@ class PlainRows:
         keep: np.ndarray,
         selection: np.ndarray | None,
         n: int,
+        dtypes: Mapping[str, Any] | None = None,
     ) -> None:
         self.columns = columns
         self.values = values
+        self._dtypes = dict(dtypes or {})
         self.keep = keep
         self.selection = selection
         self.n = n
         self._factors: dict[str, FactorCoding] = {}
         self._levels: dict[str, tuple[np.ndarray, Levels]] = {}
+
+    def dtype(self, name: str) -> Any:
+        """A column's dtype (read once)."""
+        dtype = self._dtypes.get(name)
+        if dtype is None:
+            dtype = self._dtypes[name] = self.columns[name].dtype
+        return dtype
 
     def numbers(self, name: str) -> np.ndarray:
         """A numeric column on the rows used."""
@@ -123,8 +134,7 @@ class PlainRows:
         """A factor column's levels and codes on the rows used (computed once)."""
         coding = self._factors.get(name)
         if coding is None:
-            column = self.columns[name]
-            if _logical(column.dtype):
+            if _logical(self.dtype(name)):
                 codes = self.numbers(name).astype(np.int64)  # FALSE 0, TRUE 1
                 coding = FactorCoding(codes, _LOGICAL_LEVELS, "logical")
             else:
@@ -145,7 +155,7 @@ class PlainRows:
         if found is None:
             column = self.columns[name]
             used = column if self.selection is None else column[self.selection]
-            found = self._levels[name] = factor_codes(used)
+            found = self._levels[name] = factor_codes(used, self.dtype(name))
         return found
 
     def sample(self, names: tuple[str, ...]) -> PlainSample:
@@ -168,7 +178,7 @@ class PlainRows:
             # A factor of a plain part was coded with its matrix: its coding tells
             # without reading the column's dtype again.
             coding = self._factors.get(name)
-            if coding is None and _numeric(self.columns[name].dtype):
+            if coding is None and _numeric(self.dtype(name)):
                 parts[name] = self.values(name)[first]
             else:
                 if coding is None:
@@ -358,25 +368,36 @@ def _spellings(name: str, *, logical: bool) -> tuple[str, ...]:
     return tuple(f"logical({b})" for b in bare) if logical else bare
 
 
-def plain_plan(parsed: ParsedFormula, columns: Mapping[str, pd.Series]) -> PlainPlan:
-    """The parts of ``parsed`` that are plain, given the columns the formula uses."""
+def plain_plan(
+    parsed: ParsedFormula,
+    columns: Mapping[str, pd.Series],
+    dtypes: Mapping[str, Any] | None = None,
+) -> PlainPlan:
+    """The parts of ``parsed`` that are plain, given the columns the formula uses (and
+    their dtypes, when the caller has read them)."""
     # The columns a plain part could read, each once: the response's and those of
     # every part made of columns joined by "+".
     names = dict.fromkeys(() if parsed.response_column is None else (parsed.response_column,))
     for part in (parsed.fixed_part, *(spec.part for spec in parsed.random)):
         if part.plain_columns is not None:
             names.update(dict.fromkeys(part.plain_columns))
-    return _plan(parsed, tuple((name, _kind(name, columns[name])) for name in names))
+    known = {} if dtypes is None else dtypes
+    return _plan(
+        parsed,
+        tuple(
+            (name, _kind(name, columns[name], known.get(name) or columns[name].dtype))
+            for name in names
+        ),
+    )
 
 
-def _kind(name: str, column: pd.Series) -> str | None:
+def _kind(name: str, column: pd.Series, dtype: Any) -> str | None:
     """What a plain part reads ``column`` as: "number", "logical", "factor", or None."""
     # Names formulaic treats specially (its intercept, Python keywords) are left
     # to it, as are columns that are neither numbers nor factors as defined in
     # the module's docstring.
     if name == _INTERCEPT or keyword.iskeyword(name):
         return None
-    dtype = column.dtype  # read once: pandas' dtype property costs a few calls
     if _numeric(dtype):
         return "number"
     if _logical(dtype):
