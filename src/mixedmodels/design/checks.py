@@ -97,24 +97,38 @@ def check_columns(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, pd.Se
         more than once.  (What the values are is :mod:`.columns`' concern.)
     """
     present = data.columns
+    if present.is_unique:
+        # Fetched straight away: pandas' column access tests that the name is
+        # there, and a test of ours first would look each name up twice.
+        found: dict[str, pd.Series] = {}
+        for name in columns:
+            try:
+                found[name] = data[name]
+            except KeyError:
+                raise _absent(name, present) from None
+        return found
     for name in columns:
         if name not in present:
-            available = [str(c) for c in present]
-            close = difflib.get_close_matches(name, available, n=3)
-            hint = f"; did you mean {_show(close)}?" if close else ""
-            listing = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")
+            raise _absent(name, present)
+    duplicated = present[present.duplicated()]
+    for name in columns:
+        if name in duplicated:
             raise DataError(
-                f"column {name!r} used in the formula is not in the data{hint} "
-                f"(columns: {listing or 'none'})"
+                f"column {name!r} appears more than once in the data; rename or drop the copies"
             )
-    if not present.is_unique:
-        duplicated = present[present.duplicated()]
-        for name in columns:
-            if name in duplicated:
-                raise DataError(
-                    f"column {name!r} appears more than once in the data; rename or drop the copies"
-                )
     return {name: data[name] for name in columns}
+
+
+def _absent(name: str, present: pd.Index) -> DataError:
+    """The error for a column the formula uses that is not in the data."""
+    available = [str(c) for c in present]
+    close = difflib.get_close_matches(name, available, n=3)
+    hint = f"; did you mean {_show(close)}?" if close else ""
+    listing = ", ".join(available[:20]) + (", ..." if len(available) > 20 else "")
+    return DataError(
+        f"column {name!r} used in the formula is not in the data{hint} "
+        f"(columns: {listing or 'none'})"
+    )
 
 
 def check_rows_left(

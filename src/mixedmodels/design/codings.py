@@ -89,7 +89,9 @@ def coded_formula(
     everywhere: dict[str, str] = {}
     for name, column in columns.items():
         # Read once: pandas' dtype property costs a few calls.
-        dtype = (dtypes and dtypes.get(name)) or column.dtype
+        dtype = None if dtypes is None else dtypes.get(name)
+        if dtype is None:
+            dtype = column.dtype
         if _logical_dtype(dtype):
             everywhere[name] = "logical({})"
         elif isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:

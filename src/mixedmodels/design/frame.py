@@ -153,13 +153,13 @@ def _missing(series: pd.Series, dtype: Any, values: np.ndarray | None) -> np.nda
             return None
         if dtype.kind == "f":
             values = series.to_numpy() if values is None else values
-            # A sum is NaN when any value is (or infinities of both signs are):
-            # one reduction, without the mask, settles the usual case.  (Those
-            # infinities, or huge values that overflow, are the caller's data, not a
-            # numerical accident: numpy's warnings about them are not the caller's.)
-            with np.errstate(invalid="ignore", over="ignore"):
-                total = values.sum()
-            return np.isnan(values) if math.isnan(total) else None
+            # The smallest value is NaN exactly when a value is (numpy's minimum
+            # propagates NaN): one reduction, without the mask, settles the usual
+            # case.  Unlike a sum it cannot overflow or meet infinities of both
+            # signs, so it needs no errstate (whose context costs more than the pass).
+            if not len(values) or not math.isnan(values.min()):
+                return None
+            return np.isnan(values)
     elif isinstance(dtype, pd.CategoricalDtype):
         codes = series.array.codes  # what isna() tests, without its overhead
         return codes < 0 if len(codes) and codes.min() < 0 else None

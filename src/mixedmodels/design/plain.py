@@ -381,14 +381,13 @@ def plain_plan(
     for part in (parsed.fixed_part, *(spec.part for spec in parsed.random)):
         if part.plain_columns is not None:
             names.update(dict.fromkeys(part.plain_columns))
-    known = {} if dtypes is None else dtypes
-    return _plan(
-        parsed,
-        tuple(
-            (name, _kind(name, columns[name], known.get(name) or columns[name].dtype))
-            for name in names
-        ),
-    )
+    kinds = []
+    for name in names:
+        dtype = None if dtypes is None else dtypes.get(name)
+        if dtype is None:
+            dtype = columns[name].dtype
+        kinds.append((name, _kind(name, columns[name], dtype)))
+    return _plan(parsed, tuple(kinds))
 
 
 def _kind(name: str, column: pd.Series, dtype: Any) -> str | None:
