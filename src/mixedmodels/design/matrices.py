@@ -101,13 +101,19 @@ def fixed_effects(
         y = np.array(plain_rows.numbers(plan.response), dtype=float)
         x, raw_names = plan.fixed.matrix(plain_rows)
         spec = None
+        # An integer response column (a plain one is numpy numbers) is finite, and
+        # its norm lies within MAGNITUDE_BOUNDS on any number of rows (|y| <= 2^64,
+        # nonzero |y| >= 1): only a float one can fail checked_peaks.
+        response_kind = plain_rows.dtype(plan.response).kind
     else:
         y_all, rhs = parts.fixed
         y = y_all[rows.keep]
         x = np.asarray(rhs, dtype=np.float64)[rows.keep]
         raw_names = list(rhs.columns)
         spec = rhs.model_spec
-    checked_peaks(y, [parsed.response_label], "the response", rows.index)
+        response_kind = "f"
+    if response_kind == "f":
+        checked_peaks(y, [parsed.response_label], "the response", rows.index)
     check_response(y, parsed.response_label)
     names = parsed.column_names(raw_names)
     summary = checked_summary(x, names, "the fixed-effects column", rows.index)

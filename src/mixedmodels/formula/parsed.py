@@ -243,6 +243,12 @@ class ParsedFormula:
     offsets: tuple[Offset, ...] = ()
     group_expressions: tuple[GroupExpression, ...] = ()
 
+    def __hash__(self) -> int:
+        # From a few of the fields (equal formulas have them equal): the generated
+        # hash of every field recursed through the parts and terms, a chain of
+        # calls each time a fit looks its formula up in a memo (plain.plain_plan).
+        return hash((self.source, self.response, self.columns))
+
     @property
     def fixed(self) -> str:
         """formulaic text of the fixed part, intercept explicit (``"1 + x"``, ``"0 + x"``)."""
