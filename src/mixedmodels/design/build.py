@@ -247,7 +247,7 @@ def build_design(
         offset_used = offset_all if rows.selection is None else offset_all[rows.selection]
         computed.check_offset(offset_used, rows.index)
     plain_rows = plain.PlainRows(
-        frame.columns, frame.values, rows.keep, rows.selection, rows.n, frame.dtypes
+        frame.columns, frame.values, rows.keep, rows.selection, rows.n, frame.dtypes, frame.taken
     )
     fixed = fixed_effects(parsed, plan, plain_rows, evaluated, rows)
     matrices = term_matrices(parsed, plan, plain_rows, evaluated, rows, checked=plan.fixed)

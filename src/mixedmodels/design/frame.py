@@ -21,6 +21,7 @@ from ..errors import DataError
 from ..formula import ParsedFormula
 from .checks import check_columns, check_rows_left, weights_array
 from .columns import read_columns
+from .levels import TakenCategories, taken_categories
 
 __all__ = ["ModelFrame", "UsedRows", "as_data_frame", "column_missing", "read_frame"]
 
@@ -186,6 +187,9 @@ class ModelFrame:
         The columns holding those missing values (``"weights"`` for the weights).
     dtypes : dict of str to dtype
         The dtype of each of ``columns`` read so far (see :meth:`dtype`).
+    taken : dict of str to TakenCategories
+        Each categorical column's codes and the categories its rows take,
+        found with its missing values (:func:`.levels.taken_categories`).
     """
 
     data: pd.DataFrame
@@ -194,6 +198,7 @@ class ModelFrame:
     missing: np.ndarray
     culprits: list[str]
     dtypes: dict[str, Any] = field(default_factory=dict, repr=False)
+    taken: dict[str, TakenCategories] = field(default_factory=dict, repr=False)
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def values(self, name: str) -> np.ndarray:
@@ -238,8 +243,14 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
     frame = ModelFrame(data, columns, w, np.zeros(n_rows, dtype=bool), [], dtypes)
     for name, column in columns.items():
         dtype = dtypes[name]
-        floats = isinstance(dtype, np.dtype) and dtype.kind == "f"
-        bad = _missing(column, dtype, frame.values(name) if floats else None)
+        if isinstance(dtype, pd.CategoricalDtype):
+            # Its missing codes found with the categories taken, which its coding
+            # as a factor reads again (:func:`.levels.factor_codes`).
+            taken = frame.taken[name] = taken_categories(column)
+            bad = taken.codes < 0 if taken.missing else None
+        else:
+            floats = isinstance(dtype, np.dtype) and dtype.kind == "f"
+            bad = _missing(column, dtype, frame.values(name) if floats else None)
         if name in changed:
             # Missing as given (a conversion may have put a placeholder there).
             before = column_missing(given[name])

@@ -21,15 +21,17 @@ from ..errors import DataError
 from ..formula import ParsedFormula, random_term_to_lme4
 from .checks import check_grouping_factors, check_random_effects_size
 from .frame import ModelFrame, UsedRows
-from .levels import factor_codes
+from .levels import TakenCategories, factor_codes
 from .matrices import TermMatrix
 
 __all__ = ["combine_factors", "group_codes", "random_effects_terms"]
 
 
-def _factor_codes(values: pd.Series, dtype: Any = None) -> tuple[np.ndarray, pd.Index]:
+def _factor_codes(
+    values: pd.Series, dtype: Any = None, taken: TakenCategories | None = None
+) -> tuple[np.ndarray, pd.Index]:
     """Codes (−1 for missing) and canonical labels of one factor (see :mod:`.levels`)."""
-    codes, levels = factor_codes(values, dtype)
+    codes, levels = factor_codes(values, dtype, taken)
     return codes, levels.labels
 
 
@@ -138,9 +140,11 @@ def random_effects_terms(
         for name in spec.group:
             if name not in coded:
                 column = frame.columns[name]
+                taken = frame.taken.get(name)  # on every row
                 if rows.selection is not None:
                     column = column[rows.selection]
-                coded[name] = (column, _factor_codes(column, frame.dtype(name)))
+                    taken = None
+                coded[name] = (column, _factor_codes(column, frame.dtype(name), taken))
         codes, levels = _combined(
             [coded[name][1] for name in spec.group], [coded[name][0] for name in spec.group], rows.n
         )

@@ -34,11 +34,13 @@ from ..engine.jit import compiled_on_first_use
 
 __all__ = [
     "Levels",
+    "TakenCategories",
     "as_list",
     "categories_present",
     "factor_codes",
     "level_label",
     "level_labels",
+    "taken_categories",
 ]
 
 
@@ -324,23 +326,61 @@ def categories_present(
     return (None if present.all() else present), missing
 
 
-def factor_codes(values: pd.Series, dtype: Any = None) -> tuple[np.ndarray, Levels]:
+@dataclass(frozen=True)
+class TakenCategories:
+    """What :func:`factor_codes` reads of a categorical column: its codes and categories,
+    which categories its rows take and whether a code is missing.
+
+    The data's reading finds them once (the missing codes are its concern too),
+    and the factor's coding reuses them when every row is used.
+
+    Attributes
+    ----------
+    codes : ndarray
+        The Categorical's codes (−1 for missing).
+    categories : Index
+        Its categories.
+    present : ndarray of bool or None
+        Which categories the codes take, None when they take every one.
+    missing : bool
+        Whether a code is −1.
+    """
+
+    codes: np.ndarray
+    categories: pd.Index
+    present: np.ndarray | None
+    missing: bool
+
+
+def taken_categories(column: pd.Series) -> TakenCategories:
+    """The :class:`TakenCategories` of a categorical column (one pass over its codes)."""
+    # The Categorical itself: pandas' .cat accessor costs more than the work here.
+    array = column.array
+    codes = array.codes
+    categories = array.categories
+    present, missing = categories_present(codes, len(categories))
+    return TakenCategories(codes, categories, present, missing)
+
+
+def factor_codes(
+    values: pd.Series, dtype: Any = None, taken: TakenCategories | None = None
+) -> tuple[np.ndarray, Levels]:
     """Level codes (int64, −1 for missing) and the levels of one factor column.
 
     Levels are sorted as R sorts a factor's (see the module's docstring) and
     values with the same canonical text share a level.  ``dtype`` is the
-    column's dtype when the caller has read it.
+    column's dtype when the caller has read it, ``taken`` a categorical
+    column's :func:`taken_categories` when the caller has them.
     """
     if dtype is None:
         dtype = values.dtype  # read once: pandas' dtype property costs a few calls
     categorical = isinstance(dtype, pd.CategoricalDtype)
     if categorical:
-        # The Categorical itself: pandas' .cat accessor costs more than the work here.
-        array = values.array
-        codes = array.codes
-        categories = array.categories
+        if taken is None:
+            taken = taken_categories(values)
+        codes, categories = taken.codes, taken.categories
         # Only the categories that occur (R's drop.unused.levels).
-        present, missing = categories_present(codes, len(categories))
+        present, missing = taken.present, taken.missing
         if present is None:
             # Every category occurs (the usual case): nothing to renumber, and
             # no selection from the categories (a pyarrow filter for text).

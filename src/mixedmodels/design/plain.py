@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..formula import ModelPart, ParsedFormula
-from .levels import Levels, as_list, factor_codes
+from .levels import Levels, TakenCategories, as_list, factor_codes
 
 __all__ = ["FactorCoding", "PlainPart", "PlainPlan", "PlainRows", "PlainSample", "plain_plan"]
 
@@ -98,6 +98,9 @@ class PlainRows:
         The number of rows used.
     dtypes : mapping of str to dtype, optional
         The columns' dtypes, as far as the caller has read them.
+    taken : mapping of str to TakenCategories, optional
+        Categorical columns' codes and categories taken on every row
+        (:func:`~.levels.taken_categories`), as far as the caller has them.
     """
 
     def __init__(
@@ -108,10 +111,13 @@ class PlainRows:
         selection: np.ndarray | None,
         n: int,
         dtypes: Mapping[str, Any] | None = None,
+        taken: Mapping[str, TakenCategories] | None = None,
     ) -> None:
         self.columns = columns
         self.values = values
         self._dtypes = dict(dtypes or {})
+        # On every row: of use only while every row is.
+        self._taken = (taken or {}) if selection is None else {}
         self.keep = keep
         self.selection = selection
         self.n = n
@@ -155,7 +161,7 @@ class PlainRows:
         if found is None:
             column = self.columns[name]
             used = column if self.selection is None else column[self.selection]
-            found = self._levels[name] = factor_codes(used, self.dtype(name))
+            found = self._levels[name] = factor_codes(used, self.dtype(name), self._taken.get(name))
         return found
 
     def sample(self, names: tuple[str, ...]) -> PlainSample:
