@@ -12,6 +12,7 @@ results line up with lme4's output.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -158,12 +159,19 @@ class SpecBuilder:
         design.term_specs = specs
 
 
+# Memoised on the formula (parsing is memoised too): a refit asks again.
+@functools.lru_cache(maxsize=128)
+def _predictors(parsed: ParsedFormula) -> tuple[str, ...]:
+    """The columns the fixed part and the terms' left-hand sides read, each once."""
+    names = [*parsed.fixed_part.columns, *(c for spec in parsed.random for c in spec.part.columns)]
+    return tuple(dict.fromkeys(names))
+
+
 def _predictor_levels(parsed: ParsedFormula, rows: plain.PlainRows) -> dict[str, Levels | None]:
     """The levels of the rows used of each factor the model's matrices read (None for a
     number): text, categories, and columns inside ``factor()``/``C()``."""
-    names = [*parsed.fixed_part.columns, *(c for spec in parsed.random for c in spec.part.columns)]
     out: dict[str, Levels | None] = {}
-    for name in dict.fromkeys(names):
+    for name in _predictors(parsed):
         dtype = rows.dtype(name)
         numeric = isinstance(dtype, np.dtype) and dtype.kind in "biuf"  # is_numeric_column
         if numeric and name not in parsed.factor_columns:

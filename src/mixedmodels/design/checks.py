@@ -294,19 +294,21 @@ def check_grouping_factors(
     residual variance.  ``allow_n`` (lme4's ``allow.n``, set by ``glmer``, which
     has no residual variance) allows as many levels as observations.
     """
+    # Each term's level count read once (the length of its levels' Index).
+    counts = [(term.group_name, term.n_levels) for term in terms]
     seen: set[str] = set()
-    for term in terms:
-        if term.group_name in seen:
+    for term, (name, n_levels) in zip(terms, counts, strict=True):
+        if name in seen:
             continue
-        seen.add(term.group_name)
-        if term.n_levels < 2:
-            level = f" ({term.levels[0]!r})" if term.n_levels else ""
+        seen.add(name)
+        if n_levels < 2:
+            level = f" ({term.levels[0]!r})" if n_levels else ""
             raise DataError(
-                f"grouping factor {term.group_name!r} has only {term.n_levels} level{level} "
+                f"grouping factor {name!r} has only {n_levels} level{level} "
                 "among the rows used; a grouping factor needs at least 2 levels "
                 "(remove the term or check the missing values dropped)"
             )
-    too_many = [t.group_name for t in terms if t.n_levels > n_obs - (0 if allow_n else 1)]
+    too_many = [name for name, n_levels in counts if n_levels > n_obs - (0 if allow_n else 1)]
     if too_many:
         names = _show(list(dict.fromkeys(too_many)))
         raise DataError(
@@ -335,12 +337,13 @@ def check_random_effects_size(
         Allow as many effects as observations (lme4's ``allow.n``, for ``glmer``).
     """
     for i, term in enumerate(terms):
-        n_effects = term.q * term.n_levels
+        q, n_levels = term.q, term.n_levels
+        n_effects = q * n_levels
         if n_obs < n_effects + (0 if allow_n else 1):
             label = labels[i] if labels is not None else f"(... | {term.group_name})"
             raise DataError(
                 f"the random-effects term {label} has {n_effects} random effects "
-                f"({term.q} per level × {term.n_levels} levels of {term.group_name!r}) "
+                f"({q} per level × {n_levels} levels of {term.group_name!r}) "
                 f"for {n_obs} observations; there must be fewer random effects than "
                 "observations, or the variances cannot be estimated (simplify the term)"
             )

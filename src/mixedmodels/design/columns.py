@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import decimal
 import fractions
+import functools
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
@@ -270,16 +271,18 @@ def grouping_column(name: str, column: pd.Series, dtype: Any = None) -> pd.Serie
 _NOT_LEVELS = (bytes, bytearray, tuple, list, dict, set, frozenset, np.ndarray)
 
 
-def matrix_columns(parsed: ParsedFormula) -> set[str]:
+# Memoised on the formula (parsing is memoised too): a refit asks again.
+@functools.lru_cache(maxsize=128)
+def matrix_columns(parsed: ParsedFormula) -> frozenset[str]:
     """The columns the model's matrices read: the response's, the fixed part's and the
     random-effects terms' left-hand sides' (not the grouping factors')."""
     names = {*parsed.response_columns, *parsed.fixed_part.columns}
     for spec in parsed.random:
         names.update(spec.part.columns)
-    return names
+    return frozenset(names)
 
 
-def check_column_names(in_matrices: set[str]) -> None:
+def check_column_names(in_matrices: Set[str]) -> None:
     """Refuse a column named ``Intercept`` among the columns the matrices read: formulaic's
     intercept column has that name, and the two would be taken for one."""
     if _INTERCEPT in in_matrices:

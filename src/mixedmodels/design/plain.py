@@ -381,19 +381,25 @@ def plain_plan(
 ) -> PlainPlan:
     """The parts of ``parsed`` that are plain, given the columns the formula uses (and
     their dtypes, when the caller has read them)."""
-    # The columns a plain part could read, each once: the response's and those of
-    # every part made of columns joined by "+".
-    names = dict.fromkeys(() if parsed.response_column is None else (parsed.response_column,))
-    for part in (parsed.fixed_part, *(spec.part for spec in parsed.random)):
-        if part.plain_columns is not None:
-            names.update(dict.fromkeys(part.plain_columns))
     kinds = []
-    for name in names:
+    for name in _candidates(parsed):
         dtype = None if dtypes is None else dtypes.get(name)
         if dtype is None:
             dtype = columns[name].dtype
         kinds.append((name, _kind(name, columns[name], dtype)))
     return _plan(parsed, tuple(kinds))
+
+
+# Memoised on the formula (parsing is memoised too): a refit asks again.
+@functools.lru_cache(maxsize=128)
+def _candidates(parsed: ParsedFormula) -> tuple[str, ...]:
+    """The columns a plain part could read, each once: the response's and those of every
+    part made of columns joined by "+"."""
+    names = dict.fromkeys(() if parsed.response_column is None else (parsed.response_column,))
+    for part in (parsed.fixed_part, *(spec.part for spec in parsed.random)):
+        if part.plain_columns is not None:
+            names.update(dict.fromkeys(part.plain_columns))
+    return tuple(names)
 
 
 def _kind(name: str, column: pd.Series, dtype: Any) -> str | None:
