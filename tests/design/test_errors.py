@@ -300,6 +300,20 @@ def test_missing_values_found_in_numbers_and_categories(sleep: pd.DataFrame) -> 
         mm.lmer(FORMULA, data)
 
 
+def test_missing_values_found_in_text(sleep: pd.DataFrame) -> None:
+    # pandas' text ("str"; arrow-backed when pyarrow is there): a missing value is
+    # found, named and its row dropped; none, and every row is used.
+    data = sleep.copy()
+    data["Subject"] = data["Subject"].astype(str).astype("str")
+    assert build_design(FORMULA, data).row_index.equals(data.index)
+    data.loc[[5, 12], "Subject"] = None
+    with raises(DataError, "2 rows have missing values", "'Subject'", "row 5"):
+        mm.lmer(FORMULA, data, missing="raise")
+    design = build_design(FORMULA, data)
+    assert design.n_dropped_missing == 2
+    assert 5 not in design.row_index and 12 not in design.row_index
+
+
 def test_all_our_errors_are_value_errors() -> None:
     for cls in (MixedModelsError, FormulaError, DataError):
         assert issubclass(cls, ValueError)

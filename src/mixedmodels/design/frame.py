@@ -164,6 +164,15 @@ def _missing(series: pd.Series, dtype: Any, values: np.ndarray | None) -> np.nda
     elif isinstance(dtype, pd.CategoricalDtype):
         codes = series.array.codes  # what isna() tests, without its overhead
         return codes < 0 if len(codes) and codes.min() < 0 else None
+    elif isinstance(dtype, pd.StringDtype):
+        array = series.array
+        if isinstance(array, pd.arrays.ArrowStringArray):
+            import pyarrow as pa  # present: pandas' arrow text is built on it
+
+            # A missing text is a null in arrow, which counts them: the usual case
+            # (none) without isna()'s mask (~30 µs for 2 000 rows).
+            if not pa.array(array).null_count:
+                return None
     return np.asarray(series.isna(), dtype=bool)
 
 
