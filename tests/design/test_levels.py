@@ -244,3 +244,15 @@ def test_a_categorical_factor_keeps_the_categories_present_in_order():
     assert codes.tolist() == [0, -1, 1, 0]
     assert levels.labels.tolist() == ["z", "x"]
     assert levels.categorical
+
+
+def test_factor_codes_of_arrow_text_sorted_as_pandas_sorts() -> None:
+    # pandas' text ("str", arrow-backed when pyarrow is there): levels sorted by code
+    # point (upper case first, accents after), missing values coded -1.
+    values = pd.Series(["b", "a", None, "c", "a", "é", "Z", "ä", "aa"], dtype="str")
+    codes, levels = factor_codes(values)
+    expected_codes, expected_levels = pd.factorize(values, sort=True)
+    assert list(levels.labels) == ["Z", "a", "aa", "b", "c", "ä", "é"]
+    assert list(levels.labels) == list(expected_levels)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert codes[2] == -1
