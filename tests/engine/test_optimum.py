@@ -320,3 +320,42 @@ def test_bobyqa_remains_available():
     assert fitted.objective == pytest.approx(1743.6282719, abs=1e-6)
     with pytest.raises(ValueError, match="optimizer"):
         model.fit(optimizer="newton")
+
+
+class _QuadraticCriterion:
+    """An evaluator (as gradient_fit reads one) of one scalar term's θ whose criterion
+    is (θ − 0.5)²; it counts its values."""
+
+    def __init__(self) -> None:
+        self.problem = type("Problem", (), {"lower_bounds": np.zeros(1)})()
+        self.scale = np.ones(1)
+        self.unit_scale = True
+        self.mirrors: dict = {}
+        self.scalar = np.array([True])
+        self.theta = np.ones(1)
+        self.calls = 0
+
+    def value(self, phi: np.ndarray) -> float:
+        self.calls += 1
+        self.theta = phi * self.scale
+        return float((phi[0] - 0.5) ** 2)
+
+    def gradient(self) -> np.ndarray:
+        return np.array([2 * (self.theta[0] - 0.5)])
+
+    def information(self) -> np.ndarray:
+        return np.array([[2.0]])
+
+
+def test_log_scale_coordinate_below_its_floor_goes_back_to_theta() -> None:
+    # A scalar θ started at 4 moves on a log scale until it falls below a quarter
+    # of its start, then in θ. The stop there takes it off the log scale at once;
+    # it used to stay logged while above 0.01 and restart at every step (on an
+    # exactly fitted response, whose criterion is noise, forever: found by fuzzing).
+    from mixedmodels.engine.gradient_fit import fit_quasi_newton
+
+    evaluator = _QuadraticCriterion()
+    summary = fit_quasi_newton(evaluator, np.array([4.0]), check=False)
+    assert summary is not None and summary.converged
+    assert summary.final[0] == pytest.approx(0.5, abs=1e-6)
+    assert evaluator.calls <= 10

@@ -362,7 +362,9 @@ def _minimize(
         elif not (result.x == psi).all():
             x = to_phi(result.x)
         if result.status == "stopped by the caller":
-            leaving_now = fixed & (x < _LOG_SWITCH)
+            # The coordinates the stop saw below their floor (in ψ, as it tests them):
+            # each such stop takes at least one off the log scale, so it ends.
+            leaving_now = fixed & (result.x < floor)
             logged &= ~leaving_now
             # Carry the curvature over to the coordinates that change scale.
             d = np.where(leaving_now, x, 1.0)
