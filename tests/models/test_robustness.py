@@ -394,3 +394,56 @@ def test_degenerate_tiny_data_fits_or_raises_ours() -> None:
             mm.lmer("y ~ s + (1 | g)", data)
         except mm.MixedModelsError:
             pass
+
+
+@pytest.mark.parametrize(
+    ("formula", "rows"),
+    [
+        # Found by test_errors.py's fuzzing: x is a function of the factor s, and x of x.
+        ("x ~ s + (1 | g)", [3, 6, 3, 3, 3, 2, 7, 2]),
+        ("x ~ x + (1 | g)", [6, 6, 6, 6, 2, 6, 1, 4]),
+    ],
+)
+def test_response_fitted_exactly_by_fixed_effects_is_refused(formula: str, rows: list) -> None:
+    # The least-squares residuals are rounding error: the criterion would be noise
+    # (row 7, whose g is missing, is dropped).
+    data = pd.DataFrame(
+        {
+            "x": [0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 2.0, 1.0],
+            "s": ["p", "q", "p", "q", "p", "q", "p", "q"],
+            "g": ["a", "a", "b", "b", "c", "c", "a", None],
+        }
+    ).iloc[rows]
+    with pytest.raises(mm.DataError, match="fit the response 'x' exactly"):
+        mm.lmer(formula, data)
+
+
+def test_response_a_linear_function_of_a_predictor_is_refused(sleep: pd.DataFrame) -> None:
+    data = sleep.assign(y=3.0 + 2.5 * sleep.Days)
+    with pytest.raises(mm.DataError, match="fit the response 'y' exactly"):
+        mm.lmer("y ~ Days + (1 | Subject)", data)
+    # Variation far below the response's size but far above rounding is kept.
+    noisy = data.assign(y=data.y + 1e-9 * np.random.default_rng(3).normal(size=len(data)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mm.lmer("y ~ Days + (1 | Subject)", noisy)
+    assert model.sigma == pytest.approx(1e-9, rel=0.3)
+
+
+def test_degenerate_curvature_fits_or_raises_ours() -> None:
+    # Found by test_errors.py's fuzzing: five rows, two groups, a response with a
+    # zero; the quasi-Newton update met a step along which B had no curvature
+    # and divided by zero (a ZeroDivisionError from the compiled update).
+    data = pd.DataFrame(
+        {
+            "x": [3.0, 1.0, 3.0, 2.0, 3.0],
+            "s": ["q", "q", "q", "p", "q"],
+            "g": ["b", "a", "b", "b", "b"],
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            mm.lmer("sqrt(x - 1) ~ s + (1 | g)", data)
+        except mm.MixedModelsError:
+            pass

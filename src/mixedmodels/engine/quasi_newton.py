@@ -244,6 +244,10 @@ def _bfgs_update(b, s, y):  # pragma: no cover - numba
     sbs = 0.0
     for i in range(n):
         sbs += s[i] * bs[i]
+    if not sbs > 0.0:
+        # B has lost its curvature along s (rounding on a degenerate criterion):
+        # kept as it is rather than divided by zero.
+        return False
     for i in range(n):
         for j in range(n):
             b[i, j] += y[i] * y[j] / sy - bs[i] * bs[j] / sbs
@@ -540,7 +544,8 @@ def minimize_quasi_newton(
             bfgs_update(b, s, y)
         elif (sy := float(s @ y)) > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
             bs = b @ s
-            b = b - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / sy
+            if (sbs := float(s @ bs)) > 0.0:
+                b = b - np.outer(bs, bs) / sbs + np.outer(y, y) / sy
         x, f, g = x_new, f_new, g_new
         if stop is not None and stop(x, f):
             status = "stopped by the caller"

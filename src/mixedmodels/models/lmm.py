@@ -456,7 +456,7 @@ def _cross_products_of(design: Design) -> CrossProducts:
     """
     y = design.y if design.offset is None else design.y - design.offset
     terms = design.terms
-    return residual_cross_products(
+    cp = residual_cross_products(
         [t.codes for t in terms],
         [t.z for t in terms],
         [t.n_levels for t in terms],
@@ -464,3 +464,30 @@ def _cross_products_of(design: Design) -> CrossProducts:
         y,
         design.weights,
     )
+    if design.x.shape[1]:
+        _check_residual_variation(cp, y, design.weights, design.response_name)
+    return cp
+
+
+# Least-squares residuals whose norm is below this fraction of the response's
+# (some 450 units in the last place) are rounding error: the criterion at every θ
+# is then noise, and an optimizer would chase it.
+_EXACT_FIT = 1e-13
+
+
+def _check_residual_variation(
+    cp: CrossProducts, y: np.ndarray, weights: np.ndarray | None, response: str
+) -> None:
+    """Refuse a response that the fixed effects fit exactly.
+
+    Raises
+    ------
+    DataError
+    """
+    total = float(y @ y) if weights is None else float((weights * y) @ y)
+    if float(cp.xx[-1, -1]) <= _EXACT_FIT**2 * total:
+        raise DataError(
+            f"the fixed effects fit the response {response!r} exactly (its least-squares "
+            "residuals are rounding error): no variation is left for the random effects "
+            "and the residual variance to explain"
+        )
