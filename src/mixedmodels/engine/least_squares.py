@@ -20,12 +20,14 @@ block from that β₀.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import scipy.linalg
 
-from .jit import compiled_on_first_use
+from .jit import compiled
+from .smallmatrix import cholesky_in_place
 from .threads import blas_threads, threads_for
 
 #: Above this condition number (1-norm) of the unit-diagonal scaling of XᵀWX,
@@ -148,19 +150,8 @@ def offset_gram(
             for i in range(p):
                 column += abs(lower[i, j] if i >= j else lower[j, i])
             norm = max(norm, column)
-        for j in range(p):
-            s = lower[j, j]
-            for k in range(j):
-                s -= lower[j, k] * lower[j, k]
-            if not s > 0.0:
-                return False
-            d = math.sqrt(s)
-            lower[j, j] = d
-            for i in range(j + 1, p):
-                s = lower[i, j]
-                for k in range(j):
-                    s -= lower[i, k] * lower[j, k]
-                lower[i, j] = s / d
+        if not _cholesky(lower, p):
+            return False
         # ‖(S XᵀWX S)⁻¹‖₁ from L⁻¹ (the inverse is L⁻ᵀL⁻¹): p³ operations, nothing
         # beside the passes for the few columns this runs on.
         inverse = np.zeros((p, p))
@@ -247,5 +238,14 @@ def offset_gram(
     return True
 
 
-#: The compiled :func:`offset_gram` (None without numba), compiled at first use.
-offset_gram_kernel = compiled_on_first_use(offset_gram)
+# The Cholesky loop offset_gram calls, compiled: set by offset_gram_kernel() before
+# it compiles offset_gram (numba reads a global's value when it compiles the function).
+_cholesky = None
+
+
+@functools.cache
+def offset_gram_kernel():
+    """The compiled :func:`offset_gram` (None without numba), compiled at first use."""
+    global _cholesky
+    _cholesky = compiled(cholesky_in_place)
+    return None if _cholesky is None else compiled(offset_gram)
