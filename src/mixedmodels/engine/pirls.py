@@ -49,6 +49,9 @@ from .working_rows import Point, WorkingRows
 
 # lme4's limit on step halvings per iteration (pwrssUpdate's maxstephalfit).
 MAX_STEP_HALVINGS = 20
+# With Newton's steps an iterate whose own step (u and a bound on η's change) is below
+# this fraction of the tolerance is taken as the solution without another pass.
+_NEXT_STEP_FRACTION = 5e-3
 
 
 @dataclass
@@ -293,6 +296,12 @@ class Pirls:
             pdev = start.deviance + float(u @ u)
         p = self.n_fixed
         limit = self.tolerance if tolerance is None else tolerance
+        # Newton's steps (not Fisher scoring's, which converge linearly) may stop at an
+        # iterate whose own step is below a fraction of the tolerance (see below).
+        bound = getattr(rows, "eta_change_bound", None)
+        next_limit = _NEXT_STEP_FRACTION * limit
+        quadratic = bound is not None and (self.family.is_canonical or self.newton)
+        deviance = math.nan if from_start_means else start.deviance
         for iteration in range(1, self.max_iterations + 1):
             # The blocks hold the current iterate's (filled when it was evaluated).
             if not self._update(lambdas):
@@ -301,6 +310,18 @@ class Pirls:
                 self._factor_fisher(lambdas, current)  # the Newton system is not: Fisher's
             new_beta, new_u = self._step(beta)
             candidate = self.point(lambdas, new_beta, new_u)
+            step_u = float(np.max(np.abs(new_u - u))) if len(u) else 0.0
+            # The step from the current iterate is (to second order) its distance from the
+            # modes: below a small fraction of the tolerance, the current iterate is the
+            # solution, and the factor is already there (no pass at the candidate to find
+            # that its step was small).
+            if (
+                quadratic
+                and step_u < next_limit
+                and not current.is_start
+                and bound(current, candidate) < next_limit
+            ):
+                return self._converged(lambdas, current, u, beta, deviance, iteration, fill)
             found = rows.evaluate(candidate, previous=current, fill=fill)
             new_pdev = found.deviance + float(new_u @ new_u)
             # Halve steps that increase pdev beyond rounding (near the optimum its
@@ -322,24 +343,28 @@ class Pirls:
                     f"PIRLS step halvings ({MAX_STEP_HALVINGS}) failed to reduce the penalized "
                     "deviance"
                 )
-            step_u = float(np.max(np.abs(new_u - u))) if len(u) else 0.0
+            if halvings and len(u):
+                step_u = float(np.max(np.abs(new_u - u)))
             current, u, beta, pdev = candidate, new_u, new_beta, new_pdev
+            deviance = found.deviance
             if max(step_u, found.eta_change) < limit:
                 # The factor at the final modes, with Fisher's weights, for the
                 # Laplace log-determinant (the blocks are already there for them).
-                if fill == "fisher":
-                    if not self._update(lambdas):
-                        raise PirlsError(
-                            "the penalized least-squares factor is not positive definite"
-                        )
-                else:
-                    self._factor_fisher(lambdas, current)
-                return PirlsSolution(
-                    u=u,
-                    beta=beta,
-                    point=current,
-                    deviance=found.deviance,
-                    logdet=self.factor.logdet_theta(),
-                    iterations=iteration,
-                )
+                if fill == "fisher" and not self._update(lambdas):
+                    raise PirlsError("the penalized least-squares factor is not positive definite")
+                return self._converged(lambdas, current, u, beta, deviance, iteration, fill)
         raise PirlsError(f"PIRLS did not converge in {self.max_iterations} iterations")
+
+    def _converged(self, lambdas, current, u, beta, deviance, iteration, fill) -> PirlsSolution:
+        """The solution at ``current``, whose blocks (``fill``) the factor has been updated
+        with: refactored with Fisher's weights after Newton's."""
+        if fill != "fisher":
+            self._factor_fisher(lambdas, current)
+        return PirlsSolution(
+            u=u,
+            beta=beta,
+            point=current,
+            deviance=deviance,
+            logdet=self.factor.logdet_theta(),
+            iterations=iteration,
+        )

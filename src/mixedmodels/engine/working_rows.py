@@ -120,6 +120,11 @@ class RowsInMemory:
         self._fixed_cache: tuple[np.ndarray, np.ndarray] | None = None
         # (point, fill, family) of the blocks' last fill.
         self._filled: tuple[Point, str, Family] | None = None
+        # Σ over Z's columns of max |z|, and each column of X's max |x|: η's change
+        # between two points is at most these times the largest changes of b and β.
+        z_all = self.blocks.z
+        self._z_scale = float(np.abs(z_all).max(axis=0).sum()) if z_all.size else 0.0
+        self._x_scale = np.abs(self.x).max(axis=0) if self.x.size else np.zeros(self.n_fixed)
 
     @property
     def n_obs(self) -> int:
@@ -305,6 +310,16 @@ class RowsInMemory:
             # A zero response leaves [X y]'s last pivot zero: make it 1 (it only
             # closes the factor; L's random-effects part does not depend on it).
             blocks.cp.xx[-1, -1] = 1.0
+
+    def eta_change_bound(self, at: Point, to: Point) -> float:
+        """A bound on max |η(to) − η(at)| over the rows, without a pass (neither point the
+        starting means)."""
+        found = 0.0
+        if len(at.modes):
+            found = self._z_scale * float(np.max(np.abs(to.modes - at.modes)))
+        if self.n_fixed and to.beta is not at.beta:
+            found += float(self._x_scale @ np.abs(to.beta - at.beta))
+        return found
 
     # -- sums at a point ---------------------------------------------------------------
 
