@@ -127,8 +127,10 @@ class WeightedCrossProducts:
             self.z = np.ascontiguousarray(np.column_stack(list(z)), dtype=np.float64)
             self.zcol = np.array(list(accumulate((zi.shape[1] for zi in z), initial=0)))
         self.n_fixed = x.shape[1]
-        # [X y] with y refilled by each fill(): X's columns are written once.
-        self.xy = np.zeros((n, self.n_fixed + 1))
+        # [X y] with y refilled by each fill(): X's columns are written once.  Column-major:
+        # the weighting and the BLAS product below run down whole columns (numpy's
+        # row-by-row broadcast over a few columns costs about half as much again).
+        self.xy = np.zeros((n, self.n_fixed + 1), order="F")
         self.xy[:, : self.n_fixed] = x
         # X contiguous for the compiled pass (which reads y from the caller's array), and
         # the weighted [X y] of the BLAS product that gives [X y]ᵀW[X y] with many columns.
@@ -138,7 +140,7 @@ class WeightedCrossProducts:
         if like is not None:
             structure, pair_of_row = _empty_like(like.cp, self.n_fixed), like.row_pairs
         elif structure is None:
-            q = [int(b - a) for a, b in zip(self.zcol[:-1], self.zcol[1:], strict=True)]
+            q = [zi.shape[1] for zi in z]
             structure, pair_of_row = _zero_structure(self.codes, q, self.n_levels, self.n_fixed)
         else:
             structure = _empty_like(structure, self.n_fixed)
