@@ -151,6 +151,9 @@ class GeneralizedProblem:
         self.theta_slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         self.lower_bounds = np.concatenate([t.theta_lower_bounds() for t in self.terms])
         self._local = threading.local()
+        # (θ's bytes, its λs) of the last call to lambdas(): an evaluation, its gradient
+        # and the solvers ask again at the same θ.
+        self._last_lambdas: tuple[bytes, tuple[np.ndarray, ...]] | None = None
 
     @classmethod
     def in_memory(
@@ -191,11 +194,20 @@ class GeneralizedProblem:
         return self.rows.n_obs
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Per term, the relative covariance factor λ at θ."""
+        """Per term, the relative covariance factor λ at θ (read-only arrays: the same ones
+        are handed out again at the same θ)."""
         theta = np.asarray(theta, dtype=np.float64)
-        return [
+        key = theta.tobytes()
+        last = self._last_lambdas
+        if last is not None and last[0] == key:
+            return list(last[1])
+        found = tuple(
             t.lambda_matrix(theta[s]) for t, s in zip(self.terms, self.theta_slices, strict=True)
-        ]
+        )
+        for lam in found:
+            lam.flags.writeable = False
+        self._last_lambdas = (key, found)
+        return list(found)
 
     def theta_names(self) -> list[str]:
         return [name for t in self.terms for name in t.theta_names()]
