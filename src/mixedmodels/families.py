@@ -1,4 +1,4 @@
-"""Response distributions and link functions of generalized linear mixed models.
+"""Response distributions of generalized linear mixed models (links: :mod:`.links`).
 
 A :class:`Family` says how the response varies around its mean μ (variance
 function, deviance, log-likelihood) and which :class:`Link` ties μ to the
@@ -25,9 +25,9 @@ import numpy as np
 import scipy.special as sc
 
 from .errors import DataError, NonIntegerResponseWarning
+from .links import Link
 
 _EPS = float(np.finfo(np.float64).eps)
-_LOG_2PI = math.log(2.0 * math.pi)
 
 __all__ = [
     "Binomial",
@@ -39,129 +39,6 @@ __all__ = [
     "Poisson",
     "get_family",
 ]
-
-
-# ---------------------------------------------------------------------------
-# Links
-# ---------------------------------------------------------------------------
-
-
-class Link:
-    """A link function η = g(μ), its inverse and dμ/dη.
-
-    Parameters
-    ----------
-    name : str
-        One of ``"logit"``, ``"probit"``, ``"cloglog"``, ``"cauchit"``,
-        ``"log"``, ``"identity"``, ``"sqrt"``, ``"inverse"``, ``"1/mu^2"``.
-    """
-
-    NAMES = (
-        "logit",
-        "probit",
-        "cloglog",
-        "cauchit",
-        "log",
-        "identity",
-        "sqrt",
-        "inverse",
-        "1/mu^2",
-    )
-
-    def __init__(self, name: str) -> None:
-        if name not in self.NAMES:
-            raise ValueError(f"unknown link {name!r}; links are {', '.join(self.NAMES)}")
-        self.name = name
-        #: Index of the link in :attr:`NAMES`, for compiled kernels.
-        self.code = self.NAMES.index(name)
-
-    def __repr__(self) -> str:
-        return f"Link({self.name!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Link) and other.name == self.name
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    def link(self, mu: np.ndarray) -> np.ndarray:
-        """η = g(μ) (R's ``linkfun``)."""
-        mu = np.asarray(mu, dtype=np.float64)
-        name = self.name
-        if name == "logit":
-            return sc.logit(mu)
-        if name == "probit":
-            return sc.ndtri(mu)
-        if name == "cloglog":
-            return np.log(-np.log1p(-mu))
-        if name == "cauchit":
-            return np.tan(np.pi * (mu - 0.5))
-        if name == "log":
-            return np.log(mu)
-        if name == "identity":
-            return mu.copy()
-        if name == "sqrt":
-            return np.sqrt(mu)
-        if name == "inverse":
-            return 1.0 / mu
-        return 1.0 / mu**2
-
-    def inverse(self, eta: np.ndarray) -> np.ndarray:
-        """μ = g⁻¹(η) (R's ``linkinv``), kept inside the family's range as lme4 does."""
-        eta = np.asarray(eta, dtype=np.float64)
-        name = self.name
-        if name == "logit":
-            return np.clip(sc.expit(eta), _EPS, 1.0 - _EPS)
-        if name == "probit":
-            return np.minimum(sc.ndtr(eta), 1.0 - _EPS)
-        if name == "cloglog":
-            return np.clip(-np.expm1(-np.exp(eta)), _EPS, 1.0 - _EPS)
-        if name == "cauchit":
-            return np.minimum(0.5 + np.arctan(eta) / np.pi, 1.0 - _EPS)
-        if name == "log":
-            return np.maximum(np.exp(eta), _EPS)
-        if name == "identity":
-            return eta.copy()
-        if name == "sqrt":
-            return eta * eta
-        if name == "inverse":
-            return 1.0 / eta
-        return 1.0 / np.sqrt(eta)
-
-    def mu_eta(self, eta: np.ndarray) -> np.ndarray:
-        """dμ/dη at η (R's ``mu.eta``)."""
-        eta = np.asarray(eta, dtype=np.float64)
-        name = self.name
-        if name == "logit":
-            p = sc.expit(eta)
-            return np.maximum(p * (1.0 - p), _EPS)
-        if name == "probit":
-            return np.exp(-0.5 * eta * eta - 0.5 * _LOG_2PI)
-        if name == "cloglog":
-            e = np.minimum(eta, 700.0)
-            return np.maximum(np.exp(e - np.exp(e)), _EPS)
-        if name == "cauchit":
-            return 1.0 / (np.pi * (1.0 + eta * eta))
-        if name == "log":
-            return np.maximum(np.exp(eta), _EPS)
-        if name == "identity":
-            return np.ones_like(eta)
-        if name == "sqrt":
-            return 2.0 * eta
-        if name == "inverse":
-            return -1.0 / (eta * eta)
-        return -0.5 / eta**1.5
-
-    def valid_eta(self, eta: np.ndarray) -> bool:
-        """Whether every η maps to a mean inside the family's range."""
-        if self.name in ("inverse", "1/mu^2"):
-            return bool(np.all(np.isfinite(eta)) and np.all(eta != 0))
-        return bool(np.all(np.isfinite(eta)))
-
-
-# ---------------------------------------------------------------------------
-# Families
-# ---------------------------------------------------------------------------
 
 
 def _y_log_y(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -380,6 +257,19 @@ class Poisson(Family):
         _warn_non_integer(y, "counts", name)
 
 
+def _dispersion(deviance: float, total_weight: float) -> float:
+    """The dispersion as lme4 estimates it, deviance / Σw (Gamma, inverse Gaussian);
+    refused where the model fits the response exactly (relative residuals at the
+    rounding level, below 1e-13: the likelihood is unbounded there, its value noise)."""
+    dispersion = deviance / total_weight
+    if not dispersion > 1e-26:
+        raise DataError(
+            "the model fits the response exactly (its residual deviance is rounding "
+            "error): the dispersion, estimated from it, is zero"
+        )
+    return dispersion
+
+
 class Gamma(Family):
     """Gamma responses (positive, constant coefficient of variation).
 
@@ -400,7 +290,7 @@ class Gamma(Family):
 
     def aic(self, y, mu, weights, deviance):
         # lme4 (as R's Gamma()$aic): dispersion = deviance / Σw, shape 1/dispersion.
-        dispersion = deviance / float(np.sum(weights))
+        dispersion = _dispersion(deviance, float(np.sum(weights)))
         shape = 1.0 / dispersion
         scale = mu * dispersion
         logp = (shape - 1.0) * np.log(y) - y / scale - sc.gammaln(shape) - shape * np.log(scale)
@@ -411,7 +301,7 @@ class Gamma(Family):
 
     def aic_excess_slope(self, y, mu, weights, deviance):
         total = float(np.sum(weights))
-        dispersion = deviance / total
+        dispersion = _dispersion(deviance, total)
         shape = 1.0 / dispersion
         # d aic/d dispersion, then the chain through dispersion = deviance / Σw.
         per_row = -np.log(y) + y / mu + sc.digamma(shape) + np.log(mu * dispersion) - 1.0
@@ -446,7 +336,7 @@ class InverseGaussian(Family):
     def aic(self, y, mu, weights, deviance):
         total = float(np.sum(weights))
         return float(
-            total * (math.log(deviance / total * 2.0 * math.pi) + 1.0)
+            total * (math.log(_dispersion(deviance, total) * 2.0 * math.pi) + 1.0)
             + 3.0 * np.sum(np.log(y) * weights)
             + 2.0
         )
@@ -455,7 +345,7 @@ class InverseGaussian(Family):
         return y.copy()
 
     def aic_excess_slope(self, y, mu, weights, deviance):
-        dispersion = deviance / float(np.sum(weights))
+        dispersion = _dispersion(deviance, float(np.sum(weights)))
         deviance_slope = -2.0 * weights * (y - mu) / mu**3
         return (1.0 / dispersion - 1.0) * deviance_slope
 

@@ -303,3 +303,12 @@ def test_pirls_failure_names_the_model():
     family = mm.families.Poisson("identity")
     with pytest.raises(mm.MixedModelsError, match=r"'y ~ x \+ \(1 \| g\)' \(poisson, identity"):
         mm.glmer("y ~ x + (1 | g)", data.astype({"g": str}), family=family)
+
+
+def test_gamma_response_fitted_exactly_is_refused():
+    # Found by fuzzing: x is a function of the factor s, so the residual deviance is
+    # rounding error and the dispersion estimated from it zero or noise (a division
+    # by zero, or an objective of -3068 from that noise).
+    data = pd.DataFrame({"x": [2.0, 1.0, 2.0], "s": list("pqp"), "h": list("uvu")})
+    with pytest.raises(DataError, match="fits the response exactly"):
+        mm.glmer("x ~ s + (1 | h)", data, "Gamma")

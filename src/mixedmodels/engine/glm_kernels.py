@@ -7,7 +7,7 @@ working response.  Done with numpy that is a dozen whole-array operations and
 temporaries per iteration; here it is one loop compiled by numba, the family
 and link chosen by the integer
 codes of :class:`~mixedmodels.families.Family` and
-:class:`~mixedmodels.families.Link`.  The formulas are those of
+:class:`~mixedmodels.links.Link`.  The formulas are those of
 :mod:`mixedmodels.families` (lme4's), which the tests compare them with;
 without numba, :class:`~mixedmodels.engine.pirls.Pirls` calls the family's
 numpy methods instead.
