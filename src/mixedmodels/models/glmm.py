@@ -279,6 +279,11 @@ class GeneralizedLinearMixedModel(GeneralizedInferenceMixin, FitResultsMixin):
                 failure = None
             except PirlsError as err:
                 failure = err
+            except DataError as err:
+                # Raised by the family on the rows (an exactly fitted response): named here.
+                raise DataError(
+                    f"{err} (response {self.response_name!r}, {self.family.name} family)"
+                ) from None
             # A fit that fails or does not converge may be heading to ±∞: separation?
             # (Checked on rows in memory.)
             if isinstance(self.rows, GlmmRows) and (
