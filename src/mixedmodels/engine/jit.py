@@ -21,13 +21,23 @@ def compiled(function):
     return numba.njit(cache=True, nogil=True)(function)
 
 
-def compiled_on_first_use(function):
+def compiled_on_first_use(function, **helpers):
     """A function of no arguments returning ``function`` compiled (:func:`compiled`;
     None without numba), compiling it at its first call only: nothing compiles at
-    import, and later calls return the same object."""
+    import, and later calls return the same object.
+
+    ``helpers`` are the loops ``function`` calls, by the global names it calls them
+    by: each is compiled and set as that global of ``function``'s module first
+    (numba reads a global's value when it compiles the function that calls it).
+    """
 
     @functools.cache
     def get():
+        namespace = function.__globals__
+        for name, helper in helpers.items():
+            namespace[name] = compiled(helper)
+            if namespace[name] is None:
+                return None
         return compiled(function)
 
     return get

@@ -20,13 +20,12 @@ block from that β₀.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import scipy.linalg
 
-from .jit import compiled
+from .jit import compiled_on_first_use
 from .smallmatrix import cholesky_in_place
 from .threads import blas_threads, threads_for
 
@@ -239,13 +238,8 @@ def offset_gram(
 
 
 # The Cholesky loop offset_gram calls, compiled: set by offset_gram_kernel() before
-# it compiles offset_gram (numba reads a global's value when it compiles the function).
+# it compiles offset_gram.
 _cholesky = None
 
-
-@functools.cache
-def offset_gram_kernel():
-    """The compiled :func:`offset_gram` (None without numba), compiled at first use."""
-    global _cholesky
-    _cholesky = compiled(cholesky_in_place)
-    return None if _cholesky is None else compiled(offset_gram)
+#: The compiled :func:`offset_gram` (None without numba), compiled at first use.
+offset_gram_kernel = compiled_on_first_use(offset_gram, _cholesky=cholesky_in_place)

@@ -22,7 +22,6 @@ estimate ignores the other terms, which is why it is only a start.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
@@ -30,7 +29,7 @@ import numpy as np
 import scipy.linalg
 
 from .blocks import CrossProducts
-from .jit import compiled, compiled_on_first_use
+from .jit import compiled_on_first_use
 from .kernels import q0_tag
 from .smallmatrix import (
     all_finite,
@@ -531,16 +530,9 @@ def _factor(
 
 
 # The Cholesky loop _factor calls, compiled: set by _compiled_factor() before it
-# compiles _factor (numba reads a global's value when it compiles the function).
+# compiles _factor.
 _cholesky = None
-
-
-@functools.cache
-def _compiled_factor():
-    """The compiled :func:`_factor` (None without numba), compiled on first use."""
-    global _cholesky
-    _cholesky = compiled(cholesky_in_place)
-    return None if _cholesky is None else compiled(_factor)
+_compiled_factor = compiled_on_first_use(_factor, _cholesky=cholesky_in_place)
 
 
 def _factor_numpy(
