@@ -15,13 +15,9 @@ import pytest
 import mixedmodels as mm
 from mixedmodels.engine.blocks import cross_products
 from mixedmodels.engine.problem import LinearProblem
-from mixedmodels.engine.start import (
-    _compiled_factor,
-    _factor_numpy,
-    _scalar_moment_system,
-    moment_start,
-)
+from mixedmodels.engine.start import _scalar_moment_system, moment_start
 from mixedmodels.engine.terms import TermStructure
+from mixedmodels.engine.vector_start import _compiled_factor, _factor_numpy
 
 
 def _term(name: str, n_levels: int, q: int) -> TermStructure:

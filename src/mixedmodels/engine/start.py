@@ -30,25 +30,13 @@ import scipy.linalg
 
 from .blocks import CrossProducts
 from .jit import compiled_on_first_use
-from .kernels import q0_tag
 from .smallmatrix import (
     all_finite,
     batched_determinant_inverse,
     batched_matmul,
-    cholesky_in_place,
 )
 from .terms import RandomEffectsTerm
-
-# Eigenvalues of Σ_b/σ² are floored at this fraction of the largest (or of 1):
-# a start on the boundary would stall BOBYQA's first steps.
-_EIGEN_FLOOR = 1e-4
-# Precision-weighted steps after the unweighted estimate of a vector-valued
-# term (see _factor; 4 and 8 steps gave the same evaluation
-# counts on the 71 lme4 references, to within the noise of the boundary cases).
-_WEIGHTED_STEPS = 4
-# ... taken when the root-mean-square spread of the levels' Dₗ⁻¹ exceeds this
-# fraction of Σ_b/σ² + mean Dₗ⁻¹ (see _factor).
-_HETEROGENEITY = 0.25
+from .vector_start import EIGEN_FLOOR, level_fits_kernel, pair_inverses_kernel, vector_factor
 
 
 def moment_start(cp: CrossProducts, terms: list[RandomEffectsTerm]) -> np.ndarray | None:
@@ -91,6 +79,12 @@ class MomentStart:
                     inverses = np.divide(
                         1.0, d, out=np.zeros(d.shape), where=full_rank[:, None, None]
                     )
+            elif q == 2 and (kernel := pair_inverses_kernel()) is not None:
+                # The lines below in one compiled pass (the same numbers): on a
+                # hundred levels numpy's dozen calls cost several times the arithmetic.
+                inverses = np.empty(d.shape)
+                full_rank = np.empty(len(d), dtype=bool)
+                m = kernel(d, inverses, full_rank)
             else:
                 scale = np.abs(d).reshape(len(d), -1).max(axis=1)
                 det, inverses = batched_determinant_inverse(d)
@@ -117,8 +111,12 @@ class MomentStart:
             s = cp.xz[j][-1]  # (levels, q): Σ z·r per level
             if keep is not None:
                 s = s[keep]
-            b = batched_matmul(d_inv, s[:, :, None])[:, :, 0]
-            explained = float(np.vdot(b, s))
+            if term.q > 1 and (kernel := level_fits_kernel()) is not None:
+                b = np.empty(s.shape)
+                explained = kernel(d_inv, np.ascontiguousarray(s), b)
+            else:
+                b = batched_matmul(d_inv, s[:, :, None])[:, :, 0]
+                explained = float(np.vdot(b, s))
             explained_by.append(explained)
             dof = max(n - m * term.q, 1)
             within.append(max((rss - explained) / dof, 1e-12 * rss / max(n, 1)))
@@ -136,14 +134,14 @@ class MomentStart:
             if d_inv_mean is None:
                 # The sum over the levels over their count is numpy's mean, without its wrapper.
                 d_inv_mean = self._means[j] = d_inv.sum(axis=0) / m
-            relative = (b.T @ b / m - sigma2 * d_inv_mean) / sigma2
             if term.q == 1:
+                relative = (b.T @ b / m - sigma2 * d_inv_mean) / sigma2
                 # The scalar case of the floor and the factor (numpy's eigh and
                 # cholesky cost more than the rest of the start).
                 value = float(relative[0, 0])
-                lam = np.array([[np.sqrt(max(value, _EIGEN_FLOOR * max(value, 1.0)))]])
+                lam = np.array([[np.sqrt(max(value, EIGEN_FLOOR * max(value, 1.0)))]])
             else:
-                lam = _vector_factor(relative, b / math.sqrt(sigma2), d_inv, d_inv_mean)
+                lam = vector_factor(b, sigma2, d_inv, d_inv_mean)
                 if lam is None:
                     return None
             thetas.append(lam[term.theta_rows, term.theta_cols])
@@ -167,7 +165,7 @@ class MomentStart:
         if not (all_finite(solved) and sigma2 > 1e-12 * rss / max(self.n_obs, 1)):
             return None
         relative = solved[1:] / sigma2
-        return np.sqrt(np.maximum(relative, _EIGEN_FLOOR * np.maximum(relative, 1.0)))
+        return np.sqrt(np.maximum(relative, EIGEN_FLOOR * np.maximum(relative, 1.0)))
 
 
 def _scalar_moment_system(cp: CrossProducts, full_rank_levels: list[int]) -> np.ndarray | None:
@@ -308,263 +306,6 @@ def _moment_sums(
 
 #: The compiled :func:`_moment_sums` (None without numba).
 _compiled_sums = compiled_on_first_use(_moment_sums)
-
-
-def _vector_factor(
-    relative: np.ndarray, b: np.ndarray, d_inv: np.ndarray, d_inv_mean: np.ndarray
-) -> np.ndarray | None:
-    """λ of a vector-valued term from its unweighted Σ_b/σ² (``relative``), the
-    levels' b̂ₗ/σ (``b``) and Dₗ⁻¹, or None where it fails (see :func:`_factor`)."""
-    kernel = _compiled_factor()
-    try:
-        if kernel is None:
-            lam = _factor_numpy(
-                relative, b, d_inv, d_inv_mean, _WEIGHTED_STEPS, _EIGEN_FLOOR, _HETEROGENEITY
-            )
-        else:
-            lam = kernel(
-                relative,
-                b,
-                d_inv,
-                d_inv_mean,
-                _WEIGHTED_STEPS,
-                _EIGEN_FLOOR,
-                _HETEROGENEITY,
-                q0_tag(d_inv.shape[1]),
-            )
-    except np.linalg.LinAlgError:
-        return None
-    return lam if all_finite(lam) else None
-
-
-def _factor(
-    relative, b, d_inv, d_inv_mean, steps, eigen_floor, heterogeneity, q_tag
-):  # pragma: no cover - numba
-    """Σ_b/σ² re-estimated with each level weighted by its precision where the
-    levels' precisions differ, its eigenvalues floored, and its Cholesky factor
-    (NaN where a solve or the factor fails).  Compiled where numba is (numpy's
-    per-call costs on q×q matrices made these steps cost more than the
-    evaluations they save: 0.85 ms on 500 levels, against 0.03 ms); its
-    eigen-decomposition (cyclic Jacobi), solve and Cholesky factor are written
-    out here: numba's LAPACK wrappers for them made the cached code 2.6 times
-    larger and its load in a new process, which a fresh process's first fit
-    waits for, 15 ms instead of 6.5 (sleepstudy).  :func:`_factor_numpy` is the
-    same with numpy's calls, where numba is not.
-
-    b̂ₗ/σ has covariance Vₗ = Σ_b/σ² + Dₗ⁻¹; the unweighted mean of
-    b̂ₗb̂ₗᵀ − Dₗ⁻¹ lets the levels with the largest Dₗ⁻¹ (a slope over a few
-    rows with little spread) dominate.  Solving the score equation of the
-    per-level estimates, Σₗ Wₗ (S − b̂ₗb̂ₗᵀ + Dₗ⁻¹) Wₗ = 0 with Wₗ = Vₗ⁻¹ at
-    the previous S (a q²×q² linear system), weights them by their precision;
-    ``steps`` such steps from the unweighted estimate.  Exam's
-    (standLRT | school): θ (0.31, −0.12, 0.05) → near the optimum
-    (0.40, 0.09, 0.14), 15 evaluations → 5.
-
-    The weights are Vₗ⁻¹ = (Σ_b/σ² + Dₗ⁻¹)⁻¹: where the Dₗ⁻¹ spread little
-    (root-mean-square deviation at most ``heterogeneity`` times the size of
-    Σ_b/σ² + mean Dₗ⁻¹: many rows per level, or similar levels) they are nearly
-    equal, the weighted estimate is the unweighted one, and the steps, linear
-    in the levels, would only cost time (the bench sweep's 500 levels of 20
-    rows: 0.17 ms for a start that moved 0.4 %).
-
-    ``q_tag`` is q as a type (:func:`~mixedmodels.engine.kernels.q0_tag`): numba
-    compiles the function once per q, with its loops over q unrolled (the
-    same operations in the same order; Exam's 65 levels and 4 steps: 18 → 8 us).
-    """
-    levels = d_inv.shape[0]
-    q = len(q_tag)
-    failed = np.full((q, q), np.nan)
-    spread = 0.0
-    total = 0.0
-    for i in range(q):
-        for j in range(q):
-            for level in range(levels):
-                deviation = d_inv[level, i, j] - d_inv_mean[i, j]
-                spread += deviation * deviation
-            value = relative[i, j] + d_inv_mean[i, j]
-            total += value * value
-    if not math.sqrt(spread / levels) > heterogeneity * math.sqrt(total):
-        steps = 0
-    outer = np.empty((levels, q, q))
-    for level in range(levels):
-        for i in range(q):
-            for j in range(q):
-                outer[level, i, j] = b[level, i] * b[level, j] - d_inv[level, i, j]
-    n = q * q
-    system = np.zeros((n, n))
-    rhs = np.zeros(n)
-    estimate = relative.copy()
-    a = np.empty((q, q))
-    vectors = np.empty((q, q))
-    current = np.empty((q, q))
-    v = np.empty((q, q))
-    w = np.empty((q, q))
-    t = np.empty((q, q))
-    for step in range(steps + 1):
-        # The eigenvalues of the symmetric part floored (see _EIGEN_FLOOR), by
-        # cyclic Jacobi rotations until the off-diagonal part is below rounding.
-        scale = 0.0
-        for i in range(q):
-            for j in range(q):
-                a[i, j] = 0.5 * (estimate[i, j] + estimate[j, i])
-                vectors[i, j] = 1.0 if i == j else 0.0
-                scale += a[i, j] * a[i, j]
-        if not math.isfinite(scale):
-            return failed
-        for _sweep in range(100):
-            off = 0.0
-            for i in range(q):
-                for j in range(i):
-                    off += a[i, j] * a[i, j]
-            if off <= 1e-34 * scale:
-                break
-            for p in range(q - 1):
-                for r in range(p + 1, q):
-                    if a[p, r] == 0.0:
-                        continue
-                    # The rotation by (cosine, sine) in the (p, r) plane zeroing a[p, r]:
-                    # tangent = sine/cosine, the smaller root t of t² + 2θt − 1 = 0.
-                    theta = (a[r, r] - a[p, p]) / (2.0 * a[p, r])
-                    if abs(theta) > 1e150:
-                        tangent = 0.5 / theta
-                    else:
-                        tangent = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
-                        if theta < 0.0:
-                            tangent = -tangent
-                    cosine = 1.0 / math.sqrt(tangent * tangent + 1.0)
-                    sine = tangent * cosine
-                    for k in range(q):
-                        akp = a[k, p]
-                        a[k, p] = cosine * akp - sine * a[k, r]
-                        a[k, r] = sine * akp + cosine * a[k, r]
-                    for k in range(q):
-                        apk = a[p, k]
-                        a[p, k] = cosine * apk - sine * a[r, k]
-                        a[r, k] = sine * apk + cosine * a[r, k]
-                        vkp = vectors[k, p]
-                        vectors[k, p] = cosine * vkp - sine * vectors[k, r]
-                        vectors[k, r] = sine * vkp + cosine * vectors[k, r]
-                    a[p, r] = 0.0
-                    a[r, p] = 0.0
-        largest = 1.0
-        for i in range(q):
-            largest = max(largest, a[i, i])
-        for i in range(q):
-            for j in range(q):
-                acc = 0.0
-                for k in range(q):
-                    acc += vectors[i, k] * max(a[k, k], eigen_floor * largest) * vectors[j, k]
-                current[i, j] = acc
-        if step == steps:
-            # Its Cholesky factor (lower triangle; NaN if not positive definite).
-            lam = np.zeros((q, q))
-            for i in range(q):
-                for j in range(i + 1):
-                    lam[i, j] = current[i, j]
-            return lam if _cholesky(lam, q) else failed
-        # Σₗ Wₗ S Wₗ as a linear map of S ([(i, k), (j, m)] = Σₗ Wₗᵢⱼ Wₗₘₖ) and
-        # Σₗ Wₗ outerₗ Wₗ, with Wₗ = (current + d_invₗ)⁻¹.
-        system[:] = 0.0
-        rhs[:] = 0.0
-        for level in range(levels):
-            # W = V⁻¹ by Gauss–Jordan on the symmetric positive definite V.
-            for i in range(q):
-                for j in range(q):
-                    v[i, j] = current[i, j] + d_inv[level, i, j]
-                    w[i, j] = 1.0 if i == j else 0.0
-            for c in range(q):
-                pivot = v[c, c]
-                for j in range(q):
-                    v[c, j] /= pivot
-                    w[c, j] /= pivot
-                for r in range(q):
-                    if r != c:
-                        factor = v[r, c]
-                        for j in range(q):
-                            v[r, j] -= factor * v[c, j]
-                            w[r, j] -= factor * w[c, j]
-            for i in range(q):
-                for k in range(q):
-                    for j in range(q):
-                        for m in range(q):
-                            system[i * q + k, j * q + m] += w[i, j] * w[m, k]
-            for i in range(q):
-                for m in range(q):
-                    acc = 0.0
-                    for j in range(q):
-                        acc += w[i, j] * outer[level, j, m]
-                    t[i, m] = acc
-            for i in range(q):
-                for k in range(q):
-                    acc = 0.0
-                    for m in range(q):
-                        acc += t[i, m] * w[m, k]
-                    rhs[i * q + k] += acc
-        # The next S by Gaussian elimination with partial pivoting (NaN where
-        # the system is singular or not finite).
-        for c in range(n):
-            best = c
-            for r in range(c + 1, n):
-                if abs(system[r, c]) > abs(system[best, c]):
-                    best = r
-            if not (abs(system[best, c]) > 0.0 and math.isfinite(system[best, c])):
-                return failed
-            if best != c:
-                for j in range(c, n):
-                    system[c, j], system[best, j] = system[best, j], system[c, j]
-                rhs[c], rhs[best] = rhs[best], rhs[c]
-            for r in range(c + 1, n):
-                factor = system[r, c] / system[c, c]
-                for j in range(c, n):
-                    system[r, j] -= factor * system[c, j]
-                rhs[r] -= factor * rhs[c]
-        for c in range(n - 1, -1, -1):
-            acc = rhs[c]
-            for j in range(c + 1, n):
-                acc -= system[c, j] * rhs[j]
-            rhs[c] = acc / system[c, c]
-        for i in range(q):
-            for j in range(q):
-                estimate[i, j] = 0.5 * (rhs[i * q + j] + rhs[j * q + i])
-    return failed  # not reached: the last step returns
-
-
-# The Cholesky loop _factor calls, compiled: set by _compiled_factor() before it
-# compiles _factor.
-_cholesky = None
-_compiled_factor = compiled_on_first_use(_factor, _cholesky=cholesky_in_place)
-
-
-def _factor_numpy(
-    relative: np.ndarray,
-    b: np.ndarray,
-    d_inv: np.ndarray,
-    d_inv_mean: np.ndarray,
-    steps: int,
-    eigen_floor: float,
-    heterogeneity: float,
-) -> np.ndarray:
-    """:func:`_factor` with numpy's batched calls, where numba is not (raises
-    LinAlgError where a solve or the factor fails)."""
-    levels, q, _ = d_inv.shape
-    spread = math.sqrt(float(np.square(d_inv - d_inv_mean).sum()) / levels)
-    if not spread > heterogeneity * math.sqrt(float(np.square(relative + d_inv_mean).sum())):
-        steps = 0
-    outer = b[:, :, None] * b[:, None, :] - d_inv
-    for step in range(steps + 1):
-        if not np.isfinite(relative).all():
-            raise np.linalg.LinAlgError("the weighted moment estimate is not finite")
-        values, vectors = np.linalg.eigh(0.5 * (relative + relative.T))
-        values = np.maximum(values, eigen_floor * max(values.max(), 1.0))
-        current = (vectors * values) @ vectors.T
-        if step == steps:
-            return np.linalg.cholesky(current)
-        w = np.linalg.inv(current + d_inv)
-        system = np.einsum("lij,lmk->ikjm", w, w).reshape(q * q, q * q)
-        rhs = (w @ outer @ w).sum(axis=0).reshape(-1)
-        relative = np.linalg.solve(system, rhs).reshape(q, q)
-        relative = 0.5 * (relative + relative.T)
-    raise AssertionError("not reached: the last step returns")
 
 
 def start_steps(start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
