@@ -30,7 +30,7 @@ from .checks import check_finite, check_response, warn_predictor_scales
 from .evaluation import FormulaicParts
 from .frame import UsedRows
 from .plain import PlainPart, PlainPlan, PlainRows
-from .summary import ColumnSummary, summarize_columns
+from .summary import ColumnSummary, summarize_columns, summarize_fixed
 
 __all__ = [
     "MAGNITUDE_BOUNDS",
@@ -101,22 +101,29 @@ def fixed_effects(
         y = np.array(plain_rows.numbers(plan.response), dtype=float)
         x, raw_names = plan.fixed.matrix(plain_rows)
         spec = None
-        # An integer response column (a plain one is numpy numbers) is finite, and
-        # its norm lies within MAGNITUDE_BOUNDS on any number of rows (|y| <= 2^64,
-        # nonzero |y| >= 1): only a float one can fail checked_peaks.
-        response_kind = plain_rows.dtype(plan.response).kind
     else:
         y_all, rhs = parts.fixed
         y = y_all[rows.keep]
         x = np.asarray(rhs, dtype=np.float64)[rows.keep]
         raw_names = list(rhs.columns)
         spec = rhs.model_spec
-        response_kind = "f"
-    if response_kind == "f":
-        checked_peaks(y, [parsed.response_label], "the response", rows.index)
-    check_response(y, parsed.response_label)
     names = parsed.column_names(raw_names)
-    summary = checked_summary(x, names, "the fixed-effects column", rows.index)
+    label = parsed.response_label
+    # y's and X's checks read one compiled pass over both (the usual case: nothing
+    # to report, no aliased column, scales lme4 finds fine).
+    both = summarize_fixed(y, x)
+    if both is None:
+        checked_peaks(y, [label], "the response", rows.index)
+        check_response(y, label)
+        summary = checked_summary(x, names, "the fixed-effects column", rows.index)
+        usual_scales = False
+    else:
+        if len(y):
+            _checked_peak_list([both.response_peak], y, [label], "the response", rows.index)
+        if both.response_constant:
+            check_response(y, label)
+        summary = _checked(both.columns, x, names, "the fixed-effects column", rows.index)
+        usual_scales = both.usual_scales
 
     dropped: list[str] = []
     kept = list(range(x.shape[1]))
@@ -133,7 +140,7 @@ def fixed_effects(
             RankDeficiencyWarning,
             stacklevel=user_stacklevel(),
         )
-    if x.shape[0] >= 2:
+    if x.shape[0] >= 2 and (aliased or not usual_scales):
         # check_predictor_scales on the kept columns, from the summary already made.
         sd, indicator = summary.sd, summary.indicator
         if aliased:
@@ -208,7 +215,7 @@ def check_magnitudes(values: np.ndarray, names: list[str], what: str) -> None:
     matrix = values.reshape(len(values), -1)
     if matrix.shape[0] == 0:
         return
-    _check_peaks(np.max(np.abs(matrix), axis=0), matrix.shape[0], names, what)
+    _check_peaks(np.max(np.abs(matrix), axis=0).tolist(), matrix.shape[0], names, what)
 
 
 def checked_peaks(
@@ -251,19 +258,27 @@ def _checked(
     """Raise the error of :func:`checked_peaks` for ``summary``'s values, if any."""
     if len(values) == 0:
         return summary
-    if not np.isfinite(summary.peak).all():
-        check_finite(values, names, what, index)
-    _check_peaks(summary.peak, len(values), names, what)
+    _checked_peak_list(summary.peak.tolist(), values, names, what, index)
     return summary
 
 
-def _check_peaks(peak: np.ndarray, n: int, names: list[str], what: str) -> None:
+def _checked_peak_list(
+    peaks: list[float], values: np.ndarray, names: list[str], what: str, index: pd.Index | None
+) -> None:
+    """:func:`_checked` from the largest magnitudes of the columns of ``values`` (rows)."""
+    # In Python floats: a design has a few columns, and numpy's calls cost more.
+    # A NaN peak (a NaN or an infinity in the column) is the only one unequal to itself.
+    if any(top != top for top in peaks):
+        check_finite(values, names, what, index)
+    _check_peaks(peaks, len(values), names, what)
+
+
+def _check_peaks(peaks: list[float], n: int, names: list[str], what: str) -> None:
     """:func:`check_magnitudes` from the columns' largest magnitudes over ``n`` rows."""
     root = math.sqrt(n)
     low, high = MAGNITUDE_BOUNDS
-    # In Python floats: a design has a few columns, and numpy's calls cost more.
     # (A NaN peak passes, as in numpy's comparisons: check_finite judges it.)
-    for j, top in enumerate(peak.tolist()):
+    for j, top in enumerate(peaks):
         norm = top * root
         if norm > high or (top > 0 and norm < low):
             direction = "large" if norm > high else "small"

@@ -24,7 +24,13 @@ import numpy as np
 
 from ..engine.jit import compiled_on_first_use
 
-__all__ = ["ColumnSummary", "summarize_columns", "surely_full_rank"]
+__all__ = [
+    "ColumnSummary",
+    "FixedSummary",
+    "summarize_columns",
+    "summarize_fixed",
+    "surely_full_rank",
+]
 
 
 @dataclass(frozen=True)
@@ -107,14 +113,11 @@ def column_summary(matrix, spread, peak, indicator, sd):  # pragma: no cover - n
             sd[j] = math.sqrt(squares / (n - 1))
 
 
-# The largest magnitudes of columns the screen takes: their products stay far
-# from overflow and from subnormal numbers.
-
-
 #: The compiled :func:`column_summary` (None without numba).
 _kernel = compiled_on_first_use(column_summary)
 
-
+# The largest magnitudes of columns the screen takes: their products stay far
+# from overflow and from subnormal numbers.
 _SCREEN_MAGNITUDES = (1e-100, 1e100)
 # Columns up to which the compiled pass screens for full rank (beyond, the
 # cross-products cost about as much as the QR).
@@ -203,6 +206,99 @@ def surely_full_rank(matrix, peak):  # pragma: no cover - numba
 
 #: The compiled :func:`surely_full_rank` (None without numba).
 _screen = compiled_on_first_use(surely_full_rank)
+
+# Standard deviations lme4's scale check (:func:`.checks.warn_predictor_scales`,
+# a factor of 1000) surely passes within: a margin far beyond the rounding of
+# its logarithms; anything outside is the check's own to judge.
+_SCALES_HIGH = 999.0
+_SCALES_LOW = 1.0 / 999.0
+
+
+def fixed_summary(matrix, response, peak, indicator, sd):  # pragma: no cover - numba
+    """:func:`column_summary` of X (``matrix``, with its standard deviations) and
+    :func:`surely_full_rank`, with the response's largest magnitude and whether it is
+    constant, in one compiled call.
+
+    Returns the response's largest magnitude (NaN when it holds a NaN or an
+    infinity, zero without rows), whether it is constant (it has rows, all
+    equal), whether X's columns are surely of full rank, and whether lme4's
+    scale check surely passes on them (the standard deviations of the columns
+    that are not 0/1 indicators, where positive, all within a factor of 999
+    of 1 and of each other).
+    """
+    _column_summary(matrix, True, peak, indicator, sd)
+    n = len(response)
+    top = 0.0
+    nan = False
+    constant = n > 0
+    first = response[0] if n else 0.0
+    for i in range(n):
+        v = response[i]
+        a = abs(v)
+        top = a if a > top else top
+        nan |= a != a
+        constant &= v == first
+    response_peak = math.nan if nan or top == math.inf else top
+    full_rank = _surely_full_rank(matrix, peak)
+    low = math.inf
+    high = 0.0
+    for j in range(len(peak)):
+        s = sd[j]
+        if not indicator[j] and s > 0.0:
+            low = s if s < low else low
+            high = s if s > high else high
+    usual_scales = high == 0.0 or (
+        _SCALES_LOW <= low and high <= _SCALES_HIGH and high <= _SCALES_HIGH * low
+    )
+    return response_peak, constant, full_rank, usual_scales
+
+
+# The compiled column_summary and surely_full_rank, set by _fixed_kernel's first
+# call, before fixed_summary (which calls them by these names) is compiled.
+_column_summary = None
+_surely_full_rank = None
+#: The compiled :func:`fixed_summary` (None without numba).
+_fixed_kernel = compiled_on_first_use(
+    fixed_summary, _column_summary=column_summary, _surely_full_rank=surely_full_rank
+)
+
+
+@dataclass(frozen=True)
+class FixedSummary:
+    """What the checks of y and X read, from :func:`summarize_fixed`'s one compiled call.
+
+    Attributes
+    ----------
+    response_peak : float
+        The response's largest magnitude (NaN when it holds a NaN or an infinity).
+    response_constant : bool
+        Whether every value of the response is the same.
+    columns : ColumnSummary
+        X's, with its standard deviations and ``full_rank``.
+    usual_scales : bool
+        True when lme4's scale check surely passes on every column of X;
+        False says nothing (the check decides).
+    """
+
+    response_peak: float
+    response_constant: bool
+    columns: ColumnSummary
+    usual_scales: bool
+
+
+def summarize_fixed(response: np.ndarray, x: np.ndarray) -> FixedSummary | None:
+    """The :class:`FixedSummary` of the response and X (float64), or None without numba
+    (the caller then summarises each with :func:`summarize_columns`)."""
+    kernel = _fixed_kernel()
+    if kernel is None:
+        return None
+    p = x.shape[1]
+    peak = np.empty(p)
+    indicator = np.empty(p, dtype=bool)
+    sd = np.empty(p)
+    matrix = np.ascontiguousarray(x, dtype=np.float64)
+    y_peak, constant, full_rank, usual = kernel(matrix, response, peak, indicator, sd)
+    return FixedSummary(y_peak, constant, ColumnSummary(peak, indicator, sd, full_rank), usual)
 
 
 def summarize_columns(
