@@ -245,7 +245,10 @@ def build_design(
     computed, offset_all = computed_columns(parsed, frame, offset, missing)
     plan = plain.plain_plan(parsed, frame.columns, frame.dtypes)
     evaluated = formulaic_parts(parsed, plan, frame, missing)
-    rows = UsedRows.of(evaluated.keep, frame.data.index)
+    # Without missing values (no culprits) and without formulaic (no NaN from a
+    # transform), every row is used: nothing to count.
+    every = plan.everything and not frame.culprits
+    rows = UsedRows.of(evaluated.keep, frame.data.index, every=every)
     w = frame.weights
     if w is not None:
         w = w[rows.keep]

@@ -312,11 +312,16 @@ def read_columns(
     dtypes: dict[str, Any] = {}
     for name, column in given.items():
         dtype = column.dtype
-        read = (
-            predictor_column(name, column, dtype)
-            if name in in_matrices
-            else grouping_column(name, column, dtype)
-        )
+        # numpy numbers and booleans and pandas categoricals are read as they are,
+        # by both (the usual columns: no call to tell so).
+        if (isinstance(dtype, np.dtype) and dtype.kind in "biuf") or isinstance(
+            dtype, pd.CategoricalDtype
+        ):
+            read = column
+        elif name in in_matrices:
+            read = predictor_column(name, column, dtype)
+        else:
+            read = grouping_column(name, column, dtype)
         columns[name] = read
         dtypes[name] = dtype if read is column else read.dtype
     return columns, dtypes

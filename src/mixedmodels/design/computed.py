@@ -26,7 +26,7 @@ from formulaic.utils.stateful_transforms import stateful_eval
 from ..errors import DataError, FormulaError
 from ..formula import TRANSFORMS, GroupExpression, Offset, ParsedFormula
 from ..formula.factors import ROWS_USED, as_labels
-from .checks import check_finite
+from .checks import check_finite, check_rows_left
 from .evaluation import evaluation_frame
 
 __all__ = ["ComputedSpec", "computed_columns", "evaluate_code", "offset_argument"]
@@ -237,8 +237,6 @@ def computed_columns(
     offset : ndarray or None
         The offset on every row of the data.
     """
-    from .checks import check_rows_left
-
     if offset is None and not parsed.offsets and not parsed.group_expressions:
         # Nothing to compute (most formulas): the general path's arrays are skipped.
         return ComputedSpec.of(parsed, None, False), None

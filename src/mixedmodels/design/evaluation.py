@@ -120,6 +120,8 @@ def formulaic_parts(
     the second round.
     """
     keep = ~frame.missing
+    if plan.everything and len(keep) ** 2 * 8 <= MAX_DENSE_BYTES:
+        return FormulaicParts(keep, None, [None] * len(parsed.random))  # the usual case
     # formulaic sees only the columns its parts use (pandas' cost grows with
     # the columns, and grouping factors need no evaluation).
     used: set[str] = set()

@@ -257,9 +257,12 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
             # as a factor reads again (:func:`.levels.factor_codes`).
             taken = frame.taken[name] = taken_categories(column)
             bad = taken.codes < 0 if taken.missing else None
+        elif isinstance(dtype, np.dtype) and dtype.kind == "f":
+            # _missing's test for floats, inline (a float column is in most models).
+            values = frame.values(name)
+            bad = np.isnan(values) if math.isnan(values.min()) else None
         else:
-            floats = isinstance(dtype, np.dtype) and dtype.kind == "f"
-            bad = _missing(column, dtype, frame.values(name) if floats else None)
+            bad = _missing(column, dtype, None)
         if name in changed:
             # Missing as given (a conversion may have put a placeholder there).
             before = column_missing(given[name])
@@ -300,9 +303,10 @@ class UsedRows:
     n_dropped: int
 
     @classmethod
-    def of(cls, keep: np.ndarray, index: pd.Index) -> UsedRows:
-        """The rows of ``index`` that ``keep`` selects."""
-        n_dropped = len(keep) - int(np.count_nonzero(keep))
+    def of(cls, keep: np.ndarray, index: pd.Index, *, every: bool = False) -> UsedRows:
+        """The rows of ``index`` that ``keep`` selects (``every``: the caller knows they
+        are all of them, and ``keep`` is not counted)."""
+        n_dropped = 0 if every else len(keep) - int(np.count_nonzero(keep))
         if n_dropped:
             return cls(keep, keep, index[keep], len(keep) - n_dropped, n_dropped)
         return cls(keep, None, index, len(keep), 0)
