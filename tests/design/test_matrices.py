@@ -309,3 +309,25 @@ def test_grouping_expressions_are_named_as_lme4_names_them(data) -> None:
 def test_a_missing_value_of_a_grouping_expression_drops_its_row(data) -> None:
     d = design('y ~ x + (1 | factor(f, levels = c("a", "b")))', data)
     assert d.n_dropped_missing == int((data.f == "c").sum())
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_the_checks_of_y_and_x_are_the_same_with_and_without_numba(data, compiled, monkeypatch):
+    # One compiled pass over y and X, or (without numba) a summary of each.
+    if compiled:
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(mm.design.summary, "_fixed_kernel", lambda: None)
+    d = build_design("y ~ x + f + (1 | g)", data)
+    assert d.fixed_names == ["(Intercept)", "x", "fb", "fc"]
+    scaled = data.assign(x=data.x * 1e5)
+    with pytest.warns(PredictorScaleWarning, match="x"):
+        build_design("y ~ x + f + (1 | g)", scaled)
+    with pytest.warns(RankDeficiencyWarning, match="x2"), pytest.warns(PredictorScaleWarning):
+        build_design("y ~ x + x2 + (1 | g)", scaled.assign(x2=scaled.x * 2))
+    with pytest.raises(DataError, match="the response 'y' is infinite"):
+        build_design("y ~ x + (1 | g)", data.assign(y=data.y.where(data.index != 7, np.inf)))
+    with pytest.raises(DataError, match="the response 'y' is constant"):
+        build_design("y ~ x + (1 | g)", data.assign(y=2.0))
+    with pytest.raises(DataError, match="fixed-effects column 'x' has values too large"):
+        build_design("y ~ x + (1 | g)", data.assign(x=data.x * 1e200))

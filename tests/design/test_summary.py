@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from mixedmodels.design import aliased_columns
-from mixedmodels.design.summary import summarize_columns
+from mixedmodels.design.checks import warn_predictor_scales
+from mixedmodels.design.summary import summarize_columns, summarize_fixed
+from mixedmodels.errors import PredictorScaleWarning
 
 
 def _matrix() -> np.ndarray:
@@ -142,3 +145,74 @@ def test_the_rank_screen_leaves_doubtful_matrices_to_the_qr():
     assert not _screened(base[:2])  # fewer rows than columns
     assert not summarize_columns(base, use_numba=True).full_rank  # not asked for
     assert not summarize_columns(base, rank=True, use_numba=False).full_rank
+
+
+def _scale_warning(x: np.ndarray) -> bool:
+    """Whether lme4's scale check, on the exact standard deviations, warns."""
+    summary = summarize_columns(x, use_numba=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_predictor_scales(summary.sd, summary.indicator, [str(j) for j in range(x.shape[1])])
+    return any(issubclass(w.category, PredictorScaleWarning) for w in caught)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 57])
+def test_the_fixed_summary_is_the_column_summary_with_the_response(n):
+    pytest.importorskip("numba")
+    x = _matrix()[:n, :3].copy()
+    y = np.linspace(-2.0, 7.0, n)
+    both = summarize_fixed(y, x)
+    alone = summarize_columns(x, rank=True, use_numba=True)
+    np.testing.assert_array_equal(both.columns.peak, alone.peak)
+    np.testing.assert_array_equal(both.columns.indicator, alone.indicator)
+    assert both.columns.full_rank == alone.full_rank
+    assert both.columns.sd is None
+    assert both.response_peak == 7.0 and not both.response_constant
+    assert summarize_fixed(np.full(n, 3.5), x).response_constant
+
+
+@pytest.mark.parametrize("n", [56, 57])
+@pytest.mark.parametrize("row", [0, 1, 2, 30, -2, -1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_the_fixed_summary_finds_a_bad_value_in_any_row(n, row, bad):
+    # Four rows of X a step, two of y (and the rows left over one by one).
+    pytest.importorskip("numba")
+    x = _matrix()[:n, :3].copy()
+    y = np.linspace(1.0, 2.0, n)
+    x[row, 2] = bad
+    y[row] = bad
+    both = summarize_fixed(y, x)
+    assert np.isnan(both.response_peak)
+    assert np.isnan(both.columns.peak[2]) and np.isfinite(both.columns.peak[:2]).all()
+
+
+def test_the_fixed_summary_passes_the_scale_check_only_where_it_surely_passes():
+    # "usual_scales" must never hide a warning the exact check gives, and must hold
+    # for ordinary designs.
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(2)
+    usual = 0
+    for trial in range(400):
+        n = int(rng.integers(2, 200))
+        p = int(rng.integers(1, 6))
+        x = rng.normal(size=(n, p)) * 10.0 ** rng.uniform(-4, 4, size=p)
+        x += 10.0 ** rng.uniform(-3, 8, size=p) * (trial % 2)  # far from zero half the time
+        if trial % 5 == 0:
+            x[:, 0] = 1.0
+        if trial % 7 == 0:
+            x[:, -1] = 0.1  # constant, not an indicator
+        if summarize_fixed(np.arange(n, dtype=float), x).usual_scales:
+            usual += 1
+            assert not _scale_warning(x)
+    assert usual > 50
+    rng = np.random.default_rng(3)
+    ordinary = np.column_stack([np.ones(100), rng.normal(size=100), rng.integers(0, 2, 100)])
+    assert summarize_fixed(np.ones(100), ordinary).usual_scales
+    # Values far from zero are measured from the first: their spread is seen.
+    far = ordinary + np.array([0.0, 1e9, 0.0])
+    assert summarize_fixed(np.ones(100), far).usual_scales and not _scale_warning(far)
+    # Near the threshold, and a constant column that is not an indicator (whose
+    # exact standard deviation may be rounding error): left to the check.
+    assert not summarize_fixed(np.ones(100), ordinary * np.array([1.0, 999.5, 1.0])).usual_scales
+    ordinary[:, 2] = 0.1
+    assert not summarize_fixed(np.ones(100), ordinary).usual_scales

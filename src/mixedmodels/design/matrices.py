@@ -141,9 +141,14 @@ def fixed_effects(
             stacklevel=user_stacklevel(),
         )
     if x.shape[0] >= 2 and (aliased or not usual_scales):
-        # check_predictor_scales on the kept columns, from the summary already made.
+        # check_predictor_scales on the kept columns, from the summary already made
+        # when it has their standard deviations (the compiled pass over y and X
+        # only tells when the check surely passes).
         sd, indicator = summary.sd, summary.indicator
-        if aliased:
+        if sd is None:
+            exact = summarize_columns(x)  # x holds the kept columns only
+            sd, indicator = exact.sd, exact.indicator
+        elif aliased:
             sd, indicator = sd[kept], indicator[kept]
         warn_predictor_scales(sd, indicator, names)
     return FixedEffects(y=y, x=x, names=names, dropped=dropped, spec=spec)

@@ -277,9 +277,10 @@ class PlainPart:
     columns: tuple[str, ...]
     factors: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def numbers(self) -> tuple[str, ...]:
-        """The numeric columns (those of ``columns`` not ``factors``)."""
+        """The numeric columns (those of ``columns`` not ``factors``; found once, as a
+        plan is kept for its formula)."""
         return tuple(name for name in self.columns if name not in self.factors)
 
     def matrix(self, rows: PlainRows) -> tuple[np.ndarray, list[str]]:
@@ -340,9 +341,10 @@ class PlainPlan:
     fixed: PlainPart | None
     terms: tuple[PlainPart | None, ...]
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[str, ...]:
-        """Every column a plain part uses (the response included), each once."""
+        """Every column a plain part uses (the response included), each once (found once,
+        as a plan is kept for its formula)."""
         names: dict[str, None] = {}
         if self.fixed is not None and self.response is not None:
             names[self.response] = None
@@ -352,7 +354,7 @@ class PlainPlan:
                 names.update(dict.fromkeys(part.columns))
         return tuple(names)
 
-    @property
+    @functools.cached_property
     def factors(self) -> tuple[str, ...]:
         """Every column a plain part codes as a factor, each once."""
         names: dict[str, None] = {}
@@ -361,7 +363,7 @@ class PlainPlan:
                 names.update(dict.fromkeys(c for c in part.columns if c in part.factors))
         return tuple(names)
 
-    @property
+    @functools.cached_property
     def everything(self) -> bool:
         """Whether every part is plain (formulaic is not needed at all)."""
         return self.fixed is not None and None not in self.terms

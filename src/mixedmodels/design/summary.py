@@ -208,59 +208,148 @@ def surely_full_rank(matrix, peak):  # pragma: no cover - numba
 _screen = compiled_on_first_use(surely_full_rank)
 
 # Standard deviations lme4's scale check (:func:`.checks.warn_predictor_scales`,
-# a factor of 1000) surely passes within: a margin far beyond the rounding of
-# its logarithms; anything outside is the check's own to judge.
+# a factor of 1000) surely passes within: a margin far beyond the error of the
+# estimate below and the rounding of the check's logarithms.
 _SCALES_HIGH = 999.0
 _SCALES_LOW = 1.0 / 999.0
+# The relative error of the estimated variances the scale screen accepts.
+_SCALES_ERROR = 1e-4
+_EPSILON = 2.0**-52
 
 
-def fixed_summary(matrix, response, peak, indicator, sd):  # pragma: no cover - numba
-    """:func:`column_summary` of X (``matrix``, with its standard deviations) and
-    :func:`surely_full_rank`, with the response's largest magnitude and whether it is
-    constant, in one compiled call.
+def fixed_summary(matrix, response, peak, indicator):  # pragma: no cover - numba
+    """X's largest magnitudes and 0/1 indicators (``peak``, ``indicator``, as
+    :func:`column_summary` fills them), whether X's columns are surely of full rank
+    (:func:`surely_full_rank`), whether lme4's scale check surely passes on them, and the
+    response's largest magnitude and whether it is constant: one compiled call for the
+    checks of y and X.
+
+    Four rows a step, each with its own running maximum and sums: the loop is
+    bound by its work, not by the latency of one chain.  The scale check wants
+    the columns' standard deviations only to tell the usual case, all within a
+    factor of 999 of 1 and of each other, from the rest: they are estimated
+    here in the same pass, from the sums of the values less the first and of
+    their squares, and a column whose estimate could be off by more than
+    ``_SCALES_ERROR`` (its variance tiny against its spread from the first
+    value, a constant column, values whose squares leave the floating-point
+    range) leaves the check to :func:`.checks.warn_predictor_scales` on the
+    exact (two-pass) standard deviations.
 
     Returns the response's largest magnitude (NaN when it holds a NaN or an
     infinity, zero without rows), whether it is constant (it has rows, all
-    equal), whether X's columns are surely of full rank, and whether lme4's
-    scale check surely passes on them (the standard deviations of the columns
-    that are not 0/1 indicators, where positive, all within a factor of 999
-    of 1 and of each other).
+    equal), whether X is surely of full rank, and whether the scale check
+    surely passes.
     """
-    _column_summary(matrix, True, peak, indicator, sd)
-    n = len(response)
-    top = 0.0
-    nan = False
-    constant = n > 0
-    first = response[0] if n else 0.0
-    for i in range(n):
-        v = response[i]
-        a = abs(v)
-        top = a if a > top else top
-        nan |= a != a
-        constant &= v == first
-    response_peak = math.nan if nan or top == math.inf else top
-    full_rank = _surely_full_rank(matrix, peak)
+    n, p = matrix.shape
     low = math.inf
     high = 0.0
-    for j in range(len(peak)):
-        s = sd[j]
-        if not indicator[j] and s > 0.0:
-            low = s if s < low else low
-            high = s if s > high else high
-    usual_scales = high == 0.0 or (
-        _SCALES_LOW <= low and high <= _SCALES_HIGH and high <= _SCALES_HIGH * low
+    sure = True
+    for j in range(p):
+        shift = matrix[0, j] if n else 0.0
+        t0 = t1 = t2 = t3 = 0.0
+        s0 = s1 = s2 = s3 = 0.0
+        q0 = q1 = q2 = q3 = 0.0
+        nan = False
+        zero_one = True
+        i = 0
+        while i + 4 <= n:
+            v0 = matrix[i, j]
+            v1 = matrix[i + 1, j]
+            v2 = matrix[i + 2, j]
+            v3 = matrix[i + 3, j]
+            a0 = abs(v0)
+            a1 = abs(v1)
+            a2 = abs(v2)
+            a3 = abs(v3)
+            t0 = a0 if a0 > t0 else t0
+            t1 = a1 if a1 > t1 else t1
+            t2 = a2 if a2 > t2 else t2
+            t3 = a3 if a3 > t3 else t3
+            nan |= (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
+            zero_one &= (
+                ((v0 == 0.0) | (v0 == 1.0))
+                & ((v1 == 0.0) | (v1 == 1.0))
+                & ((v2 == 0.0) | (v2 == 1.0))
+                & ((v3 == 0.0) | (v3 == 1.0))
+            )
+            d0 = v0 - shift
+            d1 = v1 - shift
+            d2 = v2 - shift
+            d3 = v3 - shift
+            s0 += d0
+            s1 += d1
+            s2 += d2
+            s3 += d3
+            q0 += d0 * d0
+            q1 += d1 * d1
+            q2 += d2 * d2
+            q3 += d3 * d3
+            i += 4
+        while i < n:
+            v0 = matrix[i, j]
+            a0 = abs(v0)
+            t0 = a0 if a0 > t0 else t0
+            nan |= a0 != a0
+            zero_one &= (v0 == 0.0) | (v0 == 1.0)
+            d0 = v0 - shift
+            s0 += d0
+            q0 += d0 * d0
+            i += 1
+        top = max(max(t0, t1), max(t2, t3))
+        bad = nan or top == math.inf
+        peak[j] = math.nan if bad else top
+        indicator[j] = zero_one
+        if zero_one or n < 2:
+            continue  # an indicator does not count in the check
+        total = (s0 + s1) + (s2 + s3)
+        squares = (q0 + q1) + (q2 + q3)
+        centred = squares - total * total / n
+        # The sums' rounding is within 4·n·ε of the squares' sum (doubled for safety).
+        if (
+            bad
+            or not (1e-290 < squares < 1e290)
+            or not (centred * _SCALES_ERROR >= 8.0 * n * _EPSILON * squares)
+        ):
+            sure = False
+            continue
+        s = math.sqrt(centred / (n - 1))
+        low = s if s < low else low
+        high = s if s > high else high
+    usual = sure and (
+        high == 0.0 or (_SCALES_LOW <= low and high <= _SCALES_HIGH and high <= _SCALES_HIGH * low)
     )
-    return response_peak, constant, full_rank, usual_scales
+    m = len(response)
+    r0 = r1 = 0.0
+    nan = False
+    constant = m > 0
+    first = response[0] if m else 0.0
+    i = 0
+    while i + 2 <= m:
+        v0 = response[i]
+        v1 = response[i + 1]
+        a0 = abs(v0)
+        a1 = abs(v1)
+        r0 = a0 if a0 > r0 else r0
+        r1 = a1 if a1 > r1 else r1
+        nan |= (a0 != a0) | (a1 != a1)
+        constant &= (v0 == first) & (v1 == first)
+        i += 2
+    if i < m:
+        v0 = response[i]
+        a0 = abs(v0)
+        r0 = a0 if a0 > r0 else r0
+        nan |= a0 != a0
+        constant &= v0 == first
+    top = max(r0, r1)
+    response_peak = math.nan if nan or top == math.inf else top
+    return response_peak, constant, _surely_full_rank(matrix, peak), usual
 
 
-# The compiled column_summary and surely_full_rank, set by _fixed_kernel's first
-# call, before fixed_summary (which calls them by these names) is compiled.
-_column_summary = None
+# The compiled surely_full_rank, set by _fixed_kernel's first call, before
+# fixed_summary (which calls it by this name) is compiled.
 _surely_full_rank = None
 #: The compiled :func:`fixed_summary` (None without numba).
-_fixed_kernel = compiled_on_first_use(
-    fixed_summary, _column_summary=column_summary, _surely_full_rank=surely_full_rank
-)
+_fixed_kernel = compiled_on_first_use(fixed_summary, _surely_full_rank=surely_full_rank)
 
 
 @dataclass(frozen=True)
@@ -274,7 +363,7 @@ class FixedSummary:
     response_constant : bool
         Whether every value of the response is the same.
     columns : ColumnSummary
-        X's, with its standard deviations and ``full_rank``.
+        X's, with ``full_rank`` and without standard deviations (``sd`` None).
     usual_scales : bool
         True when lme4's scale check surely passes on every column of X;
         False says nothing (the check decides).
@@ -295,10 +384,9 @@ def summarize_fixed(response: np.ndarray, x: np.ndarray) -> FixedSummary | None:
     p = x.shape[1]
     peak = np.empty(p)
     indicator = np.empty(p, dtype=bool)
-    sd = np.empty(p)
     matrix = np.ascontiguousarray(x, dtype=np.float64)
-    y_peak, constant, full_rank, usual = kernel(matrix, response, peak, indicator, sd)
-    return FixedSummary(y_peak, constant, ColumnSummary(peak, indicator, sd, full_rank), usual)
+    y_peak, constant, full_rank, usual = kernel(matrix, response, peak, indicator)
+    return FixedSummary(y_peak, constant, ColumnSummary(peak, indicator, None, full_rank), usual)
 
 
 def summarize_columns(
