@@ -92,6 +92,8 @@ def coded_formula(
         dtype = None if dtypes is None else dtypes.get(name)
         if dtype is None:
             dtype = column.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind != "b":
+            continue  # numbers, text (the usual columns: no call to tell so)
         if _logical_dtype(dtype):
             everywhere[name] = "logical({})"
         elif isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:

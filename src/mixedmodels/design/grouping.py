@@ -157,9 +157,12 @@ def random_effects_terms(
                 column_names=matrix.names,
             )
         )
-    n_levels = [len(term.levels) for term in terms]  # term.n_levels, read once
-    order = sorted(range(len(terms)), key=lambda i: -n_levels[i])
-    terms = [terms[i] for i in order]
+    if len(terms) == 1:
+        order = [0]  # one term (most models): nothing to sort
+    else:
+        n_levels = [len(term.levels) for term in terms]  # term.n_levels, read once
+        order = sorted(range(len(terms)), key=lambda i: -n_levels[i])
+        terms = [terms[i] for i in order]
     check_grouping_factors(terms, rows.n, allow_n=allow_n)
     labels = [random_term_to_lme4(parsed.random[i]) for i in order]
     check_random_effects_size(terms, rows.n, labels, allow_n=allow_n)

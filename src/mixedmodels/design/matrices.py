@@ -30,7 +30,7 @@ from .checks import check_finite, check_response, warn_predictor_scales
 from .evaluation import FormulaicParts
 from .frame import UsedRows
 from .plain import PlainPart, PlainPlan, PlainRows
-from .summary import ColumnSummary, summarize_columns, summarize_fixed
+from .summary import ColumnSummary, FixedSummary, summarize_columns, summarize_fixed
 
 __all__ = [
     "MAGNITUDE_BOUNDS",
@@ -118,11 +118,7 @@ def fixed_effects(
         summary = checked_summary(x, names, "the fixed-effects column", rows.index)
         usual_scales = False
     else:
-        if len(y):
-            _checked_peak_list([both.response_peak], y, [label], "the response", rows.index)
-        if both.response_constant:
-            check_response(y, label)
-        summary = _checked(both.columns, x, names, "the fixed-effects column", rows.index)
+        summary = _checked_fixed(both, y, x, label, names, rows.index)
         usual_scales = both.usual_scales
 
     dropped: list[str] = []
@@ -152,6 +148,34 @@ def fixed_effects(
             sd, indicator = sd[kept], indicator[kept]
         warn_predictor_scales(sd, indicator, names)
     return FixedEffects(y=y, x=x, names=names, dropped=dropped, spec=spec)
+
+
+def _checked_fixed(
+    both: FixedSummary,
+    y: np.ndarray,
+    x: np.ndarray,
+    label: str,
+    names: list[str],
+    index: pd.Index,
+) -> ColumnSummary:
+    """:func:`checked_peaks` of y, :func:`~.checks.check_response` and
+    :func:`checked_summary` of X, in that order, from their compiled summary."""
+    root = math.sqrt(len(y))
+    low, high = MAGNITUDE_BOUNDS
+    # The usual case in one look: every largest magnitude finite (a NaN fails
+    # the comparisons) and its norm within the bounds, and y not constant.
+    usual = not both.response_constant
+    for top in [both.response_peak, *both.columns.peak.tolist()]:
+        norm = top * root
+        usual = usual and norm <= high and (norm >= low or top == 0.0)
+    if usual:
+        return both.columns
+    # Otherwise each check in turn, for the first one's message.
+    if len(y):
+        _checked_peak_list([both.response_peak], y, [label], "the response", index)
+    if both.response_constant:
+        check_response(y, label)
+    return _checked(both.columns, x, names, "the fixed-effects column", index)
 
 
 def aliased_columns(

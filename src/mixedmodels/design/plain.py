@@ -174,18 +174,20 @@ class PlainRows:
         columns themselves are built when a spec is asked for
         (:meth:`PlainSample.columns`), which most fits never do.
         """
+        first: slice | np.ndarray
         if self.selection is None:  # every row used (flatnonzero's answer, without its pass)
-            first = np.arange(min(self.n, _SAMPLE_ROWS))
+            first = slice(min(self.n, _SAMPLE_ROWS))
+            n_rows = first.stop
         else:
             first = np.flatnonzero(self.keep)[:_SAMPLE_ROWS]
+            n_rows = len(first)
         parts: dict[str, np.ndarray | tuple[pd.Index, str]] = {}
-        n_rows = len(first)
         for name in names:
             # A factor of a plain part was coded with its matrix: its coding tells
             # without reading the column's dtype again.
             coding = self._factors.get(name)
             if coding is None and _numeric(self.dtype(name)):
-                parts[name] = self.values(name)[first]
+                parts[name] = self.values(name)[first].copy()  # not a view of the column
             else:
                 if coding is None:
                     coding = self.factor(name)
@@ -388,8 +390,16 @@ def plain_plan(
         dtype = None if dtypes is None else dtypes.get(name)
         if dtype is None:
             dtype = columns[name].dtype
-        kinds.append((name, _kind(name, columns[name], dtype)))
+        if isinstance(dtype, np.dtype) and dtype.kind in "iuf" and not _special(name):
+            kinds.append((name, "number"))  # _kind's answer, without its calls
+        else:
+            kinds.append((name, _kind(name, columns[name], dtype)))
     return _plan(parsed, tuple(kinds))
+
+
+def _special(name: str) -> bool:
+    """Names formulaic treats specially (its intercept, Python keywords)."""
+    return name == _INTERCEPT or keyword.iskeyword(name)
 
 
 # Memoised on the formula (parsing is memoised too): a refit asks again.
@@ -406,10 +416,9 @@ def _candidates(parsed: ParsedFormula) -> tuple[str, ...]:
 
 def _kind(name: str, column: pd.Series, dtype: Any) -> str | None:
     """What a plain part reads ``column`` as: "number", "logical", "factor", or None."""
-    # Names formulaic treats specially (its intercept, Python keywords) are left
-    # to it, as are columns that are neither numbers nor factors as defined in
-    # the module's docstring.
-    if name == _INTERCEPT or keyword.iskeyword(name):
+    # Names formulaic treats specially are left to it, as are columns that are
+    # neither numbers nor factors as defined in the module's docstring.
+    if _special(name):
         return None
     if _numeric(dtype):
         return "number"
