@@ -238,8 +238,9 @@ def computed_columns(
         The offset on every row of the data.
     """
     if offset is None and not parsed.offsets and not parsed.group_expressions:
-        # Nothing to compute (most formulas): the general path's arrays are skipped.
-        return ComputedSpec.of(parsed, None, False), None
+        # Nothing to compute (most formulas): the general path's arrays are skipped,
+        # and the spec is the empty one (ComputedSpec.of's, without its lists).
+        return ComputedSpec(), None
     given, column = offset_argument(offset, frame.data)
     spec = ComputedSpec.of(parsed, column, offset is not None and column is None)
     values = spec.offset(frame.data, given)

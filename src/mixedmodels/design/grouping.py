@@ -134,6 +134,9 @@ def random_effects_terms(
         as observations, more random effects than observations.
     """
     terms = []
+    # lme4's checks below pass in the usual case, told from each term's size.
+    usual = True
+    margin = 0 if allow_n else 1
     # Each column coded once: nested terms share their outer factor ((1 | a/b)).
     coded: dict[str, tuple[pd.Series, tuple[np.ndarray, pd.Index]]] = {}
     for spec, matrix in zip(parsed.random, matrices, strict=True):
@@ -145,8 +148,20 @@ def random_effects_terms(
                     column = column[rows.selection]
                     taken = None
                 coded[name] = (column, _factor_codes(column, frame.dtype(name), taken))
-        codes, levels = _combined(
-            [coded[name][1] for name in spec.group], [coded[name][0] for name in spec.group], rows.n
+        if len(spec.group) == 1:  # one factor (most terms): its codes as they are
+            codes, levels = coded[spec.group[0]][1]
+            codes = codes.astype(np.int32)
+        else:
+            codes, levels = _combined(
+                [coded[name][1] for name in spec.group],
+                [coded[name][0] for name in spec.group],
+                rows.n,
+            )
+        n_levels = len(levels)
+        usual = (
+            usual
+            and 2 <= n_levels <= rows.n - margin
+            and len(matrix.names) * n_levels + margin <= rows.n
         )
         terms.append(
             RandomEffectsTerm(
@@ -163,7 +178,8 @@ def random_effects_terms(
         n_levels = [len(term.levels) for term in terms]  # term.n_levels, read once
         order = sorted(range(len(terms)), key=lambda i: -n_levels[i])
         terms = [terms[i] for i in order]
-    check_grouping_factors(terms, rows.n, allow_n=allow_n)
-    labels = [random_term_to_lme4(parsed.random[i]) for i in order]
-    check_random_effects_size(terms, rows.n, labels, allow_n=allow_n)
+    if not usual:  # the checks, for their messages
+        check_grouping_factors(terms, rows.n, allow_n=allow_n)
+        labels = [random_term_to_lme4(parsed.random[i]) for i in order]
+        check_random_effects_size(terms, rows.n, labels, allow_n=allow_n)
     return terms, order
