@@ -243,13 +243,8 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
     n_rows = len(data)
     if n_rows == 0:
         raise DataError("the data have no rows")
-    changed = {name: column for name, column in columns.items() if column is not given[name]}
-    if changed:
-        # formulaic reads the converted columns; the caller's frame is not touched.
-        data = data.copy(deep=False)
-        for name, column in changed.items():
-            data[name] = column
     frame = ModelFrame(data, columns, w, np.zeros(n_rows, dtype=bool), [], dtypes)
+    changed = []
     for name, column in columns.items():
         dtype = dtypes[name]
         if isinstance(dtype, pd.CategoricalDtype):
@@ -263,13 +258,19 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
             bad = np.isnan(values) if math.isnan(values.min()) else None
         else:
             bad = _missing(column, dtype, None)
-        if name in changed:
+        if column is not given[name]:
+            changed.append(name)
             # Missing as given (a conversion may have put a placeholder there).
             before = column_missing(given[name])
             bad = before if bad is None else bad if before is None else bad | before
         if bad is not None and bad.any():
             frame.missing |= bad
             frame.culprits.append(name)
+    if changed:
+        # formulaic reads the converted columns; the caller's frame is not touched.
+        frame.data = data = data.copy(deep=False)
+        for name in changed:
+            data[name] = columns[name]
     if w is not None and np.isnan(w).any():
         frame.missing |= np.isnan(w)
         frame.culprits.append("weights")
