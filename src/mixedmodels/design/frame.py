@@ -250,7 +250,7 @@ def read_frame(parsed: ParsedFormula, data: Any, weights: Any, missing: str) -> 
         if isinstance(dtype, pd.CategoricalDtype):
             # Its missing codes found with the categories taken, which its coding
             # as a factor reads again (:func:`.levels.factor_codes`).
-            taken = frame.taken[name] = taken_categories(column)
+            taken = frame.taken[name] = taken_categories(column, dtype)
             bad = taken.codes < 0 if taken.missing else None
         elif isinstance(dtype, np.dtype) and dtype.kind == "f":
             # _missing's test for floats, inline (a float column is in most models).

@@ -352,12 +352,13 @@ class TakenCategories:
     missing: bool
 
 
-def taken_categories(column: pd.Series) -> TakenCategories:
-    """The :class:`TakenCategories` of a categorical column (one pass over its codes)."""
+def taken_categories(column: pd.Series, dtype: Any = None) -> TakenCategories:
+    """The :class:`TakenCategories` of a categorical column (one pass over its codes);
+    ``dtype`` is the column's dtype when the caller has read it."""
     # The Categorical itself: pandas' .cat accessor costs more than the work here.
     array = column.array
     codes = array.codes
-    categories = array.categories
+    categories = array.categories if dtype is None else dtype.categories
     present, missing = categories_present(codes, len(categories))
     return TakenCategories(codes, categories, present, missing)
 
@@ -377,7 +378,7 @@ def factor_codes(
     categorical = isinstance(dtype, pd.CategoricalDtype)
     if categorical:
         if taken is None:
-            taken = taken_categories(values)
+            taken = taken_categories(values, dtype)
         codes, categories = taken.codes, taken.categories
         # Only the categories that occur (R's drop.unused.levels).
         present, missing = taken.present, taken.missing

@@ -360,11 +360,16 @@ def term_matrices(
     """
     out = []
     done = () if checked is None else checked.numbers
-    for spec, part, lhs in zip(parsed.random, plan.terms, parts.terms, strict=True):
+    # The plan knows, once for its formula, which terms the fixed part's checks cover.
+    known = plan.unchecked if checked is plan.fixed else None
+    for k, (spec, part, lhs) in enumerate(zip(parsed.random, plan.terms, parts.terms, strict=True)):
         if lhs is None:
             assert part is not None
             (z, raw_names), z_spec = part.matrix(plain_rows), None
-            unchecked = any(name not in done for name in part.numbers)
+            if known is not None:
+                unchecked = known[k]
+            else:
+                unchecked = any(name not in done for name in part.numbers)
         else:
             z = np.asarray(lhs, dtype=np.float64)[rows.keep]
             raw_names, z_spec = lhs.columns, lhs.model_spec

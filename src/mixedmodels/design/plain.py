@@ -366,6 +366,16 @@ class PlainPlan:
         return tuple(names)
 
     @functools.cached_property
+    def unchecked(self) -> tuple[bool, ...]:
+        """Per random term, whether it is plain and reads a numeric column the fixed part
+        does not (whose values the checks of X have not seen)."""
+        done = () if self.fixed is None else self.fixed.numbers
+        return tuple(
+            part is not None and any(name not in done for name in part.numbers)
+            for part in self.terms
+        )
+
+    @functools.cached_property
     def everything(self) -> bool:
         """Whether every part is plain (formulaic is not needed at all)."""
         return self.fixed is not None and None not in self.terms
