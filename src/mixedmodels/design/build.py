@@ -24,7 +24,7 @@ import pandas as pd
 from ..engine.terms import RandomEffectsTerm
 from ..formula import ParsedFormula, RandomTermSpec, parse_formula, random_term_to_lme4
 from . import plain
-from .checks import check_missing_option, check_weights
+from .checks import MISSING_OPTIONS, check_missing_option, check_weights
 from .codings import coded_formula
 from .computed import ComputedSpec, computed_columns
 from .evaluation import evaluate, evaluation_frame, formulaic_parts
@@ -239,7 +239,8 @@ def build_design(
         When a transform gives NaN in some rows, which are then dropped.
     """
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
-    check_missing_option(missing)
+    if missing not in MISSING_OPTIONS:
+        check_missing_option(missing)  # its error
     frame = read_frame(parsed, data, weights, missing)
     parsed = coded_formula(parsed, frame.columns, contrasts, dtypes=frame.dtypes)
     computed, offset_all = computed_columns(parsed, frame, offset, missing)

@@ -147,7 +147,8 @@ def random_effects_terms(
                 if rows.selection is not None:
                     column = column[rows.selection]
                     taken = None
-                coded[name] = (column, _factor_codes(column, frame.dtype(name), taken))
+                codes, levels = factor_codes(column, frame.dtype(name), taken)
+                coded[name] = (column, (codes, levels.labels))
         if len(spec.group) == 1:  # one factor (most terms): its codes as they are
             codes, levels = coded[spec.group[0]][1]
             codes = codes.astype(np.int32)
