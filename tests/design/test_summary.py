@@ -6,8 +6,10 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import mixedmodels as mm
 from mixedmodels.design import aliased_columns
 from mixedmodels.design.checks import warn_predictor_scales
 from mixedmodels.design.summary import summarize_columns, summarize_fixed
@@ -216,3 +218,49 @@ def test_the_fixed_summary_passes_the_scale_check_only_where_it_surely_passes():
     assert not summarize_fixed(np.ones(100), ordinary * np.array([1.0, 999.5, 1.0])).usual_scales
     ordinary[:, 2] = 0.1
     assert not summarize_fixed(np.ones(100), ordinary).usual_scales
+
+
+def test_columns_left_unread_are_the_indicators_the_scan_would_find():
+    # The intercept and a factor's level indicators (each holding a 1) need not be
+    # read: their summary is known, and the rest of the summary is unchanged.
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(8)
+    n = 61
+    level = rng.integers(0, 3, n)
+    level[:3] = [0, 1, 2]
+    x = np.column_stack([np.ones(n), rng.normal(size=n), level == 1, level == 2]).astype(float)
+    y = rng.normal(size=n)
+    everything = summarize_fixed(y, x)
+    known = summarize_fixed(y, x, np.array([False, True, False, False]))
+    np.testing.assert_array_equal(known.columns.peak, everything.columns.peak)
+    np.testing.assert_array_equal(known.columns.indicator, everything.columns.indicator)
+    assert known.columns.full_rank == everything.columns.full_rank
+    assert known.usual_scales == everything.usual_scales
+    assert known.response_peak == everything.response_peak
+
+
+def test_a_plain_part_marks_its_numeric_and_logical_columns_to_read():
+    from mixedmodels.design import plain
+    from mixedmodels.formula import parse_formula
+
+    frame = pd.DataFrame(
+        {
+            "y": [1.0, 2.0, 0.0, 4.0],
+            "x": [0.5, 1.5, 2.5, 3.5],
+            "f": ["a", "b", "c", "a"],
+            "g": pd.Categorical(["u", "v", "u", "v"]),
+            "flag": [True, False, True, True],
+        }
+    )
+    parsed = parse_formula("y ~ f + x + g + flag + (1 | f)")
+    parsed = mm.design.codings.coded_formula(parsed, {c: frame[c] for c in frame})
+    columns = {c: frame[c] for c in frame}
+    part = plain.plain_plan(parsed, columns).fixed
+    assert part is not None
+    keep = np.ones(4, dtype=bool)
+    rows = plain.PlainRows(columns, lambda name: columns[name].to_numpy(), keep, None, 4)
+    x, names, scan = part.matrix(rows)
+    assert names == ["Intercept", "f[T.b]", "f[T.c]", "x", "g[T.v]", "logical(flag)[TRUE]"]
+    assert scan.tolist() == [False, False, False, True, False, True]
+    # Each column left unread is an indicator holding a 1.
+    assert all(set(x[:, j]) == {0.0, 1.0} or set(x[:, j]) == {1.0} for j in np.flatnonzero(~scan))

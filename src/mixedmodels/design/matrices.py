@@ -99,7 +99,7 @@ def fixed_effects(
     if parts.fixed is None:
         assert plan.fixed is not None and plan.response is not None
         y = np.array(plain_rows.numbers(plan.response), dtype=float)
-        x, raw_names = plan.fixed.matrix(plain_rows)
+        x, raw_names, scan = plan.fixed.matrix(plain_rows)
         spec = None
     else:
         y_all, rhs = parts.fixed
@@ -107,11 +107,12 @@ def fixed_effects(
         x = np.asarray(rhs, dtype=np.float64)[rows.keep]
         raw_names = list(rhs.columns)
         spec = rhs.model_spec
+        scan = None
     names = parsed.column_names(raw_names)
     label = parsed.response_label
     # y's and X's checks read one compiled pass over both (the usual case: nothing
     # to report, no aliased column, scales lme4 finds fine).
-    both = summarize_fixed(y, x)
+    both = summarize_fixed(y, x, scan)
     if both is None:
         checked_peaks(y, [label], "the response", rows.index)
         check_response(y, label)
@@ -365,7 +366,7 @@ def term_matrices(
     for k, (spec, part, lhs) in enumerate(zip(parsed.random, plan.terms, parts.terms, strict=True)):
         if lhs is None:
             assert part is not None
-            (z, raw_names), z_spec = part.matrix(plain_rows), None
+            (z, raw_names, _), z_spec = part.matrix(plain_rows), None
             if known is not None:
                 unchecked = known[k]
             else:

@@ -285,9 +285,16 @@ class PlainPart:
         plan is kept for its formula)."""
         return tuple(name for name in self.columns if name not in self.factors)
 
-    def matrix(self, rows: PlainRows) -> tuple[np.ndarray, list[str]]:
-        """The part's model matrix (C order, float64) on the rows used, and formulaic's
-        names of its columns (``Intercept``, ``x``, ``f[T.b]``, ``logical(flag)[TRUE]``...)."""
+    def matrix(self, rows: PlainRows) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """The part's model matrix (C order, float64) on the rows used, formulaic's names
+        of its columns (``Intercept``, ``x``, ``f[T.b]``, ``logical(flag)[TRUE]``...), and
+        which columns are to be read to know them (the checks' ``scan``).
+
+        The intercept and the indicators of a text or categorical factor's levels
+        are 0/1 columns each holding a 1 (a factor's levels are those the rows
+        used take): only the numeric columns, and a logical's (whose levels are
+        both kept, taken or not), are to be read.
+        """
         names = [_INTERCEPT] if self.intercept else []
         blocks: list[tuple[int, str, FactorCoding | None, int]] = []
         full_rank = not self.intercept  # the first factor without an intercept
@@ -310,19 +317,23 @@ class PlainPart:
         # Every column is written below: no zeroing of the whole matrix (a few
         # microseconds), only of the indicator blocks set one column per row.
         out = np.empty((rows.n, len(names)), dtype=np.float64)
+        scan = np.zeros(len(names), dtype=bool)
         if self.intercept:
             out[:, 0] = 1.0
         for start, name, coding, dropped in blocks:
             if coding is None:
                 out[:, start] = rows.numbers(name)
+                scan[start] = True
                 continue
+            if coding.kind == "logical":
+                scan[start : start + len(coding.levels) - dropped] = True
             if dropped and len(coding.levels) == 2:
                 out[:, start] = coding.codes  # one indicator: the codes themselves (0/1)
                 continue
             out[:, start : start + len(coding.levels) - dropped] = 0.0
             hit = np.flatnonzero(coding.codes >= dropped) if dropped else np.arange(rows.n)
             out[hit, start + coding.codes[hit] - dropped] = 1.0
-        return out, names
+        return out, names, scan
 
 
 @dataclass(frozen=True)

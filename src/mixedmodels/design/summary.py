@@ -217,12 +217,13 @@ _SCALES_ERROR = 1e-4
 _EPSILON = 2.0**-52
 
 
-def fixed_summary(matrix, response, peak, indicator):  # pragma: no cover - numba
+def fixed_summary(matrix, response, scan, peak, indicator):  # pragma: no cover - numba
     """X's largest magnitudes and 0/1 indicators (``peak``, ``indicator``, as
     :func:`column_summary` fills them), whether X's columns are surely of full rank
     (:func:`surely_full_rank`), whether lme4's scale check surely passes on them, and the
     response's largest magnitude and whether it is constant: one compiled call for the
-    checks of y and X.
+    checks of y and X.  Only the columns ``scan`` marks are read: the others are
+    known to be 0/1 indicators each holding a 1 (the intercept, a factor's levels).
 
     Four rows a step, each with its own running maximum and sums: the loop is
     bound by its work, not by the latency of one chain.  The scale check wants
@@ -245,6 +246,10 @@ def fixed_summary(matrix, response, peak, indicator):  # pragma: no cover - numb
     high = 0.0
     sure = True
     for j in range(p):
+        if not scan[j]:
+            peak[j] = 1.0 if n else 0.0
+            indicator[j] = True
+            continue
         shift = matrix[0, j] if n else 0.0
         t0 = t1 = t2 = t3 = 0.0
         s0 = s1 = s2 = s3 = 0.0
@@ -375,17 +380,26 @@ class FixedSummary:
     usual_scales: bool
 
 
-def summarize_fixed(response: np.ndarray, x: np.ndarray) -> FixedSummary | None:
+def summarize_fixed(
+    response: np.ndarray, x: np.ndarray, scan: np.ndarray | None = None
+) -> FixedSummary | None:
     """The :class:`FixedSummary` of the response and X (float64), or None without numba
-    (the caller then summarises each with :func:`summarize_columns`)."""
+    (the caller then summarises each with :func:`summarize_columns`).
+
+    ``scan`` marks the columns of X to read (bool, all by default); the others
+    must be 0/1 indicators each holding a 1 (as :meth:`.plain.PlainPart.matrix`
+    says of its intercept and factor levels), whose summary is known.
+    """
     kernel = _fixed_kernel()
     if kernel is None:
         return None
     p = x.shape[1]
+    if scan is None:
+        scan = np.ones(p, dtype=bool)
     peak = np.empty(p)
     indicator = np.empty(p, dtype=bool)
     matrix = np.ascontiguousarray(x, dtype=np.float64)
-    y_peak, constant, full_rank, usual = kernel(matrix, response, peak, indicator)
+    y_peak, constant, full_rank, usual = kernel(matrix, response, scan, peak, indicator)
     return FixedSummary(y_peak, constant, ColumnSummary(peak, indicator, None, full_rank), usual)
 
 
