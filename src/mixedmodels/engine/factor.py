@@ -324,6 +324,18 @@ class BlockedCholesky:
             self.updated_with = [lam.tolist() for lam in lambdas]
         return ok
 
+    def record_update(
+        self, l00: np.ndarray, half_logdet0: float, lambdas: list[np.ndarray] | None
+    ) -> None:
+        """What :meth:`update` leaves, after a compiled caller updated T and the first
+        term's column in place on the small path (:mod:`~mixedmodels.engine.small_search`):
+        an update at ``lambdas`` with this L₀₀ and Σ log diag L₀₀, or a failed one (None)."""
+        if lambdas is None:
+            self.updated_with = None
+            return
+        self.L00, self._half_logdet0 = l00, half_logdet0
+        self.updated_with = [lam.tolist() for lam in lambdas]
+
     def is_current(self, lambdas: list[np.ndarray]) -> bool:
         """Whether the last update succeeded with exactly these λ (and the
         cross-products were not changed since: the caller knows)."""

@@ -24,6 +24,7 @@ from .information import average_information
 from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
 from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
+from .small_search import STATUS, compiled_search, mirror_arrays
 from .small_trailing import SmallTrailing
 from .smallmatrix import all_finite
 
@@ -52,9 +53,18 @@ class Evaluator:
     own for this thread, where the solution at the optimum is then read)."""
 
     def __init__(
-        self, problem: LinearProblem, scale: np.ndarray, workspace: BlockedCholesky | None = None
+        self,
+        problem: LinearProblem,
+        scale: np.ndarray,
+        workspace: BlockedCholesky | None = None,
+        *,
+        compiled_search: bool = True,
     ) -> None:
         self.problem = problem
+        # Whether :meth:`search` runs the quasi-Newton search in one compiled call where
+        # the workspace is on the compiled small path (False: always the Python loop;
+        # the tests compare the two).
+        self.compiled_search = compiled_search
         self.scale = scale
         self.workspace = problem.default_workspace() if workspace is None else workspace
         self.theta_rows = [t.theta_rows for t in problem.terms]
@@ -110,6 +120,82 @@ class Evaluator:
             )
         # (g is a new array at every call: returned as it is where φ = θ.)
         return g if self.unit_scale else g * self.scale
+
+    def search(
+        self,
+        start: np.ndarray,
+        lower: np.ndarray,
+        hessian: np.ndarray,
+        initial: tuple[float, np.ndarray] | None,
+    ) -> QuasiNewtonResult | None:
+        """``minimize_quasi_newton(self.value, self.gradient, start, lower, mirrors=...,
+        hessian=hessian, initial=initial)`` in one compiled call
+        (:mod:`~mixedmodels.engine.small_search`: the same points, values and counts),
+        leaving the evaluator and its workspace at the last point evaluated as the
+        Python loop does; None where the workspace is not on the compiled small path
+        (the caller runs the Python loop)."""
+        small = self._small
+        if small is None:
+            small = self._small = self.workspace.small_path() or False
+        if not small or not self.compiled_search:
+            return None
+        kernel = compiled_search()
+        if kernel is None:
+            return None
+        problem = self.problem
+        cp = problem.cross_products
+        p = cp.n_fixed
+        reml = self.reml
+        n = len(start)
+        arrays = small.search_arguments(self.theta_index)
+        theta = np.empty(n)
+        mirror_ptr, mirror_index = mirror_arrays(problem.layout)
+        f0, g0 = (0.0, theta) if initial is None else (float(initial[0]), initial[1])
+        x, f, g, b, has_b, status, iterations, predicted, held, counts = kernel(
+            arrays,
+            (small.n_re_trailing, p, int(cp.n_obs), float(cp.sum_log_weights), reml),
+            small.n_re_trailing + (p if reml else 0),
+            float(cp.n_obs - p if reml else cp.n_obs),
+            self.scale,
+            theta,
+            start,
+            lower,
+            np.full(n, math.nan),
+            mirror_ptr,
+            mirror_index,
+            np.ascontiguousarray(hessian, dtype=np.float64),
+            True,
+            f0,
+            np.ascontiguousarray(g0, dtype=np.float64),
+            initial is not None,
+            1e-10,
+            500,
+        )
+        n_values, n_gradients, current, logdet = counts.tolist()
+        if n_values:
+            # The evaluator and its workspace as value() and gradient() leave them.
+            self.theta = theta
+            self._lambdas = lambdas = problem.lambdas(theta)
+            ok = not math.isnan(logdet)
+            l00 = arrays[5]
+            small.record_search(l00 if ok else None, lambdas)
+            self.workspace.record_update(l00, logdet, lambdas if ok else None)
+            self._residuals = (
+                Residuals(*small.residuals(arrays[15], arrays[16], arrays[17])) if current else None
+            )
+        return QuasiNewtonResult(
+            x=x,
+            value=float(f),
+            gradient=g,
+            hessian=b if has_b else np.eye(n),
+            n_values=int(n_values),
+            n_gradients=int(n_gradients),
+            n_iterations=int(iterations),
+            converged=status == 1,
+            status=STATUS[status],
+            predicted_decrease=float(predicted),
+            held=held,
+        )
 
     def solved_at(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]] | None:
         """(β̂, û per term) as the last :meth:`gradient` read them off the workspace, when
@@ -343,15 +429,20 @@ def _minimize(
             # Without logged coordinates ψ is φ: the evaluator's own methods, the
             # bounds, mirrors and step caps as they are (no closures to build).
             psi = x.copy()
-            result = minimize_quasi_newton(
-                evaluator.value,
-                evaluator.gradient,
-                psi,
-                lower,
-                mirrors=mirrors,
-                hessian=hessian,
-                initial=initial,
+            # One compiled call on the small path where B is given; else the Python loop.
+            result = (
+                None if isinstance(hessian, str) else evaluator.search(psi, lower, hessian, initial)
             )
+            if result is None:
+                result = minimize_quasi_newton(
+                    evaluator.value,
+                    evaluator.gradient,
+                    psi,
+                    lower,
+                    mirrors=mirrors,
+                    hessian=hessian,
+                    initial=initial,
+                )
         n_values += result.n_values
         n_gradients += result.n_gradients
         # Where the method took no step, x is where it started, as evaluated: exp(log x)

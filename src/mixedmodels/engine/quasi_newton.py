@@ -292,6 +292,13 @@ def _compiled():
     )
 
 
+def compiled_steps():
+    """(direction, BFGS update, trial point) compiled, or None without numba (for a
+    compiled caller: :mod:`~mixedmodels.engine.small_search`)."""
+    steps = _compiled()
+    return None if steps[0] is None else steps
+
+
 @functools.cache
 def _default_caps(n: int) -> np.ndarray:
     """NaN caps (the default step cap of every coordinate) for n coordinates: only

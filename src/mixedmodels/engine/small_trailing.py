@@ -250,14 +250,57 @@ class SmallTrailing:
             out,
             column.q0_tag,
         )
+        return (out, *self.residuals(w, u_flat, ze_flat))
+
+    def residuals(
+        self, w: np.ndarray, u_flat: np.ndarray, ze_flat: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """(β̂, û per term, Zᵀe per term) from the gradient kernel's w, û and Zᵀe (flat)."""
         r = self.n_re_trailing
+        p = self.cp.n_fixed
         # β̂ = offset − w (one array operation; IEEE's a − b is a + (−b) exactly).
-        offset = cp.beta_offset
+        offset = self.cp.beta_offset
         beta = -w[r : r + p] if offset is None else np.subtract(offset, w[r : r + p])
         slices = self._term_slices
         modes = [u_flat[a:b] for a, b, _, _ in slices]
         ze = [ze_flat[a:b].reshape(m, q) for a, b, m, q in slices]
-        return out, beta, modes, ze
+        return beta, modes, ze
+
+    def search_arguments(self, theta_index: np.ndarray) -> tuple:
+        """The arrays :func:`~mixedmodels.engine.small_search.search_kernel` evaluates on
+        (the update's, then θ's index, Σ and the gradient's outputs), with a new L₀₀
+        and new outputs; the blocks read now (see :meth:`record_search`)."""
+        cp = self.cp
+        column = self.column
+        self._read = blocks = self._blocks()
+        diag, xz, data, xz0, xx = blocks
+        return (
+            self.lam_stack,
+            cp.diag[0],
+            self.integers,
+            column.raw,
+            xz0,
+            np.empty(cp.diag[0].shape),
+            column.values,
+            self.T,
+            diag,
+            xz,
+            xx,
+            data,
+            column.q0_tag,
+            theta_index,
+            self.sigma,
+            np.zeros(self.n_t),
+            np.empty(self.n_re),
+            np.empty(self.n_re),
+        )
+
+    def record_search(self, l00: np.ndarray | None, lambdas: list[np.ndarray] | None) -> None:
+        """After a compiled search on :meth:`search_arguments`: its last update was at
+        ``lambdas`` (now in the stack) with this L₀₀, or failed (None)."""
+        if l00 is not None:
+            self.l00 = l00
+        self._stacked = lambdas
 
     def information(
         self,
