@@ -24,7 +24,13 @@ from .information import average_information
 from .optimize import OptimizationSummary, check_stationarity
 from .problem import LinearProblem
 from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
-from .small_search import STATUS, compiled_search, mirror_arrays
+from .small_search import (
+    INFORMATION_UNUSABLE,
+    NOT_FINITE_AT_START,
+    STATUS,
+    compiled_search,
+    mirror_arrays,
+)
 from .small_trailing import SmallTrailing
 from .smallmatrix import all_finite
 
@@ -46,6 +52,8 @@ _LOG_SWITCH = 0.01
 # ... from a start above this (a start lifted off its bound, see
 # start.start_steps, stays on θ).
 _LOG_START = 0.1
+# The Hessian argument of the compiled search's information start (not read).
+_NO_MATRIX = np.zeros((0, 0))
 
 
 class Evaluator:
@@ -125,7 +133,7 @@ class Evaluator:
         self,
         start: np.ndarray,
         lower: np.ndarray,
-        hessian: np.ndarray,
+        hessian: np.ndarray | None,
         initial: tuple[float, np.ndarray] | None,
     ) -> QuasiNewtonResult | None:
         """``minimize_quasi_newton(self.value, self.gradient, start, lower, mirrors=...,
@@ -133,7 +141,15 @@ class Evaluator:
         (:mod:`~mixedmodels.engine.small_search`: the same points, values and counts),
         leaving the evaluator and its workspace at the last point evaluated as the
         Python loop does; None where the workspace is not on the compiled small path
-        (the caller runs the Python loop)."""
+        (the caller runs the Python loop).
+
+        ``hessian`` None: the information start first (f, ∇f and the average
+        information at ``start``, as :func:`_information_start` without logged
+        coordinates; ``initial`` is then not read).  Its counts are included; where f
+        or ∇f is not finite there the status is :data:`NOT_FINITE_AT_START`, where the
+        information is not usable :data:`INFORMATION_UNUSABLE` (the result's value,
+        gradient and Hessian are then f, ∇f and the information at the start).
+        """
         small = self._small
         if small is None:
             small = self._small = self.workspace.small_path() or False
@@ -150,7 +166,13 @@ class Evaluator:
         arrays = small.search_arguments(self.theta_index)
         theta = np.empty(n)
         mirror_ptr, mirror_index = mirror_arrays(problem.layout)
-        f0, g0 = (0.0, theta) if initial is None else (float(initial[0]), initial[1])
+        if hessian is None:
+            mode, b0, f0, g0 = 2, _NO_MATRIX, 0.0, theta
+        elif initial is None:
+            mode, b0, f0, g0 = 0, np.ascontiguousarray(hessian, dtype=np.float64), 0.0, theta
+        else:
+            b0 = np.ascontiguousarray(hessian, dtype=np.float64)
+            mode, f0, g0 = 1, float(initial[0]), np.ascontiguousarray(initial[1], dtype=np.float64)
         x, f, g, b, has_b, status, iterations, predicted, held, counts = kernel(
             arrays,
             (small.n_re_trailing, p, int(cp.n_obs), float(cp.sum_log_weights), reml),
@@ -163,11 +185,10 @@ class Evaluator:
             np.full(n, math.nan),
             mirror_ptr,
             mirror_index,
-            np.ascontiguousarray(hessian, dtype=np.float64),
-            True,
+            b0,
             f0,
-            np.ascontiguousarray(g0, dtype=np.float64),
-            initial is not None,
+            g0,
+            mode,
             1e-10,
             500,
         )
@@ -187,7 +208,7 @@ class Evaluator:
             x=x,
             value=float(f),
             gradient=g,
-            hessian=b if has_b else np.eye(n),
+            hessian=b if has_b or status == INFORMATION_UNUSABLE else np.eye(n),
             n_values=int(n_values),
             n_gradients=int(n_gradients),
             n_iterations=int(iterations),
@@ -326,10 +347,25 @@ def _minimize(
     logged = scalar & (start - lower > _LOG_START) & (lower == 0)
     initial = None
     n_values = n_gradients = 0
+    found = None
+    if isinstance(hessian, str) and hessian == "information" and not any(logged.tolist()):
+        # On the compiled small path: the information start and the search in one call.
+        found = evaluator.search(start, lower, None, None)
+        if found is not None and found.status == INFORMATION_UNUSABLE:
+            # What _information_start does with an information that is not finite
+            # (or LAPACK's eigensolver failed): here, in Python.
+            b = positive_definite(found.hessian)
+            hessian = "differences" if b is None else b
+            initial = (found.value, found.gradient)
+            n_values = n_gradients = 1
+            found = None
+        elif found is not None and found.status != NOT_FINITE_AT_START:
+            return found
     if isinstance(hessian, str) and hessian == "information":
-        hessian, initial = _information_start(evaluator, start, logged)
+        if found is None:
+            hessian, initial = _information_start(evaluator, start, logged)
         n_values = n_gradients = 1
-        if initial is None:
+        if found is not None or initial is None:
             return QuasiNewtonResult(
                 x=start,
                 value=math.inf,

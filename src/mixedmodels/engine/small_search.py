@@ -52,12 +52,17 @@ STATUS = (
     "no descent direction",
     "line search failed",
     "the objective or its gradient is not finite at the start",
+    "the objective is not finite at the start",
+    "the average information is not usable",
 )
+NOT_FINITE_AT_START = STATUS[5]
+INFORMATION_UNUSABLE = STATUS[6]
 
 # The compiled loops search_kernel calls: set by compiled_search() before it compiles
 # it (numba reads a global's value when it compiles the function that calls it).
 _update = _gradient = _direction = _bfgs_update = _trial_point = None
 _criterion = _evaluate = _gradient_at = _line_search = _all_finite = None
+_information = _information_at = _positive_definite = _dsyev = None
 
 
 def criterion_loop(t, logdet0, r, n_fixed, n_obs, sum_log_weights, reml):  # pragma: no cover
@@ -120,6 +125,66 @@ def gradient_loop(scale, k, n_s, dof):  # pragma: no cover - numba
     for i in range(out.shape[0]):
         out[i] = out[i] * scale[i]
     return out
+
+
+def information_loop(scale, k, c):  # pragma: no cover - numba
+    """The average information in φ at the last point evaluated (after its gradient),
+    as SmallTrailing.information and Evaluator.information compute it."""
+    t = k[7]
+    n = t.shape[0]
+    n_dof = c[2] - c[1] if c[4] else c[2]
+    n_theta = k[13].shape[0]
+    out = np.empty((n_theta, n_theta))
+    _information(
+        k[0], k[5], k[2], k[6], t, k[8], k[9], k[11], k[17], k[13], c[1],
+        (t[n - 1, n - 1] * t[n - 1, n - 1]) / float(n_dof), float(n_dof), out, k[12],
+    )  # fmt: skip
+    for i in range(n_theta):
+        for j in range(n_theta):
+            out[i, j] = out[i, j] * (scale[i] * scale[j])
+    return out
+
+
+def positive_definite_loop(h):  # pragma: no cover - numba
+    """quasi_newton.positive_definite's numbers: (B, True), or (h, False) where h is not
+    finite or LAPACK's dsyev fails (the caller then runs positive_definite itself)."""
+    n = h.shape[0]
+    for i in range(n):
+        for j in range(n):
+            if not math.isfinite(h[i, j]):
+                return h, False
+    b = h + h.T
+    b *= 0.5
+    # dsyev on b as it is: symmetric, its C order is its Fortran order.
+    a = b.copy()
+    w = np.empty(n)
+    lwork = max(3 * n - 1, 1)
+    work = np.empty(lwork)
+    ints = np.array([n, n, lwork, 0], dtype=np.int32)
+    chars = np.array([86, 85], dtype=np.int8)  # jobz "V", uplo "U"
+    _dsyev(
+        chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, a.ctypes, ints[1:].ctypes,
+        w.ctypes, work.ctypes, ints[2:].ctypes, ints[3:].ctypes,
+    )  # fmt: skip
+    if ints[3] != 0:
+        return h, False
+    # The eigenvectors are a's columns in Fortran order: the rows of a in C order.
+    v = a.T
+    w = np.abs(w)
+    # Python's max over the list, then against 1e-8 (the first unless the next is larger).
+    top = 1e-8
+    if n:
+        top = w[0]
+        for i in range(1, n):
+            if w[i] > top:
+                top = w[i]
+        if 1e-8 > top:
+            top = 1e-8
+    least = 1e-6 * top
+    for i in range(n):
+        if least > w[i]:
+            w[i] = least
+    return np.dot(v * w, v.T), True
 
 
 def all_finite_loop(a):  # pragma: no cover - numba
@@ -207,18 +272,24 @@ def search_kernel(
     mirror_ptr,
     mirror_index,
     b_start,
-    has_b,
     f_start,
     g_start,
-    has_initial,
+    mode,
     tolerance,
     max_iterations,
 ):  # pragma: no cover - compiled by numba
     """minimize_quasi_newton's loop (see there) on the compiled evaluations.
 
+    ``mode``: 0, f and ∇f evaluated at the start, B = ``b_start``; 1, f and ∇f given
+    (``f_start``, ``g_start``), B = ``b_start``; 2, the information start (f, ∇f and
+    B = positive_definite(the average information) at the start, as
+    gradient_fit._information_start without logged coordinates).
+
     Returns (x, f, g, B, whether B is set, status, iterations, predicted decrease,
     held, counts): counts = [values, gradients, 1 where the last gradient is at the
     last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed)].
+    Status 5: f or ∇f not finite at an information start; 6: its information not
+    finite or LAPACK's eigensolver failed (B is then the information in φ).
     """
     n = start.shape[0]
     counts = np.zeros(4)
@@ -227,13 +298,16 @@ def search_kernel(
     for i in range(n):
         v = start[i]
         x[i] = v if (v >= lower[i] or v != v) else lower[i]
-    if has_initial:
+    held = np.zeros(n, dtype=np.bool_)
+    b = b_start
+    if mode == 1:
         f = f_start
         g = g_start.copy()
         g_ok = True
     else:
         counts[0] += 1
-        f, logdet = _evaluate(x, scale, theta, k, c)
+        # (The information start evaluates at the start as given.)
+        f, logdet = _evaluate(start if mode == 2 else x, scale, theta, k, c)
         counts[3] = logdet
         g = np.full(n, math.nan)
         g_ok = False
@@ -242,10 +316,18 @@ def search_kernel(
             g = _gradient_at(scale, k, n_s, dof)
             counts[2] = 1
             g_ok = True
-    held = np.zeros(n, dtype=np.bool_)
-    b = b_start.copy()
+    if mode == 2:
+        if not g_ok or not _all_finite(g):
+            return x, math.inf, g, b, False, 5, 0, math.inf, held, counts
+        h = _information_at(scale, k, c)
+        b, ok = _positive_definite(h)
+        if not ok:
+            return x, f, g, h, False, 6, 0, math.inf, held, counts
+    else:
+        b = b.copy()
     if not g_ok or not _all_finite(g):
         return x, math.inf, np.full(n, math.nan), b, False, 4, 0, math.inf, held, counts
+    has_b = True
     noise_limited = _NOISE * abs(f) > tolerance
     floor = _NOISE * abs(f)
     if floor > tolerance:
@@ -364,6 +446,23 @@ def mirror_arrays(layout: ThetaLayout) -> tuple[np.ndarray, np.ndarray]:
     return pointers, np.array(index, dtype=np.int64)
 
 
+def _lapack_dsyev():
+    """LAPACK's dsyev (scipy's, the routine positive_definite calls) as a function numba
+    can call and cache: an external symbol bound to its address in this process."""
+    import llvmlite.binding
+    from numba import types
+    from numba.extending import get_cython_function_address
+
+    llvmlite.binding.add_symbol(
+        "mixedmodels_dsyev", get_cython_function_address("scipy.linalg.cython_lapack", "dsyev")
+    )
+    chars, ints, doubles = (types.CPointer(t) for t in (types.int8, types.int32, types.float64))
+    return types.ExternalFunction(
+        "mixedmodels_dsyev",
+        types.void(chars, chars, ints, doubles, ints, doubles, doubles, ints, ints),
+    )
+
+
 @functools.cache
 def compiled_search():
     """search_kernel compiled (with the small kernels and quasi_newton's steps linked
@@ -373,7 +472,8 @@ def compiled_search():
     if kernels is None or steps is None:
         return None
     names = globals()
-    names["_update"], names["_gradient"] = kernels[0], kernels[1]
+    names["_update"], names["_gradient"], names["_information"] = kernels
+    names["_dsyev"] = _lapack_dsyev()
     names["_direction"], names["_bfgs_update"], names["_trial_point"] = steps
     for name, loop in (
         ("_evaluate", evaluate_loop),
@@ -381,6 +481,8 @@ def compiled_search():
         ("_line_search", line_search_loop),
         ("_criterion", criterion_loop),
         ("_all_finite", all_finite_loop),
+        ("_information_at", information_loop),
+        ("_positive_definite", positive_definite_loop),
     ):
         names[name] = compiled(loop)
     return compiled(search_kernel)
