@@ -346,6 +346,10 @@ class _QuadraticCriterion:
     def information(self) -> np.ndarray:
         return np.array([[2.0]])
 
+    def search(self, *_) -> None:
+        # No compiled search (engine/small_search.py): the Python loop runs.
+        return None
+
 
 def test_log_scale_coordinate_below_its_floor_goes_back_to_theta() -> None:
     # A scalar θ started at 4 moves on a log scale until it falls below a quarter

@@ -1,0 +1,140 @@
+"""The compiled quasi-Newton search of small models (engine/small_search.py).
+
+It must be the Python loop of gradient_fit/quasi_newton run faster, not another
+method: on models of the compiled small path (one of them on a bound, with
+probes and a restart; a column on an extreme scale; a refit's given Hessian)
+the fit with the compiled search and the fit forced onto the Python loop
+evaluate as often and end on the same θ̂, objective, gradient and Hessian, to
+the bit, and the workspace is left where the evaluator says it is.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedmodels as mm
+from mixedmodels.engine.fit import solution_at, starting_point, theta_scale
+from mixedmodels.engine.gradient import gradient_available
+from mixedmodels.engine.gradient_fit import Evaluator, fit_quasi_newton
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.skipif(not gradient_available(), reason="needs numba")
+
+# Reference models on the compiled small path: interior optima, optima on a bound
+# (probes, the escape restart), two terms, ML and REML.
+MODELS = (
+    "lmm/sleepstudy_slope_reml",
+    "lmm/exam_slope_ml",
+    "lmm/dyestuff2_singular_reml",
+    "extra/sleepstudy_no_intercept_reml",
+    "boundary/issue18_reproducer_reml",
+    "boundary/three_rank2_reml",
+    "boundary/tiny_variance_slope_reml",
+    "boundary/corr_plus_few_reml",
+)
+
+
+def _problem(formula: str, data: pd.DataFrame, reml: bool):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mm.LinearMixedModel(formula, data, reml=reml).problem
+
+
+def _reference_problem(name: str):
+    ref = json.loads((DATA / f"{name}.json").read_text())
+    if "dataset_path" in ref:
+        data = pd.read_csv(DATA / ref["dataset_path"])
+    else:
+        data = mm.datasets.load(ref["dataset"])
+    return _problem(ref.get("formula_python", ref["formula"]), data, ref["REML"])
+
+
+def _fit(problem, compiled: bool, hessian: np.ndarray | None = None):
+    """The quasi-Newton fit on a new workspace; (summary, solution, evaluator, searches)."""
+    scale = theta_scale(problem)
+    start, _ = starting_point(problem, None, scale)
+    evaluator = Evaluator(problem, scale, problem.workspace(), compiled_search=compiled)
+    searches = []
+    search = evaluator.search
+
+    def counted(*args):
+        result = search(*args)
+        searches.append(result is not None)
+        return result
+
+    evaluator.search = counted
+    summary = fit_quasi_newton(evaluator, start, hessian=hessian)
+    return summary, solution_at(summary, evaluator), evaluator, searches
+
+
+def _assert_same_fit(problem, hessian=None):
+    compiled, solution, evaluator, searches = _fit(problem, True, hessian)
+    python, python_solution, _, python_searches = _fit(problem, False, hessian)
+    # The compiled search ran (and the forced fit never did).
+    assert any(searches) and not any(python_searches)
+    assert compiled.n_evaluations == python.n_evaluations
+    assert compiled.n_gradients == python.n_gradients
+    for name in ("final", "gradient", "hessian"):
+        np.testing.assert_array_equal(getattr(compiled, name), getattr(python, name), err_msg=name)
+    assert compiled.objective == python.objective
+    assert compiled.converged == python.converged and compiled.messages == python.messages
+    assert compiled.return_code == python.return_code
+    # The solution read off the workspace the search left is the Python fit's...
+    np.testing.assert_array_equal(solution.beta, python_solution.beta)
+    for a, b in zip(solution.modes, python_solution.modes, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert solution.objective == python_solution.objective
+    # ... and the workspace's factor, read as it is, is the factor at θ̂ made afresh.
+    fresh = problem.solve(compiled.final, problem.workspace())
+    kept = problem.solve(compiled.final, evaluator.workspace, refresh=False)
+    assert kept.objective == fresh.objective
+    np.testing.assert_array_equal(kept.beta, fresh.beta)
+    np.testing.assert_array_equal(kept.unscaled_vcov, fresh.unscaled_vcov)
+    return compiled
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compiled_search_is_the_python_loop(name):
+    _assert_same_fit(_reference_problem(name))
+
+
+def test_compiled_search_on_an_extreme_scale():
+    data = mm.datasets.load("sleepstudy").assign(Days=lambda d: d["Days"] * 1e4)
+    problem = _problem("Reaction ~ Days + (Days | Subject)", data, True)
+    assert not np.all(theta_scale(problem) == 1.0)
+    _assert_same_fit(problem)
+
+
+def test_compiled_search_from_a_given_hessian():
+    # A refit starts with the curvature of an earlier fit (no information start).
+    problem = _reference_problem("lmm/sleepstudy_slope_reml")
+    first = _assert_same_fit(problem)
+    _assert_same_fit(problem, hessian=first.hessian * 1.5)
+
+
+def _last_point(problem, compiled: bool):
+    scale = theta_scale(problem)
+    start, _ = starting_point(problem, None, scale)
+    evaluator = Evaluator(problem, scale, problem.workspace(), compiled_search=compiled)
+    summary = fit_quasi_newton(evaluator, start)
+    return summary, evaluator
+
+
+@pytest.mark.parametrize("name", MODELS[-4:])
+def test_the_workspace_is_where_the_evaluator_says(name):
+    # Whatever point the search evaluated last (a rejected trial point, a probe),
+    # the evaluator says which, its workspace holds the factor there, and β̂ and û
+    # are offered for θ̂ only when its last gradient was at θ̂.
+    problem = _reference_problem(name)
+    summary, evaluator = _last_point(problem, True)
+    assert evaluator.workspace.is_current(problem.lambdas(evaluator.theta))
+    value = problem.criterion(evaluator.workspace, problem.reml)
+    assert value == problem.objective(evaluator.theta, workspace=problem.workspace())
+    _, python = _last_point(problem, False)
+    assert python.theta.tolist() == evaluator.theta.tolist()
+    assert (evaluator.solved_at(summary.final) is None) == (python.solved_at(summary.final) is None)
