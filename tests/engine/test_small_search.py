@@ -1,8 +1,8 @@
 """The compiled quasi-Newton search of small models (engine/small_search.py).
 
 It must be the Python loop of gradient_fit/quasi_newton run faster, not another
-method: on models of the compiled small path (one of them on a bound, with
-probes and a restart; a column on an extreme scale; a refit's given Hessian)
+method: on models of the compiled small path (on a bound, with probes and a
+restart; on the log scale; a column on an extreme scale; a refit's given Hessian)
 the fit with the compiled search and the fit forced onto the Python loop
 evaluate as often and end on the same θ̂, objective, gradient and Hessian, to
 the bit, and the workspace is left where the evaluator says it is.
@@ -26,9 +26,11 @@ from tests.conftest import DATA
 pytestmark = pytest.mark.skipif(not gradient_available(), reason="needs numba")
 
 # Reference models on the compiled small path: interior optima, optima on a bound
-# (probes, the escape restart), two terms, ML and REML.
+# (probes, the escape restart), scalar terms on the log scale (Penicillin; one
+# leaving it on the way to its bound: tiny_variance_slope), ML and REML.
 MODELS = (
     "lmm/sleepstudy_slope_reml",
+    "lmm/penicillin_crossed_reml",
     "lmm/exam_slope_ml",
     "lmm/dyestuff2_singular_reml",
     "extra/sleepstudy_no_intercept_reml",

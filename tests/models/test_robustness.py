@@ -379,7 +379,7 @@ def test_doubtful_convergence_is_reported_not_silent(sleep: pd.DataFrame, monkey
 
     monkeypatch.setattr(model_module, "minimize_quasi_newton", cut_short)
     # (The Python loop, not the compiled search of small models it stands in for.)
-    monkeypatch.setattr(model_module, "compiled_search", lambda: None)
+    monkeypatch.setattr("mixedmodels.engine.evaluator.compiled_search", lambda: None)
     with pytest.warns(mm.ConvergenceWarning):
         model = mm.lmer(FORMULA, sleep)
     assert not model.converged

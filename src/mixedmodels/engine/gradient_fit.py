@@ -1,7 +1,8 @@
 """Stage 4 with the exact gradient: the quasi-Newton fit, its boundary probes, its check.
 
-:class:`Evaluator` gives the criterion and its gradient in φ = θ/scale on a
-workspace of its own (:mod:`~mixedmodels.engine.gradient`);
+:class:`~mixedmodels.engine.evaluator.Evaluator` gives the criterion and its
+gradient in φ = θ/scale on a workspace of its own (on the compiled small path it
+runs the whole method below in one call, :mod:`~mixedmodels.engine.small_search`);
 :func:`fit_quasi_newton` runs :mod:`~mixedmodels.engine.quasi_newton` from a
 start, with the θ of scalar terms on a log scale while they stay well inside,
 then probes the coordinates left on a bound (lme4's ``restart_edge`` idea:
@@ -18,20 +19,15 @@ import time
 
 import numpy as np
 
-from .factor import BlockedCholesky
-from .gradient import ProfiledGradient, Residuals
-from .information import average_information
+from .evaluator import Evaluator
+from .evaluator import outer as _outer
 from .optimize import OptimizationSummary, check_stationarity
-from .problem import LinearProblem
 from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
 from .small_search import (
     INFORMATION_UNUSABLE,
+    LOG_SWITCH,
     NOT_FINITE_AT_START,
-    STATUS,
-    compiled_search,
-    mirror_arrays,
 )
-from .small_trailing import SmallTrailing
 from .smallmatrix import all_finite
 
 # A coordinate left on its bound is probed this far inside (in φ) when its
@@ -48,204 +44,25 @@ _RETURN_GAP = 1e-3
 # _LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
 # variance away from zero (fewer steps), and a coordinate heading for its bound
 # goes back to θ itself, where the bound can be reached and checked.
-_LOG_SWITCH = 0.01
+_LOG_SWITCH = LOG_SWITCH
 # ... from a start above this (a start lifted off its bound, see
 # start.start_steps, stays on θ).
 _LOG_START = 0.1
-# The Hessian argument of the compiled search's information start (not read).
-_NO_MATRIX = np.zeros((0, 0))
 
 
-class Evaluator:
-    """The criterion and its gradient in φ on one workspace (by default the problem's
-    own for this thread, where the solution at the optimum is then read)."""
-
-    def __init__(
-        self,
-        problem: LinearProblem,
-        scale: np.ndarray,
-        workspace: BlockedCholesky | None = None,
-        *,
-        compiled_search: bool = True,
-    ) -> None:
-        self.problem = problem
-        # Whether :meth:`search` runs the quasi-Newton search in one compiled call where
-        # the workspace is on the compiled small path (False: always the Python loop;
-        # the tests compare the two).
-        self.compiled_search = compiled_search
-        self.scale = scale
-        self.workspace = problem.default_workspace() if workspace is None else workspace
-        self.theta_rows = [t.theta_rows for t in problem.terms]
-        self.theta_cols = [t.theta_cols for t in problem.terms]
-        # Each θ's term, row and column in λ: the problem's shape has it (a copy:
-        # numba's kernels take writable arrays).
-        self.theta_index = problem.layout.theta_index.copy()
-        # The general gradient, made at its first use (the compiled small path,
-        # decided at the first gradient, needs none): None until then.
-        self._gradient_of: ProfiledGradient | None = None
-        self.reml = problem.reml
-        # The workspace's compiled small path (None until the first gradient decides,
-        # False where there is none).
-        self._small: SmallTrailing | bool | None = None
-        self.theta: np.ndarray | None = None
-        self._lambdas: list[np.ndarray] = []
-        # What the last gradient read off the factor, for the information at its θ.
-        self._residuals: Residuals | None = None
-        # The problem's θ structure, read by every fit on this evaluator (a refit
-        # makes many): the mirrored columns of λ and the θ of scalar terms.
-        self.mirrors = problem.layout.mirrors
-        self.scalar = problem.layout.scalar
-        # φ = θ (nearly every model: no column on an extreme scale): nothing to rescale.
-        self.unit_scale = all(s == 1.0 for s in scale.tolist())
-
-    def value(self, phi: np.ndarray) -> float:
-        """The criterion at φ; the workspace is left there for :meth:`gradient`."""
-        self.theta = theta = phi * self.scale
-        self._residuals = None
-        self._lambdas = lambdas = self.problem.lambdas(theta)
-        # LinearProblem.objective_of's two steps, without its layer (every evaluation).
-        workspace = self.workspace
-        if not workspace.update(lambdas):
-            return math.inf
-        return self.problem.criterion(workspace, self.reml)
-
-    def gradient(self) -> np.ndarray:
-        """∇φ at the point of the last :meth:`value`."""
-        small = self._small
-        if small is None:
-            small = self._small = self.workspace.small_path() or False
-        if small:
-            # The compiled path's gradient directly (ProfiledGradient would only forward).
-            g, beta, modes, ze = small.gradient(self._lambdas, self.theta_index, self.reml)
-            self._residuals = Residuals(beta, modes, ze)
-        else:
-            if self._gradient_of is None:
-                self._gradient_of = ProfiledGradient(
-                    self.workspace, self.theta_rows, self.theta_cols, self.theta_index
-                )
-            g, self._residuals = self._gradient_of.gradient_and_residuals(
-                self.workspace, self._lambdas, self.reml
-            )
-        # (g is a new array at every call: returned as it is where φ = θ.)
-        return g if self.unit_scale else g * self.scale
-
-    def search(
-        self,
-        start: np.ndarray,
-        lower: np.ndarray,
-        hessian: np.ndarray | None,
-        initial: tuple[float, np.ndarray] | None,
-    ) -> QuasiNewtonResult | None:
-        """``minimize_quasi_newton(self.value, self.gradient, start, lower, mirrors=...,
-        hessian=hessian, initial=initial)`` in one compiled call
-        (:mod:`~mixedmodels.engine.small_search`: the same points, values and counts),
-        leaving the evaluator and its workspace at the last point evaluated as the
-        Python loop does; None where the workspace is not on the compiled small path
-        (the caller runs the Python loop).
-
-        ``hessian`` None: the information start first (f, ∇f and the average
-        information at ``start``, as :func:`_information_start` without logged
-        coordinates; ``initial`` is then not read).  Its counts are included; where f
-        or ∇f is not finite there the status is :data:`NOT_FINITE_AT_START`, where the
-        information is not usable :data:`INFORMATION_UNUSABLE` (the result's value,
-        gradient and Hessian are then f, ∇f and the information at the start).
-        """
-        small = self._small
-        if small is None:
-            small = self._small = self.workspace.small_path() or False
-        if not small or not self.compiled_search:
-            return None
-        kernel = compiled_search()
-        if kernel is None:
-            return None
-        problem = self.problem
-        cp = problem.cross_products
-        p = cp.n_fixed
-        reml = self.reml
-        n = len(start)
-        arrays = small.search_arguments(self.theta_index)
-        theta = np.empty(n)
-        mirror_ptr, mirror_index = mirror_arrays(problem.layout)
-        if hessian is None:
-            mode, b0, f0, g0 = 2, _NO_MATRIX, 0.0, theta
-        elif initial is None:
-            mode, b0, f0, g0 = 0, np.ascontiguousarray(hessian, dtype=np.float64), 0.0, theta
-        else:
-            b0 = np.ascontiguousarray(hessian, dtype=np.float64)
-            mode, f0, g0 = 1, float(initial[0]), np.ascontiguousarray(initial[1], dtype=np.float64)
-        x, f, g, b, has_b, status, iterations, predicted, held, counts = kernel(
-            arrays,
-            (small.n_re_trailing, p, int(cp.n_obs), float(cp.sum_log_weights), reml),
-            small.n_re_trailing + (p if reml else 0),
-            float(cp.n_obs - p if reml else cp.n_obs),
-            self.scale,
-            theta,
-            start,
-            lower,
-            np.full(n, math.nan),
-            mirror_ptr,
-            mirror_index,
-            b0,
-            f0,
-            g0,
-            mode,
-            1e-10,
-            500,
-        )
-        n_values, n_gradients, current, logdet = counts.tolist()
-        if n_values:
-            # The evaluator and its workspace as value() and gradient() leave them.
-            self.theta = theta
-            self._lambdas = lambdas = problem.lambdas(theta)
-            ok = not math.isnan(logdet)
-            l00 = arrays[5]
-            small.record_search(l00 if ok else None, lambdas)
-            self.workspace.record_update(l00, logdet, lambdas if ok else None)
-            self._residuals = (
-                Residuals(*small.residuals(arrays[15], arrays[16], arrays[17])) if current else None
-            )
-        return QuasiNewtonResult(
-            x=x,
-            value=float(f),
-            gradient=g,
-            hessian=b if has_b or status == INFORMATION_UNUSABLE else np.eye(n),
-            n_values=int(n_values),
-            n_gradients=int(n_gradients),
-            n_iterations=int(iterations),
-            converged=status == 1,
-            status=STATUS[status],
-            predicted_decrease=float(predicted),
-            held=held,
-        )
-
-    def solved_at(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]] | None:
-        """(β̂, û per term) as the last :meth:`gradient` read them off the workspace, when
-        it was at exactly this θ (else None): the solution there needs no new solve."""
-        residuals = self._residuals
-        # (As Python floats: numpy's comparison and all() cost more on a few values.)
-        if residuals is None or self.theta.tolist() != theta.tolist():
-            return None
-        return residuals.beta, residuals.modes
-
-    def information(self) -> np.ndarray:
-        """The average-information Hessian in φ at the point of the last :meth:`value`
-        (:mod:`~mixedmodels.engine.information`)."""
-        problem = self.problem
-        h = average_information(
-            self.workspace,
-            self._lambdas,
-            self.theta_rows,
-            self.theta_cols,
-            problem.reml,
-            self._residuals,
-            self.theta_index,
-        )
-        return h if self.unit_scale else h * _outer(self.scale)
+def _exp(a: np.ndarray) -> np.ndarray:
+    """exp element by element as the C library computes it (math.exp): the compiled
+    search (:mod:`~mixedmodels.engine.small_search`) computes the same numbers, which
+    numpy's vectorised exp does not always give (it differs in the last bit)."""
+    return np.array([math.exp(v) for v in a.tolist()])
 
 
-def _outer(d: np.ndarray) -> np.ndarray:
-    """dᵢdⱼ: numpy.outer's numbers (the same product), without its wrapper."""
-    return d[:, None] * d
+def _log(a: np.ndarray) -> np.ndarray:
+    """log element by element as the C library computes it (see :func:`_exp`); NaN
+    for a negative value, as numpy gives it."""
+    return np.array(
+        [math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan) for v in a.tolist()]
+    )
 
 
 def _probe_boundary(
@@ -346,49 +163,72 @@ def _minimize(
     (the average information at the start) or "differences"."""
     logged = scalar & (start - lower > _LOG_START) & (lower == 0)
     initial = None
-    n_values = n_gradients = 0
-    found = None
-    if isinstance(hessian, str) and hessian == "information" and not any(logged.tolist()):
-        # On the compiled small path: the information start and the search in one call.
-        found = evaluator.search(start, lower, None, None)
-        if found is not None and found.status == INFORMATION_UNUSABLE:
+    n_values = 0
+    information = isinstance(hessian, str) and hessian == "information"
+    if information or not isinstance(hessian, str):
+        # On the compiled small path: the whole method in one call.
+        found = evaluator.search(start, lower, None if information else hessian, None, logged)
+        if found is None:
+            pass
+        elif found.status == INFORMATION_UNUSABLE:
             # What _information_start does with an information that is not finite
-            # (or LAPACK's eigensolver failed): here, in Python.
+            # (or LAPACK's eigensolver failed), then the Python loop.
             b = positive_definite(found.hessian)
             hessian = "differences" if b is None else b
             initial = (found.value, found.gradient)
-            n_values = n_gradients = 1
-            found = None
-        elif found is not None and found.status != NOT_FINITE_AT_START:
+            return _minimize_from(evaluator, start, lower, mirrors, logged, hessian, initial, 1)
+        elif found.status == NOT_FINITE_AT_START:
+            return _not_finite_at_start(start)
+        else:
             return found
-    if isinstance(hessian, str) and hessian == "information":
-        if found is None:
-            hessian, initial = _information_start(evaluator, start, logged)
-        n_values = n_gradients = 1
-        if found is not None or initial is None:
-            return QuasiNewtonResult(
-                x=start,
-                value=math.inf,
-                gradient=np.full(len(start), math.nan),
-                hessian=np.eye(len(start)),
-                n_values=1,
-                n_gradients=0,
-                n_iterations=0,
-                converged=False,
-                status="the objective is not finite at the start",
-                predicted_decrease=math.inf,
-                held=np.zeros(len(start), dtype=bool),
-            )
+    if information:
+        hessian, initial = _information_start(evaluator, start, logged)
+        n_values = 1
+        if initial is None:
+            return _not_finite_at_start(start)
     elif not isinstance(hessian, str):
         # A Hessian given in φ, carried to ψ: H_ψ ≈ D H_φ D on the logged coordinates.
         d = np.where(logged, start, 1.0)
         hessian = hessian * _outer(d)
+    return _minimize_from(evaluator, start, lower, mirrors, logged, hessian, initial, n_values)
+
+
+def _not_finite_at_start(start: np.ndarray) -> QuasiNewtonResult:
+    """_minimize's result where f or ∇f is not finite at the start of the information."""
+    return QuasiNewtonResult(
+        x=start,
+        value=math.inf,
+        gradient=np.full(len(start), math.nan),
+        hessian=np.eye(len(start)),
+        n_values=1,
+        n_gradients=0,
+        n_iterations=0,
+        converged=False,
+        status="the objective is not finite at the start",
+        predicted_decrease=math.inf,
+        held=np.zeros(len(start), dtype=bool),
+    )
+
+
+def _minimize_from(
+    evaluator: Evaluator,
+    start: np.ndarray,
+    lower: np.ndarray,
+    mirrors: dict[int, np.ndarray],
+    logged: np.ndarray,
+    hessian: np.ndarray | str,
+    initial: tuple[float, np.ndarray] | None,
+    n_values: int,
+) -> QuasiNewtonResult:
+    """:func:`_minimize`'s loop in Python from ``start``: B (in ψ or "differences") and
+    f, ∇ψ f there (or None) given, after ``n_values`` values and gradients."""
+    n_gradients = n_values
     # A logged coordinate that falls below a quarter of its start is heading
     # for zero, where θ itself converges much faster: it goes back to θ.
     # (As Python booleans: numpy's any() and all() cost more on a few values.)
     if any(logged.tolist()):
         # (At least _LOG_SWITCH > 0, or NaN: no division by zero to silence.)
-        floor = np.log(np.maximum(_LOG_SWITCH, 0.25 * start))
+        floor = _log(np.maximum(_LOG_SWITCH, 0.25 * start))
     x = start
     while True:
         fixed = logged.copy()
@@ -400,10 +240,10 @@ def _minimize(
             # the same element-wise numbers on whole arrays, without selecting them.
 
             def to_phi(psi: np.ndarray) -> np.ndarray:
-                return np.exp(psi)
+                return _exp(psi)
 
             def value(psi: np.ndarray) -> float:
-                return evaluator.value(np.exp(psi))
+                return evaluator.value(_exp(psi))
 
             def gradient() -> np.ndarray:
                 g = evaluator.gradient()
@@ -417,7 +257,7 @@ def _minimize(
 
             def to_phi(psi: np.ndarray, fixed: np.ndarray = fixed) -> np.ndarray:
                 phi = psi.copy()
-                phi[fixed] = np.exp(psi[fixed])
+                phi[fixed] = _exp(psi[fixed])
                 return phi
 
             def value(psi: np.ndarray, to_phi=to_phi) -> float:
@@ -434,7 +274,7 @@ def _minimize(
         if every_fixed:
             # The branch below on whole arrays: ψ = log φ, no bound, no mirror
             # (a scalar term has none), every step capped at a factor of two.
-            psi = np.log(x)
+            psi = _log(x)
             result = minimize_quasi_newton(
                 value,
                 gradient,
@@ -448,7 +288,7 @@ def _minimize(
             )
         elif any_fixed:
             psi = x.copy()
-            psi[fixed] = np.log(x[fixed])
+            psi[fixed] = _log(x[fixed])
             result = minimize_quasi_newton(
                 value,
                 gradient,

@@ -43,23 +43,23 @@ from .jit import compiled
 from .smallmatrix import all_finite
 
 # Armijo's sufficient-decrease constant.
-_ARMIJO = 1e-4
+ARMIJO = 1e-4
 # Extend an accepted step while the slope along it is still below this
 # fraction of the initial slope, at most this many times, by at most this factor.
-_CURVATURE = 0.5
-_MAX_EXTENSIONS = 3
-_MAX_GROWTH = 4.0
+CURVATURE = 0.5
+MAX_EXTENSIONS = 3
+MAX_GROWTH = 4.0
 # Without a Hessian, the first step moves no coordinate by more than this.
-_FIRST_STEP = 0.5
+FIRST_STEP = 0.5
 # Relative rounding level of the objective (a sum over the data): it sets a
 # floor under the tolerance.
-_NOISE = 1e-14
+NOISE = 1e-14
 # No step moves a coordinate by more than half its value or this much: a
 # long quasi-Newton step from a poor Hessian would otherwise land far away,
 # on bounds it then stays on (another, worse local minimum on a face).
-_STEP_FLOOR = 0.1
+STEP_FLOOR = 0.1
 # Backtracking steps before a line search gives up.
-_MAX_BACKTRACKS = 40
+MAX_BACKTRACKS = 40
 
 
 @dataclass
@@ -333,7 +333,7 @@ class _Search:
         self.n_gradients += 1
         return np.asarray(self.gradient_here(), dtype=np.float64)
 
-    def line_search(self, x, f, g, d, max_backtracks=_MAX_BACKTRACKS):
+    def line_search(self, x, f, g, d, max_backtracks=MAX_BACKTRACKS):
         """Armijo backtracking along the projected path, then Wolfe extension.
 
         Returns (x, f, g) of the accepted point, or None.
@@ -347,7 +347,7 @@ class _Search:
                 return None
             f_new = self.value(x_new)
             along = float(g.dot(step))
-            if f_new <= f + _ARMIJO * along:
+            if f_new <= f + ARMIJO * along:
                 g_new = self.gradient()
                 if all_finite(g_new):
                     break
@@ -369,13 +369,13 @@ class _Search:
         # (``outside``: x + αd below a bound somewhere, at the α accepted; the
         # trial point's loop tells, without numpy's three calls.)
         slope0 = float(g.dot(d))
-        for _ in range(_MAX_EXTENSIONS):
+        for _ in range(MAX_EXTENSIONS):
             slope1 = float(g_new.dot(d))
             drop = slope0 - slope1
-            if not (slope1 < _CURVATURE * slope0 and drop > 0) or outside:
+            if not (slope1 < CURVATURE * slope0 and drop > 0) or outside:
                 break
             # slope1 < slope0 / 2 < 0 here, so the secant's zero lies beyond α.
-            longer = alpha * min(_MAX_GROWTH, max(1.5, slope0 / drop))
+            longer = alpha * min(MAX_GROWTH, max(1.5, slope0 / drop))
             # (np.maximum(x + longer·d, lower), by the trial point's loop.)
             x_try, _, _, outside_try = trial_point(x, d, longer, lower)
             f_try = self.value(x_try)
@@ -434,7 +434,7 @@ def minimize_quasi_newton(
         f and ∇f at ``start`` when the caller has them (not evaluated again).
     max_step : ndarray, optional
         The largest move of each coordinate in one step (default: half its
-        value or _STEP_FLOOR, whichever is larger), NaN for that default.
+        value or STEP_FLOOR, whichever is larger), NaN for that default.
     """
     search = _Search(value, gradient, lower)
     n = len(start)
@@ -471,8 +471,8 @@ def minimize_quasi_newton(
     # predicted decrease a thousandth of the last step's) then ends the search
     # one step early.  Below, the absolute tolerance pins θ (a flat criterion
     # such as Dyestuff's moves θ by 5e-7 for a decrease of 1e-12).
-    noise_limited = _NOISE * abs(f) > tolerance
-    tolerance = max(tolerance, _NOISE * abs(f))
+    noise_limited = NOISE * abs(f) > tolerance
+    tolerance = max(tolerance, NOISE * abs(f))
     status = "maximum number of iterations reached"
     converged = False
     last_decrease = math.inf
@@ -490,12 +490,12 @@ def minimize_quasi_newton(
             held = _held(x, g, lower)
             d = np.where(held, 0.0, -g)
             largest = float(np.max(np.abs(d))) if n else 0.0
-            if largest > _FIRST_STEP:
-                d *= _FIRST_STEP / largest
+            if largest > FIRST_STEP:
+                d *= FIRST_STEP / largest
             predicted = math.inf
             reach = 0.0
         elif direction is not None:
-            d, held, predicted, reach = direction(x, g, b, lower, caps, _STEP_FLOOR)
+            d, held, predicted, reach = direction(x, g, b, lower, caps, STEP_FLOOR)
         else:
             held = _held(x, g, lower)
             d = _newton_direction(b, g, ~held)
@@ -518,15 +518,13 @@ def minimize_quasi_newton(
             status = "no descent direction"
             break
         if reach < 0:
-            cap = np.where(np.isnan(caps), np.maximum(0.5 * np.abs(x), _STEP_FLOOR), caps)
+            cap = np.where(np.isnan(caps), np.maximum(0.5 * np.abs(x), STEP_FLOOR), caps)
             reach = float(np.max(np.abs(d) / cap))
         if reach > 1.0:
             d = d / reach
         # Within rounding of the optimum a few trial points tell whether any
         # decrease is left; backtracking further only measures the noise.
-        found = search.line_search(
-            x, f, g, d, 2 if predicted <= 10 * tolerance else _MAX_BACKTRACKS
-        )
+        found = search.line_search(x, f, g, d, 2 if predicted <= 10 * tolerance else MAX_BACKTRACKS)
         if found is None:
             # No decrease along the direction: the rounding level of f is
             # reached (a converged point) or B is poor; start B afresh once.

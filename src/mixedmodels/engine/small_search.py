@@ -1,23 +1,26 @@
-"""The quasi-Newton search of a small model in one compiled call.
+"""gradient_fit's quasi-Newton method for a small model in one compiled call.
 
 On the compiled small path (:mod:`~mixedmodels.engine.small_trailing`) an
-evaluation's kernels take a few microseconds, and the Python around them —
-the evaluator's λ, the factor's bookkeeping, the criterion read off the
-diagonal, the line search and the BFGS update of
-:mod:`~mixedmodels.engine.quasi_newton` — costs several times more.  Here
-:func:`minimize_quasi_newton <mixedmodels.engine.quasi_newton.minimize_quasi_newton>`'s
-loop runs as one numba function that calls the same compiled kernels
-(:mod:`~mixedmodels.engine.small_kernels`) and the same compiled steps
-(:func:`~mixedmodels.engine.quasi_newton.compiled_steps`) directly, with the
-same arithmetic in the same order: the same points are evaluated, in the same
-order, to the same bits.
+evaluation's kernels take a few microseconds, and the Python around them — the
+evaluator's λ, the factor's bookkeeping, the criterion read off the diagonal, the
+line search and the BFGS update of :mod:`~mixedmodels.engine.quasi_newton`, the
+log-scale loop of :mod:`~mixedmodels.engine.gradient_fit` — costs several times
+more.  Here all of it runs as numba functions: the information start (f, ∇f, the
+average information, its positive definite Hessian), the search in ψ (log φ on
+the θ of scalar terms well inside their bounds) with its stop and switch back to
+φ, and :func:`minimize_quasi_newton
+<mixedmodels.engine.quasi_newton.minimize_quasi_newton>`'s loop (mirrors, the
+ε-active set, the line search, BFGS, the convergence rules).  They call the
+evaluations of :mod:`~mixedmodels.engine.small_evaluation` and the compiled steps
+of :mod:`~mixedmodels.engine.quasi_newton` directly, with the same arithmetic in
+the same order (exp and log are the C library's on both paths): the same points
+are evaluated, in the same order, to the same bits.
 
-What it covers: the search in φ itself (no coordinate on the log scale), from
-a given Hessian approximation, without a stop rule.  The evaluator
-(:class:`~mixedmodels.engine.gradient_fit.Evaluator`) decides when it applies
-and leaves its workspace as the Python loop would: at the last point
-evaluated, with β̂, û and Zᵀe of the last gradient when that was at the same
-point.
+:meth:`Evaluator.search <mixedmodels.engine.evaluator.Evaluator.search>` decides
+when it applies and leaves the evaluator and its workspace as the Python loop
+would: at the last point evaluated, with β̂, û and Zᵀe of the last gradient when
+that was at the same point.  The boundary probes and restarts of
+:func:`~mixedmodels.engine.gradient_fit.fit_quasi_newton` stay in Python.
 """
 
 from __future__ import annotations
@@ -29,21 +32,25 @@ import numpy as np
 
 from .jit import compiled
 from .problem import ThetaLayout
-from .quasi_newton import compiled_steps
-from .small_kernels import compiled_kernels
 
-_LOG_2PI = math.log(2 * math.pi)
-# quasi_newton's constants, read from there (one definition of the method).
-from .quasi_newton import (  # noqa: E402
-    _ARMIJO,
-    _CURVATURE,
-    _FIRST_STEP,
-    _MAX_BACKTRACKS,
-    _MAX_EXTENSIONS,
-    _MAX_GROWTH,
-    _NOISE,
-    _STEP_FLOOR,
+# quasi_newton's constants (one definition of the method).
+from .quasi_newton import (
+    ARMIJO,
+    CURVATURE,
+    FIRST_STEP,
+    MAX_BACKTRACKS,
+    MAX_EXTENSIONS,
+    MAX_GROWTH,
+    NOISE,
+    STEP_FLOOR,
+    compiled_steps,
 )
+from .small_evaluation import compiled_evaluations
+
+# The floor (in φ) below which gradient_fit moves a logged coordinate in φ again
+# (gradient_fit._LOG_SWITCH), and the step cap of a logged coordinate.
+LOG_SWITCH = 0.01
+_LOG_TWO = math.log(2.0)
 
 # Status codes of search_kernel, and what minimize_quasi_newton calls them.
 STATUS = (
@@ -54,150 +61,48 @@ STATUS = (
     "the objective or its gradient is not finite at the start",
     "the objective is not finite at the start",
     "the average information is not usable",
+    "stopped by the caller",
 )
 NOT_FINITE_AT_START = STATUS[5]
 INFORMATION_UNUSABLE = STATUS[6]
 
 # The compiled loops search_kernel calls: set by compiled_search() before it compiles
 # it (numba reads a global's value when it compiles the function that calls it).
-_update = _gradient = _direction = _bfgs_update = _trial_point = None
-_criterion = _evaluate = _gradient_at = _line_search = _all_finite = None
-_information = _information_at = _positive_definite = _dsyev = None
+_direction = _bfgs_update = _trial_point = _evaluate = _gradient_at = _all_finite = None
+_information_at = _positive_definite = _line_search = None
+_value_in_psi = _gradient_in_psi = _quasi_newton = None
 
 
-def criterion_loop(t, logdet0, r, n_fixed, n_obs, sum_log_weights, reml):  # pragma: no cover
-    """The profiled criterion read off T's factor and Σ log diag L₀₀, as
-    :meth:`BlockedCholesky.profiled_parts` and :meth:`LinearProblem.criterion` read
-    it (the same sums in the same order)."""
-    n = t.shape[0]
-    p = n - r - 1
-    s = 0.0
-    for i in range(r):
-        s += math.log(t[i, i])
-    theta_part = 2.0 * (logdet0 + s)
-    sx = 0.0
-    for i in range(r, r + p):
-        sx += math.log(t[i, i])
-    logdet_x = 2.0 * sx
-    r2 = t[n - 1, n - 1] * t[n - 1, n - 1]
-    if not r2 > 0.0:
-        return math.inf
-    value = theta_part - sum_log_weights
-    if reml:
-        dof = float(n_obs - n_fixed)
-        value += logdet_x + dof * (1.0 + _LOG_2PI + math.log(r2 / dof))
-    else:
-        value += float(n_obs) * (1.0 + _LOG_2PI + math.log(r2 / float(n_obs)))
-    return value
+def value_in_psi_loop(psi, e):  # pragma: no cover - numba
+    """The criterion at ψ (φ = exp ψ on the logged coordinates ``e[6]``): the trial
+    points of the search, counted; ``e``: (scale, θ, kernels' arrays, criterion's
+    numbers, n_s, dof, logged, counts)."""
+    fixed, counts = e[6], e[7]
+    phi = psi.copy()
+    for i in range(psi.shape[0]):
+        if fixed[i]:
+            phi[i] = math.exp(psi[i])
+    counts[0] += 1
+    counts[2] = 0
+    f, logdet = _evaluate(phi, e[0], e[1], e[2], e[3])
+    counts[3] = logdet
+    return f
 
 
-def evaluate_loop(phi, scale, theta, k, c):  # pragma: no cover - numba
-    """f at φ (inf where not finite or not positive definite) and Σ log diag L₀₀: θ = φ·scale,
-    λ filled as LinearProblem.lambdas fills it, the update kernel, the criterion.
-    ``k``: the kernels' arrays (SmallTrailing.search_arguments); ``c``: the criterion's
-    (r, n_fixed, n_obs, Σ log weights, REML)."""
-    lam_stack, theta_index = k[0], k[13]
-    for i in range(phi.shape[0]):
-        theta[i] = phi[i] * scale[i]
-    lam_stack[:] = 0.0
-    for i in range(theta.shape[0]):
-        lam_stack[theta_index[i, 0], theta_index[i, 1], theta_index[i, 2]] = theta[i]
-    logdet = _update(
-        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12]
-    )  # fmt: skip
-    if math.isnan(logdet):
-        return math.inf, logdet
-    f = _criterion(k[7], logdet, c[0], c[1], c[2], c[3], c[4])
-    if not math.isfinite(f):
-        return math.inf, logdet
-    return f, logdet
+def gradient_in_psi_loop(e):  # pragma: no cover - numba
+    """∇ψ at the last point evaluated (∂f/∂ψ = θ/scale · ∂f/∂φ on the logged ones), counted."""
+    scale, theta, fixed, counts = e[0], e[1], e[6], e[7]
+    counts[1] += 1
+    g = _gradient_at(scale, e[2], e[4], e[5])
+    counts[2] = 1
+    for i in range(g.shape[0]):
+        if fixed[i]:
+            g[i] *= theta[i] / scale[i]
+    return g
 
 
-def gradient_loop(scale, k, n_s, dof):  # pragma: no cover - numba
-    """∇φ at the last evaluated point (the gradient kernel's ∇θ times the scale)."""
-    out = np.empty(k[13].shape[0])
-    w = k[15]
-    w[:] = 0.0
-    _gradient(
-        k[0], k[1], k[5], k[2], k[3], k[4], k[6], k[7], k[8], k[9], k[11],
-        n_s, dof, k[13], k[14], w, k[16], k[17], out, k[12],
-    )  # fmt: skip
-    for i in range(out.shape[0]):
-        out[i] = out[i] * scale[i]
-    return out
-
-
-def information_loop(scale, k, c):  # pragma: no cover - numba
-    """The average information in φ at the last point evaluated (after its gradient),
-    as SmallTrailing.information and Evaluator.information compute it."""
-    t = k[7]
-    n = t.shape[0]
-    n_dof = c[2] - c[1] if c[4] else c[2]
-    n_theta = k[13].shape[0]
-    out = np.empty((n_theta, n_theta))
-    _information(
-        k[0], k[5], k[2], k[6], t, k[8], k[9], k[11], k[17], k[13], c[1],
-        (t[n - 1, n - 1] * t[n - 1, n - 1]) / float(n_dof), float(n_dof), out, k[12],
-    )  # fmt: skip
-    for i in range(n_theta):
-        for j in range(n_theta):
-            out[i, j] = out[i, j] * (scale[i] * scale[j])
-    return out
-
-
-def positive_definite_loop(h):  # pragma: no cover - numba
-    """quasi_newton.positive_definite's numbers: (B, True), or (h, False) where h is not
-    finite or LAPACK's dsyev fails (the caller then runs positive_definite itself)."""
-    n = h.shape[0]
-    for i in range(n):
-        for j in range(n):
-            if not math.isfinite(h[i, j]):
-                return h, False
-    b = h + h.T
-    b *= 0.5
-    # dsyev on b as it is: symmetric, its C order is its Fortran order.
-    a = b.copy()
-    w = np.empty(n)
-    lwork = max(3 * n - 1, 1)
-    work = np.empty(lwork)
-    ints = np.array([n, n, lwork, 0], dtype=np.int32)
-    chars = np.array([86, 85], dtype=np.int8)  # jobz "V", uplo "U"
-    _dsyev(
-        chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, a.ctypes, ints[1:].ctypes,
-        w.ctypes, work.ctypes, ints[2:].ctypes, ints[3:].ctypes,
-    )  # fmt: skip
-    if ints[3] != 0:
-        return h, False
-    # The eigenvectors are a's columns in Fortran order: the rows of a in C order.
-    v = a.T
-    w = np.abs(w)
-    # Python's max over the list, then against 1e-8 (the first unless the next is larger).
-    top = 1e-8
-    if n:
-        top = w[0]
-        for i in range(1, n):
-            if w[i] > top:
-                top = w[i]
-        if 1e-8 > top:
-            top = 1e-8
-    least = 1e-6 * top
-    for i in range(n):
-        if least > w[i]:
-            w[i] = least
-    return np.dot(v * w, v.T), True
-
-
-def all_finite_loop(a):  # pragma: no cover - numba
-    """Whether every element of ``a`` is finite."""
-    for v in a:
-        if not math.isfinite(v):
-            return False
-    return True
-
-
-def line_search_loop(x, f, g, d, lower, max_backtracks, scale, theta, k, c, n_s, dof, counts):
-    """quasi_newton._Search.line_search: (found, x, f, g) of the accepted point;
-    ``counts`` (see search_kernel) updated."""  # pragma: no cover
+def line_search_loop(x, f, g, d, lower, max_backtracks, e):  # pragma: no cover - numba
+    """quasi_newton._Search.line_search: (found, x, f, g) of the accepted point."""
     alpha = 1.0
     found = False
     x_new = x
@@ -208,15 +113,10 @@ def line_search_loop(x, f, g, d, lower, max_backtracks, scale, theta, k, c, n_s,
         x_new, step, moved, outside = _trial_point(x, d, alpha, lower)
         if not moved:
             return False, x, f, g
-        counts[0] += 1
-        counts[2] = 0
-        f_new, logdet = _evaluate(x_new, scale, theta, k, c)
-        counts[3] = logdet
+        f_new = _value_in_psi(x_new, e)
         along = np.dot(g, step)
-        if f_new <= f + _ARMIJO * along:
-            counts[1] += 1
-            g_new = _gradient_at(scale, k, n_s, dof)
-            counts[2] = 1
+        if f_new <= f + ARMIJO * along:
+            g_new = _gradient_in_psi(e)
             if _all_finite(g_new):
                 found = True
                 break
@@ -235,109 +135,63 @@ def line_search_loop(x, f, g, d, lower, max_backtracks, scale, theta, k, c, n_s,
     if not found:
         return False, x, f, g
     slope0 = np.dot(g, d)
-    for _ in range(_MAX_EXTENSIONS):
+    for _ in range(MAX_EXTENSIONS):
         slope1 = np.dot(g_new, d)
         drop = slope0 - slope1
-        if not (slope1 < _CURVATURE * slope0 and drop > 0) or outside:
+        if not (slope1 < CURVATURE * slope0 and drop > 0) or outside:
             break
         ratio = slope0 / drop
         low = ratio if ratio > 1.5 else 1.5
-        longer = alpha * (low if low < _MAX_GROWTH else _MAX_GROWTH)
+        longer = alpha * (low if low < MAX_GROWTH else MAX_GROWTH)
         x_try, _, _, outside_try = _trial_point(x, d, longer, lower)
-        counts[0] += 1
-        counts[2] = 0
-        f_try, logdet = _evaluate(x_try, scale, theta, k, c)
-        counts[3] = logdet
+        f_try = _value_in_psi(x_try, e)
         if not f_try < f_new:
             break
-        counts[1] += 1
-        g_try = _gradient_at(scale, k, n_s, dof)
-        counts[2] = 1
+        g_try = _gradient_in_psi(e)
         if not _all_finite(g_try):
             break
         alpha, x_new, f_new, g_new, outside = longer, x_try, f_try, g_try, outside_try
     return True, x_new, f_new, g_new
 
 
-def search_kernel(
-    k,
-    c,
-    n_s,
-    dof,
-    scale,
-    theta,
-    start,
-    lower,
-    caps,
-    mirror_ptr,
-    mirror_index,
-    b_start,
-    f_start,
-    g_start,
-    mode,
-    tolerance,
-    max_iterations,
+def quasi_newton_loop(
+    start, lower, caps, mirror_ptr, mirror_index, b, has_b, f, g, has_initial, floor, e
 ):  # pragma: no cover - compiled by numba
-    """minimize_quasi_newton's loop (see there) on the compiled evaluations.
-
-    ``mode``: 0, f and ∇f evaluated at the start, B = ``b_start``; 1, f and ∇f given
-    (``f_start``, ``g_start``), B = ``b_start``; 2, the information start (f, ∇f and
-    B = positive_definite(the average information) at the start, as
-    gradient_fit._information_start without logged coordinates).
-
-    Returns (x, f, g, B, whether B is set, status, iterations, predicted decrease,
-    held, counts): counts = [values, gradients, 1 where the last gradient is at the
-    last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed)].
-    Status 5: f or ∇f not finite at an information start; 6: its information not
-    finite or LAPACK's eigensolver failed (B is then the information in φ).
-    """
+    """minimize_quasi_newton (see there) in ψ, stopped where a logged coordinate falls
+    below its ``floor`` (gradient_fit._minimize's stop): (x, f, g, B, whether B is
+    set, status, iterations, predicted decrease, held).  ``b`` and ``g`` are the
+    caller's (changed in place); without ``has_initial`` f and g are evaluated."""
     n = start.shape[0]
-    counts = np.zeros(4)
-    counts[3] = math.nan
+    fixed = e[6]
+    stop = False
+    for i in range(n):
+        if fixed[i]:
+            stop = True
     x = np.empty(n)
     for i in range(n):
         v = start[i]
         x[i] = v if (v >= lower[i] or v != v) else lower[i]
     held = np.zeros(n, dtype=np.bool_)
-    b = b_start
-    if mode == 1:
-        f = f_start
-        g = g_start.copy()
-        g_ok = True
-    else:
-        counts[0] += 1
-        # (The information start evaluates at the start as given.)
-        f, logdet = _evaluate(start if mode == 2 else x, scale, theta, k, c)
-        counts[3] = logdet
-        g = np.full(n, math.nan)
+    g_ok = True
+    if not has_initial:
+        f = _value_in_psi(x, e)
         g_ok = False
         if math.isfinite(f):
-            counts[1] += 1
-            g = _gradient_at(scale, k, n_s, dof)
-            counts[2] = 1
+            g = _gradient_in_psi(e)
             g_ok = True
-    if mode == 2:
-        if not g_ok or not _all_finite(g):
-            return x, math.inf, g, b, False, 5, 0, math.inf, held, counts
-        h = _information_at(scale, k, c)
-        b, ok = _positive_definite(h)
-        if not ok:
-            return x, f, g, h, False, 6, 0, math.inf, held, counts
-    else:
-        b = b.copy()
     if not g_ok or not _all_finite(g):
-        return x, math.inf, np.full(n, math.nan), b, False, 4, 0, math.inf, held, counts
-    has_b = True
-    noise_limited = _NOISE * abs(f) > tolerance
-    floor = _NOISE * abs(f)
-    if floor > tolerance:
-        tolerance = floor
+        return x, math.inf, np.full(n, math.nan), b, False, 4, 0, math.inf, held
+    tolerance = e[8]
+    noise_limited = NOISE * abs(f) > tolerance
+    rounding = NOISE * abs(f)
+    if rounding > tolerance:
+        tolerance = rounding
     status = 0
     last_decrease = math.inf
     predicted = math.inf
     iteration = 0
     d = np.zeros(n)
-    while iteration < max_iterations:
+    while iteration < e[9]:
         iteration += 1
         # _flip_mirrored: columns whose diagonal is on its bound and pushed outward.
         for i in range(mirror_ptr.shape[0] - 1):
@@ -345,24 +199,24 @@ def search_kernel(
             if lo == hi or not (x[i] - lower[i] <= 0.0 and g[i] > 0):
                 continue
             nonzero = False
-            for e in range(lo, hi):
-                if x[mirror_index[e]] != 0:
+            for j in range(lo, hi):
+                if x[mirror_index[j]] != 0:
                     nonzero = True
             if not nonzero:
                 continue
-            for e in range(lo, hi):
-                x[mirror_index[e]] = -x[mirror_index[e]]
-            for e in range(lo, hi + 1):
-                j = mirror_index[e] if e < hi else i
-                g[j] = -g[j]
+            for j in range(lo, hi):
+                x[mirror_index[j]] = -x[mirror_index[j]]
+            for j in range(lo, hi + 1):
+                row = mirror_index[j] if j < hi else i
+                g[row] = -g[row]
                 if has_b:
                     for col in range(n):
-                        b[j, col] = -b[j, col]
+                        b[row, col] = -b[row, col]
             if has_b:
-                for e in range(lo, hi + 1):
-                    j = mirror_index[e] if e < hi else i
+                for j in range(lo, hi + 1):
+                    col = mirror_index[j] if j < hi else i
                     for row in range(n):
-                        b[row, j] = -b[row, j]
+                        b[row, col] = -b[row, col]
         if not has_b:
             # quasi_newton._held and the steepest-descent step.
             band = 0.0
@@ -378,14 +232,14 @@ def search_kernel(
                 d[i] = 0.0 if held[i] else -g[i]
                 if abs(d[i]) > largest:
                     largest = abs(d[i])
-            if largest > _FIRST_STEP:
-                shrink = _FIRST_STEP / largest
+            if largest > FIRST_STEP:
+                shrink = FIRST_STEP / largest
                 for i in range(n):
                     d[i] *= shrink
             predicted = math.inf
             reach = 0.0
         else:
-            d, held, predicted, reach = _direction(x, g, b, lower, caps, _STEP_FLOOR)
+            d, held, predicted, reach = _direction(x, g, b, lower, caps, STEP_FLOOR)
         small = predicted <= tolerance and (
             last_decrease <= tolerance
             or predicted <= 1e-2 * tolerance
@@ -403,10 +257,8 @@ def search_kernel(
             break
         if reach > 1.0:
             d = d / reach
-        backtracks = 2 if predicted <= 10 * tolerance else _MAX_BACKTRACKS
-        found, x_new, f_new, g_new = _line_search(
-            x, f, g, d, lower, backtracks, scale, theta, k, c, n_s, dof, counts
-        )
+        backtracks = 2 if predicted <= 10 * tolerance else MAX_BACKTRACKS
+        found, x_new, f_new, g_new = _line_search(x, f, g, d, lower, backtracks, e)
         if not found:
             if predicted <= 100 * tolerance:
                 status = 1
@@ -422,12 +274,181 @@ def search_kernel(
         if not has_b:
             sy = np.dot(s, y)
             yy = np.dot(y, y)
-            scale_b = yy / sy if sy > 0 and yy > 0 else 1.0
-            b = scale_b * np.eye(n)
+            factor = yy / sy if sy > 0 and yy > 0 else 1.0
+            b = factor * np.eye(n)
             has_b = True
         _bfgs_update(b, s, y)
         x, f, g = x_new, f_new, g_new
-    return x, f, g, b, has_b, status, iteration, predicted, held, counts
+        if stop:
+            leaving = False
+            for i in range(n):
+                if fixed[i] and x[i] < floor[i]:
+                    leaving = True
+            if leaving:
+                status = 7
+                break
+    return x, f, g, b, has_b, status, iteration, predicted, held
+
+
+def search_kernel(
+    k,
+    c,
+    n_s,
+    dof,
+    scale,
+    theta,
+    start,
+    lower,
+    logged,
+    mirror_ptr,
+    mirror_index,
+    b_start,
+    f_start,
+    g_start,
+    mode,
+    tolerance,
+    max_iterations,
+):  # pragma: no cover - compiled by numba
+    """gradient_fit._minimize (see there) on the compiled evaluations: the search in ψ
+    (log φ on the ``logged`` coordinates until one falls below a quarter of its start,
+    then φ), its result in φ.
+
+    ``mode``: 0, f and ∇f evaluated at the start, B = ``b_start`` (in φ); 1, f and
+    ∇ψ f given (``f_start``, ``g_start``), B = ``b_start`` (in ψ); 2, the information
+    start (f, ∇f and the average information at the start, as
+    gradient_fit._information_start).
+
+    Returns (x, f, g, B, whether B is set, status, iterations, predicted decrease,
+    held, counts): counts = [values, gradients, 1 where the last gradient is at the
+    last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed)].
+    Status 5: f or ∇f not finite at an information start; 6: its information not
+    finite or LAPACK's eigensolver failed (then B is the matrix positive_definite
+    was given, in ψ, and g is ∇ψ f).
+    """
+    n = start.shape[0]
+    counts = np.zeros(4)
+    counts[3] = math.nan
+    logged = logged.copy()
+    fixed = logged.copy()
+    e = (scale, theta, k, c, n_s, dof, fixed, counts, tolerance, max_iterations)
+    any_logged = False
+    for i in range(n):
+        if logged[i]:
+            any_logged = True
+    held = np.zeros(n, dtype=np.bool_)
+    # (ψ = log φ on the logged coordinates: D = diag(φ) there, 1 elsewhere.)
+    d = np.ones(n)
+    for i in range(n):
+        if logged[i]:
+            d[i] = start[i]
+    has_initial = mode != 0
+    f = f_start
+    g = g_start.copy()
+    if mode == 2:
+        # The information start: f, ∇f and the information at the start as given.
+        counts[0] += 1
+        f, logdet = _evaluate(start, scale, theta, k, c)
+        counts[3] = logdet
+        if not math.isfinite(f):
+            return start, math.inf, g, b_start, False, 5, 0, math.inf, held, counts
+        counts[1] += 1
+        g = _gradient_at(scale, k, n_s, dof)
+        counts[2] = 1
+        if not _all_finite(g):
+            return start, math.inf, g, b_start, False, 5, 0, math.inf, held, counts
+        h = _information_at(scale, k, c)
+        if any_logged:
+            # ∂²f/∂ψ² = φ² ∂²f/∂φ² + φ ∂f/∂φ on the logged coordinates.
+            for i in range(n):
+                for j in range(n):
+                    h[i, j] = h[i, j] * (d[i] * d[j]) + (
+                        g[i] * start[i] if (i == j and logged[i]) else 0.0
+                    )
+            for i in range(n):
+                g[i] = g[i] * d[i]
+        b, ok = _positive_definite(h)
+        if not ok:
+            return start, f, g, h, False, 6, 0, math.inf, held, counts
+    elif mode == 1:
+        b = b_start.copy()
+    else:
+        # A Hessian given in φ, carried to ψ: H_ψ ≈ D H_φ D.
+        b = np.empty((n, n))
+        for i in range(n):
+            for j in range(n):
+                b[i, j] = b_start[i, j] * (d[i] * d[j])
+    # A logged coordinate below a quarter of its start goes back to θ.
+    floor = np.empty(n)
+    for i in range(n):
+        v = 0.25 * start[i]
+        floor[i] = math.log(v if (v > LOG_SWITCH or v != v) else LOG_SWITCH)
+    x = start.copy()
+    has_b = True
+    while True:
+        any_fixed = False
+        for i in range(n):
+            fixed[i] = logged[i]
+            any_fixed = any_fixed or logged[i]
+        psi = x.copy()
+        lower_psi = lower.copy()
+        caps = np.full(n, math.nan)
+        for i in range(n):
+            if fixed[i]:
+                psi[i] = math.log(x[i])
+                lower_psi[i] = -math.inf
+                # On the log scale a step may double or halve a value.
+                caps[i] = _LOG_TWO
+        xr, fr, gr, br, has_b, status, iterations, predicted, held = _quasi_newton(
+            psi, lower_psi, caps, mirror_ptr, mirror_index, b, has_b, f, g, has_initial,
+            floor, e,
+        )  # fmt: skip
+        if not has_b:
+            br = np.eye(n)
+        # Where the method took no step x stays as it was evaluated (exp(log x) can
+        # differ from x in its last bit).
+        if not any_fixed:
+            x = xr.copy()
+        else:
+            same = True
+            for i in range(n):
+                if xr[i] != psi[i]:
+                    same = False
+            if not same:
+                x = xr.copy()
+                for i in range(n):
+                    if fixed[i]:
+                        x[i] = math.exp(xr[i])
+        if status == 7:
+            # Off the log scale: the coordinates the stop saw below their floor; the
+            # curvature and the gradient carried over to their φ.
+            for i in range(n):
+                d[i] = 1.0
+                if fixed[i] and xr[i] < floor[i]:
+                    logged[i] = False
+                    d[i] = x[i]
+            b = np.empty((n, n))
+            for i in range(n):
+                for j in range(n):
+                    b[i, j] = br[i, j] / (d[i] * d[j])
+            g = np.empty(n)
+            for i in range(n):
+                g[i] = gr[i] / d[i]
+            f = fr
+            has_b = True
+            has_initial = True
+            continue
+        if any_fixed:
+            # Back to φ: g_φ = g_ψ / φ and H_φ ≈ D⁻¹ H_ψ D⁻¹ on the logged coordinates.
+            for i in range(n):
+                d[i] = x[i] if fixed[i] else 1.0
+            for i in range(n):
+                gr[i] = gr[i] / d[i]
+            h_phi = np.empty((n, n))
+            for i in range(n):
+                for j in range(n):
+                    h_phi[i, j] = br[i, j] / (d[i] * d[j])
+            br = h_phi
+        return x, fr, gr, br, True, status, iterations, predicted, held, counts
 
 
 @functools.lru_cache(maxsize=64)
@@ -446,43 +467,29 @@ def mirror_arrays(layout: ThetaLayout) -> tuple[np.ndarray, np.ndarray]:
     return pointers, np.array(index, dtype=np.int64)
 
 
-def _lapack_dsyev():
-    """LAPACK's dsyev (scipy's, the routine positive_definite calls) as a function numba
-    can call and cache: an external symbol bound to its address in this process."""
-    import llvmlite.binding
-    from numba import types
-    from numba.extending import get_cython_function_address
-
-    llvmlite.binding.add_symbol(
-        "mixedmodels_dsyev", get_cython_function_address("scipy.linalg.cython_lapack", "dsyev")
-    )
-    chars, ints, doubles = (types.CPointer(t) for t in (types.int8, types.int32, types.float64))
-    return types.ExternalFunction(
-        "mixedmodels_dsyev",
-        types.void(chars, chars, ints, doubles, ints, doubles, doubles, ints, ints),
-    )
-
-
 @functools.cache
 def compiled_search():
-    """search_kernel compiled (with the small kernels and quasi_newton's steps linked
-    in), or None without numba."""
-    kernels = compiled_kernels()
+    """search_kernel compiled (with the evaluations of
+    :mod:`~mixedmodels.engine.small_evaluation` and quasi_newton's steps linked in), or
+    None without numba."""
+    evaluations = compiled_evaluations()
     steps = compiled_steps()
-    if kernels is None or steps is None:
+    if evaluations is None or steps is None:
         return None
     names = globals()
-    names["_update"], names["_gradient"], names["_information"] = kernels
-    names["_dsyev"] = _lapack_dsyev()
     names["_direction"], names["_bfgs_update"], names["_trial_point"] = steps
+    (
+        names["_evaluate"],
+        names["_gradient_at"],
+        names["_information_at"],
+        names["_positive_definite"],
+        names["_all_finite"],
+    ) = evaluations
     for name, loop in (
-        ("_evaluate", evaluate_loop),
-        ("_gradient_at", gradient_loop),
         ("_line_search", line_search_loop),
-        ("_criterion", criterion_loop),
-        ("_all_finite", all_finite_loop),
-        ("_information_at", information_loop),
-        ("_positive_definite", positive_definite_loop),
+        ("_value_in_psi", value_in_psi_loop),
+        ("_gradient_in_psi", gradient_in_psi_loop),
+        ("_quasi_newton", quasi_newton_loop),
     ):
         names[name] = compiled(loop)
     return compiled(search_kernel)
