@@ -46,8 +46,6 @@ class Evaluator:
         self.compiled_search = compiled_search
         self.scale = scale
         self.workspace = problem.default_workspace() if workspace is None else workspace
-        self.theta_rows = [t.theta_rows for t in problem.terms]
-        self.theta_cols = [t.theta_cols for t in problem.terms]
         # Each θ's term, row and column in λ: the problem's shape has it (a copy:
         # numba's kernels take writable arrays).
         self.theta_index = problem.layout.theta_index.copy()
@@ -68,6 +66,16 @@ class Evaluator:
         self.scalar = problem.layout.scalar
         # φ = θ (nearly every model: no column on an extreme scale): nothing to rescale.
         self.unit_scale = all(s == 1.0 for s in scale.tolist())
+
+    @property
+    def theta_rows(self) -> list[np.ndarray]:
+        """Each term's rows of its θ in λ (the general gradient's and information's)."""
+        return [t.theta_rows for t in self.problem.terms]
+
+    @property
+    def theta_cols(self) -> list[np.ndarray]:
+        """Each term's columns of its θ in λ."""
+        return [t.theta_cols for t in self.problem.terms]
 
     def value(self, phi: np.ndarray) -> float:
         """The criterion at φ; the workspace is left there for :meth:`gradient`."""
@@ -106,7 +114,7 @@ class Evaluator:
         lower: np.ndarray,
         hessian: np.ndarray | None,
         initial: tuple[float, np.ndarray] | None,
-        logged: np.ndarray | None = None,
+        scalar: np.ndarray | None = None,
     ) -> QuasiNewtonResult | None:
         """:func:`_minimize` on this evaluator in one compiled call
         (:mod:`~mixedmodels.engine.small_search`: the same points, values and counts),
@@ -122,7 +130,8 @@ class Evaluator:
         positive_definite could not make a Hessian of).  ``hessian`` an array (in φ)
         and no ``initial``: f and ∇f evaluated at the start.  ``hessian`` and
         ``initial`` given: the search from there (B and ∇f in ψ), no coordinate
-        logged.  ``logged``: the coordinates moved on a log scale (default none).
+        logged.  ``scalar``: the θ of scalar terms, moved on a log scale where well
+        inside their bound as :func:`_minimize` moves them (default none).
         The result is in φ; its counts include those of the information start.
         """
         small = self._small
@@ -141,8 +150,8 @@ class Evaluator:
         arrays = small.search_arguments(self.theta_index)
         theta = np.empty(n)
         mirror_ptr, mirror_index = mirror_arrays(problem.layout)
-        if logged is None:
-            logged = np.zeros(n, dtype=bool)
+        # (A writable copy: numba compiles a read-only array's type anew.)
+        scalar = np.zeros(n, dtype=bool) if scalar is None else scalar.copy()
         if hessian is None:
             mode, b0, f0, g0 = 2, _NO_MATRIX, 0.0, theta
         elif initial is None:
@@ -159,7 +168,7 @@ class Evaluator:
             theta,
             start,
             lower,
-            logged,
+            scalar,
             mirror_ptr,
             mirror_index,
             b0,

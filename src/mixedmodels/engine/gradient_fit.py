@@ -25,6 +25,7 @@ from .optimize import OptimizationSummary, check_stationarity
 from .quasi_newton import QuasiNewtonResult, minimize_quasi_newton, positive_definite
 from .small_search import (
     INFORMATION_UNUSABLE,
+    LOG_START,
     LOG_SWITCH,
     NOT_FINITE_AT_START,
 )
@@ -47,7 +48,7 @@ _RETURN_GAP = 1e-3
 _LOG_SWITCH = LOG_SWITCH
 # ... from a start above this (a start lifted off its bound, see
 # start.start_steps, stays on θ).
-_LOG_START = 0.1
+_LOG_START = LOG_START
 
 
 def _exp(a: np.ndarray) -> np.ndarray:
@@ -161,26 +162,25 @@ def _minimize(
     """The quasi-Newton method in ψ (log φ for the θ of scalar terms above _LOG_SWITCH,
     φ for the others), the result in φ; ``hessian`` an array in φ, "information"
     (the average information at the start) or "differences"."""
-    logged = scalar & (start - lower > _LOG_START) & (lower == 0)
     initial = None
     n_values = 0
     information = isinstance(hessian, str) and hessian == "information"
+    found = None
     if information or not isinstance(hessian, str):
         # On the compiled small path: the whole method in one call.
-        found = evaluator.search(start, lower, None if information else hessian, None, logged)
-        if found is None:
-            pass
-        elif found.status == INFORMATION_UNUSABLE:
+        found = evaluator.search(start, lower, None if information else hessian, None, scalar)
+        if found is not None and found.status not in (INFORMATION_UNUSABLE, NOT_FINITE_AT_START):
+            return found
+    logged = scalar & (start - lower > _LOG_START) & (lower == 0)
+    if found is not None:
+        if found.status == INFORMATION_UNUSABLE:
             # What _information_start does with an information that is not finite
             # (or LAPACK's eigensolver failed), then the Python loop.
             b = positive_definite(found.hessian)
             hessian = "differences" if b is None else b
             initial = (found.value, found.gradient)
             return _minimize_from(evaluator, start, lower, mirrors, logged, hessian, initial, 1)
-        elif found.status == NOT_FINITE_AT_START:
-            return _not_finite_at_start(start)
-        else:
-            return found
+        return _not_finite_at_start(start)
     if information:
         hessian, initial = _information_start(evaluator, start, logged)
         n_values = 1

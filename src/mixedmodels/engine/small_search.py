@@ -50,6 +50,8 @@ from .small_evaluation import compiled_evaluations
 # The floor (in φ) below which gradient_fit moves a logged coordinate in φ again
 # (gradient_fit._LOG_SWITCH), and the step cap of a logged coordinate.
 LOG_SWITCH = 0.01
+# ... from a start more than this above it (gradient_fit._LOG_START).
+LOG_START = 0.1
 _LOG_TWO = math.log(2.0)
 
 # Status codes of search_kernel, and what minimize_quasi_newton calls them.
@@ -299,7 +301,7 @@ def search_kernel(
     theta,
     start,
     lower,
-    logged,
+    scalar,
     mirror_ptr,
     mirror_index,
     b_start,
@@ -310,8 +312,8 @@ def search_kernel(
     max_iterations,
 ):  # pragma: no cover - compiled by numba
     """gradient_fit._minimize (see there) on the compiled evaluations: the search in ψ
-    (log φ on the ``logged`` coordinates until one falls below a quarter of its start,
-    then φ), its result in φ.
+    (log φ on the θ of ``scalar`` terms more than LOG_START above their bound 0, until
+    one falls below a quarter of its start, then φ), its result in φ.
 
     ``mode``: 0, f and ∇f evaluated at the start, B = ``b_start`` (in φ); 1, f and
     ∇ψ f given (``f_start``, ``g_start``), B = ``b_start`` (in ψ); 2, the information
@@ -328,7 +330,9 @@ def search_kernel(
     n = start.shape[0]
     counts = np.zeros(4)
     counts[3] = math.nan
-    logged = logged.copy()
+    logged = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        logged[i] = scalar[i] and start[i] - lower[i] > LOG_START and lower[i] == 0
     fixed = logged.copy()
     e = (scale, theta, k, c, n_s, dof, fixed, counts, tolerance, max_iterations)
     any_logged = False

@@ -124,11 +124,9 @@ class SmallTrailing:
             self.off_pairs.reshape(-1),
             self.pair_levels.reshape(-1),
         ]
-        bounds = [len(segments) + 1]
-        for segment in segments:
-            bounds.append(bounds[-1] + len(segment))
-        self.integers = np.concatenate([np.array(bounds, dtype=np.int64), *segments]).astype(
-            np.int64, copy=False
+        bounds = itertools.accumulate(map(len, segments), initial=len(segments) + 1)
+        self.integers = np.concatenate(
+            [np.fromiter(bounds, np.int64, len(segments) + 1), *segments], dtype=np.int64
         )
         # The blocks as the last update read them (flat, contiguous): the gradient
         # and the information at that θ read the same.
