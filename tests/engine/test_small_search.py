@@ -56,10 +56,11 @@ def _reference_problem(name: str):
     return _problem(ref.get("formula_python", ref["formula"]), data, ref["REML"])
 
 
-def _fit(problem, compiled: bool, hessian: np.ndarray | None = None):
+def _fit(problem, compiled: bool, hessian: np.ndarray | None = None, start=None):
     """The quasi-Newton fit on a new workspace; (summary, solution, evaluator, searches)."""
     scale = theta_scale(problem)
-    start, _ = starting_point(problem, None, scale)
+    if start is None:
+        start, _ = starting_point(problem, None, scale)
     evaluator = Evaluator(problem, scale, problem.workspace(), compiled_search=compiled)
     searches = []
     search = evaluator.search
@@ -74,9 +75,9 @@ def _fit(problem, compiled: bool, hessian: np.ndarray | None = None):
     return summary, solution_at(summary, evaluator), evaluator, searches
 
 
-def _assert_same_fit(problem, hessian=None):
-    compiled, solution, evaluator, searches = _fit(problem, True, hessian)
-    python, python_solution, _, python_searches = _fit(problem, False, hessian)
+def _assert_same_fit(problem, hessian=None, start=None):
+    compiled, solution, evaluator, searches = _fit(problem, True, hessian, start)
+    python, python_solution, _, python_searches = _fit(problem, False, hessian, start)
     # The compiled search ran (and the forced fit never did).
     assert any(searches) and not any(python_searches)
     assert compiled.n_evaluations == python.n_evaluations
@@ -117,6 +118,27 @@ def test_compiled_search_from_a_given_hessian():
     problem = _reference_problem("lmm/sleepstudy_slope_reml")
     first = _assert_same_fit(problem)
     _assert_same_fit(problem, hessian=first.hessian * 1.5)
+
+
+@pytest.mark.parametrize("factor", [1e-6, 1e-2, 1.0, 1e3, 1e8])
+@pytest.mark.parametrize(
+    "name", ["lmm/penicillin_crossed_reml", "boundary/tiny_variance_slope_reml", MODELS[0]]
+)
+def test_compiled_search_from_poor_hessians(name, factor):
+    # A poor first Hessian (far too flat or too steep): capped steps, long
+    # backtracking, extensions, the log scale left early.
+    problem = _reference_problem(name)
+    _assert_same_fit(problem, hessian=factor * np.eye(problem.n_theta))
+
+
+@pytest.mark.parametrize("name", ["lmm/penicillin_crossed_reml", MODELS[0], MODELS[-1]])
+def test_compiled_search_at_the_optimum_with_a_flat_hessian(name):
+    # From the optimum with B far too flat the predicted decrease is large, every
+    # step capped and backtracked far (a decrease is left only within 1e-7 or so).
+    problem = _reference_problem(name)
+    optimum = _assert_same_fit(problem)
+    start = optimum.final / theta_scale(problem)
+    _assert_same_fit(problem, hessian=1e-9 * np.eye(problem.n_theta), start=start)
 
 
 def _last_point(problem, compiled: bool):
