@@ -115,6 +115,7 @@ class Evaluator:
         hessian: np.ndarray | None,
         initial: tuple[float, np.ndarray] | None,
         scalar: np.ndarray | None = None,
+        returned: tuple[np.ndarray, float] | None = None,
     ) -> QuasiNewtonResult | None:
         """:func:`_minimize` on this evaluator in one compiled call
         (:mod:`~mixedmodels.engine.small_search`: the same points, values and counts),
@@ -132,6 +133,8 @@ class Evaluator:
         ``initial`` given: the search from there (B and ∇f in ψ), no coordinate
         logged.  ``scalar``: the θ of scalar terms, moved on a log scale where well
         inside their bound as :func:`_minimize` moves them (default none).
+        ``returned``: (x, f) of the point a restart escaped from, where it stops
+        once back (gradient_fit._returned).
         The result is in φ; its counts include those of the information start.
         """
         small = self._small
@@ -177,6 +180,9 @@ class Evaluator:
             mode,
             1e-10,
             500,
+            returned is not None,
+            theta if returned is None else returned[0],
+            0.0 if returned is None else float(returned[1]),
         )
         n_values, n_gradients, current, logdet = counts.tolist()
         if n_values:

@@ -28,6 +28,8 @@ from .small_search import (
     LOG_START,
     LOG_SWITCH,
     NOT_FINITE_AT_START,
+    RETURN_GAP,
+    RETURN_STEP,
 )
 from .smallmatrix import all_finite
 
@@ -39,8 +41,8 @@ _PROBE_SLOPE = 1e-4
 # The restart from the escape point stops once back near the point the fit
 # ended on: every coordinate within _RETURN_STEP of it (relative, at least
 # absolute), its value within _RETURN_GAP.
-_RETURN_STEP = 1e-2
-_RETURN_GAP = 1e-3
+_RETURN_STEP = RETURN_STEP
+_RETURN_GAP = RETURN_GAP
 # Diagonal elements of λ are moved on a log scale while they stay above
 # _LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
 # variance away from zero (fewer steps), and a coordinate heading for its bound
@@ -363,6 +365,46 @@ def _minimize_from(
         )
 
 
+def _restart(
+    evaluator: Evaluator,
+    inside: np.ndarray,
+    lower: np.ndarray,
+    mirrors: dict[int, np.ndarray],
+    result: QuasiNewtonResult,
+    stopped_on_return: bool,
+) -> QuasiNewtonResult | None:
+    """The search from ``inside`` with the information there (in φ), stopped on its
+    return to ``result`` if asked; its counts include the start's; None where f or
+    ∇f is not finite at ``inside`` (that evaluation not counted)."""
+    found = evaluator.search(
+        inside, lower, None, None, None, (result.x, result.value) if stopped_on_return else None
+    )
+    if found is not None and found.status not in (INFORMATION_UNUSABLE, NOT_FINITE_AT_START):
+        return found
+    if found is None:
+        hessian, initial = _information_start(evaluator, inside, np.zeros(len(inside), dtype=bool))
+    elif found.status == INFORMATION_UNUSABLE:
+        b = positive_definite(found.hessian)
+        hessian, initial = ("differences" if b is None else b), (found.value, found.gradient)
+    else:
+        initial = None
+    if initial is None:
+        return None
+    again = minimize_quasi_newton(
+        evaluator.value,
+        evaluator.gradient,
+        inside,
+        lower,
+        mirrors=mirrors,
+        hessian=hessian,
+        initial=initial,
+        stop=_returned(result) if stopped_on_return else None,
+    )
+    again.n_values += 1
+    again.n_gradients += 1
+    return again
+
+
 def fit_quasi_newton(
     evaluator: Evaluator,
     start: np.ndarray,
@@ -408,24 +450,11 @@ def fit_quasi_newton(
         if inside is None:
             break
         # Only the restart from the escape point is stopped on its return.
-        stop = _returned(result) if used_escape else None
-        restart_hessian, initial = _information_start(
-            evaluator, inside, np.zeros(len(inside), dtype=bool)
-        )
-        if initial is None:
+        again = _restart(evaluator, inside, lower, mirrors, result, used_escape)
+        if again is None:
             break
-        again = minimize_quasi_newton(
-            evaluator.value,
-            evaluator.gradient,
-            inside,
-            lower,
-            mirrors=mirrors,
-            hessian=restart_hessian,
-            initial=initial,
-            stop=stop,
-        )
-        n_values += again.n_values + 1
-        n_gradients += again.n_gradients + 1
+        n_values += again.n_values
+        n_gradients += again.n_gradients
         if not again.value < result.value:
             break
         result = again

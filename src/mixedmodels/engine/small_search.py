@@ -52,6 +52,11 @@ from .small_evaluation import compiled_evaluations
 LOG_SWITCH = 0.01
 # ... from a start more than this above it (gradient_fit._LOG_START).
 LOG_START = 0.1
+# A restart from an escape point stops once back within RETURN_STEP of the point it
+# escaped from (relative, at least absolute), its value within RETURN_GAP
+# (gradient_fit._returned).
+RETURN_STEP = 1e-2
+RETURN_GAP = 1e-3
 _LOG_TWO = math.log(2.0)
 
 # Status codes of search_kernel, and what minimize_quasi_newton calls them.
@@ -63,6 +68,7 @@ STATUS = (
     "the objective or its gradient is not finite at the start",
     "the objective is not finite at the start",
     "the average information is not usable",
+    "stopped by the caller",
     "stopped by the caller",
 )
 NOT_FINITE_AT_START = STATUS[5]
@@ -289,6 +295,15 @@ def quasi_newton_loop(
             if leaving:
                 status = 7
                 break
+        elif e[10] and abs(f - e[12]) <= RETURN_GAP:
+            # gradient_fit._returned: back near the point a restart escaped from.
+            back = True
+            for i in range(n):
+                if not abs(x[i] - e[11][i]) <= e[13][i]:
+                    back = False
+            if back:
+                status = 8
+                break
     return x, f, g, b, has_b, status, iteration, predicted, held
 
 
@@ -310,6 +325,9 @@ def search_kernel(
     mode,
     tolerance,
     max_iterations,
+    stop_on_return,
+    returned_x,
+    returned_f,
 ):  # pragma: no cover - compiled by numba
     """gradient_fit._minimize (see there) on the compiled evaluations: the search in ψ
     (log φ on the θ of ``scalar`` terms more than LOG_START above their bound 0, until
@@ -325,7 +343,8 @@ def search_kernel(
     last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed)].
     Status 5: f or ∇f not finite at an information start; 6: its information not
     finite or LAPACK's eigensolver failed (then B is the matrix positive_definite
-    was given, in ψ, and g is ∇ψ f).
+    was given, in ψ, and g is ∇ψ f); 8: ``stop_on_return`` and back near
+    ``returned_x`` with a value near ``returned_f`` (gradient_fit._returned).
     """
     n = start.shape[0]
     counts = np.zeros(4)
@@ -334,7 +353,14 @@ def search_kernel(
     for i in range(n):
         logged[i] = scalar[i] and start[i] - lower[i] > LOG_START and lower[i] == 0
     fixed = logged.copy()
-    e = (scale, theta, k, c, n_s, dof, fixed, counts, tolerance, max_iterations)
+    near = np.empty(n)
+    for i in range(n):
+        size = abs(returned_x[i])
+        near[i] = RETURN_STEP * (size if (size > 1.0 or size != size) else 1.0)
+    e = (
+        scale, theta, k, c, n_s, dof, fixed, counts, tolerance, max_iterations,
+        stop_on_return, returned_x, returned_f, near,
+    )  # fmt: skip
     any_logged = False
     for i in range(n):
         if logged[i]:
