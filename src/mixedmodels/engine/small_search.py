@@ -19,8 +19,9 @@ are evaluated, in the same order, to the same bits.
 :meth:`Evaluator.search <mixedmodels.engine.evaluator.Evaluator.search>` decides
 when it applies and leaves the evaluator and its workspace as the Python loop
 would: at the last point evaluated, with β̂, û and Zᵀe of the last gradient when
-that was at the same point.  The boundary probes and restarts of
-:func:`~mixedmodels.engine.gradient_fit.fit_quasi_newton` stay in Python.
+that was at the same point.  The restarts of
+:func:`~mixedmodels.engine.gradient_fit.fit_quasi_newton` from a bound are such
+searches too (with the stop on their return); its probes stay in Python.
 """
 
 from __future__ import annotations
