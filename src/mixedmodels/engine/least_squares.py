@@ -69,7 +69,10 @@ def offset_gram(
     ``beta`` is read as given.  ``residual`` (n,) receives r and ``gram``
     (p + 1, p + 1) the block.  Columns are taken two at a time with their
     products in scalar accumulators: summed into an array, every row's products
-    would go through memory (twice the time).
+    would go through memory (twice the time).  A last column alone (p odd) rides
+    along in passes that would otherwise repeat a column's products (p = 3:
+    three passes, not five; 28 → 21 µs on 4 059 rows), each sum's additions
+    unchanged.
     """
     n, p = x.shape
     # Sums of blocks of rows (then of the blocks' sums): a single running sum of
@@ -80,6 +83,9 @@ def offset_gram(
     # XᵀWX (upper triangle) and XᵀWy, two columns a, a1 against two b, b1 per pass.
     for a in range(0, p, 2):
         a1 = a + 1 if a + 1 < p else a
+        if a1 == a and a > 0:
+            # The last column alone (p odd): its sums came with the first pair's pass.
+            break
         s00 = s01 = s11 = s0y = s1y = 0.0
         for start in range(0, n, block):
             t00 = t01 = t11 = t0y = t1y = 0.0
@@ -109,29 +115,53 @@ def offset_gram(
         gram[a1, p] = s1y
         for b in range(a + 2, p, 2):
             b1 = b + 1 if b + 1 < p else b
+            # Against the last column alone (p odd) the pass has two sums to spare:
+            # the first pair's pass takes that column's own sums (its XᵀWX and XᵀWy
+            # entries, the same additions in the same order as a pass of their own).
+            alone = b1 == b
+            own = alone and a == 0
             s00 = s01 = s10 = s11 = 0.0
             for start in range(0, n, block):
                 t00 = t01 = t10 = t11 = 0.0
-                for i in range(start, min(start + block, n)):
-                    u0 = x[i, a]
-                    u1 = x[i, a1]
-                    if weighted:
-                        u0 = w[i] * u0
-                        u1 = w[i] * u1
-                    v0 = x[i, b]
-                    v1 = x[i, b1]
-                    t00 += u0 * v0
-                    t01 += u0 * v1
-                    t10 += u1 * v0
-                    t11 += u1 * v1
+                if alone:
+                    for i in range(start, min(start + block, n)):
+                        u0 = x[i, a]
+                        u1 = x[i, a1]
+                        if weighted:
+                            u0 = w[i] * u0
+                            u1 = w[i] * u1
+                        v0 = x[i, b]
+                        t00 += u0 * v0
+                        t10 += u1 * v0
+                        # (Column b's own sums, kept only against the first pair.)
+                        wv = w[i] * v0 if weighted else v0
+                        t01 += wv * v0
+                        t11 += wv * y[i]
+                else:
+                    for i in range(start, min(start + block, n)):
+                        u0 = x[i, a]
+                        u1 = x[i, a1]
+                        if weighted:
+                            u0 = w[i] * u0
+                            u1 = w[i] * u1
+                        v0 = x[i, b]
+                        v1 = x[i, b1]
+                        t00 += u0 * v0
+                        t01 += u0 * v1
+                        t10 += u1 * v0
+                        t11 += u1 * v1
                 s00 += t00
                 s01 += t01
                 s10 += t10
                 s11 += t11
             gram[a, b] = s00
-            gram[a, b1] = s01
             gram[a1, b] = s10
-            gram[a1, b1] = s11
+            if own:
+                gram[b, b] = s01
+                gram[b, p] = s11
+            elif not alone:
+                gram[a, b1] = s01
+                gram[a1, b1] = s11
     if solve and p:
         # Cholesky factor L of S XᵀWX S, S = diag(XᵀWX)^(-1/2), in a lower triangle.
         scale = np.empty(p)
@@ -198,28 +228,57 @@ def offset_gram(
     a1 = 1 if p > 1 else 0
     b0 = beta[0]
     b1 = beta[1] if p > 1 else 0.0
-    for start in range(0, n, block):
-        trr = t0 = t1 = 0.0
-        for i in range(start, min(start + block, n)):
-            u0 = x[i, 0]
-            u1 = x[i, a1]
-            r = y[i] - u0 * b0
-            r -= u1 * b1
-            for k in range(2, p):
-                r -= x[i, k] * beta[k]
-            residual[i] = r
-            wr = w[i] * r if weighted else r
-            trr += wr * r
-            t0 += u0 * wr
-            t1 += u1 * wr
-        rr += trr
-        s0 += t0
-        s1 += t1
+    # The last column alone (p odd, from 3) in this pass too, not in one of its own
+    # (two loops: a test inside the one loop slowed the others by 7 %).
+    fold = p > 2 and p % 2 == 1
+    if fold:
+        last = p - 1
+        s2 = 0.0
+        for start in range(0, n, block):
+            trr = t0 = t1 = t2 = 0.0
+            for i in range(start, min(start + block, n)):
+                u0 = x[i, 0]
+                u1 = x[i, a1]
+                r = y[i] - u0 * b0
+                r -= u1 * b1
+                for k in range(2, p):
+                    r -= x[i, k] * beta[k]
+                residual[i] = r
+                wr = w[i] * r if weighted else r
+                trr += wr * r
+                t0 += u0 * wr
+                t1 += u1 * wr
+                t2 += x[i, last] * wr
+            rr += trr
+            s0 += t0
+            s1 += t1
+            s2 += t2
+        gram[last, p] = s2
+    else:
+        for start in range(0, n, block):
+            trr = t0 = t1 = 0.0
+            for i in range(start, min(start + block, n)):
+                u0 = x[i, 0]
+                u1 = x[i, a1]
+                r = y[i] - u0 * b0
+                r -= u1 * b1
+                for k in range(2, p):
+                    r -= x[i, k] * beta[k]
+                residual[i] = r
+                wr = w[i] * r if weighted else r
+                trr += wr * r
+                t0 += u0 * wr
+                t1 += u1 * wr
+            rr += trr
+            s0 += t0
+            s1 += t1
     gram[p, p] = rr
     gram[0, p] = s0
     gram[a1, p] = s1
     for a in range(2, p, 2):
         a1 = a + 1 if a + 1 < p else a
+        if a1 == a:
+            break
         s0 = s1 = 0.0
         for start in range(0, n, block):
             t0 = t1 = 0.0
