@@ -19,6 +19,7 @@ What each block holds:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -217,7 +218,10 @@ def cross_products(
         x = np.ascontiguousarray(x, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
         w = _row_weights(weights, len(y))
-        blocks = (*_blocks_compiled(kernel, codes, z, n_levels, x, y, w), _gram(x, y, weights))
+        layout, *blocks = _blocks_compiled(kernel, codes, z, n_levels, x, y, w)
+        return _assemble_laid_out(
+            layout, (*blocks, _gram(x, y, weights)), len(y), weights, beta_offset
+        )
     return _assemble(z, n_levels, blocks, len(y), weights, beta_offset)
 
 
@@ -264,8 +268,8 @@ def residual_cross_products(
         else:
             beta0 = least_squares(x, y)
         dense(x, y, w, weighted, beta0, False, residual, gram, CONDITION_LIMIT)
-    blocks = (*_blocks_compiled(kernel, codes, z, n_levels, x, residual, w), gram)
-    return _assemble(z, n_levels, blocks, n, weights, beta0 if p else None)
+    layout, *blocks = _blocks_compiled(kernel, codes, z, n_levels, x, residual, w)
+    return _assemble_laid_out(layout, (*blocks, gram), n, weights, beta0 if p else None)
 
 
 def _row_kernel(use_numba: bool | None):
@@ -293,6 +297,28 @@ def _assemble(
     return CrossProducts(
         n_levels=tuple(int(m) for m in n_levels),
         q=tuple(zi.shape[1] for zi in z),
+        diag=diag,
+        off=off,
+        xz=xz,
+        xx=xx,
+        n_obs=n_obs,
+        sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
+        beta_offset=beta_offset,
+    )
+
+
+def _assemble_laid_out(
+    layout: _Layout,
+    blocks: _Blocks,
+    n_obs: int,
+    weights: np.ndarray | None,
+    beta_offset: np.ndarray | None,
+) -> CrossProducts:
+    """:func:`_assemble` with the structure's tuples from its layout."""
+    diag, off, xz, xx = blocks
+    return CrossProducts(
+        n_levels=layout.n_levels,
+        q=layout.q,
         diag=diag,
         off=off,
         xz=xz,
@@ -335,6 +361,61 @@ def _blocks_numpy(
     return diag, off, xz, xy.T @ xy
 
 
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """Where the compiled pass puts each block in its flat buffer, for one structure.
+
+    The integer arrays are handed to the kernel as they are (writeable: numba
+    compiles read-only arrays as another type); nothing writes to them.
+    """
+
+    n_levels: tuple[int, ...]
+    q: tuple[int, ...]
+    keys: tuple[tuple[int, int], ...]
+    zcol: np.ndarray
+    diag_at: np.ndarray
+    xz_at: np.ndarray
+    xz_stride: np.ndarray
+    pair_terms: np.ndarray
+    pair_at: np.ndarray
+    # Each block's (start, stop, shape) in the buffer, and the buffer's size.
+    views: tuple[tuple[int, int, tuple[int, ...]], ...]
+    size: int
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(
+    n_levels: tuple[int, ...], q: tuple[int, ...], n_columns: int, n_pairs: tuple[int, ...]
+) -> _Layout:
+    """The :class:`_Layout` of terms with ``n_levels`` levels and ``q`` columns, ``n_pairs``
+    level pairs per pair of terms and [X y] of ``n_columns`` columns (the same for every
+    fit of a model of that shape: built once, not at every fit)."""
+    n_levels = tuple(int(m) for m in n_levels)
+    k = len(q)
+    zcol = [0, *itertools.accumulate(q)]
+    keys = tuple((i, j) for i in range(k) for j in range(i))
+    shapes = [
+        *((m, qi, qi) for m, qi in zip(n_levels, q, strict=True)),
+        *((count, q[i], q[j]) for (i, j), count in zip(keys, n_pairs, strict=True)),
+        *((n_columns, m, qi) for m, qi in zip(n_levels, q, strict=True)),
+    ]
+    starts = [0, *itertools.accumulate(math.prod(shape) for shape in shapes)]
+    n_keys = len(keys)
+    return _Layout(
+        n_levels=n_levels,
+        q=tuple(q),
+        keys=keys,
+        zcol=np.array(zcol, dtype=np.int64),
+        diag_at=np.array(starts[:k], dtype=np.int64),
+        xz_at=np.array(starts[k + n_keys : 2 * k + n_keys], dtype=np.int64),
+        xz_stride=np.array([m * qi for m, qi in zip(n_levels, q, strict=True)], dtype=np.int64),
+        pair_terms=np.array(keys, dtype=np.int64).reshape(n_keys, 2),
+        pair_at=np.array(starts[k : k + n_keys], dtype=np.int64),
+        views=tuple(zip(starts[:-1], starts[1:], shapes, strict=True)),
+        size=starts[-1],
+    )
+
+
 def _blocks_compiled(
     kernel,
     codes: Sequence[np.ndarray],
@@ -343,80 +424,60 @@ def _blocks_compiled(
     x: np.ndarray,
     y: np.ndarray,
     w: np.ndarray,
-) -> tuple[list[np.ndarray], dict[tuple[int, int], PairBlocks], list[np.ndarray]]:
-    """(diag, off, xz) in one compiled pass over the rows of the C-ordered float
-    ``x`` and ``y`` with weights ``w``; the blocks are views of one buffer."""
+) -> tuple[_Layout, list[np.ndarray], dict[tuple[int, int], PairBlocks], list[np.ndarray]]:
+    """(layout, diag, off, xz) in one compiled pass over the rows of the C-ordered
+    float ``x`` and ``y`` with weights ``w``; the blocks are views of one buffer."""
     n = len(y)
     k = len(z)
-    n_levels = [int(m) for m in n_levels]
-    zs = [np.ascontiguousarray(zi, dtype=np.float64) for zi in z]
-    q = [zi.shape[1] for zi in zs]
-    zcol = [0, *itertools.accumulate(q)]
     if k == 1:
-        z_all = zs[0]
+        z_all = np.ascontiguousarray(z[0], dtype=np.float64)
+        q = (z_all.shape[1],)
+        # (No copy of codes already int64 and contiguous: the kernel only reads them.)
+        codes_all = np.ascontiguousarray(codes[0], dtype=np.int64).reshape(1, n)
     else:
+        q = tuple(zi.shape[1] for zi in z)
         # Column by column into one array (np.hstack of (n, 1) arrays costs more).
-        z_all = np.empty((n, zcol[-1]))
-        for zi, a, b in zip(zs, zcol[:-1], zcol[1:], strict=True):
-            z_all[:, a:b] = zi
-    codes_all = np.empty((k, n), dtype=np.int64)
-    for t in range(k):
-        codes_all[t] = codes[t]
+        z_all = np.empty((n, sum(q)))
+        a = 0
+        for zi, qi in zip(z, q, strict=True):
+            z_all[:, a : a + qi] = zi
+            a += qi
+        codes_all = np.empty((k, n), dtype=np.int64)
+        for t in range(k):
+            codes_all[t] = codes[t]
     keys = [(i, j) for i in range(k) for j in range(i)]
-    n_pairs = len(keys)
-    pair_of_row = np.empty((n_pairs, n), dtype=np.int64)
+    pair_of_row = np.empty((len(keys), n), dtype=np.int64)
     pairs = []
     for b, (i, j) in enumerate(keys):
         rows, cols, pair_of_row[b] = pair_structure(
-            codes_all[i], n_levels[i], codes_all[j], n_levels[j]
+            codes_all[i], int(n_levels[i]), codes_all[j], int(n_levels[j])
         )
         pairs.append((rows, cols))
-    c = x.shape[1] + 1
-    shapes = [
-        *((m, qi, qi) for m, qi in zip(n_levels, q, strict=True)),
-        *((len(rows), q[i], q[j]) for (i, j), (rows, _) in zip(keys, pairs, strict=True)),
-        *((c, m, qi) for m, qi in zip(n_levels, q, strict=True)),
-    ]
-    # Offsets as Python integers (numpy's cumsum on a few values costs more), and
-    # every integer the kernel reads in one array (one np.array call, then views).
-    starts = [0, *itertools.accumulate(math.prod(shape) for shape in shapes)]
-    layout = np.array(
-        [
-            *zcol,
-            *starts[: 2 * k + n_pairs],
-            *(m * qi for m, qi in zip(n_levels, q, strict=True)),
-            *itertools.chain.from_iterable(keys),
-        ],
-        dtype=np.int64,
-    )
-    at = k + 1  # where the block offsets start in the layout
-    buffer = np.empty(starts[-1])
+    layout = _layout(tuple(n_levels), q, x.shape[1] + 1, tuple(len(rows) for rows, _ in pairs))
+    buffer = np.empty(layout.size)
     kernel(
         codes_all,
         z_all,
-        layout[:at],
+        layout.zcol,
         x,
         y,
         w,
         w,
         buffer,
-        layout[at : at + k],
-        layout[at + k + n_pairs : at + 2 * k + n_pairs],
-        layout[at + 2 * k + n_pairs : at + 3 * k + n_pairs],
+        layout.diag_at,
+        layout.xz_at,
+        layout.xz_stride,
         pair_of_row,
-        layout[at + 3 * k + n_pairs :].reshape(n_pairs, 2),
-        layout[at + k : at + k + n_pairs],
+        layout.pair_terms,
+        layout.pair_at,
         -1,
     )
-    views = [
-        buffer[a:b].reshape(shape)
-        for a, b, shape in zip(starts[:-1], starts[1:], shapes, strict=True)
-    ]
+    views = [buffer[a:b].reshape(shape) for a, b, shape in layout.views]
     off = {
         key: PairBlocks(rows=rows, cols=cols, data=data)
-        for key, (rows, cols), data in zip(keys, pairs, views[k : k + n_pairs], strict=True)
+        for key, (rows, cols), data in zip(keys, pairs, views[k : k + len(keys)], strict=True)
     }
-    return views[:k], off, views[k + n_pairs :]
+    return layout, views[:k], off, views[k + len(keys) :]
 
 
 def _gram(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
