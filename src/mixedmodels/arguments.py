@@ -21,6 +21,8 @@ from .errors import ArgumentError, MixedModelsError
 
 def boolean(value: Any, name: str) -> bool:
     """``value`` if it is a boolean (Python's or numpy's)."""
+    if value is True or value is False:
+        return value
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise ArgumentError(f"{name} must be True or False, not {value!r}")

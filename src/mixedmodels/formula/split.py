@@ -79,6 +79,9 @@ def parse_formula(
     if not isinstance(formula, str):
         raise FormulaError(f"a formula must be a string, got {type(formula).__name__}")
     try:
+        if not codings and not fixed_codings:
+            # The usual call: the memo's key without building and sorting two tuples.
+            return _parse_formula(formula, (), ())
         return _parse_formula(
             formula,
             tuple(sorted((codings or {}).items())),
