@@ -14,6 +14,8 @@ flat buffer; the kernel is told where each block starts.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .jit import compiled_on_first_use
 
 
@@ -47,64 +49,81 @@ def sum_blocks(
     with y are weighted by ``w_y`` instead of ``w``.  Block by block, so that
     each loop's offsets stay in registers.
     """
+    # Every offset into ``out`` is an unsigned integer (uint64 throughout: numba
+    # turns a mix of signed and unsigned into floats): indexed with a signed one,
+    # numba adds a test for negative indices at every access, and this loop is
+    # mostly accesses (4 059 rows, q = 2, p = 3: 29 -> 23 µs).
     out[:] = 0.0
+    one = np.uint64(1)
     n = y.shape[0]
     p = x.shape[1]
+    pu = np.uint64(p)
     for t in range(codes.shape[0]):
         c0 = zcol[t]
         q = zcol[t + 1] - c0
-        d0 = diag_at[t]
-        x0 = xz_at[t]
-        stride = xz_stride[t]
-        y0 = x0 + p * stride
+        d0 = np.uint64(diag_at[t])
+        x0 = np.uint64(xz_at[t])
+        stride = np.uint64(xz_stride[t])
+        y0 = x0 + pu * stride
         level_codes = codes[t]
         if q == 1:
             for r in range(n):
-                level = level_codes[r]
+                level = np.uint64(level_codes[r])
                 zr = z[r, c0]
                 zw = w[r] * zr
                 out[d0 + level] += zw * zr
+                at_xz = x0 + level
                 for k in range(p):
-                    out[x0 + level + k * stride] += zw * x[r, k]
+                    out[at_xz] += zw * x[r, k]
+                    at_xz += stride
                 out[y0 + level] += w_y[r] * zr * y[r]
         elif q == 2:
             # A random intercept and slope, the commonest vector term, unrolled.
+            two = np.uint64(2)
             for r in range(n):
-                level = level_codes[r]
-                at = d0 + 4 * level
-                at_xz = x0 + 2 * level
+                level = np.uint64(level_codes[r])
+                at = d0 + np.uint64(4) * level
+                at_xz = x0 + two * level
                 z0 = z[r, c0]
                 z1 = z[r, c0 + 1]
                 wz0 = w[r] * z0
                 wz1 = w[r] * z1
                 out[at] += wz0 * z0
-                out[at + 1] += wz0 * z1
-                out[at + 2] += wz1 * z0
-                out[at + 3] += wz1 * z1
+                out[at + one] += wz0 * z1
+                out[at + two] += wz1 * z0
+                out[at + np.uint64(3)] += wz1 * z1
                 for k in range(p):
                     xk = x[r, k]
-                    out[at_xz + k * stride] += wz0 * xk
-                    out[at_xz + 1 + k * stride] += wz1 * xk
+                    out[at_xz] += wz0 * xk
+                    out[at_xz + one] += wz1 * xk
+                    at_xz += stride
                 wy = w_y[r]
                 yr = y[r]
-                out[y0 + 2 * level] += wy * z0 * yr
-                out[y0 + 2 * level + 1] += wy * z1 * yr
+                at_y = y0 + two * level
+                out[at_y] += wy * z0 * yr
+                out[at_y + one] += wy * z1 * yr
         else:
+            qu = np.uint64(q)
             for r in range(n):
-                level = level_codes[r]
-                at = d0 + level * q * q
-                at_xz = x0 + level * q
-                at_y = y0 + level * q
+                level = np.uint64(level_codes[r])
+                at = d0 + level * qu * qu
+                at_x = x0 + level * qu
+                at_y = y0 + level * qu
                 wr = w[r]
                 wy = w_y[r]
                 yr = y[r]
                 for a in range(q):
                     za = wr * z[r, c0 + a]
                     for bb in range(q):
-                        out[at + a * q + bb] += za * z[r, c0 + bb]
+                        out[at] += za * z[r, c0 + bb]
+                        at += one
+                    at_xz = at_x
                     for k in range(p):
-                        out[at_xz + a + k * stride] += za * x[r, k]
-                    out[at_y + a] += wy * z[r, c0 + a] * yr
+                        out[at_xz] += za * x[r, k]
+                        at_xz += stride
+                    out[at_y] += wy * z[r, c0 + a] * yr
+                    at_x += one
+                    at_y += one
     for b in range(pair_terms.shape[0]):
         i = pair_terms[b, 0]
         j = pair_terms[b, 1]
@@ -112,18 +131,20 @@ def sum_blocks(
         cj = zcol[j]
         qi = zcol[i + 1] - ci
         qj = zcol[j + 1] - cj
-        p0 = pair_at[b]
+        p0 = np.uint64(pair_at[b])
         index = pair_of_row[b]
         if qi == 1 and qj == 1:
             for r in range(n):
-                out[p0 + index[r]] += w[r] * z[r, ci] * z[r, cj]
+                out[p0 + np.uint64(index[r])] += w[r] * z[r, ci] * z[r, cj]
         else:
+            size = np.uint64(qi * qj)
             for r in range(n):
-                at = p0 + index[r] * qi * qj
+                at = p0 + np.uint64(index[r]) * size
                 for a in range(qi):
                     za = w[r] * z[r, ci + a]
                     for bb in range(qj):
-                        out[at + a * qj + bb] += za * z[r, cj + bb]
+                        out[at] += za * z[r, cj + bb]
+                        at += one
     if xx_at >= 0:
         c = p + 1
         for r in range(n):
