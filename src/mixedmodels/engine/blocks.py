@@ -430,10 +430,12 @@ def _blocks_compiled(
     n = len(y)
     k = len(z)
     if k == 1:
+        # One term (the usual model): no level pairs, nothing to find.
         z_all = np.ascontiguousarray(z[0], dtype=np.float64)
-        q = (z_all.shape[1],)
         # (No copy of codes already int64 and contiguous: the kernel only reads them.)
         codes_all = np.ascontiguousarray(codes[0], dtype=np.int64).reshape(1, n)
+        layout = _layout((n_levels[0],), (z_all.shape[1],), x.shape[1] + 1, ())
+        pair_of_row = _NO_PAIRS
     else:
         q = tuple(zi.shape[1] for zi in z)
         # Column by column into one array (np.hstack of (n, 1) arrays costs more).
@@ -445,15 +447,15 @@ def _blocks_compiled(
         codes_all = np.empty((k, n), dtype=np.int64)
         for t in range(k):
             codes_all[t] = codes[t]
-    keys = [(i, j) for i in range(k) for j in range(i)]
-    pair_of_row = np.empty((len(keys), n), dtype=np.int64)
-    pairs = []
-    for b, (i, j) in enumerate(keys):
-        rows, cols, pair_of_row[b] = pair_structure(
-            codes_all[i], int(n_levels[i]), codes_all[j], int(n_levels[j])
-        )
-        pairs.append((rows, cols))
-    layout = _layout(tuple(n_levels), q, x.shape[1] + 1, tuple(len(rows) for rows, _ in pairs))
+        keys = [(i, j) for i in range(k) for j in range(i)]
+        pair_of_row = np.empty((len(keys), n), dtype=np.int64)
+        pairs = []
+        for b, (i, j) in enumerate(keys):
+            rows, cols, pair_of_row[b] = pair_structure(
+                codes_all[i], int(n_levels[i]), codes_all[j], int(n_levels[j])
+            )
+            pairs.append((rows, cols))
+        layout = _layout(tuple(n_levels), q, x.shape[1] + 1, tuple(len(r) for r, _ in pairs))
     buffer = np.empty(layout.size)
     kernel(
         codes_all,
@@ -473,11 +475,18 @@ def _blocks_compiled(
         -1,
     )
     views = [buffer[a:b].reshape(shape) for a, b, shape in layout.views]
+    if k == 1:
+        return layout, views[:1], {}, views[1:]
+    n_pairs = len(pairs)
     off = {
         key: PairBlocks(rows=rows, cols=cols, data=data)
-        for key, (rows, cols), data in zip(keys, pairs, views[k : k + len(keys)], strict=True)
+        for key, (rows, cols), data in zip(keys, pairs, views[k : k + n_pairs], strict=True)
     }
-    return layout, views[:k], off, views[k + len(keys) :]
+    return layout, views[:k], off, views[k + n_pairs :]
+
+
+# The level pairs of a single term: none (the kernel reads no row of this).
+_NO_PAIRS = np.empty((0, 0), dtype=np.int64)
 
 
 def _gram(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
