@@ -120,3 +120,36 @@ def test_cross_products_keep_a_given_offset():
         problem.codes, problem.z, problem.n_levels, problem.x, problem.y, None, beta0
     )
     np.testing.assert_array_equal(cp.beta_offset, beta0)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(
+    ("levels", "qs", "p"),
+    [([11], [2], 3), ([11], [1], 1), ([9, 4], [2, 1], 5), ([7, 5], [1, 3], 2)],
+)
+def test_one_call_is_the_two_passes_bit_for_bit(levels, qs, p, weighted):
+    """Stage 2's single compiled call (engine.residual_blocks) adds exactly what
+    offset_gram and then the block pass over r add: the same β₀, the same
+    [X r]ᵀW[X r] and the same blocks, to the last bit."""
+    problem = random_problem(seed=p, n=300, levels=levels, qs=qs, p=p, weighted=weighted)
+    problem.y += 1e3
+    cp = _residual_blocks(problem)
+    n = problem.n
+    w = np.ones(n) if problem.weights is None else problem.weights
+    beta = np.empty(p)
+    residual = np.empty(n)
+    gram = np.empty((p + 1, p + 1))
+    assert offset_gram_kernel()(
+        problem.x, problem.y, w, weighted, beta, True, residual, gram, CONDITION_LIMIT
+    )
+    np.testing.assert_array_equal(cp.beta_offset, beta)
+    np.testing.assert_array_equal(cp.xx, gram)
+    # The block pass over r with the same weights (cross_products' compiled path).
+    separate = cross_products(
+        problem.codes, problem.z, problem.n_levels, problem.x, residual, problem.weights
+    )
+    for a, b in zip(cp.diag + cp.xz, separate.diag + separate.xz, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for key, blocks in cp.off.items():
+        np.testing.assert_array_equal(blocks.data, separate.off[key].data)
+        np.testing.assert_array_equal(blocks.rows, separate.off[key].rows)

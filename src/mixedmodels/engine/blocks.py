@@ -30,6 +30,7 @@ import pandas as pd
 
 from .block_sums import block_sums_kernel
 from .least_squares import CONDITION_LIMIT, least_squares, offset_gram_kernel
+from .residual_blocks import residual_blocks_kernel
 from .threads import blas_threads, products_threads, threads_for
 
 # Above this many possible level pairs (and four per row), find the pairs that
@@ -217,10 +218,10 @@ def cross_products(
     else:
         x = np.ascontiguousarray(x, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
-        w = _row_weights(weights, len(y))
-        layout, *blocks = _blocks_compiled(kernel, codes, z, n_levels, x, y, w)
+        rows = _RowStructure.of(codes, z, n_levels, len(y), x.shape[1] + 1)
+        buffer = rows.sum_blocks(kernel, x, y, _row_weights(weights, len(y)))
         return _assemble_laid_out(
-            layout, (*blocks, _gram(x, y, weights)), len(y), weights, beta_offset
+            rows.layout, (*rows.blocks(buffer), _gram(x, y, weights)), len(y), weights, beta_offset
         )
     return _assemble(z, n_levels, blocks, len(y), weights, beta_offset)
 
@@ -237,7 +238,9 @@ def residual_cross_products(
 ) -> CrossProducts:
     """:func:`cross_products` with y held as the residuals of the (weighted)
     least-squares fit of y on X: ``beta_offset`` is that fit, or one near it
-    (see :mod:`.least_squares`); None when X has no columns."""
+    (see :mod:`.least_squares`); None when X has no columns.  With numba and a
+    few columns of X, both passes over the rows run in one compiled call
+    (:mod:`.residual_blocks`)."""
     kernel = _row_kernel(use_numba)
     n, p = x.shape
     dense = offset_gram_kernel() if kernel is not None and p <= _NORMAL_EQUATIONS_COLUMNS else None
@@ -255,21 +258,42 @@ def residual_cross_products(
             )
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
-    w = _row_weights(weights, n)
     weighted = weights is not None
-    beta0 = np.empty(p)
-    residual = np.empty(n)
-    gram = np.empty((p + 1, p + 1))
-    if not dense(x, y, w, weighted, beta0, True, residual, gram, CONDITION_LIMIT):
+    rows = _RowStructure.of(codes, z, n_levels, n, p + 1)
+    layout = rows.layout
+    # Both passes in one compiled call (:mod:`.residual_blocks`; it makes unit
+    # weights itself: y stands in for the weights it does not read).
+    done, beta0, gram, buffer = residual_blocks_kernel()(
+        x,
+        y,
+        np.ascontiguousarray(weights, dtype=np.float64) if weighted else y,
+        weighted,
+        rows.codes,
+        rows.z,
+        layout.zcol,
+        layout.diag_at,
+        layout.xz_at,
+        layout.xz_stride,
+        rows.pair_of_row,
+        layout.pair_terms,
+        layout.pair_at,
+        layout.size,
+        CONDITION_LIMIT,
+    )
+    if not done:
         # Too ill-conditioned for normal equations: β₀ from the QR of W^½X.
+        w = _row_weights(weights, n)
         if weighted:
             root = np.sqrt(w)
             beta0 = least_squares(x * root[:, None], y * root)
         else:
             beta0 = least_squares(x, y)
+        residual = np.empty(n)
         dense(x, y, w, weighted, beta0, False, residual, gram, CONDITION_LIMIT)
-    layout, *blocks = _blocks_compiled(kernel, codes, z, n_levels, x, residual, w)
-    return _assemble_laid_out(layout, (*blocks, gram), n, weights, beta0 if p else None)
+        buffer = rows.sum_blocks(kernel, x, residual, w)
+    return _assemble_laid_out(
+        layout, (*rows.blocks(buffer), gram), n, weights, beta0 if p else None
+    )
 
 
 def _row_kernel(use_numba: bool | None):
@@ -416,27 +440,43 @@ def _layout(
     )
 
 
-def _blocks_compiled(
-    kernel,
-    codes: Sequence[np.ndarray],
-    z: Sequence[np.ndarray],
-    n_levels: Sequence[int],
-    x: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-) -> tuple[_Layout, list[np.ndarray], dict[tuple[int, int], PairBlocks], list[np.ndarray]]:
-    """(layout, diag, off, xz) in one compiled pass over the rows of the C-ordered
-    float ``x`` and ``y`` with weights ``w``; the blocks are views of one buffer."""
-    n = len(y)
-    k = len(z)
-    if k == 1:
-        # One term (the usual model): no level pairs, nothing to find.
-        z_all = np.ascontiguousarray(z[0], dtype=np.float64)
-        # (No copy of codes already int64 and contiguous: the kernel only reads them.)
-        codes_all = np.ascontiguousarray(codes[0], dtype=np.int64).reshape(1, n)
-        layout = _layout((n_levels[0],), (z_all.shape[1],), x.shape[1] + 1, ())
-        pair_of_row = _NO_PAIRS
-    else:
+@dataclass
+class _RowStructure:
+    """The rows as the compiled pass reads them: codes (terms, rows) as int64, the
+    terms' Z side by side, the level pairs that occur and each row's pair, and
+    the buffer's :class:`_Layout`."""
+
+    codes: np.ndarray
+    z: np.ndarray
+    keys: list[tuple[int, int]]
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    pair_of_row: np.ndarray
+    layout: _Layout
+
+    @classmethod
+    def of(
+        cls,
+        codes: Sequence[np.ndarray],
+        z: Sequence[np.ndarray],
+        n_levels: Sequence[int],
+        n: int,
+        n_columns: int,
+    ) -> _RowStructure:
+        """The structure of terms with these codes, Z and levels, ``n`` rows and [X y] of
+        ``n_columns`` columns."""
+        k = len(z)
+        if k == 1:
+            # One term (the usual model): no level pairs, nothing to find.
+            z_all = np.ascontiguousarray(z[0], dtype=np.float64)
+            # (No copy of codes already int64 and contiguous: the kernel only reads them.)
+            return cls(
+                codes=np.ascontiguousarray(codes[0], dtype=np.int64).reshape(1, n),
+                z=z_all,
+                keys=[],
+                pairs=[],
+                pair_of_row=_NO_PAIRS,
+                layout=_layout((n_levels[0],), (z_all.shape[1],), n_columns, ()),
+            )
         q = tuple(zi.shape[1] for zi in z)
         # Column by column into one array (np.hstack of (n, 1) arrays costs more).
         z_all = np.empty((n, sum(q)))
@@ -455,34 +495,49 @@ def _blocks_compiled(
                 codes_all[i], int(n_levels[i]), codes_all[j], int(n_levels[j])
             )
             pairs.append((rows, cols))
-        layout = _layout(tuple(n_levels), q, x.shape[1] + 1, tuple(len(r) for r, _ in pairs))
-    buffer = np.empty(layout.size)
-    kernel(
-        codes_all,
-        z_all,
-        layout.zcol,
-        x,
-        y,
-        w,
-        w,
-        buffer,
-        layout.diag_at,
-        layout.xz_at,
-        layout.xz_stride,
-        pair_of_row,
-        layout.pair_terms,
-        layout.pair_at,
-        -1,
-    )
-    views = [buffer[a:b].reshape(shape) for a, b, shape in layout.views]
-    if k == 1:
-        return layout, views[:1], {}, views[1:]
-    n_pairs = len(pairs)
-    off = {
-        key: PairBlocks(rows=rows, cols=cols, data=data)
-        for key, (rows, cols), data in zip(keys, pairs, views[k : k + n_pairs], strict=True)
-    }
-    return layout, views[:k], off, views[k + n_pairs :]
+        layout = _layout(tuple(n_levels), q, n_columns, tuple(len(r) for r, _ in pairs))
+        return cls(codes_all, z_all, keys, pairs, pair_of_row, layout)
+
+    def sum_blocks(self, kernel, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The blocks' buffer summed by the compiled pass over the C-ordered float
+        ``x`` and ``y`` with weights ``w``."""
+        layout = self.layout
+        buffer = np.empty(layout.size)
+        kernel(
+            self.codes,
+            self.z,
+            layout.zcol,
+            x,
+            y,
+            w,
+            w,
+            buffer,
+            layout.diag_at,
+            layout.xz_at,
+            layout.xz_stride,
+            self.pair_of_row,
+            layout.pair_terms,
+            layout.pair_at,
+            -1,
+        )
+        return buffer
+
+    def blocks(
+        self, buffer: np.ndarray
+    ) -> tuple[list[np.ndarray], dict[tuple[int, int], PairBlocks], list[np.ndarray]]:
+        """(diag, off, xz) as views of the buffer."""
+        views = [buffer[a:b].reshape(shape) for a, b, shape in self.layout.views]
+        k = self.codes.shape[0]
+        if k == 1:
+            return views[:1], {}, views[1:]
+        n_pairs = len(self.pairs)
+        off = {
+            key: PairBlocks(rows=rows, cols=cols, data=data)
+            for key, (rows, cols), data in zip(
+                self.keys, self.pairs, views[k : k + n_pairs], strict=True
+            )
+        }
+        return views[:k], off, views[k + n_pairs :]
 
 
 # The level pairs of a single term: none (the kernel reads no row of this).
