@@ -48,8 +48,13 @@ class FitResultsMixin:
     @property
     def is_singular(self) -> bool:
         """lme4's ``isSingular``: a diagonal element of some λ within 1e-4 of zero."""
-        # θ − (−∞) is +∞: a θ without a bound is never near it.
-        return bool((self.state.theta - self.lower_bounds < BOUNDARY_TOLERANCE).any())
+        # θ − (−∞) is +∞: a θ without a bound is never near it.  Python floats: a
+        # few values, read once per fit (numpy's three calls cost more).
+        theta = self.state.theta.tolist()
+        return any(
+            t - b < BOUNDARY_TOLERANCE
+            for t, b in zip(theta, self.lower_bounds.tolist(), strict=True)
+        )
 
     @property
     def converged(self) -> bool:
