@@ -17,6 +17,7 @@ alone needs neither: its entries are the [X y] rows, in order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import NamedTuple
 
@@ -167,9 +168,14 @@ def lay_out(
     return Layout(level_ptr, rows, entry_term, entry_comp, dest)
 
 
+@functools.lru_cache(maxsize=16)
 def _xy_layout(n_levels: int, xy_offset: int, n_xy: int) -> Layout:
     """The layout of a first term alone: each level's entries are the [X y] rows, in
-    order already (no sort, and no kernel to load for a one-term model's first fit)."""
+    order already (no sort, and no kernel to load for a one-term model's first fit).
+
+    A function of the three sizes only, so made once per shape (every fit of a
+    one-term model makes a workspace; its arrays are only read, by all that share
+    them; writeable still, as numba compiles a read-only array's type anew)."""
     total = n_levels * n_xy
     xy_comp = np.arange(total, dtype=np.int64) % n_xy if n_xy else np.zeros(0, np.int64)
     level_ptr = (

@@ -37,7 +37,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 # The compiled loops called here: set by compiled_evaluations() before it compiles
 # the loops that call them (numba reads a global's value when it compiles a caller).
-_update = _gradient = _information = _criterion = _dsyev = None
+_update = _gradient = _information = _criterion = _dsyev = _dpotrf = _dtrtrs = None
 
 
 def criterion_loop(t, logdet0, r, n_fixed, n_obs, sum_log_weights, reml):  # pragma: no cover
@@ -170,21 +170,53 @@ def all_finite_loop(a):  # pragma: no cover - numba
     return True
 
 
-def _lapack_dsyev():
-    """LAPACK's dsyev (scipy's, the routine positive_definite calls) as a function numba
-    can call and cache: an external symbol bound to its address in this process."""
+def scaled_gradient_loop(h, g):  # pragma: no cover - numba
+    """(R⁻ᵀg, LAPACK's info) with H = RᵀR: optimize.check_stationarity's dpotrf (lower)
+    and dtrtrs (transposed), the routines scipy's wrappers call, on copies."""
+    n = h.shape[0]
+    a = np.asfortranarray(h)
+    b = g.copy()
+    ints = np.array([n, n, 1, n, 0], dtype=np.int32)
+    chars = np.array([76, 84, 78], dtype=np.int8)  # uplo "L", trans "T", diag "N"
+    _dpotrf(chars[0:].ctypes, ints[0:].ctypes, a.ctypes, ints[1:].ctypes, ints[4:].ctypes)
+    if ints[4] != 0:
+        return b, ints[4]
+    _dtrtrs(
+        chars[0:].ctypes, chars[1:].ctypes, chars[2:].ctypes, ints[0:].ctypes, ints[2:].ctypes,
+        a.ctypes, ints[1:].ctypes, b.ctypes, ints[3:].ctypes, ints[4:].ctypes,
+    )  # fmt: skip
+    return b, ints[4]
+
+
+def _lapack(name: str, *pointers: str):
+    """A LAPACK routine of scipy's (the one its wrappers call) as a function numba can
+    call and cache: an external symbol bound to its address in this process;
+    ``pointers`` the kinds of its arguments ("c" char, "i" int, "d" double)."""
     import llvmlite.binding
     from numba import types
     from numba.extending import get_cython_function_address
 
+    symbol = f"mixedmodels_{name}"
     llvmlite.binding.add_symbol(
-        "mixedmodels_dsyev", get_cython_function_address("scipy.linalg.cython_lapack", "dsyev")
+        symbol, get_cython_function_address("scipy.linalg.cython_lapack", name)
     )
-    chars, ints, doubles = (types.CPointer(t) for t in (types.int8, types.int32, types.float64))
+    kinds = {"c": types.int8, "i": types.int32, "d": types.float64}
     return types.ExternalFunction(
-        "mixedmodels_dsyev",
-        types.void(chars, chars, ints, doubles, ints, doubles, doubles, ints, ints),
+        symbol, types.void(*(types.CPointer(kinds[kind]) for kind in pointers))
     )
+
+
+@functools.cache
+def compiled_scaled_gradient():
+    """:func:`scaled_gradient_loop` compiled, or None without numba."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - exercised where numba is absent
+        return None
+    names = globals()
+    names["_dpotrf"] = _lapack("dpotrf", *"cidii")
+    names["_dtrtrs"] = _lapack("dtrtrs", *"ccciididii")
+    return compiled(scaled_gradient_loop)
 
 
 @functools.cache
@@ -196,7 +228,7 @@ def compiled_evaluations():
         return None
     names = globals()
     names["_update"], names["_gradient"], names["_information"] = kernels
-    names["_dsyev"] = _lapack_dsyev()
+    names["_dsyev"] = _lapack("dsyev", *"ccididdii")
     names["_criterion"] = compiled(criterion_loop)
     return tuple(
         compiled(loop)

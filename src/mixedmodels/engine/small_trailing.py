@@ -43,6 +43,11 @@ _NO_PAIRS = np.zeros(0)
 _NO_PAIR_TERMS = np.zeros((0, 2), dtype=np.int64)
 _NO_PAIR_RANGES = np.zeros((0, 3), dtype=np.int64)
 _NO_PAIR_LEVELS = np.zeros((0, 2), dtype=np.int64)
+# The structure a one-term factor's kernels read (see _plan), by (levels, q, rows of
+# [X y]): a function of those sizes only, the same at every fit of such a model.
+# (Shared and only read; writeable, as numba compiles a read-only array's type anew.)
+_ONE_TERM_PLANS: dict[tuple[int, int, int], tuple] = {}
+_MAX_PLANS = 32
 
 
 class SmallTrailing:
@@ -67,67 +72,22 @@ class SmallTrailing:
         self._update, self._gradient = update, gradient_kernel
         self._information = information_kernel
         k = cp.n_terms
-        m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
-        self.lam_stack = np.zeros((k, max(q), max(q)))
-        # Each term's (levels, q) and the start of its values in the flat layouts
-        # (Python integers: numpy's cumsum on short lists costs more than the
-        # arithmetic), and its part of the flat modes and Zᵀe: (start, stop, levels, q).
-        rows = []
-        self._term_slices = []
-        re_at = diag_at = xz_at = 0
-        for levels, qt in zip(m, q, strict=True):
-            rows.append((levels, qt, diag_at, xz_at, re_at))
-            size = levels * qt
-            self._term_slices.append((re_at, re_at + size, levels, qt))
-            re_at += size
-            diag_at += size * qt
-            xz_at += n_xy * size
-        self.layout = np.array(rows, dtype=np.int64)
-        self.offsets = np.array([0, *factor.offsets[: k - 1]], dtype=np.int64)
-        self.n_re = re_at
         n = factor.n_t
         self.sigma = np.zeros((n, n))
-        if not cp.off:
-            # One term: no pairs (empty arrays of the kernels' shapes, shared).
-            self.off_terms = _NO_PAIR_TERMS
-            self.off_pairs = _NO_PAIR_RANGES
-            self.pair_levels = _NO_PAIR_LEVELS
+        m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
+        self.lam_stack = np.zeros((k, max(q), max(q)))
+        if k == 1:
+            # One term: its column's layout is a function of the sizes only
+            # (column_layout's, made once per shape), and so is all that follows.
+            key = (m[0], q[0], n_xy)
+            plan = _ONE_TERM_PLANS.get(key)
+            if plan is None:
+                if len(_ONE_TERM_PLANS) >= _MAX_PLANS:
+                    _ONE_TERM_PLANS.clear()
+                plan = _ONE_TERM_PLANS[key] = _plan(factor)
         else:
-            keys = list(cp.off)
-            pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
-            data_at = [0, *itertools.accumulate(cp.off[key].data.size for key in keys)]
-            self.off_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
-            self.off_pairs = np.array(
-                [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))],
-                dtype=np.int64,
-            ).reshape(-1, 3)
-            # (rows, cols) of the pairs of all terms, in one (pairs, 2) array.
-            self.pair_levels = np.empty((pair_at[-1], 2), dtype=np.int64)
-            for key, a, b in zip(keys, pair_at[:-1], pair_at[1:], strict=True):
-                self.pair_levels[a:b, 0] = cp.off[key].rows
-                self.pair_levels[a:b, 1] = cp.off[key].cols
-        # Every integer array the kernels read, in one array (numba's dispatch costs
-        # about 0.14 µs per array argument, three kernel calls per evaluation): the
-        # bounds of its 12 segments first (small_kernels.unpack_integers).
-        column = factor.col0
-        segments = [
-            column.level_ptr,
-            column.rows,
-            column.entry_term,
-            column.entry_comp,
-            column.term_q,
-            column.pair_base,
-            column.pair_pos,
-            self.layout.reshape(-1),
-            self.offsets,
-            self.off_terms.reshape(-1),
-            self.off_pairs.reshape(-1),
-            self.pair_levels.reshape(-1),
-        ]
-        bounds = itertools.accumulate(map(len, segments), initial=len(segments) + 1)
-        self.integers = np.concatenate(
-            [np.fromiter(bounds, np.int64, len(segments) + 1), *segments], dtype=np.int64
-        )
+            plan = _plan(factor)
+        self.layout, self.offsets, self.integers, self._term_slices, self.n_re = plan
         # The blocks as the last update read them (flat, contiguous): the gradient
         # and the information at that θ read the same.
         self._read: tuple[np.ndarray, ...] | None = None
@@ -336,3 +296,66 @@ class SmallTrailing:
             column.q0_tag,
         )
         return out
+
+
+def _plan(factor) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, ...]], int]:
+    """What the kernels read of a factor's structure: (each term's (levels, q) and the
+    start of its values in the flat layouts, the terms' first rows in T, every integer
+    array the kernels read in one, each term's (start, stop, levels, q) in the flat
+    modes and Zᵀe, their length)."""
+    cp: CrossProducts = factor.cp
+    k = cp.n_terms
+    m, q, n_xy = cp.n_levels, cp.q, cp.xx.shape[0]
+    # (Python integers: numpy's cumsum on short lists costs more than the arithmetic.)
+    rows = []
+    term_slices = []
+    re_at = diag_at = xz_at = 0
+    for levels, qt in zip(m, q, strict=True):
+        rows.append((levels, qt, diag_at, xz_at, re_at))
+        size = levels * qt
+        term_slices.append((re_at, re_at + size, levels, qt))
+        re_at += size
+        diag_at += size * qt
+        xz_at += n_xy * size
+    layout = np.array(rows, dtype=np.int64)
+    offsets = np.array([0, *factor.offsets[: k - 1]], dtype=np.int64)
+    if not cp.off:
+        # One term: no pairs (empty arrays of the kernels' shapes, shared).
+        off_terms, off_pairs, pair_levels = _NO_PAIR_TERMS, _NO_PAIR_RANGES, _NO_PAIR_LEVELS
+    else:
+        keys = list(cp.off)
+        pair_at = [0, *itertools.accumulate(cp.off[key].n_pairs for key in keys)]
+        data_at = [0, *itertools.accumulate(cp.off[key].data.size for key in keys)]
+        off_terms = np.array(keys, dtype=np.int64).reshape(-1, 2)
+        off_pairs = np.array(
+            [[pair_at[o], pair_at[o + 1], data_at[o]] for o in range(len(keys))],
+            dtype=np.int64,
+        ).reshape(-1, 3)
+        # (rows, cols) of the pairs of all terms, in one (pairs, 2) array.
+        pair_levels = np.empty((pair_at[-1], 2), dtype=np.int64)
+        for key, a, b in zip(keys, pair_at[:-1], pair_at[1:], strict=True):
+            pair_levels[a:b, 0] = cp.off[key].rows
+            pair_levels[a:b, 1] = cp.off[key].cols
+    # Every integer array the kernels read, in one array (numba's dispatch costs
+    # about 0.14 µs per array argument, three kernel calls per evaluation): the
+    # bounds of its 12 segments first (small_kernels.unpack_integers).
+    column = factor.col0
+    segments = [
+        column.level_ptr,
+        column.rows,
+        column.entry_term,
+        column.entry_comp,
+        column.term_q,
+        column.pair_base,
+        column.pair_pos,
+        layout.reshape(-1),
+        offsets,
+        off_terms.reshape(-1),
+        off_pairs.reshape(-1),
+        pair_levels.reshape(-1),
+    ]
+    bounds = itertools.accumulate(map(len, segments), initial=len(segments) + 1)
+    integers = np.concatenate(
+        [np.fromiter(bounds, np.int64, len(segments) + 1), *segments], dtype=np.int64
+    )
+    return layout, offsets, integers, term_slices, re_at
