@@ -16,11 +16,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
 
 import mixedmodels as mm
 from mixedmodels.engine.fit import solution_at, starting_point, theta_scale
 from mixedmodels.engine.gradient import gradient_available
 from mixedmodels.engine.gradient_fit import Evaluator, fit_quasi_newton
+from mixedmodels.engine.optimize import check_stationarity, stationarity_messages
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.skipif(not gradient_available(), reason="needs numba")
@@ -162,3 +164,34 @@ def test_the_workspace_is_where_the_evaluator_says(name):
     _, python = _last_point(problem, False)
     assert python.theta.tolist() == evaluator.theta.tolist()
     assert (evaluator.solved_at(summary.final) is None) == (python.solved_at(summary.final) is None)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_search_checks_an_interior_optimum_as_check_stationarity(name):
+    # Where every coordinate ends inside its bounds the compiled search returns
+    # check_stationarity's max |R⁻ᵀg| (the same LAPACK calls), and the verdict made
+    # of it is check_stationarity's; elsewhere it returns none (NaN).
+    problem = _reference_problem(name)
+    scale = theta_scale(problem)
+    start, _ = starting_point(problem, None, scale)
+    lower = problem.lower_bounds
+    evaluator = Evaluator(problem, scale, problem.workspace())
+    result = evaluator.search(start, lower, None, None, problem.layout.scalar)
+    interior = bool((result.x - lower >= 1e-10).all())
+    assert interior == (result.scaled_gradient == result.scaled_gradient)
+    if not interior:
+        return
+    chol, info = scipy.linalg.lapack.dpotrf(result.hessian, lower=1)
+    step, info = scipy.linalg.lapack.dtrtrs(chol, result.gradient, lower=1, trans=1)
+    assert info == 0
+    assert result.scaled_gradient == float(np.abs(step).max())
+    found = check_stationarity(result.gradient, result.hessian, result.x, lower)[1]
+    assert stationarity_messages(result.scaled_gradient) == found
+    # A large gradient is reported as check_stationarity reports it.
+    steep = result.gradient + 1.0
+    assert check_stationarity(steep, result.hessian, result.x, lower)[1] != []
+    largest = float(np.abs(scipy.linalg.lapack.dtrtrs(chol, steep, lower=1, trans=1)[0]).max())
+    assert (
+        stationarity_messages(largest)
+        == check_stationarity(steep, result.hessian, result.x, lower)[1]
+    )

@@ -184,7 +184,7 @@ class Evaluator:
             theta if returned is None else returned[0],
             0.0 if returned is None else float(returned[1]),
         )
-        n_values, n_gradients, current, logdet = counts.tolist()
+        n_values, n_gradients, current, logdet, scaled = counts.tolist()
         if n_values:
             # The evaluator and its workspace as value() and gradient() leave them.
             self.theta = theta
@@ -208,6 +208,7 @@ class Evaluator:
             status=STATUS[status],
             predicted_decrease=float(predicted),
             held=held,
+            scaled_gradient=scaled,
         )
 
     def solved_at(self, theta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]] | None:

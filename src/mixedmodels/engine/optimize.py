@@ -192,6 +192,18 @@ def check_convergence(
     return not messages, messages, grad
 
 
+def stationarity_messages(largest: float, measure: str = "scaled gradient") -> list[str]:
+    """:func:`check_stationarity`'s message on the largest |R⁻¹g| (or |g|, ``measure``)
+    of the coordinates that move (none where it is within the tolerance); its whole
+    verdict at an interior point where R⁻¹g was usable (the compiled search's)."""
+    if largest > GRADIENT_TOLERANCE:
+        return [
+            f"the optimizer may not have converged: max |{measure}| = {largest:.3g} "
+            f"(tolerance {GRADIENT_TOLERANCE})"
+        ]
+    return []
+
+
 def check_stationarity(
     gradient: np.ndarray,
     hessian: np.ndarray,
@@ -249,13 +261,7 @@ def check_stationarity(
     else:
         scaled = np.abs(g)
         measure = "gradient"
-    messages = []
-    largest = float(scaled.max())
-    if largest > GRADIENT_TOLERANCE:
-        messages.append(
-            f"the optimizer may not have converged: max |{measure}| = {largest:.3g} "
-            f"(tolerance {GRADIENT_TOLERANCE})"
-        )
+    messages = stationarity_messages(float(scaled.max()), measure)
     inward = scaled[pushing_in[moving]] if pushing_in is not None else scaled[:0]
     if inward.size and float(np.max(inward)) > GRADIENT_TOLERANCE:
         messages.append(

@@ -79,6 +79,11 @@ class QuasiNewtonResult:
     predicted_decrease: float
     # Coordinates held on their bound at x.
     held: np.ndarray
+    # max |R⁻ᵀg| (H = RᵀR, the Hessian and gradient above) where every coordinate of x
+    # is at least 1e-10 inside its bound, as optimize.check_stationarity computes it
+    # there: the compiled search's (NaN where not computed, or where the Cholesky
+    # factor or the step is not usable).
+    scaled_gradient: float = math.nan
 
 
 def _difference_hessian(

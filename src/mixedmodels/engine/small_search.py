@@ -46,7 +46,7 @@ from .quasi_newton import (
     STEP_FLOOR,
     compiled_steps,
 )
-from .small_evaluation import compiled_evaluations
+from .small_evaluation import compiled_evaluations, compiled_scaled_gradient
 
 # The floor (in φ) below which gradient_fit moves a logged coordinate in φ again
 # (gradient_fit._LOG_SWITCH), and the step cap of a logged coordinate.
@@ -79,7 +79,7 @@ INFORMATION_UNUSABLE = STATUS[6]
 # it (numba reads a global's value when it compiles the function that calls it).
 _direction = _bfgs_update = _trial_point = _evaluate = _gradient_at = _all_finite = None
 _information_at = _positive_definite = _line_search = None
-_value_in_psi = _gradient_in_psi = _quasi_newton = None
+_value_in_psi = _gradient_in_psi = _quasi_newton = _scaled_gradient = None
 
 
 def value_in_psi_loop(psi, e):  # pragma: no cover - numba
@@ -341,15 +341,18 @@ def search_kernel(
 
     Returns (x, f, g, B, whether B is set, status, iterations, predicted decrease,
     held, counts): counts = [values, gradients, 1 where the last gradient is at the
-    last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed)].
+    last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed),
+    max |R⁻ᵀg| with B = RᵀR where x is at least 1e-10 inside its bounds, as
+    optimize.check_stationarity computes it there (nan where not computed)].
     Status 5: f or ∇f not finite at an information start; 6: its information not
     finite or LAPACK's eigensolver failed (then B is the matrix positive_definite
     was given, in ψ, and g is ∇ψ f); 8: ``stop_on_return`` and back near
     ``returned_x`` with a value near ``returned_f`` (gradient_fit._returned).
     """
     n = start.shape[0]
-    counts = np.zeros(4)
+    counts = np.zeros(5)
     counts[3] = math.nan
+    counts[4] = math.nan
     logged = np.zeros(n, dtype=np.bool_)
     for i in range(n):
         logged[i] = scalar[i] and start[i] - lower[i] > LOG_START and lower[i] == 0
@@ -479,6 +482,20 @@ def search_kernel(
                 for j in range(n):
                     h_phi[i, j] = br[i, j] / (d[i] * d[j])
             br = h_phi
+        # The first-order check of an interior optimum (fit_quasi_newton's, where this
+        # is its result): R⁻ᵀg by the same LAPACK calls.
+        interior = True
+        for i in range(n):
+            if not x[i] - lower[i] >= 1e-10:
+                interior = False
+        if interior and n > 0:
+            step, info = _scaled_gradient(br, gr)
+            if info == 0 and _all_finite(step):
+                largest = abs(step[0])
+                for i in range(1, n):
+                    if abs(step[i]) > largest:
+                        largest = abs(step[i])
+                counts[4] = largest
         return x, fr, gr, br, True, status, iterations, predicted, held, counts
 
 
@@ -508,6 +525,7 @@ def compiled_search():
     if evaluations is None or steps is None:
         return None
     names = globals()
+    names["_scaled_gradient"] = compiled_scaled_gradient()
     names["_direction"], names["_bfgs_update"], names["_trial_point"] = steps
     (
         names["_evaluate"],
