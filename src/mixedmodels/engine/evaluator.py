@@ -20,7 +20,7 @@ from .gradient import ProfiledGradient, Residuals
 from .information import average_information
 from .problem import LinearProblem
 from .quasi_newton import QuasiNewtonResult
-from .small_search import INFORMATION_UNUSABLE, STATUS, compiled_search, mirror_arrays
+from .small_search import INFORMATION_UNUSABLE, STATUS, compiled_search, search_layout
 from .small_trailing import SmallTrailing
 
 # The Hessian argument of the compiled search's information start (not read).
@@ -152,9 +152,14 @@ class Evaluator:
         n = len(start)
         arrays = small.search_arguments(self.theta_index)
         theta = np.empty(n)
-        mirror_ptr, mirror_index = mirror_arrays(problem.layout)
-        # (A writable copy: numba compiles a read-only array's type anew.)
-        scalar = np.zeros(n, dtype=bool) if scalar is None else scalar.copy()
+        mirror_ptr, mirror_index, scalar_terms, no_scalar = search_layout(problem.layout)
+        if scalar is None:
+            scalar = no_scalar
+        elif scalar is not self.scalar:
+            # (A writable copy: numba compiles a read-only array's type anew.)
+            scalar = scalar.copy()
+        else:
+            scalar = scalar_terms
         if hessian is None:
             mode, b0, f0, g0 = 2, _NO_MATRIX, 0.0, theta
         elif initial is None:

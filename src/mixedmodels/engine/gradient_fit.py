@@ -431,9 +431,11 @@ def fit_quasi_newton(
         return None
     n_values, n_gradients = result.n_values, result.n_gradients
     escaped = False
+    # Each coordinate's distance to its bound (as Python floats: numpy's any() costs
+    # more on a few values); x − (−∞) is +∞: a coordinate without one is never near it.
+    gaps = (result.x - lower).tolist()
     for _ in range(max_restarts):
-        # (As Python floats: numpy's any() costs more on a few values.)
-        if not any(gap <= 0.0 for gap in (result.x - lower).tolist()):
+        if not any(gap <= 0.0 for gap in gaps):
             # Nothing on a bound: nothing to probe, nowhere to escape from.
             break
         inside, used = _probe_boundary(evaluator, result, lower)
@@ -458,12 +460,13 @@ def fit_quasi_newton(
         if not again.value < result.value:
             break
         result = again
+        gaps = (result.x - lower).tolist()
     seconds = time.perf_counter() - clock
     # A variance shrinking to zero along the path approaches its bound
     # geometrically; within rounding of it, it is reported on it, as lme4 does.
-    # (x − (−∞) is +∞: a coordinate without a bound is never near it.)
-    near = result.x - lower < 1e-10
-    x = np.where(near, lower, result.x) if any(near.tolist()) else result.x
+    x = result.x
+    if not all(gap >= 1e-10 for gap in gaps):
+        x = np.where(x - lower < 1e-10, lower, x)
     messages: list[str] = []
     ok = result.converged
     if not ok:

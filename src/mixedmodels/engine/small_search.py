@@ -500,10 +500,11 @@ def search_kernel(
 
 
 @functools.lru_cache(maxsize=64)
-def mirror_arrays(layout: ThetaLayout) -> tuple[np.ndarray, np.ndarray]:
-    """The layout's mirrors as the compiled search reads them: for each θ, its range in
-    the second array, which lists the θ below it in its column of λ (none where it
-    is not a diagonal element with a column below)."""
+def search_layout(layout: ThetaLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The layout as the compiled search reads it: the mirrors (for each θ, its range in
+    the second array, which lists the θ below it in its column of λ; none where it
+    is not a diagonal element with a column below), the θ of scalar terms, and no θ
+    (writeable arrays, only read: numba compiles a read-only array's type anew)."""
     n = len(layout.lower)
     pointers = np.zeros(n + 1, dtype=np.int64)
     index = []
@@ -512,7 +513,12 @@ def mirror_arrays(layout: ThetaLayout) -> tuple[np.ndarray, np.ndarray]:
         if below is not None:
             index.extend(int(j) for j in below)
         pointers[i + 1] = len(index)
-    return pointers, np.array(index, dtype=np.int64)
+    return (
+        pointers,
+        np.array(index, dtype=np.int64),
+        layout.scalar.copy(),
+        np.zeros(n, dtype=bool),
+    )
 
 
 @functools.cache
