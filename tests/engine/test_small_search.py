@@ -195,3 +195,20 @@ def test_the_search_checks_an_interior_optimum_as_check_stationarity(name):
         stationarity_messages(largest)
         == check_stationarity(steep, result.hessian, result.x, lower)[1]
     )
+
+
+def test_the_compiled_lapack_calls_leave_their_arguments():
+    # LAPACK writes into its matrix: a 1×1 (C and Fortran at once) must be copied too.
+    from mixedmodels.engine.small_evaluation import compiled_scaled_gradient
+
+    for n in (1, 2, 3):
+        h = np.eye(n) * 4.0 + 0.5
+        g = np.arange(1.0, n + 1)
+        kept_h, kept_g = h.copy(), g.copy()
+        step, info = compiled_scaled_gradient()(h, g)
+        chol, _ = scipy.linalg.lapack.dpotrf(h, lower=1)
+        expected, _ = scipy.linalg.lapack.dtrtrs(chol, g, lower=1, trans=1)
+        assert info == 0
+        np.testing.assert_array_equal(step, expected)
+        np.testing.assert_array_equal(h, kept_h)
+        np.testing.assert_array_equal(g, kept_g)

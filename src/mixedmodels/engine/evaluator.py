@@ -167,7 +167,7 @@ class Evaluator:
         else:
             b0 = np.ascontiguousarray(hessian, dtype=np.float64)
             mode, f0, g0 = 1, float(initial[0]), np.ascontiguousarray(initial[1], dtype=np.float64)
-        x, f, g, b, has_b, status, iterations, predicted, held, counts = kernel(
+        x, f, g, b, has_b, status, iterations, predicted, held, counts, rx = kernel(
             arrays,
             (small.n_re_trailing, p, int(cp.n_obs), float(cp.sum_log_weights), reml),
             small.n_re_trailing + (p if reml else 0),
@@ -189,7 +189,7 @@ class Evaluator:
             theta if returned is None else returned[0],
             0.0 if returned is None else float(returned[1]),
         )
-        n_values, n_gradients, current, logdet, scaled = counts.tolist()
+        n_values, n_gradients, current, logdet, scaled, *parts = counts.tolist()
         if n_values:
             # The evaluator and its workspace as value() and gradient() leave them.
             self.theta = theta
@@ -197,7 +197,13 @@ class Evaluator:
             ok = not math.isnan(logdet)
             l00 = arrays[5]
             small.record_search(l00 if ok else None, lambdas)
-            self.workspace.record_update(l00, logdet, lambdas if ok else None)
+            self.workspace.record_update(
+                l00,
+                logdet,
+                lambdas if ok else None,
+                None if math.isnan(parts[0]) else tuple(parts),
+                rx if rx.size else None,
+            )
             self._residuals = (
                 Residuals(*small.residuals(arrays[15], arrays[16], arrays[17])) if current else None
             )

@@ -165,6 +165,9 @@ class BlockedCholesky:
         self.updated_with: list[list[list[float]]] | None = None
         # The compiled path of a small dense T: None until decided, False when not used.
         self._small: SmallTrailing | bool | None = None if small else False
+        # (profiled_parts, R_X⁻¹ or None) of the current factor as a compiled caller
+        # read them (record_update), until the next update; R_X⁻¹ handed out once.
+        self._read_off: tuple[tuple[float, float, float], np.ndarray | None] | None = None
 
     def trailing_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Where T's entries (rows, cols) are stored: flat indices into the dense T (as
@@ -291,6 +294,7 @@ class BlockedCholesky:
         """Refactor for new relative covariance factors; False if not positive definite."""
         cp = self.cp
         self.updated_with = None
+        self._read_off = None
         # small_path() without its call once decided (False: no compiled path).
         small = self._small
         if small is None:
@@ -325,16 +329,26 @@ class BlockedCholesky:
         return ok
 
     def record_update(
-        self, l00: np.ndarray, half_logdet0: float, lambdas: list[np.ndarray] | None
+        self,
+        l00: np.ndarray,
+        half_logdet0: float,
+        lambdas: list[np.ndarray] | None,
+        parts: tuple[float, float, float] | None = None,
+        rx_inverse: np.ndarray | None = None,
     ) -> None:
         """What :meth:`update` leaves, after a compiled caller updated T and the first
         term's column in place on the small path (:mod:`~mixedmodels.engine.small_search`):
-        an update at ``lambdas`` with this L₀₀ and Σ log diag L₀₀, or a failed one (None)."""
+        an update at ``lambdas`` with this L₀₀ and Σ log diag L₀₀, or a failed one (None);
+        ``parts`` and ``rx_inverse``: :meth:`profiled_parts` and :meth:`inverse_rx` of
+        this factor as the caller read them (the same numbers), until the next update."""
+        self._read_off = None
         if lambdas is None:
             self.updated_with = None
             return
         self.L00, self._half_logdet0 = l00, half_logdet0
         self.updated_with = [lam.tolist() for lam in lambdas]
+        if parts is not None:
+            self._read_off = (parts, rx_inverse)
 
     def is_current(self, lambdas: list[np.ndarray]) -> bool:
         """Whether the last update succeeded with exactly these λ (and the
@@ -387,6 +401,8 @@ class BlockedCholesky:
     def profiled_parts(self) -> tuple[float, float, float]:
         """(log|ΛᵀZᵀZΛ + I|, log|R_XᵀR_X|, r²) from one read of the diagonal (the
         three pieces of the profiled criteria; see :meth:`logdet_theta`)."""
+        if self._read_off is not None:
+            return self._read_off[0]
         r = self.n_re_trailing
         p = self.n_xy - 1
         diagonal = self._diagonal()
@@ -526,6 +542,11 @@ class BlockedCholesky:
         if not p:
             # No fixed effects (y ~ 0 + (1 | g)): LAPACK refuses an empty matrix.
             return np.zeros((0, 0))
+        read_off = self._read_off
+        if read_off is not None and read_off[1] is not None:
+            # The compiled search's (the same LAPACK call): the caller's, once.
+            self._read_off = (read_off[0], None)
+            return read_off[1]
         # LAPACK's triangular inverse: a triangular solve against I (BLAS trsm)
         # took milliseconds for a 2×2 R_X when OpenBLAS runs on several threads.
         # dtrtri reads the lower triangle only: a dense T's block as it is.

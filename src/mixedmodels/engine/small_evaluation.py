@@ -37,7 +37,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 # The compiled loops called here: set by compiled_evaluations() before it compiles
 # the loops that call them (numba reads a global's value when it compiles a caller).
-_update = _gradient = _information = _criterion = _dsyev = _dpotrf = _dtrtrs = None
+_update = _gradient = _information = _criterion = _dsyev = _dpotrf = _dtrtrs = _dtrtri = None
 
 
 def criterion_loop(t, logdet0, r, n_fixed, n_obs, sum_log_weights, reml):  # pragma: no cover
@@ -174,7 +174,10 @@ def scaled_gradient_loop(h, g):  # pragma: no cover - numba
     """(R⁻ᵀg, LAPACK's info) with H = RᵀR: optimize.check_stationarity's dpotrf (lower)
     and dtrtrs (transposed), the routines scipy's wrappers call, on copies."""
     n = h.shape[0]
-    a = np.asfortranarray(h)
+    # (A Fortran-order copy: np.asfortranarray would return h itself where it is also
+    # Fortran-contiguous, 1×1, and LAPACK writes into it.)
+    a = np.empty((n, n)).T
+    a[:, :] = h
     b = g.copy()
     ints = np.array([n, n, 1, n, 0], dtype=np.int32)
     chars = np.array([76, 84, 78], dtype=np.int8)  # uplo "L", trans "T", diag "N"
@@ -186,6 +189,43 @@ def scaled_gradient_loop(h, g):  # pragma: no cover - numba
         a.ctypes, ints[1:].ctypes, b.ctypes, ints[3:].ctypes, ints[4:].ctypes,
     )  # fmt: skip
     return b, ints[4]
+
+
+def factor_parts_loop(t, logdet0, r, counts):  # pragma: no cover - numba
+    """What the solution reads off T's factor after its last update, as
+    BlockedCholesky.profiled_parts and inverse_rx read it: (log|ΛᵀZᵀZΛ + I|,
+    log|R_XᵀR_X|, r²) into ``counts[5:8]`` (the same sums in the same order), and
+    R_X⁻¹ returned (Fortran order, LAPACK's dtrtri as scipy's wrapper calls it,
+    cleared above its diagonal; empty where p = 0 or dtrtri fails)."""
+    n = t.shape[0]
+    p = n - r - 1
+    s = 0.0
+    for i in range(r):
+        s += math.log(t[i, i])
+    sx = 0.0
+    for i in range(r, r + p):
+        sx += math.log(t[i, i])
+    counts[5] = 2.0 * (logdet0 + s)
+    counts[6] = 2.0 * sx
+    counts[7] = t[n - 1, n - 1] * t[n - 1, n - 1]
+    none = np.empty((0, 0)).T
+    if p == 0:
+        return none
+    # (A Fortran-order copy, never a view of T: see scaled_gradient_loop.)
+    a = np.empty((p, p)).T
+    a[:, :] = t[r : r + p, r : r + p]
+    ints = np.array([p, p, 0], dtype=np.int32)
+    chars = np.array([76, 78], dtype=np.int8)  # uplo "L", diag "N"
+    _dtrtri(
+        chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, a.ctypes, ints[1:].ctypes,
+        ints[2:].ctypes,
+    )  # fmt: skip
+    if ints[2] != 0:
+        return none
+    for i in range(p):
+        for j in range(i + 1, p):
+            a[i, j] = 0.0
+    return a
 
 
 def _lapack(name: str, *pointers: str):
@@ -217,6 +257,17 @@ def compiled_scaled_gradient():
     names["_dpotrf"] = _lapack("dpotrf", *"cidii")
     names["_dtrtrs"] = _lapack("dtrtrs", *"ccciididii")
     return compiled(scaled_gradient_loop)
+
+
+@functools.cache
+def compiled_factor_parts():
+    """:func:`factor_parts_loop` compiled, or None without numba."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - exercised where numba is absent
+        return None
+    globals()["_dtrtri"] = _lapack("dtrtri", *"ccidii")
+    return compiled(factor_parts_loop)
 
 
 @functools.cache

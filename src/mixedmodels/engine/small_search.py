@@ -46,7 +46,11 @@ from .quasi_newton import (
     STEP_FLOOR,
     compiled_steps,
 )
-from .small_evaluation import compiled_evaluations, compiled_scaled_gradient
+from .small_evaluation import (
+    compiled_evaluations,
+    compiled_factor_parts,
+    compiled_scaled_gradient,
+)
 
 # The floor (in φ) below which gradient_fit moves a logged coordinate in φ again
 # (gradient_fit._LOG_SWITCH), and the step cap of a logged coordinate.
@@ -79,7 +83,7 @@ INFORMATION_UNUSABLE = STATUS[6]
 # it (numba reads a global's value when it compiles the function that calls it).
 _direction = _bfgs_update = _trial_point = _evaluate = _gradient_at = _all_finite = None
 _information_at = _positive_definite = _line_search = None
-_value_in_psi = _gradient_in_psi = _quasi_newton = _scaled_gradient = None
+_value_in_psi = _gradient_in_psi = _quasi_newton = _scaled_gradient = _factor_parts = None
 
 
 def value_in_psi_loop(psi, e):  # pragma: no cover - numba
@@ -340,19 +344,23 @@ def search_kernel(
     gradient_fit._information_start).
 
     Returns (x, f, g, B, whether B is set, status, iterations, predicted decrease,
-    held, counts): counts = [values, gradients, 1 where the last gradient is at the
+    held, counts, R_X⁻¹): counts = [values, gradients, 1 where the last gradient is at the
     last point evaluated, the last update's Σ log diag L₀₀ (nan where it failed),
     max |R⁻ᵀg| with B = RᵀR where x is at least 1e-10 inside its bounds, as
-    optimize.check_stationarity computes it there (nan where not computed)].
+    optimize.check_stationarity computes it there (nan where not computed), the
+    profiled criterion's three parts read off the last update's factor
+    (small_evaluation.factor_parts_loop; nan where not computed)], and R_X⁻¹ there
+    (Fortran order; empty where not computed).
     Status 5: f or ∇f not finite at an information start; 6: its information not
     finite or LAPACK's eigensolver failed (then B is the matrix positive_definite
     was given, in ψ, and g is ∇ψ f); 8: ``stop_on_return`` and back near
     ``returned_x`` with a value near ``returned_f`` (gradient_fit._returned).
     """
     n = start.shape[0]
-    counts = np.zeros(5)
-    counts[3] = math.nan
-    counts[4] = math.nan
+    counts = np.full(8, math.nan)
+    counts[0:3] = 0.0
+    # R_X⁻¹ where it is not computed.
+    none = np.empty((0, 0)).T
     logged = np.zeros(n, dtype=np.bool_)
     for i in range(n):
         logged[i] = scalar[i] and start[i] - lower[i] > LOG_START and lower[i] == 0
@@ -384,12 +392,12 @@ def search_kernel(
         f, logdet = _evaluate(start, scale, theta, k, c)
         counts[3] = logdet
         if not math.isfinite(f):
-            return start, math.inf, g, b_start, False, 5, 0, math.inf, held, counts
+            return start, math.inf, g, b_start, False, 5, 0, math.inf, held, counts, none
         counts[1] += 1
         g = _gradient_at(scale, k, n_s, dof)
         counts[2] = 1
         if not _all_finite(g):
-            return start, math.inf, g, b_start, False, 5, 0, math.inf, held, counts
+            return start, math.inf, g, b_start, False, 5, 0, math.inf, held, counts, none
         h = _information_at(scale, k, c)
         if any_logged:
             # ∂²f/∂ψ² = φ² ∂²f/∂φ² + φ ∂f/∂φ on the logged coordinates.
@@ -402,7 +410,7 @@ def search_kernel(
                 g[i] = g[i] * d[i]
         b, ok = _positive_definite(h)
         if not ok:
-            return start, f, g, h, False, 6, 0, math.inf, held, counts
+            return start, f, g, h, False, 6, 0, math.inf, held, counts, none
     elif mode == 1:
         b = b_start.copy()
     else:
@@ -496,7 +504,11 @@ def search_kernel(
                     if abs(step[i]) > largest:
                         largest = abs(step[i])
                 counts[4] = largest
-        return x, fr, gr, br, True, status, iterations, predicted, held, counts
+        # What the solution reads off the factor at the last point evaluated.
+        rx = none
+        if not math.isnan(counts[3]):
+            rx = _factor_parts(k[7], counts[3], c[0], counts)
+        return x, fr, gr, br, True, status, iterations, predicted, held, counts, rx
 
 
 @functools.lru_cache(maxsize=64)
@@ -532,6 +544,7 @@ def compiled_search():
         return None
     names = globals()
     names["_scaled_gradient"] = compiled_scaled_gradient()
+    names["_factor_parts"] = compiled_factor_parts()
     names["_direction"], names["_bfgs_update"], names["_trial_point"] = steps
     (
         names["_evaluate"],
