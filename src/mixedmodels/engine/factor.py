@@ -435,6 +435,8 @@ class BlockedCholesky:
 
     def pwrss(self) -> float:
         """Penalised weighted residual sum of squares r²."""
+        if self._read_off is not None:
+            return self._read_off[0][2]
         return float(self._diagonal()[-1] ** 2)
 
     def fixed_effects(self) -> np.ndarray:
