@@ -220,10 +220,17 @@ def cross_products(
         y = np.ascontiguousarray(y, dtype=np.float64)
         rows = _RowStructure.of(codes, z, n_levels, len(y), x.shape[1] + 1)
         buffer = rows.sum_blocks(kernel, x, y, _row_weights(weights, len(y)))
-        return _assemble_laid_out(
-            rows.layout, (*rows.blocks(buffer), _gram(x, y, weights)), len(y), weights, beta_offset
-        )
-    return _assemble(z, n_levels, blocks, len(y), weights, beta_offset)
+        layout = rows.layout
+        blocks = (*rows.blocks(buffer), _gram(x, y, weights))
+        return _assemble(layout.n_levels, layout.q, blocks, len(y), weights, beta_offset)
+    return _assemble(
+        tuple(int(m) for m in n_levels),
+        tuple(zi.shape[1] for zi in z),
+        blocks,
+        len(y),
+        weights,
+        beta_offset,
+    )
 
 
 def residual_cross_products(
@@ -291,8 +298,8 @@ def residual_cross_products(
         residual = np.empty(n)
         dense(x, y, w, weighted, beta0, False, residual, gram, CONDITION_LIMIT)
         buffer = rows.sum_blocks(kernel, x, residual, w)
-    return _assemble_laid_out(
-        layout, (*rows.blocks(buffer), gram), n, weights, beta0 if p else None
+    return _assemble(
+        layout.n_levels, layout.q, (*rows.blocks(buffer), gram), n, weights, beta0 if p else None
     )
 
 
@@ -310,8 +317,8 @@ def _row_weights(weights: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def _assemble(
-    z: Sequence[np.ndarray],
-    n_levels: Sequence[int],
+    n_levels: tuple[int, ...],
+    q: tuple[int, ...],
     blocks: _Blocks,
     n_obs: int,
     weights: np.ndarray | None,
@@ -319,30 +326,8 @@ def _assemble(
 ) -> CrossProducts:
     diag, off, xz, xx = blocks
     return CrossProducts(
-        n_levels=tuple(int(m) for m in n_levels),
-        q=tuple(zi.shape[1] for zi in z),
-        diag=diag,
-        off=off,
-        xz=xz,
-        xx=xx,
-        n_obs=n_obs,
-        sum_log_weights=0.0 if weights is None else float(np.sum(np.log(weights))),
-        beta_offset=beta_offset,
-    )
-
-
-def _assemble_laid_out(
-    layout: _Layout,
-    blocks: _Blocks,
-    n_obs: int,
-    weights: np.ndarray | None,
-    beta_offset: np.ndarray | None,
-) -> CrossProducts:
-    """:func:`_assemble` with the structure's tuples from its layout."""
-    diag, off, xz, xx = blocks
-    return CrossProducts(
-        n_levels=layout.n_levels,
-        q=layout.q,
+        n_levels=n_levels,
+        q=q,
         diag=diag,
         off=off,
         xz=xz,
