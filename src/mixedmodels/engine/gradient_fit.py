@@ -38,19 +38,6 @@ from .smallmatrix import all_finite
 # of the objective (it is even in a scalar term's θ), minimum or not.
 _PROBE_STEP = 1e-2
 _PROBE_SLOPE = 1e-4
-# The restart from the escape point stops once back near the point the fit
-# ended on: every coordinate within _RETURN_STEP of it (relative, at least
-# absolute), its value within _RETURN_GAP.
-_RETURN_STEP = RETURN_STEP
-_RETURN_GAP = RETURN_GAP
-# Diagonal elements of λ are moved on a log scale while they stay above
-# _LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
-# variance away from zero (fewer steps), and a coordinate heading for its bound
-# goes back to θ itself, where the bound can be reached and checked.
-_LOG_SWITCH = LOG_SWITCH
-# ... from a start above this (a start lifted off its bound, see
-# start.start_steps, stays on θ).
-_LOG_START = LOG_START
 
 
 def _exp(a: np.ndarray) -> np.ndarray:
@@ -106,17 +93,17 @@ def _escape_point(x: np.ndarray, start: np.ndarray, lower: np.ndarray) -> np.nda
 
 def _returned(result: QuasiNewtonResult):
     """stop(x, f) for the restart from the escape point: True once it is back near
-    ``result.x`` (every coordinate within _RETURN_STEP, relative to its size
-    but at least absolute) with a value within _RETURN_GAP of ``result``'s.
+    ``result.x`` (every coordinate within RETURN_STEP, relative to its size
+    but at least absolute) with a value within RETURN_GAP of ``result``'s.
 
     From there the restart would converge to the same point again, at full
     cost (on issue 18's reproducer 30 more evaluations); a restart that finds
     a lower region elsewhere is not stopped.
     """
-    near = _RETURN_STEP * np.maximum(np.abs(result.x), 1.0)
+    near = RETURN_STEP * np.maximum(np.abs(result.x), 1.0)
 
     def returned(x: np.ndarray, f: float) -> bool:
-        return bool(abs(f - result.value) <= _RETURN_GAP and (np.abs(x - result.x) <= near).all())
+        return bool(abs(f - result.value) <= RETURN_GAP and (np.abs(x - result.x) <= near).all())
 
     return returned
 
@@ -161,7 +148,7 @@ def _minimize(
     scalar: np.ndarray,
     hessian: np.ndarray | str,
 ) -> QuasiNewtonResult:
-    """The quasi-Newton method in ψ (log φ for the θ of scalar terms above _LOG_SWITCH,
+    """The quasi-Newton method in ψ (log φ for the θ of scalar terms above LOG_SWITCH,
     φ for the others), the result in φ; ``hessian`` an array in φ, "information"
     (the average information at the start) or "differences"."""
     initial = None
@@ -173,7 +160,7 @@ def _minimize(
         found = evaluator.search(start, lower, None if information else hessian, None, scalar)
         if found is not None and found.status not in (INFORMATION_UNUSABLE, NOT_FINITE_AT_START):
             return found
-    logged = scalar & (start - lower > _LOG_START) & (lower == 0)
+    logged = scalar & (start - lower > LOG_START) & (lower == 0)
     if found is not None:
         if found.status == INFORMATION_UNUSABLE:
             # What _information_start does with an information that is not finite
@@ -229,8 +216,8 @@ def _minimize_from(
     # for zero, where θ itself converges much faster: it goes back to θ.
     # (As Python booleans: numpy's any() and all() cost more on a few values.)
     if any(logged.tolist()):
-        # (At least _LOG_SWITCH > 0, or NaN: no division by zero to silence.)
-        floor = _log(np.maximum(_LOG_SWITCH, 0.25 * start))
+        # (At least LOG_SWITCH > 0, or NaN: no division by zero to silence.)
+        floor = _log(np.maximum(LOG_SWITCH, 0.25 * start))
     x = start
     while True:
         fixed = logged.copy()

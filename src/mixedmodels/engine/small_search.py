@@ -52,14 +52,17 @@ from .small_evaluation import (
     compiled_scaled_gradient,
 )
 
-# The floor (in φ) below which gradient_fit moves a logged coordinate in φ again
-# (gradient_fit._LOG_SWITCH), and the step cap of a logged coordinate.
+# Diagonal elements of λ are moved on a log scale while they stay above
+# LOG_SWITCH (in φ): the criterion is much closer to quadratic in log θ for a
+# variance away from zero (fewer steps), and a coordinate heading for its bound
+# goes back to θ itself, where the bound can be reached and checked ...
 LOG_SWITCH = 0.01
-# ... from a start more than this above it (gradient_fit._LOG_START).
+# ... from a start above LOG_START (a start lifted off its bound, see
+# start.start_steps, stays on θ).  (gradient_fit's Python loop reads the same.)
 LOG_START = 0.1
-# A restart from an escape point stops once back within RETURN_STEP of the point it
-# escaped from (relative, at least absolute), its value within RETURN_GAP
-# (gradient_fit._returned).
+# The restart from an escape point stops once back near the point the fit ended
+# on: every coordinate within RETURN_STEP of it (relative, at least absolute),
+# its value within RETURN_GAP (gradient_fit._returned).
 RETURN_STEP = 1e-2
 RETURN_GAP = 1e-3
 _LOG_TWO = math.log(2.0)
