@@ -19,7 +19,7 @@ from .factor import BlockedCholesky
 from .gradient import ProfiledGradient, Residuals
 from .information import average_information
 from .problem import LinearProblem
-from .quasi_newton import QuasiNewtonResult
+from .quasi_newton import MAX_ITERATIONS, TOLERANCE, QuasiNewtonResult
 from .small_search import INFORMATION_UNUSABLE, STATUS, compiled_search, search_layout
 from .small_trailing import SmallTrailing
 
@@ -183,8 +183,8 @@ class Evaluator:
             f0,
             g0,
             mode,
-            1e-10,
-            500,
+            TOLERANCE,
+            MAX_ITERATIONS,
             returned is not None,
             theta if returned is None else returned[0],
             0.0 if returned is None else float(returned[1]),

@@ -60,6 +60,10 @@ NOISE = 1e-14
 STEP_FLOOR = 0.1
 # Backtracking steps before a line search gives up.
 MAX_BACKTRACKS = 40
+# The fit's absolute tolerance on the objective (deviance units) and its
+# iterations (minimize_quasi_newton's defaults; the compiled search's too).
+TOLERANCE = 1e-10
+MAX_ITERATIONS = 500
 
 
 @dataclass
@@ -399,8 +403,8 @@ def minimize_quasi_newton(
     start: np.ndarray,
     lower: np.ndarray,
     *,
-    tolerance: float = 1e-10,
-    max_iterations: int = 500,
+    tolerance: float = TOLERANCE,
+    max_iterations: int = MAX_ITERATIONS,
     hessian: np.ndarray | str | None = "differences",
     mirrors: dict[int, np.ndarray] | None = None,
     stop: Callable[[np.ndarray, float], bool] | None = None,
