@@ -235,6 +235,8 @@ class LaplaceGradient:
         # factor's pattern does not change).
         ptr = factor.col0.level_ptr
         self._scratch = np.empty(int(np.max(np.diff(ptr))) if len(ptr) > 1 else 0)
+        # (λs, their packed array) of the last read-only λs given to packed().
+        self._last_packed: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None
         # Which (term, i, j) each θ is: column-major lower triangle per term.
         self.theta_index = [
             (t, int(i), int(j))
@@ -243,9 +245,23 @@ class LaplaceGradient:
         ]
 
     def packed(self, lambdas: list[np.ndarray]) -> np.ndarray:
+        """The terms' λ as one (terms, q, q) array (the row kernels read it, never write).
+
+        Kept for the last λs when they are read-only (the problem's, handed out again
+        at the same θ): a Hessian's β columns and an evaluation's gradient ask again.
+        """
+        last = self._last_packed
+        if (
+            last is not None
+            and len(last[0]) == len(lambdas)
+            and all(a is b for a, b in zip(last[0], lambdas, strict=True))
+        ):
+            return last[1]
         out = np.zeros((len(lambdas), self.q_max, self.q_max))
         for t, lam in enumerate(lambdas):
             out[t, : lam.shape[0], : lam.shape[1]] = lam
+        if not any(lam.flags.writeable for lam in lambdas):
+            self._last_packed = (tuple(lambdas), out)
         return out
 
     def _solve(self, rhs: np.ndarray) -> np.ndarray:
