@@ -141,19 +141,28 @@ class SmallTrailing:
 
     def update(self, lambdas: list[np.ndarray]) -> tuple[np.ndarray, float] | None:
         """Refactor at these λ: (L₀₀, Σ log diag L₀₀), or None if not positive definite."""
-        cp = self.cp
         self._fill(lambdas)
+        arguments = self._update_arguments()
+        logdet = self._update(*arguments)
+        if math.isnan(logdet):
+            return None
+        self.l00 = l00 = arguments[5]
+        return l00, logdet
+
+    def _update_arguments(self) -> tuple:
+        """update_kernel's arguments, with a new L₀₀ and the blocks read now (kept as
+        the blocks the last update read)."""
+        cp = self.cp
         column = self.column
-        l00 = np.empty(cp.diag[0].shape)
         self._read = blocks = self._blocks()
         diag, xz, data, xz0, xx = blocks
-        logdet = self._update(
+        return (
             self.lam_stack,
             cp.diag[0],
             self.integers,
             column.raw,
             xz0,
-            l00,
+            np.empty(cp.diag[0].shape),
             column.values,
             self.T,
             diag,
@@ -162,10 +171,6 @@ class SmallTrailing:
             data,
             column.q0_tag,
         )
-        if math.isnan(logdet):
-            return None
-        self.l00 = l00
-        return l00, logdet
 
     def gradient(
         self, lambdas: list[np.ndarray], theta_index: np.ndarray, reml: bool
@@ -228,24 +233,8 @@ class SmallTrailing:
         """The arrays :func:`~mixedmodels.engine.small_search.search_kernel` evaluates on
         (the update's, then θ's index, Σ and the gradient's outputs), with a new L₀₀
         and new outputs; the blocks read now (see :meth:`record_search`)."""
-        cp = self.cp
-        column = self.column
-        self._read = blocks = self._blocks()
-        diag, xz, data, xz0, xx = blocks
         return (
-            self.lam_stack,
-            cp.diag[0],
-            self.integers,
-            column.raw,
-            xz0,
-            np.empty(cp.diag[0].shape),
-            column.values,
-            self.T,
-            diag,
-            xz,
-            xx,
-            data,
-            column.q0_tag,
+            *self._update_arguments(),
             theta_index,
             self.sigma,
             np.zeros(self.n_t),
